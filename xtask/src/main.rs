@@ -1,0 +1,42 @@
+//! The project's commands: `cargo xtask <command>`.
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `demo` | the main job: a scenario of fair clients and a flood through gate-core |
+//! | `ci` | every check and test (what CI runs) |
+//! | `driver` | builds gate.sys (and gate.pdb) for x86_64-pc-windows-msvc |
+//!
+//! Each command lives in its own module; `deps` installs the Debian packages
+//! a command needs (when root) or names exactly what is missing.
+
+mod ci;
+mod deps;
+mod demo;
+mod driver;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "The gate project's commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo: fair clients and a flood through the gate, against the model.
+    Demo(demo::Args),
+    /// Run every check and test (rustfmt, clippy, tests, driver image checks).
+    Ci(ci::Args),
+    /// Build the Windows kernel driver gate.sys.
+    Driver(driver::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Demo(a) => demo::run(a),
+        Command::Ci(a) => ci::run(a),
+        Command::Driver(a) => driver::run(a),
+    }
+}
