@@ -1,1 +1,4 @@
-//! gate-ksys
+//! gate-ksys: raw bindings to the Windows kernel and WSK surface the gate uses.
+#![no_std]
+
+pub mod etw;

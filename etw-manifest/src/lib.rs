@@ -1,0 +1,1 @@
+//! Checks of the instrumentation manifest against the driver events.

@@ -1,0 +1,1 @@
+//! Raw ETW types and routine signatures.

@@ -1,0 +1,1 @@
+//! ETW (TraceLogging) events of the gate: one definition per event.
