@@ -1,0 +1,145 @@
+//! The functions gate-driver imports, by module.
+//!
+//! Windows targets link them from ntoskrnl.exe and netio.sys with raw-dylib
+//! (no import library needed). Other targets leave them unresolved here;
+//! gate-usersim defines each with `#[no_mangle]` and the same signature.
+//! Routines that older Windows or Wine lack (ExAllocatePool2, the precise
+//! interrupt-time query, the Etw* family) are not imported at all: the driver
+//! resolves them with MmGetSystemRoutineAddress, so a missing one never stops
+//! the image from loading.
+//!
+//! DbgPrintEx is C-variadic; it is declared here with exactly the one `%s`
+//! argument the driver passes. On x64 Windows integer and pointer arguments
+//! of a variadic call travel exactly as in a fixed-arity call, so this is
+//! ABI-identical for that use, and the simulation can define it in stable
+//! Rust.
+
+use crate::io::IRP;
+use crate::ke::*;
+use crate::types::*;
+use crate::wsk::{WSK_CLIENT_NPI, WSK_PROVIDER_NPI, WSK_REGISTRATION};
+use core::ffi::c_void;
+
+#[cfg_attr(
+    windows,
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+extern "system" {
+    // ---- pool ----
+    pub fn ExAllocatePoolWithTag(pool_type: i32, bytes: SIZE_T, tag: u32) -> *mut c_void;
+    pub fn ExFreePoolWithTag(p: *mut c_void, tag: u32);
+    pub fn MmGetSystemRoutineAddress(name: *mut UNICODE_STRING) -> *mut c_void;
+
+    // ---- failure and debug output ----
+    pub fn KeBugCheckEx(code: u32, p1: ULONG_PTR, p2: ULONG_PTR, p3: ULONG_PTR, p4: ULONG_PTR)
+        -> !;
+
+    // ---- spin locks ----
+    pub fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSPIN_LOCK) -> KIRQL;
+    pub fn KeReleaseSpinLock(lock: *mut KSPIN_LOCK, new_irql: KIRQL);
+
+    // ---- events and waits ----
+    pub fn KeInitializeEvent(event: *mut KEVENT, kind: EVENT_TYPE, state: BOOLEAN);
+    pub fn KeSetEvent(event: *mut KEVENT, increment: KPRIORITY, wait: BOOLEAN) -> i32;
+    pub fn KeClearEvent(event: *mut KEVENT);
+    pub fn KeWaitForSingleObject(
+        object: *mut c_void,
+        reason: KWAIT_REASON,
+        mode: KPROCESSOR_MODE,
+        alertable: BOOLEAN,
+        timeout: *const i64,
+    ) -> NTSTATUS;
+    pub fn KeWaitForMultipleObjects(
+        count: u32,
+        objects: *const *mut c_void,
+        wait_type: WAIT_TYPE,
+        reason: KWAIT_REASON,
+        mode: KPROCESSOR_MODE,
+        alertable: BOOLEAN,
+        timeout: *const i64,
+        wait_blocks: *mut c_void,
+    ) -> NTSTATUS;
+    pub fn KeDelayExecutionThread(
+        mode: KPROCESSOR_MODE,
+        alertable: BOOLEAN,
+        interval: *const i64,
+    ) -> NTSTATUS;
+
+    // ---- timers and DPCs ----
+    pub fn KeInitializeTimerEx(timer: *mut KTIMER, kind: TIMER_TYPE);
+    pub fn KeSetTimerEx(
+        timer: *mut KTIMER,
+        due_time: i64,
+        period_ms: i32,
+        dpc: *mut KDPC,
+    ) -> BOOLEAN;
+    pub fn KeCancelTimer(timer: *mut KTIMER) -> BOOLEAN;
+    pub fn KeInitializeDpc(dpc: *mut KDPC, routine: KDEFERRED_ROUTINE, context: *mut c_void);
+    pub fn KeFlushQueuedDpcs();
+
+    // ---- system threads and objects ----
+    pub fn PsCreateSystemThread(
+        thread: *mut HANDLE,
+        access: u32,
+        attributes: *mut OBJECT_ATTRIBUTES,
+        process: HANDLE,
+        client_id: *mut c_void,
+        start: KSTART_ROUTINE,
+        context: *mut c_void,
+    ) -> NTSTATUS;
+    pub fn PsTerminateSystemThread(status: NTSTATUS) -> NTSTATUS;
+    pub fn ObReferenceObjectByHandle(
+        handle: HANDLE,
+        access: u32,
+        object_type: *mut c_void,
+        mode: KPROCESSOR_MODE,
+        object: *mut *mut c_void,
+        info: *mut c_void,
+    ) -> NTSTATUS;
+    pub fn ObfDereferenceObject(object: *mut c_void) -> isize;
+    pub fn ZwClose(handle: HANDLE) -> NTSTATUS;
+
+    // ---- registry ----
+    pub fn ZwOpenKey(key: *mut HANDLE, access: u32, attributes: *mut OBJECT_ATTRIBUTES)
+        -> NTSTATUS;
+    pub fn ZwQueryValueKey(
+        key: HANDLE,
+        name: *mut UNICODE_STRING,
+        class: i32,
+        info: *mut c_void,
+        length: u32,
+        result_length: *mut u32,
+    ) -> NTSTATUS;
+
+    // ---- IRPs ----
+    pub fn IoAllocateIrp(stack_size: i8, charge_quota: BOOLEAN) -> *mut IRP;
+    pub fn IoFreeIrp(irp: *mut IRP);
+    pub fn IoReuseIrp(irp: *mut IRP, status: NTSTATUS);
+}
+
+#[cfg_attr(
+    windows,
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+extern "C" {
+    /// `DbgPrintEx(ComponentId, Level, "%s", text)`; see the module docs.
+    pub fn DbgPrintEx(component: u32, level: u32, format: *const u8, text: *const u8) -> u32;
+}
+
+#[cfg_attr(
+    windows,
+    link(name = "netio.sys", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+extern "system" {
+    pub fn WskRegister(
+        client: *const WSK_CLIENT_NPI,
+        registration: *mut WSK_REGISTRATION,
+    ) -> NTSTATUS;
+    pub fn WskDeregister(registration: *mut WSK_REGISTRATION);
+    pub fn WskCaptureProviderNPI(
+        registration: *mut WSK_REGISTRATION,
+        wait_timeout: u32,
+        provider: *mut WSK_PROVIDER_NPI,
+    ) -> NTSTATUS;
+    pub fn WskReleaseProviderNPI(registration: *mut WSK_REGISTRATION);
+}

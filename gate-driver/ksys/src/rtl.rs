@@ -1,0 +1,58 @@
+//! Run-time library, registry, pool and debug-output definitions.
+
+use crate::types::*;
+use core::ffi::c_void;
+
+/// `KEY_VALUE_INFORMATION_CLASS` value used with ZwQueryValueKey.
+pub const KeyValuePartialInformation: i32 = 2;
+
+/// `KEY_VALUE_PARTIAL_INFORMATION` header; `Data` runs on for `DataLength`.
+#[repr(C)]
+pub struct KEY_VALUE_PARTIAL_INFORMATION {
+    pub TitleIndex: u32,
+    pub Type: u32,
+    pub DataLength: u32,
+    pub Data: [u8; 1],
+}
+crate::assert_layout!(
+    KEY_VALUE_PARTIAL_INFORMATION,
+    size = 16,
+    TitleIndex = 0,
+    Type = 4,
+    DataLength = 8,
+    Data = 12,
+);
+
+pub const REG_SZ: u32 = 1;
+pub const REG_DWORD: u32 = 4;
+pub const REG_MULTI_SZ: u32 = 7;
+pub const REG_QWORD: u32 = 11;
+
+/// `KEY_READ` access mask.
+pub const KEY_READ: u32 = 0x0002_0019;
+
+/// `POOL_FLAGS` for ExAllocatePool2.
+pub const POOL_FLAG_UNINITIALIZED: u64 = 0x0000_0002;
+pub const POOL_FLAG_NON_PAGED: u64 = 0x0000_0040;
+
+/// `POOL_TYPE` for ExAllocatePoolWithTag: non-paged, non-executable.
+pub const NonPagedPoolNx: i32 = 512;
+
+/// `ExAllocatePool2`, resolved at run time (absent before Windows 10 2004,
+/// and in Wine).
+pub type PFN_ExAllocatePool2 =
+    unsafe extern "system" fn(flags: u64, bytes: SIZE_T, tag: u32) -> *mut c_void;
+
+/// `KeQueryInterruptTimePrecise`, resolved at run time (absent in Wine).
+pub type PFN_KeQueryInterruptTimePrecise = unsafe extern "system" fn(qpc: *mut u64) -> u64;
+
+/// `DPFLTR_IHVDRIVER_ID`: the debug-output component for third-party drivers.
+pub const DPFLTR_IHVDRIVER_ID: u32 = 77;
+pub const DPFLTR_ERROR_LEVEL: u32 = 0;
+pub const DPFLTR_WARNING_LEVEL: u32 = 1;
+pub const DPFLTR_TRACE_LEVEL: u32 = 2;
+pub const DPFLTR_INFO_LEVEL: u32 = 3;
+
+/// `KeQueryUnbiasedInterruptTime` / `KeQueryInterruptTime` (both take no
+/// argument and return 100 ns units), resolved at run time.
+pub type PFN_KeQueryInterruptTime = unsafe extern "system" fn() -> u64;
