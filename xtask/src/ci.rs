@@ -2,6 +2,7 @@
 //! cheapest to find.
 
 use anyhow::{bail, Context, Result};
+use crate::deps::{self, Pkg};
 use std::process::Command;
 
 #[derive(clap::Args)]
@@ -21,7 +22,17 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Debian packages the tests need: the load tests drive nftables, iptables
+/// (NFQUEUE), HAProxy and network namespaces.
+const TEST_PACKAGES: &[Pkg] = &[
+    Pkg::new("nftables", "/usr/sbin/nft"),
+    Pkg::new("iptables", "/usr/sbin/iptables-nft"),
+    Pkg::new("haproxy", "/usr/sbin/haproxy"),
+    Pkg::new("iproute2", "/usr/sbin/ip"),
+];
+
 pub fn run(_args: Args) -> Result<()> {
+    deps::ensure("the test command", TEST_PACKAGES)?;
     run_step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run_step(
         "clippy",
