@@ -1,1 +1,82 @@
-//! gate-core
+//! gate-core: the decision engine of the gate.
+//!
+//! For every SYN the kernel driver calls [`Gate::decide`] (inside
+//! `WskInspectEvent`, at IRQL <= DISPATCH_LEVEL, on several CPUs at once)
+//! and gets a [`Decision`]: accept, reject, or pend until a given time, with
+//! the reason, the tokens left and the key, for telemetry.
+//!
+//! `#![no_std]` + `alloc`: every byte is allocated once in [`Gate::new`]
+//! (exactly [`Config::memory_bytes`]); the decision path never allocates,
+//! never blocks beyond a short spin lock, never panics, uses no floating
+//! point, and reads no clock (the caller passes `now` in 100 ns ticks).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`time`] | the caller's clock: tick units, conversions, clamping rule |
+//! | [`config`] | the configuration struct, its validation, its memory cost |
+//! | [`key`] | addresses aggregated by prefix into keys |
+//! | [`hash`] | the keyed hash (SipHash-1-3) that places keys |
+//! | [`bucket`] | token-bucket state and arithmetic (GCRA), per key and global |
+//! | [`table`] | the fixed, sharded table: probe, placement, eviction |
+//! | [`lock`] | the lock trait the driver plugs its spin lock into |
+//! | [`lists`] | CIDR allow and deny lists |
+//! | [`ban`] | bans after repeated rejections |
+//! | [`pend`] | pend-with-delay budget and tickets |
+//! | [`telemetry`] | `Action`, `Reason`, `Decision`, counters |
+//! | [`gate`] | the engine tying them together |
+//!
+//! ```
+//! use gate_core::{Config, Gate, Action, Reason, TICKS_PER_SEC};
+//! let cfg = Config { rate_milli: 1000, burst: 2, ..Config::default() };
+//! let gate: Gate = Gate::new(&cfg, [1, 2]).unwrap();
+//! let (remote, local) = ("192.0.2.7".parse().unwrap(), "198.51.100.1".parse().unwrap());
+//! let t = 5 * TICKS_PER_SEC;
+//! assert_eq!(gate.decide(remote, local, t).action, Action::Accept);
+//! assert_eq!(gate.decide(remote, local, t).action, Action::Accept);
+//! let d = gate.decide(remote, local, t);
+//! assert_eq!((d.action, d.reason), (Action::Reject, Reason::RateExceeded));
+//! assert_eq!(gate.decide(remote, local, t + TICKS_PER_SEC).action, Action::Accept);
+//! ```
+#![no_std]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::float_arithmetic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod ban;
+pub mod bucket;
+pub mod config;
+pub mod gate;
+pub mod hash;
+pub mod key;
+pub mod lists;
+pub mod lock;
+pub mod pend;
+pub mod table;
+pub mod telemetry;
+pub mod time;
+
+pub use config::{field, Config, ConfigError, FullTablePolicy};
+pub use gate::{Error, Gate};
+pub use hash::Seed;
+pub use key::{Family, Key};
+pub use lists::{Cidr, CidrError, MAX_LIST_ENTRIES};
+pub use lock::{RawLock, SpinLock};
+pub use pend::{PendTicket, StaleTicket};
+pub use telemetry::{
+    Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
+};
+pub use time::{Ticks, TICKS_PER_MS, TICKS_PER_SEC};

@@ -1,0 +1,532 @@
+//! The engine: [`Gate`] ties keys, table, buckets, lists, bans and pends
+//! together and answers one [`Decision`] per SYN.
+//!
+//! Order of checks for one SYN: deny list, allow list, then the key's entry
+//! (found or placed in the table, or the full-table policy), its ban, its
+//! bucket, the global bucket, and finally pend-or-reject. Observe mode turns
+//! every reject (and every pend) into an accept with reason
+//! `ObserveWouldReject`, keeping the would-be reason in `Decision::observed`.
+//!
+//! `decide` takes one shard lock for a bounded probe, may take the pend lock
+//! inside it, and touches the global bucket with a compare-and-swap; it
+//! never allocates and never panics.
+
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::net::IpAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ban::{self, BanParams};
+use crate::bucket::{AtomicBucket, BucketParams, Take};
+use crate::config::{Config, ConfigError, FullTablePolicy};
+use crate::hash::{hash_key, Seed};
+use crate::key::Key;
+use crate::lists::CidrSet;
+use crate::lock::{RawLock, SpinLock};
+use crate::pend::{PendSlots, PendTicket, StaleTicket};
+use crate::table::{self, Entry, Probe};
+use crate::telemetry::{
+    Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
+};
+use crate::time::{ms_to_ticks, Ticks};
+
+/// Why [`Gate::new`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A configuration value is invalid.
+    Config(ConfigError),
+    /// The allocator refused the (single, up-front) allocation.
+    OutOfMemory {
+        /// Bytes the configuration needs in all (`Config::memory_bytes`).
+        bytes: u64,
+    },
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Config(e) => e.fmt(f),
+            Error::OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes} bytes"),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+#[derive(Default)]
+struct ShardCounters {
+    reasons: [AtomicU64; REASON_COUNT],
+    observed: [AtomicU64; REASON_COUNT],
+    events: [AtomicU64; EVENT_COUNT],
+}
+
+impl ShardCounters {
+    #[inline]
+    fn add(arr: &[AtomicU64], i: usize) {
+        if let Some(c) = arr.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    #[inline]
+    fn event(&self, e: Event) {
+        Self::add(&self.events, e as usize);
+    }
+}
+
+/// One shard: a lock, its slots, its counters (own cache lines).
+#[repr(align(64))]
+struct Shard<L: RawLock> {
+    lock: L,
+    counters: ShardCounters,
+    slots: UnsafeCell<Vec<Entry>>,
+}
+
+// SAFETY: `slots` is only accessed while `lock` is held (see `Gate::locked`),
+// and `RawLock` guarantees mutual exclusion; the counters are atomics.
+unsafe impl<L: RawLock> Sync for Shard<L> {}
+// SAFETY: nothing in a shard is tied to a thread; `L: Send` by the trait bound.
+unsafe impl<L: RawLock> Send for Shard<L> {}
+
+/// Bytes of one shard header (with the host `SpinLock`; the same for any
+/// lock of up to 16 bytes because of the 64-byte alignment).
+pub(crate) const SHARD_BYTES: usize = core::mem::size_of::<Shard<SpinLock>>();
+
+/// Derived, ready-to-use parameters.
+#[derive(Clone, Copy, Debug)]
+struct Params {
+    key: BucketParams,
+    global: Option<BucketParams>,
+    ban: BanParams,
+    policy: FullTablePolicy,
+    observe: bool,
+    v4_prefix: u8,
+    v6_prefix: u8,
+    pend_on: bool,
+    max_delay: Ticks,
+}
+
+/// What the keyed part decided, before observe mode and counting.
+struct Outcome {
+    reason: Reason,
+    tokens_milli: u32,
+    pend: Option<Pended>,
+}
+
+impl Outcome {
+    fn bare(reason: Reason) -> Outcome {
+        Outcome {
+            reason,
+            tokens_milli: NO_BUCKET,
+            pend: None,
+        }
+    }
+}
+
+/// The decision engine. Build once with [`Gate::new`]; share across CPUs
+/// (`Gate<L>` is `Sync`); call [`Gate::decide`] for every SYN.
+pub struct Gate<L: RawLock = SpinLock> {
+    p: Params,
+    seed: Seed,
+    shards: Vec<Shard<L>>,
+    shard_mask: usize,
+    slot_mask: usize,
+    global: AtomicBucket,
+    allow: CidrSet,
+    deny: CidrSet,
+    pend: PendSlots<L>,
+    pend_events: [AtomicU64; EVENT_COUNT],
+}
+
+impl<L: RawLock> Gate<L> {
+    /// Validates `config` and allocates everything the gate will ever use
+    /// (exactly `config.memory_bytes()` bytes). `seed` must be random per
+    /// start (it keys the hash that places keys in the table).
+    pub fn new(config: &Config, seed: Seed) -> Result<Gate<L>, Error> {
+        config.validate()?;
+        let oom = Error::OutOfMemory {
+            bytes: config.memory_bytes(),
+        };
+        let bad_rate = |field, value| ConfigError {
+            field,
+            value,
+            expected: "a rate and burst giving a usable bucket",
+        };
+        let key = BucketParams::new(config.rate_milli, config.burst)
+            .ok_or_else(|| bad_rate(crate::config::field::RATE_MILLI, config.rate_milli))?;
+        let global = if config.global_rate_milli == 0 {
+            None
+        } else {
+            Some(
+                BucketParams::new(config.global_rate_milli, config.global_burst).ok_or_else(
+                    || {
+                        bad_rate(
+                            crate::config::field::GLOBAL_RATE_MILLI,
+                            config.global_rate_milli,
+                        )
+                    },
+                )?,
+            )
+        };
+        let p = Params {
+            key,
+            global,
+            ban: BanParams::new(
+                u16::try_from(config.ban_threshold).unwrap_or(u16::MAX),
+                ms_to_ticks(config.ban_window_ms),
+                ms_to_ticks(config.ban_ms),
+            ),
+            policy: config.full_table,
+            observe: config.observe,
+            v4_prefix: config.ipv4_prefix,
+            v6_prefix: config.ipv6_prefix,
+            pend_on: config.max_pending > 0,
+            max_delay: ms_to_ticks(config.max_delay_ms),
+        };
+        let n_shards = config.shards as usize;
+        let per_shard = config.capacity.checked_div(config.shards).unwrap_or(0) as usize;
+        let mut shards: Vec<Shard<L>> = Vec::new();
+        shards.try_reserve_exact(n_shards).map_err(|_| oom)?;
+        for _ in 0..n_shards {
+            let mut slots = Vec::new();
+            slots.try_reserve_exact(per_shard).map_err(|_| oom)?;
+            slots.resize(per_shard, Entry::EMPTY);
+            shards.push(Shard {
+                lock: L::new(),
+                counters: ShardCounters::default(),
+                slots: UnsafeCell::new(slots),
+            });
+        }
+        let filler = Key::new(IpAddr::from([0, 0, 0, 0]), 32, 64);
+        Ok(Gate {
+            p,
+            seed,
+            shards,
+            shard_mask: n_shards.saturating_sub(1),
+            slot_mask: per_shard.saturating_sub(1),
+            global: AtomicBucket::new(),
+            allow: CidrSet::build(&config.allow).map_err(|_| oom)?,
+            deny: CidrSet::build(&config.deny).map_err(|_| oom)?,
+            pend: PendSlots::new(config.max_pending, filler).map_err(|_| oom)?,
+            pend_events: Default::default(),
+        })
+    }
+
+    /// The key `remote` is counted under.
+    pub fn key_of(&self, remote: IpAddr) -> Key {
+        Key::new(remote, self.p.v4_prefix, self.p.v6_prefix)
+    }
+
+    /// Decides for one SYN from `remote` to `local` at `now` (ticks of 100 ns,
+    /// the caller's monotonic clock). `local` is not used by the policy yet
+    /// (one listener per gate); it is part of the signature so per-address
+    /// policy can come without changing callers.
+    pub fn decide(&self, remote: IpAddr, local: IpAddr, now: Ticks) -> Decision {
+        let _ = local;
+        let key = self.key_of(remote);
+        let h = hash_key(&self.seed, &key);
+        let shard_i = ((h >> 32) as usize) & self.shard_mask;
+        let Some(shard) = self.shards.get(shard_i) else {
+            // Unreachable: `shard_mask` is `shards.len() - 1`. Fail closed.
+            return self.finish(None, key, Outcome::bare(Reason::TableFull), Action::Reject);
+        };
+        let out = if !self.deny.is_empty() && self.deny.contains(remote) {
+            Outcome::bare(Reason::DenyListed)
+        } else if !self.allow.is_empty() && self.allow.contains(remote) {
+            Outcome::bare(Reason::AllowListed)
+        } else {
+            self.locked(shard, |slots| {
+                self.decide_keyed(slots, &shard.counters, key, h, now)
+            })
+        };
+        let action = self.action_of(out.reason);
+        self.finish(Some(&shard.counters), key, out, action)
+    }
+
+    fn action_of(&self, r: Reason) -> Action {
+        match r {
+            Reason::WithinRate | Reason::AllowListed | Reason::ObserveWouldReject => Action::Accept,
+            Reason::PendDelayed => Action::Pend,
+            Reason::TableFull => match self.p.policy {
+                FullTablePolicy::FailOpen => Action::Accept,
+                _ => Action::Reject,
+            },
+            Reason::DenyListed
+            | Reason::RateExceeded
+            | Reason::GlobalLimit
+            | Reason::Banned
+            | Reason::PendBudgetSpent => Action::Reject,
+        }
+    }
+
+    /// Applies observe mode, counts, builds the decision.
+    #[inline]
+    fn finish(
+        &self,
+        counters: Option<&ShardCounters>,
+        key: Key,
+        out: Outcome,
+        action: Action,
+    ) -> Decision {
+        let (action, reason, observed) = if out.reason == Reason::ObserveWouldReject {
+            // Only produced for a would-be pend (see decide_keyed).
+            (Action::Accept, out.reason, Some(Reason::PendDelayed))
+        } else if self.p.observe && action == Action::Reject {
+            (Action::Accept, Reason::ObserveWouldReject, Some(out.reason))
+        } else {
+            (action, out.reason, None)
+        };
+        if let Some(c) = counters {
+            ShardCounters::add(&c.reasons, reason.index());
+            if let Some(o) = observed {
+                ShardCounters::add(&c.observed, o.index());
+            }
+        }
+        Decision {
+            action,
+            reason,
+            observed,
+            tokens_milli: out.tokens_milli,
+            key,
+            pend: out.pend,
+        }
+    }
+
+    /// Runs `f` on the shard's slots with its lock held.
+    #[inline]
+    fn locked<R>(&self, shard: &Shard<L>, f: impl FnOnce(&mut [Entry]) -> R) -> R {
+        let st = shard.lock.lock();
+        // SAFETY: we hold the shard's lock, which guards every access to its
+        // slots; the reference does not escape `f`.
+        let slots = unsafe { &mut *shard.slots.get() };
+        let r = f(slots.as_mut_slice());
+        // SAFETY: we hold the lock, acquired just above with state `st`.
+        unsafe { shard.lock.unlock(st) };
+        r
+    }
+
+    /// The keyed part, under the shard lock.
+    #[inline]
+    fn decide_keyed(
+        &self,
+        slots: &mut [Entry],
+        counters: &ShardCounters,
+        key: Key,
+        h: u64,
+        now: Ticks,
+    ) -> Outcome {
+        let p = &self.p;
+        let start = (h as usize) & self.slot_mask;
+        let idle = |e: &Entry| e.tat <= now && !p.ban.active(e, now);
+        let i = match table::probe(slots, start, &key, idle) {
+            Probe::Hit(i) => i,
+            Probe::Vacant(i) => {
+                if let Some(e) = slots.get_mut(i) {
+                    *e = Entry::new(&key, now);
+                }
+                i
+            }
+            Probe::Idle(i) => {
+                counters.event(Event::EvictedIdle);
+                if let Some(e) = slots.get_mut(i) {
+                    *e = Entry::new(&key, now);
+                }
+                i
+            }
+            Probe::Full(i) => {
+                counters.event(Event::TableFull);
+                match p.policy {
+                    FullTablePolicy::EvictLru => {
+                        counters.event(Event::EvictedLru);
+                        if let Some(e) = slots.get_mut(i) {
+                            *e = Entry::new(&key, now);
+                        }
+                        i
+                    }
+                    FullTablePolicy::FailOpen | FullTablePolicy::FailClosed => {
+                        return Outcome::bare(Reason::TableFull)
+                    }
+                }
+            }
+        };
+        let Some(e) = slots.get_mut(i) else {
+            return Outcome::bare(Reason::TableFull);
+        };
+        let prior_last = e.last;
+        let now = if now > prior_last { now } else { prior_last };
+        e.last = now;
+        if ban::is_banned(e, &p.ban, now, prior_last) {
+            return Outcome {
+                reason: Reason::Banned,
+                tokens_milli: p.key.tokens_milli(e.tat, now),
+                pend: None,
+            };
+        }
+        match p.key.take(e.tat, now) {
+            Take::Ok(next) => {
+                if let Some(g) = &p.global {
+                    if !self.global.try_take(g, now) {
+                        return Outcome {
+                            reason: Reason::GlobalLimit,
+                            tokens_milli: p.key.tokens_milli(e.tat, now),
+                            pend: None,
+                        };
+                    }
+                }
+                e.tat = next;
+                Outcome {
+                    reason: Reason::WithinRate,
+                    tokens_milli: p.key.tokens_milli(next, now),
+                    pend: None,
+                }
+            }
+            Take::NotUntil { at, tat_if_taken } => {
+                let tokens = p.key.tokens_milli(e.tat, now);
+                let reject = |e: &mut Entry, reason| {
+                    if ban::record_reject(e, &p.ban, now, prior_last) {
+                        counters.event(Event::BanStarted);
+                    }
+                    Outcome {
+                        reason,
+                        tokens_milli: tokens,
+                        pend: None,
+                    }
+                };
+                if !p.pend_on || at.saturating_sub(now) > p.max_delay {
+                    return reject(e, Reason::RateExceeded);
+                }
+                if p.observe {
+                    // Would pend: accept now, spend the token as the pend would.
+                    e.tat = tat_if_taken;
+                    return Outcome {
+                        reason: Reason::ObserveWouldReject,
+                        tokens_milli: 0,
+                        pend: None,
+                    };
+                }
+                let Some(ticket) = self.pend.take(key) else {
+                    return reject(e, Reason::PendBudgetSpent);
+                };
+                if let Some(g) = &p.global {
+                    if !self.global.try_take(g, now) {
+                        let _ = self.pend.release(ticket);
+                        return Outcome {
+                            reason: Reason::GlobalLimit,
+                            tokens_milli: tokens,
+                            pend: None,
+                        };
+                    }
+                }
+                e.tat = tat_if_taken;
+                Outcome {
+                    reason: Reason::PendDelayed,
+                    tokens_milli: 0,
+                    pend: Some(Pended { at, ticket }),
+                }
+            }
+        }
+    }
+
+    /// A pended connection was accepted: frees its pend slot.
+    pub fn pend_done(&self, ticket: PendTicket) -> Result<(), StaleTicket> {
+        match self.pend.release(ticket) {
+            Ok(_) => {
+                self.pend_event(Event::PendDone);
+                Ok(())
+            }
+            Err(e) => {
+                self.pend_event(Event::StaleTicket);
+                Err(e)
+            }
+        }
+    }
+
+    /// A pended connection was given up: frees its slot and gives the
+    /// reserved token back to its key (if still tracked) and the global bucket.
+    pub fn pend_abort(&self, ticket: PendTicket) -> Result<(), StaleTicket> {
+        let key = match self.pend.release(ticket) {
+            Ok(k) => k,
+            Err(e) => {
+                self.pend_event(Event::StaleTicket);
+                return Err(e);
+            }
+        };
+        self.pend_event(Event::PendAborted);
+        if let Some(g) = &self.p.global {
+            self.global.give_back(g);
+        }
+        let h = hash_key(&self.seed, &key);
+        let shard_i = ((h >> 32) as usize) & self.shard_mask;
+        if let Some(shard) = self.shards.get(shard_i) {
+            let t = self.p.key.t;
+            let start = (h as usize) & self.slot_mask;
+            self.locked(shard, |slots| {
+                if let Some(e) = table::find(slots, start, &key).and_then(|i| slots.get_mut(i)) {
+                    e.tat = e.tat.saturating_sub(t);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn pend_event(&self, e: Event) {
+        ShardCounters::add(&self.pend_events, e as usize);
+    }
+
+    /// Sums every counter.
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters::default();
+        let sum = |dst: &mut [u64], src: &[AtomicU64]| {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = d.saturating_add(s.load(Ordering::Relaxed));
+            }
+        };
+        for s in &self.shards {
+            sum(&mut c.by_reason, &s.counters.reasons);
+            sum(&mut c.observed, &s.counters.observed);
+            sum(&mut c.events, &s.counters.events);
+        }
+        sum(&mut c.events, &self.pend_events);
+        c.pends_outstanding = self.pend.outstanding();
+        c
+    }
+
+    /// Slots holding a key (takes each shard lock in turn; for tools and tests, not the SYN path).
+    pub fn tracked_keys(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| self.locked(s, |slots| slots.iter().filter(|e| e.occupied()).count()))
+            .fold(0usize, |a, b| a.saturating_add(b))
+    }
+
+    /// Slots in the table (the configured capacity).
+    pub fn capacity(&self) -> usize {
+        self.shards
+            .len()
+            .saturating_mul(self.slot_mask.saturating_add(1))
+    }
+
+    /// Bytes this gate allocated (table, pend slots, lists): equals
+    /// `Config::memory_bytes()` of its configuration.
+    pub fn memory_bytes(&self) -> u64 {
+        let shards = self
+            .shards
+            .capacity()
+            .saturating_mul(core::mem::size_of::<Shard<L>>());
+        let slots = self
+            .shards
+            .iter()
+            .map(|s| self.locked(s, |sl| sl.len()))
+            .fold(0usize, |a, b| a.saturating_add(b))
+            .saturating_mul(table::ENTRY_BYTES);
+        let total = shards
+            .saturating_add(slots)
+            .saturating_add(self.pend.heap_bytes())
+            .saturating_add(self.allow.heap_bytes())
+            .saturating_add(self.deny.heap_bytes());
+        total as u64
+    }
+}
