@@ -1,0 +1,503 @@
+//! The open-loop generator: one thread, one epoll instance, nonblocking
+//! connect(). Attempts start on a fixed schedule whatever the target does;
+//! each attempt's latency runs from its intended start (wrk2's
+//! coordinated-omission correction). Connect deadlines are FIFO queues (every
+//! attempt has the same patience), so no timer wheel is needed; slots and
+//! queues are reused, so the steady state allocates nothing.
+
+use crate::report::{GroupReport, Outcome, Report, RunInfo, FORMAT, MAX_LATENCY_US};
+use crate::scenario::{CloseMode, Scenario};
+use crate::sys::{self, Epoll, Event, EV_ERR, EV_HUP, EV_IN, EV_OUT, EV_RDHUP};
+use anyhow::{bail, Context, Result};
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Options of one run beyond the scenario.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub target: SocketAddr,
+    /// Print a progress line each second (only if stderr is a terminal).
+    pub progress: bool,
+    /// Most attempts in flight; further starts wait (and count as late).
+    pub max_in_flight: usize,
+    /// Pin the generator thread to this CPU.
+    pub pin_cpu: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    Connecting,
+    Confirming,
+}
+
+struct Slot {
+    sock: Option<Socket>,
+    state: State,
+    gen: u32,
+    group: u32,
+    intended_ns: u64,
+    started_ns: u64,
+    handshake_ns: u64,
+}
+
+/// Attempts started this many ns late count as late.
+const LATE_NS: u64 = 1_000_000;
+/// Most attempts started per loop turn, so completions are reaped in between.
+const LAUNCH_BATCH: usize = 256;
+
+struct Engine<'a> {
+    sc: &'a Scenario,
+    target: SockAddr,
+    v6: bool,
+    ep: Epoll,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    connect_q: VecDeque<(u64, u32, u32)>,
+    confirm_q: VecDeque<(u64, u32, u32)>,
+    groups: Vec<GroupReport>,
+    in_flight: usize,
+    t0: Instant,
+    max_lag_ns: u64,
+    late: u64,
+    done: u64,
+}
+
+fn errno_name(code: i32) -> String {
+    match code {
+        libc::ECONNREFUSED => "ECONNREFUSED".into(),
+        libc::ETIMEDOUT => "ETIMEDOUT".into(),
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL".into(),
+        libc::EADDRINUSE => "EADDRINUSE".into(),
+        libc::ENETUNREACH => "ENETUNREACH".into(),
+        libc::EHOSTUNREACH => "EHOSTUNREACH".into(),
+        libc::ECONNRESET => "ECONNRESET".into(),
+        libc::EMFILE => "EMFILE".into(),
+        libc::ENFILE => "ENFILE".into(),
+        libc::ENOBUFS => "ENOBUFS".into(),
+        libc::EPERM => "EPERM".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::EINVAL => "EINVAL".into(),
+        c => format!("errno {c}"),
+    }
+}
+
+impl Engine<'_> {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn record(&mut self, group: u32, outcome: Outcome, intended_ns: u64, now_ns: u64) {
+        self.done += 1;
+        let Some(g) = self.groups.get_mut(group as usize) else {
+            return;
+        };
+        g.counts.bump(outcome);
+        let us = (now_ns.saturating_sub(intended_ns) / 1000).clamp(1, MAX_LATENCY_US);
+        if let Some(h) = g.latency_us.get_mut(outcome.name()) {
+            h.0.saturating_record(us);
+        }
+        let sec = usize::try_from(intended_ns / 1_000_000_000).unwrap_or(usize::MAX);
+        if g.per_second.len() <= sec {
+            g.per_second.resize(sec + 1, [0; 5]);
+        }
+        if let Some(b) = g.per_second.get_mut(sec) {
+            b[outcome.index()] += 1;
+        }
+    }
+
+    fn record_error(&mut self, group: u32, code: i32, intended_ns: u64, now_ns: u64) {
+        let outcome = match code {
+            libc::ECONNREFUSED => Outcome::Refused,
+            _ => Outcome::Other,
+        };
+        if outcome == Outcome::Other {
+            if let Some(g) = self.groups.get_mut(group as usize) {
+                *g.errors.entry(errno_name(code)).or_insert(0) += 1;
+            }
+        }
+        self.record(group, outcome, intended_ns, now_ns);
+    }
+
+    fn open(&self, src: IpAddr) -> std::io::Result<Socket> {
+        let dom = if self.v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(dom, Type::STREAM.nonblocking().cloexec(), None)?;
+        if self.sc.close == CloseMode::Rst {
+            s.set_linger(Some(Duration::ZERO))?;
+        }
+        if !self.v6 {
+            sys::set_bind_address_no_port(s.as_raw_fd())?;
+        }
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+        Ok(s)
+    }
+
+    /// Starts attempt `i` of group `g`.
+    fn launch(&mut self, g: u32, i: u64) {
+        let Some(group) = self.sc.groups.get(g as usize) else {
+            return;
+        };
+        let intended = group.intended_ns(i);
+        let src = group.source(i);
+        let now = self.now_ns();
+        let lag = now.saturating_sub(intended);
+        self.max_lag_ns = self.max_lag_ns.max(lag);
+        if lag > LATE_NS {
+            self.late += 1;
+        }
+        let sock = match self.open(src) {
+            Ok(s) => s,
+            Err(e) => {
+                self.record_error(g, e.raw_os_error().unwrap_or(0), intended, now);
+                return;
+            }
+        };
+        match sock.connect(&self.target) {
+            Ok(()) => {
+                self.record(g, Outcome::Accepted, intended, now);
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => {
+                let now = self.now_ns();
+                self.record_error(g, e.raw_os_error().unwrap_or(0), intended, now);
+                return;
+            }
+        }
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    sock: None,
+                    state: State::Free,
+                    gen: 0,
+                    group: 0,
+                    intended_ns: 0,
+                    started_ns: 0,
+                    handshake_ns: 0,
+                });
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        let token = (u64::from(slot.gen) << 32) | u64::from(idx);
+        if let Err(e) = self.ep.add(sock.as_raw_fd(), EV_OUT, token) {
+            self.free.push(idx);
+            self.record_error(g, e.raw_os_error().unwrap_or(0), intended, now);
+            return;
+        }
+        slot.sock = Some(sock);
+        slot.state = State::Connecting;
+        slot.group = g;
+        slot.intended_ns = intended;
+        slot.started_ns = now;
+        let deadline = now + u64::try_from(self.sc.connect_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.connect_q.push_back((deadline, idx, slot.gen));
+        self.in_flight += 1;
+    }
+
+    /// Ends the attempt in slot `idx` with `outcome`.
+    fn finish(&mut self, idx: u32, outcome: Outcome, errno: Option<i32>, now: u64) {
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        slot.state = State::Free;
+        // Dropping the socket closes it (RST with SO_LINGER 0) and removes it
+        // from the epoll set.
+        slot.sock = None;
+        let (g, intended, started, hs) = (
+            slot.group,
+            slot.intended_ns,
+            slot.started_ns,
+            slot.handshake_ns,
+        );
+        self.free.push(idx);
+        self.in_flight -= 1;
+        if outcome == Outcome::Accepted {
+            if let Some(gr) = self.groups.get_mut(g as usize) {
+                let us = (hs.saturating_sub(started) / 1000).clamp(1, MAX_LATENCY_US);
+                gr.service_us.0.saturating_record(us);
+            }
+        }
+        // Latency is the handshake's (or the give-up time), not the confirm wait.
+        let at = if outcome == Outcome::Accepted || outcome == Outcome::Closed {
+            hs
+        } else {
+            now
+        };
+        match errno {
+            Some(code) => self.record_error(g, code, intended, at),
+            None => self.record(g, outcome, intended, at),
+        }
+    }
+
+    fn on_event(&mut self, ev: Event, now: u64) {
+        let idx = (ev.token & 0xffff_ffff) as u32;
+        let gen = (ev.token >> 32) as u32;
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if slot.gen != gen || slot.state == State::Free {
+            return;
+        }
+        match slot.state {
+            State::Connecting => {
+                let err = match slot.sock.as_ref().map(|s| s.take_error()) {
+                    Some(Ok(None)) => 0,
+                    Some(Ok(Some(e))) => e.raw_os_error().unwrap_or(libc::EIO),
+                    Some(Err(e)) => e.raw_os_error().unwrap_or(libc::EIO),
+                    None => libc::EIO,
+                };
+                slot.handshake_ns = now;
+                if err != 0 {
+                    self.finish(idx, Outcome::Other, Some(err), now);
+                } else if self.sc.confirm.is_zero() {
+                    self.finish(idx, Outcome::Accepted, None, now);
+                } else {
+                    let fd = slot.sock.as_ref().map(|s| s.as_raw_fd());
+                    slot.state = State::Confirming;
+                    let token = ev.token;
+                    let ok =
+                        fd.is_some_and(|fd| self.ep.modify(fd, EV_IN | EV_RDHUP, token).is_ok());
+                    if !ok {
+                        self.finish(idx, Outcome::Other, Some(libc::EIO), now);
+                        return;
+                    }
+                    let dl = now + u64::try_from(self.sc.confirm.as_nanos()).unwrap_or(u64::MAX);
+                    self.confirm_q.push_back((dl, idx, gen));
+                }
+            }
+            State::Confirming => {
+                if ev.flags & (EV_RDHUP | EV_HUP | EV_ERR) != 0 {
+                    self.finish(idx, Outcome::Closed, None, now);
+                } else {
+                    // The server sent data: it kept the connection.
+                    self.finish(idx, Outcome::Accepted, None, now);
+                }
+            }
+            State::Free => {}
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        while let Some(&(dl, idx, gen)) = self.connect_q.front() {
+            if dl > now {
+                break;
+            }
+            self.connect_q.pop_front();
+            if let Some(s) = self.slots.get(idx as usize) {
+                if s.gen == gen && s.state == State::Connecting {
+                    self.finish(idx, Outcome::TimedOut, None, now);
+                }
+            }
+        }
+        while let Some(&(dl, idx, gen)) = self.confirm_q.front() {
+            if dl > now {
+                break;
+            }
+            self.confirm_q.pop_front();
+            if let Some(s) = self.slots.get(idx as usize) {
+                if s.gen == gen && s.state == State::Confirming {
+                    self.finish(idx, Outcome::Accepted, None, now);
+                }
+            }
+        }
+    }
+}
+
+/// Outcome of [`run`]: the report and the generator thread's CPU time.
+pub struct RunResult {
+    pub report: Report,
+    pub cpu: sys::CpuTimes,
+    pub wall: Duration,
+}
+
+/// Runs the scenario against `opts.target`, on the calling thread.
+pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
+    let v6 = opts.target.is_ipv6();
+    for g in &sc.groups {
+        if g.sources.has_family(!v6) {
+            bail!(
+                "group {:?}: sources include {} addresses but the target {} is {}",
+                g.name,
+                if v6 { "IPv4" } else { "IPv6" },
+                opts.target,
+                if v6 { "IPv6" } else { "IPv4" }
+            );
+        }
+    }
+    if let Some(cpu) = opts.pin_cpu {
+        sys::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
+    }
+    let _ = sys::raise_nofile_limit();
+    let seconds = usize::try_from(sc.last_due().as_secs()).unwrap_or(0) + 1;
+    let groups = sc
+        .groups
+        .iter()
+        .map(|g| GroupReport::new(&g.name, g.count, seconds))
+        .collect();
+    let expected_in_flight = sc
+        .groups
+        .iter()
+        .map(|g| g.rate * (sc.connect_timeout + sc.confirm).as_secs_f64())
+        .sum::<f64>()
+        .min(opts.max_in_flight as f64) as usize;
+    let mut e = Engine {
+        sc,
+        target: SockAddr::from(opts.target),
+        v6,
+        ep: Epoll::new().context("epoll_create1")?,
+        slots: Vec::with_capacity(expected_in_flight + 16),
+        free: Vec::with_capacity(expected_in_flight + 16),
+        connect_q: VecDeque::with_capacity(expected_in_flight + 16),
+        confirm_q: VecDeque::with_capacity(expected_in_flight + 16),
+        groups,
+        in_flight: 0,
+        t0: Instant::now() + Duration::from_millis(5),
+        max_lag_ns: 0,
+        late: 0,
+        done: 0,
+    };
+    let started_unix_ms = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(0)
+        + 5;
+    let cpu0 = sys::thread_cpu()?;
+    let n = sc.groups.len();
+    let mut next = vec![0u64; n];
+    let mut due: Vec<u64> = sc.groups.iter().map(|g| g.intended_ns(0)).collect();
+    let total = sc.total_attempts();
+    let mut launched = 0u64;
+    let mut scratch = Vec::new();
+    let mut events = Vec::with_capacity(1024);
+    let show = opts.progress && std::io::stderr().is_terminal();
+    let mut next_progress = 1_000_000_000u64;
+    // Hard stop: well after the last attempt could have finished.
+    let hard_stop = u64::try_from(
+        (sc.last_due() + sc.connect_timeout + sc.confirm + Duration::from_secs(5)).as_nanos(),
+    )
+    .unwrap_or(u64::MAX);
+    loop {
+        let now = e.now_ns();
+        // Start every attempt that is due (bounded per turn).
+        let mut started = 0usize;
+        let mut backlog = false;
+        for g in 0..n {
+            while next[g] < sc.groups[g].count && due[g] <= now {
+                if started >= LAUNCH_BATCH || e.in_flight >= opts.max_in_flight {
+                    backlog = true;
+                    break;
+                }
+                e.launch(g as u32, next[g]);
+                next[g] += 1;
+                due[g] = sc.groups[g].intended_ns(next[g]);
+                started += 1;
+                launched += 1;
+            }
+        }
+        let now = e.now_ns();
+        e.expire(now);
+        if launched == total && e.in_flight == 0 {
+            break;
+        }
+        if now > hard_stop {
+            bail!(
+                "run did not finish by its hard stop ({} in flight)",
+                e.in_flight
+            );
+        }
+        if show && now >= next_progress {
+            next_progress += 1_000_000_000;
+            let mut c = crate::report::Counts::default();
+            for g in &e.groups {
+                c.accepted += g.counts.accepted;
+                c.refused += g.counts.refused;
+                c.timed_out += g.counts.timed_out;
+                c.closed += g.counts.closed;
+                c.other += g.counts.other;
+            }
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r[{:6.1}s] started {launched}/{total} in flight {} accepted {} refused {} timed out {} closed {} other {} max lag {:.1} ms   ",
+                now as f64 / 1e9,
+                e.in_flight,
+                c.accepted,
+                c.refused,
+                c.timed_out,
+                c.closed,
+                c.other,
+                e.max_lag_ns as f64 / 1e6
+            );
+            let _ = err.flush();
+        }
+        // Sleep until the next start, the next deadline, or an event.
+        let mut wake = u64::MAX;
+        if !backlog {
+            for g in 0..n {
+                if next[g] < sc.groups[g].count {
+                    wake = wake.min(due[g]);
+                }
+            }
+        } else {
+            wake = now;
+        }
+        if let Some(&(dl, _, _)) = e.connect_q.front() {
+            wake = wake.min(dl);
+        }
+        if let Some(&(dl, _, _)) = e.confirm_q.front() {
+            wake = wake.min(dl);
+        }
+        if show {
+            wake = wake.min(next_progress);
+        }
+        let timeout = Duration::from_nanos(wake.saturating_sub(now).min(1_000_000_000));
+        e.ep.wait(&mut scratch, &mut events, Some(timeout))
+            .context("epoll_wait")?;
+        if !events.is_empty() {
+            let now = e.now_ns();
+            for ev in &events {
+                e.on_event(*ev, now);
+            }
+        }
+    }
+    if show {
+        eprintln!();
+    }
+    let cpu1 = sys::thread_cpu()?;
+    let wall = e.t0.elapsed();
+    let cpu = sys::CpuTimes {
+        user: cpu1.user.saturating_sub(cpu0.user),
+        system: cpu1.system.saturating_sub(cpu0.system),
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let report = Report {
+        format: FORMAT.to_string(),
+        scenario: sc.name.clone(),
+        target: opts.target.to_string(),
+        runs: vec![RunInfo {
+            host,
+            started_unix_ms,
+            wall_s: wall.as_secs_f64(),
+            max_lag_us: e.max_lag_ns / 1000,
+            late_attempts: e.late,
+            cpu_user_s: cpu.user.as_secs_f64(),
+            cpu_system_s: cpu.system.as_secs_f64(),
+        }],
+        groups: e.groups,
+    };
+    Ok(RunResult { report, cpu, wall })
+}

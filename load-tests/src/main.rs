@@ -1,0 +1,259 @@
+//! `gate-load`: command-line front end (run, listen, validate, merge, plot,
+//! topology, peers, bench).
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use load_tests::{bench, engine, listener, model, peers, plot, report, scenario, topology};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "gate-load",
+    version,
+    about = "Open-loop TCP connection-flood generator that validates the gate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario against a target.
+    Run(RunArgs),
+    /// A plain listener that accepts and closes (or holds) connections.
+    Listen {
+        #[arg(long, short)]
+        addr: SocketAddr,
+        /// Keep each accepted connection open this long.
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
+        /// Stop after this many seconds (default: run until killed).
+        #[arg(long)]
+        duration_s: Option<f64>,
+    },
+    /// Compare a report with the scenario's token-bucket model.
+    Validate {
+        #[arg(long, short)]
+        scenario: PathBuf,
+        #[arg(long, short)]
+        report: PathBuf,
+    },
+    /// Merge reports from several client machines into one.
+    Merge {
+        /// Output report.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Input reports.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
+    /// Draw a report's outcomes per second as SVG.
+    Plot {
+        #[arg(long, short)]
+        report: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Create or remove a client/server namespace pair (root).
+    Topology {
+        #[command(subcommand)]
+        action: TopoCmd,
+    },
+    /// Run a scenario against peers (plain listener, nftables meter, HAProxy)
+    /// side by side (root).
+    Peers(peers::Args),
+    /// Measure the generator's sustained connection rate on one core.
+    Bench(bench::Args),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario file (TOML).
+    #[arg(long, short)]
+    scenario: PathBuf,
+    /// Target address:port (overrides the scenario's `target`).
+    #[arg(long, short)]
+    target: Option<SocketAddr>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of outcomes per second here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Also validate against the scenario's [gate] model (exit 1 on FAIL).
+    #[arg(long)]
+    validate: bool,
+    /// Allow a target outside loopback and gate-load's own namespaces.
+    #[arg(long)]
+    allow_any_target: bool,
+    /// Most attempts in flight at once.
+    #[arg(long, default_value_t = 60_000)]
+    max_in_flight: usize,
+    /// Pin the generator to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// No progress line even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum TopoCmd {
+    /// Create namespaces gl-NAME-c (client, N source addresses) and gl-NAME-s
+    /// (server, 10.77.0.1); replaces existing ones of that name.
+    Up {
+        #[arg(long, default_value = "main")]
+        name: String,
+        #[arg(long, default_value_t = 254)]
+        addresses: u32,
+    },
+    /// Remove the namespaces (no error if absent).
+    Down {
+        #[arg(long, default_value = "main")]
+        name: String,
+    },
+}
+
+fn cmd_run(a: &RunArgs) -> Result<bool> {
+    let sc = scenario::Scenario::load(&a.scenario)?;
+    let target = a
+        .target
+        .or(sc.target)
+        .context("no target: give --target or `target` in the scenario")?;
+    topology::check_target(target, a.allow_any_target)?;
+    if a.validate && sc.gate.is_none() {
+        bail!("--validate: scenario {:?} has no [gate] section", sc.name);
+    }
+    let opts = engine::RunOptions {
+        target,
+        progress: !a.quiet,
+        max_in_flight: a.max_in_flight,
+        pin_cpu: a.cpu,
+    };
+    let res = engine::run(&sc, &opts)?;
+    print!("{}", res.report.summary());
+    if let Some(p) = &a.json {
+        res.report.save(p)?;
+        println!("report written to {}", p.display());
+    }
+    if let Some(p) = &a.plot {
+        plot::write_svg(&res.report, p)?;
+        println!("plot written to {}", p.display());
+    }
+    if a.validate {
+        let v = model::validate(&sc, &res.report)?;
+        print!("{}", model::verdict_table(&v));
+        return Ok(v.iter().all(|g| g.pass));
+    }
+    Ok(true)
+}
+
+fn real_main() -> Result<bool> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(a) => cmd_run(&a),
+        Cmd::Listen {
+            addr,
+            hold_ms,
+            duration_s,
+        } => {
+            let sock = listener::bind(addr)?;
+            let until = match duration_s {
+                Some(s) if s.is_finite() && s > 0.0 => {
+                    Some(Instant::now() + Duration::from_secs_f64(s))
+                }
+                Some(s) => bail!("--duration-s {s} must be a positive number"),
+                None => None,
+            };
+            eprintln!("listening on {addr}");
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let acc = std::sync::atomic::AtomicU64::new(0);
+            let n = listener::serve(&sock, Duration::from_millis(hold_ms), &stop, &acc, until)?;
+            println!("accepted {n} connections");
+            Ok(true)
+        }
+        Cmd::Validate { scenario, report } => {
+            let sc = scenario::Scenario::load(&scenario)?;
+            let r = report::Report::load(&report)?;
+            let v = model::validate(&sc, &r)?;
+            print!("{}", model::verdict_table(&v));
+            Ok(v.iter().all(|g| g.pass))
+        }
+        Cmd::Merge { output, reports } => {
+            let rs = reports
+                .iter()
+                .map(|p| report::Report::load(p))
+                .collect::<Result<Vec<_>>>()?;
+            let m = report::Report::merge(&rs)?;
+            m.save(&output)?;
+            print!("{}", m.summary());
+            println!("merged report written to {}", output.display());
+            Ok(true)
+        }
+        Cmd::Plot { report, output } => {
+            let r = report::Report::load(&report)?;
+            plot::write_svg(&r, &output)?;
+            println!("plot written to {}", output.display());
+            Ok(true)
+        }
+        Cmd::Topology { action } => {
+            if !load_tests::sys::is_root() {
+                bail!("topology needs root (it creates network namespaces)");
+            }
+            match action {
+                TopoCmd::Up { name, addresses } => {
+                    let t = topology::Topology::up(&name, addresses)?;
+                    println!(
+                        "client namespace {} holds sources {}",
+                        t.client_ns(),
+                        t.sources_cidr()
+                    );
+                    println!(
+                        "server namespace {} has {}",
+                        t.server_ns(),
+                        topology::SERVER_ADDR
+                    );
+                    println!(
+                        "e.g. ip netns exec {} gate-load listen --addr {}:8080 &",
+                        t.server_ns(),
+                        topology::SERVER_ADDR
+                    );
+                    println!(
+                        "     ip netns exec {} gate-load run --scenario S.toml --target {}:8080",
+                        t.client_ns(),
+                        topology::SERVER_ADDR
+                    );
+                }
+                TopoCmd::Down { name } => {
+                    topology::Topology {
+                        name: name.clone(),
+                        addresses: 1,
+                    }
+                    .down()?;
+                    println!("namespaces of topology {name:?} removed");
+                }
+            }
+            Ok(true)
+        }
+        Cmd::Peers(a) => peers::run(&a),
+        Cmd::Bench(a) => bench::run(&a),
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("gate-load: validation FAILED");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("gate-load: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Scenario files (TOML): client groups with source addresses, rates and
+//! durations, the gate configuration expected on the target, and the
+//! tolerance `validate` applies. Parsing checks every field and names the
+//! bad one.
+
+use crate::addrs::AddrSet;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// Sources as written: one string or a list.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum SourcesSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    name: String,
+    sources: SourcesSpec,
+    rate: Option<f64>,
+    rate_per_source: Option<f64>,
+    duration_s: f64,
+    #[serde(default)]
+    start_s: f64,
+    #[serde(default)]
+    churn: bool,
+    max_connections: Option<u64>,
+}
+
+/// The gate's expected configuration: per-key and global token buckets.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// Tokens per second added to each key's bucket.
+    pub per_key_rate: f64,
+    /// Capacity of each key's bucket (a new key starts full).
+    pub per_key_burst: f64,
+    /// IPv4 prefix length that forms a key (32 = one key per address).
+    #[serde(default = "default_v4_prefix")]
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length that forms a key.
+    #[serde(default = "default_v6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Global tokens per second (absent: no global cap).
+    pub global_rate: Option<f64>,
+    /// Global bucket capacity (defaults to `global_rate`).
+    pub global_burst: Option<f64>,
+}
+
+fn default_v4_prefix() -> u8 {
+    32
+}
+fn default_v6_prefix() -> u8 {
+    64
+}
+
+/// How far observed accepted counts may stray from the model.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    /// Allowed relative error, e.g. 0.05 for 5 %.
+    #[serde(default = "default_relative")]
+    pub relative: f64,
+    /// Allowed absolute error in connections, added to the relative one.
+    #[serde(default = "default_absolute")]
+    pub absolute: u64,
+}
+
+fn default_relative() -> f64 {
+    0.05
+}
+fn default_absolute() -> u64 {
+    3
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance {
+            relative: default_relative(),
+            absolute: default_absolute(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: String,
+    target: Option<String>,
+    connect_timeout_ms: Option<u64>,
+    close: Option<String>,
+    confirm_ms: Option<u64>,
+    gate: Option<GateConfig>,
+    #[serde(default)]
+    tolerance: Tolerance,
+    #[serde(default)]
+    group: Vec<GroupFile>,
+}
+
+/// How an accepted connection is closed by the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseMode {
+    /// SO_LINGER 0: an RST, no TIME_WAIT on the client.
+    Rst,
+    /// An orderly FIN close (leaves TIME_WAIT on the client).
+    Fin,
+}
+
+/// One client group, checked and resolved.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: String,
+    pub sources: AddrSet,
+    /// Total attempts per second for the group.
+    pub rate: f64,
+    pub start: Duration,
+    pub duration: Duration,
+    pub churn: bool,
+    /// Number of attempts the group makes.
+    pub count: u64,
+}
+
+impl Group {
+    /// Intended start of attempt `i`, from the run's start.
+    pub fn intended_ns(&self, i: u64) -> u64 {
+        let start = u64::try_from(self.start.as_nanos()).unwrap_or(u64::MAX);
+        // Computed in f64: exact to well under a microsecond for any
+        // realistic run, and monotonic in `i`.
+        start.saturating_add((i as f64 * 1e9 / self.rate) as u64)
+    }
+
+    /// Source address of attempt `i`.
+    pub fn source(&self, i: u64) -> IpAddr {
+        self.sources.nth(i)
+    }
+}
+
+/// A checked scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub target: Option<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub close: CloseMode,
+    /// After a completed handshake, wait this long for the server to close
+    /// (a post-accept rejection, as HAProxy does); zero: don't wait.
+    pub confirm: Duration,
+    pub gate: Option<GateConfig>,
+    pub tolerance: Tolerance,
+    pub groups: Vec<Group>,
+}
+
+/// Longest run a scenario may ask for: runs are bounded.
+pub const MAX_GROUP_SECONDS: f64 = 3600.0;
+/// Most attempts one group may make.
+pub const MAX_GROUP_CONNECTIONS: u64 = 100_000_000;
+
+fn positive(what: &str, v: f64) -> Result<f64> {
+    if !v.is_finite() || v <= 0.0 {
+        bail!("{what} = {v} must be a positive number");
+    }
+    Ok(v)
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading scenario {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("scenario {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let f: ScenarioFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = match &f.target {
+            None => None,
+            Some(t) => Some(
+                t.parse::<SocketAddr>()
+                    .map_err(|_| anyhow::anyhow!("target = {t:?} is not an address:port"))?,
+            ),
+        };
+        let connect_timeout = Duration::from_millis(f.connect_timeout_ms.unwrap_or(1000));
+        if connect_timeout.is_zero() || connect_timeout > Duration::from_secs(120) {
+            bail!(
+                "connect_timeout_ms = {} must be 1..=120000",
+                connect_timeout.as_millis()
+            );
+        }
+        let close = match f.close.as_deref() {
+            None | Some("rst") => CloseMode::Rst,
+            Some("fin") => CloseMode::Fin,
+            Some(o) => bail!("close = {o:?} must be \"rst\" or \"fin\""),
+        };
+        let confirm = Duration::from_millis(f.confirm_ms.unwrap_or(0));
+        if confirm > Duration::from_secs(60) {
+            bail!("confirm_ms = {} must be at most 60000", confirm.as_millis());
+        }
+        if let Some(g) = &f.gate {
+            positive("gate.per_key_rate", g.per_key_rate)?;
+            if !g.per_key_burst.is_finite() || g.per_key_burst < 1.0 {
+                bail!(
+                    "gate.per_key_burst = {} must be at least 1",
+                    g.per_key_burst
+                );
+            }
+            if g.ipv4_prefix > 32 {
+                bail!("gate.ipv4_prefix = {} must be 0..=32", g.ipv4_prefix);
+            }
+            if g.ipv6_prefix > 128 {
+                bail!("gate.ipv6_prefix = {} must be 0..=128", g.ipv6_prefix);
+            }
+            if let Some(r) = g.global_rate {
+                positive("gate.global_rate", r)?;
+            }
+            if let Some(b) = g.global_burst {
+                if g.global_rate.is_none() {
+                    bail!("gate.global_burst = {b} needs gate.global_rate");
+                }
+                if !b.is_finite() || b < 1.0 {
+                    bail!("gate.global_burst = {b} must be at least 1");
+                }
+            }
+        }
+        let t = &f.tolerance;
+        if !t.relative.is_finite() || !(0.0..=1.0).contains(&t.relative) {
+            bail!("tolerance.relative = {} must be within 0..=1", t.relative);
+        }
+        if f.group.is_empty() {
+            bail!("no [[group]]: a scenario needs at least one client group");
+        }
+        let mut groups = Vec::new();
+        for g in &f.group {
+            groups.push(resolve_group(g)?);
+        }
+        for (i, g) in groups.iter().enumerate() {
+            if groups[..i].iter().any(|o| o.name == g.name) {
+                bail!("group name {:?} is used twice", g.name);
+            }
+        }
+        Ok(Scenario {
+            name: f.name,
+            target,
+            connect_timeout,
+            close,
+            confirm,
+            gate: f.gate,
+            tolerance: f.tolerance,
+            groups,
+        })
+    }
+
+    /// Total attempts of all groups.
+    pub fn total_attempts(&self) -> u64 {
+        self.groups.iter().map(|g| g.count).sum()
+    }
+
+    /// When the last attempt is due, from the run's start.
+    pub fn last_due(&self) -> Duration {
+        self.groups
+            .iter()
+            .map(|g| Duration::from_nanos(g.intended_ns(g.count.saturating_sub(1))))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+fn resolve_group(g: &GroupFile) -> Result<Group> {
+    let ctx = |field: &str| format!("group {:?}: {field}", g.name);
+    if g.name.is_empty() {
+        bail!("group name must not be empty");
+    }
+    let items: Vec<String> = match &g.sources {
+        SourcesSpec::One(s) => vec![s.clone()],
+        SourcesSpec::Many(v) => v.clone(),
+    };
+    let sources = AddrSet::parse(&items).with_context(|| ctx("sources"))?;
+    let n = sources.len();
+    let rate = match (g.rate, g.rate_per_source) {
+        (Some(r), None) => positive(&ctx("rate"), r)?,
+        (None, Some(r)) => {
+            if g.churn {
+                bail!(
+                    "{}: churn needs a total `rate`, not rate_per_source",
+                    ctx("churn")
+                );
+            }
+            positive(&ctx("rate_per_source"), r)? * n as f64
+        }
+        (Some(_), Some(_)) => bail!(
+            "{}: give either rate or rate_per_source, not both",
+            ctx("rate")
+        ),
+        (None, None) => bail!("{}: give rate or rate_per_source", ctx("rate")),
+    };
+    let duration_s = positive(&ctx("duration_s"), g.duration_s)?;
+    if duration_s > MAX_GROUP_SECONDS {
+        bail!(
+            "{} = {duration_s} must be at most {MAX_GROUP_SECONDS}",
+            ctx("duration_s")
+        );
+    }
+    if !g.start_s.is_finite() || !(0.0..=MAX_GROUP_SECONDS).contains(&g.start_s) {
+        bail!(
+            "{} = {} must be within 0..={MAX_GROUP_SECONDS}",
+            ctx("start_s"),
+            g.start_s
+        );
+    }
+    let mut count = (duration_s * rate).floor() as u64;
+    if let Some(m) = g.max_connections {
+        count = count.min(m);
+    }
+    if count == 0 {
+        bail!(
+            "{}: rate {rate}/s for {duration_s} s makes no attempt",
+            ctx("duration_s")
+        );
+    }
+    if count > MAX_GROUP_CONNECTIONS {
+        bail!(
+            "{}: {count} attempts exceed the bound of {MAX_GROUP_CONNECTIONS}",
+            ctx("rate")
+        );
+    }
+    if g.churn && count > n {
+        bail!(
+            "{}: churn needs a fresh address per attempt: {count} attempts but sources hold {n} addresses",
+            ctx("sources")
+        );
+    }
+    Ok(Group {
+        name: g.name.clone(),
+        sources,
+        rate,
+        start: Duration::from_secs_f64(g.start_s),
+        duration: Duration::from_secs_f64(duration_s),
+        churn: g.churn,
+        count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+name = "t"
+target = "127.0.0.1:9"
+[gate]
+per_key_rate = 10
+per_key_burst = 5
+[[group]]
+name = "a"
+sources = "127.1.0.0/29"
+rate_per_source = 10
+duration_s = 2
+"#;
+
+    #[test]
+    fn parses_and_resolves() {
+        let s = Scenario::parse(OK).unwrap();
+        assert_eq!(s.groups[0].sources.len(), 6);
+        assert_eq!(s.groups[0].count, 120);
+        assert_eq!(s.groups[0].intended_ns(60), 1_000_000_000);
+        assert_eq!(s.gate.unwrap().ipv4_prefix, 32);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = format!(
+            "{:#}",
+            Scenario::parse(&OK.replace("rate_per_source = 10", "rate_per_source = -1"))
+                .unwrap_err()
+        );
+        assert!(e.contains("rate_per_source = -1"), "{e}");
+        let e = format!(
+            "{:#}",
+            Scenario::parse(&OK.replace("duration_s = 2", "duraton_s = 2")).unwrap_err()
+        );
+        assert!(e.contains("duraton_s"), "{e}");
+        let e = format!(
+            "{:#}",
+            Scenario::parse(&OK.replace("127.0.0.1:9", "nowhere")).unwrap_err()
+        );
+        assert!(e.contains("nowhere"), "{e}");
+        let e = format!(
+            "{:#}",
+            Scenario::parse(&OK.replace("127.1.0.0/29", "127.1.0.0/33")).unwrap_err()
+        );
+        assert!(e.contains("127.1.0.0/33"), "{e}");
+        let churn = OK.replace("rate_per_source = 10", "rate = 100\nchurn = true");
+        let e = format!("{:#}", Scenario::parse(&churn).unwrap_err());
+        assert!(e.contains("churn") && e.contains("200 attempts"), "{e}");
+    }
+}
