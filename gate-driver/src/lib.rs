@@ -1,6 +1,43 @@
 //! gate-driver: the Windows kernel driver (WSK conditional-accept gate).
+//!
+//! All driver code lives in this `#![no_std]` library; the Windows image
+//! root (src/main.rs) only plugs in the allocator and panic handler and
+//! links [`DriverEntry`]. On Linux the same code runs against gate-usersim.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`entry`] | DriverEntry and DriverUnload: start-up and tear-down order |
+//! | [`listener`] | the worker thread: the listener's whole life cycle |
+//! | [`decision`] | the listen callbacks: inspect, abort, accept |
+//! | [`pending`] | pended requests: the bounded table, its timer, completion |
+//! | [`config`] | registry configuration: names, types, defaults, checks |
+//! | [`addr`] | SOCKADDR <-> IpAddr conversion |
+//! | [`seed`] | the per-start random seed of gate-core's hash |
+//! | [`telemetry`] | the driver's events (forwarded to [`etw`]) and counters |
+//! | [`kernel`] | small safe wrappers over the kernel bindings |
+//! | [`pool`], [`panic`] | global allocator and panic bug check |
 #![no_std]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::float_arithmetic,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::unreachable
+    )
+)]
 
 extern crate alloc;
 
 pub mod etw;
+pub mod kernel;
+pub mod panic;
+pub mod pool;
+
+mod entry;
+pub use entry::DriverEntry;
