@@ -1,7 +1,442 @@
-//! Peers side by side (placeholder until written).
-use anyhow::Result;
+//! `gate-load peers`: the same scenario against peers that do the gate's job,
+//! side by side, each started by the harness in a fresh namespace pair
+//! (see [`crate::topology`]): a plain listener (the baseline), an nftables
+//! per-source meter (`reject with tcp reset` over the limit, before the
+//! handshake) and HAProxy (stick-table `conn_rate(1s)` with
+//! `tcp-request connection reject`, after the handshake, so its runs use a
+//! confirm window). Reports accuracy (observed / model accepted per group)
+//! and the highest new-connection rate each sustains, as ratios.
+
+use crate::engine::{self, RunOptions};
+use crate::listener::Background;
+use crate::model;
+use crate::report::Report;
+use crate::scenario::{GateConfig, Scenario};
+use crate::topology::{in_netns, sh, Guard, Topology, SERVER_ADDR};
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 #[derive(clap::Args, Debug)]
-pub struct Args {}
-pub fn run(_a: &Args) -> Result<bool> {
-    anyhow::bail!("not yet")
+pub struct Args {
+    /// Scenario with a [gate] section; its sources must lie in
+    /// 10.77.128.0/17 (the harness's client namespace), its target is ignored.
+    #[arg(long, short)]
+    pub scenario: PathBuf,
+    /// Offered rates (connections/s) of the sustained-rate ramp.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2000,5000,10000,15000,20000,30000"
+    )]
+    pub steps: Vec<u32>,
+    /// Seconds per ramp step.
+    #[arg(long, default_value_t = 1.0)]
+    pub step_s: f64,
+    /// Leave HAProxy out.
+    #[arg(long)]
+    pub skip_haproxy: bool,
+    /// Write the results table (Markdown) here too.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+/// Which peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Plain,
+    NftMeter,
+    Haproxy,
+}
+
+impl Peer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Plain => "plain listener",
+            Peer::NftMeter => "nftables meter",
+            Peer::Haproxy => "HAProxy stick-table",
+        }
+    }
+}
+
+fn nft_rate(what: &str, r: f64) -> Result<String> {
+    if r.fract() == 0.0 && r >= 1.0 {
+        return Ok(format!("{}/second", r as u64));
+    }
+    let per_min = r * 60.0;
+    if per_min.fract() == 0.0 && per_min >= 1.0 {
+        return Ok(format!("{}/minute", per_min as u64));
+    }
+    bail!("{what} = {r}: nftables needs a whole number per second or per minute")
+}
+
+fn nft_burst(what: &str, b: f64) -> Result<u64> {
+    if b.fract() != 0.0 || b < 1.0 {
+        bail!("{what} = {b}: nftables needs a whole number of packets");
+    }
+    Ok(b as u64)
+}
+
+/// nftables rules that implement `gate` on TCP port `port` (IPv4 and IPv6):
+/// a per-key meter (addresses cut to the prefix length), then an optional
+/// global limit; SYNs over either are answered with an RST.
+///
+/// Difference from the model: a SYN that passes its key's meter but fails
+/// the global limit has already spent its key's token.
+pub fn nft_meter_rules(port: u16, gate: &GateConfig) -> Result<String> {
+    let rate = nft_rate("gate.per_key_rate", gate.per_key_rate)?;
+    let burst = nft_burst("gate.per_key_burst", gate.per_key_burst)?;
+    let v4 = if gate.ipv4_prefix >= 32 {
+        "ip saddr".to_string()
+    } else {
+        let m = if gate.ipv4_prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(gate.ipv4_prefix))
+        };
+        format!("ip saddr and {}", std::net::Ipv4Addr::from(m))
+    };
+    let v6 = if gate.ipv6_prefix >= 128 {
+        "ip6 saddr".to_string()
+    } else {
+        let m = if gate.ipv6_prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(gate.ipv6_prefix))
+        };
+        format!("ip6 saddr and {}", std::net::Ipv6Addr::from(m))
+    };
+    let syn = format!("tcp dport {port} tcp flags & (syn|ack) == syn");
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet gatepeer {{");
+    let _ = writeln!(s, "  chain input {{");
+    let _ = writeln!(s, "    type filter hook input priority 0; policy accept;");
+    let _ = writeln!(
+        s,
+        "    meta nfproto ipv4 {syn} meter gl4 size 1000000 {{ {v4} limit rate over {rate} burst {burst} packets }} reject with tcp reset"
+    );
+    let _ = writeln!(
+        s,
+        "    meta nfproto ipv6 {syn} meter gl6 size 1000000 {{ {v6} limit rate over {rate} burst {burst} packets }} reject with tcp reset"
+    );
+    if let Some(g) = gate.global_rate {
+        let grate = nft_rate("gate.global_rate", g)?;
+        let gburst = nft_burst("gate.global_burst", gate.global_burst.unwrap_or(g))?;
+        let _ = writeln!(
+            s,
+            "    {syn} limit rate over {grate} burst {gburst} packets reject with tcp reset"
+        );
+    }
+    let _ = writeln!(s, "  }}\n}}");
+    Ok(s)
+}
+
+/// HAProxy configuration for `gate`: frontend on `bind`, per-source
+/// connection rate over 1 s above `per_key_rate` rejected after accept,
+/// accepted connections relayed to `backend`.
+///
+/// HAProxy counts connections in a sliding one-second window; it has no
+/// burst, so the model's burst is not honoured.
+pub fn haproxy_config(bind: SocketAddr, backend: SocketAddr, gate: &GateConfig) -> String {
+    let limit = gate.per_key_rate.round().max(1.0) as u64;
+    format!(
+        "global\n  maxconn 200000\n\
+         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+         frontend gatepeer\n  bind {bind}\n  maxconn 200000\n\
+         \x20 stick-table type ipv6 size 2m expire 60s store conn_rate(1s)\n\
+         \x20 tcp-request connection track-sc0 src\n\
+         \x20 tcp-request connection reject if {{ sc0_conn_rate gt {limit} }}\n\
+         \x20 default_backend sink\n\
+         backend sink\n  server s1 {backend} maxconn 200000\n"
+    )
+}
+
+/// A peer running in a fresh topology; stops everything on drop.
+struct Running {
+    topo: Guard,
+    target: SocketAddr,
+    _listener: Background,
+    haproxy: Option<Child>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.haproxy.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(peer: Peer, gate: &GateConfig, name: &str) -> Result<Running> {
+    let topo = Guard(Topology::up(name, crate::topology::MAX_ADDRESSES)?);
+    let sns = topo.0.server_ns();
+    let port = 8080u16;
+    let front = SocketAddr::new(SERVER_ADDR.into(), port);
+    let (listen_at, hold) = match peer {
+        Peer::Haproxy => (
+            "127.0.0.1:9080".parse::<SocketAddr>()?,
+            Duration::from_secs(3),
+        ),
+        _ => (front, Duration::ZERO),
+    };
+    let listener = in_netns(&sns, move || Background::start(listen_at, hold, None))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("listener start panicked"))??;
+    let mut haproxy = None;
+    match peer {
+        Peer::Plain => {}
+        Peer::NftMeter => {
+            let rules = nft_meter_rules(port, gate)?;
+            let path = std::env::temp_dir().join(format!("gate-load-{name}.nft"));
+            std::fs::write(&path, rules)?;
+            let p = path.to_string_lossy().into_owned();
+            sh(&["ip", "netns", "exec", &sns, "nft", "-f", &p])?;
+            let _ = std::fs::remove_file(&path);
+        }
+        Peer::Haproxy => {
+            let path = std::env::temp_dir().join(format!("gate-load-{name}.cfg"));
+            std::fs::write(&path, haproxy_config(front, listen_at, gate))?;
+            let child = Command::new("ip")
+                .args(["netns", "exec", &sns, "haproxy", "-db", "-f"])
+                .arg(&path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting haproxy (Debian package haproxy)")?;
+            haproxy = Some(child);
+            // Wait until it listens (probe from the server namespace itself).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let ok = in_netns(&sns, move || {
+                    Ok(
+                        std::net::TcpStream::connect_timeout(&front, Duration::from_millis(200))
+                            .is_ok(),
+                    )
+                })?
+                .join()
+                .map_err(|_| anyhow::anyhow!("probe panicked"))??;
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("haproxy did not start listening on {front} within 5 s");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Ok(Running {
+        topo,
+        target: front,
+        _listener: listener,
+        haproxy,
+    })
+}
+
+fn run_in_client(r: &Running, sc: &Scenario) -> Result<Report> {
+    let sc = sc.clone();
+    let target = r.target;
+    let cns = r.topo.0.client_ns();
+    in_netns(&cns, move || {
+        let opts = RunOptions {
+            target,
+            progress: false,
+            max_in_flight: 60_000,
+            pin_cpu: None,
+        };
+        Ok(engine::run(&sc, &opts)?.report)
+    })?
+    .join()
+    .map_err(|_| anyhow::anyhow!("generator thread panicked"))?
+}
+
+fn ramp_scenario(rate: u32, step_s: f64, confirm_ms: u64) -> Result<Scenario> {
+    Scenario::parse(&format!(
+        "name = \"ramp-{rate}\"\nconnect_timeout_ms = 1000\nconfirm_ms = {confirm_ms}\n\
+         [[group]]\nname = \"flood\"\nsources = \"10.77.128.0/17\"\nrate = {rate}\n\
+         duration_s = {step_s}\nchurn = true\n"
+    ))
+}
+
+/// One peer's figures.
+pub struct PeerResult {
+    pub peer: Peer,
+    /// Per group: (name, expected, observed).
+    pub accuracy: Vec<(String, u64, u64)>,
+    /// Per ramp step: (offered rate, accepted share, p99 latency ms).
+    pub ramp: Vec<(u32, f64, f64)>,
+    pub sustained: u32,
+}
+
+/// Share of attempts that must be accepted for a step to count as sustained.
+pub const SUSTAINED_SHARE: f64 = 0.99;
+
+fn measure(peer: Peer, sc: &Scenario, gate: &GateConfig, args: &Args) -> Result<PeerResult> {
+    let tag = format!("pr{}{}", std::process::id() % 10_000, peer as u8);
+    let confirm = if peer == Peer::Haproxy { 300 } else { 0 };
+    let mut sc = sc.clone();
+    sc.confirm = Duration::from_millis(confirm);
+    let running = start(peer, gate, &tag)?;
+    let report = run_in_client(&running, &sc)?;
+    drop(running);
+    eprint!("{}: {}", peer.name(), report.summary());
+    let exp = model::expected_accepted(&sc, gate);
+    let accuracy = sc
+        .groups
+        .iter()
+        .zip(exp)
+        .map(|(g, e)| {
+            let o = report.group(&g.name).map_or(0, |r| r.counts.accepted);
+            (g.name.clone(), e, o)
+        })
+        .collect();
+    let mut ramp = Vec::new();
+    let mut sustained = 0;
+    for &rate in &args.steps {
+        // A fresh peer per step: no meter or stick-table state carries over.
+        let running = start(peer, gate, &tag)?;
+        let r = run_in_client(&running, &ramp_scenario(rate, args.step_s, confirm)?)?;
+        drop(running);
+        let g = r.groups.first().context("ramp report has no group")?;
+        let share = g.counts.accepted as f64 / g.attempted.max(1) as f64;
+        let p99 = g
+            .latency(crate::report::Outcome::Accepted)
+            .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0);
+        eprintln!(
+            "{}: offered {rate}/s: accepted {:.1} %, p99 {p99:.2} ms, timed out {}, other {}",
+            peer.name(),
+            share * 100.0,
+            g.counts.timed_out,
+            g.counts.other
+        );
+        ramp.push((rate, share, p99));
+        if share >= SUSTAINED_SHARE {
+            sustained = rate;
+        } else {
+            break;
+        }
+    }
+    Ok(PeerResult {
+        peer,
+        accuracy,
+        ramp,
+        sustained,
+    })
+}
+
+/// The results as a Markdown table.
+pub fn table(results: &[PeerResult]) -> String {
+    let base = results
+        .iter()
+        .find(|r| r.peer == Peer::Plain)
+        .map_or(1, |r| r.sustained.max(1));
+    let mut s = String::new();
+    let groups: Vec<&str> = results
+        .first()
+        .map(|r| r.accuracy.iter().map(|a| a.0.as_str()).collect())
+        .unwrap_or_default();
+    let _ = write!(s, "| peer |");
+    for g in &groups {
+        let _ = write!(s, " {g}: observed/model |");
+    }
+    let _ = writeln!(s, " sustained new conn/s | vs plain listener |");
+    let _ = write!(s, "|---|");
+    for _ in &groups {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s, "---|---|");
+    for r in results {
+        let _ = write!(s, "| {} |", r.peer.name());
+        for (_, e, o) in &r.accuracy {
+            let ratio = if *e == 0 { 0.0 } else { *o as f64 / *e as f64 };
+            let _ = write!(s, " {o}/{e} = {ratio:.3} |");
+        }
+        let _ = writeln!(
+            s,
+            " >= {} | {:.2} |",
+            r.sustained,
+            r.sustained as f64 / base as f64
+        );
+    }
+    s
+}
+
+pub fn run(args: &Args) -> Result<bool> {
+    if !crate::sys::is_root() {
+        bail!("peers needs root (namespaces, nftables, HAProxy)");
+    }
+    if !args.step_s.is_finite() || args.step_s <= 0.0 || args.step_s > 10.0 {
+        bail!("--step-s {} must be within (0, 10]", args.step_s);
+    }
+    if let Some(bad) = args.steps.iter().find(|r| **r == 0 || **r > 32_000) {
+        bail!("--steps: rate {bad} must be 1..=32000 (one fresh address per attempt)");
+    }
+    let sc = Scenario::load(&args.scenario)?;
+    let gate = sc
+        .gate
+        .clone()
+        .with_context(|| format!("scenario {:?} has no [gate] section", sc.name))?;
+    let mut peers = vec![Peer::Plain, Peer::NftMeter];
+    if !args.skip_haproxy {
+        peers.push(Peer::Haproxy);
+    }
+    let mut results = Vec::new();
+    for p in peers {
+        results.push(measure(p, &sc, &gate, args)?);
+    }
+    let t = table(&results);
+    println!("{t}");
+    println!(
+        "sustained = highest offered rate (of {:?}, {} s each, a fresh address per attempt) with >= {:.0} % accepted",
+        args.steps,
+        args.step_s,
+        SUSTAINED_SHARE * 100.0
+    );
+    if let Some(p) = &args.markdown {
+        std::fs::write(p, &t).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(prefix: u8) -> GateConfig {
+        GateConfig {
+            per_key_rate: 10.0,
+            per_key_burst: 20.0,
+            ipv4_prefix: prefix,
+            ipv6_prefix: 64,
+            global_rate: Some(1000.0),
+            global_burst: None,
+        }
+    }
+
+    #[test]
+    fn nft_rules_follow_the_gate() {
+        let r = nft_meter_rules(8080, &gate(24)).unwrap();
+        assert!(
+            r.contains("ip saddr and 255.255.255.0 limit rate over 10/second burst 20 packets"),
+            "{r}"
+        );
+        assert!(
+            r.contains("ip6 saddr and ffff:ffff:ffff:ffff:: limit"),
+            "{r}"
+        );
+        assert!(
+            r.contains("limit rate over 1000/second burst 1000 packets"),
+            "{r}"
+        );
+        let mut g = gate(32);
+        g.per_key_rate = 0.5;
+        assert!(nft_meter_rules(1, &g).unwrap().contains("30/minute"));
+        g.per_key_rate = 0.3333;
+        let e = nft_meter_rules(1, &g).unwrap_err().to_string();
+        assert!(e.contains("gate.per_key_rate = 0.3333"), "{e}");
+    }
 }

@@ -1,0 +1,153 @@
+//! Runs inside network namespaces the tests make (root only; skipped with a
+//! message otherwise): an nftables drop rule (all timed out), an nftables
+//! `reject with tcp reset` rule (all refused), an nftables per-source meter
+//! set up like a scenario's gate (validate must pass), and topology up/down.
+
+mod common;
+
+use load_tests::listener::Background;
+use load_tests::model;
+use load_tests::scenario::Scenario;
+use load_tests::topology::{in_netns, Guard, NetnsGuard, Topology, SERVER_ADDR};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn one_ns_scenario(port: u16, timeout_ms: u64) -> Scenario {
+    Scenario::parse(&format!(
+        r#"
+name = "ns"
+target = "127.0.0.1:{port}"
+connect_timeout_ms = {timeout_ms}
+[[group]]
+name = "g"
+sources = "127.40.0.0/24"
+rate = 500
+duration_s = 1
+"#
+    ))
+    .unwrap()
+}
+
+/// Runs `sc` from inside namespace `ns` against `target`, with a listener on
+/// `target` in the same namespace.
+fn run_in(ns: &str, sc: Scenario, target: SocketAddr) -> load_tests::report::Report {
+    in_netns(ns, move || {
+        let l = Background::start(target, Duration::ZERO, None)?;
+        let r = common::run(&sc, target);
+        drop(l);
+        Ok(r)
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+#[test]
+fn drop_rule_times_everything_out() {
+    if !common::root_or_skip("drop_rule_times_everything_out") {
+        return;
+    }
+    let ns = NetnsGuard::new(&common::unique("bh")).unwrap();
+    common::nft(
+        &ns.name,
+        "table inet gltest {\n chain input {\n type filter hook input priority 0; policy accept;\n\
+         tcp dport 18091 drop\n }\n}\n",
+    );
+    let target: SocketAddr = "127.0.0.1:18091".parse().unwrap();
+    let r = run_in(&ns.name, one_ns_scenario(18091, 300), target);
+    let g = &r.groups[0];
+    assert_eq!(g.attempted, 500);
+    assert_eq!(g.counts.timed_out, 500, "{}", r.summary());
+    let h = g.latency(load_tests::report::Outcome::TimedOut).unwrap();
+    // Timed-out latency is the client's patience (from the intended start).
+    assert!(h.min() >= 290_000, "min {}", h.min());
+}
+
+#[test]
+fn reset_rule_refuses_everything() {
+    if !common::root_or_skip("reset_rule_refuses_everything") {
+        return;
+    }
+    let ns = NetnsGuard::new(&common::unique("rs")).unwrap();
+    common::nft(
+        &ns.name,
+        "table inet gltest {\n chain input {\n type filter hook input priority 0; policy accept;\n\
+         tcp dport 18092 tcp flags & (syn|ack) == syn reject with tcp reset\n }\n}\n",
+    );
+    let target: SocketAddr = "127.0.0.1:18092".parse().unwrap();
+    let r = run_in(&ns.name, one_ns_scenario(18092, 1000), target);
+    let g = &r.groups[0];
+    assert_eq!(g.counts.refused, 500, "{}", r.summary());
+}
+
+/// The scenario the meter test and the README's example share.
+const METER_SCENARIO: &str = include_str!("../scenarios/meter.toml");
+
+#[test]
+fn nftables_meter_matches_the_model() {
+    if !common::root_or_skip("nftables_meter_matches_the_model") {
+        return;
+    }
+    let sc = Scenario::parse(METER_SCENARIO).unwrap();
+    let gate = sc.gate.clone().unwrap();
+    let topo = Guard(Topology::up(&common::unique("mt"), 1000).unwrap());
+    let port = 8080u16;
+    common::nft(
+        &topo.0.server_ns(),
+        &load_tests::peers::nft_meter_rules(port, &gate).unwrap(),
+    );
+    let target = SocketAddr::new(SERVER_ADDR.into(), port);
+    let listener = in_netns(&topo.0.server_ns(), move || {
+        Background::start(target, Duration::ZERO, None)
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap();
+    let sc2 = sc.clone();
+    let r = in_netns(&topo.0.client_ns(), move || {
+        load_tests::topology::check_target(target, false)?;
+        Ok(common::run(&sc2, target))
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap();
+    drop(listener);
+    let v = model::validate(&sc, &r).unwrap();
+    let table = model::verdict_table(&v);
+    eprintln!("{}{table}", r.summary());
+    assert!(v.iter().all(|g| g.pass), "{table}");
+    // The meter really limited something: refusals exist.
+    assert!(r.groups.iter().any(|g| g.counts.refused > 0));
+}
+
+#[test]
+fn topology_up_and_down_are_idempotent() {
+    if !common::root_or_skip("topology_up_and_down_are_idempotent") {
+        return;
+    }
+    let name = common::unique("tp");
+    let t = Guard(Topology::up(&name, 300).unwrap());
+    assert_eq!(t.0.sources_cidr(), "10.77.128.0/23");
+    // Up again replaces, down twice is fine.
+    let t2 = Topology::up(&name, 300).unwrap();
+    let list = load_tests::topology::sh(&["ip", "netns", "list"]).unwrap();
+    assert!(list.contains(&t2.client_ns()) && list.contains(&t2.server_ns()));
+    // The client owns its sources: binding one works inside the namespace.
+    in_netns(&t2.client_ns(), || {
+        let s = std::net::TcpListener::bind("10.77.129.44:0")?;
+        drop(s);
+        Ok(())
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap();
+    t2.down().unwrap();
+    t2.down().unwrap();
+    let list = load_tests::topology::sh(&["ip", "netns", "list"]).unwrap();
+    assert!(!list.contains(&t2.client_ns()) && !list.contains(&t2.server_ns()));
+    drop(t);
+}
