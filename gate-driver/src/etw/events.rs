@@ -1,0 +1,522 @@
+//! The gate's events: the one place each event is defined.
+//!
+//! Ids are stable (never reused); a change to an event's fields bumps its
+//! version. etw-manifest/gate.man must describe the same events (its tests
+//! compare it with [`SCHEMA`] field by field).
+
+use super::table::gate_events;
+
+gate_events! {
+    /// A connection request (SYN) was accepted at once.
+    ConnectionAccepted = 1 {
+        fn connection_accepted;
+        version: 0, level: VERBOSE, keyword: ACCEPT, task: DECISION, opcode: INFO;
+        /// Remote address and port of the SYN.
+        remote "RemoteAddress": SockAddr,
+        /// Local (listening) address and port.
+        local "LocalAddress": SockAddr,
+        /// The decision: always accept here (value map ActionMap).
+        action "Action": U8 => "ActionMap",
+        /// Why (value map ReasonMap): within_rate, allow_listed, or observe_would_reject in observe mode.
+        reason "Reason": U8 => "ReasonMap",
+        /// Observe mode: the reason the gate would have given (255 = none).
+        observed "ObservedReason": U8 => "ObservedReasonMap",
+        /// Tokens left in the key's bucket, in thousandths (4294967295 = no bucket consulted).
+        tokens_milli "TokensLeftMilli": U32,
+        /// The key: the remote network address (4 bytes IPv4, 16 bytes IPv6), host bits zero.
+        key "Key": Binary,
+        /// Prefix length of the key in bits.
+        key_prefix_len "KeyPrefixLength": U8,
+    }
+
+    /// A connection request was rejected (the client gets no connection).
+    ConnectionRejected = 2 {
+        fn connection_rejected;
+        version: 0, level: INFO, keyword: REJECT, task: DECISION, opcode: INFO;
+        /// Remote address and port of the SYN.
+        remote "RemoteAddress": SockAddr,
+        /// Local (listening) address and port.
+        local "LocalAddress": SockAddr,
+        /// The decision: always reject here (value map ActionMap).
+        action "Action": U8 => "ActionMap",
+        /// Why (value map ReasonMap).
+        reason "Reason": U8 => "ReasonMap",
+        /// Tokens left in the key's bucket, in thousandths (4294967295 = no bucket consulted).
+        tokens_milli "TokensLeftMilli": U32,
+        /// The key: the remote network address (4 bytes IPv4, 16 bytes IPv6), host bits zero.
+        key "Key": Binary,
+        /// Prefix length of the key in bits.
+        key_prefix_len "KeyPrefixLength": U8,
+    }
+
+    /// A connection request was pended: it is accepted after a delay (no SYN-ACK meanwhile).
+    ConnectionPended = 3 {
+        fn connection_pended;
+        version: 0, level: VERBOSE, keyword: PEND, task: DECISION, opcode: INFO;
+        /// Remote address and port of the SYN.
+        remote "RemoteAddress": SockAddr,
+        /// Local (listening) address and port.
+        local "LocalAddress": SockAddr,
+        /// The decision: always pend here (value map ActionMap).
+        action "Action": U8 => "ActionMap",
+        /// Why (value map ReasonMap): pend_delayed.
+        reason "Reason": U8 => "ReasonMap",
+        /// Tokens left in the key's bucket, in thousandths (4294967295 = no bucket consulted).
+        tokens_milli "TokensLeftMilli": U32,
+        /// The key: the remote network address (4 bytes IPv4, 16 bytes IPv6), host bits zero.
+        key "Key": Binary,
+        /// Prefix length of the key in bits.
+        key_prefix_len "KeyPrefixLength": U8,
+        /// Delay before the request is completed, in milliseconds.
+        delay_ms "DelayMs": U32,
+        /// WSK_INSPECT_ID.Key of the pended request (matches PendCompleted and ConnectionAborted).
+        inspect_key "InspectKey": Hex64,
+        /// WSK_INSPECT_ID.SerialNumber of the pended request.
+        inspect_serial "InspectSerial": U32,
+    }
+
+    /// A pended request was completed with WskInspectComplete.
+    PendCompleted = 4 {
+        fn pend_completed;
+        version: 0, level: VERBOSE, keyword: PEND, task: PEND, opcode: INFO;
+        /// Remote address and port of the request.
+        remote "RemoteAddress": SockAddr,
+        /// The final action: accept or reject (value map ActionMap).
+        action "Action": U8 => "ActionMap",
+        /// Time the request was held, in milliseconds.
+        waited_ms "WaitedMs": U32,
+        /// WSK_INSPECT_ID.Key.
+        inspect_key "InspectKey": Hex64,
+        /// WSK_INSPECT_ID.SerialNumber.
+        inspect_serial "InspectSerial": U32,
+        /// What WskInspectComplete returned (STATUS_FILE_FORCED_CLOSED: the listener must close).
+        status "Status": NtStatus,
+    }
+
+    /// WskAbortEvent: an accepted or pended request died before it was established.
+    ConnectionAborted = 5 {
+        fn connection_aborted;
+        version: 0, level: INFO, keyword: ABORT, task: ABORT, opcode: INFO;
+        /// WSK_INSPECT_ID.Key of the aborted request.
+        inspect_key "InspectKey": Hex64,
+        /// WSK_INSPECT_ID.SerialNumber of the aborted request.
+        inspect_serial "InspectSerial": U32,
+        /// Whether the request was pended (else it had been accepted).
+        was_pended "WasPended": Bool32,
+        /// Whether the request's token was given back to its bucket.
+        token_returned "TokenReturned": Bool32,
+        /// Remote address and port when known (empty otherwise).
+        remote "RemoteAddress": SockAddr,
+    }
+
+    /// The listening socket stopped working and is being closed.
+    ListenerClosed = 6 {
+        fn listener_closed;
+        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO;
+        /// Why (value map CloseCauseMap): null_inspect_id, file_forced_closed, unload, error.
+        cause "Cause": U8 => "CloseCauseMap",
+        /// The status that told us, when there is one (else 0).
+        status "Status": NtStatus,
+        /// Local address and port of the listener.
+        local "LocalAddress": SockAddr,
+    }
+
+    /// An attempt to create the listener again after it closed.
+    ListenerRecreated = 7 {
+        fn listener_recreated;
+        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO;
+        /// Attempt number since the listener went down (1 = first).
+        attempt "Attempt": U32,
+        /// Back-off waited before this attempt, in milliseconds.
+        backoff_ms "BackoffMs": U32,
+        /// Result of the attempt (STATUS_SUCCESS = listening again).
+        status "Status": NtStatus,
+        /// Local address and port of the listener.
+        local "LocalAddress": SockAddr,
+    }
+
+    /// The listener is bound and listening.
+    ListenerUp = 8 {
+        fn listener_up;
+        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: START;
+        /// Local address and port.
+        local "LocalAddress": SockAddr,
+        /// Local port.
+        port "Port": Port,
+        /// How decisions are made (value map ListenerModeMap): conditional_accept or post_accept.
+        mode "Mode": U8 => "ListenerModeMap",
+        /// Status of the bind (STATUS_SUCCESS).
+        status "Status": NtStatus,
+    }
+
+    /// The listener is no longer listening (closed, or creating it failed).
+    ListenerDown = 9 {
+        fn listener_down;
+        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: STOP;
+        /// Local address and port.
+        local "LocalAddress": SockAddr,
+        /// Local port.
+        port "Port": Port,
+        /// Status of the close, or of the step that failed.
+        status "Status": NtStatus,
+    }
+
+    /// The configuration in force after reading the registry (defaults for absent values).
+    ConfigLoaded = 10 {
+        fn config_loaded;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        /// Listening port.
+        port "Port": Port,
+        /// Listener mode (value map ListenerModeMap).
+        mode "Mode": U8 => "ListenerModeMap",
+        /// Keys the table can track.
+        capacity "Capacity": U32,
+        /// Table shards (one lock each).
+        shards "Shards": U32,
+        /// IPv4 key prefix length.
+        ipv4_prefix "Ipv4PrefixLength": U8,
+        /// IPv6 key prefix length.
+        ipv6_prefix "Ipv6PrefixLength": U8,
+        /// Per-key rate, in thousandths of a connection per second.
+        rate_milli "RateMilli": U64,
+        /// Per-key burst (bucket size), in connections.
+        burst "Burst": U32,
+        /// Rate over all sources, in thousandths of a connection per second (0 = no global limit).
+        global_rate_milli "GlobalRateMilli": U64,
+        /// Global burst, in connections.
+        global_burst "GlobalBurst": U32,
+        /// What a new key gets when the table is full (value map FullTablePolicyMap).
+        full_table "FullTablePolicy": U8 => "FullTablePolicyMap",
+        /// Observe mode: decide and count, but accept everything.
+        observe "ObserveMode": Bool32,
+        /// Rejections within the ban window that ban a key (0 = no bans).
+        ban_threshold "BanThreshold": U32,
+        /// Window for counting rejections, in milliseconds.
+        ban_window_ms "BanWindowMs": U32,
+        /// Ban length, in milliseconds.
+        ban_ms "BanMs": U32,
+        /// Most requests pended at once (0 = never pend).
+        max_pending "MaxPending": U32,
+        /// Longest pend delay, in milliseconds.
+        max_delay_ms "MaxDelayMs": U32,
+        /// Entries in the allow list.
+        allow_entries "AllowEntries": U32,
+        /// Entries in the deny list.
+        deny_entries "DenyEntries": U32,
+    }
+
+    /// A registry value was refused; its default is used instead.
+    ConfigRejected = 11 {
+        fn config_rejected;
+        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        /// Registry value name.
+        value_name "ValueName": Str,
+        /// The refused value, as text.
+        value "Value": Str,
+        /// Why it was refused.
+        reason "Reason": Str,
+    }
+
+    /// Periodic counters (totals since the driver started).
+    Counters = 12 {
+        fn counters;
+        version: 0, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        /// Time since the previous Counters event, in milliseconds.
+        interval_ms "IntervalMs": U32,
+        /// Decisions with reason within_rate.
+        within_rate "WithinRate": U64,
+        /// Decisions with reason allow_listed.
+        allow_listed "AllowListed": U64,
+        /// Decisions with reason deny_listed.
+        deny_listed "DenyListed": U64,
+        /// Decisions with reason rate_exceeded.
+        rate_exceeded "RateExceeded": U64,
+        /// Decisions with reason global_limit.
+        global_limit "GlobalLimit": U64,
+        /// Decisions with reason banned.
+        banned "Banned": U64,
+        /// Decisions with reason table_full.
+        table_full "TableFull": U64,
+        /// Decisions with reason observe_would_reject.
+        observe_would_reject "ObserveWouldReject": U64,
+        /// Decisions with reason pend_delayed.
+        pend_delayed "PendDelayed": U64,
+        /// Decisions with reason pend_budget_spent.
+        pend_budget_spent "PendBudgetSpent": U64,
+        /// New keys that took the slot of an idle key.
+        evicted_idle "EvictedIdleEvents": U64,
+        /// New keys that took the slot of the least recently seen active key.
+        evicted_lru "EvictedLruEvents": U64,
+        /// Times the full-table policy was applied.
+        table_full_events "TableFullEvents": U64,
+        /// Keys banned.
+        ban_started "BanStartedEvents": U64,
+        /// Pends completed.
+        pend_done "PendDoneEvents": U64,
+        /// Pends given up (token returned).
+        pend_aborted "PendAbortedEvents": U64,
+        /// Completions with a ticket that was not outstanding.
+        stale_ticket "StaleTicketEvents": U64,
+        /// Pends outstanding now.
+        pends_outstanding "PendsOutstanding": U64,
+        /// Keys in the table now.
+        table_occupancy "TableOccupancy": U32,
+        /// Key table capacity.
+        table_capacity "TableCapacity": U32,
+        /// WskAbortEvent calls seen by the driver.
+        aborts "Aborts": U64,
+    }
+
+    /// The driver started (DriverEntry succeeded).
+    DriverLoaded = 13 {
+        fn driver_loaded;
+        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: START;
+        /// Driver version (Cargo package version).
+        version "Version": Str,
+        /// Listener mode (value map ListenerModeMap).
+        mode "Mode": U8 => "ListenerModeMap",
+    }
+
+    /// The driver is unloading (after this, no more events).
+    DriverUnloading = 14 {
+        fn driver_unloading;
+        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: STOP;
+        /// Time since DriverEntry, in milliseconds.
+        uptime_ms "UptimeMs": U64,
+    }
+}
+
+/// Writes a [`Counters`](def::Counters) event from gate-core's counters
+/// snapshot plus the driver's own figures.
+pub fn counters_from(
+    provider: &super::Provider,
+    interval_ms: u32,
+    c: &gate_core::telemetry::Counters,
+    table_occupancy: u32,
+    table_capacity: u32,
+    aborts: u64,
+) {
+    use gate_core::telemetry::{Event as E, Reason as R};
+    counters(
+        provider,
+        interval_ms,
+        c.reason(R::WithinRate),
+        c.reason(R::AllowListed),
+        c.reason(R::DenyListed),
+        c.reason(R::RateExceeded),
+        c.reason(R::GlobalLimit),
+        c.reason(R::Banned),
+        c.reason(R::TableFull),
+        c.reason(R::ObserveWouldReject),
+        c.reason(R::PendDelayed),
+        c.reason(R::PendBudgetSpent),
+        c.event(E::EvictedIdle),
+        c.event(E::EvictedLru),
+        c.event(E::TableFull),
+        c.event(E::BanStarted),
+        c.event(E::PendDone),
+        c.event(E::PendAborted),
+        c.event(E::StaleTicket),
+        c.pends_outstanding,
+        table_occupancy,
+        table_capacity,
+        aborts,
+    );
+}
+
+/// Writes a [`ConfigLoaded`](def::ConfigLoaded) event from gate-core's
+/// configuration.
+pub fn config_loaded_from(
+    provider: &super::Provider,
+    port: u16,
+    mode: ListenerMode,
+    c: &gate_core::Config,
+) {
+    if !provider.enabled(
+        def::ConfigLoaded::DESCRIPTOR.Level,
+        def::ConfigLoaded::DESCRIPTOR.Keyword,
+    ) {
+        return;
+    }
+    config_loaded(
+        provider,
+        port,
+        mode as u8,
+        c.capacity,
+        c.shards,
+        c.ipv4_prefix,
+        c.ipv6_prefix,
+        c.rate_milli,
+        c.burst,
+        c.global_rate_milli,
+        c.global_burst,
+        c.full_table as u8,
+        c.observe,
+        c.ban_threshold,
+        c.ban_window_ms,
+        c.ban_ms,
+        c.max_pending,
+        c.max_delay_ms,
+        u32::try_from(c.allow.len()).unwrap_or(u32::MAX),
+        u32::try_from(c.deny.len()).unwrap_or(u32::MAX),
+    );
+}
+
+/// Writes a [`ConfigRejected`](def::ConfigRejected) event for a value
+/// gate-core refused (`value_name` is the registry value's name).
+pub fn config_rejected_error(
+    provider: &super::Provider,
+    value_name: &str,
+    e: &gate_core::ConfigError,
+) {
+    let mut buf = [0u8; 20];
+    let text = decimal(e.value, &mut buf);
+    config_rejected(provider, value_name, text, e.expected);
+}
+
+/// `v` in decimal, written into `buf` (20 digits hold any u64).
+fn decimal(v: u64, buf: &mut [u8; 20]) -> &str {
+    const DIGITS: &[u8; 10] = b"0123456789";
+    let mut rest = v;
+    let mut start = buf.len();
+    while let Some(pos) = start.checked_sub(1) {
+        let digit = rest.checked_rem(10).unwrap_or(0);
+        rest = rest.checked_div(10).unwrap_or(0);
+        if let (Some(slot), Some(d)) = (buf.get_mut(pos), DIGITS.get(digit as usize)) {
+            *slot = *d;
+        }
+        start = pos;
+        if rest == 0 {
+            break;
+        }
+    }
+    core::str::from_utf8(buf.get(start..).unwrap_or(&[])).unwrap_or("")
+}
+
+/// Writes the decision event that matches `d.action`
+/// ([`ConnectionAccepted`](def::ConnectionAccepted),
+/// [`ConnectionRejected`](def::ConnectionRejected) or
+/// [`ConnectionPended`](def::ConnectionPended)). `remote`/`local` are
+/// SOCKADDR bytes; for a pend, pass the inspect ID (key, serial) and the
+/// delay in milliseconds (ignored otherwise).
+pub fn decision(
+    provider: &super::Provider,
+    remote: &[u8],
+    local: &[u8],
+    d: &gate_core::Decision,
+    pend: (u64, u32, u32),
+) {
+    let key = d.key.bytes();
+    let key_len = match d.key.family() {
+        gate_core::Family::V4 => 4,
+        gate_core::Family::V6 => 16,
+    };
+    let key_bytes = key.get(..key_len).unwrap_or(&key);
+    let prefix = d.key.prefix_len();
+    match d.action {
+        gate_core::Action::Accept => connection_accepted(
+            provider,
+            remote,
+            local,
+            d.action as u8,
+            d.reason as u8,
+            d.observed.map_or(NO_OBSERVED_REASON, |r| r as u8),
+            d.tokens_milli,
+            key_bytes,
+            prefix,
+        ),
+        gate_core::Action::Reject => connection_rejected(
+            provider,
+            remote,
+            local,
+            d.action as u8,
+            d.reason as u8,
+            d.tokens_milli,
+            key_bytes,
+            prefix,
+        ),
+        gate_core::Action::Pend => {
+            let (inspect_key, inspect_serial, delay_ms) = pend;
+            connection_pended(
+                provider,
+                remote,
+                local,
+                d.action as u8,
+                d.reason as u8,
+                d.tokens_milli,
+                key_bytes,
+                prefix,
+                delay_ms,
+                inspect_key,
+                inspect_serial,
+            )
+        }
+    }
+}
+
+/// No observed reason (the `ObservedReason` field's value outside observe mode).
+pub const NO_OBSERVED_REASON: u8 = 255;
+
+/// Listener close causes (`CloseCauseMap`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    /// WskInspectEvent was called with a NULL InspectID.
+    NullInspectId = 0,
+    /// WskInspectComplete returned STATUS_FILE_FORCED_CLOSED.
+    FileForcedClosed = 1,
+    /// The driver is unloading.
+    Unload = 2,
+    /// Any other failure of the listening socket.
+    Error = 3,
+}
+
+impl CloseCause {
+    /// Every cause, in value order.
+    pub const ALL: [CloseCause; 4] = [
+        CloseCause::NullInspectId,
+        CloseCause::FileForcedClosed,
+        CloseCause::Unload,
+        CloseCause::Error,
+    ];
+
+    /// Name in the value map.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CloseCause::NullInspectId => "null_inspect_id",
+            CloseCause::FileForcedClosed => "file_forced_closed",
+            CloseCause::Unload => "unload",
+            CloseCause::Error => "error",
+        }
+    }
+}
+
+/// How the listener decides (`ListenerModeMap`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerMode {
+    /// SO_CONDITIONAL_ACCEPT: decisions before the handshake.
+    ConditionalAccept = 0,
+    /// Accept, then decide and close at once if refused (Wine lacks conditional accept).
+    PostAccept = 1,
+}
+
+impl ListenerMode {
+    /// Every mode, in value order.
+    pub const ALL: [ListenerMode; 2] = [ListenerMode::ConditionalAccept, ListenerMode::PostAccept];
+
+    /// Name in the value map.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ListenerMode::ConditionalAccept => "conditional_accept",
+            ListenerMode::PostAccept => "post_accept",
+        }
+    }
+}
+
+/// Names of gate-core's `FullTablePolicy` values (`FullTablePolicyMap`).
+pub const FULL_TABLE_POLICY_NAMES: [(u8, &str); 3] = [
+    (gate_core::FullTablePolicy::EvictLru as u8, "evict_lru"),
+    (gate_core::FullTablePolicy::FailOpen as u8, "fail_open"),
+    (gate_core::FullTablePolicy::FailClosed as u8, "fail_closed"),
+];
