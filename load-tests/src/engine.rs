@@ -262,7 +262,11 @@ impl Engine<'_> {
                     }
                 };
                 slot.handshake_ns = now;
-                if err != 0 {
+                if err == libc::ECONNRESET || err == libc::EPIPE {
+                    // An RST in SYN_SENT reads as ECONNREFUSED; a reset seen
+                    // here came after the handshake: a post-accept rejection.
+                    self.finish(idx, Outcome::Closed, None, now);
+                } else if err != 0 {
                     self.finish(idx, Outcome::Other, Some(err), now);
                 } else if self.sc.confirm.is_zero() {
                     self.finish(idx, Outcome::Accepted, None, now);
@@ -342,7 +346,12 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
     if let Some(cpu) = opts.pin_cpu {
         sys::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
     }
-    let _ = sys::raise_nofile_limit();
+    // Each attempt in flight holds a descriptor: stay under the limit.
+    let nofile = sys::raise_nofile_limit().unwrap_or(1024);
+    let max_in_flight = opts
+        .max_in_flight
+        .min(usize::try_from(nofile.saturating_sub(64)).unwrap_or(usize::MAX))
+        .max(1);
     let seconds = usize::try_from(sc.last_due().as_secs()).unwrap_or(0) + 1;
     let groups = sc
         .groups
@@ -354,7 +363,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         .iter()
         .map(|g| g.rate * (sc.connect_timeout + sc.confirm).as_secs_f64())
         .sum::<f64>()
-        .min(opts.max_in_flight as f64) as usize;
+        .min(max_in_flight as f64) as usize;
     let mut e = Engine {
         sc,
         target: SockAddr::from(opts.target),
@@ -401,7 +410,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         let mut backlog = false;
         for g in 0..n {
             while next[g] < sc.groups[g].count && due[g] <= now {
-                if started >= LAUNCH_BATCH || e.in_flight >= opts.max_in_flight {
+                if started >= LAUNCH_BATCH || e.in_flight >= max_in_flight {
                     backlog = true;
                     break;
                 }

@@ -101,8 +101,11 @@ impl Topology {
                 "ip", "link", "add", &ci, "netns", &c, "type", "veth", "peer", "name", &si,
                 "netns", &s,
             ])?;
-            let srv = format!("{SERVER_ADDR}/16");
-            let cli = format!("{CLIENT_ADDR}/16");
+            // A /24 on the link; the sources are routed via the client's
+            // link address, so the server keeps one neighbour entry, not one
+            // per source (the neighbour table is small and shared).
+            let srv = format!("{SERVER_ADDR}/24");
+            let cli = format!("{CLIENT_ADDR}/24");
             sh(&["ip", "-n", &s, "addr", "add", &srv, "dev", &si])?;
             sh(&["ip", "-n", &c, "addr", "add", &cli, "dev", &ci])?;
             for (ns, ifn) in [(&s, &si), (&c, &ci)] {
@@ -113,6 +116,8 @@ impl Topology {
             sh(&[
                 "ip", "-n", &c, "route", "add", "local", &cidr, "dev", "lo", "table", "local",
             ])?;
+            let via = CLIENT_ADDR.to_string();
+            sh(&["ip", "-n", &s, "route", "add", &cidr, "via", &via])?;
             Ok(())
         })();
         if let Err(e) = res {
