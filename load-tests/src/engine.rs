@@ -129,8 +129,11 @@ impl Engine<'_> {
         if self.sc.close == CloseMode::Rst {
             s.set_linger(Some(Duration::ZERO))?;
         }
-        if !self.v6 {
-            sys::set_bind_address_no_port(s.as_raw_fd())?;
+        // Defer the port choice to connect(); the option is an IPPROTO_IP one
+        // that IPv6 sockets accept too on current kernels (best effort there).
+        match sys::set_bind_address_no_port(s.as_raw_fd()) {
+            Err(e) if !self.v6 => return Err(e),
+            _ => {}
         }
         s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
         Ok(s)
