@@ -319,9 +319,9 @@ impl<L: RawLock> Gate<L> {
         now: Ticks,
     ) -> Outcome {
         let p = &self.p;
-        let start = (h as usize) & self.slot_mask;
+        let starts = self.starts(h);
         let idle = |e: &Entry| e.tat <= now && !p.ban.active(e, now);
-        let i = match table::probe(slots, start, &key, idle) {
+        let i = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => i,
             Probe::Vacant(i) => {
                 if let Some(e) = slots.get_mut(i) {
@@ -462,14 +462,24 @@ impl<L: RawLock> Gate<L> {
         let shard_i = ((h >> 32) as usize) & self.shard_mask;
         if let Some(shard) = self.shards.get(shard_i) {
             let t = self.p.key.t;
-            let start = (h as usize) & self.slot_mask;
+            let starts = self.starts(h);
             self.locked(shard, |slots| {
-                if let Some(e) = table::find(slots, start, &key).and_then(|i| slots.get_mut(i)) {
+                if let Some(e) = table::find(slots, starts, &key).and_then(|i| slots.get_mut(i)) {
                     e.tat = e.tat.saturating_sub(t);
                 }
             });
         }
         Ok(())
+    }
+
+    /// The two window starts of a hash: bits 0..22 and 42..64 (the shard
+    /// uses bits 32..42), so they are independent for any shard size.
+    #[inline]
+    fn starts(&self, h: u64) -> [usize; 2] {
+        [
+            (h as usize) & self.slot_mask,
+            ((h >> 42) as usize) & self.slot_mask,
+        ]
     }
 
     fn pend_event(&self, e: Event) {
@@ -492,6 +502,19 @@ impl<L: RawLock> Gate<L> {
         sum(&mut c.events, &self.pend_events);
         c.pends_outstanding = self.pend.outstanding();
         c
+    }
+
+    /// Whether `remote`'s key is in the table (no side effect; for tools,
+    /// tests and benchmarks).
+    pub fn is_tracked(&self, remote: IpAddr) -> bool {
+        let key = self.key_of(remote);
+        let h = hash_key(&self.seed, &key);
+        let shard_i = ((h >> 32) as usize) & self.shard_mask;
+        let starts = self.starts(h);
+        match self.shards.get(shard_i) {
+            Some(shard) => self.locked(shard, |slots| table::find(slots, starts, &key).is_some()),
+            None => false,
+        }
     }
 
     /// Slots holding a key (takes each shard lock in turn; for tools and tests, not the SYN path).

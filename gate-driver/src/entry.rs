@@ -1,25 +1,245 @@
-//! DriverEntry and DriverUnload (skeleton: the start-up order lands next).
+//! DriverEntry and DriverUnload: the start-up and tear-down order.
+//!
+//! Start: pool and clock routines, ETW, configuration (refused: the driver
+//! does not start, STATUS_INVALID_PARAMETER), gate-core with a fresh seed,
+//! the Driver object (pending table with its IRPs), WskRegister, then the
+//! worker thread (which captures the provider NPI and runs the listener:
+//! DriverEntry never blocks on WSK).
+//!
+//! Unload: stop (the worker closes the listener, rejecting pended requests,
+//! and closes accepted connections), WskDeregister (also ends a capture
+//! wait), join the worker, close the rundown (callbacks in flight), cancel
+//! the timer and flush DPCs, unregister ETW, free the Driver.
 
+use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+use gate_core::Gate;
 use gate_ksys::*;
+
+use crate::config::{self, Rejected};
+use crate::kernel::clock;
+use crate::kernel::event::KEvent;
+use crate::kernel::spin::SpinMutex;
+use crate::kernel::thread::SystemThread;
+use crate::pending::PendingTable;
+use crate::state::{AcceptQueue, Driver, Rundown, Stats, WorkerPhase};
+use crate::{listener, seed, telemetry};
+
+/// The running driver (NULL when not started).
+static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(core::ptr::null_mut());
+/// The worker thread of the running driver.
+static WORKER: AtomicPtr<SystemThread> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Our WSK client dispatch (no client-level events).
+static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
+    Version: WSK_VERSION_1_0,
+    Reserved: 0,
+    WskClientEvent: None,
+};
 
 /// The driver's entry point.
 ///
 /// # Safety
-/// Called by the I/O manager with a valid driver object and registry path.
+/// Called by the I/O manager (PASSIVE_LEVEL) with a valid driver object and
+/// registry path.
 #[no_mangle]
 pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
-    _registry_path: *mut UNICODE_STRING,
+    registry_path: *mut UNICODE_STRING,
 ) -> NTSTATUS {
     crate::pool::init();
     if driver.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
+    if clock::init() == clock::Source::None {
+        crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: no interrupt-time routine");
+        return STATUS_NOT_SUPPORTED;
+    }
+    let etw = telemetry::register();
+    if etw != crate::etw::RegisterOutcome::Registered {
+        crate::dbg_print!(DPFLTR_WARNING_LEVEL, "gate: ETW off: {:?}", etw);
+    }
+    // SAFETY: the registry path is the one the I/O manager passed.
+    let st = match unsafe { start(registry_path) } {
+        Ok(()) => STATUS_SUCCESS,
+        Err(st) => st,
+    };
+    if !NT_SUCCESS(st) {
+        telemetry::unregister();
+        crate::pool::reset();
+        return st;
+    }
     // SAFETY: the I/O manager passes a valid driver object we may modify.
     unsafe { (*driver).DriverUnload = Some(driver_unload) };
+    telemetry::driver_loaded();
     STATUS_SUCCESS
 }
 
+fn refuse(r: &Rejected) -> NTSTATUS {
+    telemetry::config_rejected(r);
+    STATUS_INVALID_PARAMETER
+}
+
+/// Everything after the routines are resolved.
+unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
+    // SAFETY: per DriverEntry's contract.
+    let cfg = unsafe { config::load(registry_path) }.map_err(|r| refuse(&r))?;
+    let now = clock::now();
+    let (seed, sources) = seed::new_seed(now);
+    crate::dbg_print!(
+        DPFLTR_INFO_LEVEL,
+        "gate: seed from {} rdseed + {} rdrand draws, clock and stack address",
+        sources.rdseed,
+        sources.rdrand
+    );
+    let gate = Gate::new(&cfg.core, seed).map_err(|e| match e {
+        gate_core::Error::Config(c) => refuse(&Rejected {
+            name: config::value_name_of_field(c.field),
+            problem: c.expected,
+            value: c.value,
+        }),
+        gate_core::Error::OutOfMemory { bytes } => {
+            crate::dbg_print!(
+                DPFLTR_ERROR_LEVEL,
+                "gate: no memory for the table ({} bytes)",
+                bytes
+            );
+            STATUS_INSUFFICIENT_RESOURCES
+        }
+    })?;
+    let pending = PendingTable::new(cfg.core.max_pending).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    let accepted = AcceptQueue::new().ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    telemetry::config_loaded(&cfg);
+    let d = Box::new(Driver {
+        cfg,
+        gate,
+        registration: UnsafeCell::new(WSK_REGISTRATION {
+            ReservedRegistrationState: 0,
+            ReservedRegistrationContext: core::ptr::null_mut(),
+            ReservedRegistrationLock: 0,
+        }),
+        client_npi: WSK_CLIENT_NPI {
+            ClientContext: core::ptr::null_mut(),
+            Dispatch: &CLIENT_DISPATCH,
+        },
+        pending,
+        accepted: SpinMutex::new(accepted),
+        wake: KEvent::uninit(),
+        stopping: AtomicBool::new(false),
+        listener_dead: AtomicBool::new(false),
+        dead_cause: AtomicU8::new(0),
+        dead_status: AtomicU32::new(0),
+        phase: AtomicU8::new(WorkerPhase::Idle as u8),
+        rundown: Rundown::new(),
+        stats: Stats::default(),
+        started_at: now,
+    });
+    let d: *mut Driver = Box::into_raw(d);
+    // SAFETY: `d` is a fresh, final pool allocation; nothing uses its event
+    // or timer yet.
+    unsafe {
+        (*d).wake.init(true);
+        (*d).pending.attach(d);
+    }
+    // SAFETY: `d` is valid; WskRegister reads the NPI and fills the
+    // registration (both inside the Driver, which outlives WskDeregister).
+    let st = unsafe { WskRegister(&(*d).client_npi, (*d).registration()) };
+    if !NT_SUCCESS(st) {
+        crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: WskRegister failed: {:#x}", st);
+        // SAFETY: nothing else knows `d`.
+        drop(unsafe { Box::from_raw(d) });
+        return Err(st);
+    }
+    // SAFETY: the Driver outlives the thread (unload joins it before freeing).
+    match unsafe { SystemThread::spawn(listener::worker_main, d.cast()) } {
+        Ok(t) => {
+            WORKER.store(Box::into_raw(Box::new(t)), Ordering::Release);
+            DRIVER.store(d, Ordering::Release);
+            Ok(())
+        }
+        Err(st) => {
+            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:#x}", st);
+            // SAFETY: the thread, if it runs, sees `stopping`; WskDeregister
+            // ends its capture wait. (If PsCreateSystemThread itself failed
+            // there is no thread.)
+            unsafe {
+                (*d).stopping.store(true, Ordering::Release);
+                (*d).wake.set();
+                WskDeregister((*d).registration());
+            }
+            if st_thread_started(st) {
+                // Cannot join a thread we hold no reference to: leak the
+                // Driver rather than free memory it may still use.
+                return Err(st);
+            }
+            // SAFETY: no thread exists; nothing else knows `d`.
+            drop(unsafe { Box::from_raw(d) });
+            Err(st)
+        }
+    }
+}
+
+/// Whether a SystemThread::spawn error came after the thread started
+/// (ObReferenceObjectByHandle failed) rather than from PsCreateSystemThread.
+/// Both report an NTSTATUS; spawn only fails after start for a reference
+/// failure, which the kernel reports as an object-type or access error.
+fn st_thread_started(st: NTSTATUS) -> bool {
+    st == STATUS_OBJECT_TYPE_MISMATCH
+}
+
+/// DriverUnload (PASSIVE_LEVEL).
 unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
+    let d = DRIVER.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if d.is_null() {
+        return;
+    }
+    // SAFETY: set by DriverEntry; freed only below.
+    let dr = unsafe { &*d };
+    let uptime_ms = clock::now().saturating_sub(dr.started_at) / 10_000;
+    telemetry::driver_unloading(uptime_ms);
+    dr.stopping.store(true, Ordering::Release);
+    dr.wake.set();
+    let worker = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    let mut deregistered = false;
+    if dr.phase() == WorkerPhase::Capturing {
+        // The worker waits for WSK: deregistering ends the wait. If it has
+        // just captured, WskDeregister waits until it releases the NPI,
+        // which it does after closing its sockets (it saw `stopping`).
+        // SAFETY: registered in DriverEntry; deregistered once.
+        unsafe { WskDeregister(dr.registration()) };
+        deregistered = true;
+    }
+    if !worker.is_null() {
+        // SAFETY: created by DriverEntry with Box::into_raw; taken once.
+        unsafe { Box::from_raw(worker) }.join();
+    }
+    if !deregistered {
+        // SAFETY: registered in DriverEntry; every socket is closed.
+        unsafe { WskDeregister(dr.registration()) };
+    }
+    dr.rundown.close_and_wait();
+    dr.pending.stop(dr, false);
+    crate::kernel::timer::flush_dpcs();
+    dr.pending.detach();
+    telemetry::unregister();
+    // SAFETY: every user of the Driver has stopped: worker joined, sockets
+    // closed (no callbacks), rundown empty, timer cancelled and DPCs flushed,
+    // completions done.
+    drop(unsafe { Box::from_raw(d) });
     crate::pool::reset();
+}
+
+/// Unloads the running driver as the I/O manager would (for the simulation
+/// tests and tools): calls the DriverUnload routine DriverEntry set.
+///
+/// # Safety
+/// `driver` is the object DriverEntry succeeded on; no concurrent unload.
+pub unsafe fn unload(driver: *mut DRIVER_OBJECT) {
+    // SAFETY: per the caller.
+    if let Some(f) = unsafe { (*driver).DriverUnload } {
+        // SAFETY: the routine DriverEntry installed.
+        unsafe { f(driver) };
+    }
 }

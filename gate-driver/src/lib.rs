@@ -34,10 +34,18 @@
 
 extern crate alloc;
 
+pub mod addr;
+pub mod config;
+pub mod decision;
+pub mod entry;
 pub mod etw;
 pub mod kernel;
+pub mod listener;
 pub mod panic;
+pub mod pending;
 pub mod pool;
+pub mod seed;
+pub mod state;
+pub mod telemetry;
 
-mod entry;
 pub use entry::DriverEntry;

@@ -1,0 +1,593 @@
+//! The driver's configuration, read from the registry: value names, types,
+//! defaults and checks (the table in gate-driver/CONFIG.md mirrors
+//! [`VALUES`]).
+//!
+//! Values live under `<RegistryPath>\Parameters` (RegistryPath is the
+//! `Services\<driver>` key DriverEntry receives). A missing value takes its
+//! default; a missing `Parameters` key means every default. A value of the
+//! wrong type, out of range, or unparsable, and any gate-core `validate()`
+//! error, refuses the start: [`Rejected`] names the value. Parsing
+//! ([`parse`]) is separate from registry access ([`load`]) so the rules are
+//! tested without a registry.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::IpAddr;
+
+use gate_core::{field, Cidr, Config, FullTablePolicy};
+use gate_ksys::*;
+
+use crate::kernel::ustr::WideString;
+
+/// Everything the driver is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Address to listen on; `None`: every address, IPv4 and IPv6 (dual-stack `[::]`).
+    pub listen_address: Option<IpAddr>,
+    /// TCP port to listen on.
+    pub listen_port: u16,
+    /// Period of the Counters event in ms; 0 = off.
+    pub counters_interval_ms: u32,
+    /// Close accepted connections abortively (RST) instead of gracefully.
+    pub abortive_close: bool,
+    /// The decision engine's options.
+    pub core: Config,
+}
+
+/// Default listening port.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Default counters period (ms).
+pub const DEFAULT_COUNTERS_MS: u32 = 10_000;
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            listen_address: None,
+            listen_port: DEFAULT_PORT,
+            counters_interval_ms: DEFAULT_COUNTERS_MS,
+            abortive_close: false,
+            core: Config::default(),
+        }
+    }
+}
+
+/// A registry value the driver refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The registry value name (one of [`VALUES`]).
+    pub name: &'static str,
+    /// What is wrong / what is allowed.
+    pub problem: &'static str,
+    /// The value given (for a wrong type: the registry type; for a list:
+    /// the index of the bad entry).
+    pub value: u64,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "registry value {} rejected ({}): {}",
+            self.name, self.value, self.problem
+        )
+    }
+}
+
+/// A registry value as read: type and data.
+#[derive(Clone, Copy, Debug)]
+pub struct RegValue<'a> {
+    /// REG_DWORD, REG_SZ, ...
+    pub ty: u32,
+    /// The raw data bytes.
+    pub data: &'a [u8],
+}
+
+/// The registry type(s) a value may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegType {
+    /// REG_DWORD.
+    Dword,
+    /// REG_DWORD or REG_QWORD.
+    DwordOrQword,
+    /// REG_SZ.
+    Sz,
+    /// REG_MULTI_SZ.
+    MultiSz,
+}
+
+/// One documented registry value.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueSpec {
+    /// Registry value name.
+    pub name: &'static str,
+    /// Allowed type.
+    pub ty: RegType,
+    /// gate-core's field name, for values passed to gate-core.
+    pub core_field: Option<&'static str>,
+}
+
+const fn spec(name: &'static str, ty: RegType, core_field: Option<&'static str>) -> ValueSpec {
+    ValueSpec {
+        name,
+        ty,
+        core_field,
+    }
+}
+
+/// Registry value names.
+pub mod name {
+    /// REG_SZ: IPv4 or IPv6 address to listen on; empty/absent = all (dual-stack).
+    pub const LISTEN_ADDRESS: &str = "ListenAddress";
+    /// REG_DWORD 1..=65535.
+    pub const LISTEN_PORT: &str = "ListenPort";
+    /// REG_DWORD 0 (off) or 1000..=3600000.
+    pub const COUNTERS_INTERVAL_MS: &str = "CountersIntervalMs";
+    /// REG_DWORD 0/1.
+    pub const ABORTIVE_CLOSE: &str = "AbortiveClose";
+    /// gate-core `capacity`.
+    pub const TABLE_CAPACITY: &str = "TableCapacity";
+    /// gate-core `shards`.
+    pub const TABLE_SHARDS: &str = "TableShards";
+    /// gate-core `ipv4_prefix`.
+    pub const IPV4_PREFIX: &str = "Ipv4PrefixLength";
+    /// gate-core `ipv6_prefix`.
+    pub const IPV6_PREFIX: &str = "Ipv6PrefixLength";
+    /// gate-core `rate_milli`.
+    pub const RATE_MILLI: &str = "RateMilliPerSecond";
+    /// gate-core `burst`.
+    pub const BURST: &str = "Burst";
+    /// gate-core `global_rate_milli`.
+    pub const GLOBAL_RATE_MILLI: &str = "GlobalRateMilliPerSecond";
+    /// gate-core `global_burst`.
+    pub const GLOBAL_BURST: &str = "GlobalBurst";
+    /// gate-core `full_table`.
+    pub const FULL_TABLE: &str = "FullTablePolicy";
+    /// gate-core `observe`.
+    pub const OBSERVE: &str = "ObserveMode";
+    /// gate-core `ban_threshold`.
+    pub const BAN_THRESHOLD: &str = "BanThreshold";
+    /// gate-core `ban_window_ms`.
+    pub const BAN_WINDOW_MS: &str = "BanWindowMs";
+    /// gate-core `ban_ms`.
+    pub const BAN_MS: &str = "BanMs";
+    /// gate-core `max_pending`.
+    pub const MAX_PENDING: &str = "MaxPending";
+    /// gate-core `max_delay_ms`.
+    pub const MAX_DELAY_MS: &str = "MaxPendDelayMs";
+    /// gate-core `allow`.
+    pub const ALLOW: &str = "AllowList";
+    /// gate-core `deny`.
+    pub const DENY: &str = "DenyList";
+}
+
+/// Every registry value the driver reads.
+pub const VALUES: [ValueSpec; 21] = [
+    spec(name::LISTEN_ADDRESS, RegType::Sz, None),
+    spec(name::LISTEN_PORT, RegType::Dword, None),
+    spec(name::COUNTERS_INTERVAL_MS, RegType::Dword, None),
+    spec(name::ABORTIVE_CLOSE, RegType::Dword, None),
+    spec(name::TABLE_CAPACITY, RegType::Dword, Some(field::CAPACITY)),
+    spec(name::TABLE_SHARDS, RegType::Dword, Some(field::SHARDS)),
+    spec(name::IPV4_PREFIX, RegType::Dword, Some(field::IPV4_PREFIX)),
+    spec(name::IPV6_PREFIX, RegType::Dword, Some(field::IPV6_PREFIX)),
+    spec(
+        name::RATE_MILLI,
+        RegType::DwordOrQword,
+        Some(field::RATE_MILLI),
+    ),
+    spec(name::BURST, RegType::Dword, Some(field::BURST)),
+    spec(
+        name::GLOBAL_RATE_MILLI,
+        RegType::DwordOrQword,
+        Some(field::GLOBAL_RATE_MILLI),
+    ),
+    spec(
+        name::GLOBAL_BURST,
+        RegType::Dword,
+        Some(field::GLOBAL_BURST),
+    ),
+    spec(name::FULL_TABLE, RegType::Dword, Some(field::FULL_TABLE)),
+    spec(name::OBSERVE, RegType::Dword, Some(field::OBSERVE)),
+    spec(
+        name::BAN_THRESHOLD,
+        RegType::Dword,
+        Some(field::BAN_THRESHOLD),
+    ),
+    spec(
+        name::BAN_WINDOW_MS,
+        RegType::Dword,
+        Some(field::BAN_WINDOW_MS),
+    ),
+    spec(name::BAN_MS, RegType::Dword, Some(field::BAN_MS)),
+    spec(name::MAX_PENDING, RegType::Dword, Some(field::MAX_PENDING)),
+    spec(
+        name::MAX_DELAY_MS,
+        RegType::Dword,
+        Some(field::MAX_DELAY_MS),
+    ),
+    spec(name::ALLOW, RegType::MultiSz, Some(field::ALLOW)),
+    spec(name::DENY, RegType::MultiSz, Some(field::DENY)),
+];
+
+/// The registry value name for a gate-core field name (for gate-core's
+/// `ConfigError`), or the field name itself if unknown.
+pub fn value_name_of_field(core_field: &'static str) -> &'static str {
+    VALUES
+        .iter()
+        .find(|v| v.core_field == Some(core_field))
+        .map_or(core_field, |v| v.name)
+}
+
+fn reject(name: &'static str, problem: &'static str, value: u64) -> Rejected {
+    Rejected {
+        name,
+        problem,
+        value,
+    }
+}
+
+fn spec_of(n: &'static str) -> ValueSpec {
+    VALUES
+        .iter()
+        .copied()
+        .find(|v| v.name == n)
+        .unwrap_or(spec(n, RegType::Dword, None))
+}
+
+/// A number from a REG_DWORD (or REG_QWORD where allowed).
+fn number(n: &'static str, v: RegValue<'_>) -> Result<u64, Rejected> {
+    let s = spec_of(n);
+    match (v.ty, v.data) {
+        (REG_DWORD, [a, b, c, d, ..]) => Ok(u64::from(u32::from_le_bytes([*a, *b, *c, *d]))),
+        (REG_QWORD, [a, b, c, d, e, f, g, h, ..]) if s.ty == RegType::DwordOrQword => {
+            Ok(u64::from_le_bytes([*a, *b, *c, *d, *e, *f, *g, *h]))
+        }
+        (REG_DWORD, _) | (REG_QWORD, _) if v.ty == REG_DWORD || s.ty == RegType::DwordOrQword => {
+            Err(reject(n, "value data too short", v.data.len() as u64))
+        }
+        _ => Err(reject(
+            n,
+            if s.ty == RegType::DwordOrQword {
+                "wrong type: expected REG_DWORD or REG_QWORD"
+            } else {
+                "wrong type: expected REG_DWORD"
+            },
+            u64::from(v.ty),
+        )),
+    }
+}
+
+fn ranged(
+    n: &'static str,
+    v: u64,
+    lo: u64,
+    hi: u64,
+    problem: &'static str,
+) -> Result<u64, Rejected> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(reject(n, problem, v))
+    }
+}
+
+fn u32_of(n: &'static str, v: RegValue<'_>) -> Result<u32, Rejected> {
+    let x = number(n, v)?;
+    u32::try_from(x).map_err(|_| reject(n, "out of range", x))
+}
+
+fn u8_of(n: &'static str, v: RegValue<'_>) -> Result<u8, Rejected> {
+    let x = number(n, v)?;
+    u8::try_from(x).map_err(|_| reject(n, "out of range", x))
+}
+
+fn flag(n: &'static str, v: RegValue<'_>) -> Result<bool, Rejected> {
+    match number(n, v)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        x => Err(reject(n, "expected 0 or 1", x)),
+    }
+}
+
+/// UTF-16LE registry string data to UTF-16 units (stops at the first NUL).
+fn units(data: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    data.chunks_exact(2).map(|c| {
+        u16::from_le_bytes([
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+        ])
+    })
+}
+
+/// Decodes one UTF-16 string (ASCII expected: addresses) into `out`.
+fn ascii(n: &'static str, s: &[u16], out: &mut [u8; 64]) -> Result<usize, Rejected> {
+    let mut len = 0usize;
+    for &u in s {
+        let b = u8::try_from(u).ok().filter(u8::is_ascii).ok_or(reject(
+            n,
+            "not ASCII text",
+            u64::from(u),
+        ))?;
+        let slot = out
+            .get_mut(len)
+            .ok_or(reject(n, "text too long", s.len() as u64))?;
+        *slot = b;
+        len = len.saturating_add(1);
+    }
+    Ok(len)
+}
+
+fn text(buf: &[u8; 64], len: usize) -> &str {
+    core::str::from_utf8(buf.get(..len).unwrap_or(&[])).unwrap_or("")
+}
+
+fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
+    let n = name::LISTEN_ADDRESS;
+    if v.ty != REG_SZ {
+        return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
+    }
+    let s: Vec<u16> = units(v.data).take_while(|&u| u != 0).collect();
+    let mut buf = [0u8; 64];
+    let len = ascii(n, &s, &mut buf)?;
+    let t = text(&buf, len).trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse::<IpAddr>()
+        .map(Some)
+        .map_err(|_| reject(n, "not an IPv4 or IPv6 address", len as u64))
+}
+
+fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, Rejected> {
+    if v.ty != REG_MULTI_SZ {
+        return Err(reject(
+            n,
+            "wrong type: expected REG_MULTI_SZ",
+            u64::from(v.ty),
+        ));
+    }
+    let all: Vec<u16> = units(v.data).collect();
+    let mut out = Vec::new();
+    for (i, entry) in all.split(|&u| u == 0).filter(|e| !e.is_empty()).enumerate() {
+        let mut buf = [0u8; 64];
+        let len = ascii(n, entry, &mut buf)?;
+        let c = Cidr::parse(text(&buf, len).trim())
+            .map_err(|_| reject(n, "unparsable CIDR entry (value = its index)", i as u64))?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Builds the configuration from a value source. `get(name)` returns the
+/// value, `Ok(None)` when it is absent, or `Err(status)` when it could not
+/// be read (reported as a rejection of that value).
+pub fn parse(
+    mut get: impl FnMut(&'static str) -> Result<Option<(u32, Vec<u8>)>, NTSTATUS>,
+) -> Result<DriverConfig, Rejected> {
+    let mut cfg = DriverConfig::default();
+    for s in VALUES {
+        let raw =
+            get(s.name).map_err(|st| reject(s.name, "could not be read", st as u32 as u64))?;
+        let Some((ty, data)) = raw else { continue };
+        let v = RegValue { ty, data: &data };
+        let c = &mut cfg.core;
+        match s.name {
+            name::LISTEN_ADDRESS => cfg.listen_address = listen_address(v)?,
+            name::LISTEN_PORT => {
+                let p = ranged(s.name, number(s.name, v)?, 1, 65535, "expected 1 to 65535")?;
+                cfg.listen_port = u16::try_from(p).unwrap_or(DEFAULT_PORT);
+            }
+            name::COUNTERS_INTERVAL_MS => {
+                let x = number(s.name, v)?;
+                if x != 0 {
+                    ranged(
+                        s.name,
+                        x,
+                        1000,
+                        3_600_000,
+                        "expected 0 (off) or 1000 to 3600000 ms",
+                    )?;
+                }
+                cfg.counters_interval_ms = u32::try_from(x).unwrap_or(DEFAULT_COUNTERS_MS);
+            }
+            name::ABORTIVE_CLOSE => cfg.abortive_close = flag(s.name, v)?,
+            name::TABLE_CAPACITY => c.capacity = u32_of(s.name, v)?,
+            name::TABLE_SHARDS => c.shards = u32_of(s.name, v)?,
+            name::IPV4_PREFIX => c.ipv4_prefix = u8_of(s.name, v)?,
+            name::IPV6_PREFIX => c.ipv6_prefix = u8_of(s.name, v)?,
+            name::RATE_MILLI => c.rate_milli = number(s.name, v)?,
+            name::BURST => c.burst = u32_of(s.name, v)?,
+            name::GLOBAL_RATE_MILLI => c.global_rate_milli = number(s.name, v)?,
+            name::GLOBAL_BURST => c.global_burst = u32_of(s.name, v)?,
+            name::FULL_TABLE => {
+                let x = number(s.name, v)?;
+                c.full_table = u8::try_from(x)
+                    .ok()
+                    .and_then(FullTablePolicy::from_u8)
+                    .ok_or(reject(
+                        s.name,
+                        "expected 0 (evict LRU), 1 (fail open) or 2 (fail closed)",
+                        x,
+                    ))?;
+            }
+            name::OBSERVE => c.observe = flag(s.name, v)?,
+            name::BAN_THRESHOLD => c.ban_threshold = u32_of(s.name, v)?,
+            name::BAN_WINDOW_MS => c.ban_window_ms = u32_of(s.name, v)?,
+            name::BAN_MS => c.ban_ms = u32_of(s.name, v)?,
+            name::MAX_PENDING => c.max_pending = u32_of(s.name, v)?,
+            name::MAX_DELAY_MS => c.max_delay_ms = u32_of(s.name, v)?,
+            name::ALLOW => c.allow = cidr_list(s.name, v)?,
+            name::DENY => c.deny = cidr_list(s.name, v)?,
+            _ => {}
+        }
+    }
+    cfg.core.validate().map_err(|e| Rejected {
+        name: value_name_of_field(e.field),
+        problem: e.expected,
+        value: e.value,
+    })?;
+    Ok(cfg)
+}
+
+/// Reads the configuration from `<registry_path>\Parameters` (PASSIVE_LEVEL).
+///
+/// # Safety
+/// `registry_path` is NULL or the valid UNICODE_STRING DriverEntry received.
+pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, Rejected> {
+    // SAFETY: per the caller.
+    let mut path = unsafe { WideString::from_unicode(registry_path) };
+    path.push_str("\\Parameters");
+    let key = RegKey::open(&path);
+    parse(|n| match &key {
+        Some(k) => k.query(n),
+        None => Ok(None),
+    })
+}
+
+/// An open registry key (closed on drop).
+struct RegKey(HANDLE);
+
+impl RegKey {
+    /// Opens `path` for reading; `None` if it does not exist or cannot be opened.
+    fn open(path: &WideString) -> Option<RegKey> {
+        let mut us = path.as_unicode();
+        let mut attrs = OBJECT_ATTRIBUTES {
+            Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
+            RootDirectory: core::ptr::null_mut(),
+            ObjectName: &mut us,
+            Attributes: OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
+            SecurityDescriptor: core::ptr::null_mut(),
+            SecurityQualityOfService: core::ptr::null_mut(),
+        };
+        let mut h: HANDLE = core::ptr::null_mut();
+        // SAFETY: attributes and name are valid for the call (PASSIVE_LEVEL).
+        let st = unsafe { ZwOpenKey(&mut h, KEY_READ, &mut attrs) };
+        (NT_SUCCESS(st) && !h.is_null()).then_some(RegKey(h))
+    }
+
+    /// Reads one value: `Ok(None)` when absent.
+    fn query(&self, n: &str) -> Result<Option<(u32, Vec<u8>)>, NTSTATUS> {
+        let name = WideString::from_text(n);
+        let mut us = name.as_unicode();
+        const HEADER: usize = 12; // KEY_VALUE_PARTIAL_INFORMATION up to Data
+        let mut size: u32 = 256;
+        for _ in 0..4 {
+            // u64 elements keep the buffer 8-aligned for the header.
+            let words = (size as usize).div_ceil(8);
+            let mut buf: Vec<u64> = alloc::vec![0; words];
+            let mut needed: u32 = 0;
+            let len = u32::try_from(words.saturating_mul(8)).unwrap_or(u32::MAX);
+            // SAFETY: `buf` has `len` writable bytes; the name is valid.
+            let st = unsafe {
+                ZwQueryValueKey(
+                    self.0,
+                    &mut us,
+                    KeyValuePartialInformation,
+                    buf.as_mut_ptr().cast(),
+                    len,
+                    &mut needed,
+                )
+            };
+            if st == STATUS_OBJECT_NAME_NOT_FOUND {
+                return Ok(None);
+            }
+            if st == STATUS_BUFFER_OVERFLOW || st == STATUS_BUFFER_TOO_SMALL {
+                size = needed.max(size.saturating_mul(2));
+                continue;
+            }
+            if !NT_SUCCESS(st) {
+                return Err(st);
+            }
+            // SAFETY: the buffer is 8-aligned and ZwQueryValueKey filled a
+            // KEY_VALUE_PARTIAL_INFORMATION header in it.
+            let bytes: &[u8] = unsafe {
+                core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), words.saturating_mul(8))
+            };
+            let word = |i: usize| {
+                let b = bytes.get(i..i.saturating_add(4)).unwrap_or(&[0, 0, 0, 0]);
+                u32::from_le_bytes([
+                    b.first().copied().unwrap_or(0),
+                    b.get(1).copied().unwrap_or(0),
+                    b.get(2).copied().unwrap_or(0),
+                    b.get(3).copied().unwrap_or(0),
+                ])
+            };
+            let ty = word(4);
+            let data_len = word(8) as usize;
+            let data = bytes
+                .get(HEADER..HEADER.saturating_add(data_len))
+                .ok_or(STATUS_BUFFER_OVERFLOW)?;
+            return Ok(Some((ty, data.to_vec())));
+        }
+        Err(STATUS_BUFFER_OVERFLOW)
+    }
+}
+
+impl Drop for RegKey {
+    fn drop(&mut self) {
+        // SAFETY: the handle is ours, opened by ZwOpenKey.
+        unsafe { ZwClose(self.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dword(v: u32) -> Option<(u32, Vec<u8>)> {
+        Some((REG_DWORD, v.to_le_bytes().to_vec()))
+    }
+
+    fn sz(s: &str, ty: u32) -> Option<(u32, Vec<u8>)> {
+        let mut d: Vec<u8> = s.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        d.extend([0, 0]);
+        Some((ty, d))
+    }
+
+    fn with(n: &'static str, v: Option<(u32, Vec<u8>)>) -> Result<DriverConfig, Rejected> {
+        parse(|q| Ok(if q == n { v.clone() } else { None }))
+    }
+
+    #[test]
+    fn absent_values_give_defaults() {
+        assert_eq!(parse(|_| Ok(None)), Ok(DriverConfig::default()));
+    }
+
+    #[test]
+    fn good_values_are_taken() {
+        let c = with(name::LISTEN_PORT, dword(443)).unwrap();
+        assert_eq!(c.listen_port, 443);
+        let c = with(name::LISTEN_ADDRESS, sz("127.0.0.1", REG_SZ)).unwrap();
+        assert_eq!(c.listen_address, Some("127.0.0.1".parse().unwrap()));
+        let mut multi: Vec<u8> = Vec::new();
+        for s in ["10.0.0.0/8", "2001:db8::/32"] {
+            multi.extend(s.encode_utf16().flat_map(u16::to_le_bytes));
+            multi.extend([0, 0]);
+        }
+        multi.extend([0, 0]);
+        let c = with(name::DENY, Some((REG_MULTI_SZ, multi))).unwrap();
+        assert_eq!(c.core.deny.len(), 2);
+        let c = with(
+            name::RATE_MILLI,
+            Some((REG_QWORD, 5_000_000_000u64.to_le_bytes().to_vec())),
+        )
+        .unwrap();
+        assert_eq!(c.core.rate_milli, 5_000_000_000);
+    }
+
+    #[test]
+    fn bad_values_name_themselves() {
+        let cases: Vec<(&'static str, Option<(u32, Vec<u8>)>)> = alloc::vec![
+            (name::LISTEN_PORT, dword(0)),
+            (name::LISTEN_PORT, sz("80", REG_SZ)),
+            (name::LISTEN_ADDRESS, sz("not-an-ip", REG_SZ)),
+            (name::TABLE_CAPACITY, dword(1000)),
+            (name::FULL_TABLE, dword(7)),
+            (name::ALLOW, sz("10.0.0.0/99", REG_MULTI_SZ)),
+            (name::COUNTERS_INTERVAL_MS, dword(5)),
+        ];
+        for (n, v) in cases {
+            assert_eq!(with(n, v).unwrap_err().name, n);
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The listener's whole life cycle, on one system worker thread, in the
+//! order of Microsoft's WSK echo server sample:
+//!
+//! 1. capture the WSK provider NPI (WSK_INFINITE_WAIT; unload's
+//!    WskDeregister ends the wait if WSK never comes up);
+//! 2. create the listening socket (AF_INET6 dual-stack, or the family of
+//!    the configured address), set IPV6_V6ONLY = 0, SO_EXCLUSIVEADDRUSE,
+//!    SO_CONDITIONAL_ACCEPT = 1, enable the accept event, bind;
+//! 3. wait for: the listener died (a callback said so), accepted
+//!    connections to close, the counters period, or unload;
+//! 4. close the listener: stop completions, reject (unload) or drop (dead
+//!    listener) pended requests, WskCloseSocket, wait for completions;
+//! 5. unless unloading, back off (100 ms doubling to 30 s, reset after a
+//!    listener that lived a minute) and go to 2;
+//! 6. release the provider NPI and end.
+//!
+//! Every WSK call here is synchronous through one [`SyncIrp`]; WskCloseSocket
+//! is only ever called from this thread, after [`PendingTable::stop`]
+//! guaranteed no other call on the socket is in progress.
+
+use core::ffi::c_void;
+use core::net::SocketAddr;
+use core::sync::atomic::Ordering;
+
+use alloc::boxed::Box;
+use gate_ksys::*;
+
+use crate::addr::{self, SockAddrStorage};
+use crate::decision::LISTEN_DISPATCH;
+use crate::etw::CloseCause;
+use crate::kernel::irp::SyncIrp;
+use crate::state::{Driver, Stats, WorkerPhase};
+use crate::telemetry;
+
+/// First back-off after a failure (ms).
+pub const BACKOFF_MIN_MS: u32 = 100;
+/// Longest back-off (ms).
+pub const BACKOFF_MAX_MS: u32 = 30_000;
+/// A listener that lived this long resets the back-off (ms).
+const BACKOFF_RESET_AFTER_MS: u64 = 60_000;
+
+/// The worker thread's body (PsCreateSystemThread start routine).
+///
+/// # Safety
+/// `context` is the Driver, alive until the thread ends (unload joins it).
+pub unsafe extern "system" fn worker_main(context: *mut c_void) {
+    // SAFETY: per the contract above.
+    let d = unsafe { &*context.cast::<Driver>() };
+    run(d);
+    d.phase.store(WorkerPhase::Idle as u8, Ordering::Release);
+    // SAFETY: ends this system thread; nothing of ours runs after it.
+    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+}
+
+fn run(d: &Driver) {
+    let Some(mut irp) = SyncIrp::new() else {
+        crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker: no memory for an IRP");
+        return;
+    };
+    d.phase
+        .store(WorkerPhase::Capturing as u8, Ordering::Release);
+    let mut npi = WSK_PROVIDER_NPI {
+        Client: core::ptr::null_mut(),
+        Dispatch: core::ptr::null(),
+    };
+    // SAFETY: the registration is initialised (WskRegister succeeded before
+    // this thread started); `npi` is a valid out-parameter.
+    let st = unsafe { WskCaptureProviderNPI(d.registration(), WSK_INFINITE_WAIT, &mut npi) };
+    if !NT_SUCCESS(st) {
+        crate::dbg_print!(
+            DPFLTR_WARNING_LEVEL,
+            "gate: WskCaptureProviderNPI failed: {:#x}",
+            st
+        );
+        return;
+    }
+    d.phase.store(WorkerPhase::Running as u8, Ordering::Release);
+    life_cycle(d, &npi, &mut irp);
+    close_accepted(d, &mut irp);
+    // SAFETY: we captured the NPI above and every socket is closed.
+    unsafe { WskReleaseProviderNPI(d.registration()) };
+}
+
+/// Steps 2-5 until unload.
+fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut Box<SyncIrp>) {
+    let local = addr::listen_addr(d.cfg.listen_address, d.cfg.listen_port);
+    let mut backoff = BACKOFF_MIN_MS;
+    let mut attempt: u32 = 0;
+    let mut last_counters = crate::kernel::clock::now();
+    while !d.stopping.load(Ordering::Acquire) {
+        d.listener_dead.store(false, Ordering::Release);
+        let created = create(d, npi, irp, local);
+        if attempt > 0 {
+            let st = created.as_ref().err().copied().unwrap_or(STATUS_SUCCESS);
+            telemetry::listener_recreated(attempt, backoff, st, local);
+        }
+        match created {
+            Ok(socket) => {
+                Stats::bump(&d.stats.listeners_up);
+                telemetry::listener_up(local);
+                let up_at = crate::kernel::clock::now();
+                wait_while_listening(d, irp, &mut last_counters);
+                let cause = if d.stopping.load(Ordering::Acquire)
+                    && !d.listener_dead.load(Ordering::Acquire)
+                {
+                    CloseCause::Unload
+                } else {
+                    cause_of(d.dead_cause.load(Ordering::Acquire))
+                };
+                let status = d.dead_status.load(Ordering::Acquire) as i32;
+                telemetry::listener_closed(cause, status, local);
+                let st = close(d, irp, socket, cause == CloseCause::Unload);
+                telemetry::listener_down(local, st);
+                let lived_ms = crate::kernel::clock::now().saturating_sub(up_at) / 10_000;
+                if lived_ms >= BACKOFF_RESET_AFTER_MS {
+                    backoff = BACKOFF_MIN_MS;
+                }
+            }
+            Err(st) => {
+                telemetry::listener_down(local, st);
+            }
+        }
+        if d.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        attempt = attempt.saturating_add(1);
+        // Interruptible back-off: unload sets `wake`.
+        d.wake.wait(Some(backoff));
+        close_accepted(d, irp);
+        backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
+    }
+}
+
+fn cause_of(v: u8) -> CloseCause {
+    CloseCause::ALL
+        .iter()
+        .copied()
+        .find(|c| *c as u8 == v)
+        .unwrap_or(CloseCause::Error)
+}
+
+/// Step 3: serves the worker's duties until the listener dies or unload.
+fn wait_while_listening(d: &Driver, irp: &mut Box<SyncIrp>, last_counters: &mut u64) {
+    loop {
+        if d.stopping.load(Ordering::Acquire) || d.listener_dead.load(Ordering::Acquire) {
+            return;
+        }
+        let period = d.cfg.counters_interval_ms;
+        let timeout = if period == 0 { None } else { Some(period) };
+        d.wake.wait(timeout);
+        close_accepted(d, irp);
+        if period != 0 {
+            let now = crate::kernel::clock::now();
+            let elapsed_ms = now.saturating_sub(*last_counters) / 10_000;
+            if elapsed_ms >= u64::from(period) {
+                telemetry::counters(d, u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
+                *last_counters = now;
+            }
+        }
+    }
+}
+
+/// Step 2: a bound, conditional-accept listener, or the failing status.
+fn create(
+    d: &Driver,
+    npi: &WSK_PROVIDER_NPI,
+    irp: &mut Box<SyncIrp>,
+    local: SocketAddr,
+) -> Result<*mut WSK_SOCKET, NTSTATUS> {
+    // SAFETY: the captured NPI's dispatch is valid until released.
+    let Some(wsk_socket) = (unsafe { (*npi.Dispatch).WskSocket }) else {
+        return Err(STATUS_NOT_SUPPORTED);
+    };
+    let family = match local {
+        SocketAddr::V4(_) => AF_INET,
+        SocketAddr::V6(_) => AF_INET6,
+    };
+    let ctx = (d as *const Driver).cast_mut().cast::<c_void>();
+    let dispatch = (&LISTEN_DISPATCH as *const WSK_CLIENT_LISTEN_DISPATCH).cast::<c_void>();
+    let (st, info) = irp.call(|irp| {
+        // SAFETY: valid client, dispatch and IRP; the context (the Driver)
+        // outlives the socket (closed before unload frees it).
+        unsafe {
+            wsk_socket(
+                npi.Client,
+                family,
+                SOCK_STREAM,
+                IPPROTO_TCP,
+                WSK_FLAG_LISTEN_SOCKET,
+                ctx,
+                dispatch,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        }
+    });
+    if !NT_SUCCESS(st) || info == 0 {
+        return Err(if NT_SUCCESS(st) {
+            STATUS_UNSUCCESSFUL
+        } else {
+            st
+        });
+    }
+    let socket = info as *mut WSK_SOCKET;
+    match configure_and_bind(d, irp, socket, local) {
+        Ok(()) => Ok(socket),
+        Err(st) => {
+            // Nothing else can call on the socket yet except completions
+            // of pends it already produced: stop those, then close.
+            close(d, irp, socket, false);
+            Err(st)
+        }
+    }
+}
+
+fn listen_dispatch(socket: *mut WSK_SOCKET) -> *const WSK_PROVIDER_LISTEN_DISPATCH {
+    // SAFETY: a listen socket's Dispatch is the provider's listen dispatch.
+    unsafe { (*socket).Dispatch.cast() }
+}
+
+/// Sets a ULONG socket option through WskControlSocket.
+fn set_option(
+    irp: &mut Box<SyncIrp>,
+    socket: *mut WSK_SOCKET,
+    level: u32,
+    option: u32,
+    value: u32,
+) -> NTSTATUS {
+    // SAFETY: the dispatch table of a live socket.
+    let Some(control) = (unsafe { (*listen_dispatch(socket)).Basic.WskControlSocket }) else {
+        return STATUS_NOT_SUPPORTED;
+    };
+    let mut v = value;
+    irp.call(|irp| {
+        // SAFETY: live socket; `v` outlives the call (we wait for it).
+        unsafe {
+            control(
+                socket,
+                WskSetOption,
+                option,
+                level,
+                core::mem::size_of::<u32>(),
+                (&mut v as *mut u32).cast(),
+                0,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        }
+    })
+    .0
+}
+
+fn configure_and_bind(
+    d: &Driver,
+    irp: &mut Box<SyncIrp>,
+    socket: *mut WSK_SOCKET,
+    local: SocketAddr,
+) -> Result<(), NTSTATUS> {
+    let ok = |st: NTSTATUS| if NT_SUCCESS(st) { Ok(()) } else { Err(st) };
+    if local.is_ipv6() {
+        // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
+        ok(set_option(irp, socket, IPPROTO_IPV6, IPV6_V6ONLY, 0))?;
+    }
+    let st = set_option(irp, socket, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1);
+    if !NT_SUCCESS(st) {
+        crate::dbg_print!(
+            DPFLTR_WARNING_LEVEL,
+            "gate: SO_EXCLUSIVEADDRUSE refused ({:#x}); continuing",
+            st
+        );
+    }
+    ok(set_option(
+        irp,
+        socket,
+        SOL_SOCKET,
+        SO_CONDITIONAL_ACCEPT,
+        1,
+    ))?;
+    // Accept events: SO_WSK_EVENT_CALLBACK is set without an IRP (WSK
+    // documents Irp = NULL for it; it completes synchronously).
+    // SAFETY: the dispatch table of a live socket.
+    let Some(control) = (unsafe { (*listen_dispatch(socket)).Basic.WskControlSocket }) else {
+        return Err(STATUS_NOT_SUPPORTED);
+    };
+    let mut ev = WSK_EVENT_CALLBACK_CONTROL {
+        NpiId: &NPI_WSK_INTERFACE_ID,
+        EventMask: WSK_EVENT_ACCEPT,
+    };
+    // SAFETY: live socket; `ev` is valid for the (synchronous) call.
+    ok(unsafe {
+        control(
+            socket,
+            WskSetOption,
+            SO_WSK_EVENT_CALLBACK,
+            SOL_SOCKET,
+            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+            (&mut ev as *mut WSK_EVENT_CALLBACK_CONTROL).cast(),
+            0,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        )
+    })?;
+    // Pends may start as soon as the bind completes.
+    d.pending.open_listener(socket);
+    // SAFETY: the dispatch table of a live socket.
+    let Some(bind) = (unsafe { (*listen_dispatch(socket)).WskBind }) else {
+        return Err(STATUS_NOT_SUPPORTED);
+    };
+    let sa = SockAddrStorage::new(local);
+    let (st, _) = irp.call(|irp| {
+        // SAFETY: live socket; `sa` outlives the call.
+        unsafe { bind(socket, sa.as_ptr(), 0, irp) }
+    });
+    ok(st)
+}
+
+/// Step 4: closes a listener. Returns WskCloseSocket's status.
+fn close(
+    d: &Driver,
+    irp: &mut Box<SyncIrp>,
+    socket: *mut WSK_SOCKET,
+    reject_pended: bool,
+) -> NTSTATUS {
+    let dropped = d.pending.stop(d, reject_pended);
+    if dropped > 0 {
+        crate::dbg_print!(
+            DPFLTR_INFO_LEVEL,
+            "gate: dropped {} pended requests of a closed listener",
+            dropped
+        );
+    }
+    // SAFETY: the dispatch table of a live socket.
+    let close = unsafe { (*listen_dispatch(socket)).Basic.WskCloseSocket };
+    let st = match close {
+        // SAFETY: no other call on the socket is in progress (`stop`
+        // returned) and none will start; WSK waits for callbacks in progress.
+        Some(f) => irp.call(|irp| unsafe { f(socket, irp) }).0,
+        None => STATUS_NOT_SUPPORTED,
+    };
+    d.pending.detach();
+    st
+}
+
+/// Closes every accepted connection waiting in the queue: graceful
+/// disconnect (or abortive, if configured), then WskCloseSocket.
+fn close_accepted(d: &Driver, irp: &mut Box<SyncIrp>) {
+    loop {
+        let Some(s) = d.accepted.lock().pop() else {
+            return;
+        };
+        // SAFETY: an accepted socket's Dispatch is the connection dispatch.
+        let disp = unsafe { &*(*s).Dispatch.cast::<WSK_PROVIDER_CONNECTION_DISPATCH>() };
+        if let Some(disconnect) = disp.WskDisconnect {
+            let flags = if d.cfg.abortive_close {
+                WSK_FLAG_ABORTIVE
+            } else {
+                0
+            };
+            // SAFETY: live socket we own; no buffer; waits for completion.
+            irp.call(|irp| unsafe { disconnect(s, core::ptr::null_mut(), flags, irp) });
+        }
+        if let Some(close) = disp.Basic.WskCloseSocket {
+            // SAFETY: we own the socket and no other call on it is in progress.
+            irp.call(|irp| unsafe { close(s, irp) });
+        }
+        Stats::bump(&d.stats.closed_sockets);
+    }
+}

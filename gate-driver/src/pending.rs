@@ -1,0 +1,476 @@
+//! Pended connection requests: a bounded, pre-allocated table, the timer
+//! that completes them when gate-core said, and the IRP completion.
+//!
+//! Each slot owns an IRP allocated at start, so completing a request
+//! allocates nothing. A request is identified by the CONTENTS of its
+//! WSK_INSPECT_ID (copied in WskInspectEvent), never by the pointer.
+//! Slot states: `Free` -> `Pended` (WskInspectEvent returned Pend) ->
+//! `Completing` (WskInspectComplete issued with the slot's IRP) -> `Free`
+//! (in the IRP's completion routine, which returns
+//! STATUS_MORE_PROCESSING_REQUIRED so the IRP stays ours). An abort of a
+//! `Pended` slot frees it at once (token back to gate-core); an abort of a
+//! `Completing` slot only marks it, and the completion gives the token back.
+//!
+//! One KTIMER + KDPC drives the earliest deadline (re-armed when a sooner
+//! pend arrives, and by the DPC for the next one). Chosen over a timer per
+//! slot because it keeps the kernel objects constant whatever
+//! `MaxPending` is, and the DPC's linear scan of the slots (at most
+//! MaxPending, bounded by gate-core at 65536) is cheap next to the
+//! milliseconds of delay being enforced.
+//!
+//! The table also records the listener socket the requests belong to:
+//! WskInspectComplete is only called while the listener is `open`, and
+//! every call is counted in `calls` under the same lock, so the worker can
+//! close the socket once `calls` is zero (WskCloseSocket must never run
+//! concurrently with another call on the socket).
+
+use alloc::vec::Vec;
+use core::ffi::c_void;
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use gate_core::{Action, PendTicket, TICKS_PER_MS};
+use gate_ksys::*;
+
+use crate::etw::CloseCause;
+use crate::kernel::event::sleep_ms;
+use crate::kernel::irp::OwnedIrp;
+use crate::kernel::spin::SpinMutex;
+use crate::kernel::timer::Timer;
+use crate::state::{Driver, Stats};
+use crate::telemetry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Free,
+    Pended,
+    Completing,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    state: State,
+    id: WSK_INSPECT_ID,
+    ticket: PendTicket,
+    due: u64,
+    since: u64,
+    remote: SocketAddr,
+    action: Action,
+    aborted: bool,
+}
+
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+impl Entry {
+    const FREE: Entry = Entry {
+        state: State::Free,
+        id: WSK_INSPECT_ID {
+            Key: 0,
+            SerialNumber: 0,
+        },
+        ticket: PendTicket::from_u64(0),
+        due: 0,
+        since: 0,
+        remote: UNSPECIFIED,
+        action: Action::Reject,
+        aborted: false,
+    };
+}
+
+struct Inner {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    /// The listener the requests belong to (NULL when none).
+    socket: *mut WSK_SOCKET,
+    /// WskInspectComplete may be called (listener open and not closing).
+    open: bool,
+    /// WskInspectComplete calls in progress.
+    calls: u32,
+    /// Slots in `Completing`.
+    completing: u32,
+    /// The deadline the timer is armed for.
+    armed: Option<u64>,
+}
+
+// SAFETY: `socket` is a WSK socket pointer usable from any CPU; Inner is
+// only reached through the SpinMutex.
+unsafe impl Send for Inner {}
+
+/// Per-slot I/O: the IRP and what its completion routine needs.
+struct SlotIo {
+    irp: OwnedIrp,
+    driver: AtomicPtr<Driver>,
+    index: u32,
+}
+
+/// What an abort found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// A pended request: dropped; its ticket is returned to gate-core by the caller.
+    Dropped(PendTicket, SocketAddr),
+    /// A request whose completion is in flight: marked; the completion
+    /// returns the token.
+    WhileCompleting(SocketAddr),
+    /// Not pended (accepted at once, or unknown).
+    NotFound,
+}
+
+/// Requests to issue in one pass of the DPC.
+const BATCH: usize = 16;
+
+/// The pending table.
+pub struct PendingTable {
+    inner: SpinMutex<Inner>,
+    io: Vec<SlotIo>,
+    timer: Timer,
+}
+
+impl PendingTable {
+    /// `slots` slots, each with its IRP; `None` when memory runs out.
+    pub fn new(slots: u32) -> Option<PendingTable> {
+        let n = slots as usize;
+        let mut entries = Vec::new();
+        entries.try_reserve_exact(n).ok()?;
+        entries.resize(n, Entry::FREE);
+        let mut free = Vec::new();
+        free.try_reserve_exact(n).ok()?;
+        free.extend((0..slots).rev());
+        let mut io = Vec::new();
+        io.try_reserve_exact(n).ok()?;
+        for index in 0..slots {
+            io.push(SlotIo {
+                irp: OwnedIrp::new()?,
+                driver: AtomicPtr::new(core::ptr::null_mut()),
+                index,
+            });
+        }
+        Some(PendingTable {
+            inner: SpinMutex::new(Inner {
+                entries,
+                free,
+                socket: core::ptr::null_mut(),
+                open: false,
+                calls: 0,
+                completing: 0,
+                armed: None,
+            }),
+            io,
+            timer: Timer::uninit(),
+        })
+    }
+
+    /// Connects the table to its driver (timer DPC and completion context).
+    ///
+    /// # Safety
+    /// `d` is the Driver containing this table, at its final address, and
+    /// outlives every timer DPC and IRP completion (unload cancels the
+    /// timer, flushes DPCs and waits for completions before freeing it).
+    pub unsafe fn attach(&self, d: *const Driver) {
+        for io in &self.io {
+            io.driver.store(d.cast_mut(), Ordering::Release);
+        }
+        // SAFETY: the table is inside the Driver at its final address; the
+        // context outlives the timer per the caller.
+        unsafe { self.timer.init(timer_dpc, d.cast_mut().cast()) };
+    }
+
+    /// Slots in use (Pended or Completing).
+    pub fn in_use(&self) -> usize {
+        let g = self.inner.lock();
+        g.entries.len().saturating_sub(g.free.len())
+    }
+
+    /// The listener now open: pends are accepted for `socket`.
+    pub fn open_listener(&self, socket: *mut WSK_SOCKET) {
+        let mut g = self.inner.lock();
+        g.socket = socket;
+        g.open = true;
+    }
+
+    /// Holds a request until `due` (WskInspectEvent, DISPATCH_LEVEL). False
+    /// when the table is full or no listener is open: the caller rejects.
+    pub fn insert(
+        &self,
+        id: WSK_INSPECT_ID,
+        ticket: PendTicket,
+        due: u64,
+        now: u64,
+        remote: SocketAddr,
+    ) -> bool {
+        let mut g = self.inner.lock();
+        if !g.open {
+            return false;
+        }
+        let Some(i) = g.free.pop() else {
+            return false;
+        };
+        let Some(e) = g.entries.get_mut(i as usize) else {
+            return false;
+        };
+        *e = Entry {
+            state: State::Pended,
+            id,
+            ticket,
+            due,
+            since: now,
+            remote,
+            action: Action::Accept,
+            aborted: false,
+        };
+        if g.armed.is_none_or(|a| due < a) {
+            g.armed = Some(due);
+            self.timer.set_after(due.saturating_sub(now));
+        }
+        true
+    }
+
+    /// WskAbortEvent for `id` (by contents).
+    pub fn abort(&self, id: &WSK_INSPECT_ID) -> AbortOutcome {
+        let mut g = self.inner.lock();
+        let Some(i) = g
+            .entries
+            .iter()
+            .position(|e| e.state != State::Free && e.id == *id)
+        else {
+            return AbortOutcome::NotFound;
+        };
+        let Some(e) = g.entries.get_mut(i) else {
+            return AbortOutcome::NotFound;
+        };
+        match e.state {
+            State::Pended => {
+                e.state = State::Free;
+                let out = AbortOutcome::Dropped(e.ticket, e.remote);
+                g.free.push(i as u32);
+                out
+            }
+            State::Completing => {
+                e.aborted = true;
+                AbortOutcome::WhileCompleting(e.remote)
+            }
+            State::Free => AbortOutcome::NotFound,
+        }
+    }
+
+    /// The timer fired (DISPATCH_LEVEL): completes every due request with
+    /// Accept and re-arms for the next deadline.
+    fn fire(&self, d: &Driver) {
+        loop {
+            let mut batch = [(0u32, WSK_INSPECT_ID::default()); BATCH];
+            let mut n = 0usize;
+            let socket;
+            {
+                let mut g = self.inner.lock();
+                g.armed = None;
+                if !g.open {
+                    return;
+                }
+                socket = g.socket;
+                let now = crate::kernel::clock::now();
+                let mut next: Option<u64> = None;
+                for (i, e) in g.entries.iter_mut().enumerate() {
+                    if e.state != State::Pended {
+                        continue;
+                    }
+                    if e.due <= now {
+                        if let Some(slot) = batch.get_mut(n) {
+                            e.state = State::Completing;
+                            e.action = Action::Accept;
+                            *slot = (i as u32, e.id);
+                            n = n.saturating_add(1);
+                            continue;
+                        }
+                    }
+                    next = Some(next.map_or(e.due, |x| x.min(e.due)));
+                }
+                let issued = u32::try_from(n).unwrap_or(0);
+                g.calls = g.calls.saturating_add(issued);
+                g.completing = g.completing.saturating_add(issued);
+                if let Some(due) = next {
+                    g.armed = Some(due);
+                    self.timer.set_after(due.saturating_sub(now));
+                }
+            }
+            for &(i, id) in batch.get(..n).unwrap_or(&[]) {
+                self.issue(d, socket, i, &id, WskInspectAccept);
+            }
+            {
+                let mut g = self.inner.lock();
+                g.calls = g.calls.saturating_sub(u32::try_from(n).unwrap_or(0));
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Calls WskInspectComplete for slot `i` (already `Completing` and
+    /// counted in `calls`).
+    fn issue(
+        &self,
+        d: &Driver,
+        socket: *mut WSK_SOCKET,
+        i: u32,
+        id: &WSK_INSPECT_ID,
+        action: WSK_INSPECT_ACTION,
+    ) {
+        let Some(io) = self.io.get(i as usize) else {
+            return;
+        };
+        Stats::bump(&d.stats.completions);
+        let ctx = (io as *const SlotIo).cast_mut().cast::<c_void>();
+        // SAFETY: the slot is `Completing`, so its IRP is idle (its last
+        // completion routine ran before the slot became Free); `io` lives
+        // as long as the table.
+        unsafe { io.irp.prepare(inspect_complete_done, ctx) };
+        // SAFETY: `socket` is the open listener (calls > 0 keeps the worker
+        // from closing it); its Dispatch is the provider's listen dispatch.
+        let f = unsafe {
+            (*(*socket).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>()).WskInspectComplete
+        };
+        let Some(f) = f else {
+            self.completed(d, i, STATUS_NOT_SUPPORTED);
+            return;
+        };
+        // SAFETY: valid socket, ID copy and IRP; IRQL <= DISPATCH_LEVEL. WSK
+        // completes the IRP in every case, which frees the slot.
+        let st = unsafe { f(socket, id, action, io.irp.as_ptr()) };
+        if st == STATUS_FILE_FORCED_CLOSED {
+            d.signal_listener_dead(CloseCause::FileForcedClosed, st);
+        }
+    }
+
+    /// The IRP of slot `i` completed with `st`.
+    fn completed(&self, d: &Driver, i: u32, st: NTSTATUS) {
+        let e = {
+            let mut g = self.inner.lock();
+            let Some(e) = g.entries.get_mut(i as usize) else {
+                return;
+            };
+            if e.state != State::Completing {
+                return;
+            }
+            e.state = State::Free;
+            let copy = *e;
+            g.free.push(i);
+            g.completing = g.completing.saturating_sub(1);
+            copy
+        };
+        if st == STATUS_FILE_FORCED_CLOSED {
+            Stats::bump(&d.stats.forced_closed);
+            d.signal_listener_dead(CloseCause::FileForcedClosed, st);
+        }
+        let accepted = e.action == Action::Accept && !e.aborted && NT_SUCCESS(st);
+        let _ = if accepted {
+            d.gate.pend_done(e.ticket)
+        } else {
+            d.gate.pend_abort(e.ticket)
+        };
+        let now = crate::kernel::clock::now();
+        let waited = now.saturating_sub(e.since) / TICKS_PER_MS;
+        telemetry::pend_completed(
+            e.remote,
+            e.action,
+            u32::try_from(waited).unwrap_or(u32::MAX),
+            &e.id,
+            st,
+        );
+    }
+
+    /// Stops completions on the current listener (worker, PASSIVE_LEVEL):
+    /// no new pends or timer completions; pended requests are completed
+    /// with Reject (`reject`: the listener still works, e.g. unload) or
+    /// dropped (dead listener); in every case their tokens go back to
+    /// gate-core. Returns once no WskInspectComplete call is in progress,
+    /// so the socket may be closed. Returns how many were dropped.
+    pub fn stop(&self, d: &Driver, reject: bool) -> u32 {
+        let socket = {
+            let mut g = self.inner.lock();
+            g.open = false;
+            g.armed = None;
+            self.timer.cancel();
+            g.socket
+        };
+        let mut dropped = 0u32;
+        loop {
+            let next = {
+                let mut g = self.inner.lock();
+                let Some(i) = g.entries.iter().position(|e| e.state == State::Pended) else {
+                    break;
+                };
+                let Some(e) = g.entries.get_mut(i) else { break };
+                if reject && !socket.is_null() {
+                    e.state = State::Completing;
+                    e.action = Action::Reject;
+                    let id = e.id;
+                    g.calls = g.calls.saturating_add(1);
+                    g.completing = g.completing.saturating_add(1);
+                    Some((i as u32, id, None))
+                } else {
+                    e.state = State::Free;
+                    let t = e.ticket;
+                    g.free.push(i as u32);
+                    Some((i as u32, e_id_default(), Some(t)))
+                }
+            };
+            match next {
+                Some((_, _, Some(ticket))) => {
+                    let _ = d.gate.pend_abort(ticket);
+                    dropped = dropped.saturating_add(1);
+                }
+                Some((i, id, None)) => {
+                    self.issue(d, socket, i, &id, WskInspectReject);
+                    let mut g = self.inner.lock();
+                    g.calls = g.calls.saturating_sub(1);
+                }
+                None => break,
+            }
+        }
+        while self.inner.lock().calls != 0 {
+            sleep_ms(1);
+        }
+        dropped
+    }
+
+    /// After the socket is closed: waits until every completion ran, then
+    /// forgets the socket (worker, PASSIVE_LEVEL).
+    pub fn detach(&self) {
+        while self.inner.lock().completing != 0 {
+            sleep_ms(1);
+        }
+        self.inner.lock().socket = core::ptr::null_mut();
+    }
+}
+
+fn e_id_default() -> WSK_INSPECT_ID {
+    WSK_INSPECT_ID::default()
+}
+
+unsafe extern "system" fn timer_dpc(
+    _dpc: *mut KDPC,
+    context: *mut c_void,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+) {
+    // SAFETY: the context is the Driver (see `attach`), alive while the
+    // timer can fire.
+    let d = unsafe { &*context.cast::<Driver>() };
+    d.pending.fire(d);
+}
+
+unsafe extern "system" fn inspect_complete_done(
+    _dev: PVOID,
+    irp: *mut IRP,
+    context: PVOID,
+) -> NTSTATUS {
+    // SAFETY: the context is the slot's SlotIo (set in `issue`), alive as
+    // long as the table; the IRP is the one WSK completed.
+    let (io, st) = unsafe { (&*context.cast::<SlotIo>(), (*irp).IoStatus.Status) };
+    let d = io.driver.load(Ordering::Acquire);
+    if !d.is_null() {
+        // SAFETY: set by `attach` to the Driver, which outlives completions.
+        let d = unsafe { &*d };
+        d.pending.completed(d, io.index, st);
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}

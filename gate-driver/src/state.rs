@@ -1,0 +1,223 @@
+//! The one [`Driver`] object: everything DriverEntry builds and the
+//! callbacks, the timer DPC, the worker thread and DriverUnload share.
+//! It lives in one pool allocation (never moves) from DriverEntry until
+//! DriverUnload frees it after every user has stopped.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use gate_core::Gate;
+use gate_ksys::*;
+
+use crate::config::DriverConfig;
+use crate::etw::CloseCause;
+use crate::kernel::event::{sleep_ms, KEvent};
+use crate::kernel::spin::{KSpinLock, SpinMutex};
+use crate::pending::PendingTable;
+
+/// Phases of the worker thread (for unload's decision whether WskDeregister
+/// must release a WskCaptureProviderNPI wait).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerPhase {
+    /// Not started or finished.
+    Idle = 0,
+    /// Waiting in WskCaptureProviderNPI.
+    Capturing = 1,
+    /// Holding the provider NPI (listener life cycle running).
+    Running = 2,
+}
+
+/// A count of callbacks in progress that can be closed: after
+/// [`Rundown::close_and_wait`] no new callback enters, and it returns once
+/// every one that entered has left.
+pub struct Rundown {
+    state: AtomicU32,
+}
+
+const RUNDOWN_CLOSED: u32 = 1 << 31;
+
+impl Rundown {
+    /// Open, no callbacks.
+    pub const fn new() -> Rundown {
+        Rundown {
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// Enters; `None` once closed. The guard leaves on drop.
+    pub fn enter(&self) -> Option<RundownGuard<'_>> {
+        let prev = self.state.fetch_add(1, Ordering::Acquire);
+        if prev & RUNDOWN_CLOSED != 0 {
+            self.state.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(RundownGuard(self))
+    }
+
+    /// Callbacks inside now.
+    pub fn active(&self) -> u32 {
+        self.state.load(Ordering::Acquire) & !RUNDOWN_CLOSED
+    }
+
+    /// Closes and waits (PASSIVE_LEVEL) until no callback is inside.
+    pub fn close_and_wait(&self) {
+        self.state.fetch_or(RUNDOWN_CLOSED, Ordering::AcqRel);
+        while self.active() != 0 {
+            sleep_ms(1);
+        }
+    }
+}
+
+impl Default for Rundown {
+    fn default() -> Self {
+        Rundown::new()
+    }
+}
+
+/// Proof of being inside a [`Rundown`].
+pub struct RundownGuard<'a>(&'a Rundown);
+
+impl Drop for RundownGuard<'_> {
+    fn drop(&mut self) {
+        self.0.state.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The driver's own counters (gate-core counts decisions).
+#[derive(Default)]
+pub struct Stats {
+    /// WskInspectEvent calls answered (accept, reject or pend).
+    pub inspects: AtomicU64,
+    /// Inspect calls with an address of an unknown family (rejected).
+    pub bad_addresses: AtomicU64,
+    /// Pends rejected because the pending table was full or closed.
+    pub pend_table_full: AtomicU64,
+    /// WskAbortEvent calls.
+    pub aborts: AtomicU64,
+    /// Aborts that found a pended request (dropped, token returned).
+    pub aborts_pended: AtomicU64,
+    /// Aborts for a request not pended (accepted at once, or unknown).
+    pub aborts_not_pended: AtomicU64,
+    /// WskInspectComplete calls issued.
+    pub completions: AtomicU64,
+    /// Listener closes asked for by a NULL InspectID.
+    pub null_inspect: AtomicU64,
+    /// Listener closes asked for by STATUS_FILE_FORCED_CLOSED.
+    pub forced_closed: AtomicU64,
+    /// Listeners created (bound).
+    pub listeners_up: AtomicU64,
+    /// Connections delivered by WskAcceptEvent.
+    pub accepted_sockets: AtomicU64,
+    /// Accepted connections refused because the hand-off queue was full.
+    pub accept_queue_full: AtomicU64,
+    /// Accepted connections closed by the worker.
+    pub closed_sockets: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Capacity of the accepted-connection hand-off queue.
+pub const ACCEPT_QUEUE: usize = 256;
+
+/// Accepted sockets waiting for the worker (pre-allocated ring).
+pub struct AcceptQueue {
+    items: alloc::vec::Vec<usize>,
+}
+
+impl AcceptQueue {
+    /// An empty queue with room for [`ACCEPT_QUEUE`] sockets (None: no memory).
+    pub fn new() -> Option<AcceptQueue> {
+        let mut items = alloc::vec::Vec::new();
+        items.try_reserve_exact(ACCEPT_QUEUE).ok()?;
+        Some(AcceptQueue { items })
+    }
+
+    /// Adds a socket; false when full (no allocation).
+    pub fn push(&mut self, s: *mut WSK_SOCKET) -> bool {
+        if self.items.len() >= ACCEPT_QUEUE || self.items.len() >= self.items.capacity() {
+            return false;
+        }
+        self.items.push(s as usize);
+        true
+    }
+
+    /// Takes one socket.
+    pub fn pop(&mut self) -> Option<*mut WSK_SOCKET> {
+        self.items.pop().map(|p| p as *mut WSK_SOCKET)
+    }
+}
+
+/// Everything shared.
+pub struct Driver {
+    /// The configuration in force.
+    pub cfg: DriverConfig,
+    /// The decision engine.
+    pub gate: Gate<KSpinLock>,
+    /// WSK registration storage (owned by WSK between register/deregister).
+    pub registration: UnsafeCell<WSK_REGISTRATION>,
+    /// Our client NPI (WSK may keep the pointer).
+    pub client_npi: WSK_CLIENT_NPI,
+    /// Pended requests, the listener socket they belong to, and their timer.
+    pub pending: PendingTable,
+    /// Accepted connections for the worker to handle.
+    pub accepted: SpinMutex<AcceptQueue>,
+    /// Wakes the worker (synchronization event).
+    pub wake: KEvent,
+    /// Set by unload: the worker winds down.
+    pub stopping: AtomicBool,
+    /// Set by a callback when the listener stopped working (NULL InspectID,
+    /// STATUS_FILE_FORCED_CLOSED, NULL accept socket); cleared by the
+    /// worker when it closes that listener.
+    pub listener_dead: AtomicBool,
+    /// Why the listener died ([`CloseCause`] as u8) and the status, if any.
+    pub dead_cause: AtomicU8,
+    /// The status that told us the listener died.
+    pub dead_status: AtomicU32,
+    /// Worker phase ([`WorkerPhase`] as u8).
+    pub phase: AtomicU8,
+    /// Callbacks in progress.
+    pub rundown: Rundown,
+    /// The driver's counters.
+    pub stats: Stats,
+    /// Interrupt time at DriverEntry.
+    pub started_at: u64,
+}
+
+// SAFETY: `registration` is only touched by WSK (through WskRegister /
+// WskCaptureProviderNPI / WskDeregister, which are safe to call from
+// several threads); every other field is Sync on its own.
+unsafe impl Sync for Driver {}
+// SAFETY: as above; nothing is tied to the creating thread.
+unsafe impl Send for Driver {}
+
+impl Driver {
+    /// The registration pointer for WSK calls.
+    pub fn registration(&self) -> *mut WSK_REGISTRATION {
+        self.registration.get()
+    }
+
+    /// A callback learnt that the listener no longer works: record why and
+    /// wake the worker, which closes and re-creates it (never inline).
+    pub fn signal_listener_dead(&self, cause: CloseCause, status: NTSTATUS) {
+        if !self.listener_dead.swap(true, Ordering::AcqRel) {
+            self.dead_cause.store(cause as u8, Ordering::Release);
+            self.dead_status.store(status as u32, Ordering::Release);
+        }
+        self.wake.set();
+    }
+
+    /// The worker's phase.
+    pub fn phase(&self) -> WorkerPhase {
+        match self.phase.load(Ordering::Acquire) {
+            1 => WorkerPhase::Capturing,
+            2 => WorkerPhase::Running,
+            _ => WorkerPhase::Idle,
+        }
+    }
+}

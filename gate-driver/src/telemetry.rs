@@ -1,0 +1,230 @@
+//! The driver's events, in the driver's terms, forwarded to the ETW
+//! provider ([`crate::etw`]). The rest of the driver calls only these
+//! functions, so the event plumbing changes in one place.
+
+use core::fmt::Write;
+use core::net::SocketAddr;
+
+use gate_core::{Action, Decision, Family, Reason};
+use gate_ksys::WSK_INSPECT_ID;
+
+use crate::config::{DriverConfig, Rejected};
+use crate::etw::{self, CloseCause, ListenerMode, Provider, RegisterOutcome, SockAddrBuf};
+use crate::kernel::dbg::Line;
+
+/// The gate's one ETW provider.
+pub static ETW: Provider = Provider::new();
+
+/// The listener mode this driver uses.
+pub const MODE: ListenerMode = ListenerMode::ConditionalAccept;
+
+/// Registers the provider (PASSIVE_LEVEL). Events stay off if it fails.
+pub fn register() -> RegisterOutcome {
+    ETW.register(crate::kernel::routine::system_routine_wide)
+}
+
+/// Unregisters the provider (after the last event).
+pub fn unregister() {
+    let _ = ETW.unregister();
+}
+
+fn sa(a: SocketAddr) -> SockAddrBuf {
+    SockAddrBuf::from_socket_addr(a)
+}
+
+fn key_bytes(d: &Decision) -> ([u8; 16], usize) {
+    let len = match d.key.family() {
+        Family::V4 => 4,
+        Family::V6 => 16,
+    };
+    (d.key.bytes(), len)
+}
+
+/// One decision answered in WskInspectEvent. `delay_ms` and `id` are used
+/// for pends. `reason` overrides the decision's reason (the driver's own
+/// reject when the pending table is full).
+pub fn decision(
+    remote: SocketAddr,
+    local: SocketAddr,
+    d: &Decision,
+    action: Action,
+    reason: Reason,
+    delay_ms: u32,
+    id: &WSK_INSPECT_ID,
+) {
+    let (r, l) = (sa(remote), sa(local));
+    let (kb, klen) = key_bytes(d);
+    let key = kb.get(..klen).unwrap_or(&[]);
+    let prefix = d.key.prefix_len();
+    match action {
+        Action::Accept => etw::connection_accepted(
+            &ETW,
+            r.as_bytes(),
+            l.as_bytes(),
+            action as u8,
+            reason as u8,
+            d.observed.map_or(etw::NO_OBSERVED_REASON, |o| o as u8),
+            d.tokens_milli,
+            key,
+            prefix,
+        ),
+        Action::Reject => etw::connection_rejected(
+            &ETW,
+            r.as_bytes(),
+            l.as_bytes(),
+            action as u8,
+            reason as u8,
+            d.tokens_milli,
+            key,
+            prefix,
+        ),
+        Action::Pend => etw::connection_pended(
+            &ETW,
+            r.as_bytes(),
+            l.as_bytes(),
+            action as u8,
+            reason as u8,
+            d.tokens_milli,
+            key,
+            prefix,
+            delay_ms,
+            id.Key as u64,
+            id.SerialNumber,
+        ),
+    }
+}
+
+/// A pended request was completed (or failed to).
+pub fn pend_completed(
+    remote: SocketAddr,
+    action: Action,
+    waited_ms: u32,
+    id: &WSK_INSPECT_ID,
+    status: i32,
+) {
+    etw::pend_completed(
+        &ETW,
+        sa(remote).as_bytes(),
+        action as u8,
+        waited_ms,
+        id.Key as u64,
+        id.SerialNumber,
+        status,
+    );
+}
+
+/// WskAbortEvent.
+pub fn aborted(
+    id: &WSK_INSPECT_ID,
+    was_pended: bool,
+    token_returned: bool,
+    remote: Option<SocketAddr>,
+) {
+    let r = remote.map_or(SockAddrBuf::EMPTY, sa);
+    etw::connection_aborted(
+        &ETW,
+        id.Key as u64,
+        id.SerialNumber,
+        was_pended,
+        token_returned,
+        r.as_bytes(),
+    );
+    if !was_pended {
+        crate::dbg_print!(
+            gate_ksys::DPFLTR_TRACE_LEVEL,
+            "gate: abort for a request that was not pended (key {:#x} serial {})",
+            id.Key,
+            id.SerialNumber
+        );
+    }
+}
+
+/// The listener is being closed.
+pub fn listener_closed(cause: CloseCause, status: i32, local: SocketAddr) {
+    etw::listener_closed(&ETW, cause as u8, status, sa(local).as_bytes());
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_WARNING_LEVEL,
+        "gate: closing listener {} ({}, status {:#x})",
+        local,
+        cause.name(),
+        status
+    );
+}
+
+/// An attempt to create the listener again.
+pub fn listener_recreated(attempt: u32, backoff_ms: u32, status: i32, local: SocketAddr) {
+    etw::listener_recreated(&ETW, attempt, backoff_ms, status, sa(local).as_bytes());
+}
+
+/// The listener is listening.
+pub fn listener_up(local: SocketAddr) {
+    etw::listener_up(&ETW, sa(local).as_bytes(), local.port(), MODE as u8, 0);
+    crate::dbg_print!(gate_ksys::DPFLTR_INFO_LEVEL, "gate: listening on {}", local);
+}
+
+/// The listener stopped listening (closed, or creating it failed with `status`).
+pub fn listener_down(local: SocketAddr, status: i32) {
+    etw::listener_down(&ETW, sa(local).as_bytes(), local.port(), status);
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_INFO_LEVEL,
+        "gate: not listening on {} (status {:#x})",
+        local,
+        status
+    );
+}
+
+/// The configuration in force.
+pub fn config_loaded(c: &DriverConfig) {
+    let k = &c.core;
+    let n = |l: usize| u32::try_from(l).unwrap_or(u32::MAX);
+    etw::config_loaded(
+        &ETW,
+        c.listen_port,
+        MODE as u8,
+        k.capacity,
+        k.shards,
+        k.ipv4_prefix,
+        k.ipv6_prefix,
+        k.rate_milli,
+        k.burst,
+        k.global_rate_milli,
+        k.global_burst,
+        k.full_table as u8,
+        k.observe,
+        k.ban_threshold,
+        k.ban_window_ms,
+        k.ban_ms,
+        k.max_pending,
+        k.max_delay_ms,
+        n(k.allow.len()),
+        n(k.deny.len()),
+    );
+}
+
+/// A registry value refused (the driver does not start).
+pub fn config_rejected(r: &Rejected) {
+    let mut value = Line::new();
+    let _ = write!(value, "{}", r.value);
+    let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
+    etw::config_rejected(&ETW, r.name, text, r.problem);
+    crate::dbg_print!(gate_ksys::DPFLTR_ERROR_LEVEL, "gate: {}", r);
+}
+
+/// The periodic counters.
+pub fn counters(d: &crate::state::Driver, interval_ms: u32) {
+    let c = d.gate.counters();
+    let cap = u32::try_from(d.gate.capacity()).unwrap_or(u32::MAX);
+    let tracked = u32::try_from(d.gate.tracked_keys()).unwrap_or(u32::MAX);
+    let aborts = d.stats.aborts.load(core::sync::atomic::Ordering::Relaxed);
+    etw::counters_from(&ETW, interval_ms, &c, tracked, cap, aborts);
+}
+
+/// DriverEntry succeeded.
+pub fn driver_loaded() {
+    etw::driver_loaded(&ETW, env!("CARGO_PKG_VERSION"), MODE as u8);
+}
+
+/// DriverUnload started.
+pub fn driver_unloading(uptime_ms: u64) {
+    etw::driver_unloading(&ETW, uptime_ms);
+}
