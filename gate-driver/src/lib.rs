@@ -34,6 +34,13 @@
 
 extern crate alloc;
 
+// Unit tests run against the user-mode simulation, which defines every
+// imported kernel function.
+#[cfg(test)]
+extern crate std;
+#[cfg(test)]
+use gate_usersim as _;
+
 pub mod addr;
 pub mod config;
 pub mod decision;
