@@ -203,8 +203,14 @@ mod tests {
             *s = Entry::new(&k(i as u8 + 1), 100 - i as u64);
         }
         // Oldest `last` is the last slot of the window.
-        assert_eq!(probe(&slots, [0, 0], &k(99), |_| false), Probe::Full(WINDOW - 1));
-        assert_eq!(probe(&slots, [0, 0], &k(99), |e| e.key[3] == 3), Probe::Idle(2));
+        assert_eq!(
+            probe(&slots, [0, 0], &k(99), |_| false),
+            Probe::Full(WINDOW - 1)
+        );
+        assert_eq!(
+            probe(&slots, [0, 0], &k(99), |e| e.key[3] == 3),
+            Probe::Idle(2)
+        );
         // A present key is found even when others are idle.
         assert_eq!(probe(&slots, [0, 0], &k(5), |_| true), Probe::Hit(4));
     }
