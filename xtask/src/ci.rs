@@ -1,8 +1,8 @@
 //! `cargo xtask ci`: every check and test, in the order a failure is
 //! cheapest to find.
 
-use anyhow::{bail, Context, Result};
 use crate::deps::{self, Pkg};
+use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 #[derive(clap::Args)]

@@ -10,8 +10,8 @@
 //! a command needs (when root) or names exactly what is missing.
 
 mod ci;
-mod deps;
 mod demo;
+mod deps;
 mod driver;
 
 use clap::{Parser, Subcommand};
