@@ -22,7 +22,7 @@ use crate::config::{self, Rejected};
 use crate::kernel::clock;
 use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
-use crate::kernel::thread::SystemThread;
+use crate::kernel::thread::{SpawnError, SystemThread};
 use crate::pending::PendingTable;
 use crate::state::{AcceptQueue, Driver, Rundown, Stats, WorkerPhase};
 use crate::{listener, seed, telemetry};
@@ -159,8 +159,8 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
             DRIVER.store(d, Ordering::Release);
             Ok(())
         }
-        Err(st) => {
-            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:#x}", st);
+        Err(e) => {
+            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:?}", e);
             // SAFETY: the thread, if it runs, sees `stopping`; WskDeregister
             // ends its capture wait. (If PsCreateSystemThread itself failed
             // there is no thread.)
@@ -169,24 +169,20 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
                 (*d).wake.set();
                 WskDeregister((*d).registration());
             }
-            if st_thread_started(st) {
-                // Cannot join a thread we hold no reference to: leak the
-                // Driver rather than free memory it may still use.
-                return Err(st);
+            match e {
+                SpawnError::Unjoinable(st) => {
+                    // Cannot join a thread we hold no reference to: leak the
+                    // Driver rather than free memory it may still use.
+                    Err(st)
+                }
+                SpawnError::NotStarted(st) => {
+                    // SAFETY: no thread exists; nothing else knows `d`.
+                    drop(unsafe { Box::from_raw(d) });
+                    Err(st)
+                }
             }
-            // SAFETY: no thread exists; nothing else knows `d`.
-            drop(unsafe { Box::from_raw(d) });
-            Err(st)
         }
     }
-}
-
-/// Whether a SystemThread::spawn error came after the thread started
-/// (ObReferenceObjectByHandle failed) rather than from PsCreateSystemThread.
-/// Both report an NTSTATUS; spawn only fails after start for a reference
-/// failure, which the kernel reports as an object-type or access error.
-fn st_thread_started(st: NTSTATUS) -> bool {
-    st == STATUS_OBJECT_TYPE_MISMATCH
 }
 
 /// DriverUnload (PASSIVE_LEVEL).

@@ -124,10 +124,23 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut Box<SyncIrp>) {
             break;
         }
         attempt = attempt.saturating_add(1);
-        // Interruptible back-off: unload sets `wake`.
-        d.wake.wait(Some(backoff));
-        close_accepted(d, irp);
+        back_off(d, irp, backoff);
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
+    }
+}
+
+/// Waits `ms` before the next attempt; unload (which sets `wake` and
+/// `stopping`) cuts it short. Other wake-ups are served and waited out.
+fn back_off(d: &Driver, irp: &mut Box<SyncIrp>, ms: u32) {
+    let start = crate::kernel::clock::now();
+    loop {
+        let waited = crate::kernel::clock::now().saturating_sub(start) / 10_000;
+        let left = u64::from(ms).saturating_sub(waited);
+        if left == 0 || d.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        d.wake.wait(Some(u32::try_from(left).unwrap_or(ms)));
+        close_accepted(d, irp);
     }
 }
 

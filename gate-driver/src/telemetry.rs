@@ -175,30 +175,7 @@ pub fn listener_down(local: SocketAddr, status: i32) {
 
 /// The configuration in force.
 pub fn config_loaded(c: &DriverConfig) {
-    let k = &c.core;
-    let n = |l: usize| u32::try_from(l).unwrap_or(u32::MAX);
-    etw::config_loaded(
-        &ETW,
-        c.listen_port,
-        MODE as u8,
-        k.capacity,
-        k.shards,
-        k.ipv4_prefix,
-        k.ipv6_prefix,
-        k.rate_milli,
-        k.burst,
-        k.global_rate_milli,
-        k.global_burst,
-        k.full_table as u8,
-        k.observe,
-        k.ban_threshold,
-        k.ban_window_ms,
-        k.ban_ms,
-        k.max_pending,
-        k.max_delay_ms,
-        n(k.allow.len()),
-        n(k.deny.len()),
-    );
+    etw::config_loaded_from(&ETW, c.listen_port, MODE, &c.core);
 }
 
 /// A registry value refused (the driver does not start).

@@ -5,6 +5,16 @@ use core::ffi::c_void;
 
 use gate_ksys::*;
 
+/// Why [`SystemThread::spawn`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// PsCreateSystemThread failed: no thread exists.
+    NotStarted(NTSTATUS),
+    /// The thread runs but no reference could be taken to wait for it: the
+    /// caller must make it stop and must keep `context` alive for good.
+    Unjoinable(NTSTATUS),
+}
+
 /// A running system thread, referenced until [`SystemThread::join`].
 pub struct SystemThread {
     object: *mut c_void,
@@ -21,7 +31,7 @@ impl SystemThread {
     ///
     /// # Safety
     /// `context` must stay valid until the thread has finished using it.
-    pub unsafe fn spawn(start: KSTART_ROUTINE, context: *mut c_void) -> Result<Self, NTSTATUS> {
+    pub unsafe fn spawn(start: KSTART_ROUTINE, context: *mut c_void) -> Result<Self, SpawnError> {
         let mut handle: HANDLE = core::ptr::null_mut();
         let mut attrs = OBJECT_ATTRIBUTES {
             Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
@@ -45,7 +55,7 @@ impl SystemThread {
             )
         };
         if !NT_SUCCESS(st) {
-            return Err(st);
+            return Err(SpawnError::NotStarted(st));
         }
         let mut object: *mut c_void = core::ptr::null_mut();
         // SAFETY: `handle` is the kernel handle just returned; we take a
@@ -63,9 +73,7 @@ impl SystemThread {
         // SAFETY: the handle is ours and no longer needed either way.
         unsafe { ZwClose(handle) };
         if !NT_SUCCESS(st) {
-            // The thread runs but cannot be waited for: the caller must make
-            // it stop (it owns `context`); report the failure.
-            return Err(st);
+            return Err(SpawnError::Unjoinable(st));
         }
         Ok(SystemThread { object })
     }
