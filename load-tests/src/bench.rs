@@ -36,6 +36,52 @@ pub struct BenchRow {
     pub system_s: f64,
     pub max_lag_ms: f64,
     pub p99_ms: f64,
+    /// The generator's CPU over the run, from /proc/stat (shares of its time).
+    pub core: CoreShares,
+}
+
+/// How one CPU's time split over a run (from /proc/stat ticks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoreShares {
+    pub user: f64,
+    pub system: f64,
+    pub softirq: f64,
+    pub idle: f64,
+    /// Stolen by the hypervisor.
+    pub steal: f64,
+}
+
+/// The tick counters of `cpuN` in /proc/stat.
+fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{cpu}");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    Some(
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+    )
+}
+
+fn core_shares(before: &[u64], after: &[u64]) -> CoreShares {
+    let d: Vec<f64> = before
+        .iter()
+        .zip(after)
+        .map(|(a, b)| b.saturating_sub(*a) as f64)
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: f64 = d.iter().take(8).sum::<f64>().max(1.0);
+    let at = |i: usize| d.get(i).copied().unwrap_or(0.0) / total;
+    CoreShares {
+        user: at(0) + at(1),
+        system: at(2) + at(5),
+        softirq: at(6),
+        idle: at(3) + at(4),
+        steal: at(7),
+    }
 }
 
 impl BenchRow {
@@ -44,6 +90,17 @@ impl BenchRow {
         let t = self.user_s + self.system_s;
         if t > 0.0 {
             self.user_s / t
+        } else {
+            0.0
+        }
+    }
+    /// Connections per second of CPU time spent for the generator: its
+    /// thread's time plus the softirq time on its CPU (where loopback
+    /// packets are processed). What one dedicated core would sustain.
+    pub fn per_core_second(&self) -> f64 {
+        let busy = self.core_share() + self.core.softirq;
+        if busy > 0.0 {
+            self.achieved / busy
         } else {
             0.0
         }
@@ -72,8 +129,14 @@ pub fn one(rate: u32, duration_s: f64, cpu: usize) -> Result<BenchRow> {
         max_in_flight: 60_000,
         pin_cpu: Some(cpu % ncpu),
     };
+    let ticks0 = cpu_ticks(cpu % ncpu);
     let res = engine::run(&sc, &opts)?;
+    let ticks1 = cpu_ticks(cpu % ncpu);
     drop(listener);
+    let core = match (ticks0, ticks1) {
+        (Some(a), Some(b)) => core_shares(&a, &b),
+        _ => CoreShares::default(),
+    };
     let g = res
         .report
         .groups
@@ -97,6 +160,7 @@ pub fn one(rate: u32, duration_s: f64, cpu: usize) -> Result<BenchRow> {
         p99_ms: g
             .latency(crate::report::Outcome::Accepted)
             .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0),
+        core,
     })
 }
 
@@ -105,13 +169,13 @@ pub fn table(rows: &[BenchRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| offered conn/s | attempted | accepted | achieved conn/s | generator core use | user-space share | kernel share | max start lag ms | p99 latency ms |"
+        "| offered conn/s | attempted | accepted | achieved conn/s | generator thread: core use | user-space share | kernel share | its CPU: user / system / softirq / idle / steal | conn per core-second (thread + softirq) | max start lag ms | p99 latency ms |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} | {:.0} % | {:.1} % | {:.1} % | {:.1} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {:.0} % | {:.1} % | {:.1} % | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} % | {:.0} | {:.1} | {:.2} |",
             r.offered,
             r.attempted,
             r.accepted,
@@ -119,6 +183,12 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.core_share() * 100.0,
             r.user_share() * 100.0,
             (1.0 - r.user_share()) * 100.0,
+            r.core.user * 100.0,
+            r.core.system * 100.0,
+            r.core.softirq * 100.0,
+            r.core.idle * 100.0,
+            r.core.steal * 100.0,
+            r.per_core_second(),
             r.max_lag_ms,
             r.p99_ms
         );
@@ -146,7 +216,8 @@ pub fn run(args: &Args) -> Result<bool> {
     println!("{}", table(&rows));
     println!(
         "achieved = completed attempts / wall time (the run ends when the last attempt completes); \
-         shares are the generator thread's getrusage user vs system time"
+         shares are the generator thread's getrusage user vs system time; \
+         \"its CPU\" is /proc/stat for the generator's CPU (user includes other processes)"
     );
     Ok(true)
 }
