@@ -10,6 +10,7 @@
 //! | [`listener`] | the worker thread: the listener's whole life cycle |
 //! | [`decision`] | the listen callbacks: inspect, abort, accept |
 //! | [`pending`] | pended requests: the bounded table, its timer, completion |
+//! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
 //! | [`addr`] | SOCKADDR <-> IpAddr conversion |
 //! | [`seed`] | the per-start random seed of gate-core's hash |
@@ -50,6 +51,7 @@ pub mod kernel;
 pub mod listener;
 pub mod panic;
 pub mod pending;
+pub mod post_accept;
 pub mod pool;
 pub mod seed;
 pub mod state;

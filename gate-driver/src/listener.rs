@@ -5,7 +5,8 @@
 //!    WskDeregister ends the wait if WSK never comes up);
 //! 2. create the listening socket (AF_INET6 dual-stack, or the family of
 //!    the configured address), set IPV6_V6ONLY = 0, SO_EXCLUSIVEADDRUSE,
-//!    SO_CONDITIONAL_ACCEPT = 1, enable the accept event, bind;
+//!    SO_CONDITIONAL_ACCEPT = 1, enable the accept event, bind (a stack
+//!    without conditional accept gets [`crate::post_accept`] mode instead);
 //! 3. wait for: the listener died (a callback said so), accepted
 //!    connections to close, the counters period, or unload;
 //! 4. close the listener: stop completions, reject (unload) or drop (dead
@@ -22,13 +23,13 @@ use core::ffi::c_void;
 use core::net::SocketAddr;
 use core::sync::atomic::Ordering;
 
-use alloc::boxed::Box;
 use gate_ksys::*;
 
 use crate::addr::{self, SockAddrStorage};
 use crate::decision::LISTEN_DISPATCH;
-use crate::etw::CloseCause;
+use crate::etw::{CloseCause, ListenerMode};
 use crate::kernel::irp::SyncIrp;
+use crate::post_accept::Acceptor;
 use crate::state::{Driver, Stats, WorkerPhase};
 use crate::telemetry;
 
@@ -82,7 +83,7 @@ fn run(d: &Driver) {
 }
 
 /// Steps 2-5 until unload.
-fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut Box<SyncIrp>) {
+fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
     let local = addr::listen_addr(d.cfg.listen_address, d.cfg.listen_port);
     let mut backoff = BACKOFF_MIN_MS;
     let mut attempt: u32 = 0;
@@ -95,11 +96,15 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut Box<SyncIrp>) {
             telemetry::listener_recreated(attempt, backoff, st, local);
         }
         match created {
-            Ok(socket) => {
+            Ok((socket, mode)) => {
                 Stats::bump(&d.stats.listeners_up);
-                telemetry::listener_up(local);
+                telemetry::listener_up(local, mode);
                 let up_at = crate::kernel::clock::now();
-                wait_while_listening(d, irp, &mut last_counters);
+                let mut acceptor = match mode {
+                    ListenerMode::PostAccept => Acceptor::new(d),
+                    ListenerMode::ConditionalAccept => None,
+                };
+                wait_while_listening(d, irp, socket, acceptor.as_deref_mut(), &mut last_counters);
                 let cause = if d.stopping.load(Ordering::Acquire)
                     && !d.listener_dead.load(Ordering::Acquire)
                 {
@@ -110,6 +115,9 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut Box<SyncIrp>) {
                 let status = d.dead_status.load(Ordering::Acquire) as i32;
                 telemetry::listener_closed(cause, status, local);
                 let st = close(d, irp, socket, cause == CloseCause::Unload);
+                if let Some(a) = acceptor.as_deref_mut() {
+                    a.wait_idle(d, irp);
+                }
                 telemetry::listener_down(local, st);
                 let lived_ms = crate::kernel::clock::now().saturating_sub(up_at) / 10_000;
                 if lived_ms >= BACKOFF_RESET_AFTER_MS {
@@ -131,7 +139,7 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut Box<SyncIrp>) {
 
 /// Waits `ms` before the next attempt; unload (which sets `wake` and
 /// `stopping`) cuts it short. Other wake-ups are served and waited out.
-fn back_off(d: &Driver, irp: &mut Box<SyncIrp>, ms: u32) {
+fn back_off(d: &Driver, irp: &mut SyncIrp, ms: u32) {
     let start = crate::kernel::clock::now();
     loop {
         let waited = crate::kernel::clock::now().saturating_sub(start) / 10_000;
@@ -153,14 +161,30 @@ fn cause_of(v: u8) -> CloseCause {
 }
 
 /// Step 3: serves the worker's duties until the listener dies or unload.
-fn wait_while_listening(d: &Driver, irp: &mut Box<SyncIrp>, last_counters: &mut u64) {
+/// In post-accept mode it also keeps one WskAccept outstanding and decides
+/// on each connection it delivers.
+fn wait_while_listening(
+    d: &Driver,
+    irp: &mut SyncIrp,
+    socket: *mut WSK_SOCKET,
+    mut acceptor: Option<&mut Acceptor>,
+    last_counters: &mut u64,
+) {
     loop {
         if d.stopping.load(Ordering::Acquire) || d.listener_dead.load(Ordering::Acquire) {
             return;
         }
+        if let Some(a) = acceptor.as_deref_mut() {
+            a.arm(socket);
+        }
         let period = d.cfg.counters_interval_ms;
         let timeout = if period == 0 { None } else { Some(period) };
         d.wake.wait(timeout);
+        if let Some(a) = acceptor.as_deref_mut() {
+            if !a.poll(d, irp) {
+                d.signal_listener_dead(CloseCause::Error, STATUS_UNSUCCESSFUL);
+            }
+        }
         close_accepted(d, irp);
         if period != 0 {
             let now = crate::kernel::clock::now();
@@ -177,9 +201,9 @@ fn wait_while_listening(d: &Driver, irp: &mut Box<SyncIrp>, last_counters: &mut 
 fn create(
     d: &Driver,
     npi: &WSK_PROVIDER_NPI,
-    irp: &mut Box<SyncIrp>,
+    irp: &mut SyncIrp,
     local: SocketAddr,
-) -> Result<*mut WSK_SOCKET, NTSTATUS> {
+) -> Result<(*mut WSK_SOCKET, ListenerMode), NTSTATUS> {
     // SAFETY: the captured NPI's dispatch is valid until released.
     let Some(wsk_socket) = (unsafe { (*npi.Dispatch).WskSocket }) else {
         return Err(STATUS_NOT_SUPPORTED);
@@ -218,7 +242,7 @@ fn create(
     }
     let socket = info as *mut WSK_SOCKET;
     match configure_and_bind(d, irp, socket, local) {
-        Ok(()) => Ok(socket),
+        Ok(mode) => Ok((socket, mode)),
         Err(st) => {
             // Nothing else can call on the socket yet except completions
             // of pends it already produced: stop those, then close.
@@ -235,7 +259,7 @@ fn listen_dispatch(socket: *mut WSK_SOCKET) -> *const WSK_PROVIDER_LISTEN_DISPAT
 
 /// Sets a ULONG socket option through WskControlSocket.
 fn set_option(
-    irp: &mut Box<SyncIrp>,
+    irp: &mut SyncIrp,
     socket: *mut WSK_SOCKET,
     level: u32,
     option: u32,
@@ -268,14 +292,24 @@ fn set_option(
 
 fn configure_and_bind(
     d: &Driver,
-    irp: &mut Box<SyncIrp>,
+    irp: &mut SyncIrp,
     socket: *mut WSK_SOCKET,
     local: SocketAddr,
-) -> Result<(), NTSTATUS> {
+) -> Result<ListenerMode, NTSTATUS> {
     let ok = |st: NTSTATUS| if NT_SUCCESS(st) { Ok(()) } else { Err(st) };
+    let missing = |st: NTSTATUS| st == STATUS_NOT_IMPLEMENTED || st == STATUS_NOT_SUPPORTED;
     if local.is_ipv6() {
         // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
-        ok(set_option(irp, socket, IPPROTO_IPV6, IPV6_V6ONLY, 0))?;
+        let st = set_option(irp, socket, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+        if missing(st) {
+            crate::dbg_print!(
+                DPFLTR_WARNING_LEVEL,
+                "gate: IPV6_V6ONLY not settable ({:#x}): the stack's default applies",
+                st
+            );
+        } else {
+            ok(st)?;
+        }
     }
     let st = set_option(irp, socket, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1);
     if !NT_SUCCESS(st) {
@@ -285,13 +319,16 @@ fn configure_and_bind(
             st
         );
     }
-    ok(set_option(
-        irp,
-        socket,
-        SOL_SOCKET,
-        SO_CONDITIONAL_ACCEPT,
-        1,
-    ))?;
+    let st = set_option(irp, socket, SOL_SOCKET, SO_CONDITIONAL_ACCEPT, 1);
+    if missing(st) {
+        crate::dbg_print!(
+            DPFLTR_WARNING_LEVEL,
+            "gate: no conditional accept ({:#x}): post-accept mode (decides after the handshake)",
+            st
+        );
+        return bind(d, irp, socket, local).map(|()| ListenerMode::PostAccept);
+    }
+    ok(st)?;
     // Accept events: SO_WSK_EVENT_CALLBACK is set without an IRP (WSK
     // documents Irp = NULL for it; it completes synchronously).
     // SAFETY: the dispatch table of a live socket.
@@ -317,6 +354,17 @@ fn configure_and_bind(
             core::ptr::null_mut(),
         )
     })?;
+    bind(d, irp, socket, local).map(|()| ListenerMode::ConditionalAccept)
+}
+
+/// WskBind (which also starts listening).
+fn bind(
+    d: &Driver,
+    irp: &mut SyncIrp,
+    socket: *mut WSK_SOCKET,
+    local: SocketAddr,
+) -> Result<(), NTSTATUS> {
+    let ok = |st: NTSTATUS| if NT_SUCCESS(st) { Ok(()) } else { Err(st) };
     // Pends may start as soon as the bind completes.
     d.pending.open_listener(socket);
     // SAFETY: the dispatch table of a live socket.
@@ -332,12 +380,7 @@ fn configure_and_bind(
 }
 
 /// Step 4: closes a listener. Returns WskCloseSocket's status.
-fn close(
-    d: &Driver,
-    irp: &mut Box<SyncIrp>,
-    socket: *mut WSK_SOCKET,
-    reject_pended: bool,
-) -> NTSTATUS {
+fn close(d: &Driver, irp: &mut SyncIrp, socket: *mut WSK_SOCKET, reject_pended: bool) -> NTSTATUS {
     let dropped = d.pending.stop(d, reject_pended);
     if dropped > 0 {
         crate::dbg_print!(
@@ -358,28 +401,30 @@ fn close(
     st
 }
 
-/// Closes every accepted connection waiting in the queue: graceful
-/// disconnect (or abortive, if configured), then WskCloseSocket.
-fn close_accepted(d: &Driver, irp: &mut Box<SyncIrp>) {
+/// Closes every accepted connection waiting in the queue (the connection
+/// handler until relaying lands).
+fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
     loop {
         let Some(s) = d.accepted.lock().pop() else {
             return;
         };
-        // SAFETY: an accepted socket's Dispatch is the connection dispatch.
-        let disp = unsafe { &*(*s).Dispatch.cast::<WSK_PROVIDER_CONNECTION_DISPATCH>() };
-        if let Some(disconnect) = disp.WskDisconnect {
-            let flags = if d.cfg.abortive_close {
-                WSK_FLAG_ABORTIVE
-            } else {
-                0
-            };
-            // SAFETY: live socket we own; no buffer; waits for completion.
-            irp.call(|irp| unsafe { disconnect(s, core::ptr::null_mut(), flags, irp) });
-        }
-        if let Some(close) = disp.Basic.WskCloseSocket {
-            // SAFETY: we own the socket and no other call on it is in progress.
-            irp.call(|irp| unsafe { close(s, irp) });
-        }
-        Stats::bump(&d.stats.closed_sockets);
+        close_connection(d, irp, s, d.cfg.abortive_close);
     }
+}
+
+/// Closes one connection we own: WskDisconnect (graceful, or abortive: RST)
+/// then WskCloseSocket.
+pub(crate) fn close_connection(d: &Driver, irp: &mut SyncIrp, s: *mut WSK_SOCKET, abortive: bool) {
+    // SAFETY: a connection socket's Dispatch is the connection dispatch.
+    let disp = unsafe { &*(*s).Dispatch.cast::<WSK_PROVIDER_CONNECTION_DISPATCH>() };
+    if let Some(disconnect) = disp.WskDisconnect {
+        let flags = if abortive { WSK_FLAG_ABORTIVE } else { 0 };
+        // SAFETY: live socket we own; no buffer; waits for completion.
+        irp.call(|irp| unsafe { disconnect(s, core::ptr::null_mut(), flags, irp) });
+    }
+    if let Some(close) = disp.Basic.WskCloseSocket {
+        // SAFETY: we own the socket and no other call on it is in progress.
+        irp.call(|irp| unsafe { close(s, irp) });
+    }
+    Stats::bump(&d.stats.closed_sockets);
 }

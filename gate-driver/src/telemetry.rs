@@ -157,9 +157,14 @@ pub fn listener_recreated(attempt: u32, backoff_ms: u32, status: i32, local: Soc
 }
 
 /// The listener is listening.
-pub fn listener_up(local: SocketAddr) {
-    etw::listener_up(&ETW, sa(local).as_bytes(), local.port(), MODE as u8, 0);
-    crate::dbg_print!(gate_ksys::DPFLTR_INFO_LEVEL, "gate: listening on {}", local);
+pub fn listener_up(local: SocketAddr, mode: ListenerMode) {
+    etw::listener_up(&ETW, sa(local).as_bytes(), local.port(), mode as u8, 0);
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_INFO_LEVEL,
+        "gate: listening on {} ({})",
+        local,
+        mode.name()
+    );
 }
 
 /// The listener stopped listening (closed, or creating it failed with `status`).
