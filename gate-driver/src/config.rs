@@ -577,7 +577,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_themselves() {
-        let cases: Vec<(&'static str, Option<(u32, Vec<u8>)>)> = alloc::vec![
+        type Case = (&'static str, Option<(u32, Vec<u8>)>);
+        let cases: Vec<Case> = alloc::vec![
             (name::LISTEN_PORT, dword(0)),
             (name::LISTEN_PORT, sz("80", REG_SZ)),
             (name::LISTEN_ADDRESS, sz("not-an-ip", REG_SZ)),

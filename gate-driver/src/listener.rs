@@ -175,7 +175,9 @@ fn wait_while_listening(
             return;
         }
         if let Some(a) = acceptor.as_deref_mut() {
-            a.arm(socket);
+            // SAFETY: the live listener; it is closed only after this loop,
+            // and the caller waits for the accept before dropping `a`.
+            unsafe { a.arm(socket) };
         }
         let period = d.cfg.counters_interval_ms;
         let timeout = if period == 0 { None } else { Some(period) };

@@ -63,7 +63,11 @@ impl Acceptor {
     }
 
     /// Issues WskAccept unless one is outstanding.
-    pub fn arm(&mut self, socket: *mut WSK_SOCKET) {
+    ///
+    /// # Safety
+    /// `socket` is a live, bound listening socket, not closed before
+    /// [`Acceptor::wait_idle`] returned.
+    pub unsafe fn arm(&mut self, socket: *mut WSK_SOCKET) {
         if self.busy {
             return;
         }
