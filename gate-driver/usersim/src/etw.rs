@@ -197,11 +197,15 @@ fn state() -> MutexGuard<'static, State> {
 /// simulated routine named `name` (UTF-16, no NUL), or null for any other
 /// name, or for all of them after `set_routines_available(false)`.
 pub fn resolve(name: &[u16]) -> *mut c_void {
+    resolve_name(&String::from_utf16_lossy(name))
+}
+
+/// [`resolve`] for a name already converted from the `UNICODE_STRING`.
+pub fn resolve_name(name: &str) -> *mut c_void {
     if !AVAILABLE.load(Ordering::SeqCst) {
         return std::ptr::null_mut();
     }
-    let name = String::from_utf16_lossy(name);
-    match name.as_str() {
+    match name {
         "EtwRegister" => EtwRegister as *mut c_void,
         "EtwUnregister" => EtwUnregister as *mut c_void,
         "EtwSetInformation" => EtwSetInformation as *mut c_void,

@@ -1,0 +1,541 @@
+//! The test harness: one [`Sim`] at a time per process (it holds a global
+//! lock and resets the whole simulation when created), the driver's life
+//! cycle ([`Sim::load_driver`], [`Driver::unload`] with a [`LeakReport`]),
+//! the network side ([`Sim::connect`] → [`Request`], [`Conn`]), the virtual
+//! clock, switches for the nasty cases, and what was observed (violations,
+//! debug output, pool/IRP/object counters).
+
+use crate::wsk::net::{self, ConnInfo, ListenerInfo, RequestInfo};
+use crate::wsk::{RequestState, Verdict};
+use crate::*;
+use crate::{clock, debug, dispatcher, irp, objects, pool, registry, routines, violation};
+use gate_ksys::{
+    DRIVER_OBJECT, NTSTATUS, NT_SUCCESS, UNICODE_STRING, WSK_INSPECT_ACTION, WSK_INSPECT_ID,
+};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static TEST_LOCK: Mutex<()> = Mutex::new(());
+static LENT: Mutex<Vec<Box<[u16]>>> = Mutex::new(Vec::new());
+
+/// `DriverEntry`'s signature.
+pub type DriverEntryFn =
+    unsafe extern "system" fn(*mut DRIVER_OBJECT, *mut UNICODE_STRING) -> NTSTATUS;
+
+/// The simulation, exclusively held by one test. Create it first thing in
+/// a test: `let sim = Sim::new();`. It is `Sync`, so scoped threads can share
+/// `&sim` to drive concurrent connection requests.
+pub struct Sim {
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `f` on a fresh thread (at PASSIVE_LEVEL, like a system thread of
+/// the I/O manager) and returns its result.
+fn on_system_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    })
+}
+
+impl Sim {
+    /// Takes the simulation (waiting for other tests) and resets it: empty
+    /// registry, virtual clock at [`clock::VIRTUAL_START`], no violations,
+    /// WSK provider ready, completions [`CompletionMode::Async`], every
+    /// routine resolvable.
+    pub fn new() -> Sim {
+        let lock = TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        irp::drain();
+        dispatcher::drain_dpcs();
+        violation::reset();
+        debug::reset();
+        pool::reset();
+        irp::reset();
+        dispatcher::reset();
+        objects::reset();
+        registry::reset();
+        routines::reset();
+        clock::reset();
+        crate::wsk::reset();
+        Sim { _lock: lock }
+    }
+
+    // ---- registry ----
+
+    /// Sets a value (creating the key), e.g.
+    /// `registry_set(r"\Registry\Machine\System\CurrentControlSet\Services\gate\Parameters", "Port", RegValue::Dword(8080))`.
+    pub fn registry_set(&self, key: &str, name: &str, value: RegValue) {
+        registry::set(key, name, &value);
+    }
+
+    /// Creates an empty key.
+    pub fn registry_create_key(&self, key: &str) {
+        registry::create_key(key);
+    }
+
+    /// Removes a value.
+    pub fn registry_delete_value(&self, key: &str, name: &str) {
+        registry::delete_value(key, name);
+    }
+
+    // ---- clock ----
+
+    /// Moves the virtual clock forward by `ns` nanoseconds: timers expire in
+    /// order and their DPCs run before this returns; waits whose timeout
+    /// passed wake up.
+    pub fn advance(&self, ns: u64) {
+        dispatcher::advance(ns);
+        irp::drain();
+    }
+
+    /// [`Sim::advance`] in milliseconds.
+    pub fn advance_ms(&self, ms: u64) {
+        self.advance(ms.saturating_mul(1_000_000));
+    }
+
+    /// Interrupt time now, in 100 ns units.
+    pub fn now(&self) -> u64 {
+        clock::now()
+    }
+
+    /// Real-time mode (for interactive and NFQUEUE use): the clock follows
+    /// the host's monotonic clock and timers fire by themselves.
+    pub fn set_real_time(&self, on: bool) {
+        clock::set_real(on);
+        if on {
+            dispatcher::real_time_started();
+        }
+        dispatcher::notify_all();
+    }
+
+    // ---- switches ----
+
+    /// Makes MmGetSystemRoutineAddress return NULL for `name` (or resolve it
+    /// again), e.g. "ExAllocatePool2" or "KeQueryInterruptTimePrecise" as on
+    /// Wine.
+    pub fn hide_routine(&self, name: &str, hidden: bool) {
+        routines::hide(name, hidden);
+    }
+
+    /// Lets `skip` pool allocations succeed, then fails the next `count`.
+    pub fn inject_pool_failures(&self, skip: u64, count: u64) {
+        pool::inject_failures(skip, count);
+    }
+
+    /// Fails the next `n` IoAllocateIrp calls.
+    pub fn fail_next_irp_allocations(&self, n: u64) {
+        irp::fail_next_allocations(n);
+    }
+
+    /// How the provider completes IRPs (default Async).
+    pub fn set_completion_mode(&self, mode: CompletionMode) {
+        irp::set_mode(mode);
+    }
+
+    /// While not ready, WskCaptureProviderNPI waits (virtual time) and then
+    /// fails with STATUS_DEVICE_NOT_READY.
+    pub fn set_provider_ready(&self, ready: bool) {
+        crate::wsk::wsk().provider_not_ready = !ready;
+        crate::wsk::WSK_CV.notify_all();
+    }
+
+    /// The next WskInspectComplete returns STATUS_FILE_FORCED_CLOSED and its
+    /// listening socket dies (every later call but WskCloseSocket fails).
+    pub fn force_close_next_inspect_complete(&self) {
+        crate::wsk::wsk().force_close_next_complete = true;
+    }
+
+    /// How long (real time) WskDeregister waits for sockets to close before
+    /// recording `DeregisterBlocked` and returning (default 5 s).
+    pub fn set_deregister_timeout(&self, t: Duration) {
+        crate::wsk::wsk().deregister_timeout = Some(t);
+    }
+
+    /// With `true`, KeBugCheckEx parks the calling thread instead of
+    /// aborting the process; see [`Sim::bugchecks`].
+    pub fn park_on_bugcheck(&self, on: bool) {
+        debug::set_park_on_bugcheck(on);
+    }
+
+    // ---- the driver ----
+
+    /// Calls `entry` like the I/O manager: on a system thread at
+    /// PASSIVE_LEVEL, with a fresh DRIVER_OBJECT and `registry_path` (whose
+    /// key is created; its buffer is overwritten once DriverEntry returns,
+    /// as the path is only lent for the call).
+    pub fn load_driver(
+        &self,
+        entry: DriverEntryFn,
+        registry_path: &str,
+    ) -> Result<Driver, NTSTATUS> {
+        registry::create_key(registry_path);
+        // SAFETY: all-zero is a valid DRIVER_OBJECT (NULL pointers, None).
+        let mut obj: Box<DRIVER_OBJECT> = Box::new(unsafe { std::mem::zeroed() });
+        obj.Type = 4;
+        obj.Size = std::mem::size_of::<DRIVER_OBJECT>() as i16;
+        let name: Vec<u16> = r"\Driver\gate".encode_utf16().collect();
+        let name: &'static mut [u16] = Box::leak(name.into_boxed_slice());
+        obj.DriverName = UNICODE_STRING {
+            Length: (name.len() * 2) as u16,
+            MaximumLength: (name.len() * 2) as u16,
+            Buffer: name.as_mut_ptr(),
+        };
+        let object = Box::into_raw(obj) as usize;
+        let mut path: Box<[u16]> = registry_path.encode_utf16().chain([0]).collect();
+        let len = ((path.len() - 1) * 2) as u16;
+        let buf = path.as_mut_ptr() as usize;
+        let status = on_system_thread(move || {
+            let mut us = UNICODE_STRING {
+                Length: len,
+                MaximumLength: len + 2,
+                Buffer: buf as *mut u16,
+            };
+            // SAFETY: the driver's entry point, called as the I/O manager does.
+            unsafe { entry(object as *mut DRIVER_OBJECT, &mut us) }
+        });
+        path.fill(0xA5A5);
+        LENT.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+        if NT_SUCCESS(status) {
+            Ok(Driver { object })
+        } else {
+            Err(status)
+        }
+    }
+
+    // ---- the network ----
+
+    /// Listening sockets that are bound, in creation order.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        net::listeners()
+    }
+
+    /// Waits (real time) until an open listener is bound.
+    pub fn wait_listener(&self, timeout: Duration) -> Option<ListenerInfo> {
+        net::wait_listener(timeout)
+    }
+
+    /// A connection request (a SYN) from `remote` to `local`. With
+    /// conditional accept on, the driver's WskInspectEvent runs on this
+    /// thread at DISPATCH_LEVEL with address and id buffers that are
+    /// overwritten right after it returns; an Accept is delivered (accept
+    /// event, pending WskAccept or backlog) before this returns.
+    pub fn connect(&self, remote: SocketAddr, local: SocketAddr) -> Request {
+        Request {
+            key: net::connect(remote, local, false),
+        }
+    }
+
+    /// Like [`Sim::connect`], but an accepted request stays `Accepted` until
+    /// [`Request::establish`] or [`Request::abort`].
+    pub fn connect_held(&self, remote: SocketAddr, local: SocketAddr) -> Request {
+        Request {
+            key: net::connect(remote, local, true),
+        }
+    }
+
+    /// WskInspectEvent with a NULL InspectID (listener dead) on the first
+    /// open conditional listener; returns the callback's answer, or None if
+    /// there is no such listener.
+    pub fn null_inspect(&self) -> Option<WSK_INSPECT_ACTION> {
+        net::null_inspect()
+    }
+
+    /// The provider's log (calls, verdicts, refused options...).
+    pub fn wsk_log(&self) -> Vec<String> {
+        crate::wsk::wsk().log.clone()
+    }
+
+    /// Options set on a socket, in order, as (level, option, value).
+    pub fn socket_options(&self, socket: usize) -> Vec<(u32, u32, u32)> {
+        crate::wsk::wsk()
+            .sockets
+            .get(&socket)
+            .map(|s| s.options.clone())
+            .unwrap_or_default()
+    }
+
+    // ---- observations ----
+
+    /// Every kernel-rule and contract violation since [`Sim::new`]; empty in
+    /// a good run.
+    pub fn violations(&self) -> Vec<Violation> {
+        violation::all()
+    }
+
+    /// Panics listing the violations, if any.
+    pub fn assert_no_violations(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "simulation recorded {} violation(s):\n{v:#?}",
+            v.len()
+        );
+    }
+
+    /// Lines the driver printed with DbgPrintEx.
+    pub fn debug_output(&self) -> Vec<DebugLine> {
+        debug::lines()
+    }
+
+    /// KeBugCheckEx calls (only observable with [`Sim::park_on_bugcheck`]).
+    pub fn bugchecks(&self) -> Vec<BugCheck> {
+        debug::bugchecks()
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        pool::stats()
+    }
+
+    pub fn irp_stats(&self) -> IrpStats {
+        irp::stats()
+    }
+
+    pub fn object_stats(&self) -> ObjectStats {
+        objects::stats()
+    }
+
+    /// Waits until the provider's I/O thread and the DPC queue are idle.
+    pub fn quiesce(&self) {
+        irp::drain();
+        dispatcher::drain_dpcs();
+        irp::drain();
+    }
+
+    /// What is left allocated, open, armed or running right now.
+    pub fn leaks(&self) -> LeakReport {
+        self.quiesce();
+        let irps = irp::stats();
+        let objs = objects::stats();
+        let (clients, captures) = net::client_counts();
+        LeakReport {
+            unload_missing: false,
+            pool: pool::stats().outstanding,
+            irps: irps.outstanding,
+            irps_in_flight: irps.in_flight,
+            sockets_open: net::open_sockets(),
+            wsk_registrations: clients,
+            npi_captures: captures,
+            threads_running: objs.threads_running,
+            handles_open: objs.handles_open,
+            object_refs: objs.object_refs,
+            timers_armed: dispatcher::armed_timers(),
+            dpcs_queued: dispatcher::queued_dpcs(),
+        }
+    }
+
+    /// Runs `f` on a fresh thread at PASSIVE_LEVEL (for calling driver code
+    /// that must run on a system thread).
+    pub fn run_on_system_thread<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        on_system_thread(f)
+    }
+
+    /// Whether `p` is a live pool block start.
+    pub fn is_pool_block(&self, p: *const core::ffi::c_void) -> bool {
+        pool::is_live(p)
+    }
+
+    /// Whether `p` is a live IRP from IoAllocateIrp.
+    pub fn is_live_irp(&self, p: *const core::ffi::c_void) -> bool {
+        irp::is_live(p)
+    }
+}
+
+/// A loaded driver.
+#[derive(Debug)]
+pub struct Driver {
+    object: usize,
+}
+
+impl Driver {
+    /// The DRIVER_OBJECT given to DriverEntry.
+    pub fn object(&self) -> *mut DRIVER_OBJECT {
+        self.object as *mut DRIVER_OBJECT
+    }
+
+    /// Calls DriverUnload on a system thread at PASSIVE_LEVEL, then reports
+    /// what is left (pool by tag, IRPs, sockets, registrations, threads,
+    /// handles, timers, DPCs).
+    pub fn unload(self, sim: &Sim) -> LeakReport {
+        let object = self.object;
+        let missing = on_system_thread(move || {
+            let obj = object as *mut DRIVER_OBJECT;
+            // SAFETY: the DRIVER_OBJECT built by load_driver, still alive.
+            match unsafe { (*obj).DriverUnload } {
+                Some(f) => {
+                    // SAFETY: the driver's unload routine on its object.
+                    unsafe { f(obj) };
+                    false
+                }
+                None => true,
+            }
+        });
+        let mut r = sim.leaks();
+        r.unload_missing = missing;
+        r
+    }
+}
+
+/// What a driver left behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeakReport {
+    /// DRIVER_OBJECT.DriverUnload was not set.
+    pub unload_missing: bool,
+    /// Outstanding pool blocks by tag.
+    pub pool: Vec<TagStats>,
+    pub irps: usize,
+    pub irps_in_flight: usize,
+    /// Listening sockets and driver-owned connections not closed.
+    pub sockets_open: usize,
+    /// WskRegister without WskDeregister.
+    pub wsk_registrations: usize,
+    /// WskCaptureProviderNPI without WskReleaseProviderNPI.
+    pub npi_captures: i64,
+    pub threads_running: usize,
+    pub handles_open: usize,
+    pub object_refs: isize,
+    pub timers_armed: usize,
+    pub dpcs_queued: usize,
+}
+
+impl LeakReport {
+    /// Nothing left behind.
+    pub fn is_clean(&self) -> bool {
+        *self == LeakReport::default()
+    }
+
+    /// Panics with the report unless it is clean.
+    pub fn assert_clean(&self) {
+        assert!(self.is_clean(), "driver left resources behind: {self:#?}");
+    }
+}
+
+/// A connection request made with [`Sim::connect`]; cheap to copy and
+/// usable from any thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    key: (usize, u32),
+}
+
+impl Request {
+    pub fn info(&self) -> RequestInfo {
+        net::request_info(self.key).unwrap_or(RequestInfo {
+            state: RequestState::Dropped,
+            verdict: None,
+            completion: None,
+            late_completion: false,
+            conn: None,
+            id: WSK_INSPECT_ID {
+                Key: self.key.0,
+                SerialNumber: self.key.1,
+            },
+        })
+    }
+
+    pub fn state(&self) -> RequestState {
+        self.info().state
+    }
+
+    /// What WskInspectEvent answered.
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.info().verdict
+    }
+
+    /// The WSK_INSPECT_ID the driver was given.
+    pub fn id(&self) -> WSK_INSPECT_ID {
+        WSK_INSPECT_ID {
+            Key: self.key.0,
+            SerialNumber: self.key.1,
+        }
+    }
+
+    /// The established connection, if any.
+    pub fn conn(&self) -> Option<Conn> {
+        self.info().conn.map(|sock| Conn { sock })
+    }
+
+    /// Drops a Pended or Accepted (held) request: the driver gets
+    /// WskAbortEvent.
+    pub fn abort(&self) -> Result<(), String> {
+        net::abort(self.key)
+    }
+
+    /// Delivers a request held by [`Sim::connect_held`].
+    pub fn establish(&self) -> Result<(), String> {
+        net::establish_held(self.key)
+    }
+
+    /// Waits for the request to leave Inspecting/Pended (and for an
+    /// accepted one to be delivered), moving the virtual clock forward 1 ms
+    /// at a time for at most `budget_ns` (real time in real-time mode).
+    /// Returns the state reached.
+    pub fn wait_resolved(&self, sim: &Sim, budget_ns: u64) -> RequestState {
+        let step = 1_000_000u64;
+        let mut spent = 0u64;
+        loop {
+            sim.quiesce();
+            let st = self.state();
+            let unresolved = matches!(st, RequestState::Inspecting | RequestState::Pended);
+            if !unresolved {
+                return st;
+            }
+            if spent >= budget_ns {
+                return st;
+            }
+            if clock::is_real() {
+                std::thread::sleep(Duration::from_nanos(step));
+            } else {
+                sim.advance(step);
+                // Give driver worker threads woken by the clock a moment.
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(1) && self.state() == st {
+                    std::thread::yield_now();
+                }
+            }
+            spent += step;
+        }
+    }
+}
+
+/// The peer end of an established connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    sock: usize,
+}
+
+impl Conn {
+    /// The WSK_SOCKET address the driver got.
+    pub fn socket(&self) -> usize {
+        self.sock
+    }
+
+    pub fn info(&self) -> Option<ConnInfo> {
+        net::conn_info(self.sock)
+    }
+
+    /// The peer sends `data` (satisfies pending WskReceive calls).
+    pub fn peer_send(&self, data: &[u8]) {
+        net::peer_send(self.sock, data);
+    }
+
+    /// The peer closes gracefully (pending receives complete with 0 bytes).
+    pub fn peer_close(&self) {
+        net::peer_close(self.sock, false);
+    }
+
+    /// The peer resets (pending receives fail with STATUS_CONNECTION_RESET).
+    pub fn peer_reset(&self) {
+        net::peer_close(self.sock, true);
+    }
+
+    /// Bytes the driver sent since the last call.
+    pub fn take_sent(&self) -> Vec<u8> {
+        net::peer_take_sent(self.sock)
+    }
+}

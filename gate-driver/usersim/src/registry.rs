@@ -1,0 +1,243 @@
+//! An in-memory registry tests populate: ZwOpenKey (absolute, or relative
+//! to an open key) and ZwQueryValueKey with KeyValuePartialInformation,
+//! including the STATUS_BUFFER_TOO_SMALL / STATUS_BUFFER_OVERFLOW split.
+//!
+//! Key paths and value names compare case-insensitively, as in Windows.
+//! A key exists once a value was set under it or it was created with
+//! `Sim::registry_create_key`.
+
+use crate::irql;
+use crate::objects::{self, HandleObject};
+use crate::violation::{record, ViolationKind};
+use gate_ksys::*;
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+/// A registry value a test stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegValue {
+    Dword(u32),
+    Qword(u64),
+    /// REG_SZ, stored as UTF-16 with a terminating NUL.
+    Sz(String),
+    /// REG_MULTI_SZ, each string NUL-terminated, plus a final NUL.
+    MultiSz(Vec<String>),
+    /// Any type with raw bytes (to feed malformed data).
+    Raw(u32, Vec<u8>),
+}
+
+impl RegValue {
+    fn encode(&self) -> (u32, Vec<u8>) {
+        fn utf16z(s: &str, out: &mut Vec<u8>) {
+            for u in s.encode_utf16().chain([0]) {
+                out.extend_from_slice(&u.to_le_bytes());
+            }
+        }
+        match self {
+            RegValue::Dword(v) => (REG_DWORD, v.to_le_bytes().to_vec()),
+            RegValue::Qword(v) => (REG_QWORD, v.to_le_bytes().to_vec()),
+            RegValue::Sz(s) => {
+                let mut b = Vec::new();
+                utf16z(s, &mut b);
+                (REG_SZ, b)
+            }
+            RegValue::MultiSz(v) => {
+                let mut b = Vec::new();
+                for s in v {
+                    utf16z(s, &mut b);
+                }
+                b.extend_from_slice(&[0, 0]);
+                (REG_MULTI_SZ, b)
+            }
+            RegValue::Raw(t, b) => (*t, b.clone()),
+        }
+    }
+}
+
+type Key = BTreeMap<String, (u32, Vec<u8>)>;
+static REG: Mutex<BTreeMap<String, Key>> = Mutex::new(BTreeMap::new());
+
+fn norm(path: &str) -> String {
+    path.trim_end_matches('\\').to_ascii_lowercase()
+}
+
+pub(crate) fn set(key: &str, name: &str, value: &RegValue) {
+    REG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(norm(key))
+        .or_default()
+        .insert(name.to_ascii_lowercase(), value.encode());
+}
+
+pub(crate) fn create_key(key: &str) {
+    REG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(norm(key))
+        .or_default();
+}
+
+pub(crate) fn delete_value(key: &str, name: &str) {
+    if let Some(k) = REG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&norm(key))
+    {
+        k.remove(&name.to_ascii_lowercase());
+    }
+}
+
+pub(crate) fn reset() {
+    REG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Reads a UNICODE_STRING into a Rust string (lossy); None when malformed.
+///
+/// # Safety
+/// `s` must be NULL or a valid UNICODE_STRING.
+pub(crate) unsafe fn read_unicode(s: *const UNICODE_STRING) -> Option<String> {
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let us = unsafe { s.read() };
+    if us.Length % 2 != 0 || us.Length > us.MaximumLength || (us.Length > 0 && us.Buffer.is_null())
+    {
+        return None;
+    }
+    if us.Length == 0 {
+        return Some(String::new());
+    }
+    // SAFETY: Buffer holds Length bytes of UTF-16.
+    let units = unsafe { std::slice::from_raw_parts(us.Buffer, usize::from(us.Length / 2)) };
+    Some(String::from_utf16_lossy(units))
+}
+
+/// # Safety
+/// `key` writable; `attributes` a valid OBJECT_ATTRIBUTES.
+#[no_mangle]
+pub unsafe extern "system" fn ZwOpenKey(
+    key: *mut HANDLE,
+    _access: u32,
+    attributes: *mut OBJECT_ATTRIBUTES,
+) -> NTSTATUS {
+    irql::require_passive("ZwOpenKey");
+    if key.is_null() || attributes.is_null() {
+        record(ViolationKind::Other, "ZwOpenKey with a NULL argument");
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: checked non-null; the caller passes valid attributes.
+    let oa = unsafe { attributes.read() };
+    if oa.Length as usize != std::mem::size_of::<OBJECT_ATTRIBUTES>() {
+        record(
+            ViolationKind::Other,
+            format!("ZwOpenKey: OBJECT_ATTRIBUTES.Length {}", oa.Length),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if oa.Attributes & OBJ_KERNEL_HANDLE == 0 {
+        record(
+            ViolationKind::Other,
+            "ZwOpenKey without OBJ_KERNEL_HANDLE (a user-mode handle)",
+        );
+    }
+    // SAFETY: ObjectName is NULL or a valid UNICODE_STRING.
+    let Some(name) = (unsafe { read_unicode(oa.ObjectName) }) else {
+        record(ViolationKind::Other, "ZwOpenKey: malformed ObjectName");
+        return STATUS_INVALID_PARAMETER;
+    };
+    let path = if oa.RootDirectory.is_null() {
+        name
+    } else {
+        let Some(root) = objects::key_path(oa.RootDirectory) else {
+            record(
+                ViolationKind::BadHandle,
+                format!(
+                    "ZwOpenKey: RootDirectory {:p} is not a key",
+                    oa.RootDirectory
+                ),
+            );
+            return STATUS_INVALID_PARAMETER;
+        };
+        if name.is_empty() {
+            root
+        } else {
+            format!("{root}\\{name}")
+        }
+    };
+    let p = norm(&path);
+    if !REG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&p)
+    {
+        return STATUS_OBJECT_NAME_NOT_FOUND;
+    }
+    let h = objects::open_handle(HandleObject::Key(p));
+    // SAFETY: checked non-null.
+    unsafe { key.write(h) };
+    STATUS_SUCCESS
+}
+
+/// # Safety
+/// Arguments as for the kernel routine.
+#[no_mangle]
+pub unsafe extern "system" fn ZwQueryValueKey(
+    key: HANDLE,
+    name: *mut UNICODE_STRING,
+    class: i32,
+    info: *mut c_void,
+    length: u32,
+    result_length: *mut u32,
+) -> NTSTATUS {
+    irql::require_passive("ZwQueryValueKey");
+    let Some(path) = objects::key_path(key) else {
+        record(
+            ViolationKind::BadHandle,
+            format!("ZwQueryValueKey({key:p}): not a key handle"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    };
+    if class != KeyValuePartialInformation {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if result_length.is_null() {
+        record(
+            ViolationKind::Other,
+            "ZwQueryValueKey with NULL ResultLength",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the caller passes a valid UNICODE_STRING (or NULL).
+    let Some(vname) = (unsafe { read_unicode(name) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let value = REG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&path)
+        .and_then(|k| k.get(&vname.to_ascii_lowercase()).cloned());
+    let Some((ty, data)) = value else {
+        return STATUS_OBJECT_NAME_NOT_FOUND;
+    };
+    const HEADER: usize = 12;
+    let need = HEADER + data.len();
+    // SAFETY: checked non-null.
+    unsafe { result_length.write(need as u32) };
+    if (length as usize) < HEADER || info.is_null() {
+        return STATUS_BUFFER_TOO_SMALL;
+    }
+    let out = info.cast::<u8>();
+    // SAFETY: `info` has at least `length` >= 12 writable bytes.
+    unsafe {
+        out.cast::<u32>().write_unaligned(0);
+        out.add(4).cast::<u32>().write_unaligned(ty);
+        out.add(8).cast::<u32>().write_unaligned(data.len() as u32);
+    }
+    if (length as usize) < need {
+        return STATUS_BUFFER_OVERFLOW;
+    }
+    // SAFETY: `length` >= need, so the data fits after the header.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out.add(HEADER), data.len()) };
+    STATUS_SUCCESS
+}

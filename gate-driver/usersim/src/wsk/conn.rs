@@ -1,0 +1,351 @@
+//! Accepted connection sockets: WskSend, WskReceive, WskDisconnect,
+//! WskGetLocalAddress/WskGetRemoteAddress, plus the shared WskControlSocket
+//! and WskCloseSocket. Data moves through MDLs (real x64 MDL layout, data at
+//! MappedSystemVa) between the driver and the harness's peer end
+//! ([`crate::Conn`]).
+
+use super::*;
+use crate::irp;
+
+pub(crate) static CONN_DISPATCH: SyncWrap<WSK_PROVIDER_CONNECTION_DISPATCH> =
+    SyncWrap(WSK_PROVIDER_CONNECTION_DISPATCH {
+        Basic: WSK_PROVIDER_BASIC_DISPATCH {
+            WskControlSocket: Some(listen::WskControlSocket),
+            WskCloseSocket: Some(listen::WskCloseSocket),
+        },
+        WskBind: Some(WskConnBind),
+        WskConnect: Some(WskConnConnect),
+        WskGetLocalAddress: Some(listen::WskGetLocalAddress),
+        WskGetRemoteAddress: Some(WskGetRemoteAddress),
+        WskSend: Some(WskSend),
+        WskReceive: Some(WskReceive),
+        WskDisconnect: Some(WskDisconnect),
+        WskRelease: Some(WskRelease),
+        WskConnectEx: std::ptr::null_mut(),
+        WskSendEx: std::ptr::null_mut(),
+        WskReceiveEx: std::ptr::null_mut(),
+    });
+
+/// `MDL` (wdm.h), x64.
+#[repr(C)]
+struct Mdl {
+    next: *mut Mdl,
+    size: i16,
+    flags: i16,
+    processor: u16,
+    reserved: u16,
+    process: *mut c_void,
+    mapped_system_va: *mut u8,
+    start_va: *mut u8,
+    byte_count: u32,
+    byte_offset: u32,
+}
+const _: () = assert!(std::mem::size_of::<Mdl>() == 48);
+
+/// The (address, length) pieces a WSK_BUF describes.
+unsafe fn buf_pieces(mdl: usize, offset: u32, length: usize) -> Option<Vec<(*mut u8, usize)>> {
+    let mut out = Vec::new();
+    let mut m = mdl as *mut Mdl;
+    let mut skip = offset as usize;
+    let mut left = length;
+    while left > 0 {
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: the driver passes an MDL chain describing its buffer.
+        let (va, count, next) =
+            unsafe { ((*m).mapped_system_va, (*m).byte_count as usize, (*m).next) };
+        if va.is_null() {
+            return None;
+        }
+        if skip < count {
+            let n = (count - skip).min(left);
+            // SAFETY: inside the MDL's mapped range.
+            out.push((unsafe { va.add(skip) }, n));
+            left -= n;
+            skip = 0;
+        } else {
+            skip -= count;
+        }
+        m = next;
+    }
+    Some(out)
+}
+
+fn bad_buffer(irp: *mut IRP) -> NTSTATUS {
+    record(
+        ViolationKind::WskBadCall,
+        "WSK_BUF does not describe its Length bytes (NULL MDL or MappedSystemVa)",
+    );
+    irp::finish(irp, STATUS_INVALID_PARAMETER, 0)
+}
+
+unsafe extern "system" fn WskConnBind(
+    _s: *mut WSK_SOCKET,
+    _l: *const SOCKADDR,
+    _f: u32,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    if irp::take(irp, "WskBind") {
+        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
+    } else {
+        STATUS_INVALID_PARAMETER
+    }
+}
+
+unsafe extern "system" fn WskConnConnect(
+    _s: *mut WSK_SOCKET,
+    _r: *const SOCKADDR,
+    _f: u32,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    if irp::take(irp, "WskConnect") {
+        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
+    } else {
+        STATUS_INVALID_PARAMETER
+    }
+}
+
+unsafe extern "system" fn WskGetRemoteAddress(
+    socket: *mut WSK_SOCKET,
+    addr: *mut SOCKADDR,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    listen::get_address(socket, addr, irp, true)
+}
+
+unsafe extern "system" fn WskRelease(_s: *mut WSK_SOCKET, _d: PVOID) -> NTSTATUS {
+    STATUS_NOT_SUPPORTED
+}
+
+unsafe extern "system" fn WskSend(
+    socket: *mut WSK_SOCKET,
+    buffer: *mut WSK_BUF,
+    _flags: u32,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    crate::irql::require_at_most_dispatch("WskSend");
+    if !irp::take(irp, "WskSend") {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let guard = match enter(socket, "WskSend") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    if buffer.is_null() {
+        drop(guard);
+        return bad_buffer(irp);
+    }
+    // SAFETY: checked non-null; the caller passes a WSK_BUF.
+    let b = unsafe { buffer.read() };
+    // SAFETY: the WSK_BUF's MDL chain describes the driver's buffer.
+    let Some(pieces) = (unsafe { buf_pieces(b.Mdl as usize, b.Offset, b.Length) }) else {
+        drop(guard);
+        return bad_buffer(irp);
+    };
+    let mut g = wsk();
+    let Some(s) = g.sockets.get_mut(&guard.sock) else {
+        return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
+    };
+    let status = if s.kind != Kind::Connection {
+        STATUS_NOT_SUPPORTED
+    } else if s.peer_reset {
+        STATUS_CONNECTION_RESET
+    } else if s.disconnected.is_some() {
+        STATUS_INVALID_DEVICE_STATE
+    } else {
+        for (p, n) in &pieces {
+            // SAFETY: each piece lies inside the driver's buffer.
+            s.tx.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+        }
+        STATUS_SUCCESS
+    };
+    drop(g);
+    drop(guard);
+    irp::finish(
+        irp,
+        status,
+        if status == STATUS_SUCCESS {
+            b.Length
+        } else {
+            0
+        },
+    )
+}
+
+/// Copies up to the receive's length from `rx`; returns the count.
+fn fill(s: &mut Socket, r: &PendingRecv) -> Option<usize> {
+    // SAFETY: the receive's MDL chain describes the driver's buffer, kept
+    // alive while the IRP is pending.
+    let pieces = unsafe { buf_pieces(r.mdl, r.offset, r.length) }?;
+    let mut n = 0;
+    for (p, len) in pieces {
+        let take = len.min(s.rx.len());
+        for i in 0..take {
+            // SAFETY: `i < len` inside this piece.
+            unsafe { p.add(i).write(s.rx.pop_front().unwrap_or(0)) };
+        }
+        n += take;
+        if take < len {
+            break;
+        }
+    }
+    Some(n)
+}
+
+unsafe extern "system" fn WskReceive(
+    socket: *mut WSK_SOCKET,
+    buffer: *mut WSK_BUF,
+    _flags: u32,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    crate::irql::require_at_most_dispatch("WskReceive");
+    if !irp::take(irp, "WskReceive") {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let guard = match enter(socket, "WskReceive") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    if buffer.is_null() {
+        drop(guard);
+        return bad_buffer(irp);
+    }
+    // SAFETY: checked non-null.
+    let b = unsafe { buffer.read() };
+    let r = PendingRecv {
+        irp: irp as usize,
+        mdl: b.Mdl as usize,
+        offset: b.Offset,
+        length: b.Length,
+    };
+    let mut g = wsk();
+    let Some(s) = g.sockets.get_mut(&guard.sock) else {
+        return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
+    };
+    let result = if s.kind != Kind::Connection {
+        Some((STATUS_NOT_SUPPORTED, 0))
+    } else if !s.rx.is_empty() {
+        match fill(s, &r) {
+            Some(n) => Some((STATUS_SUCCESS, n)),
+            None => None,
+        }
+    } else if s.peer_reset {
+        Some((STATUS_CONNECTION_RESET, 0))
+    } else if s.peer_closed || s.disconnected == Some(true) {
+        Some((STATUS_SUCCESS, 0))
+    } else {
+        s.pending_rx.push_back(r);
+        drop(g);
+        drop(guard);
+        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
+        return STATUS_PENDING;
+    };
+    drop(g);
+    drop(guard);
+    match result {
+        Some((st, n)) => irp::finish(irp, st, n),
+        None => bad_buffer(irp),
+    }
+}
+
+unsafe extern "system" fn WskDisconnect(
+    socket: *mut WSK_SOCKET,
+    buffer: *mut WSK_BUF,
+    flags: u32,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    crate::irql::require_at_most_dispatch("WskDisconnect");
+    if !irp::take(irp, "WskDisconnect") {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let guard = match enter(socket, "WskDisconnect") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    let abortive = flags & WSK_FLAG_ABORTIVE != 0;
+    let mut data = Vec::new();
+    if !buffer.is_null() && !abortive {
+        // SAFETY: non-null WSK_BUF from the caller.
+        let b = unsafe { buffer.read() };
+        // SAFETY: its MDL chain describes the driver's buffer.
+        match unsafe { buf_pieces(b.Mdl as usize, b.Offset, b.Length) } {
+            Some(pieces) => {
+                for (p, n) in pieces {
+                    // SAFETY: inside the driver's buffer.
+                    data.extend_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
+                }
+            }
+            None => {
+                drop(guard);
+                return bad_buffer(irp);
+            }
+        }
+    }
+    let mut g = wsk();
+    let mut cancel = Vec::new();
+    let status = match g.sockets.get_mut(&guard.sock) {
+        Some(s) if s.kind == Kind::Connection => {
+            s.tx.extend_from_slice(&data);
+            s.disconnected = Some(abortive);
+            if abortive {
+                cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
+            }
+            STATUS_SUCCESS
+        }
+        _ => STATUS_NOT_SUPPORTED,
+    };
+    drop(g);
+    drop(guard);
+    for i in cancel {
+        irp::finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
+    }
+    irp::finish(irp, status, 0)
+}
+
+/// Completes pending receives from the peer's data or end of stream (called
+/// by the harness, on the I/O thread).
+pub(crate) fn service_receives(sock: usize) {
+    let mut done = Vec::new();
+    {
+        let mut g = wsk();
+        let Some(s) = g.sockets.get_mut(&sock) else {
+            return;
+        };
+        while let Some(r) = s.pending_rx.front() {
+            if !s.rx.is_empty() {
+                let r = PendingRecv {
+                    irp: r.irp,
+                    mdl: r.mdl,
+                    offset: r.offset,
+                    length: r.length,
+                };
+                s.pending_rx.pop_front();
+                let n = fill(s, &r);
+                done.push((
+                    r.irp,
+                    if n.is_some() {
+                        STATUS_SUCCESS
+                    } else {
+                        STATUS_INVALID_PARAMETER
+                    },
+                    n.unwrap_or(0),
+                ));
+            } else if s.peer_reset {
+                let irp = r.irp;
+                s.pending_rx.pop_front();
+                done.push((irp, STATUS_CONNECTION_RESET, 0));
+            } else if s.peer_closed {
+                let irp = r.irp;
+                s.pending_rx.pop_front();
+                done.push((irp, STATUS_SUCCESS, 0));
+            } else {
+                break;
+            }
+        }
+    }
+    for (i, st, n) in done {
+        irp::complete(i as *mut IRP, st, n);
+    }
+}
