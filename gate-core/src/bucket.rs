@@ -57,15 +57,14 @@ impl BucketParams {
         }
     }
 
-    /// Tokens in a bucket at `tat`, at `now`, in thousandths (scale 1000).
+    /// Tokens in a bucket at `tat`, at `now`, in thousandths (scale 1000),
+    /// rounded down. One division: `avail * 1000` fits in `u64` because
+    /// `cap <= 10^6 * 10^10` under a valid configuration (saturating otherwise).
     #[inline]
     pub(crate) fn tokens_milli(&self, tat: Ticks, now: Ticks) -> u32 {
         let debt = tat.saturating_sub(now);
         let avail = self.cap.saturating_sub(debt);
-        let whole = avail.checked_div(self.t).unwrap_or(0);
-        let frac = avail.checked_rem(self.t).unwrap_or(0);
-        let frac_milli = frac.saturating_mul(1000).checked_div(self.t).unwrap_or(0);
-        let m = whole.saturating_mul(1000).saturating_add(frac_milli);
+        let m = avail.saturating_mul(1000).checked_div(self.t).unwrap_or(0);
         u32::try_from(m).unwrap_or(u32::MAX)
     }
 }

@@ -57,23 +57,41 @@ impl From<ConfigError> for Error {
     }
 }
 
+/// A shard's counters. The `keyed`/`observed`/`events` arrays are written
+/// only with the shard lock held, so they are bumped with a plain load and
+/// store (no locked instruction); the `listed*` arrays are written without
+/// the lock (allow/deny decisions) and use `fetch_add`. Readers sum both.
 #[derive(Default)]
 struct ShardCounters {
-    reasons: [AtomicU64; REASON_COUNT],
+    keyed: [AtomicU64; REASON_COUNT],
     observed: [AtomicU64; REASON_COUNT],
     events: [AtomicU64; EVENT_COUNT],
+    listed: [AtomicU64; REASON_COUNT],
+    listed_observed: [AtomicU64; REASON_COUNT],
+}
+
+/// Adds one with `fetch_add` (any thread).
+#[inline]
+fn add_shared(arr: &[AtomicU64], i: usize) {
+    if let Some(c) = arr.get(i) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Adds one with a load and a store: only for counters whose every writer
+/// holds the same lock.
+#[inline]
+fn add_locked(arr: &[AtomicU64], i: usize) {
+    if let Some(c) = arr.get(i) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
 }
 
 impl ShardCounters {
-    #[inline]
-    fn add(arr: &[AtomicU64], i: usize) {
-        if let Some(c) = arr.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    /// Counts an event; the caller holds the shard lock.
     #[inline]
     fn event(&self, e: Event) {
-        Self::add(&self.events, e as usize);
+        add_locked(&self.events, e as usize);
     }
 }
 
@@ -83,6 +101,9 @@ struct Shard<L: RawLock> {
     lock: L,
     counters: ShardCounters,
     slots: UnsafeCell<Vec<Entry>>,
+    /// Address of the slots' buffer (never moves after `Gate::new`), for
+    /// prefetching before the lock is taken. Never dereferenced.
+    base: *const Entry,
 }
 
 // SAFETY: `slots` is only accessed while `lock` is held (see `Gate::locked`),
@@ -92,8 +113,10 @@ unsafe impl<L: RawLock> Sync for Shard<L> {}
 unsafe impl<L: RawLock> Send for Shard<L> {}
 
 /// Bytes of one shard header (with the host `SpinLock`; the same for any
-/// lock of up to 16 bytes because of the 64-byte alignment).
+/// lock of up to 40 bytes because of the 64-byte alignment).
+/// `Gate::memory_bytes` reports the real figure for the lock in use.
 pub(crate) const SHARD_BYTES: usize = core::mem::size_of::<Shard<SpinLock>>();
+const _: () = assert!(SHARD_BYTES == 448);
 
 /// Derived, ready-to-use parameters.
 #[derive(Clone, Copy, Debug)]
@@ -194,10 +217,12 @@ impl<L: RawLock> Gate<L> {
             let mut slots = Vec::new();
             slots.try_reserve_exact(per_shard).map_err(|_| oom)?;
             slots.resize(per_shard, Entry::EMPTY);
+            let base = slots.as_ptr();
             shards.push(Shard {
                 lock: L::new(),
                 counters: ShardCounters::default(),
                 slots: UnsafeCell::new(slots),
+                base,
             });
         }
         let filler = Key::new(IpAddr::from([0, 0, 0, 0]), 32, 64);
@@ -231,19 +256,28 @@ impl<L: RawLock> Gate<L> {
         let shard_i = ((h >> 32) as usize) & self.shard_mask;
         let Some(shard) = self.shards.get(shard_i) else {
             // Unreachable: `shard_mask` is `shards.len() - 1`. Fail closed.
-            return self.finish(None, key, Outcome::bare(Reason::TableFull), Action::Reject);
+            return Decision {
+                action: Action::Reject,
+                reason: Reason::TableFull,
+                observed: None,
+                tokens_milli: NO_BUCKET,
+                key,
+                pend: None,
+            };
         };
-        let out = if !self.deny.is_empty() && self.deny.contains(remote) {
-            Outcome::bare(Reason::DenyListed)
-        } else if !self.allow.is_empty() && self.allow.contains(remote) {
-            Outcome::bare(Reason::AllowListed)
-        } else {
-            self.locked(shard, |slots| {
-                self.decide_keyed(slots, &shard.counters, key, h, now)
-            })
-        };
-        let action = self.action_of(out.reason);
-        self.finish(Some(&shard.counters), key, out, action)
+        self.prefetch(shard, h);
+        if !self.deny.is_empty() && self.deny.contains(remote) {
+            let out = Outcome::bare(Reason::DenyListed);
+            return self.finish(&shard.counters, false, key, out);
+        }
+        if !self.allow.is_empty() && self.allow.contains(remote) {
+            let out = Outcome::bare(Reason::AllowListed);
+            return self.finish(&shard.counters, false, key, out);
+        }
+        self.locked(shard, |slots| {
+            let out = self.decide_keyed(slots, &shard.counters, key, h, now);
+            self.finish(&shard.counters, true, key, out)
+        })
     }
 
     fn action_of(&self, r: Reason) -> Action {
@@ -262,15 +296,11 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Applies observe mode, counts, builds the decision.
+    /// Applies observe mode, counts (`locked`: the shard lock is held),
+    /// builds the decision.
     #[inline]
-    fn finish(
-        &self,
-        counters: Option<&ShardCounters>,
-        key: Key,
-        out: Outcome,
-        action: Action,
-    ) -> Decision {
+    fn finish(&self, c: &ShardCounters, locked: bool, key: Key, out: Outcome) -> Decision {
+        let action = self.action_of(out.reason);
         let (action, reason, observed) = if out.reason == Reason::ObserveWouldReject {
             // Only produced for a would-be pend (see decide_keyed).
             (Action::Accept, out.reason, Some(Reason::PendDelayed))
@@ -279,10 +309,15 @@ impl<L: RawLock> Gate<L> {
         } else {
             (action, out.reason, None)
         };
-        if let Some(c) = counters {
-            ShardCounters::add(&c.reasons, reason.index());
+        if locked {
+            add_locked(&c.keyed, reason.index());
             if let Some(o) = observed {
-                ShardCounters::add(&c.observed, o.index());
+                add_locked(&c.observed, o.index());
+            }
+        } else {
+            add_shared(&c.listed, reason.index());
+            if let Some(o) = observed {
+                add_shared(&c.listed_observed, o.index());
             }
         }
         Decision {
@@ -472,6 +507,33 @@ impl<L: RawLock> Gate<L> {
         Ok(())
     }
 
+    /// Asks the CPU to start loading both windows of a key (two independent
+    /// random memory reads, overlapped with each other and with the lock).
+    #[inline(always)]
+    fn prefetch(&self, shard: &Shard<L>, h: u64) {
+        #[cfg(target_arch = "x86_64")]
+        for start in self.starts(h) {
+            // A window is WINDOW * 40 = 320 bytes: lines at +0, +64 .. +256,
+            // and the end; wrapping at the shard's end only costs a wasted prefetch.
+            let first = shard.base.wrapping_add(start) as *const i8;
+            let mut off = 0usize;
+            while off < table::WINDOW * table::ENTRY_BYTES {
+                // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU
+                // has (it is in the target's baseline); it is a hint that
+                // never faults and never reads memory in the language sense,
+                // so any address is fine.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                        first.wrapping_add(off),
+                    )
+                };
+                off = off.wrapping_add(64);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (shard, h);
+    }
+
     /// The two window starts of a hash: bits 0..22 and 42..64 (the shard
     /// uses bits 32..42), so they are independent for any shard size.
     #[inline]
@@ -483,7 +545,7 @@ impl<L: RawLock> Gate<L> {
     }
 
     fn pend_event(&self, e: Event) {
-        ShardCounters::add(&self.pend_events, e as usize);
+        add_shared(&self.pend_events, e as usize);
     }
 
     /// Sums every counter.
@@ -495,8 +557,10 @@ impl<L: RawLock> Gate<L> {
             }
         };
         for s in &self.shards {
-            sum(&mut c.by_reason, &s.counters.reasons);
+            sum(&mut c.by_reason, &s.counters.keyed);
+            sum(&mut c.by_reason, &s.counters.listed);
             sum(&mut c.observed, &s.counters.observed);
+            sum(&mut c.observed, &s.counters.listed_observed);
             sum(&mut c.events, &s.counters.events);
         }
         sum(&mut c.events, &self.pend_events);

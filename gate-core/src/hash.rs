@@ -48,6 +48,7 @@ fn compress(v: &mut [u64; 4], m: u64) {
 }
 
 /// SipHash-1-3 of the key's 16 bytes followed by its family byte.
+#[inline]
 pub fn hash_key(seed: &Seed, key: &Key) -> u64 {
     let [k0, k1] = *seed;
     let mut v = [
