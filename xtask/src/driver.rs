@@ -41,6 +41,10 @@ pub struct Args {
     /// Build the release image.
     #[arg(long)]
     release: bool,
+    /// Build, check, sign and verify both debug and release (what `cargo
+    /// xtask ci` runs).
+    #[arg(long, conflicts_with = "release")]
+    ci: bool,
 }
 
 /// Debug or release image.
@@ -210,6 +214,9 @@ fn cert_dir() -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.ci {
+        return ci_checks();
+    }
     let profile = if args.release {
         Profile::Release
     } else {
@@ -238,6 +245,7 @@ pub fn run(args: Args) -> Result<()> {
 pub fn ci_checks() -> Result<()> {
     eprintln!("xtask ci: == driver image (debug, release) ==");
     let cert = sign::test_cert(&cert_dir())?;
+    let mut images = Vec::new();
     for profile in [Profile::Debug, Profile::Release] {
         let image = build_check_sign(profile, &cert)?;
         eprintln!(
@@ -247,6 +255,25 @@ pub fn ci_checks() -> Result<()> {
             image.signed.display()
         );
         tampered_copy_fails(&image, &cert)?;
+        images.push(image);
+    }
+    if let [debug, release] = images.as_slice() {
+        another_images_pdb_is_refused(release, debug)?;
+    }
+    Ok(())
+}
+
+/// DriverEntry's RVA must come from the image's own PDB: looking it up for
+/// the release image in the debug PDB must fail.
+fn another_images_pdb_is_refused(image: &Image, other: &Image) -> Result<()> {
+    let bytes =
+        std::fs::read(&image.sys).with_context(|| format!("reading {}", image.sys.display()))?;
+    if pdb_symbols::symbol_rva(&bytes, &other.pdb, "DriverEntry").is_ok() {
+        bail!(
+            "{} was accepted as the PDB of {}: the PDB match check is not real",
+            other.pdb.display(),
+            image.sys.display()
+        );
     }
     Ok(())
 }
