@@ -33,7 +33,11 @@
 //! ```
 //!
 //! No allocation, no panics, no floating point: the metadata blobs are built
-//! at compile time, and a write puts its descriptors on the stack.
+//! at compile time, and a write puts its descriptors on the stack. Register
+//! and unregister at PASSIVE_LEVEL; write functions may be called at any
+//! IRQL up to DISPATCH_LEVEL (EtwWriteTransfer allows it), from several CPUs
+//! at once. Target: Windows 10 and later (EtwSetInformation with provider
+//! traits is what makes ETW honour the descriptor types).
 
 pub mod events;
 pub mod meta;
@@ -143,11 +147,17 @@ pub mod opcode {
     pub const STOP: u8 = 2;
 }
 
-/// Compile-time check: event ids are unique and non-zero.
+/// Compile-time check: event ids are unique and non-zero; every event has
+/// a keyword (so sessions can select it) and a level from 1 to 5.
 const _: () = {
     let mut a = SCHEMA;
     while let [first, rest @ ..] = a {
         assert!(first.id != 0, "event id 0");
+        assert!(first.keyword != 0, "event without keyword");
+        assert!(
+            first.level >= level::CRITICAL && first.level <= level::VERBOSE,
+            "bad level"
+        );
         let mut b = rest;
         while let [second, tail @ ..] = b {
             assert!(first.id != second.id, "duplicate event id");
