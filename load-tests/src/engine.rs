@@ -401,11 +401,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
     let mut events = Vec::with_capacity(1024);
     let show = opts.progress && std::io::stderr().is_terminal();
     let mut next_progress = 1_000_000_000u64;
-    // Hard stop: well after the last attempt could have finished.
-    let hard_stop = u64::try_from(
-        (sc.last_due() + sc.connect_timeout + sc.confirm + Duration::from_secs(5)).as_nanos(),
-    )
-    .unwrap_or(u64::MAX);
+    // Hard stop (a guard against bugs, not a limit on slow runs): once all
+    // attempts have started, every one ends within its patience plus the
+    // confirm window.
+    let grace =
+        u64::try_from((sc.connect_timeout + sc.confirm + Duration::from_secs(5)).as_nanos())
+            .unwrap_or(u64::MAX);
+    let mut hard_stop = u64::MAX;
     loop {
         let now = e.now_ns();
         // Start every attempt that is due (bounded per turn).
@@ -426,8 +428,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         }
         let now = e.now_ns();
         e.expire(now);
-        if launched == total && e.in_flight == 0 {
-            break;
+        if launched == total {
+            if e.in_flight == 0 {
+                break;
+            }
+            if hard_stop == u64::MAX {
+                hard_stop = now.saturating_add(grace);
+            }
         }
         if now > hard_stop {
             bail!(

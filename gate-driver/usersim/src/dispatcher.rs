@@ -204,10 +204,10 @@ fn wait_objects(
     timeout: *const i64,
     who: &str,
 ) -> NTSTATUS {
-    // SAFETY: the caller passes NULL or a readable i64.
     let timeout = if timeout.is_null() {
         None
     } else {
+        // SAFETY: the caller passes NULL or a readable i64.
         Some(unsafe { timeout.read() })
     };
     if timeout != Some(0) && irql::current() >= DISPATCH_LEVEL {

@@ -53,7 +53,7 @@ fn complete_inline_now() -> bool {
     match MODE.load(Ordering::SeqCst) {
         0 => true,
         1 => false,
-        _ => ALTERNATE.fetch_add(1, Ordering::SeqCst) % 2 == 0,
+        _ => ALTERNATE.fetch_add(1, Ordering::SeqCst).is_multiple_of(2),
     }
 }
 
@@ -412,4 +412,17 @@ pub(crate) fn finish(irp: *mut IRP, status: NTSTATUS, information: usize) -> NTS
 /// Whether `p` is the address of a live IRP (for tests).
 pub(crate) fn is_live(p: *const c_void) -> bool {
     irps().live.contains_key(&(p as usize))
+}
+
+/// Test hook: takes `irp` as the provider would on a WSK call (IoCallDriver:
+/// moves to the next stack location, marks it in flight). Returns false
+/// (recording the violation) when the IRP cannot be taken.
+pub fn provider_take(irp: *mut IRP) -> bool {
+    take(irp, "provider_take")
+}
+
+/// Test hook: completes an IRP taken with [`provider_take`] like
+/// IoCompleteRequest, on the calling thread.
+pub fn provider_complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
+    complete(irp, status, information)
 }

@@ -226,10 +226,7 @@ unsafe extern "system" fn WskReceive(
     let result = if s.kind != Kind::Connection {
         Some((STATUS_NOT_SUPPORTED, 0))
     } else if !s.rx.is_empty() {
-        match fill(s, &r) {
-            Some(n) => Some((STATUS_SUCCESS, n)),
-            None => None,
-        }
+        fill(s, &r).map(|n| (STATUS_SUCCESS, n))
     } else if s.peer_reset {
         Some((STATUS_CONNECTION_RESET, 0))
     } else if s.peer_closed || s.disconnected == Some(true) {

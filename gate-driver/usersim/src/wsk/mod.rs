@@ -208,6 +208,8 @@ pub(crate) struct Wsk {
     /// registration address -> client handle
     pub regs: HashMap<usize, usize>,
     pub sockets: HashMap<usize, Socket>,
+    /// Boxed so socket addresses stay put while the Vec grows.
+    #[allow(clippy::vec_box)]
     pub arena: Vec<Box<SimSocket>>,
     pub requests: HashMap<(usize, u32), Req>,
     pub order: Vec<(usize, u32)>,
@@ -216,6 +218,7 @@ pub(crate) struct Wsk {
     pub force_close_next_complete: bool,
     pub next_port: u16,
     /// Buffers lent to callbacks, poisoned after the call, kept until reset.
+    #[allow(clippy::vec_box)]
     pub quarantine: Vec<Box<[u64; 16]>>,
     pub log: Vec<String>,
     pub deregister_timeout: Option<Duration>,

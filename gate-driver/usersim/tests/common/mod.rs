@@ -111,6 +111,7 @@ pub unsafe extern "system" fn inspect_event(
     }
     LAST_REMOTE_PTR.store(remote as usize, Ordering::SeqCst);
     LAST_ID_PTR.store(id as usize, Ordering::SeqCst);
+    // SAFETY: all-zero is a valid SOCKADDR_STORAGE.
     let mut st: SOCKADDR_STORAGE = unsafe { std::mem::zeroed() };
     // SAFETY: the remote address is valid for the call; copy 28 bytes max.
     unsafe {
@@ -215,6 +216,7 @@ pub unsafe fn conn_dispatch(s: *mut WSK_SOCKET) -> &'static WSK_PROVIDER_CONNECT
 pub unsafe fn close_socket(s: *mut WSK_SOCKET) -> NTSTATUS {
     // SAFETY: the socket's dispatch.
     let close = unsafe { listen_dispatch(s) }.Basic.WskCloseSocket.unwrap();
+    // SAFETY: a socket of the simulated provider; the IRP is fresh.
     sync_call(|irp| unsafe { close(s, irp) }).0
 }
 
@@ -225,6 +227,7 @@ pub unsafe fn set_option(
     value: u32,
     with_irp: bool,
 ) -> NTSTATUS {
+    // SAFETY: a socket of the simulated provider.
     let ctl = unsafe { listen_dispatch(s) }
         .Basic
         .WskControlSocket
@@ -232,6 +235,7 @@ pub unsafe fn set_option(
     let mut v = value;
     let p = (&mut v as *mut u32).cast::<c_void>();
     if with_irp {
+        // SAFETY: the option buffer lives across the synchronous call.
         sync_call(|irp| unsafe {
             ctl(
                 s,
@@ -248,6 +252,7 @@ pub unsafe fn set_option(
         })
         .0
     } else {
+        // SAFETY: as above, without an IRP.
         unsafe {
             ctl(
                 s,
@@ -266,6 +271,7 @@ pub unsafe fn set_option(
 }
 
 pub unsafe fn enable_accept_event(s: *mut WSK_SOCKET) -> NTSTATUS {
+    // SAFETY: a socket of the simulated provider.
     let ctl = unsafe { listen_dispatch(s) }
         .Basic
         .WskControlSocket
@@ -275,6 +281,7 @@ pub unsafe fn enable_accept_event(s: *mut WSK_SOCKET) -> NTSTATUS {
         EventMask: WSK_EVENT_ACCEPT,
     };
     let p = (&mut c as *mut WSK_EVENT_CALLBACK_CONTROL).cast::<c_void>();
+    // SAFETY: the control structure lives across the call.
     unsafe {
         ctl(
             s,
@@ -311,6 +318,7 @@ pub unsafe extern "system" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
     _path: *mut UNICODE_STRING,
 ) -> NTSTATUS {
+    // SAFETY: the test driver's entry, called by the simulated I/O manager.
     unsafe {
         (*driver).DriverUnload = Some(driver_unload);
         let st = Box::into_raw(Box::new(State {
@@ -376,6 +384,7 @@ pub unsafe extern "system" fn driver_entry(
 }
 
 pub unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
+    // SAFETY: runs once, after DriverEntry succeeded; state is ours.
     unsafe {
         let st = STATE.swap(std::ptr::null_mut(), Ordering::SeqCst);
         if st.is_null() {
