@@ -45,6 +45,13 @@ pub struct Args {
     /// xtask ci` runs).
     #[arg(long, conflicts_with = "release")]
     ci: bool,
+    /// Only run the image check on an existing image (e.g. one built on
+    /// Windows); its PDB is taken from beside it unless --pdb is given.
+    #[arg(long, value_name = "GATE_SYS", conflicts_with_all = ["release", "ci"])]
+    check: Option<PathBuf>,
+    /// The PDB of the image given to --check.
+    #[arg(long, requires = "check")]
+    pdb: Option<PathBuf>,
 }
 
 /// Debug or release image.
@@ -216,6 +223,12 @@ fn cert_dir() -> PathBuf {
 pub fn run(args: Args) -> Result<()> {
     if args.ci {
         return ci_checks();
+    }
+    if let Some(sys) = args.check {
+        let pdb = args.pdb.unwrap_or_else(|| sys.with_file_name("gate.pdb"));
+        let summary = check(&sys, &pdb)?;
+        describe(&sys, &summary);
+        return Ok(());
     }
     let profile = if args.release {
         Profile::Release
