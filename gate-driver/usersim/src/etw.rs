@@ -113,6 +113,10 @@ pub struct CapturedEvent {
     /// What made the event undecodable, if anything (fields decoded up to
     /// the error are kept).
     pub error: Option<String>,
+    /// The raw event-metadata blob (type-1 descriptor), as written.
+    pub metadata: Vec<u8>,
+    /// The raw payload (type-0 descriptors concatenated), as written.
+    pub payload: Vec<u8>,
 }
 
 impl CapturedEvent {
@@ -623,6 +627,8 @@ fn decode_event(
         name: String::new(),
         fields: Vec::new(),
         error: None,
+        metadata: Vec::new(),
+        payload: Vec::new(),
     };
     if let Err(e) = decode_into(&mut ev, descriptor_types, blocks) {
         ev.error = Some(e);
@@ -651,6 +657,10 @@ fn decode_into(
             EVENT_DATA_DESCRIPTOR_TYPE_NONE => payload.extend_from_slice(bytes),
             other => return Err(format!("unknown data descriptor type {other}")),
         }
+    }
+    ev.payload = payload.clone();
+    if let Some(em) = event_meta {
+        ev.metadata = em.clone();
     }
     let pm = provider_meta.ok_or("no provider metadata descriptor")?;
     let pname = parse_provider_traits(pm)?;
