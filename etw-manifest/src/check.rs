@@ -487,3 +487,23 @@ pub fn check_captured(ev: &CapturedEvent) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// [`check_captured`] over many events: every problem, one line each
+/// (`Ok` when all conform). For driver integration tests:
+/// `etw_manifest::check::check_all(&sim::take_for(handle)).unwrap()`.
+pub fn check_all(events: &[CapturedEvent]) -> Result<(), String> {
+    let problems: Vec<String> = events
+        .iter()
+        .filter_map(|e| check_captured(e).err())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} captured events do not conform:\n{}",
+            problems.len(),
+            events.len(),
+            problems.join("\n")
+        ))
+    }
+}

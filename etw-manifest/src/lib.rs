@@ -29,7 +29,7 @@ pub mod types;
 #[path = "../../gate-driver/usersim/src/etw.rs"]
 pub mod sim;
 
-pub use check::{check_captured, check_manifest};
+pub use check::{check_all, check_captured, check_manifest};
 
 /// The manifest text (`etw-manifest/gate.man`).
 pub const MANIFEST_XML: &str = include_str!("../gate.man");

@@ -79,9 +79,7 @@ fn every_event_decodes_and_conforms() {
     write_all(p);
     let evs = sim::take_for(p.reg_handle());
     assert_eq!(evs.len(), SCHEMA.len());
-    for e in &evs {
-        check_captured(e).unwrap();
-    }
+    etw_manifest::check_all(&evs).unwrap();
     for s in SCHEMA {
         by_name(&evs, s.name);
     }
