@@ -65,7 +65,23 @@ struct Engine<'a> {
     max_lag_ns: u64,
     late: u64,
     done: u64,
+    fast: FastPath,
 }
+
+/// Whether to check for a handshake completed inside connect() (one
+/// getpeername call) before registering with epoll. Worth it on loopback and
+/// local links, where it nearly always hits; measured in windows of
+/// [`FAST_WINDOW`] tries and switched off for [`FAST_OFF`] attempts when
+/// fewer than half hit.
+#[derive(Default)]
+struct FastPath {
+    tries: u32,
+    hits: u32,
+    off_for: u32,
+}
+
+const FAST_WINDOW: u32 = 256;
+const FAST_OFF: u32 = 16_384;
 
 fn errno_name(code: i32) -> String {
     match code {
@@ -139,6 +155,29 @@ impl Engine<'_> {
         Ok(s)
     }
 
+    fn fast_path_worth(&mut self) -> bool {
+        if !self.sc.confirm.is_zero() {
+            return false;
+        }
+        if self.fast.off_for > 0 {
+            self.fast.off_for -= 1;
+            return false;
+        }
+        true
+    }
+
+    fn fast_path_result(&mut self, hit: bool) {
+        self.fast.tries += 1;
+        self.fast.hits += u32::from(hit);
+        if self.fast.tries >= FAST_WINDOW {
+            if self.fast.hits * 2 < self.fast.tries {
+                self.fast.off_for = FAST_OFF;
+            }
+            self.fast.tries = 0;
+            self.fast.hits = 0;
+        }
+    }
+
     /// Starts attempt `i` of group `g`.
     fn launch(&mut self, g: u32, i: u64) {
         let Some(group) = self.sc.groups.get(g as usize) else {
@@ -164,7 +203,24 @@ impl Engine<'_> {
                 self.record(g, Outcome::Accepted, intended, now);
                 return;
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+                if self.fast_path_worth() {
+                    // On loopback and local links the handshake often completes
+                    // inside connect(): a connected peer address proves it,
+                    // saving the epoll registration and wake-up.
+                    let hit = sock.peer_addr().is_ok();
+                    self.fast_path_result(hit);
+                    if hit {
+                        let done = self.now_ns();
+                        if let Some(gr) = self.groups.get_mut(g as usize) {
+                            let us = (done.saturating_sub(now) / 1000).clamp(1, MAX_LATENCY_US);
+                            gr.service_us.0.saturating_record(us);
+                        }
+                        self.record(g, Outcome::Accepted, intended, done);
+                        return;
+                    }
+                }
+            }
             Err(e) => {
                 let now = self.now_ns();
                 self.record_error(g, e.raw_os_error().unwrap_or(0), intended, now);
@@ -382,6 +438,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         max_lag_ns: 0,
         late: 0,
         done: 0,
+        fast: FastPath::default(),
     };
     let started_unix_ms = u64::try_from(
         SystemTime::now()
