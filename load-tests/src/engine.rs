@@ -472,7 +472,11 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         let mut backlog = false;
         for g in 0..n {
             while next[g] < sc.groups[g].count && due[g] <= now {
-                if started >= LAUNCH_BATCH || e.in_flight >= max_in_flight {
+                if e.in_flight >= max_in_flight {
+                    // Wait for a completion or a deadline, not a spin.
+                    break;
+                }
+                if started >= LAUNCH_BATCH {
                     backlog = true;
                     break;
                 }
@@ -526,14 +530,14 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         }
         // Sleep until the next start, the next deadline, or an event.
         let mut wake = u64::MAX;
-        if !backlog {
+        if backlog {
+            wake = now;
+        } else if e.in_flight < max_in_flight {
             for g in 0..n {
                 if next[g] < sc.groups[g].count {
                     wake = wake.min(due[g]);
                 }
             }
-        } else {
-            wake = now;
         }
         if let Some(&(dl, _, _)) = e.connect_q.front() {
             wake = wake.min(dl);
