@@ -6,7 +6,7 @@
 //! 40-byte entry at about 47 bytes per tracked key at best and ~90 bytes
 //! right after a resize. Here instead:
 //!
-//! * Each shard owns a power-of-two array of 40-byte [`Entry`] slots,
+//! * Each shard owns a power-of-two array of 40-byte `Entry` slots,
 //!   allocated once at start. A key's hash picks two start slots (two
 //!   independent parts of one 64-bit hash); the key may live only in the
 //!   [`WINDOW`] slots from either (linear, wrapping within the shard), so a
@@ -19,7 +19,7 @@
 //!   (full bucket, not banned, no recent rejections: it carries no
 //!   information), else the full-table policy applies (by default the least
 //!   recently seen key of both windows is replaced). Because no slot is ever
-//!   emptied, a lookup can stop at the first empty slot (see [`probe`]).
+//!   emptied, a lookup can stop at the first empty slot (see `probe`).
 //! * Memory is `40 * capacity` plus one 448-byte header per shard (lock,
 //!   counters): 40.03 bytes per slot at 2^20 slots and 64 shards (see the
 //!   README for measured figures).
