@@ -178,6 +178,15 @@ impl Engine<'_> {
         }
     }
 
+    /// Records an attempt whose handshake completed within connect().
+    fn accepted_at_once(&mut self, g: u32, intended: u64, started: u64, done: u64) {
+        if let Some(gr) = self.groups.get_mut(g as usize) {
+            let us = (done.saturating_sub(started) / 1000).clamp(1, MAX_LATENCY_US);
+            gr.service_us.0.saturating_record(us);
+        }
+        self.record(g, Outcome::Accepted, intended, done);
+    }
+
     /// Starts attempt `i` of group `g`.
     fn launch(&mut self, g: u32, i: u64) {
         let Some(group) = self.sc.groups.get(g as usize) else {
@@ -199,10 +208,13 @@ impl Engine<'_> {
             }
         };
         match sock.connect(&self.target) {
-            Ok(()) => {
-                self.record(g, Outcome::Accepted, intended, now);
+            Ok(()) if self.sc.confirm.is_zero() => {
+                let done = self.now_ns();
+                self.accepted_at_once(g, intended, now, done);
                 return;
             }
+            // Connected at once but a confirm window is due: wait for it below.
+            Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
                 if self.fast_path_worth() {
                     // On loopback and local links the handshake often completes
@@ -212,11 +224,7 @@ impl Engine<'_> {
                     self.fast_path_result(hit);
                     if hit {
                         let done = self.now_ns();
-                        if let Some(gr) = self.groups.get_mut(g as usize) {
-                            let us = (done.saturating_sub(now) / 1000).clamp(1, MAX_LATENCY_US);
-                            gr.service_us.0.saturating_record(us);
-                        }
-                        self.record(g, Outcome::Accepted, intended, done);
+                        self.accepted_at_once(g, intended, now, done);
                         return;
                     }
                 }

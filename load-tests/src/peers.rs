@@ -427,6 +427,36 @@ mod tests {
     }
 
     #[test]
+    fn haproxy_config_tracks_sources_and_rejects_over_rate() {
+        let c = haproxy_config(
+            "10.77.0.1:8080".parse().unwrap(),
+            "127.0.0.1:9080".parse().unwrap(),
+            &gate(32),
+        );
+        assert!(c.contains("bind 10.77.0.1:8080"), "{c}");
+        assert!(c.contains("store conn_rate(1s)"), "{c}");
+        assert!(c.contains("tcp-request connection track-sc0 src"), "{c}");
+        assert!(c.contains("reject if { sc0_conn_rate gt 10 }"), "{c}");
+        assert!(c.contains("server s1 127.0.0.1:9080"), "{c}");
+        // When HAProxy is installed, it must accept the configuration.
+        let path = std::env::temp_dir().join(format!("gl-haproxy-{}.cfg", std::process::id()));
+        std::fs::write(&path, &c).unwrap();
+        if let Ok(out) = std::process::Command::new("haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn nft_rules_follow_the_gate() {
         let r = nft_meter_rules(8080, &gate(24)).unwrap();
         assert!(
