@@ -62,6 +62,52 @@ fn drop_rule_times_everything_out() {
     let h = g.latency(load_tests::report::Outcome::TimedOut).unwrap();
     // Timed-out latency is the client's patience (from the intended start).
     assert!(h.min() >= 290_000, "min {}", h.min());
+    // Open loop: attempts started on schedule although none completed, so
+    // the run lasts the schedule (1 s) plus one patience, not 500 x 300 ms.
+    assert!(r.runs[0].wall_s < 3.0, "wall {} s", r.runs[0].wall_s);
+    assert_eq!(g.per_second[0][2], 500);
+}
+
+#[test]
+fn held_back_starts_count_in_latency() {
+    if !common::root_or_skip("held_back_starts_count_in_latency") {
+        return;
+    }
+    let ns = NetnsGuard::new(&common::unique("co")).unwrap();
+    common::nft(
+        &ns.name,
+        "table inet gltest {\n chain input {\n type filter hook input priority 0; policy accept;\n\
+         tcp dport 18093 drop\n }\n}\n",
+    );
+    let target: SocketAddr = "127.0.0.1:18093".parse().unwrap();
+    let mut sc = one_ns_scenario(18093, 300);
+    sc.groups[0].rate = 100.0;
+    sc.groups[0].count = 50;
+    // Only 10 attempts may be open: the last ones start ~1.2 s late. Latency
+    // from the intended start (coordinated-omission corrected) shows that
+    // wait; latency from the actual start would stay at 300 ms.
+    let r = in_netns(&ns.name, move || {
+        let opts = load_tests::engine::RunOptions {
+            target,
+            progress: false,
+            max_in_flight: 10,
+            pin_cpu: None,
+        };
+        Ok(load_tests::engine::run(&sc, &opts)?.report)
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap();
+    let g = &r.groups[0];
+    assert_eq!(g.counts.timed_out, 50, "{}", r.summary());
+    let h = g.latency(load_tests::report::Outcome::TimedOut).unwrap();
+    assert!(h.max() >= 1_000_000, "max {} us", h.max());
+    assert!(
+        r.runs[0].max_lag_us >= 700_000,
+        "lag {} us",
+        r.runs[0].max_lag_us
+    );
 }
 
 #[test]
