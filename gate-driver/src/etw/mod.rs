@@ -52,7 +52,7 @@ pub use sockaddr::SockAddrBuf;
 
 use gate_ksys::types::GUID;
 
-/// The provider name. WPR/xperf/tracelog accept it as `*TcpFrontGate`.
+/// The provider name (xperf and recent WPR also accept `*TcpFrontGate`).
 pub const PROVIDER_NAME: &str = "TcpFrontGate";
 
 /// The provider GUID: the standard ETW name hash of [`PROVIDER_NAME`]
