@@ -1,0 +1,61 @@
+//! Shared helpers for the driver's simulation tests: registry paths, a
+//! loader that writes the Parameters values first, and small waits.
+#![allow(dead_code)]
+
+use gate_usersim::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The service key DriverEntry receives.
+pub const SERVICE_KEY: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate";
+/// Its Parameters subkey (the driver's configuration).
+pub const PARAMS: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate\Parameters";
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Writes `values` under Parameters, loads the driver and waits for its
+/// listener.
+pub fn start(sim: &Sim, values: &[(&str, RegValue)]) -> (Driver, ListenerInfo) {
+    for (n, v) in values {
+        sim.registry_set(PARAMS, n, v.clone());
+    }
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("DriverEntry");
+    let l = sim.wait_listener(Duration::from_secs(5)).expect("listener");
+    (d, l)
+}
+
+/// The address clients connect to (the listener's port on 192.0.2.1).
+pub fn local_of(l: &ListenerInfo) -> SocketAddr {
+    SocketAddr::new("192.0.2.1".parse().unwrap(), l.addr.port())
+}
+
+/// Waits (real time) for `cond`, giving the driver's worker thread time.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits for a listener other than `old` to be open and bound, moving the
+/// virtual clock so the worker's back-off ends.
+pub fn wait_new_listener(sim: &Sim, old: usize) -> ListenerInfo {
+    let t = Instant::now();
+    loop {
+        if let Some(l) = sim
+            .listeners()
+            .into_iter()
+            .find(|l| l.socket != old && l.state == SocketState::Open)
+        {
+            return l;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no new listener");
+        sim.advance_ms(10);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,37 @@
+//! The listener's life cycle and the basic decision path, end to end
+//! against the simulated kernel and WSK provider.
+
+mod common;
+use common::*;
+use gate_usersim::*;
+
+#[test]
+fn load_listen_decide_unload_clean() {
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &[("Burst", RegValue::Dword(2)), ("ListenPort", RegValue::Dword(9000))]);
+    assert_eq!(l.addr, addr("[::]:9000"));
+    assert!(l.conditional_accept, "SO_CONDITIONAL_ACCEPT set");
+    assert!(l.accept_event, "accept event enabled");
+    assert!(!l.v6only, "dual-stack");
+    let local = local_of(&l);
+    let a = sim.connect(addr("10.0.0.1:1000"), local);
+    let b = sim.connect(addr("10.0.0.1:1001"), local);
+    let c = sim.connect(addr("10.0.0.1:1002"), local);
+    assert_eq!(a.verdict(), Some(Verdict::Accept));
+    assert_eq!(b.verdict(), Some(Verdict::Accept));
+    assert_eq!(c.verdict(), Some(Verdict::Reject), "burst of 2 spent");
+    assert_eq!(c.state(), RequestState::Rejected);
+    // Another source has its own bucket.
+    let d = sim.connect(addr("10.0.0.2:1000"), local);
+    assert_eq!(d.verdict(), Some(Verdict::Accept));
+    // Accepted connections are taken and closed by the worker.
+    for r in [a, b, d] {
+        let conn = r.conn().expect("established");
+        wait_for("connection closed", std::time::Duration::from_secs(5), || {
+            conn.info().map(|i| i.state) == Some(SocketState::Closed)
+        });
+        assert_eq!(conn.info().unwrap().disconnected, Some(false), "graceful");
+    }
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
