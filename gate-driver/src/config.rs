@@ -462,7 +462,8 @@ impl RegKey {
         let mut h: HANDLE = core::ptr::null_mut();
         // SAFETY: attributes and name are valid for the call (PASSIVE_LEVEL).
         let st = unsafe { ZwOpenKey(&mut h, KEY_READ, &mut attrs) };
-        (NT_SUCCESS(st) && !h.is_null()).then_some(RegKey(h))
+        // Lazily: a RegKey built for a failed open would close a NULL handle on drop.
+        (NT_SUCCESS(st) && !h.is_null()).then(|| RegKey(h))
     }
 
     /// Reads one value: `Ok(None)` when absent.

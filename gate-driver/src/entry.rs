@@ -185,6 +185,38 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     }
 }
 
+/// What the running driver has counted so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// gate-core's counters (decisions by reason, events, pends outstanding).
+    pub gate: gate_core::Counters,
+    /// The driver's own counters.
+    pub stats: crate::state::StatsSnapshot,
+    /// Pending-table slots in use.
+    pub pending_in_use: usize,
+    /// Keys tracked in gate-core's table.
+    pub tracked_keys: usize,
+}
+
+/// A snapshot of the running driver's counters, or `None` when it is not
+/// running. For tools and tests; must not race with DriverUnload (the I/O
+/// manager never runs it concurrently with other driver entry points).
+pub fn snapshot() -> Option<Snapshot> {
+    let d = DRIVER.load(Ordering::Acquire);
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: set by DriverEntry, freed only by DriverUnload, which the
+    // caller does not run concurrently.
+    let d = unsafe { &*d };
+    Some(Snapshot {
+        gate: d.gate.counters(),
+        stats: d.stats.snapshot(),
+        pending_in_use: d.pending.in_use(),
+        tracked_keys: d.gate.tracked_keys(),
+    })
+}
+
 /// DriverUnload (PASSIVE_LEVEL).
 unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     let d = DRIVER.swap(core::ptr::null_mut(), Ordering::AcqRel);

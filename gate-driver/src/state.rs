@@ -84,7 +84,8 @@ impl Drop for RundownGuard<'_> {
     }
 }
 
-/// The driver's own counters (gate-core counts decisions).
+/// The driver's own counters (gate-core counts decisions). Field meanings
+/// are documented here and apply to [`StatsSnapshot`] too.
 #[derive(Default)]
 pub struct Stats {
     /// WskInspectEvent calls answered (accept, reject or pend).
@@ -115,7 +116,45 @@ pub struct Stats {
     pub closed_sockets: AtomicU64,
 }
 
+/// A plain copy of [`Stats`] (for the Counters event, tools and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub inspects: u64,
+    pub bad_addresses: u64,
+    pub pend_table_full: u64,
+    pub aborts: u64,
+    pub aborts_pended: u64,
+    pub aborts_not_pended: u64,
+    pub completions: u64,
+    pub null_inspect: u64,
+    pub forced_closed: u64,
+    pub listeners_up: u64,
+    pub accepted_sockets: u64,
+    pub accept_queue_full: u64,
+    pub closed_sockets: u64,
+}
+
 impl Stats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            inspects: r(&self.inspects),
+            bad_addresses: r(&self.bad_addresses),
+            pend_table_full: r(&self.pend_table_full),
+            aborts: r(&self.aborts),
+            aborts_pended: r(&self.aborts_pended),
+            aborts_not_pended: r(&self.aborts_not_pended),
+            completions: r(&self.completions),
+            null_inspect: r(&self.null_inspect),
+            forced_closed: r(&self.forced_closed),
+            listeners_up: r(&self.listeners_up),
+            accepted_sockets: r(&self.accepted_sockets),
+            accept_queue_full: r(&self.accept_queue_full),
+            closed_sockets: r(&self.closed_sockets),
+        }
+    }
+
     /// Adds one to a counter.
     pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);

@@ -8,7 +8,13 @@ use gate_usersim::*;
 #[test]
 fn load_listen_decide_unload_clean() {
     let sim = Sim::new();
-    let (driver, l) = start(&sim, &[("Burst", RegValue::Dword(2)), ("ListenPort", RegValue::Dword(9000))]);
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(2)),
+            ("ListenPort", RegValue::Dword(9000)),
+        ],
+    );
     assert_eq!(l.addr, addr("[::]:9000"));
     assert!(l.conditional_accept, "SO_CONDITIONAL_ACCEPT set");
     assert!(l.accept_event, "accept event enabled");
@@ -27,9 +33,11 @@ fn load_listen_decide_unload_clean() {
     // Accepted connections are taken and closed by the worker.
     for r in [a, b, d] {
         let conn = r.conn().expect("established");
-        wait_for("connection closed", std::time::Duration::from_secs(5), || {
-            conn.info().map(|i| i.state) == Some(SocketState::Closed)
-        });
+        wait_for(
+            "connection closed",
+            std::time::Duration::from_secs(5),
+            || conn.info().map(|i| i.state) == Some(SocketState::Closed),
+        );
         assert_eq!(conn.info().unwrap().disconnected, Some(false), "graceful");
     }
     driver.unload(&sim).assert_clean();

@@ -4,12 +4,13 @@
 
 use core::fmt::{self, Write};
 
-/// Bytes of text per message (the kernel's own DbgPrint limit is 512).
+/// Bytes of text per message (the kernel's own DbgPrint limit is 512);
+/// the buffer adds the line break and the NUL.
 const MAX_TEXT: usize = 255;
 
 /// A NUL-terminated, truncating text buffer.
 pub struct Line {
-    buf: [u8; MAX_TEXT + 1],
+    buf: [u8; MAX_TEXT + 2],
     len: usize,
 }
 
@@ -17,7 +18,7 @@ impl Line {
     /// An empty line.
     pub const fn new() -> Line {
         Line {
-            buf: [0; MAX_TEXT + 1],
+            buf: [0; MAX_TEXT + 2],
             len: 0,
         }
     }
@@ -55,17 +56,22 @@ impl Write for Line {
 pub fn print(level: u32, args: fmt::Arguments<'_>) {
     let mut line = Line::new();
     let _ = line.write_fmt(args);
-    if let Some(end) = line.buf.get_mut(line.len) {
-        *end = 0;
+    // The kernel adds no line break; the buffer keeps room for it and the NUL.
+    if let Some(nl) = line.buf.get_mut(line.len) {
+        *nl = b'\n';
+    }
+    let end = line.len.saturating_add(1);
+    if let Some(z) = line.buf.get_mut(end) {
+        *z = 0;
     }
     // SAFETY: the format is a NUL-terminated "%s" and `line.buf` is
-    // NUL-terminated (the byte at `len` <= MAX_TEXT is 0); DbgPrintEx reads
+    // NUL-terminated (text <= MAX_TEXT bytes, then '\n', then 0); DbgPrintEx reads
     // both only during the call and may be called at IRQL <= DIRQL.
     unsafe {
         gate_ksys::DbgPrintEx(
             gate_ksys::DPFLTR_IHVDRIVER_ID,
             level,
-            c"%s\n".as_ptr().cast(),
+            c"%s".as_ptr().cast(),
             line.buf.as_ptr(),
         );
     }
