@@ -1,0 +1,168 @@
+//! Registry configuration: every documented value, given an invalid
+//! setting, stops DriverEntry with STATUS_INVALID_PARAMETER and a message
+//! naming that value; nothing is left behind. Valid settings take effect.
+
+mod common;
+use common::*;
+use gate_driver::config::{name, VALUES};
+use gate_ksys::{REG_DWORD, STATUS_INVALID_PARAMETER};
+use gate_usersim::*;
+
+fn sz(s: &str) -> RegValue {
+    RegValue::Sz(s.to_string())
+}
+
+fn multi(v: &[&str]) -> RegValue {
+    RegValue::MultiSz(v.iter().map(|s| s.to_string()).collect())
+}
+
+/// (value name, bad value, other values needed for the check to apply).
+fn cases() -> Vec<(&'static str, RegValue, Vec<(&'static str, RegValue)>)> {
+    use RegValue::*;
+    let none = Vec::new;
+    vec![
+        (name::LISTEN_ADDRESS, sz("not-an-address"), none()),
+        (name::LISTEN_ADDRESS, Dword(1), none()),
+        (name::LISTEN_PORT, Dword(0), none()),
+        (name::LISTEN_PORT, Dword(65536), none()),
+        (name::LISTEN_PORT, sz("80"), none()),
+        (name::LISTEN_PORT, Raw(REG_DWORD, vec![1, 2]), none()),
+        (name::COUNTERS_INTERVAL_MS, Dword(5), none()),
+        (name::COUNTERS_INTERVAL_MS, Dword(3_600_001), none()),
+        (name::ABORTIVE_CLOSE, Dword(2), none()),
+        (name::TABLE_CAPACITY, Dword(1000), none()),
+        (name::TABLE_CAPACITY, Dword(1 << 23), none()),
+        (name::TABLE_SHARDS, Dword(3), none()),
+        (name::TABLE_SHARDS, Dword(2048), none()),
+        (name::IPV4_PREFIX, Dword(7), none()),
+        (name::IPV4_PREFIX, Dword(300), none()),
+        (name::IPV6_PREFIX, Dword(129), none()),
+        (name::RATE_MILLI, Dword(0), none()),
+        (name::RATE_MILLI, Qword(10_000_000_001), none()),
+        (name::RATE_MILLI, sz("1000"), none()),
+        (name::BURST, Dword(0), none()),
+        (name::BURST, Dword(1_000_001), none()),
+        (name::GLOBAL_RATE_MILLI, Qword(10_000_000_001), none()),
+        (
+            name::GLOBAL_BURST,
+            Dword(0),
+            vec![(name::GLOBAL_RATE_MILLI, Dword(1000))],
+        ),
+        (name::FULL_TABLE, Dword(3), none()),
+        (name::OBSERVE, Dword(2), none()),
+        (name::BAN_THRESHOLD, Dword(70_000), none()),
+        (
+            name::BAN_WINDOW_MS,
+            Dword(0),
+            vec![(name::BAN_THRESHOLD, Dword(3))],
+        ),
+        (
+            name::BAN_MS,
+            Dword(0),
+            vec![(name::BAN_THRESHOLD, Dword(3))],
+        ),
+        (name::MAX_PENDING, Dword(70_000), none()),
+        (
+            name::MAX_DELAY_MS,
+            Dword(0),
+            vec![(name::MAX_PENDING, Dword(4))],
+        ),
+        (name::ALLOW, multi(&["10.0.0.0/99"]), none()),
+        (name::ALLOW, sz("10.0.0.0/8"), none()),
+        (name::DENY, multi(&["10.0.0.0/8", "nonsense"]), none()),
+        (name::DENY, multi(&["2001:db8::/129"]), none()),
+    ]
+}
+
+#[test]
+fn every_value_is_covered_by_the_table() {
+    let covered: Vec<&str> = cases().iter().map(|c| c.0).collect();
+    for v in VALUES {
+        assert!(covered.contains(&v.name), "no invalid case for {}", v.name);
+    }
+}
+
+#[test]
+fn every_invalid_value_is_refused_with_its_name() {
+    for (bad_name, bad, extra) in cases() {
+        let sim = Sim::new();
+        for (n, v) in &extra {
+            sim.registry_set(PARAMS, n, v.clone());
+        }
+        sim.registry_set(PARAMS, bad_name, bad.clone());
+        let r = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY);
+        assert_eq!(
+            r.err(),
+            Some(STATUS_INVALID_PARAMETER),
+            "{bad_name} = {bad:?} must be refused"
+        );
+        let lines: Vec<String> = sim.debug_output().into_iter().map(|l| l.text).collect();
+        let named = lines
+            .iter()
+            .any(|t| t.contains(&format!("registry value {bad_name} rejected")));
+        assert!(
+            named,
+            "{bad_name} = {bad:?}: message naming it, got {lines:?}"
+        );
+        sim.leaks().assert_clean();
+        sim.assert_no_violations();
+    }
+}
+
+#[test]
+fn missing_parameters_key_means_defaults() {
+    let sim = Sim::new();
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("starts with defaults");
+    let l = sim
+        .wait_listener(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(l.addr, addr("[::]:8080"));
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn valid_values_take_effect() {
+    let sim = Sim::new();
+    let (d, l) = start(
+        &sim,
+        &[
+            (name::LISTEN_ADDRESS, sz("127.0.0.1")),
+            (name::LISTEN_PORT, RegValue::Dword(7443)),
+            (name::BURST, RegValue::Dword(1)),
+            (name::DENY, multi(&["10.66.0.0/16"])),
+            (name::ALLOW, multi(&["10.77.0.0/16"])),
+            (name::ABORTIVE_CLOSE, RegValue::Dword(1)),
+        ],
+    );
+    assert_eq!(l.addr, addr("127.0.0.1:7443"));
+    let local = addr("127.0.0.1:7443");
+    assert_eq!(
+        sim.connect(addr("10.66.1.1:1"), local).verdict(),
+        Some(Verdict::Reject),
+        "deny list"
+    );
+    for p in 0..5 {
+        let r = sim.connect(addr(&format!("10.77.1.1:{}", p + 1)), local);
+        assert_eq!(
+            r.verdict(),
+            Some(Verdict::Accept),
+            "allow list bypasses burst 1"
+        );
+    }
+    let a = sim.connect(addr("10.88.0.1:1"), local);
+    assert_eq!(a.verdict(), Some(Verdict::Accept));
+    assert_eq!(
+        sim.connect(addr("10.88.0.1:2"), local).verdict(),
+        Some(Verdict::Reject),
+        "burst 1"
+    );
+    let conn = a.conn().unwrap();
+    wait_for("abortive close", std::time::Duration::from_secs(5), || {
+        conn.info().and_then(|i| i.disconnected) == Some(true)
+    });
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
