@@ -266,6 +266,22 @@ fn bench_threads(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    // Control: two threads on two separate gates (nothing shared). If this
+    // does not scale either, the machine (not the gate) is the limit.
+    let g2: Gate<YieldingLock> = Gate::new(&cfg, [0xfeed, 0xbeef]).unwrap();
+    for a in b {
+        g2.decide(*a, local(), T0);
+    }
+    group.bench_function("2_separate_gates", |bch| {
+        bch.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                s.spawn(|| run(&g, a, iters, T0));
+                s.spawn(|| run(&g2, b, iters, T0));
+            });
+            start.elapsed()
+        })
+    });
     group.finish();
 }
 

@@ -62,6 +62,7 @@ impl From<ConfigError> for Error {
 /// store (no locked instruction); the `listed*` arrays are written without
 /// the lock (allow/deny decisions) and use `fetch_add`. Readers sum both.
 #[derive(Default)]
+#[repr(C)]
 struct ShardCounters {
     keyed: [AtomicU64; REASON_COUNT],
     observed: [AtomicU64; REASON_COUNT],
@@ -96,14 +97,19 @@ impl ShardCounters {
 }
 
 /// One shard: a lock, its slots, its counters (own cache lines).
-#[repr(align(64))]
+///
+/// `repr(C)` so the first cache line holds the lock, the read-only slot
+/// pointers and the first counters (`within_rate` among them): an accepted
+/// SYN writes one shard line, which matters because that line moves between
+/// CPUs when they decide for keys of the same shard.
+#[repr(C, align(64))]
 struct Shard<L: RawLock> {
     lock: L,
-    counters: ShardCounters,
-    slots: UnsafeCell<Vec<Entry>>,
     /// Address of the slots' buffer (never moves after `Gate::new`), for
     /// prefetching before the lock is taken. Never dereferenced.
     base: *const Entry,
+    slots: UnsafeCell<Vec<Entry>>,
+    counters: ShardCounters,
 }
 
 // SAFETY: `slots` is only accessed while `lock` is held (see `Gate::locked`),
