@@ -484,15 +484,16 @@ fn fire_due(now: u64) {
                 to_queue.push(dpc);
             }
         }
+        // Queue the DPCs before anyone woken by the signal can look.
+        let sys = now.saturating_add(clock::SYSTEM_TIME_AT_BOOT);
+        for d in to_queue {
+            queue_dpc(
+                d as *mut KDPC,
+                (sys & 0xffff_ffff) as usize,
+                (sys >> 32) as usize,
+            );
+        }
         DISP_CV.notify_all();
-    }
-    let sys = now.saturating_add(clock::SYSTEM_TIME_AT_BOOT);
-    for d in to_queue {
-        queue_dpc(
-            d as *mut KDPC,
-            (sys & 0xffff_ffff) as usize,
-            (sys >> 32) as usize,
-        );
     }
 }
 
