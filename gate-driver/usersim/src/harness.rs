@@ -8,7 +8,7 @@
 use crate::wsk::net::{self, ConnInfo, ListenerInfo, RequestInfo};
 use crate::wsk::{RequestState, Verdict};
 use crate::*;
-use crate::{clock, debug, dispatcher, irp, objects, pool, registry, routines, violation};
+use crate::{clock, debug, dispatcher, etw, irp, objects, pool, registry, routines, violation};
 use gate_ksys::{
     DRIVER_OBJECT, NTSTATUS, NT_SUCCESS, UNICODE_STRING, WSK_INSPECT_ACTION, WSK_INSPECT_ID,
 };
@@ -64,6 +64,8 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
+        let _ = etw::take();
+        etw::set_routines_available(true);
         Sim { _lock: lock }
     }
 
@@ -277,6 +279,17 @@ impl Sim {
             "simulation recorded {} violation(s):\n{v:#?}",
             v.len()
         );
+    }
+
+    /// ETW events the driver wrote since [`Sim::new`] (or the last
+    /// [`Sim::take_events`]), decoded; see [`etw`].
+    pub fn events(&self) -> Vec<etw::CapturedEvent> {
+        etw::snapshot()
+    }
+
+    /// Like [`Sim::events`], emptying the capture.
+    pub fn take_events(&self) -> Vec<etw::CapturedEvent> {
+        etw::take()
     }
 
     /// Lines the driver printed with DbgPrintEx.

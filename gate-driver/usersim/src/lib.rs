@@ -41,6 +41,8 @@
 //!   conditional accept, the inspect/accept/abort callbacks, pend and
 //!   WskInspectComplete, connection sockets with send/receive/disconnect,
 //!   and the contract's nasty cases.
+//! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
+//!   driver's TraceLogging events into a capture ([`Sim::events`]).
 //! - Violations ([`violation`]): every broken rule is recorded with a
 //!   [`ViolationKind`]; a good run has none.
 //!
@@ -50,6 +52,7 @@
 pub mod clock;
 pub mod debug;
 pub mod dispatcher;
+pub mod etw;
 pub mod harness;
 pub mod irp;
 pub mod irql;
@@ -71,8 +74,7 @@ pub use violation::{Violation, ViolationKind};
 pub use wsk::net::{ConnInfo, ListenerInfo, RequestInfo};
 pub use wsk::{RequestState, SocketState, Verdict};
 
-/// The Etw* routines, from the ETW helper's `etw` module once it exists;
-/// until then NULL ("ETW unavailable").
-pub(crate) fn etw_routine(_name: &str) -> *mut core::ffi::c_void {
-    core::ptr::null_mut()
+/// The Etw* routines, from the [`etw`] module (NULL for other names).
+pub(crate) fn etw_routine(name: &str) -> *mut core::ffi::c_void {
+    etw::resolve_name(name)
 }

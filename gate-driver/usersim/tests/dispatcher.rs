@@ -232,6 +232,7 @@ unsafe extern "system" fn record_dpc(
     fired().push((ctx as usize, clock::now(), irql::current()));
 }
 
+#[allow(clippy::vec_box)] // boxed: the kernel objects must not move
 struct TimerSet {
     timers: Vec<Box<KTIMER>>,
     dpcs: Vec<Box<KDPC>>,
