@@ -17,7 +17,9 @@ fn multi(v: &[&str]) -> RegValue {
 }
 
 /// (value name, bad value, other values needed for the check to apply).
-fn cases() -> Vec<(&'static str, RegValue, Vec<(&'static str, RegValue)>)> {
+type Case = (&'static str, RegValue, Vec<(&'static str, RegValue)>);
+
+fn cases() -> Vec<Case> {
     use RegValue::*;
     let none = Vec::new;
     vec![
