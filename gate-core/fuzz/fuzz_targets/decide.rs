@@ -35,7 +35,12 @@ struct FuzzConfig {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Decide { addr: [u8; 16], v6: bool, dt: u32, back: u32 },
+    Decide {
+        addr: [u8; 16],
+        v6: bool,
+        dt: u32,
+        back: u32,
+    },
     Done(u8),
     Abort(u8),
     Stale(u64),
@@ -67,7 +72,9 @@ fuzz_target!(|input: Input| {
     let f = &input.config;
     let cfg = Config {
         // Keep tables small so runs are fast; validation still sees odd values.
-        capacity: 1u32.checked_shl(u32::from(f.capacity_log2 % 14)).unwrap_or(0),
+        capacity: 1u32
+            .checked_shl(u32::from(f.capacity_log2 % 14))
+            .unwrap_or(0),
         shards: 1u32.checked_shl(u32::from(f.shards_log2 % 12)).unwrap_or(0),
         ipv4_prefix: f.ipv4_prefix,
         ipv6_prefix: f.ipv6_prefix,
@@ -100,7 +107,12 @@ fuzz_target!(|input: Input| {
     let mut decisions = 0u64;
     for op in input.ops.iter().take(2000) {
         match *op {
-            Op::Decide { addr: a, v6, dt, back } => {
+            Op::Decide {
+                addr: a,
+                v6,
+                dt,
+                back,
+            } => {
                 t = t.saturating_add(u64::from(dt));
                 let now = t.saturating_sub(u64::from(back));
                 let d = gate.decide(addr(a, v6), local, now);
