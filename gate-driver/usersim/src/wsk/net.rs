@@ -201,10 +201,12 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
         }
     });
     end_callback(listener);
-    // SAFETY: quarantine buffers; the call returned, so they are invalid now.
+    // SAFETY: quarantine buffers; the call returned, so they are invalid now
+    // (the id buffer is rewritten before an abort event lends it again).
     unsafe {
         poison(lbuf);
         poison(rbuf);
+        poison(id_buf as *mut u8);
     }
     let verdict = match action {
         WskInspectAccept => Some(Verdict::Accept),
