@@ -52,6 +52,23 @@ fn pend_is_completed_with_accept_when_the_token_is_due() {
     assert_eq!(s.gate.event(Event::PendDone), 1);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let pended: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ConnectionPended")
+        .collect();
+    assert_eq!(pended.len(), 1);
+    let done: Vec<_> = evs.iter().filter(|e| e.name == "PendCompleted").collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        done[0].u64("Action"),
+        Some(gate_core::Action::Accept as u64)
+    );
+    assert_eq!(done[0].u64("InspectKey"), Some(r.id().Key as u64));
+    assert_eq!(
+        pended[0].u64("InspectSerial"),
+        Some(u64::from(r.id().SerialNumber))
+    );
 }
 
 #[test]
@@ -81,6 +98,17 @@ fn null_inspect_id_closes_the_listener_on_the_worker_and_recreates_it() {
     assert_eq!(r.verdict(), Some(Verdict::Accept));
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let closed: Vec<_> = evs.iter().filter(|e| e.name == "ListenerClosed").collect();
+    assert_eq!(closed.len(), 2, "NULL InspectID, then unload");
+    assert_eq!(closed[0].u64("Cause"), Some(0), "null_inspect_id");
+    let again: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ListenerRecreated")
+        .collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].u64("Attempt"), Some(1));
+    assert_eq!(count(&evs, "ListenerUp"), 2);
 }
 
 #[test]
@@ -104,6 +132,21 @@ fn abort_while_pended_returns_the_token_and_never_completes() {
     assert_eq!(snapshot().unwrap().stats.completions, 0);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let ab: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ConnectionAborted")
+        .collect();
+    assert_eq!(ab.len(), 1);
+    assert_eq!(
+        ab[0].value("WasPended"),
+        Some(&gate_usersim::etw::Value::Bool(true))
+    );
+    assert_eq!(
+        ab[0].value("TokenReturned"),
+        Some(&gate_usersim::etw::Value::Bool(true))
+    );
+    assert_eq!(count(&evs, "PendCompleted"), 0);
 }
 
 #[test]
@@ -120,6 +163,16 @@ fn abort_after_accept_is_counted() {
     assert_eq!(s.gate.event(Event::PendAborted), 0);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let ab: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ConnectionAborted")
+        .collect();
+    assert_eq!(ab.len(), 1);
+    assert_eq!(
+        ab[0].value("WasPended"),
+        Some(&gate_usersim::etw::Value::Bool(false))
+    );
 }
 
 #[test]
@@ -195,6 +248,15 @@ fn file_forced_closed_recreates_the_listener_and_returns_the_token() {
     );
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let closed = evs.iter().find(|e| e.name == "ListenerClosed").unwrap();
+    assert_eq!(closed.u64("Cause"), Some(1), "file_forced_closed");
+    let done = evs.iter().find(|e| e.name == "PendCompleted").unwrap();
+    // NTSTATUS is decoded as its unsigned 32-bit pattern.
+    assert_eq!(
+        done.u64("Status"),
+        Some(u64::from(gate_ksys::STATUS_FILE_FORCED_CLOSED as u32))
+    );
 }
 
 #[test]
@@ -218,6 +280,12 @@ fn unload_rejects_every_pended_request_and_leaks_nothing() {
     }
     assert!(snapshot().is_none());
     sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let done: Vec<_> = evs.iter().filter(|e| e.name == "PendCompleted").collect();
+    assert_eq!(done.len(), 6);
+    assert!(done
+        .iter()
+        .all(|e| e.u64("Action") == Some(gate_core::Action::Reject as u64)));
 }
 
 #[test]

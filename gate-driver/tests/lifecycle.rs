@@ -42,4 +42,34 @@ fn load_listen_decide_unload_clean() {
     }
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
+    // ETW: every event conforms to the manifest; one per decision; the
+    // life cycle is reported in order.
+    let evs = checked_events(&sim);
+    assert_eq!(count(&evs, "ConnectionAccepted"), 3);
+    assert_eq!(count(&evs, "ConnectionRejected"), 1);
+    let rej = evs.iter().find(|e| e.name == "ConnectionRejected").unwrap();
+    assert_eq!(
+        rej.field("RemoteAddress").and_then(|f| f.as_socket_addr()),
+        Some(addr("10.0.0.1:1002"))
+    );
+    assert_eq!(
+        rej.u64("Reason"),
+        Some(gate_core::Reason::RateExceeded as u64)
+    );
+    let order: Vec<&str> = evs
+        .iter()
+        .map(|e| e.name.as_str())
+        .filter(|n| !n.starts_with("Connection"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "ConfigLoaded",
+            "DriverLoaded",
+            "ListenerUp",
+            "DriverUnloading",
+            "ListenerClosed",
+            "ListenerDown"
+        ]
+    );
 }

@@ -142,6 +142,17 @@ fn round(seed: u64) {
         pends > 0 && s.stats.aborts > 0 && s.stats.listeners_up > 1,
         "seed {seed:#x}: too tame"
     );
+    let evs = checked_events(&sim);
+    assert_eq!(
+        decisions(&evs) as u64,
+        answered,
+        "seed {seed:#x}: one decision event per inspect"
+    );
+    assert_eq!(
+        count(&evs, "ConnectionAborted") as u64,
+        s.stats.aborts,
+        "seed {seed:#x}: one event per abort"
+    );
     let report = driver.unload(&sim);
     assert!(report.is_clean(), "seed {seed:#x}: {report:#?}");
     for r in &reqs {

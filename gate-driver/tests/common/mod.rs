@@ -59,3 +59,27 @@ pub fn wait_new_listener(sim: &Sim, old: usize) -> ListenerInfo {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Every captured event conforms to the manifest (etw-manifest's check)
+/// and comes from the gate's provider; returns them.
+pub fn checked_events(sim: &Sim) -> Vec<gate_usersim::etw::CapturedEvent> {
+    let evs = sim.events();
+    for e in &evs {
+        if let Err(why) = etw_manifest::check_captured(e) {
+            panic!("event does not conform to the manifest: {why}");
+        }
+    }
+    evs
+}
+
+/// How many captured events have this name.
+pub fn count(evs: &[gate_usersim::etw::CapturedEvent], name: &str) -> usize {
+    evs.iter().filter(|e| e.name == name).count()
+}
+
+/// Decision events (accepted + rejected + pended).
+pub fn decisions(evs: &[gate_usersim::etw::CapturedEvent]) -> usize {
+    count(evs, "ConnectionAccepted")
+        + count(evs, "ConnectionRejected")
+        + count(evs, "ConnectionPended")
+}
