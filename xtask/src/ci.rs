@@ -46,6 +46,10 @@ pub fn run(_args: Args) -> Result<()> {
         ]),
     )?;
     run_step("tests", cargo().args(["test", "--workspace"]))?;
+    run_step(
+        "demo (gate-core against the token-bucket model)",
+        cargo().args(["run", "--quiet", "--package", "xtask", "--", "demo"]),
+    )?;
     crate::driver::ci_checks()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
