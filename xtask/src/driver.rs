@@ -9,11 +9,13 @@
 //! | [`kernel_imports`] | the import allowlist read from ksys/src/imports.rs |
 //! | [`pdb_symbols`] | DriverEntry's RVA from the matching PDB |
 //! | [`sign`] | the throwaway certificate, signing and verification |
+//! | [`wine`] | the optional Wine load/unload test |
 
 mod image_check;
 mod kernel_imports;
 mod pdb_symbols;
 mod sign;
+mod wine;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -52,6 +54,11 @@ pub struct Args {
     /// The PDB of the image given to --check.
     #[arg(long, requires = "check")]
     pdb: Option<PathBuf>,
+    /// Load the release gate.sys under Wine as a kernel service, check that
+    /// DriverEntry ran and the listener answers, then that `sc stop`
+    /// unloads it (installs wine and wine64 as root).
+    #[arg(long, conflicts_with_all = ["release", "ci", "check"])]
+    wine_test: bool,
 }
 
 /// Debug or release image.
@@ -223,6 +230,9 @@ fn cert_dir() -> PathBuf {
 pub fn run(args: Args) -> Result<()> {
     if args.ci {
         return ci_checks();
+    }
+    if args.wine_test {
+        return wine::run();
     }
     if let Some(sys) = args.check {
         let pdb = args.pdb.unwrap_or_else(|| sys.with_file_name("gate.pdb"));

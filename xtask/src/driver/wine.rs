@@ -1,0 +1,280 @@
+//! `cargo xtask driver --wine-test`: loads the release gate.sys under Wine as
+//! a kernel service (winedevice.exe runs it in user mode) and checks that
+//! DriverEntry ran, the listener came up on loopback, a TCP connection is
+//! accepted, and `sc stop` unloads the driver.
+//!
+//! Wine 8.0 facts this relies on (see shared/design/platform-facts.md):
+//! `sc create ... type= kernel` + `sc start` load a .sys; `wineserver -p`
+//! keeps the services alive between commands; DbgPrintEx output goes to the
+//! first wine process's stderr with `WINEDEBUG=...,warn+debugstr`; Wine has
+//! no conditional accept, so the driver runs its post-accept mode.
+
+use super::Profile;
+use crate::deps::{self, Pkg};
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PKGS: &[Pkg] = &[
+    Pkg::new("wine", "/usr/bin/wine-stable"),
+    Pkg::new("wine64", "/usr/lib/wine/wine64"),
+];
+
+/// Debug channels: the driver's DbgPrintEx lines, loader errors, and the
+/// WSK provider's stubs.
+const WINEDEBUG: &str = "-all,warn+debugstr,err+module,fixme+netio,fixme+ntoskrnl";
+
+/// Time limits of each step.
+const LOAD_LIMIT: Duration = Duration::from_secs(15);
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// One Wine prefix with its persistent wineserver and the debug log.
+struct Session {
+    prefix: PathBuf,
+    log: PathBuf,
+    server: Child,
+}
+
+impl Session {
+    fn wine(&self) -> Command {
+        let mut c = Command::new("wine");
+        c.env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY");
+        c
+    }
+
+    /// Runs `wine <args>`, returning stdout (stderr is Wine noise).
+    fn run(&self, args: &[&str]) -> Result<(bool, String)> {
+        let out = self
+            .wine()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting wine {}", args.join(" ")))?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
+    fn state(&self) -> Result<String> {
+        let (_, out) = self.run(&["sc", "query", "gate"])?;
+        Ok(out
+            .lines()
+            .find(|l| l.contains("STATE"))
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
+            .unwrap_or_else(|| "NOT-INSTALLED".into()))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the debug log contains `text`, or `limit` passes.
+    fn wait_log(&self, text: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log_text().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn end(mut self) {
+        let _ = Command::new("wineserver")
+            .arg("-k")
+            .env("WINEPREFIX", &self.prefix)
+            .status();
+        let _ = self.server.wait();
+    }
+}
+
+fn start_session(prefix: &Path) -> Result<Session> {
+    let log = prefix.with_extension("log");
+    if !prefix.join("system.reg").exists() {
+        eprintln!(
+            "xtask wine-test: creating the Wine prefix {}",
+            prefix.display()
+        );
+        let status = Command::new("wineboot")
+            .arg("-i")
+            .env("WINEPREFIX", prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("starting wineboot")?;
+        if !status.success() {
+            bail!("wineboot -i failed ({status}) for {}", prefix.display());
+        }
+        let _ = Command::new("wineserver")
+            .arg("-w")
+            .env("WINEPREFIX", prefix)
+            .status();
+    }
+    let server = Command::new("wineserver")
+        .args(["-p", "-f"])
+        .env("WINEPREFIX", prefix)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting wineserver -p")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let session = Session {
+        prefix: prefix.to_path_buf(),
+        log,
+        server,
+    };
+    // The first wine process starts services.exe and winedevice.exe, which
+    // inherit its stderr: that file is the driver's debug log.
+    let err = File::create(&session.log)
+        .with_context(|| format!("creating {}", session.log.display()))?;
+    let status = session
+        .wine()
+        .env("WINEDEBUG", WINEDEBUG)
+        .args(["sc", "query", "gate"])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .status()
+        .context("starting wine")?;
+    // Exit status 1060 (no such service) is fine here.
+    let _ = status;
+    Ok(session)
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub fn run() -> Result<()> {
+    deps::ensure("the Wine test", PKGS)?;
+    let started = Instant::now();
+    let image = super::build(Profile::Release)?;
+    let prefix = super::target_dir(&super::workspace_root()).join("wine-prefix");
+    let session = start_session(&prefix)?;
+    let result = exercise(&session, &image.sys);
+    let log = session.log.clone();
+    session.end();
+    match result {
+        Ok(()) => {
+            eprintln!(
+                "xtask wine-test: passed in {:.1} s (debug log {})",
+                started.elapsed().as_secs_f64(),
+                log.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.context(format!("Wine debug log: {}", log.display()))),
+    }
+}
+
+fn exercise(s: &Session, sys: &Path) -> Result<()> {
+    let drivers = s.prefix.join("drive_c/windows/system32/drivers");
+    std::fs::copy(sys, drivers.join("gate.sys"))
+        .with_context(|| format!("copying {} into {}", sys.display(), drivers.display()))?;
+    let _ = s.run(&["sc", "delete", "gate"])?;
+    let (ok, out) = s.run(&[
+        "sc",
+        "create",
+        "gate",
+        "type=",
+        "kernel",
+        "start=",
+        "demand",
+        "binPath=",
+        r"C:\windows\system32\drivers\gate.sys",
+    ])?;
+    if !ok {
+        bail!("wine sc create gate failed: {out}");
+    }
+    let port = free_port()?;
+    let key = r"HKLM\System\CurrentControlSet\Services\gate\Parameters";
+    for (name, kind, value) in [
+        ("ListenAddress", "REG_SZ", "127.0.0.1".to_string()),
+        ("ListenPort", "REG_DWORD", port.to_string()),
+    ] {
+        let (ok, out) = s.run(&[
+            "reg", "add", key, "/v", name, "/t", kind, "/d", &value, "/f",
+        ])?;
+        if !ok {
+            bail!("wine reg add {name} failed: {out}");
+        }
+    }
+
+    let (ok, out) = s.run(&["sc", "start", "gate"])?;
+    if !ok {
+        bail!(
+            "wine sc start gate failed: {out}\n{}",
+            tail(&s.log_text(), 30)
+        );
+    }
+    if !s.wait_log("gate: seed from", LOAD_LIMIT) {
+        bail!(
+            "DriverEntry left no trace within {LOAD_LIMIT:?} (expected \"gate: seed from ...\"):\n{}",
+            tail(&s.log_text(), 30)
+        );
+    }
+    eprintln!("xtask wine-test: DriverEntry ran");
+    let listening = format!("gate: listening on 127.0.0.1:{port}");
+    if !s.wait_log(&listening, LOAD_LIMIT) {
+        bail!(
+            "the listener did not come up within {LOAD_LIMIT:?} (expected \"{listening}\"); state {}:\n{}",
+            s.state()?,
+            tail(&s.log_text(), 30)
+        );
+    }
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the gate on {addr}"))?;
+    eprintln!("xtask wine-test: listening on {addr}, a connection was accepted");
+
+    let (ok, out) = s.run(&["sc", "stop", "gate"])?;
+    if !ok {
+        bail!("wine sc stop gate failed: {out}");
+    }
+    let start = Instant::now();
+    loop {
+        let state = s.state()?;
+        if state == "STOPPED" {
+            break;
+        }
+        if start.elapsed() > STOP_LIMIT {
+            bail!(
+                "sc stop did not unload the driver within {STOP_LIMIT:?} (state {state}):\n{}",
+                tail(&s.log_text(), 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
+        bail!("{addr} still accepts connections after the driver stopped");
+    }
+    eprintln!("xtask wine-test: sc stop unloaded the driver");
+    let _ = s.run(&["sc", "delete", "gate"])?;
+    Ok(())
+}
+
+/// The last `n` lines of `text`, without Wine's "wine32 is missing" notice.
+fn tail(text: &str, n: usize) -> String {
+    const NOISE: [&str; 4] = [
+        "wine32 is missing",
+        "multiarch needs",
+        "dpkg --add-architecture",
+        "apt-get install wine32",
+    ];
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !NOISE.iter().any(|n| l.contains(n)))
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
