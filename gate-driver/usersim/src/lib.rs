@@ -56,6 +56,8 @@ pub mod etw;
 pub mod harness;
 pub mod irp;
 pub mod irql;
+#[cfg(all(feature = "nfq", target_os = "linux"))]
+pub mod nfq;
 pub mod objects;
 pub mod pool;
 pub mod registry;
