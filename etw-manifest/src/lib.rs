@@ -20,14 +20,10 @@ pub mod profiles;
 pub mod render;
 pub mod types;
 
-/// The simulation's ETW routines and decoded-event capture.
-///
-/// This is gate-usersim's `etw.rs`, compiled into this crate until
-/// gate-usersim exports it as `gate_usersim::etw`; then this becomes
-/// `pub use gate_usersim::etw as sim;` so the driver's tests and these
-/// checks share one capture and one `CapturedEvent` type.
-#[path = "../../gate-driver/usersim/src/etw.rs"]
-pub mod sim;
+/// The simulation's ETW routines and decoded-event capture
+/// (gate-usersim's `etw` module): the driver's tests and these checks share
+/// one capture and one `CapturedEvent` type.
+pub use gate_usersim::etw as sim;
 
 pub use check::{check_all, check_captured, check_manifest};
 
