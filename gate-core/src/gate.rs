@@ -12,7 +12,6 @@
 //! never allocates and never panics.
 
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -105,15 +104,19 @@ impl ShardCounters {
 #[repr(C, align(64))]
 struct Shard<L: RawLock> {
     lock: L,
-    /// Address of the slots' buffer (never moves after `Gate::new`), for
-    /// prefetching before the lock is taken. Never dereferenced.
-    base: *const Entry,
-    slots: UnsafeCell<Vec<Entry>>,
+    /// First of this shard's `len` slots, inside the gate's one slot buffer
+    /// (`Gate::table`, which never moves or changes size after `Gate::new`).
+    /// Dereferenced only with `lock` held (see `Gate::locked`); also used,
+    /// without the lock, as a prefetch address (never read).
+    base: *mut Entry,
+    len: usize,
     counters: ShardCounters,
 }
 
-// SAFETY: `slots` is only accessed while `lock` is held (see `Gate::locked`),
-// and `RawLock` guarantees mutual exclusion; the counters are atomics.
+// SAFETY: the slots `base..base + len` belong to this shard alone (shards
+// cover disjoint ranges of `Gate::table`) and are only accessed while `lock`
+// is held (see `Gate::locked`); `RawLock` guarantees mutual exclusion; the
+// counters are atomics.
 unsafe impl<L: RawLock> Sync for Shard<L> {}
 // SAFETY: nothing in a shard is tied to a thread; `L: Send` by the trait bound.
 unsafe impl<L: RawLock> Send for Shard<L> {}
@@ -155,19 +158,37 @@ impl Outcome {
     }
 }
 
+/// Puts `T` on cache lines of its own (128 bytes: a line and the adjacent
+/// line the CPU's pair prefetcher fetches with it), so that writes to it do
+/// not invalidate the read-only fields next to it on other CPUs.
+#[repr(C, align(128))]
+struct OwnLines<T>(T);
+
 /// The decision engine. Build once with [`Gate::new`]; share across CPUs
 /// (`Gate<L>` is `Sync`); call [`Gate::decide`] for every SYN.
+///
+/// Layout: the fields every decision reads (parameters, seed, shard array
+/// address, masks, lists) are never written after `new`, so every CPU keeps
+/// its own copy of their lines. The only fields written by more than one CPU
+/// (the global bucket, the pend slots and their counters) sit on lines of
+/// their own; a decision writes the global bucket only when a global limit
+/// is configured, and the pend state only when it pends.
 pub struct Gate<L: RawLock = SpinLock> {
     p: Params,
     seed: Seed,
     shards: Vec<Shard<L>>,
     shard_mask: usize,
     slot_mask: usize,
-    global: AtomicBucket,
     allow: CidrSet,
     deny: CidrSet,
-    pend: PendSlots<L>,
-    pend_events: [AtomicU64; EVENT_COUNT],
+    /// Every slot of every shard, in one allocation (shard `i` owns
+    /// `[i * per_shard, (i + 1) * per_shard)`); accessed only through the
+    /// shards' `base` pointers, under their locks. One large buffer rather
+    /// than one per shard so the kernel's pool can back it with large pages.
+    table: Vec<Entry>,
+    global: OwnLines<AtomicBucket>,
+    pend: OwnLines<PendSlots<L>>,
+    pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
 }
 
 impl<L: RawLock> Gate<L> {
@@ -219,16 +240,19 @@ impl<L: RawLock> Gate<L> {
         let per_shard = config.capacity.checked_div(config.shards).unwrap_or(0) as usize;
         let mut shards: Vec<Shard<L>> = Vec::new();
         shards.try_reserve_exact(n_shards).map_err(|_| oom)?;
-        for _ in 0..n_shards {
-            let mut slots = Vec::new();
-            slots.try_reserve_exact(per_shard).map_err(|_| oom)?;
-            slots.resize(per_shard, Entry::EMPTY);
-            let base = slots.as_ptr();
+        let mut table: Vec<Entry> = Vec::new();
+        let n_slots = per_shard.checked_mul(n_shards).ok_or(oom)?;
+        table.try_reserve_exact(n_slots).map_err(|_| oom)?;
+        table.resize(n_slots, Entry::EMPTY);
+        let table_ptr = table.as_mut_ptr();
+        for i in 0..n_shards {
             shards.push(Shard {
                 lock: L::new(),
+                // In bounds (`i * per_shard < n_slots`); `wrapping_add` only
+                // because it cannot overflow and needs no `unsafe`.
+                base: table_ptr.wrapping_add(i.wrapping_mul(per_shard)),
+                len: per_shard,
                 counters: ShardCounters::default(),
-                slots: UnsafeCell::new(slots),
-                base,
             });
         }
         let filler = Key::new(IpAddr::from([0, 0, 0, 0]), 32, 64);
@@ -238,11 +262,12 @@ impl<L: RawLock> Gate<L> {
             shards,
             shard_mask: n_shards.saturating_sub(1),
             slot_mask: per_shard.saturating_sub(1),
-            global: AtomicBucket::new(),
             allow: CidrSet::build(&config.allow).map_err(|_| oom)?,
             deny: CidrSet::build(&config.deny).map_err(|_| oom)?,
-            pend: PendSlots::new(config.max_pending, filler).map_err(|_| oom)?,
-            pend_events: Default::default(),
+            table,
+            global: OwnLines(AtomicBucket::new()),
+            pend: OwnLines(PendSlots::new(config.max_pending, filler).map_err(|_| oom)?),
+            pend_events: OwnLines(Default::default()),
         })
     }
 
@@ -271,7 +296,7 @@ impl<L: RawLock> Gate<L> {
                 pend: None,
             };
         };
-        self.prefetch(shard, h);
+        self.prefetch(shard_i, h);
         if !self.deny.is_empty() && self.deny.contains(remote) {
             let out = Outcome::bare(Reason::DenyListed);
             return self.finish(&shard.counters, false, key, out);
@@ -340,10 +365,13 @@ impl<L: RawLock> Gate<L> {
     #[inline]
     fn locked<R>(&self, shard: &Shard<L>, f: impl FnOnce(&mut [Entry]) -> R) -> R {
         let st = shard.lock.lock();
-        // SAFETY: we hold the shard's lock, which guards every access to its
-        // slots; the reference does not escape `f`.
-        let slots = unsafe { &mut *shard.slots.get() };
-        let r = f(slots.as_mut_slice());
+        // SAFETY: `base..base + len` lies inside `self.table`, which is
+        // allocated, initialized and never resized or moved while `self`
+        // lives; the range belongs to this shard alone and we hold the
+        // shard's lock, which guards every access to it, so this is the only
+        // reference to it; it does not escape `f`.
+        let slots = unsafe { core::slice::from_raw_parts_mut(shard.base, shard.len) };
+        let r = f(slots);
         // SAFETY: we hold the lock, acquired just above with state `st`.
         unsafe { shard.lock.unlock(st) };
         r
@@ -409,7 +437,7 @@ impl<L: RawLock> Gate<L> {
         match p.key.take(e.tat, now) {
             Take::Ok(next) => {
                 if let Some(g) = &p.global {
-                    if !self.global.try_take(g, now) {
+                    if !self.global.0.try_take(g, now) {
                         return Outcome {
                             reason: Reason::GlobalLimit,
                             tokens_milli: p.key.tokens_milli(e.tat, now),
@@ -448,12 +476,12 @@ impl<L: RawLock> Gate<L> {
                         pend: None,
                     };
                 }
-                let Some(ticket) = self.pend.take(key) else {
+                let Some(ticket) = self.pend.0.take(key) else {
                     return reject(e, Reason::PendBudgetSpent);
                 };
                 if let Some(g) = &p.global {
-                    if !self.global.try_take(g, now) {
-                        let _ = self.pend.release(ticket);
+                    if !self.global.0.try_take(g, now) {
+                        let _ = self.pend.0.release(ticket);
                         return Outcome {
                             reason: Reason::GlobalLimit,
                             tokens_milli: tokens,
@@ -473,7 +501,7 @@ impl<L: RawLock> Gate<L> {
 
     /// A pended connection was accepted: frees its pend slot.
     pub fn pend_done(&self, ticket: PendTicket) -> Result<(), StaleTicket> {
-        match self.pend.release(ticket) {
+        match self.pend.0.release(ticket) {
             Ok(_) => {
                 self.pend_event(Event::PendDone);
                 Ok(())
@@ -488,7 +516,7 @@ impl<L: RawLock> Gate<L> {
     /// A pended connection was given up: frees its slot and gives the
     /// reserved token back to its key (if still tracked) and the global bucket.
     pub fn pend_abort(&self, ticket: PendTicket) -> Result<(), StaleTicket> {
-        let key = match self.pend.release(ticket) {
+        let key = match self.pend.0.release(ticket) {
             Ok(k) => k,
             Err(e) => {
                 self.pend_event(Event::StaleTicket);
@@ -497,7 +525,7 @@ impl<L: RawLock> Gate<L> {
         };
         self.pend_event(Event::PendAborted);
         if let Some(g) = &self.p.global {
-            self.global.give_back(g);
+            self.global.0.give_back(g);
         }
         let h = hash_key(&self.seed, &key);
         let shard_i = ((h >> 32) as usize) & self.shard_mask;
@@ -515,29 +543,44 @@ impl<L: RawLock> Gate<L> {
 
     /// Asks the CPU to start loading both windows of a key (two independent
     /// random memory reads, overlapped with each other and with the lock).
+    /// A window is `WINDOW * 40` = 320 bytes starting anywhere in a line, so
+    /// it covers 5 or 6 lines: every one of them is prefetched (a line left
+    /// out is a dependent miss later, inside the lock).
+    ///
+    /// The address comes from `self.table` (never written after `new`), not
+    /// from the shard: reading the shard's line here, before its lock, would
+    /// fetch it shared and then again exclusive for the lock, two transfers
+    /// instead of one when another CPU used the shard last.
     #[inline(always)]
-    fn prefetch(&self, shard: &Shard<L>, h: u64) {
+    fn prefetch(&self, shard_i: usize, h: u64) {
         #[cfg(target_arch = "x86_64")]
         for start in self.starts(h) {
-            // A window is WINDOW * 40 = 320 bytes: lines at +0, +64 .. +256,
-            // and the end; wrapping at the shard's end only costs a wasted prefetch.
-            let first = shard.base.wrapping_add(start) as *const i8;
+            let per_shard = self.slot_mask.wrapping_add(1);
+            let first = self
+                .table
+                .as_ptr()
+                .wrapping_add(shard_i.wrapping_mul(per_shard))
+                .wrapping_add(start) as *const i8;
+            let skew = (first as usize) & 63;
+            let line0 = first.wrapping_sub(skew);
+            let end = skew.wrapping_add(table::WINDOW * table::ENTRY_BYTES);
             let mut off = 0usize;
-            while off < table::WINDOW * table::ENTRY_BYTES {
+            while off < end {
                 // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU
                 // has (it is in the target's baseline); it is a hint that
                 // never faults and never reads memory in the language sense,
-                // so any address is fine.
+                // so any address is fine (a window wrapping at the shard's
+                // end only wastes a prefetch).
                 unsafe {
                     core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                        first.wrapping_add(off),
+                        line0.wrapping_add(off),
                     )
                 };
                 off = off.wrapping_add(64);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (shard, h);
+        let _ = (shard_i, h);
     }
 
     /// The two window starts of a hash: bits 0..22 and 42..64 (the shard
@@ -551,7 +594,7 @@ impl<L: RawLock> Gate<L> {
     }
 
     fn pend_event(&self, e: Event) {
-        add_shared(&self.pend_events, e as usize);
+        add_shared(&self.pend_events.0, e as usize);
     }
 
     /// Sums every counter.
@@ -569,8 +612,8 @@ impl<L: RawLock> Gate<L> {
             sum(&mut c.observed, &s.counters.listed_observed);
             sum(&mut c.events, &s.counters.events);
         }
-        sum(&mut c.events, &self.pend_events);
-        c.pends_outstanding = self.pend.outstanding();
+        sum(&mut c.events, &self.pend_events.0);
+        c.pends_outstanding = self.pend.0.outstanding();
         c
     }
 
@@ -609,15 +652,10 @@ impl<L: RawLock> Gate<L> {
             .shards
             .capacity()
             .saturating_mul(core::mem::size_of::<Shard<L>>());
-        let slots = self
-            .shards
-            .iter()
-            .map(|s| self.locked(s, |sl| sl.len()))
-            .fold(0usize, |a, b| a.saturating_add(b))
-            .saturating_mul(table::ENTRY_BYTES);
+        let slots = self.table.capacity().saturating_mul(table::ENTRY_BYTES);
         let total = shards
             .saturating_add(slots)
-            .saturating_add(self.pend.heap_bytes())
+            .saturating_add(self.pend.0.heap_bytes())
             .saturating_add(self.allow.heap_bytes())
             .saturating_add(self.deny.heap_bytes());
         total as u64
