@@ -13,6 +13,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 thread_local! {
     static IRQL: Cell<KIRQL> = const { Cell::new(PASSIVE_LEVEL) };
     static TOKEN: Cell<usize> = const { Cell::new(0) };
+    static LOCKS_HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Spin locks the calling thread holds.
+pub fn locks_held() -> u32 {
+    LOCKS_HELD.with(|c| c.get())
+}
+
+pub(crate) fn lock_acquired() {
+    LOCKS_HELD.with(|c| c.set(c.get().saturating_add(1)));
+}
+
+pub(crate) fn lock_released() {
+    LOCKS_HELD.with(|c| c.set(c.get().saturating_sub(1)));
 }
 
 static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
@@ -65,6 +79,7 @@ pub fn require_at_most_dispatch(routine: &str) {
 /// `IrqlLeak` if `f` returned at another level than it was called at.
 pub fn run_at<R>(level: KIRQL, what: &str, f: impl FnOnce() -> R) -> R {
     let before = current();
+    let held = locks_held();
     set(level);
     let r = f();
     let after = current();
@@ -73,6 +88,14 @@ pub fn run_at<R>(level: KIRQL, what: &str, f: impl FnOnce() -> R) -> R {
             ViolationKind::IrqlLeak,
             format!(
                 "{what} returned at IRQL {after}, was called at {level} (spin lock left held?)"
+            ),
+        );
+    } else if locks_held() > held {
+        record(
+            ViolationKind::IrqlLeak,
+            format!(
+                "{what} returned holding {} spin lock(s) it acquired",
+                locks_held() - held
             ),
         );
     }

@@ -109,10 +109,14 @@ fn thread_exit(t: usize, status: NTSTATUS) {
             info.exit_status = status;
         }
     }
-    if irql::current() != PASSIVE_LEVEL {
+    if irql::current() != PASSIVE_LEVEL || irql::locks_held() > 0 {
         record(
             ViolationKind::ThreadExitIrql,
-            format!("system thread exited at IRQL {}", irql::current()),
+            format!(
+                "system thread exited at IRQL {} holding {} spin lock(s)",
+                irql::current(),
+                irql::locks_held()
+            ),
         );
     }
     // SAFETY: `t` is a leaked ThreadObject initialised with a header.

@@ -26,7 +26,10 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSPIN_LOCK)
     let mut spins: u64 = 0;
     loop {
         match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return old,
+            Ok(_) => {
+                irql::lock_acquired();
+                return old;
+            }
             Err(cur) if cur == me => {
                 record(
                     ViolationKind::SpinLockRecursive,
@@ -67,7 +70,7 @@ pub unsafe extern "system" fn KeReleaseSpinLock(lock: *mut KSPIN_LOCK, new_irql:
     // SAFETY: see KeAcquireSpinLockRaiseToDpc.
     let word = unsafe { AtomicUsize::from_ptr(lock) };
     match word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed) {
-        Ok(_) => {}
+        Ok(_) => irql::lock_released(),
         Err(cur) => record(
             ViolationKind::SpinLockNotHeld,
             format!("KeReleaseSpinLock({lock:p}) by a thread not holding it (lock word {cur:#x})"),

@@ -517,3 +517,109 @@ fn real_time_mode_fires_timers_by_itself() {
     sim.set_real_time(false);
     sim.assert_no_violations();
 }
+
+static LEAKY_LOCK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static SLOW_DPC_DONE: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "system" fn leaky_dpc(
+    _d: *mut KDPC,
+    _c: *mut c_void,
+    _a: *mut c_void,
+    _b: *mut c_void,
+) {
+    let l = &LEAKY_LOCK as *const std::sync::atomic::AtomicUsize as *mut KSPIN_LOCK;
+    // SAFETY: a static lock word; left held on purpose.
+    unsafe { KeAcquireSpinLockRaiseToDpc(l) };
+}
+
+unsafe extern "system" fn slow_dpc(
+    _d: *mut KDPC,
+    _c: *mut c_void,
+    _a: *mut c_void,
+    _b: *mut c_void,
+) {
+    std::thread::sleep(Duration::from_millis(100));
+    SLOW_DPC_DONE.store(1, Ordering::SeqCst);
+}
+
+unsafe extern "system" fn leaky_thread(_c: *mut c_void) {
+    let mut lock: KSPIN_LOCK = 0;
+    // SAFETY: a local lock left held when the thread returns (on purpose).
+    unsafe { KeAcquireSpinLockRaiseToDpc(&mut lock) };
+}
+
+fn arm(routine: KDEFERRED_ROUTINE, ms: i64) -> (Box<KTIMER>, Box<KDPC>) {
+    // SAFETY: zeroed storage initialised by the Ke routines; armed once.
+    unsafe {
+        let mut tm: Box<KTIMER> = Box::new(std::mem::zeroed());
+        let mut d: Box<KDPC> = Box::new(std::mem::zeroed());
+        KeInitializeTimerEx(&mut *tm, NotificationTimer);
+        KeInitializeDpc(&mut *d, routine, std::ptr::null_mut());
+        KeSetTimerEx(&mut *tm, -ms * 10_000, 0, &mut *d);
+        (tm, d)
+    }
+}
+
+#[test]
+fn dpc_or_thread_leaving_a_spin_lock_held_is_recorded() {
+    let sim = Sim::new();
+    LEAKY_LOCK.store(0, Ordering::SeqCst);
+    let _t = arm(leaky_dpc, 1);
+    sim.advance_ms(1);
+    assert_ne!(
+        LEAKY_LOCK.load(Ordering::SeqCst),
+        0,
+        "the DPC ran and kept the lock"
+    );
+    let mut h: HANDLE = std::ptr::null_mut();
+    // SAFETY: valid routine; the thread ends at DISPATCH_LEVEL on purpose.
+    unsafe {
+        PsCreateSystemThread(
+            &mut h,
+            THREAD_ALL_ACCESS,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            leaky_thread,
+            std::ptr::null_mut(),
+        );
+    }
+    let mut t: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a valid handle, then a wait on the thread object.
+    unsafe {
+        ObReferenceObjectByHandle(
+            h,
+            SYNCHRONIZE,
+            std::ptr::null_mut(),
+            KernelMode,
+            &mut t,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(wait(t, None), STATUS_SUCCESS);
+        ObfDereferenceObject(t);
+        ZwClose(h);
+    }
+    let kinds: Vec<ViolationKind> = sim.violations().iter().map(|v| v.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![ViolationKind::IrqlLeak, ViolationKind::ThreadExitIrql]
+    );
+}
+
+#[test]
+fn flush_queued_dpcs_waits_for_a_running_dpc() {
+    let sim = Sim::new();
+    SLOW_DPC_DONE.store(0, Ordering::SeqCst);
+    sim.set_real_time(true);
+    let _t = arm(slow_dpc, 1);
+    std::thread::sleep(Duration::from_millis(30));
+    // SAFETY: at PASSIVE_LEVEL.
+    unsafe { KeFlushQueuedDpcs() };
+    assert_eq!(
+        SLOW_DPC_DONE.load(Ordering::SeqCst),
+        1,
+        "the running DPC finished before the flush returned"
+    );
+    sim.set_real_time(false);
+    sim.assert_no_violations();
+}
