@@ -414,6 +414,33 @@ fn unload_with_pended_requests_drops_them() {
     sim.assert_no_violations();
 }
 
+/// The provider dispatch table, captured once through a throwaway client.
+fn listen_socket_provider_dispatch() -> &'static WSK_PROVIDER_DISPATCH {
+    let npi = WSK_CLIENT_NPI {
+        ClientContext: std::ptr::null_mut(),
+        Dispatch: &CLIENT_DISPATCH.0,
+    };
+    let reg = Box::leak(Box::new(WSK_REGISTRATION {
+        ReservedRegistrationState: 0,
+        ReservedRegistrationContext: std::ptr::null_mut(),
+        ReservedRegistrationLock: 0,
+    }));
+    let mut p = WSK_PROVIDER_NPI {
+        Client: std::ptr::null_mut(),
+        Dispatch: std::ptr::null(),
+    };
+    // SAFETY: a leaked registration; register, capture, release, deregister.
+    unsafe {
+        assert_eq!(WskRegister(&npi, reg), STATUS_SUCCESS);
+        let st = WskCaptureProviderNPI(reg, WSK_NO_WAIT, &mut p);
+        if st == STATUS_SUCCESS {
+            WskReleaseProviderNPI(reg);
+        }
+        WskDeregister(reg);
+        &*p.Dispatch
+    }
+}
+
 static mut REG: WSK_REGISTRATION = WSK_REGISTRATION {
     ReservedRegistrationState: 0,
     ReservedRegistrationContext: std::ptr::null_mut(),
@@ -445,6 +472,7 @@ fn deregister_with_an_open_socket_is_recorded_and_capture_waits_for_the_provider
 
     // A provider that is not ready: capture waits (virtual time) and fails.
     let sim2 = sim;
+    let pd = listen_socket_provider_dispatch();
     sim2.set_provider_ready(false);
     let npi = WSK_CLIENT_NPI {
         ClientContext: std::ptr::null_mut(),
@@ -466,6 +494,28 @@ fn deregister_with_an_open_socket_is_recorded_and_capture_waits_for_the_provider
     assert!(!h.is_finished());
     sim2.advance_ms(60);
     assert_eq!(h.join().unwrap(), STATUS_DEVICE_NOT_READY);
+    // Provider functions need a captured NPI.
+    let r = sync_call(|irp| {
+        // SAFETY: the provider dispatch; the client handle of `reg` is not
+        // captured, which the sim records.
+        unsafe {
+            (pd.WskSocket.unwrap())(
+                (*reg).ReservedRegistrationContext,
+                AF_INET,
+                SOCK_STREAM,
+                IPPROTO_TCP,
+                WSK_FLAG_LISTEN_SOCKET,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                irp,
+            )
+        }
+    });
+    assert_eq!(r.0, STATUS_DEVICE_NOT_READY);
+    assert_eq!(kinds(&sim2).last(), Some(&ViolationKind::NpiMisuse));
     // SAFETY: registered, nothing captured.
     unsafe { WskDeregister(reg) };
     let mut p = WSK_PROVIDER_NPI {

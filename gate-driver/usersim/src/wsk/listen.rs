@@ -83,6 +83,14 @@ unsafe extern "system" fn WskSocket(
         record(ViolationKind::NpiMisuse, "WskSocket after WskDeregister");
         return irp::finish(irp, STATUS_DEVICE_NOT_READY, 0);
     }
+    if cl.captures <= 0 {
+        drop(g);
+        record(
+            ViolationKind::NpiMisuse,
+            "WskSocket without a captured provider NPI (released already?)",
+        );
+        return irp::finish(irp, STATUS_DEVICE_NOT_READY, 0);
+    }
     let static_accept = cl.static_accept;
     cl.sockets_created += 1;
     if flags & !WSK_FLAG_AT_DISPATCH_LEVEL != WSK_FLAG_LISTEN_SOCKET {
