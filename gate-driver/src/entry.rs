@@ -141,6 +141,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     // or timer yet.
     unsafe {
         (*d).wake.init(true);
+        (*d).rundown.init();
         (*d).pending.attach(d);
     }
     // SAFETY: `d` is valid; WskRegister reads the NPI and fills the
@@ -231,7 +232,7 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     dr.wake.set();
     let worker = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
     let mut deregistered = false;
-    if dr.phase() == WorkerPhase::Capturing {
+    if dr.stop_phase() == WorkerPhase::Capturing {
         // The worker waits for WSK: deregistering ends the wait. If it has
         // just captured, WskDeregister waits until it releases the NPI,
         // which it does after closing its sockets (it saw `stopping`).

@@ -48,7 +48,6 @@ pub unsafe extern "system" fn worker_main(context: *mut c_void) {
     // SAFETY: per the contract above.
     let d = unsafe { &*context.cast::<Driver>() };
     run(d);
-    d.phase.store(WorkerPhase::Idle as u8, Ordering::Release);
     // SAFETY: ends this system thread; nothing of ours runs after it.
     unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
 }
@@ -58,28 +57,54 @@ fn run(d: &Driver) {
         crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker: no memory for an IRP");
         return;
     };
-    d.phase
-        .store(WorkerPhase::Capturing as u8, Ordering::Release);
-    let mut npi = WSK_PROVIDER_NPI {
-        Client: core::ptr::null_mut(),
-        Dispatch: core::ptr::null(),
-    };
-    // SAFETY: the registration is initialised (WskRegister succeeded before
-    // this thread started); `npi` is a valid out-parameter.
-    let st = unsafe { WskCaptureProviderNPI(d.registration(), WSK_INFINITE_WAIT, &mut npi) };
-    if !NT_SUCCESS(st) {
-        crate::dbg_print!(
-            DPFLTR_WARNING_LEVEL,
-            "gate: WskCaptureProviderNPI failed: {:#x}",
-            st
-        );
+    let Some(npi) = capture(d) else {
         return;
-    }
-    d.phase.store(WorkerPhase::Running as u8, Ordering::Release);
+    };
     life_cycle(d, &npi, &mut irp);
     close_accepted(d, &mut irp);
-    // SAFETY: we captured the NPI above and every socket is closed.
+    // SAFETY: we captured the NPI and every socket is closed.
     unsafe { WskReleaseProviderNPI(d.registration()) };
+}
+
+/// Step 1: captures the provider NPI, retrying with back-off if WSK is not
+/// ready. `None` when unloading. The phase changes are compare-exchanges so
+/// unload (which swaps in `Stopped`) knows whether a capture is waiting,
+/// and no capture starts after unload's WskDeregister.
+fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
+    let mut backoff = BACKOFF_MIN_MS;
+    loop {
+        if !d.enter_phase(WorkerPhase::Idle, WorkerPhase::Capturing) {
+            return None;
+        }
+        let mut npi = WSK_PROVIDER_NPI {
+            Client: core::ptr::null_mut(),
+            Dispatch: core::ptr::null(),
+        };
+        // SAFETY: the registration is initialised (WskRegister succeeded
+        // before this thread started) and not deregistered (phase check
+        // above); `npi` is a valid out-parameter.
+        let st = unsafe { WskCaptureProviderNPI(d.registration(), WSK_INFINITE_WAIT, &mut npi) };
+        if NT_SUCCESS(st) {
+            if d.enter_phase(WorkerPhase::Capturing, WorkerPhase::Running) {
+                return Some(npi);
+            }
+            // Unload came meanwhile; its WskDeregister waits for this release.
+            // SAFETY: captured just above; no socket exists.
+            unsafe { WskReleaseProviderNPI(d.registration()) };
+            return None;
+        }
+        crate::dbg_print!(
+            DPFLTR_WARNING_LEVEL,
+            "gate: WskCaptureProviderNPI failed: {:#x}; retrying in {} ms",
+            st,
+            backoff
+        );
+        if !d.enter_phase(WorkerPhase::Capturing, WorkerPhase::Idle) {
+            return None;
+        }
+        d.wake.wait(Some(backoff));
+        backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
+    }
 }
 
 /// Steps 2-5 until unload.

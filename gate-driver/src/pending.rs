@@ -33,7 +33,7 @@ use gate_core::{Action, PendTicket, TICKS_PER_MS};
 use gate_ksys::*;
 
 use crate::etw::CloseCause;
-use crate::kernel::event::sleep_ms;
+use crate::kernel::event::KEvent;
 use crate::kernel::irp::OwnedIrp;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::timer::Timer;
@@ -123,6 +123,10 @@ pub struct PendingTable {
     inner: SpinMutex<Inner>,
     io: Vec<SlotIo>,
     timer: Timer,
+    /// Signalled while no WskInspectComplete call is in progress.
+    calls_idle: KEvent,
+    /// Signalled while no slot is `Completing`.
+    completions_idle: KEvent,
 }
 
 impl PendingTable {
@@ -156,6 +160,8 @@ impl PendingTable {
             }),
             io,
             timer: Timer::uninit(),
+            calls_idle: KEvent::uninit(),
+            completions_idle: KEvent::uninit(),
         })
     }
 
@@ -170,8 +176,41 @@ impl PendingTable {
             io.driver.store(d.cast_mut(), Ordering::Release);
         }
         // SAFETY: the table is inside the Driver at its final address; the
-        // context outlives the timer per the caller.
-        unsafe { self.timer.init(timer_dpc, d.cast_mut().cast()) };
+        // context outlives the timer per the caller; nobody waits on the
+        // events yet.
+        unsafe {
+            self.timer.init(timer_dpc, d.cast_mut().cast());
+            self.calls_idle.init(false);
+            self.completions_idle.init(false);
+        }
+        self.calls_idle.set();
+        self.completions_idle.set();
+    }
+
+    /// Makes the idle events match the counts (called with the lock held,
+    /// after every change of `calls` or `completing`).
+    fn sync_idle(&self, g: &Inner) {
+        for (count, ev) in [
+            (g.calls, &self.calls_idle),
+            (g.completing, &self.completions_idle),
+        ] {
+            if count == 0 {
+                ev.set();
+            } else {
+                ev.clear();
+            }
+        }
+    }
+
+    /// Waits (PASSIVE_LEVEL) until `idle(inner)` holds; `ev` is the event
+    /// `sync_idle` keeps signalled exactly while it holds.
+    fn wait_idle(&self, ev: &KEvent, idle: impl Fn(&Inner) -> bool) {
+        loop {
+            if idle(&self.inner.lock()) {
+                return;
+            }
+            ev.wait(None);
+        }
     }
 
     /// Slots in use (Pended or Completing).
@@ -286,6 +325,7 @@ impl PendingTable {
                 let issued = u32::try_from(n).unwrap_or(0);
                 g.calls = g.calls.saturating_add(issued);
                 g.completing = g.completing.saturating_add(issued);
+                self.sync_idle(&g);
                 if let Some(due) = next {
                     g.armed = Some(due);
                     self.timer.set_after(due.saturating_sub(now));
@@ -297,6 +337,7 @@ impl PendingTable {
             {
                 let mut g = self.inner.lock();
                 g.calls = g.calls.saturating_sub(u32::try_from(n).unwrap_or(0));
+                self.sync_idle(&g);
             }
             if n < BATCH {
                 return;
@@ -354,6 +395,7 @@ impl PendingTable {
             let copy = *e;
             g.free.push(i);
             g.completing = g.completing.saturating_sub(1);
+            self.sync_idle(&g);
             copy
         };
         if st == STATUS_FILE_FORCED_CLOSED {
@@ -405,6 +447,7 @@ impl PendingTable {
                     let id = e.id;
                     g.calls = g.calls.saturating_add(1);
                     g.completing = g.completing.saturating_add(1);
+                    self.sync_idle(&g);
                     Some((i as u32, id, None))
                 } else {
                     e.state = State::Free;
@@ -422,22 +465,19 @@ impl PendingTable {
                     self.issue(d, socket, i, &id, WskInspectReject);
                     let mut g = self.inner.lock();
                     g.calls = g.calls.saturating_sub(1);
+                    self.sync_idle(&g);
                 }
                 None => break,
             }
         }
-        while self.inner.lock().calls != 0 {
-            sleep_ms(1);
-        }
+        self.wait_idle(&self.calls_idle, |g| g.calls == 0);
         dropped
     }
 
     /// After the socket is closed: waits until every completion ran, then
     /// forgets the socket (worker, PASSIVE_LEVEL).
     pub fn detach(&self) {
-        while self.inner.lock().completing != 0 {
-            sleep_ms(1);
-        }
+        self.wait_idle(&self.completions_idle, |g| g.completing == 0);
         self.inner.lock().socket = core::ptr::null_mut();
     }
 }

@@ -18,7 +18,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use gate_core::Action;
 use gate_ksys::*;
 
-use crate::kernel::event::sleep_ms;
 use crate::kernel::irp::{OwnedIrp, SyncIrp};
 use crate::state::{Driver, Stats};
 use crate::{addr, telemetry};
@@ -141,8 +140,10 @@ impl Acceptor {
 
     /// Waits (after the listener was closed) until no accept is outstanding.
     pub fn wait_idle(&mut self, d: &Driver, irp: &mut SyncIrp) {
+        // The completion routine sets `done`, then `wake`: a wait that
+        // starts after `done` was set returns at once.
         while self.busy && !self.done.load(Ordering::Acquire) {
-            sleep_ms(1);
+            d.wake.wait(None);
         }
         if self.busy {
             let _ = self.poll(d, irp);

@@ -11,7 +11,7 @@ use gate_ksys::*;
 
 use crate::config::DriverConfig;
 use crate::etw::CloseCause;
-use crate::kernel::event::{sleep_ms, KEvent};
+use crate::kernel::event::KEvent;
 use crate::kernel::spin::{KSpinLock, SpinMutex};
 use crate::pending::PendingTable;
 
@@ -26,6 +26,8 @@ pub enum WorkerPhase {
     Capturing = 1,
     /// Holding the provider NPI (listener life cycle running).
     Running = 2,
+    /// Unload began: no new capture may start.
+    Stopped = 3,
 }
 
 /// A count of callbacks in progress that can be closed: after
@@ -33,6 +35,8 @@ pub enum WorkerPhase {
 /// every one that entered has left.
 pub struct Rundown {
     state: AtomicU32,
+    /// Set by the last callback to leave once closed.
+    drained: KEvent,
 }
 
 const RUNDOWN_CLOSED: u32 = 1 << 31;
@@ -42,14 +46,24 @@ impl Rundown {
     pub const fn new() -> Rundown {
         Rundown {
             state: AtomicU32::new(0),
+            drained: KEvent::uninit(),
         }
+    }
+
+    /// Initialises the drain event.
+    ///
+    /// # Safety
+    /// `self` is at its final address and nobody uses it yet.
+    pub unsafe fn init(&self) {
+        // SAFETY: per the caller.
+        unsafe { self.drained.init(false) };
     }
 
     /// Enters; `None` once closed. The guard leaves on drop.
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
         let prev = self.state.fetch_add(1, Ordering::Acquire);
         if prev & RUNDOWN_CLOSED != 0 {
-            self.state.fetch_sub(1, Ordering::Release);
+            self.leave();
             return None;
         }
         Some(RundownGuard(self))
@@ -60,11 +74,22 @@ impl Rundown {
         self.state.load(Ordering::Acquire) & !RUNDOWN_CLOSED
     }
 
+    fn leave(&self) {
+        let prev = self.state.fetch_sub(1, Ordering::Release);
+        if prev == RUNDOWN_CLOSED | 1 {
+            self.drained.set();
+        }
+    }
+
     /// Closes and waits (PASSIVE_LEVEL) until no callback is inside.
     pub fn close_and_wait(&self) {
-        self.state.fetch_or(RUNDOWN_CLOSED, Ordering::AcqRel);
+        let prev = self.state.fetch_or(RUNDOWN_CLOSED, Ordering::AcqRel);
+        if prev & !RUNDOWN_CLOSED == 0 {
+            return;
+        }
+        // The last callback to leave sets `drained`.
         while self.active() != 0 {
-            sleep_ms(1);
+            self.drained.wait(None);
         }
     }
 }
@@ -80,7 +105,7 @@ pub struct RundownGuard<'a>(&'a Rundown);
 
 impl Drop for RundownGuard<'_> {
     fn drop(&mut self) {
-        self.0.state.fetch_sub(1, Ordering::Release);
+        self.0.leave();
     }
 }
 
@@ -251,11 +276,22 @@ impl Driver {
         self.wake.set();
     }
 
-    /// The worker's phase.
-    pub fn phase(&self) -> WorkerPhase {
-        match self.phase.load(Ordering::Acquire) {
+    /// Moves the worker from phase `from` to `to`; false if unload stopped it.
+    pub fn enter_phase(&self, from: WorkerPhase, to: WorkerPhase) -> bool {
+        self.phase
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Unload: stops the worker's phase changes; returns the phase it was in.
+    pub fn stop_phase(&self) -> WorkerPhase {
+        match self
+            .phase
+            .swap(WorkerPhase::Stopped as u8, Ordering::AcqRel)
+        {
             1 => WorkerPhase::Capturing,
             2 => WorkerPhase::Running,
+            3 => WorkerPhase::Stopped,
             _ => WorkerPhase::Idle,
         }
     }
