@@ -8,8 +8,17 @@
 //! `ObserveWouldReject`, keeping the would-be reason in `Decision::observed`.
 //!
 //! `decide` takes one shard lock for a bounded probe, may take the pend lock
-//! inside it, and touches the global bucket with a compare-and-swap; it
-//! never allocates and never panics.
+//! inside it, and, only when a global limit is configured, touches the
+//! global bucket with a compare-and-swap; it never allocates and never
+//! panics.
+//!
+//! Cache lines written by a decision (what limits scaling over CPUs): the
+//! shard header's first line (its lock and the counters of the common
+//! reasons, together so that one transfer serves both) and the key's entry.
+//! Counters are per shard, bumped under the shard lock; nothing global is
+//! written unless a global limit is on (then its one atomic, on lines of its
+//! own, is shared by every CPU by design) or the decision pends (the pend
+//! slots, also on their own lines).
 
 use alloc::vec::Vec;
 use core::net::IpAddr;

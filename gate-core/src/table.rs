@@ -22,7 +22,31 @@
 //!   emptied, a lookup can stop at the first empty slot (see `probe`).
 //! * Memory is `40 * capacity` plus one 448-byte header per shard (lock,
 //!   counters): 40.03 bytes per slot at 2^20 slots and 64 shards (see the
-//!   README for measured figures).
+//!   README for measured figures). All slots of all shards are one
+//!   allocation (shard `i` owns a contiguous range of it), so a kernel pool
+//!   that backs large allocations with large pages can do so here.
+//!
+//! What one decision touches, and why this layout:
+//!
+//! * A window is 320 contiguous bytes at any 8-byte offset: 5 or 6 cache
+//!   lines, normally on one page. Before taking the shard lock the gate
+//!   prefetches every line of both windows (up to 12 independent reads in
+//!   flight), so a key not in cache costs about one round of memory latency
+//!   (the slower of the two windows), not one per line. The prefetch
+//!   address is computed from the gate's read-only fields, not the shard
+//!   header, so the header's line (lock and counters, written by every
+//!   decision of the shard) is first touched by the lock itself: one
+//!   transfer between CPUs, not a shared fetch and then an exclusive one.
+//! * A fingerprint (tag) array was considered (hashbrown/F14 style: one
+//!   line of one-byte tags per window, then only the matching entry). It
+//!   saves bandwidth, not latency: a hit would read the tag line and then,
+//!   dependently, the entry line (two rounds of memory latency instead of
+//!   one, since both windows are already fetched in parallel), and the
+//!   eviction choice needs each candidate's bucket state (`tat` against
+//!   `now`, ban state, `last`), which does not fit in a tag. It would pay
+//!   off only with that state squeezed into the tag line too (coarse
+//!   idle-after time and last-seen per slot), at 6-8 more bytes per slot,
+//!   within the 48-byte budget at 93 % fill but not by much.
 //!
 //! "Every slot holds an active key" is therefore judged per window: the
 //! full-table policy applies when all `2 * WINDOW` slots a key may use are
