@@ -122,6 +122,8 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
         }
         match created {
             Ok((socket, mode)) => {
+                // Attempts count from the last time a listener went down.
+                attempt = 0;
                 Stats::bump(&d.stats.listeners_up);
                 telemetry::listener_up(local, mode);
                 let up_at = crate::kernel::clock::now();

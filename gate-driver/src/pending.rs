@@ -453,7 +453,7 @@ impl PendingTable {
                     e.state = State::Free;
                     let t = e.ticket;
                     g.free.push(i as u32);
-                    Some((i as u32, e_id_default(), Some(t)))
+                    Some((i as u32, WSK_INSPECT_ID::default(), Some(t)))
                 }
             };
             match next {
@@ -480,10 +480,6 @@ impl PendingTable {
         self.wait_idle(&self.completions_idle, |g| g.completing == 0);
         self.inner.lock().socket = core::ptr::null_mut();
     }
-}
-
-fn e_id_default() -> WSK_INSPECT_ID {
-    WSK_INSPECT_ID::default()
 }
 
 unsafe extern "system" fn timer_dpc(

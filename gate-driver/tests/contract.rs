@@ -96,6 +96,9 @@ fn null_inspect_id_closes_the_listener_on_the_worker_and_recreates_it() {
     // The new listener decides.
     let r = sim.connect(addr("10.1.1.1:5"), local_of(&l2));
     assert_eq!(r.verdict(), Some(Verdict::Accept));
+    // A second death: attempts count from 1 again.
+    assert!(sim.null_inspect().is_some());
+    let _l3 = wait_new_listener(&sim, l2.socket);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
     let evs = checked_events(&sim);
