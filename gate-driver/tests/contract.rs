@@ -103,15 +103,20 @@ fn null_inspect_id_closes_the_listener_on_the_worker_and_recreates_it() {
     sim.assert_no_violations();
     let evs = checked_events(&sim);
     let closed: Vec<_> = evs.iter().filter(|e| e.name == "ListenerClosed").collect();
-    assert_eq!(closed.len(), 2, "NULL InspectID, then unload");
+    assert_eq!(closed.len(), 3, "NULL InspectID twice, then unload");
     assert_eq!(closed[0].u64("Cause"), Some(0), "null_inspect_id");
+    assert_eq!(closed[1].u64("Cause"), Some(0), "null_inspect_id");
+    assert_eq!(closed[2].u64("Cause"), Some(2), "unload");
     let again: Vec<_> = evs
         .iter()
         .filter(|e| e.name == "ListenerRecreated")
         .collect();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].u64("Attempt"), Some(1));
-    assert_eq!(count(&evs, "ListenerUp"), 2);
+    assert_eq!(again.len(), 2);
+    for e in &again {
+        assert_eq!(e.u64("Attempt"), Some(1), "{e:?}");
+        assert_eq!(e.u64("Status"), Some(0), "{e:?}");
+    }
+    assert_eq!(count(&evs, "ListenerUp"), 3);
 }
 
 #[test]
