@@ -110,9 +110,16 @@ impl SyncIrp {
         // SAFETY: `&mut self` means no request is in flight on this IRP (each
         // call waits for completion before returning); `ctx` lives in self.
         unsafe { self.irp.prepare(sync_irp_done, ctx) };
-        let _returned = f(self.irp.as_ptr());
-        // WSK always completes the IRP (even for failures reported
-        // synchronously), so the completion routine always runs.
+        let returned = f(self.irp.as_ptr());
+        if returned != STATUS_PENDING && !self.done.wait(Some(0)) {
+            // A call that returns anything but STATUS_PENDING has completed
+            // its IRP before returning (I/O manager rule; real WSK does so
+            // even for failures), so the event is already set. Wine's netio
+            // stubs (WskControlSocket, WskDisconnect, ...) return
+            // STATUS_NOT_IMPLEMENTED without touching the IRP: it is still
+            // ours, and the returned status is the answer.
+            return (returned, 0);
+        }
         self.done.wait(None);
         // SAFETY: the completion routine ran, so the request is complete.
         unsafe { self.irp.io_status() }
