@@ -65,6 +65,14 @@ fn pend_is_completed_with_accept_when_the_token_is_due() {
         Some(gate_core::Action::Accept as u64)
     );
     assert_eq!(done[0].u64("InspectKey"), Some(r.id().Key as u64));
+    // The addresses were copied in WskInspectEvent (the simulator
+    // overwrites its buffers after the call).
+    assert_eq!(
+        done[0]
+            .field("RemoteAddress")
+            .and_then(|f| f.as_socket_addr()),
+        Some(addr("10.9.0.1:2001"))
+    );
     assert_eq!(
         pended[0].u64("InspectSerial"),
         Some(u64::from(r.id().SerialNumber))

@@ -30,8 +30,19 @@ fn load_listen_decide_unload_clean() {
     // Another source has its own bucket.
     let d = sim.connect(addr("10.0.0.2:1000"), local);
     assert_eq!(d.verdict(), Some(Verdict::Accept));
+    // The same IPv4 client arriving v4-mapped on the dual-stack listener
+    // is the same key (its burst is spent); an IPv6 client has its own.
+    let v6local = addr("[2001:db8::100]:9000");
+    let mapped = sim.connect(addr("[::ffff:10.0.0.1]:1003"), v6local);
+    assert_eq!(
+        mapped.verdict(),
+        Some(Verdict::Reject),
+        "v4-mapped = IPv4 key"
+    );
+    let v6 = sim.connect(addr("[2001:db8::7]:1000"), v6local);
+    assert_eq!(v6.verdict(), Some(Verdict::Accept));
     // Accepted connections are taken and closed by the worker.
-    for r in [a, b, d] {
+    for r in [a, b, d, v6] {
         let conn = r.conn().expect("established");
         wait_for(
             "connection closed",
@@ -45,9 +56,20 @@ fn load_listen_decide_unload_clean() {
     // ETW: every event conforms to the manifest; one per decision; the
     // life cycle is reported in order.
     let evs = checked_events(&sim);
-    assert_eq!(count(&evs, "ConnectionAccepted"), 3);
-    assert_eq!(count(&evs, "ConnectionRejected"), 1);
-    let rej = evs.iter().find(|e| e.name == "ConnectionRejected").unwrap();
+    assert_eq!(count(&evs, "ConnectionAccepted"), 4);
+    assert_eq!(count(&evs, "ConnectionRejected"), 2);
+    let rejs: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ConnectionRejected")
+        .collect();
+    assert_eq!(
+        rejs[1]
+            .field("RemoteAddress")
+            .and_then(|f| f.as_socket_addr()),
+        Some(addr("10.0.0.1:1003")),
+        "reported as the IPv4 address"
+    );
+    let rej = rejs[0];
     assert_eq!(
         rej.field("RemoteAddress").and_then(|f| f.as_socket_addr()),
         Some(addr("10.0.0.1:1002"))
