@@ -550,41 +550,32 @@ fn bench_threads(c: &mut Criterion) {
         one_g.push(run1(&gg, a, OPS).as_secs_f64());
         two_g.push(run2(&gg, a, &gg, b, OPS).as_secs_f64());
     }
-    // Interference from other processes only ever adds time, and a
-    // preempted lock holder stalls the other thread: the fastest round is
-    // the best estimate of an undisturbed machine; the median is printed too.
-    let fastest = |v: &mut Vec<f64>| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (one, two, sep) = (median(&mut one), median(&mut two), median(&mut sep));
+    let (one_g, two_g) = (median(&mut one_g), median(&mut two_g));
     let ns = |t: f64, n: u64| t * 1e9 / n as f64;
-    for (stat, pick) in [
-        ("fastest", &fastest as &dyn Fn(&mut Vec<f64>) -> f64),
-        ("median", &|v: &mut Vec<f64>| median(v)),
-    ] {
-        let (one, two, sep) = (pick(&mut one), pick(&mut two), pick(&mut sep));
-        let (one_g, two_g) = (pick(&mut one_g), pick(&mut two_g));
-        eprintln!(
-            "summary, threads, warm 64k ({stat} of {ROUNDS} interleaved rounds of {OPS} per thread):"
-        );
-        eprintln!(
-            "  one thread                      {:6.1} ns/decision",
-            ns(one, OPS)
-        );
-        eprintln!(
-            "  two threads, one gate           {:6.1} ns/decision  {:4.2} x one thread",
-            ns(two, 2 * OPS),
-            2.0 * one / two
-        );
-        eprintln!(
-            "  two threads, separate gates     {:6.1} ns/decision  {:4.2} x one thread",
-            ns(sep, 2 * OPS),
-            2.0 * one / sep
-        );
-        eprintln!(
-            "  global limit on: one thread {:6.1} ns, two threads {:6.1} ns/decision  {:4.2} x",
-            ns(one_g, OPS),
-            ns(two_g, 2 * OPS),
-            2.0 * one_g / two_g
-        );
-    }
+    eprintln!(
+        "summary, threads, warm 64k (median of {ROUNDS} interleaved rounds of {OPS} per thread):"
+    );
+    eprintln!(
+        "  one thread                      {:6.1} ns/decision",
+        ns(one, OPS)
+    );
+    eprintln!(
+        "  two threads, one gate           {:6.1} ns/decision  {:4.2} x one thread",
+        ns(two, 2 * OPS),
+        2.0 * one / two
+    );
+    eprintln!(
+        "  two threads, separate gates     {:6.1} ns/decision  {:4.2} x one thread",
+        ns(sep, 2 * OPS),
+        2.0 * one / sep
+    );
+    eprintln!(
+        "  global limit on: one thread {:6.1} ns, two threads {:6.1} ns/decision  {:4.2} x",
+        ns(one_g, OPS),
+        ns(two_g, 2 * OPS),
+        2.0 * one_g / two_g
+    );
 
     let mut group = c.benchmark_group("threads_warm_64k");
     group.throughput(Throughput::Elements(1));
