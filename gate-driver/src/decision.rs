@@ -33,9 +33,6 @@ pub static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPA
     WskAbortEvent: Some(abort_event),
 };
 
-/// WskAcceptEvent's "not taken" answer: WSK closes the connection itself.
-const STATUS_REQUEST_NOT_ACCEPTED: NTSTATUS = 0xC000_00D0_u32 as i32;
-
 /// WskInspectEvent.
 ///
 /// # Safety
