@@ -46,6 +46,26 @@ pub fn run(_args: Args) -> Result<()> {
         ]),
     )?;
     run_step("tests", cargo().args(["test", "--workspace"]))?;
+    if deps::is_root() {
+        run_step(
+            "NFQUEUE front of the simulation (real SYNs in a test namespace)",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-usersim",
+                "--features",
+                "nfq",
+                "--test",
+                "nfq_front",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+    } else {
+        eprintln!(
+            "xtask ci: SKIPPED the NFQUEUE front test: it needs root (ip netns, iptables-nft)"
+        );
+    }
     run_step(
         "demo (gate-core against the token-bucket model)",
         cargo().args(["run", "--quiet", "--package", "xtask", "--", "demo"]),
