@@ -527,6 +527,57 @@ fn deregister_with_an_open_socket_is_recorded_and_capture_waits_for_the_provider
     assert_eq!(kinds(&sim2).last(), Some(&ViolationKind::NpiMisuse));
 }
 
+static mut REG_WAIT: WSK_REGISTRATION = WSK_REGISTRATION {
+    ReservedRegistrationState: 0,
+    ReservedRegistrationContext: std::ptr::null_mut(),
+    ReservedRegistrationLock: 0,
+};
+
+#[test]
+fn deregister_ends_a_waiting_capture_without_a_violation() {
+    let sim = Sim::new();
+    sim.set_provider_ready(false);
+    let npi = WSK_CLIENT_NPI {
+        ClientContext: std::ptr::null_mut(),
+        Dispatch: &CLIENT_DISPATCH.0,
+    };
+    let reg = &raw mut REG_WAIT;
+    // SAFETY: a static registration used by this test only.
+    assert_eq!(unsafe { WskRegister(&npi, reg) }, STATUS_SUCCESS);
+    let r = reg as usize;
+    let h = std::thread::spawn(move || {
+        let mut p = WSK_PROVIDER_NPI {
+            Client: std::ptr::null_mut(),
+            Dispatch: std::ptr::null(),
+        };
+        // SAFETY: registered above; deregistered only after this call began.
+        unsafe { WskCaptureProviderNPI(r as *mut WSK_REGISTRATION, WSK_INFINITE_WAIT, &mut p) }
+    });
+    let t = std::time::Instant::now();
+    while !sim
+        .wsk_log()
+        .iter()
+        .any(|l| l.contains("waiting for the provider"))
+    {
+        assert!(t.elapsed() < Duration::from_secs(5), "capture never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!h.is_finished());
+    // SAFETY: registered, nothing captured; the waiting capture must end.
+    unsafe { WskDeregister(reg) };
+    assert_eq!(h.join().unwrap(), STATUS_DEVICE_NOT_READY);
+    sim.assert_no_violations();
+    // A capture that starts after WskDeregister is still a misuse.
+    let mut p = WSK_PROVIDER_NPI {
+        Client: std::ptr::null_mut(),
+        Dispatch: std::ptr::null(),
+    };
+    // SAFETY: after deregistration: recorded misuse.
+    let st = unsafe { WskCaptureProviderNPI(reg, WSK_NO_WAIT, &mut p) };
+    assert_eq!(st, STATUS_INVALID_PARAMETER);
+    assert_eq!(kinds(&sim), vec![ViolationKind::NpiMisuse]);
+}
+
 #[test]
 fn concurrent_inspects_from_several_threads() {
     let sim = Sim::new();

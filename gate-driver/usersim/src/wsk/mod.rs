@@ -145,6 +145,8 @@ impl Socket {
 
 pub(crate) struct Client {
     pub captures: i64,
+    /// WskDeregister has begun (captures waiting for WSK end at once).
+    pub deregistering: bool,
     pub deregistered: bool,
     pub static_accept: bool,
     pub sockets_created: u64,
@@ -496,6 +498,7 @@ pub unsafe extern "system" fn WskRegister(
         h,
         Client {
             captures: 0,
+            deregistering: false,
             deregistered: false,
             static_accept: false,
             sockets_created: 0,
@@ -550,8 +553,23 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
     let deadline = (wait_timeout != WSK_INFINITE_WAIT)
         .then(|| crate::clock::now().saturating_add(u64::from(wait_timeout) * 10_000));
     let mut g = wsk();
+    // Whether this call already waited for WSK: WskDeregister then ends
+    // the wait, which is the documented way (wsk.h remarks: blocked calls
+    // "return immediately with STATUS_DEVICE_NOT_READY"). A call that
+    // starts once WskDeregister has begun is a misuse.
+    let mut waiting = false;
     loop {
-        if g.clients.get(&c).is_none_or(|cl| cl.deregistered) {
+        if g.clients
+            .get(&c)
+            .is_none_or(|cl| cl.deregistered || cl.deregistering)
+        {
+            if waiting {
+                log(
+                    &mut g,
+                    "WskCaptureProviderNPI: wait ended by WskDeregister".into(),
+                );
+                return STATUS_DEVICE_NOT_READY;
+            }
             drop(g);
             record(
                 ViolationKind::NpiMisuse,
@@ -564,6 +582,13 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
         }
         if deadline.is_some_and(|d| crate::clock::now() >= d) {
             return STATUS_DEVICE_NOT_READY;
+        }
+        if !waiting {
+            waiting = true;
+            log(
+                &mut g,
+                "WskCaptureProviderNPI: waiting for the provider".into(),
+            );
         }
         g = WSK_CV
             .wait_timeout(g, Duration::from_millis(20))
@@ -608,7 +633,8 @@ pub unsafe extern "system" fn WskReleaseProviderNPI(registration: *mut WSK_REGIS
     }
 }
 
-/// Blocks until the client's captures are released and its sockets closed
+/// Ends captures waiting for WSK (they return STATUS_DEVICE_NOT_READY),
+/// then blocks until the client's captures are released and its sockets closed
 /// (bounded by `Sim::set_deregister_timeout`, default 5 s of real time,
 /// after which `DeregisterBlocked` is recorded and it returns: the real one
 /// would hang forever).
@@ -623,6 +649,11 @@ pub unsafe extern "system" fn WskDeregister(registration: *mut WSK_REGISTRATION)
     };
     let start = Instant::now();
     let mut g = wsk();
+    if let Some(cl) = g.clients.get_mut(&c) {
+        cl.deregistering = true;
+    }
+    // Captures waiting for WSK return now.
+    WSK_CV.notify_all();
     let limit = g.deregister_timeout.unwrap_or(Duration::from_secs(5));
     loop {
         let captures = g.clients.get(&c).map_or(0, |cl| cl.captures);
