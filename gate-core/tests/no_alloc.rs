@@ -3,21 +3,32 @@
 //! `Config::memory_bytes()`. Measured with a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gate_core::{Cidr, Config, Event, FullTablePolicy, Gate, TICKS_PER_SEC};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set on the test's own thread while `counted` runs: libtest's main
+    /// thread allocates now and then (output capture), and must not count.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this allocation happens on the thread being measured.
+fn counting() -> bool {
+    // `try_with`: the allocator can run while thread-locals are torn down.
+    COUNTING.try_with(|c| c.get()).unwrap_or(false)
+}
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: delegates to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
             BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
@@ -29,7 +40,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
             BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
         }
@@ -41,14 +52,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Counts allocations made by `f` (this test file has one test, so no other
-/// test thread allocates meanwhile).
+/// Counts allocations made by `f` on this thread (the decision path runs
+/// entirely on the caller's thread).
 fn counted<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
     ALLOCS.store(0, Ordering::SeqCst);
     BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
     let r = f();
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     (
         r,
         ALLOCS.load(Ordering::SeqCst),
