@@ -71,6 +71,18 @@ pub fn run(_args: Args) -> Result<()> {
         cargo().args(["run", "--quiet", "--package", "xtask", "--", "demo"]),
     )?;
     crate::driver::ci_checks()?;
+    run_step(
+        "the shipped gate.sys under Wine (load, listen, accept, unload)",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "driver",
+            "--wine-test",
+        ]),
+    )?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }
