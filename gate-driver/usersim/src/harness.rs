@@ -160,6 +160,18 @@ impl Sim {
         crate::wsk::wsk().deregister_timeout = Some(t);
     }
 
+    /// Whether WskControlSocket(SO_CONDITIONAL_ACCEPT) is implemented
+    /// (default true). With `false` it behaves exactly like Wine 8's netio
+    /// stub: it returns STATUS_NOT_IMPLEMENTED WITHOUT taking or completing
+    /// the IRP (the IRP stays the caller's, its completion routine never
+    /// runs) and the socket keeps conditional accept off. This models Wine
+    /// only: real WSK completes the IRP of every call it is given, failures
+    /// included (a driver that waits for the completion of a non-pending
+    /// failure hangs on Wine, not on Windows).
+    pub fn set_conditional_accept_supported(&self, supported: bool) {
+        crate::wsk::wsk().conditional_accept_stub = !supported;
+    }
+
     /// With `true`, KeBugCheckEx parks the calling thread instead of
     /// aborting the process; see [`Sim::bugchecks`].
     pub fn park_on_bugcheck(&self, on: bool) {

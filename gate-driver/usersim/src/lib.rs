@@ -40,7 +40,10 @@
 //! - WSK ([`wsk`]): registration, provider NPI, listening sockets with
 //!   conditional accept, the inspect/accept/abort callbacks, pend and
 //!   WskInspectComplete, connection sockets with send/receive/disconnect,
-//!   and the contract's nasty cases.
+//!   and the contract's nasty cases. Wine-style stubs on demand
+//!   ([`Sim::set_conditional_accept_supported`]): the call returns
+//!   STATUS_NOT_IMPLEMENTED without completing its IRP, which real WSK
+//!   never does.
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
 //!   driver's TraceLogging events into a capture ([`Sim::events`]).
 //! - Violations ([`violation`]): every broken rule is recorded with a

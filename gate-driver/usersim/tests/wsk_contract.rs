@@ -79,6 +79,112 @@ fn listener_without_conditional_accept_accepts_without_inspect() {
     sim.assert_no_violations();
 }
 
+static STUB_COMPLETIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+unsafe extern "system" fn count_completion(_dev: PVOID, _irp: *mut IRP, _ctx: PVOID) -> NTSTATUS {
+    STUB_COMPLETIONS.fetch_add(1, Ordering::SeqCst);
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+#[test]
+fn conditional_accept_stub_returns_not_implemented_without_completing_the_irp() {
+    let sim = Sim::new();
+    reset_globals();
+    CONDITIONAL.store(0, Ordering::SeqCst);
+    let d = sim.load_driver(driver_entry, SERVICE_KEY).unwrap();
+    sim.wait_listener(Duration::from_secs(5)).unwrap();
+    // A fresh, unbound listening socket of the test driver's client.
+    // SAFETY: the test driver's state while loaded.
+    let (client, pd) = unsafe { ((*state()).provider.Client, &*(*state()).provider.Dispatch) };
+    let (st, info) = sync_call(|irp| {
+        // SAFETY: the captured provider NPI; a fresh IRP.
+        unsafe {
+            (pd.WskSocket.unwrap())(
+                client,
+                AF_INET,
+                SOCK_STREAM,
+                IPPROTO_TCP,
+                WSK_FLAG_LISTEN_SOCKET,
+                std::ptr::null_mut(),
+                (&LISTEN_DISPATCH as *const WSK_CLIENT_LISTEN_DISPATCH).cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                irp,
+            )
+        }
+    });
+    assert_eq!(st, STATUS_SUCCESS);
+    let sock = info as *mut WSK_SOCKET;
+    sim.set_conditional_accept_supported(false);
+    STUB_COMPLETIONS.store(0, Ordering::SeqCst);
+    // SAFETY: a live socket; the IRP is ours again after a non-pending
+    // return that did not complete it.
+    unsafe {
+        let ctl = listen_dispatch(sock).Basic.WskControlSocket.unwrap();
+        let irp = IoAllocateIrp(1, FALSE);
+        assert!(!irp.is_null());
+        IoSetCompletionRoutine(
+            irp,
+            count_completion,
+            std::ptr::null_mut(),
+            true,
+            true,
+            true,
+        );
+        let mut v: u32 = 1;
+        let st = ctl(
+            sock,
+            WskSetOption,
+            SO_CONDITIONAL_ACCEPT,
+            SOL_SOCKET,
+            4,
+            (&mut v as *mut u32).cast(),
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            irp,
+        );
+        assert_eq!(st, STATUS_NOT_IMPLEMENTED);
+        sim.quiesce();
+        assert_eq!(STUB_COMPLETIONS.load(Ordering::SeqCst), 0, "IRP completed");
+        assert_eq!(sim.irp_stats().in_flight, 0, "the IRP was taken");
+        IoFreeIrp(irp);
+    }
+    // The option did not take: GetOption says off, nothing recorded.
+    assert!(sim.socket_options(sock as usize).is_empty());
+    let mut out: u32 = 7;
+    // SAFETY: a live socket; `out` is 4 writable bytes.
+    let st = unsafe {
+        (listen_dispatch(sock).Basic.WskControlSocket.unwrap())(
+            sock,
+            WskGetOption,
+            SO_CONDITIONAL_ACCEPT,
+            SOL_SOCKET,
+            0,
+            std::ptr::null_mut(),
+            4,
+            (&mut out as *mut u32).cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!((st, out), (STATUS_SUCCESS, 0));
+    assert!(sim
+        .wsk_log()
+        .iter()
+        .any(|l| l.contains("SO_CONDITIONAL_ACCEPT") && l.contains("Wine stub")));
+    // Switched back on: implemented again on an unbound socket.
+    sim.set_conditional_accept_supported(true);
+    // SAFETY: a live, unbound socket.
+    let st = unsafe { set_option(sock, SOL_SOCKET, SO_CONDITIONAL_ACCEPT, 1, true) };
+    assert_eq!(st, STATUS_SUCCESS);
+    // SAFETY: a live socket; no call in progress.
+    assert_eq!(unsafe { close_socket(sock) }, STATUS_SUCCESS);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
 #[test]
 fn wrong_port_or_family_finds_no_listener() {
     let sim = Sim::new();

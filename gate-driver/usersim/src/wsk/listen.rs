@@ -207,6 +207,17 @@ pub(crate) unsafe extern "system" fn WskControlSocket(
     irp: *mut IRP,
 ) -> NTSTATUS {
     crate::irql::require_at_most_dispatch("WskControlSocket");
+    if (request_type, level, control_code) == (WskSetOption, SOL_SOCKET, SO_CONDITIONAL_ACCEPT) {
+        let mut g = wsk();
+        if g.conditional_accept_stub {
+            // Wine 8's netio: FIXME("stub") and return, IRP untouched.
+            log(
+                &mut g,
+                format!("WskControlSocket(SO_CONDITIONAL_ACCEPT) on {socket:p}: STATUS_NOT_IMPLEMENTED, IRP not completed (Wine stub)"),
+            );
+            return STATUS_NOT_IMPLEMENTED;
+        }
+    }
     let (ok, taken) = take_opt(irp, "WskControlSocket");
     if !ok {
         return STATUS_INVALID_PARAMETER;

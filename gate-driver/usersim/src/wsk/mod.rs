@@ -224,6 +224,9 @@ pub(crate) struct Wsk {
     pub quarantine: Vec<Box<[u64; 16]>>,
     pub log: Vec<String>,
     pub deregister_timeout: Option<Duration>,
+    /// WskControlSocket(SO_CONDITIONAL_ACCEPT) is a Wine-style stub
+    /// (`Sim::set_conditional_accept_supported(false)`).
+    pub conditional_accept_stub: bool,
 }
 
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));

@@ -1,0 +1,165 @@
+//! Post-accept mode on a stack without conditional accept: the simulated
+//! WskControlSocket(SO_CONDITIONAL_ACCEPT) behaves like Wine 8's stub
+//! (STATUS_NOT_IMPLEMENTED, IRP not completed). The driver must not hang on
+//! that IRP, must still bring its listener up (in post-accept mode), and
+//! must decide on every connection the stack accepted: refused ones closed
+//! abortively, pends accepted at once.
+
+mod common;
+use common::*;
+use gate_core::{Event, Reason};
+use gate_driver::entry::snapshot;
+use gate_usersim::*;
+use std::time::Duration;
+
+const SEC: Duration = Duration::from_secs(5);
+
+/// ListenerModeMap value of post-accept mode.
+const POST_ACCEPT: u64 = 1;
+
+/// Connects from `remote` and waits until the driver has closed the
+/// connection the stack accepted; returns Some(abortive) from its
+/// WskDisconnect.
+fn connect_and_wait_closed(sim: &Sim, remote: &str, local: std::net::SocketAddr) -> Option<bool> {
+    let r = sim.connect(addr(remote), local);
+    assert_eq!(r.verdict(), None, "no inspect without conditional accept");
+    assert_eq!(r.state(), RequestState::Established, "{remote}");
+    let c = r.conn().expect("the stack made a connection socket");
+    wait_for(&format!("the driver closing {remote}"), SEC, || {
+        c.info().is_some_and(|i| i.state == SocketState::Closed)
+    });
+    let i = c.info().unwrap();
+    assert!(i.owned_by_driver, "{remote}: delivered through WskAccept");
+    i.disconnected
+}
+
+#[test]
+fn without_conditional_accept_the_driver_decides_after_accepting() {
+    for mode in [
+        CompletionMode::Async,
+        CompletionMode::Inline,
+        CompletionMode::Alternate,
+    ] {
+        decides_after_accepting(mode);
+    }
+}
+
+fn decides_after_accepting(mode: CompletionMode) {
+    let sim = Sim::new();
+    sim.set_completion_mode(mode);
+    sim.set_conditional_accept_supported(false);
+    let (driver, l) = start(
+        &sim,
+        &[
+            // As a Wine run must (Wine cannot bind the dual-stack [::]).
+            ("ListenAddress", RegValue::Sz("0.0.0.0".into())),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("Burst", RegValue::Dword(1)),
+            ("MaxPending", RegValue::Dword(8)),
+            ("MaxPendDelayMs", RegValue::Dword(1500)),
+        ],
+    );
+    assert!(!l.conditional_accept, "the stub did not set it");
+    assert!(!l.accept_event, "post-accept mode uses WskAccept");
+    assert_eq!(l.addr, addr(&format!("0.0.0.0:{}", l.addr.port())));
+    assert!(sim
+        .wsk_log()
+        .iter()
+        .any(|x| x.contains("SO_CONDITIONAL_ACCEPT") && x.contains("Wine stub")));
+    let local = local_of(&l);
+
+    // Within rate: accepted, then closed gracefully (AbortiveClose 0).
+    assert_eq!(
+        connect_and_wait_closed(&sim, "10.20.0.1:1", local),
+        Some(false)
+    );
+    // Over rate, next token due in 1 s (<= MaxPendDelayMs): gate-core says
+    // pend; an established connection cannot wait, so it is accepted at
+    // once and its pend completed.
+    assert_eq!(
+        connect_and_wait_closed(&sim, "10.20.0.1:2", local),
+        Some(false)
+    );
+    let s = snapshot().unwrap();
+    assert_eq!(s.gate.event(Event::PendDone), 1);
+    assert_eq!(s.gate.pends_outstanding, 0);
+    assert_eq!(s.pending_in_use, 0, "no WskInspectComplete pend slot used");
+    // Over rate, next token 2 s away (> MaxPendDelayMs): rejected, and the
+    // accepted connection is reset (abortive disconnect).
+    assert_eq!(
+        connect_and_wait_closed(&sim, "10.20.0.1:3", local),
+        Some(true)
+    );
+    // Another source has its own bucket.
+    assert_eq!(
+        connect_and_wait_closed(&sim, "10.20.0.2:1", local),
+        Some(false)
+    );
+
+    let s = snapshot().unwrap();
+    assert_eq!(s.stats.inspects, 4, "one decision per accepted connection");
+    assert_eq!(s.stats.accepted_sockets, 3);
+    assert_eq!(s.stats.closed_sockets, 4);
+    assert_eq!(s.stats.completions, 0, "no WskInspectComplete");
+    assert_eq!(s.stats.listeners_up, 1);
+    assert_eq!(s.gate.reason(Reason::WithinRate), 2);
+    assert_eq!(s.gate.reason(Reason::PendDelayed), 1);
+    assert_eq!(s.gate.reason(Reason::RateExceeded), 1);
+
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let up: Vec<_> = evs.iter().filter(|e| e.name == "ListenerUp").collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].u64("Mode"), Some(POST_ACCEPT));
+    assert_eq!(up[0].u64("Port"), Some(u64::from(l.addr.port())));
+    assert_eq!(count(&evs, "ConnectionAccepted"), 3, "the pend included");
+    assert_eq!(count(&evs, "ConnectionRejected"), 1);
+    assert_eq!(count(&evs, "ConnectionPended"), 0, "a pend is not held");
+    assert_eq!(count(&evs, "PendCompleted"), 0);
+    let accepted: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ConnectionAccepted")
+        .collect();
+    assert_eq!(
+        accepted[1]
+            .field("RemoteAddress")
+            .and_then(|f| f.as_socket_addr()),
+        Some(addr("10.20.0.1:2"))
+    );
+    assert_eq!(
+        accepted[1].u64("Reason"),
+        Some(Reason::PendDelayed as u64),
+        "the accept keeps gate-core's reason"
+    );
+    let rejected = evs.iter().find(|e| e.name == "ConnectionRejected").unwrap();
+    assert_eq!(rejected.u64("Reason"), Some(Reason::RateExceeded as u64));
+    assert_eq!(
+        rejected
+            .field("RemoteAddress")
+            .and_then(|f| f.as_socket_addr()),
+        Some(addr("10.20.0.1:3"))
+    );
+    assert_eq!(count(&evs, "ListenerDown"), 1, "at unload");
+}
+
+#[test]
+fn post_accept_unload_cancels_the_outstanding_accept() {
+    let sim = Sim::new();
+    sim.set_conditional_accept_supported(false);
+    let (driver, l) = start(&sim, &[]);
+    let local = local_of(&l);
+    // One connection goes through, so WskAccept is re-armed and waiting.
+    assert_eq!(
+        connect_and_wait_closed(&sim, "10.21.0.1:1", local),
+        Some(false)
+    );
+    wait_for("the accept re-armed", SEC, || {
+        sim.irp_stats().in_flight >= 1
+    });
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    // The listener is closed: later connections find nobody.
+    let r = sim.connect(addr("10.21.0.1:2"), local);
+    assert_eq!(r.state(), RequestState::NoListener);
+}
