@@ -205,7 +205,7 @@ gate_events! {
         deny_entries "DenyEntries": U32,
     }
 
-    /// A registry value was refused; its default is used instead.
+    /// A registry value was refused; the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER).
     ConfigRejected = 11 {
         fn config_rejected;
         version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
