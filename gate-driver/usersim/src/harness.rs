@@ -172,6 +172,15 @@ impl Sim {
         crate::wsk::wsk().conditional_accept_stub = !supported;
     }
 
+    /// Whether WskDisconnect is implemented (default true). With `false` it
+    /// is a Wine-style stub: STATUS_NOT_IMPLEMENTED, the IRP neither taken
+    /// nor completed, the connection left as it was (the caller can still
+    /// close it). Like [`Sim::set_conditional_accept_supported`], this
+    /// models a stub, not Windows.
+    pub fn set_disconnect_supported(&self, supported: bool) {
+        crate::wsk::wsk().disconnect_stub = !supported;
+    }
+
     /// With `true`, KeBugCheckEx parks the calling thread instead of
     /// aborting the process; see [`Sim::bugchecks`].
     pub fn park_on_bugcheck(&self, on: bool) {

@@ -41,7 +41,8 @@
 //!   conditional accept, the inspect/accept/abort callbacks, pend and
 //!   WskInspectComplete, connection sockets with send/receive/disconnect,
 //!   and the contract's nasty cases. Wine-style stubs on demand
-//!   ([`Sim::set_conditional_accept_supported`]): the call returns
+//!   ([`Sim::set_conditional_accept_supported`],
+//!   [`Sim::set_disconnect_supported`]): the call returns
 //!   STATUS_NOT_IMPLEMENTED without completing its IRP, which real WSK
 //!   never does.
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the

@@ -186,6 +186,49 @@ fn conditional_accept_stub_returns_not_implemented_without_completing_the_irp() 
 }
 
 #[test]
+fn disconnect_stub_returns_not_implemented_without_completing_the_irp() {
+    let sim = Sim::new();
+    let d = start(&sim);
+    let r = sim.connect(v4("10.13.0.1:1000"), v4(LOCAL));
+    assert_eq!(r.state(), RequestState::Established);
+    let c = ACCEPTED.lock().unwrap().pop().unwrap() as *mut WSK_SOCKET;
+    sim.set_disconnect_supported(false);
+    STUB_COMPLETIONS.store(0, Ordering::SeqCst);
+    // SAFETY: a live connection socket the test driver owns; the IRP is
+    // ours again after a non-pending return that did not complete it.
+    unsafe {
+        let disconnect = conn_dispatch(c).WskDisconnect.unwrap();
+        let irp = IoAllocateIrp(1, FALSE);
+        assert!(!irp.is_null());
+        IoSetCompletionRoutine(
+            irp,
+            count_completion,
+            std::ptr::null_mut(),
+            true,
+            true,
+            true,
+        );
+        let st = disconnect(c, std::ptr::null_mut(), WSK_FLAG_ABORTIVE, irp);
+        assert_eq!(st, STATUS_NOT_IMPLEMENTED);
+        sim.quiesce();
+        assert_eq!(STUB_COMPLETIONS.load(Ordering::SeqCst), 0, "IRP completed");
+        assert_eq!(sim.irp_stats().in_flight, 0, "the IRP was taken");
+        IoFreeIrp(irp);
+    }
+    let info = r.conn().unwrap().info().unwrap();
+    assert_eq!((info.state, info.disconnected), (SocketState::Open, None));
+    assert!(sim
+        .wsk_log()
+        .iter()
+        .any(|l| l.contains("WskDisconnect") && l.contains("stub")));
+    // SAFETY: a live socket; no call in progress.
+    assert_eq!(unsafe { close_socket(c) }, STATUS_SUCCESS);
+    assert_eq!(r.conn().unwrap().info().unwrap().state, SocketState::Closed);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
 fn wrong_port_or_family_finds_no_listener() {
     let sim = Sim::new();
     let d = start(&sim);

@@ -254,6 +254,16 @@ unsafe extern "system" fn WskDisconnect(
     irp: *mut IRP,
 ) -> NTSTATUS {
     crate::irql::require_at_most_dispatch("WskDisconnect");
+    {
+        let mut g = wsk();
+        if g.disconnect_stub {
+            log(
+                &mut g,
+                format!("WskDisconnect({socket:p}): STATUS_NOT_IMPLEMENTED, IRP not completed (Wine-style stub)"),
+            );
+            return STATUS_NOT_IMPLEMENTED;
+        }
+    }
     if !irp::take(irp, "WskDisconnect") {
         return STATUS_INVALID_PARAMETER;
     }

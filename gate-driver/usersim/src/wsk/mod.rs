@@ -227,6 +227,8 @@ pub(crate) struct Wsk {
     /// WskControlSocket(SO_CONDITIONAL_ACCEPT) is a Wine-style stub
     /// (`Sim::set_conditional_accept_supported(false)`).
     pub conditional_accept_stub: bool,
+    /// WskDisconnect is a Wine-style stub (`Sim::set_disconnect_supported(false)`).
+    pub disconnect_stub: bool,
 }
 
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
