@@ -96,6 +96,10 @@ fn decides_after_accepting(mode: CompletionMode) {
         Some(false)
     );
 
+    // The worker counts a close after WskCloseSocket returned.
+    wait_for("4 closes counted", SEC, || {
+        snapshot().unwrap().stats.closed_sockets == 4
+    });
     let s = snapshot().unwrap();
     assert_eq!(s.stats.inspects, 4, "one decision per accepted connection");
     assert_eq!(s.stats.accepted_sockets, 3);

@@ -43,6 +43,10 @@ fn disconnect_stub_with(abortive_close: u32) {
         .filter(|x| x.contains("WskDisconnect") && x.contains("stub"))
         .count();
     assert_eq!(stubbed, 3, "the driver called WskDisconnect each time");
+    // The worker counts a close after WskCloseSocket returned.
+    wait_for("3 closes counted", SEC, || {
+        snapshot().unwrap().stats.closed_sockets == 3
+    });
     let s = snapshot().unwrap();
     assert_eq!(s.stats.accepted_sockets, 3);
     assert_eq!(s.stats.closed_sockets, 3);
@@ -83,6 +87,10 @@ fn post_accept_with_both_stubs_still_closes_refused_connections() {
     // closed although neither disconnect did anything.
     assert_eq!(closed_by_driver(&sim, "10.31.0.1:1", local), None);
     assert_eq!(closed_by_driver(&sim, "10.31.0.1:2", local), None);
+    // The worker counts a close after WskCloseSocket returned.
+    wait_for("2 closes counted", SEC, || {
+        snapshot().unwrap().stats.closed_sockets == 2
+    });
     let s = snapshot().unwrap();
     assert_eq!(s.stats.inspects, 2);
     assert_eq!(s.stats.accepted_sockets, 1);
