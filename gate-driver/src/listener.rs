@@ -131,6 +131,12 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
                     ListenerMode::PostAccept => Acceptor::new(d),
                     ListenerMode::ConditionalAccept => None,
                 };
+                if mode == ListenerMode::PostAccept && acceptor.is_none() {
+                    // No memory for the accept IRP: a post-accept listener
+                    // that never calls WskAccept would leave connections in
+                    // the backlog undecided. Close it and retry with back-off.
+                    d.signal_listener_dead(CloseCause::Error, STATUS_INSUFFICIENT_RESOURCES);
+                }
                 wait_while_listening(d, irp, socket, acceptor.as_deref_mut(), &mut last_counters);
                 let cause = if d.stopping.load(Ordering::Acquire)
                     && !d.listener_dead.load(Ordering::Acquire)

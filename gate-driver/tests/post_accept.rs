@@ -174,7 +174,6 @@ fn post_accept_unload_cancels_the_outstanding_accept() {
 /// decided, no event says so. Expected: that listener is treated as failed
 /// (closed, back-off, re-created), so connections are decided again.
 #[test]
-#[ignore = "driver bug (gate-driver/src/listener.rs, Acceptor::new() None in post-accept mode): un-ignore once fixed"]
 fn post_accept_listener_without_memory_for_its_accept_irp_recovers() {
     let sim = Sim::new();
     sim.set_conditional_accept_supported(false);
