@@ -228,6 +228,9 @@ impl Sim {
         if NT_SUCCESS(status) {
             Ok(Driver { object })
         } else {
+            // The I/O manager deletes the object of a driver that failed
+            // to start; the driver must not keep it.
+            free_driver_object(object);
             Err(status)
         }
     }
@@ -412,7 +415,25 @@ impl Driver {
         });
         let mut r = sim.leaks();
         r.unload_missing = missing;
+        free_driver_object(object);
         r
+    }
+}
+
+/// Frees a DRIVER_OBJECT built by [`Sim::load_driver`] and its name buffer
+/// (the I/O manager deletes it after DriverUnload or a failed DriverEntry),
+/// so a leak checker run over the tests sees only the driver's own leaks.
+fn free_driver_object(object: usize) {
+    let obj = object as *mut DRIVER_OBJECT;
+    // SAFETY: `object` came from Box::into_raw in load_driver and is freed
+    // once: the Driver handle that carried it is consumed, or load failed.
+    let obj = unsafe { Box::from_raw(obj) };
+    let name = obj.DriverName;
+    let chars = usize::from(name.Length) / 2;
+    if !name.Buffer.is_null() {
+        // SAFETY: the name was a leaked Box<[u16]> of `chars` elements whose
+        // length load_driver recorded in Length (bytes).
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(name.Buffer, chars)) });
     }
 }
 
