@@ -46,6 +46,7 @@ pub fn run(_args: Args) -> Result<()> {
         ]),
     )?;
     run_step("tests", cargo().args(["test", "--workspace"]))?;
+    crate::leakcheck::run()?;
     if deps::is_root() {
         run_step(
             "NFQUEUE front of the simulation (real SYNs in a test namespace)",

@@ -13,6 +13,7 @@ mod ci;
 mod demo;
 mod deps;
 mod driver;
+mod leakcheck;
 
 use clap::{Parser, Subcommand};
 
