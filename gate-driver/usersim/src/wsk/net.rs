@@ -69,22 +69,28 @@ pub(crate) fn wait_listener(timeout: Duration) -> Option<ListenerInfo> {
 /// The open listener a SYN to `local` reaches; whether addresses are
 /// IPv4-mapped (an IPv4 client on a dual-stack IPv6 socket).
 fn find_listener(g: &Wsk, local: &SocketAddr) -> Option<(usize, bool)> {
-    let mut keys: Vec<&usize> = g.sockets.keys().collect();
-    keys.sort();
-    keys.into_iter().find_map(|k| {
-        let s = g.sockets.get(k)?;
-        let b = s.bound?;
-        if s.kind != Kind::Listen || s.state != SocketState::Open || b.port() != local.port() {
-            return None;
-        }
-        match (b.is_ipv6(), local.is_ipv6()) {
-            (false, false) | (true, true) => {
-                (b.ip().is_unspecified() || b.ip() == local.ip()).then_some((*k, false))
+    // Only open listeners on the port are candidates; the oldest match wins
+    // (lowest key). Filtering before sorting keeps this cheap per SYN even
+    // after many connection sockets have come and gone.
+    let mut matches: Vec<(usize, bool)> = g
+        .sockets
+        .iter()
+        .filter_map(|(k, s)| {
+            let b = s.bound?;
+            if s.kind != Kind::Listen || s.state != SocketState::Open || b.port() != local.port() {
+                return None;
             }
-            (true, false) => (!s.v6only && b.ip().is_unspecified()).then_some((*k, true)),
-            (false, true) => None,
-        }
-    })
+            match (b.is_ipv6(), local.is_ipv6()) {
+                (false, false) | (true, true) => {
+                    (b.ip().is_unspecified() || b.ip() == local.ip()).then_some((*k, false))
+                }
+                (true, false) => (!s.v6only && b.ip().is_unspecified()).then_some((*k, true)),
+                (false, true) => None,
+            }
+        })
+        .collect();
+    matches.sort_unstable_by_key(|m| m.0);
+    matches.into_iter().next()
 }
 
 fn next_id(g: &mut Wsk) -> (usize, u32) {
