@@ -208,7 +208,7 @@ gate_events! {
     /// A registry value was refused; the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER).
     ConfigRejected = 11 {
         fn config_rejected;
-        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO;
         /// Registry value name.
         value_name "ValueName": Str,
         /// The refused value, as text.
