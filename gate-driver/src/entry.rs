@@ -24,7 +24,7 @@ use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::thread::{SpawnError, SystemThread};
 use crate::pending::PendingTable;
-use crate::state::{AcceptQueue, Driver, Rundown, Stats, WorkerPhase};
+use crate::state::{AcceptQueue, Driver, Rundown, Stats};
 use crate::{listener, seed, telemetry};
 
 /// The running driver (NULL when not started).
@@ -131,7 +131,6 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         listener_dead: AtomicBool::new(false),
         dead_cause: AtomicU8::new(0),
         dead_status: AtomicU32::new(0),
-        phase: AtomicU8::new(WorkerPhase::Idle as u8),
         rundown: Rundown::new(),
         stats: Stats::default(),
         started_at: now,
@@ -231,23 +230,14 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     dr.stopping.store(true, Ordering::Release);
     dr.wake.set();
     let worker = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
-    let mut deregistered = false;
-    if dr.stop_phase() == WorkerPhase::Capturing {
-        // The worker waits for WSK: deregistering ends the wait. If it has
-        // just captured, WskDeregister waits until it releases the NPI,
-        // which it does after closing its sockets (it saw `stopping`).
-        // SAFETY: registered in DriverEntry; deregistered once.
-        unsafe { WskDeregister(dr.registration()) };
-        deregistered = true;
-    }
     if !worker.is_null() {
         // SAFETY: created by DriverEntry with Box::into_raw; taken once.
         unsafe { Box::from_raw(worker) }.join();
     }
-    if !deregistered {
-        // SAFETY: registered in DriverEntry; every socket is closed.
-        unsafe { WskDeregister(dr.registration()) };
-    }
+    // SAFETY: registered in DriverEntry; deregistered once, after the worker
+    // ended: no capture is waiting or can start, the NPI is released and
+    // every socket is closed.
+    unsafe { WskDeregister(dr.registration()) };
     dr.rundown.close_and_wait();
     dr.pending.stop(dr, false);
     crate::kernel::timer::flush_dpcs();

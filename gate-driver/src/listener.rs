@@ -1,8 +1,8 @@
 //! The listener's whole life cycle, on one system worker thread, in the
 //! order of Microsoft's WSK echo server sample:
 //!
-//! 1. capture the WSK provider NPI (WSK_INFINITE_WAIT; unload's
-//!    WskDeregister ends the wait if WSK never comes up);
+//! 1. capture the WSK provider NPI (bounded waits of [`CAPTURE_WAIT_MS`],
+//!    repeated until WSK is up or unload begins);
 //! 2. create the listening socket (AF_INET6 dual-stack, or the family of
 //!    the configured address), set IPV6_V6ONLY = 0, SO_EXCLUSIVEADDRUSE,
 //!    SO_CONDITIONAL_ACCEPT = 1, enable the accept event, bind (a stack
@@ -30,7 +30,7 @@ use crate::decision::LISTEN_DISPATCH;
 use crate::etw::{CloseCause, ListenerMode};
 use crate::kernel::irp::SyncIrp;
 use crate::post_accept::Acceptor;
-use crate::state::{Driver, Stats, WorkerPhase};
+use crate::state::{Driver, Stats};
 use crate::telemetry;
 
 /// First back-off after a failure (ms).
@@ -66,14 +66,18 @@ fn run(d: &Driver) {
     unsafe { WskReleaseProviderNPI(d.registration()) };
 }
 
-/// Step 1: captures the provider NPI, retrying with back-off if WSK is not
-/// ready. `None` when unloading. The phase changes are compare-exchanges so
-/// unload (which swaps in `Stopped`) knows whether a capture is waiting,
-/// and no capture starts after unload's WskDeregister.
+/// How long one WskCaptureProviderNPI call waits for WSK to come up. The
+/// wait is bounded so this thread notices unload between calls: unload joins
+/// the worker before it calls WskDeregister, so no capture is ever waiting
+/// in, racing with, or started after deregistration.
+pub const CAPTURE_WAIT_MS: u32 = 500;
+
+/// Step 1: captures the provider NPI, asking again while WSK is not ready
+/// and backing off on other failures. `None` when unloading.
 fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
     let mut backoff = BACKOFF_MIN_MS;
     loop {
-        if !d.enter_phase(WorkerPhase::Idle, WorkerPhase::Capturing) {
+        if d.stopping.load(Ordering::Acquire) {
             return None;
         }
         let mut npi = WSK_PROVIDER_NPI {
@@ -81,17 +85,18 @@ fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
             Dispatch: core::ptr::null(),
         };
         // SAFETY: the registration is initialised (WskRegister succeeded
-        // before this thread started) and not deregistered (phase check
-        // above); `npi` is a valid out-parameter.
-        let st = unsafe { WskCaptureProviderNPI(d.registration(), WSK_INFINITE_WAIT, &mut npi) };
+        // before this thread started) and stays registered while this
+        // thread runs (unload deregisters only after joining it); `npi` is
+        // a valid out-parameter.
+        let st = unsafe { WskCaptureProviderNPI(d.registration(), CAPTURE_WAIT_MS, &mut npi) };
         if NT_SUCCESS(st) {
-            if d.enter_phase(WorkerPhase::Capturing, WorkerPhase::Running) {
-                return Some(npi);
-            }
-            // Unload came meanwhile; its WskDeregister waits for this release.
-            // SAFETY: captured just above; no socket exists.
-            unsafe { WskReleaseProviderNPI(d.registration()) };
-            return None;
+            // If unload began meanwhile, life_cycle sees `stopping` at once
+            // and `run` releases the NPI.
+            return Some(npi);
+        }
+        if st == STATUS_DEVICE_NOT_READY {
+            // WSK did not come up within the wait: check for unload, ask again.
+            continue;
         }
         crate::dbg_print!(
             DPFLTR_WARNING_LEVEL,
@@ -99,9 +104,6 @@ fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
             st,
             backoff
         );
-        if !d.enter_phase(WorkerPhase::Capturing, WorkerPhase::Idle) {
-            return None;
-        }
         d.wake.wait(Some(backoff));
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     }

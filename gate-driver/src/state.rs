@@ -15,21 +15,6 @@ use crate::kernel::event::KEvent;
 use crate::kernel::spin::{KSpinLock, SpinMutex};
 use crate::pending::PendingTable;
 
-/// Phases of the worker thread (for unload's decision whether WskDeregister
-/// must release a WskCaptureProviderNPI wait).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerPhase {
-    /// Not started or finished.
-    Idle = 0,
-    /// Waiting in WskCaptureProviderNPI.
-    Capturing = 1,
-    /// Holding the provider NPI (listener life cycle running).
-    Running = 2,
-    /// Unload began: no new capture may start.
-    Stopped = 3,
-}
-
 /// A count of callbacks in progress that can be closed: after
 /// [`Rundown::close_and_wait`] no new callback enters, and it returns once
 /// every one that entered has left.
@@ -243,8 +228,6 @@ pub struct Driver {
     pub dead_cause: AtomicU8,
     /// The status that told us the listener died.
     pub dead_status: AtomicU32,
-    /// Worker phase ([`WorkerPhase`] as u8).
-    pub phase: AtomicU8,
     /// Callbacks in progress.
     pub rundown: Rundown,
     /// The driver's counters.
@@ -274,25 +257,5 @@ impl Driver {
             self.dead_status.store(status as u32, Ordering::Release);
         }
         self.wake.set();
-    }
-
-    /// Moves the worker from phase `from` to `to`; false if unload stopped it.
-    pub fn enter_phase(&self, from: WorkerPhase, to: WorkerPhase) -> bool {
-        self.phase
-            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// Unload: stops the worker's phase changes; returns the phase it was in.
-    pub fn stop_phase(&self) -> WorkerPhase {
-        match self
-            .phase
-            .swap(WorkerPhase::Stopped as u8, Ordering::AcqRel)
-        {
-            1 => WorkerPhase::Capturing,
-            2 => WorkerPhase::Running,
-            3 => WorkerPhase::Stopped,
-            _ => WorkerPhase::Idle,
-        }
     }
 }

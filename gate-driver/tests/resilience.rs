@@ -57,7 +57,7 @@ fn worker_without_an_irp_leaves_no_listener_and_unloads_clean() {
 }
 
 #[test]
-fn unload_while_waiting_for_wsk_ends_the_capture() {
+fn unload_while_waiting_for_wsk_stops_the_capture_loop() {
     let sim = Sim::new();
     sim.set_provider_ready(false);
     let driver = sim
@@ -73,16 +73,29 @@ fn unload_while_waiting_for_wsk_ends_the_capture() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(sim.listeners().is_empty());
-    driver.unload(&sim).assert_clean();
-    // WskDeregister while a capture is blocked is the documented way to end
-    // it (wsk.h, WskCaptureProviderNPI remarks: blocked calls "return
-    // immediately with STATUS_DEVICE_NOT_READY"): no violation.
+    // Unload joins the worker before WskDeregister; the worker sees unload
+    // when its bounded capture wait (virtual time) runs out. Let time pass
+    // while unload waits.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                sim.advance_ms(u64::from(gate_driver::listener::CAPTURE_WAIT_MS) / 5);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let r = driver.unload(&sim);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        r
+    });
+    report.assert_clean();
+    // No capture was waiting in, or started after, WskDeregister.
     sim.assert_no_violations();
     assert!(
-        sim.wsk_log()
+        !sim.wsk_log()
             .iter()
             .any(|l| l.contains("wait ended by WskDeregister")),
-        "the capture was waiting when unload deregistered: {:#?}",
+        "unload deregistered while a capture was waiting: {:#?}",
         sim.wsk_log()
     );
 }
