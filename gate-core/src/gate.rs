@@ -293,7 +293,7 @@ impl<L: RawLock> Gate<L> {
         let _ = local;
         let key = self.key_of(remote);
         let h = hash_key(&self.seed, &key);
-        let shard_i = ((h >> 32) as usize) & self.shard_mask;
+        let shard_i = self.shard_index(h);
         let Some(shard) = self.shards.get(shard_i) else {
             // Unreachable: `shard_mask` is `shards.len() - 1`. Fail closed.
             return Decision {
@@ -318,6 +318,13 @@ impl<L: RawLock> Gate<L> {
             let out = self.decide_keyed(slots, &shard.counters, key, h, now);
             self.finish(&shard.counters, true, key, out)
         })
+    }
+
+    /// The shard of a key hash (bits 32 and up; see [`Self::starts`] for
+    /// the windows).
+    #[inline]
+    fn shard_index(&self, h: u64) -> usize {
+        ((h >> 32) as usize) & self.shard_mask
     }
 
     fn action_of(&self, r: Reason) -> Action {
@@ -399,30 +406,20 @@ impl<L: RawLock> Gate<L> {
         let p = &self.p;
         let starts = self.starts(h);
         let idle = |e: &Entry| e.tat <= now && !p.ban.active(e, now);
-        let i = match table::probe(slots, starts, &key, idle) {
-            Probe::Hit(i) => i,
-            Probe::Vacant(i) => {
-                if let Some(e) = slots.get_mut(i) {
-                    *e = Entry::new(&key, now);
-                }
-                i
-            }
+        // The slot for the key, and whether it must be (re)initialised for it.
+        let (i, fresh) = match table::probe(slots, starts, &key, idle) {
+            Probe::Hit(i) => (i, false),
+            Probe::Vacant(i) => (i, true),
             Probe::Idle(i) => {
                 counters.event(Event::EvictedIdle);
-                if let Some(e) = slots.get_mut(i) {
-                    *e = Entry::new(&key, now);
-                }
-                i
+                (i, true)
             }
             Probe::Full(i) => {
                 counters.event(Event::TableFull);
                 match p.policy {
                     FullTablePolicy::EvictLru => {
                         counters.event(Event::EvictedLru);
-                        if let Some(e) = slots.get_mut(i) {
-                            *e = Entry::new(&key, now);
-                        }
-                        i
+                        (i, true)
                     }
                     FullTablePolicy::FailOpen | FullTablePolicy::FailClosed => {
                         return Outcome::bare(Reason::TableFull)
@@ -433,6 +430,9 @@ impl<L: RawLock> Gate<L> {
         let Some(e) = slots.get_mut(i) else {
             return Outcome::bare(Reason::TableFull);
         };
+        if fresh {
+            *e = Entry::new(&key, now);
+        }
         let prior_last = e.last;
         let now = if now > prior_last { now } else { prior_last };
         e.last = now;
@@ -537,7 +537,7 @@ impl<L: RawLock> Gate<L> {
             self.global.0.give_back(g);
         }
         let h = hash_key(&self.seed, &key);
-        let shard_i = ((h >> 32) as usize) & self.shard_mask;
+        let shard_i = self.shard_index(h);
         if let Some(shard) = self.shards.get(shard_i) {
             let t = self.p.key.t;
             let starts = self.starts(h);
@@ -631,7 +631,7 @@ impl<L: RawLock> Gate<L> {
     pub fn is_tracked(&self, remote: IpAddr) -> bool {
         let key = self.key_of(remote);
         let h = hash_key(&self.seed, &key);
-        let shard_i = ((h >> 32) as usize) & self.shard_mask;
+        let shard_i = self.shard_index(h);
         let starts = self.starts(h);
         match self.shards.get(shard_i) {
             Some(shard) => self.locked(shard, |slots| table::find(slots, starts, &key).is_some()),

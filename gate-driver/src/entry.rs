@@ -161,9 +161,12 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         }
         Err(e) => {
             crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:?}", e);
-            // SAFETY: the thread, if it runs, sees `stopping`; WskDeregister
-            // ends its capture wait. (If PsCreateSystemThread itself failed
-            // there is no thread.)
+            // SAFETY: `d` is valid. The thread, if it runs, sees `stopping`
+            // before or after its current bounded capture wait and ends;
+            // WskDeregister also ends a wait in progress (the documented
+            // way). It cannot be joined first: with no thread reference
+            // (Unjoinable) the Driver is leaked below instead. (If
+            // PsCreateSystemThread itself failed there is no thread.)
             unsafe {
                 (*d).stopping.store(true, Ordering::Release);
                 (*d).wake.set();

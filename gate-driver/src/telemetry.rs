@@ -52,6 +52,16 @@ pub fn decision(
     delay_ms: u32,
     id: &WSK_INSPECT_ID,
 ) {
+    // Runs for every SYN: without a session that wants this event, return
+    // before building the address and key buffers.
+    let event = match action {
+        Action::Accept => etw::def::ConnectionAccepted::DESCRIPTOR,
+        Action::Reject => etw::def::ConnectionRejected::DESCRIPTOR,
+        Action::Pend => etw::def::ConnectionPended::DESCRIPTOR,
+    };
+    if !ETW.enabled(event.Level, event.Keyword) {
+        return;
+    }
     let (r, l) = (sa(remote), sa(local));
     let (kb, klen) = key_bytes(d);
     let key = kb.get(..klen).unwrap_or(&[]);
