@@ -64,6 +64,7 @@ pub mod irql;
 pub mod nfq;
 pub mod objects;
 pub mod pool;
+pub mod recent;
 pub mod registry;
 pub mod routines;
 pub mod spinlock;
@@ -78,7 +79,7 @@ pub use pool::{tag_name, PoolStats, TagStats};
 pub use registry::RegValue;
 pub use violation::{Violation, ViolationKind};
 pub use wsk::net::{ConnInfo, ListenerInfo, RequestInfo};
-pub use wsk::{RequestState, SocketState, Verdict};
+pub use wsk::{RequestState, SocketState, TableSizes, Verdict};
 
 /// The Etw* routines, from the [`etw`] module (NULL for other names).
 pub(crate) fn etw_routine(name: &str) -> *mut core::ffi::c_void {

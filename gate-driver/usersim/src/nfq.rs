@@ -85,7 +85,8 @@ pub fn decision(state: RequestState) -> Option<bool> {
         | RequestState::AcceptRefused
         | RequestState::CompletedReject
         | RequestState::Aborted
-        | RequestState::Dropped => Some(false),
+        | RequestState::Dropped
+        | RequestState::Retired => Some(false),
     }
 }
 

@@ -2,6 +2,7 @@
 //! socket dispatch: WskControlSocket, WskCloseSocket, WskBind, WskAccept,
 //! WskInspectComplete, WskGetLocalAddress.
 
+use super::history;
 use super::*;
 use crate::irp;
 
@@ -458,25 +459,23 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         if let Some(s) = g.sockets.get_mut(&c) {
             s.state = SocketState::Closed;
         }
+        history::socket_closed(&mut g, c);
     }
-    let dropped: Vec<(usize, u32)> = g
-        .requests
-        .iter()
-        .filter(|(_, r)| {
-            r.listener == key
-                && matches!(
-                    r.state,
-                    RequestState::Pended | RequestState::Accepted | RequestState::Inspecting
-                )
-        })
-        .map(|(k, _)| *k)
-        .collect();
-    for k in dropped {
+    // Only this listener's requests in flight (an index: a connection
+    // socket's close touches no request at all).
+    for k in history::inflight_of(&g, key) {
         if let Some(r) = g.requests.get_mut(&k) {
-            r.state = RequestState::Dropped;
+            if matches!(
+                r.state,
+                RequestState::Pended | RequestState::Accepted | RequestState::Inspecting
+            ) {
+                r.state = RequestState::Dropped;
+            }
         }
+        history::settle(&mut g, k);
     }
     log(&mut g, format!("WskCloseSocket({key:#x})"));
+    history::socket_closed(&mut g, key);
     WSK_CV.notify_all();
     drop(g);
     for i in cancel {
@@ -542,7 +541,12 @@ unsafe extern "system" fn WskBind(
             Some(a) if (a.is_ipv6()) != (s.family == AF_INET6) => STATUS_INVALID_PARAMETER,
             Some(mut a) => {
                 let v6only = s.v6only;
-                let conflict = g.sockets.iter().any(|(k, o)| {
+                // Listeners bound to the port (an index, not a scan).
+                let same_port = g.hist.listen_by_port.get(&a.port());
+                let conflict = same_port.into_iter().flatten().any(|k| {
+                    let Some(o) = g.sockets.get(k) else {
+                        return false;
+                    };
                     *k != key
                         && o.kind == Kind::Listen
                         && matches!(o.state, SocketState::Open | SocketState::Dead)
@@ -562,6 +566,7 @@ unsafe extern "system" fn WskBind(
                     if let Some(s) = g.sockets.get_mut(&key) {
                         s.bound = Some(a);
                     }
+                    super::history::listener_bound(&mut g, key, a.port());
                     log(&mut g, format!("WskBind({key:#x}, {a})"));
                     WSK_CV.notify_all();
                     STATUS_SUCCESS
@@ -747,6 +752,7 @@ unsafe extern "system" fn WskInspectComplete(
         },
     };
     if let Ok(()) = outcome {
+        history::settle(&mut g, rk);
         let line = format!("WskInspectComplete({id:?}, {verdict:?})");
         log(&mut g, line);
     }
