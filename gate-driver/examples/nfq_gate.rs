@@ -37,7 +37,7 @@ fn main() {
 #[cfg(target_os = "linux")]
 mod linux {
     use gate_usersim::etw::CapturedEvent;
-    use gate_usersim::nfq::{enter_netns, serve, NfqStats};
+    use gate_usersim::nfq::{enter_netns, serve, Counters, FrontConfig, NfqStats};
     use gate_usersim::{RegValue, Sim};
     use std::collections::BTreeMap;
     use std::net::{Ipv6Addr, SocketAddr, TcpListener};
@@ -211,13 +211,14 @@ mod linux {
         let secs = elapsed.as_secs_f64().max(1e-9);
         println!(
             "nfq: syns={} accepted={} dropped={} pended={} duplicates={} other={} \
-             seconds={:.2} syns_per_s={:.0}",
+             lost={} seconds={:.2} syns_per_s={:.0}",
             s.syns,
             s.accepted,
-            s.dropped,
+            s.rejected,
             s.pended,
             s.duplicates,
             s.other,
+            s.lost(),
             secs,
             s.syns as f64 / secs
         );
@@ -274,7 +275,9 @@ mod linux {
                 if let Some(ns) = &netns {
                     enter_netns(ns).map_err(|e| format!("entering netns {ns:?}: {e}"))?;
                 }
-                serve(sim, queue, &STOP).map_err(|e| format!("serving NFQUEUE {queue}: {e}"))
+                let counters = Counters::default();
+                serve(sim, &FrontConfig::queues(queue, queue), &STOP, &counters)
+                    .map_err(|e| format!("serving NFQUEUE {queue}: {e}"))
             });
             let start = Instant::now();
             println!("ready");

@@ -504,6 +504,11 @@ pub struct Request {
 }
 
 impl Request {
+    /// The provider's key of this request (its WSK_INSPECT_ID fields).
+    pub(crate) fn key(&self) -> (usize, u32) {
+        self.key
+    }
+
     pub fn info(&self) -> RequestInfo {
         net::request_info(self.key).unwrap_or(RequestInfo {
             state: RequestState::Retired,

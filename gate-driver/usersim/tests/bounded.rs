@@ -44,10 +44,8 @@ fn tables_stay_within_the_history_window() {
                 // it now instead.
                 ACCEPTED.lock().unwrap().retain(|a| *a != s);
                 // SAFETY: the connection socket the driver was given.
-                assert_eq!(
-                    unsafe { close_socket(s as *mut WSK_SOCKET) },
-                    STATUS_SUCCESS
-                );
+                let st = unsafe { close_socket(s as *mut WSK_SOCKET) };
+                assert_eq!(st, STATUS_SUCCESS);
             }
             1 => assert_eq!(r.state(), RequestState::Rejected),
             _ => {

@@ -1,6 +1,8 @@
-//! NFQUEUE front end to end: a network namespace made by the test, an
-//! iptables-nft rule queueing SYNs to port 18080, a real Linux listener, and
-//! the tiny test driver deciding each SYN through the simulated provider.
+//! NFQUEUE front end to end: a network namespace made by the test,
+//! iptables-nft rules queueing SYNs to port 18080 over two queues
+//! (`--queue-balance 3:4`) and answering the reject mark with a TCP reset, a
+//! real Linux listener, and the tiny test driver deciding each SYN through
+//! the simulated provider.
 //! Needs root, `ip netns` and `iptables-nft`:
 //! `cargo test -p gate-usersim --features nfq --test nfq_front -- --ignored`.
 #![cfg(all(feature = "nfq", target_os = "linux"))]
@@ -8,7 +10,7 @@
 mod common;
 use common::*;
 use gate_ksys::*;
-use gate_usersim::nfq::{enter_netns, serve};
+use gate_usersim::nfq::{enter_netns, serve, Counters, FrontConfig, DEFAULT_REJECT_MARK};
 use gate_usersim::*;
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
@@ -33,24 +35,44 @@ impl Netns {
         run(&[
             "ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up",
         ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &name,
-            "iptables-nft",
-            "-A",
-            "INPUT",
-            "-p",
-            "tcp",
-            "--dport",
-            "18080",
-            "--syn",
-            "-j",
-            "NFQUEUE",
-            "--queue-num",
-            "3",
-        ]);
+        let mark = format!("{DEFAULT_REJECT_MARK:#x}");
+        let rules: [&[&str]; 2] = [
+            &[
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "18080",
+                "--syn",
+                "-m",
+                "mark",
+                "--mark",
+                &mark,
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "tcp-reset",
+            ],
+            &[
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "18080",
+                "--syn",
+                "-j",
+                "NFQUEUE",
+                "--queue-balance",
+                "3:4",
+            ],
+        ];
+        for r in rules {
+            let mut a = vec!["ip", "netns", "exec", &name, "iptables-nft"];
+            a.extend_from_slice(r);
+            run(&a);
+        }
         Netns(name)
     }
 }
@@ -62,11 +84,14 @@ impl Drop for Netns {
 }
 
 fn try_connect(ns: &str, timeout: Duration) -> bool {
+    connect_result(ns, timeout).is_ok()
+}
+
+fn connect_result(ns: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     let ns = ns.to_string();
     std::thread::spawn(move || {
         enter_netns(&ns).unwrap();
         TcpStream::connect_timeout(&format!("127.0.0.1:{PORT_NUM}").parse().unwrap(), timeout)
-            .is_ok()
     })
     .join()
     .unwrap()
@@ -83,6 +108,8 @@ fn real_syns_are_decided_before_the_handshake() {
     sim.wait_listener(Duration::from_secs(2)).unwrap();
     let ns = Netns::new();
     let stop = AtomicBool::new(false);
+    let counters = Counters::default();
+    let counters = &counters;
     std::thread::scope(|s| {
         let listener_ns = ns.0.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -103,7 +130,7 @@ fn real_syns_are_decided_before_the_handshake() {
         let (sim_ref, stop_ref) = (&sim, &stop);
         let server = s.spawn(move || {
             enter_netns(&front_ns).unwrap();
-            serve(sim_ref, 3, stop_ref).unwrap()
+            serve(sim_ref, &FrontConfig::queues(3, 4), stop_ref, counters).unwrap()
         });
         std::thread::sleep(Duration::from_millis(100));
 
@@ -113,9 +140,16 @@ fn real_syns_are_decided_before_the_handshake() {
             "accepted SYN completes the handshake"
         );
         INSPECT_ACTION.store(WskInspectReject, Ordering::SeqCst);
+        let t = Instant::now();
+        let e = connect_result(&ns.0, Duration::from_millis(3000)).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "rejected SYN is answered with a reset: {e}"
+        );
         assert!(
-            !try_connect(&ns.0, Duration::from_millis(1500)),
-            "rejected SYN is dropped"
+            t.elapsed() < Duration::from_millis(900),
+            "refused at once, not after retransmits"
         );
 
         INSPECT_ACTION.store(WskInspectPend, Ordering::SeqCst);
@@ -145,9 +179,10 @@ fn real_syns_are_decided_before_the_handshake() {
         stop.store(true, Ordering::SeqCst);
         let stats = server.join().unwrap();
         assert!(
-            stats.accepted >= 2 && stats.dropped >= 1 && stats.pended == 1,
+            stats.accepted >= 2 && stats.rejected >= 1 && stats.pended == 1,
             "{stats:?}"
         );
+        assert_eq!((stats.looped, stats.lost()), (0, 0), "{stats:?}");
     });
     sim.set_real_time(false);
     d.unload(&sim);

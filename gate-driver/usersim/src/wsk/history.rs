@@ -12,6 +12,33 @@
 
 use super::*;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+/// Called with a request's key whenever it may have been resolved (see
+/// [`set_resolve_hook`]).
+pub type ResolveHook = fn((usize, u32));
+
+static RESOLVE_HOOK: RwLock<Option<ResolveHook>> = RwLock::new(None);
+static HOOK_ON: AtomicBool = AtomicBool::new(false);
+
+/// Sets the hook told when a request may have been resolved (finished, or
+/// accepted by WskInspectComplete): the NFQUEUE front releases held SYNs
+/// with it instead of polling. Called under the provider's lock: the hook
+/// must not call into the provider.
+pub fn set_resolve_hook(hook: Option<ResolveHook>) {
+    *RESOLVE_HOOK.write().unwrap_or_else(|e| e.into_inner()) = hook;
+    HOOK_ON.store(hook.is_some(), Ordering::SeqCst);
+}
+
+/// Tells the hook (if any) that `rk` may have been resolved.
+pub(crate) fn resolved(rk: (usize, u32)) {
+    if HOOK_ON.load(Ordering::Relaxed) {
+        if let Some(f) = *RESOLVE_HOOK.read().unwrap_or_else(|e| e.into_inner()) {
+            f(rk);
+        }
+    }
+}
 
 /// Finished requests and closed sockets kept by default.
 pub const HISTORY_LIMIT: usize = 4096;
@@ -180,6 +207,7 @@ pub(crate) fn settle(g: &mut Wsk, rk: (usize, u32)) {
     }
     r.settled = true;
     let listener = r.listener;
+    resolved(rk);
     if let Some(set) = g.hist.inflight.get_mut(&listener) {
         set.remove(&rk);
     }

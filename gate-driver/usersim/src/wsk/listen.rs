@@ -753,6 +753,7 @@ unsafe extern "system" fn WskInspectComplete(
     };
     if let Ok(()) = outcome {
         history::settle(&mut g, rk);
+        history::resolved(rk);
         let line = format!("WskInspectComplete({id:?}, {verdict:?})");
         log(&mut g, line);
     }

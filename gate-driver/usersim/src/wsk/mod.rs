@@ -11,7 +11,7 @@
 //! are all windows.
 
 pub(crate) mod conn;
-pub(crate) mod history;
+pub mod history;
 pub(crate) mod listen;
 pub(crate) mod net;
 
