@@ -509,6 +509,10 @@ impl Request {
         self.key
     }
 
+    pub(crate) fn from_key(key: (usize, u32)) -> Request {
+        Request { key }
+    }
+
     pub fn info(&self) -> RequestInfo {
         net::request_info(self.key).unwrap_or(RequestInfo {
             state: RequestState::Retired,

@@ -71,6 +71,13 @@ pub struct FrontConfig {
     /// gate that opens under load is no gate.
     pub fail_open: bool,
     pub reject: RejectMode,
+    /// Handshake fidelity: with Some(t), an accepted request is held
+    /// (`Accepted`) until the real handshake completes on a real listener
+    /// ([`crate::wsk::real::Acceptor`]) and is then delivered with the real
+    /// socket behind it; if it does not complete within t (a spoofed source
+    /// never answers the SYN-ACK), the driver gets WskAbortEvent. With None,
+    /// an accepted request is delivered at once, with no real socket.
+    pub handshake_timeout: Option<Duration>,
 }
 
 impl FrontConfig {
@@ -84,9 +91,15 @@ impl FrontConfig {
             reject: RejectMode::Reset {
                 mark: DEFAULT_REJECT_MARK,
             },
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 }
+
+/// How long an accepted request waits for its handshake by default
+/// (Windows gives up on a SYN-ACK after 2 retransmissions, ~9 s; a shorter
+/// wait keeps the accepted-but-unfinished set of a spoofed flood small).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Counters of a front, updated live (read them with [`Counters::snapshot`]).
 #[derive(Debug, Default)]
@@ -98,6 +111,7 @@ pub struct Counters {
     duplicates: AtomicU64,
     other: AtomicU64,
     looped: AtomicU64,
+    retransmits: AtomicU64,
     batches: AtomicU64,
     enobufs: AtomicU64,
     queue_dropped: AtomicU64,
@@ -120,6 +134,9 @@ pub struct NfqStats {
     pub other: u64,
     /// Packets that came back with the reject mark (no reset rule): dropped.
     pub looped: u64,
+    /// SYNs of an accepted request still waiting for its handshake (a
+    /// client's retransmission): accepted without a new request.
+    pub retransmits: u64,
     /// `recvmmsg` calls that returned packets.
     pub batches: u64,
     /// ENOBUFS on receive (the socket buffer overflowed).
@@ -148,6 +165,7 @@ impl Counters {
             duplicates: l(&self.duplicates),
             other: l(&self.other),
             looped: l(&self.looped),
+            retransmits: l(&self.retransmits),
             batches: l(&self.batches),
             enobufs: l(&self.enobufs),
             queue_dropped: l(&self.queue_dropped),
@@ -333,8 +351,22 @@ pub fn serve(
     }
 }
 
-/// Applies `accept` to a request's SYN.
-fn apply(q: &mut Queue, cfg: &FrontConfig, c: &Counters, id: u32, accept: bool) -> io::Result<()> {
+/// Applies `accept` to a request's SYN; with handshake fidelity, an
+/// accepted request starts waiting for its handshake first (before the
+/// verdict lets the SYN through).
+fn apply(
+    q: &mut Queue,
+    cfg: &FrontConfig,
+    c: &Counters,
+    id: u32,
+    accept: bool,
+    req: Option<(Request, SocketAddr, SocketAddr)>,
+) -> io::Result<()> {
+    if let (true, Some(t), Some((req, src, dst))) = (accept, cfg.handshake_timeout, req) {
+        if req.state() == RequestState::Accepted {
+            crate::wsk::real::expect_handshake(req.key(), src, dst, t);
+        }
+    }
     if accept {
         inc(&c.accepted);
         return q.verdict(id, Verdict::Accept);
@@ -431,8 +463,8 @@ fn serve_queue(
                 };
                 if let Some(accept) = decision(req.state()) {
                     by_key.remove(&rk);
-                    if let Some((_, id)) = held.remove(&t) {
-                        apply(&mut q, cfg, c, id, accept)?;
+                    if let Some((req, id)) = held.remove(&t) {
+                        apply(&mut q, cfg, c, id, accept, Some((req, t.0, t.1)))?;
                     }
                 } else {
                     // Still unresolved (e.g. Pended -> Inspecting race):
@@ -467,10 +499,21 @@ fn serve_queue(
                         q.verdict(p.id, Verdict::Drop)?;
                         continue;
                     }
+                    if cfg.handshake_timeout.is_some()
+                        && crate::wsk::real::awaiting_handshake(src, dst)
+                    {
+                        inc(&c.retransmits);
+                        q.verdict(p.id, Verdict::Accept)?;
+                        continue;
+                    }
                     inc(&c.syns);
-                    let req = sim.connect(src, dst);
+                    let req = if cfg.handshake_timeout.is_some() {
+                        sim.connect_held(src, dst)
+                    } else {
+                        sim.connect(src, dst)
+                    };
                     match decision(req.state()) {
-                        Some(accept) => apply(&mut q, cfg, c, p.id, accept)?,
+                        Some(accept) => apply(&mut q, cfg, c, p.id, accept, Some((req, src, dst)))?,
                         None => {
                             inc(&c.pended);
                             let rk = req.key();
@@ -502,7 +545,7 @@ fn serve_queue(
         }
     }
     for (_, (_, id)) in held.drain() {
-        apply(&mut q, cfg, c, id, false)?;
+        apply(&mut q, cfg, c, id, false, None)?;
     }
     q.flush()?;
     proc_delta(&mut proc_base, read_proc(), c);

@@ -94,14 +94,18 @@ unsafe extern "system" fn WskSocket(
     }
     let static_accept = cl.static_accept;
     cl.sockets_created += 1;
-    if flags & !WSK_FLAG_AT_DISPATCH_LEVEL != WSK_FLAG_LISTEN_SOCKET {
-        log(
-            &mut g,
-            format!("WskSocket flags {flags:#x}: only listening sockets are simulated"),
-        );
-        drop(g);
-        return irp::finish(irp, STATUS_NOT_SUPPORTED, 0);
-    }
+    let kind = match flags & !WSK_FLAG_AT_DISPATCH_LEVEL {
+        WSK_FLAG_LISTEN_SOCKET => Kind::Listen,
+        WSK_FLAG_CONNECTION_SOCKET => Kind::Connection,
+        _ => {
+            log(
+                &mut g,
+                format!("WskSocket flags {flags:#x}: only listening and connection sockets are simulated"),
+            );
+            drop(g);
+            return irp::finish(irp, STATUS_NOT_SUPPORTED, 0);
+        }
+    };
     if (family != AF_INET && family != AF_INET6)
         || socket_type != SOCK_STREAM
         || protocol != IPPROTO_TCP
@@ -113,14 +117,16 @@ unsafe extern "system" fn WskSocket(
         );
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
     }
-    let mut s = Socket::new(Kind::Listen, c, family);
+    let mut s = Socket::new(kind, c, family);
     s.ctx = socket_context as usize;
     s.dispatch = dispatch as usize;
-    s.accept_event = static_accept;
+    s.accept_event = static_accept && kind == Kind::Listen;
+    // A connection socket the driver creates is its own to close.
+    s.owned = kind == Kind::Connection;
     let p = new_socket(&mut g, s);
     log(
         &mut g,
-        format!("WskSocket -> listen socket {p:#x} family {family}"),
+        format!("WskSocket -> {kind:?} socket {p:#x} family {family}"),
     );
     drop(g);
     irp::finish(irp, STATUS_SUCCESS, p)
@@ -459,8 +465,12 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         if let Some(s) = g.sockets.get_mut(&c) {
             s.state = SocketState::Closed;
         }
+        #[cfg(target_os = "linux")]
+        super::real::close(c);
         history::socket_closed(&mut g, c);
     }
+    #[cfg(target_os = "linux")]
+    cancel.extend(super::real::close(key));
     // Only this listener's requests in flight (an index: a connection
     // socket's close touches no request at all).
     for k in history::inflight_of(&g, key) {

@@ -14,6 +14,8 @@ pub(crate) mod conn;
 pub mod history;
 pub(crate) mod listen;
 pub(crate) mod net;
+#[cfg(target_os = "linux")]
+pub mod real;
 
 pub(crate) use history::table_sizes;
 pub use history::{TableSizes, HISTORY_LIMIT};
@@ -272,6 +274,8 @@ pub(crate) fn wsk() -> MutexGuard<'static, Wsk> {
 pub(crate) fn reset() {
     let mut g = wsk();
     history::release_all(&mut g);
+    #[cfg(target_os = "linux")]
+    real::reset();
     *g = Wsk::default();
     WSK_CV.notify_all();
 }

@@ -287,6 +287,17 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
 /// Delivers an accepted request's connection: to a pending WskAccept IRP, the
 /// accept event, or the backlog.
 pub(crate) fn establish(rk: (usize, u32)) {
+    establish_with(rk, None);
+}
+
+/// Real socket behind a connection socket (Linux), or nothing.
+#[cfg(target_os = "linux")]
+pub(crate) type RealFd = std::os::fd::OwnedFd;
+#[cfg(not(target_os = "linux"))]
+pub(crate) type RealFd = std::convert::Infallible;
+
+/// [`establish`], with `real` (if any) behind the connection socket.
+pub(crate) fn establish_with(rk: (usize, u32), real: Option<RealFd>) {
     let mut g = wsk();
     let Some(r) = g.requests.get(&rk) else { return };
     if r.state != RequestState::Accepted {
@@ -316,6 +327,12 @@ pub(crate) fn establish(rk: (usize, u32)) {
     cs.local = Some(norm(local));
     cs.remote = Some(norm(remote));
     let conn = new_socket(&mut g, cs);
+    #[cfg(target_os = "linux")]
+    if let Some(fd) = real {
+        super::real::attach(conn, fd);
+    }
+    #[cfg(not(target_os = "linux"))]
+    drop(real);
     if let Some(r) = g.requests.get_mut(&rk) {
         r.conn = conn;
         r.state = RequestState::Established;
@@ -347,6 +364,8 @@ pub(crate) fn establish(rk: (usize, u32)) {
         if let Some(s) = g.sockets.get_mut(&conn) {
             s.state = SocketState::Closed;
         }
+        #[cfg(target_os = "linux")]
+        super::real::close(conn);
         history::socket_closed(&mut g, conn);
         return;
     }
@@ -394,6 +413,8 @@ pub(crate) fn establish(rk: (usize, u32)) {
         if let Some(r) = g.requests.get_mut(&rk) {
             r.state = RequestState::AcceptRefused;
         }
+        #[cfg(target_os = "linux")]
+        super::real::close(conn);
         history::socket_closed(&mut g, conn);
         let line = format!("WskAcceptEvent returned {st:#x}: connection closed by the provider");
         log(&mut g, line);
