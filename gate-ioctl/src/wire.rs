@@ -89,7 +89,11 @@ pub struct Invalid {
 
 impl core::fmt::Display for Invalid {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} = {}: expected {}", self.field, self.value, self.expected)
+        write!(
+            f,
+            "{} = {}: expected {}",
+            self.field, self.value, self.expected
+        )
     }
 }
 
