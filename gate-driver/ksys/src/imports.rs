@@ -147,8 +147,10 @@ extern "system" {
         information: u32,
         descriptor: *mut SECURITY_DESCRIPTOR,
     ) -> NTSTATUS;
-    pub fn RtlCreateSecurityDescriptor(descriptor: *mut SECURITY_DESCRIPTOR, revision: u32)
-        -> NTSTATUS;
+    pub fn RtlCreateSecurityDescriptor(
+        descriptor: *mut SECURITY_DESCRIPTOR,
+        revision: u32,
+    ) -> NTSTATUS;
     pub fn RtlCreateAcl(acl: *mut ACL, length: u32, revision: u32) -> NTSTATUS;
     pub fn RtlAddAccessAllowedAce(
         acl: *mut ACL,

@@ -190,8 +190,9 @@ pub unsafe extern "system" fn IoCreateSymbolicLink(
 ) -> NTSTATUS {
     irql::require_passive("IoCreateSymbolicLink");
     // SAFETY: per the contract.
-    let (Some(l), Some(t)) = (unsafe { read_unicode(link) }, unsafe { read_unicode(target) })
-    else {
+    let (Some(l), Some(t)) = (unsafe { read_unicode(link) }, unsafe {
+        read_unicode(target)
+    }) else {
         record(ViolationKind::Other, "IoCreateSymbolicLink: malformed name");
         return STATUS_INVALID_PARAMETER;
     };
@@ -383,7 +384,7 @@ pub unsafe extern "system" fn RtlCreateSecurityDescriptor(
 /// `acl` has `length` writable bytes.
 #[no_mangle]
 pub unsafe extern "system" fn RtlCreateAcl(acl: *mut ACL, length: u32, revision: u32) -> NTSTATUS {
-    if length < 8 || length > 0xFFFF || !(2..=4).contains(&revision) {
+    if !(8..=0xFFFF).contains(&length) || !(2..=4).contains(&revision) {
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: per the contract.

@@ -222,9 +222,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
     let mut g = obj();
     let t = match g.handles.get(&(handle as usize)) {
         Some(HandleObject::Thread(t)) => *t,
-        Some(HandleObject::Key(_) | HandleObject::Device(_)) => {
-            return STATUS_OBJECT_TYPE_MISMATCH
-        }
+        Some(HandleObject::Key(_) | HandleObject::Device(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
         None => {
             drop(g);
             record(
