@@ -19,7 +19,7 @@ fn open(sim: &Sim, access: u32) -> DeviceHandle {
 }
 
 /// Sends a request; the reply or the final status.
-fn call<R: Request>(h: &DeviceHandle, req: &R) -> Result<R::Reply, i32> {
+fn call<R: gate_ioctl::Request>(h: &DeviceHandle, req: &R) -> Result<R::Reply, i32> {
     let r = h.ioctl(R::CODE, req.as_bytes(), R::Reply::SIZE);
     if r.status != 0 {
         return Err(r.status);

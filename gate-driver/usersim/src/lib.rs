@@ -59,6 +59,8 @@
 #![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
 
 pub mod clock;
+#[cfg(all(feature = "control", target_os = "linux"))]
+pub mod control_channel;
 pub mod debug;
 pub mod device;
 pub mod dispatcher;
@@ -76,6 +78,8 @@ pub mod spinlock;
 pub mod violation;
 pub mod wsk;
 
+#[cfg(all(feature = "control", target_os = "linux"))]
+pub use control_channel::ControlServer;
 pub use debug::{BugCheck, DebugLine};
 pub use device::{DeviceHandle, DeviceView, IoctlResult};
 pub use harness::{Conn, Driver, DriverEntryFn, LeakReport, Request, Sim};
