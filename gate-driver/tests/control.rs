@@ -981,3 +981,31 @@ fn random_bytes_to_every_code_never_break_the_driver() {
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }
+
+#[test]
+fn api_limits_match_gate_core() {
+    assert_eq!(MAX_LIST_ENTRIES as usize, gate_core::MAX_LIST_ENTRIES);
+    assert_eq!(MAX_MANUAL_BANS as usize, gate_core::MAX_MANUAL_BANS);
+    assert!(COUNTER_SLOTS >= gate_core::REASON_COUNT && COUNTER_SLOTS >= gate_core::EVENT_COUNT);
+    assert_eq!(set_field::NAMES.len(), 10);
+    for n in set_field::NAMES {
+        assert!(
+            gate_core::field::ALL.contains(&n),
+            "{n} is a gate-core field"
+        );
+    }
+    // Reads need read access, changes write access.
+    for (code, name) in ALL_CODES {
+        let want = if name.ends_with("STATUS")
+            || name.ends_with("QUERY")
+            || name.ends_with("TOP")
+            || name.ends_with("LIST_GET")
+        {
+            FILE_READ_ACCESS
+        } else {
+            FILE_WRITE_ACCESS
+        };
+        assert_eq!(required_access(code), want, "{name}");
+        assert_eq!(method_of(code), METHOD_BUFFERED, "{name}");
+    }
+}
