@@ -344,6 +344,14 @@ impl Config {
     pub fn memory_bytes(&self) -> u64 {
         let pend = u64::from(self.max_pending).saturating_mul(crate::pend::PEND_SLOT_BYTES as u64);
         let lists = list_bytes(&self.allow).saturating_add(list_bytes(&self.deny));
+        // The live configuration object and its own copy of the lists.
+        let cidr = core::mem::size_of::<Cidr>() as u64;
+        let live = (core::mem::size_of::<crate::live::Live>() as u64).saturating_add(
+            (self.allow.len() as u64)
+                .saturating_add(self.deny.len() as u64)
+                .saturating_mul(cidr),
+        );
+        let lists = lists.saturating_add(live);
         self.table_bytes()
             .saturating_add(pend)
             .saturating_add(lists)

@@ -1,13 +1,15 @@
 //! The engine: [`Gate`] ties keys, table, buckets, lists, bans and pends
 //! together and answers one [`Decision`] per SYN.
 //!
-//! Order of checks for one SYN: deny list, allow list, then the key's entry
+//! Order of checks for one SYN (all under the key's shard lock, against one
+//! snapshot of the live configuration, see `live`): deny list, manual bans,
+//! allow list, then the key's entry
 //! (found or placed in the table, or the full-table policy), its ban, its
 //! bucket, the global bucket, and finally pend-or-reject. Observe mode turns
 //! every reject (and every pend) into an accept with reason
 //! `ObserveWouldReject`, keeping the would-be reason in `Decision::observed`.
 //!
-//! `decide` takes one shard lock for a bounded probe, may take the pend lock
+//! `decide` takes one shard lock for the list lookups and a bounded probe, may take the pend lock
 //! inside it, and, only when a global limit is configured, touches the
 //! global bucket with a compare-and-swap; it never allocates and never
 //! panics.
@@ -24,19 +26,19 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ban::{self, BanParams};
-use crate::bucket::{AtomicBucket, BucketParams, Take};
+use crate::ban;
+use crate::bucket::{AtomicBucket, Take};
 use crate::config::{Config, ConfigError, FullTablePolicy};
 use crate::hash::{hash_key, Seed};
 use crate::key::Key;
-use crate::lists::CidrSet;
+use crate::live::{Live, LiveCell, Params};
 use crate::lock::{RawLock, SpinLock};
 use crate::pend::{PendSlots, PendTicket, StaleTicket};
 use crate::table::{self, Entry, Probe};
 use crate::telemetry::{
     Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
 };
-use crate::time::{ms_to_ticks, Ticks};
+use crate::time::Ticks;
 
 /// Why [`Gate::new`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,18 +67,20 @@ impl From<ConfigError> for Error {
     }
 }
 
-/// A shard's counters. The `keyed`/`observed`/`events` arrays are written
-/// only with the shard lock held, so they are bumped with a plain load and
-/// store (no locked instruction); the `listed*` arrays are written without
-/// the lock (allow/deny decisions) and use `fetch_add`. Readers sum both.
+/// A shard's counters, written only with the shard lock held, so they are
+/// bumped with a plain load and store (no locked instruction). `keyed*`
+/// count decisions of the keyed part, `listed*` those decided by a list or
+/// a manual ban. Readers sum both.
 #[derive(Default)]
 #[repr(C)]
-struct ShardCounters {
-    keyed: [AtomicU64; REASON_COUNT],
-    observed: [AtomicU64; REASON_COUNT],
-    events: [AtomicU64; EVENT_COUNT],
-    listed: [AtomicU64; REASON_COUNT],
-    listed_observed: [AtomicU64; REASON_COUNT],
+pub(crate) struct ShardCounters {
+    pub(crate) keyed: [AtomicU64; REASON_COUNT],
+    pub(crate) observed: [AtomicU64; REASON_COUNT],
+    pub(crate) events: [AtomicU64; EVENT_COUNT],
+    pub(crate) listed: [AtomicU64; REASON_COUNT],
+    pub(crate) listed_observed: [AtomicU64; REASON_COUNT],
+    /// Decisions rejected by a manual ban (also counted as `Banned`).
+    pub(crate) manual: AtomicU64,
 }
 
 /// Adds one with `fetch_add` (any thread).
@@ -111,15 +115,15 @@ impl ShardCounters {
 /// SYN writes one shard line, which matters because that line moves between
 /// CPUs when they decide for keys of the same shard.
 #[repr(C, align(64))]
-struct Shard<L: RawLock> {
-    lock: L,
+pub(crate) struct Shard<L: RawLock> {
+    pub(crate) lock: L,
     /// First of this shard's `len` slots, inside the gate's one slot buffer
     /// (`Gate::table`, which never moves or changes size after `Gate::new`).
     /// Dereferenced only with `lock` held (see `Gate::locked`); also used,
     /// without the lock, as a prefetch address (never read).
     base: *mut Entry,
-    len: usize,
-    counters: ShardCounters,
+    pub(crate) len: usize,
+    pub(crate) counters: ShardCounters,
 }
 
 // SAFETY: the slots `base..base + len` belong to this shard alone (shards
@@ -135,20 +139,6 @@ unsafe impl<L: RawLock> Send for Shard<L> {}
 /// `Gate::memory_bytes` reports the real figure for the lock in use.
 pub(crate) const SHARD_BYTES: usize = core::mem::size_of::<Shard<SpinLock>>();
 const _: () = assert!(SHARD_BYTES == 448);
-
-/// Derived, ready-to-use parameters.
-#[derive(Clone, Copy, Debug)]
-struct Params {
-    key: BucketParams,
-    global: Option<BucketParams>,
-    ban: BanParams,
-    policy: FullTablePolicy,
-    observe: bool,
-    v4_prefix: u8,
-    v6_prefix: u8,
-    pend_on: bool,
-    max_delay: Ticks,
-}
 
 /// What the keyed part decided, before observe mode and counting.
 struct Outcome {
@@ -171,7 +161,7 @@ impl Outcome {
 /// line the CPU's pair prefetcher fetches with it), so that writes to it do
 /// not invalidate the read-only fields next to it on other CPUs.
 #[repr(C, align(128))]
-struct OwnLines<T>(T);
+pub(crate) struct OwnLines<T>(pub(crate) T);
 
 /// The decision engine. Build once with [`Gate::new`]; share across CPUs
 /// (`Gate<L>` is `Sync`); call [`Gate::decide`] for every SYN.
@@ -183,13 +173,20 @@ struct OwnLines<T>(T);
 /// their own; a decision writes the global bucket only when a global limit
 /// is configured, and the pend state only when it pends.
 pub struct Gate<L: RawLock = SpinLock> {
-    p: Params,
-    seed: Seed,
-    shards: Vec<Shard<L>>,
+    /// The live configuration (limits, lists, manual bans): read once per
+    /// decision under the shard lock; replaced whole by the control path
+    /// (see `live`).
+    pub(crate) live: LiveCell,
+    /// Serializes configuration changes and control-path reads of `live`
+    /// (decisions never take it).
+    pub(crate) control: L,
+    /// Key prefix lengths: fixed at start (they place keys in the table).
+    v4_prefix: u8,
+    v6_prefix: u8,
+    pub(crate) seed: Seed,
+    pub(crate) shards: Vec<Shard<L>>,
     shard_mask: usize,
     slot_mask: usize,
-    allow: CidrSet,
-    deny: CidrSet,
     /// Every slot of every shard, in one allocation (shard `i` owns
     /// `[i * per_shard, (i + 1) * per_shard)`); accessed only through the
     /// shards' `base` pointers, under their locks. One large buffer rather
@@ -197,7 +194,7 @@ pub struct Gate<L: RawLock = SpinLock> {
     table: Vec<Entry>,
     global: OwnLines<AtomicBucket>,
     pend: OwnLines<PendSlots<L>>,
-    pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
+    pub(crate) pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
 }
 
 impl<L: RawLock> Gate<L> {
@@ -209,42 +206,13 @@ impl<L: RawLock> Gate<L> {
         let oom = Error::OutOfMemory {
             bytes: config.memory_bytes(),
         };
-        let bad_rate = |field, value| ConfigError {
-            field,
-            value,
-            expected: "a rate and burst giving a usable bucket",
+        let cfg = crate::control::try_clone_config(config).ok_or(oom)?;
+        let live = match Live::build(cfg, Vec::new()) {
+            Ok(l) => l,
+            Err(crate::live::BuildError::Config(e)) => return Err(Error::Config(e)),
+            Err(crate::live::BuildError::OutOfMemory) => return Err(oom),
         };
-        let key = BucketParams::new(config.rate_milli, config.burst)
-            .ok_or_else(|| bad_rate(crate::config::field::RATE_MILLI, config.rate_milli))?;
-        let global = if config.global_rate_milli == 0 {
-            None
-        } else {
-            Some(
-                BucketParams::new(config.global_rate_milli, config.global_burst).ok_or_else(
-                    || {
-                        bad_rate(
-                            crate::config::field::GLOBAL_RATE_MILLI,
-                            config.global_rate_milli,
-                        )
-                    },
-                )?,
-            )
-        };
-        let p = Params {
-            key,
-            global,
-            ban: BanParams::new(
-                u16::try_from(config.ban_threshold).unwrap_or(u16::MAX),
-                ms_to_ticks(config.ban_window_ms),
-                ms_to_ticks(config.ban_ms),
-            ),
-            policy: config.full_table,
-            observe: config.observe,
-            v4_prefix: config.ipv4_prefix,
-            v6_prefix: config.ipv6_prefix,
-            pend_on: config.max_pending > 0,
-            max_delay: ms_to_ticks(config.max_delay_ms),
-        };
+        let live = crate::control::try_box(live).ok_or(oom)?;
         let n_shards = config.shards as usize;
         let per_shard = config.capacity.checked_div(config.shards).unwrap_or(0) as usize;
         let mut shards: Vec<Shard<L>> = Vec::new();
@@ -266,13 +234,14 @@ impl<L: RawLock> Gate<L> {
         }
         let filler = Key::new(IpAddr::from([0, 0, 0, 0]), 32, 64);
         Ok(Gate {
-            p,
+            live: LiveCell::new(live),
+            control: L::new(),
+            v4_prefix: config.ipv4_prefix,
+            v6_prefix: config.ipv6_prefix,
             seed,
             shards,
             shard_mask: n_shards.saturating_sub(1),
             slot_mask: per_shard.saturating_sub(1),
-            allow: CidrSet::build(&config.allow).map_err(|_| oom)?,
-            deny: CidrSet::build(&config.deny).map_err(|_| oom)?,
             table,
             global: OwnLines(AtomicBucket::new()),
             pend: OwnLines(PendSlots::new(config.max_pending, filler).map_err(|_| oom)?),
@@ -282,7 +251,7 @@ impl<L: RawLock> Gate<L> {
 
     /// The key `remote` is counted under.
     pub fn key_of(&self, remote: IpAddr) -> Key {
-        Key::new(remote, self.p.v4_prefix, self.p.v6_prefix)
+        Key::new(remote, self.v4_prefix, self.v6_prefix)
     }
 
     /// Decides for one SYN from `remote` to `local` at `now` (ticks of 100 ns,
@@ -306,32 +275,40 @@ impl<L: RawLock> Gate<L> {
             };
         };
         self.prefetch(shard_i, h);
-        if !self.deny.is_empty() && self.deny.contains(remote) {
-            let out = Outcome::bare(Reason::DenyListed);
-            return self.finish(&shard.counters, false, key, out);
-        }
-        if !self.allow.is_empty() && self.allow.contains(remote) {
-            let out = Outcome::bare(Reason::AllowListed);
-            return self.finish(&shard.counters, false, key, out);
-        }
         self.locked(shard, |slots| {
-            let out = self.decide_keyed(slots, &shard.counters, key, h, now);
-            self.finish(&shard.counters, true, key, out)
+            // SAFETY: the shard lock is held while `live` is used.
+            let live = unsafe { self.live.get() };
+            let c = &shard.counters;
+            if !live.deny.is_empty() && live.deny.contains(remote) {
+                let out = Outcome::bare(Reason::DenyListed);
+                return self.finish(&live.p, c, false, key, out);
+            }
+            if !live.bans.is_empty() && live.bans.banned_until(remote, now).is_some() {
+                add_locked(core::slice::from_ref(&c.manual), 0);
+                let out = Outcome::bare(Reason::Banned);
+                return self.finish(&live.p, c, false, key, out);
+            }
+            if !live.allow.is_empty() && live.allow.contains(remote) {
+                let out = Outcome::bare(Reason::AllowListed);
+                return self.finish(&live.p, c, false, key, out);
+            }
+            let out = self.decide_keyed(&live.p, slots, c, key, h, now);
+            self.finish(&live.p, c, true, key, out)
         })
     }
 
     /// The shard of a key hash (bits 32 and up; see [`Self::starts`] for
     /// the windows).
     #[inline]
-    fn shard_index(&self, h: u64) -> usize {
+    pub(crate) fn shard_index(&self, h: u64) -> usize {
         ((h >> 32) as usize) & self.shard_mask
     }
 
-    fn action_of(&self, r: Reason) -> Action {
+    fn action_of(p: &Params, r: Reason) -> Action {
         match r {
             Reason::WithinRate | Reason::AllowListed | Reason::ObserveWouldReject => Action::Accept,
             Reason::PendDelayed => Action::Pend,
-            Reason::TableFull => match self.p.policy {
+            Reason::TableFull => match p.policy {
                 FullTablePolicy::FailOpen => Action::Accept,
                 _ => Action::Reject,
             },
@@ -343,28 +320,35 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Applies observe mode, counts (`locked`: the shard lock is held),
-    /// builds the decision.
+    /// Applies observe mode, counts (the shard lock is held; `keyed`: the
+    /// keyed part decided, else a list or a manual ban), builds the decision.
     #[inline]
-    fn finish(&self, c: &ShardCounters, locked: bool, key: Key, out: Outcome) -> Decision {
-        let action = self.action_of(out.reason);
+    fn finish(
+        &self,
+        p: &Params,
+        c: &ShardCounters,
+        keyed: bool,
+        key: Key,
+        out: Outcome,
+    ) -> Decision {
+        let action = Self::action_of(p, out.reason);
         let (action, reason, observed) = if out.reason == Reason::ObserveWouldReject {
             // Only produced for a would-be pend (see decide_keyed).
             (Action::Accept, out.reason, Some(Reason::PendDelayed))
-        } else if self.p.observe && action == Action::Reject {
+        } else if p.observe && action == Action::Reject {
             (Action::Accept, Reason::ObserveWouldReject, Some(out.reason))
         } else {
             (action, out.reason, None)
         };
-        if locked {
+        if keyed {
             add_locked(&c.keyed, reason.index());
             if let Some(o) = observed {
                 add_locked(&c.observed, o.index());
             }
         } else {
-            add_shared(&c.listed, reason.index());
+            add_locked(&c.listed, reason.index());
             if let Some(o) = observed {
-                add_shared(&c.listed_observed, o.index());
+                add_locked(&c.listed_observed, o.index());
             }
         }
         Decision {
@@ -379,7 +363,7 @@ impl<L: RawLock> Gate<L> {
 
     /// Runs `f` on the shard's slots with its lock held.
     #[inline]
-    fn locked<R>(&self, shard: &Shard<L>, f: impl FnOnce(&mut [Entry]) -> R) -> R {
+    pub(crate) fn locked<R>(&self, shard: &Shard<L>, f: impl FnOnce(&mut [Entry]) -> R) -> R {
         let st = shard.lock.lock();
         // SAFETY: `base..base + len` lies inside `self.table`, which is
         // allocated, initialized and never resized or moved while `self`
@@ -397,13 +381,13 @@ impl<L: RawLock> Gate<L> {
     #[inline]
     fn decide_keyed(
         &self,
+        p: &Params,
         slots: &mut [Entry],
         counters: &ShardCounters,
         key: Key,
         h: u64,
         now: Ticks,
     ) -> Outcome {
-        let p = &self.p;
         let starts = self.starts(h);
         let idle = |e: &Entry| e.tat <= now && !p.ban.active(e, now);
         // The slot for the key, and whether it must be (re)initialised for it.
@@ -533,15 +517,17 @@ impl<L: RawLock> Gate<L> {
             }
         };
         self.pend_event(Event::PendAborted);
-        if let Some(g) = &self.p.global {
-            self.global.0.give_back(g);
-        }
         let h = hash_key(&self.seed, &key);
         let shard_i = self.shard_index(h);
         if let Some(shard) = self.shards.get(shard_i) {
-            let t = self.p.key.t;
             let starts = self.starts(h);
             self.locked(shard, |slots| {
+                // SAFETY: the shard lock is held while `live` is used.
+                let p = &unsafe { self.live.get() }.p;
+                if let Some(g) = &p.global {
+                    self.global.0.give_back(g);
+                }
+                let t = p.key.t;
                 if let Some(e) = table::find(slots, starts, &key).and_then(|i| slots.get_mut(i)) {
                     e.tat = e.tat.saturating_sub(t);
                 }
@@ -595,7 +581,7 @@ impl<L: RawLock> Gate<L> {
     /// The two window starts of a hash: bits 0..22 and 42..64 (the shard
     /// uses bits 32..42), so they are independent for any shard size.
     #[inline]
-    fn starts(&self, h: u64) -> [usize; 2] {
+    pub(crate) fn starts(&self, h: u64) -> [usize; 2] {
         [
             (h as usize) & self.slot_mask,
             ((h >> 42) as usize) & self.slot_mask,
@@ -662,11 +648,11 @@ impl<L: RawLock> Gate<L> {
             .capacity()
             .saturating_mul(core::mem::size_of::<Shard<L>>());
         let slots = self.table.capacity().saturating_mul(table::ENTRY_BYTES);
+        let lists = self.with_live(|l| l.heap_bytes());
         let total = shards
             .saturating_add(slots)
             .saturating_add(self.pend.0.heap_bytes())
-            .saturating_add(self.allow.heap_bytes())
-            .saturating_add(self.deny.heap_bytes());
+            .saturating_add(lists);
         total as u64
     }
 }

@@ -24,6 +24,8 @@
 //! | [`pend`] | pend-with-delay budget and tickets |
 //! | [`telemetry`] | `Action`, `Reason`, `Decision`, counters |
 //! | [`gate`] | the engine tying them together |
+//! | [`live`] | the live configuration, swapped whole while decisions run |
+//! | [`control`] | the control path: live changes, manual bans, key queries, bounded scans |
 //!
 //! ```
 //! use gate_core::{Config, Gate, Action, Reason, TICKS_PER_SEC};
@@ -59,10 +61,12 @@ extern crate alloc;
 pub mod ban;
 pub mod bucket;
 pub mod config;
+pub mod control;
 pub mod gate;
 pub mod hash;
 pub mod key;
 pub mod lists;
+pub mod live;
 pub mod lock;
 pub mod pend;
 pub mod table;
@@ -70,10 +74,12 @@ pub mod telemetry;
 pub mod time;
 
 pub use config::{field, Config, ConfigError, FullTablePolicy};
+pub use control::{BanOutcome, ChangeError, KeyState, Membership, SCAN_CHUNK};
 pub use gate::{Error, Gate};
 pub use hash::Seed;
 pub use key::{Family, Key};
 pub use lists::{Cidr, CidrError, MAX_LIST_ENTRIES};
+pub use live::{ManualBan, MAX_MANUAL_BANS};
 pub use lock::{RawLock, SpinLock};
 pub use pend::{PendTicket, StaleTicket};
 pub use telemetry::{

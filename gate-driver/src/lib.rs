@@ -12,6 +12,7 @@
 //! | [`pending`] | pended requests: the bounded table, its timer, completion |
 //! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
+//! | [`control`] | the control device: live status, changes, bans (IOCTL API, gatectl's server) |
 //! | [`addr`] | SOCKADDR <-> IpAddr conversion |
 //! | [`seed`] | the per-start random seed of gate-core's hash |
 //! | [`telemetry`] | the driver's events (forwarded to [`etw`]) and counters |
@@ -44,6 +45,7 @@ use gate_usersim as _;
 
 pub mod addr;
 pub mod config;
+pub mod control;
 pub mod decision;
 pub mod entry;
 pub mod etw;

@@ -58,6 +58,7 @@ impl Sim {
         debug::reset();
         pool::reset();
         irp::reset();
+        crate::device::reset();
         dispatcher::reset();
         objects::reset();
         registry::reset();
@@ -235,6 +236,25 @@ impl Sim {
         }
     }
 
+    // ---- devices ----
+
+    /// Opens a device as user mode's CreateFile does (`\\.\Name`,
+    /// `\DosDevices\Name` or `\Device\Name`) with `access`
+    /// (`FILE_READ_ACCESS` 1 | `FILE_WRITE_ACCESS` 2), as this process.
+    pub fn open_device(&self, path: &str, access: u32) -> Result<DeviceHandle, NTSTATUS> {
+        crate::device::open(path, access, std::process::id() as usize)
+    }
+
+    /// The devices the driver created (name, type, characteristics, DACL).
+    pub fn devices(&self) -> Vec<DeviceView> {
+        crate::device::devices()
+    }
+
+    /// Symbolic links: (link, target), lower case.
+    pub fn symbolic_links(&self) -> Vec<(String, String)> {
+        crate::device::links()
+    }
+
     // ---- the network ----
 
     /// Listening sockets that are bound, in creation order.
@@ -389,6 +409,8 @@ impl Sim {
             object_refs: objs.object_refs,
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
+            devices: crate::device::leaks().0,
+            symbolic_links: crate::device::leaks().1,
         }
     }
 
@@ -482,6 +504,10 @@ pub struct LeakReport {
     pub object_refs: isize,
     pub timers_armed: usize,
     pub dpcs_queued: usize,
+    /// Device objects not deleted.
+    pub devices: usize,
+    /// Symbolic links not deleted.
+    pub symbolic_links: usize,
 }
 
 impl LeakReport {
