@@ -118,11 +118,14 @@ impl Engine<'_> {
             h.0.saturating_record(us);
         }
         let sec = usize::try_from(intended_ns / 1_000_000_000).unwrap_or(usize::MAX);
-        if g.per_second.len() <= sec {
-            g.per_second.resize(sec + 1, [0; 5]);
-        }
+        g.ensure_second(sec);
         if let Some(b) = g.per_second.get_mut(sec) {
             b[outcome.index()] += 1;
+        }
+        if outcome == Outcome::Accepted {
+            if let Some(h) = g.per_second_latency_us.get_mut(sec) {
+                h.0.saturating_record(us);
+            }
         }
     }
 
