@@ -51,12 +51,33 @@ enum Cmd {
         #[arg(required = true)]
         reports: Vec<PathBuf>,
     },
-    /// Draw a report's outcomes per second as SVG.
+    /// Draw a report: per group, outcomes per second (steps) with the model's
+    /// expected accepted count, and accepted p50/p99 latency per second.
     Plot {
+        /// The report (JSON) to draw.
         #[arg(long, short)]
         report: PathBuf,
+        /// Output image; the extension picks the format: .svg or .png.
         #[arg(long, short)]
         output: PathBuf,
+        /// Scenario whose [gate] model gives the expected accepted count per
+        /// second (drawn dashed); without it no model line is drawn.
+        #[arg(long, short)]
+        scenario: Option<PathBuf>,
+    },
+    /// Draw latency by percentile (log-scaled "nines" axis, as
+    /// HdrHistogram's plotter) for every group of one or more reports,
+    /// overlaid.
+    Spectrum {
+        /// Output image (.svg or .png).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Which latency to draw.
+        #[arg(long, value_enum, default_value_t = plot::Metric::Accepted)]
+        metric: plot::Metric,
+        /// Reports (JSON); each curve is labelled FILE-STEM: GROUP.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
     },
     /// Create or remove a client/server namespace pair (root).
     Topology {
@@ -81,9 +102,13 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write an SVG plot of outcomes per second here.
+    /// Write the run plot here (.svg or .png): outcomes per second with the
+    /// model's expected accepted count, and latency per second.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write the latency-by-percentile plot of every group here (.svg or .png).
+    #[arg(long)]
+    spectrum: Option<PathBuf>,
     /// Also validate against the scenario's [gate] model (exit 1 on FAIL).
     #[arg(long)]
     validate: bool,
@@ -141,8 +166,15 @@ fn cmd_run(a: &RunArgs) -> Result<bool> {
         println!("report written to {}", p.display());
     }
     if let Some(p) = &a.plot {
-        plot::write_svg(&res.report, p)?;
+        let exp = plot::expected_from_model(&sc, &res.report);
+        plot::write_run(&res.report, exp.as_ref(), p)?;
         println!("plot written to {}", p.display());
+    }
+    if let Some(p) = &a.spectrum {
+        let rs = vec![(sc.name.clone(), res.report.clone())];
+        let title = format!("{}: {}", sc.name, plot::Metric::Accepted.name());
+        plot::write_spectrum(&title, &plot::curves_of(&rs, plot::Metric::Accepted), p)?;
+        println!("spectrum plot written to {}", p.display());
     }
     if a.validate {
         let v = model::validate(&sc, &res.report)?;
@@ -194,10 +226,50 @@ fn real_main() -> Result<bool> {
             println!("merged report written to {}", output.display());
             Ok(true)
         }
-        Cmd::Plot { report, output } => {
+        Cmd::Plot {
+            report,
+            output,
+            scenario,
+        } => {
             let r = report::Report::load(&report)?;
-            plot::write_svg(&r, &output)?;
+            let exp = match &scenario {
+                Some(p) => {
+                    let sc = scenario::Scenario::load(p)?;
+                    if sc.gate.is_none() {
+                        bail!("--scenario {}: no [gate] section to model", p.display());
+                    }
+                    plot::expected_from_model(&sc, &r)
+                }
+                None => None,
+            };
+            plot::write_run(&r, exp.as_ref(), &output)?;
             println!("plot written to {}", output.display());
+            Ok(true)
+        }
+        Cmd::Spectrum {
+            output,
+            metric,
+            reports,
+        } => {
+            let rs = reports
+                .iter()
+                .map(|p| {
+                    let label = p
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| p.display().to_string());
+                    report::Report::load(p).map(|r| (label, r))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let curves = plot::curves_of(&rs, metric);
+            if curves.is_empty() {
+                bail!(
+                    "no group of these reports has a {} histogram",
+                    metric.name()
+                );
+            }
+            plot::write_spectrum(metric.name(), &curves, &output)?;
+            println!("spectrum plot written to {}", output.display());
             Ok(true)
         }
         Cmd::Topology { action } => {

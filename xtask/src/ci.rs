@@ -29,6 +29,11 @@ const TEST_PACKAGES: &[Pkg] = &[
     Pkg::new("iptables", "/usr/sbin/iptables-nft"),
     Pkg::new("haproxy", "/usr/sbin/haproxy"),
     Pkg::new("iproute2", "/usr/sbin/ip"),
+    // gate-load's plots draw their text with this font (PNG and SVG).
+    Pkg::new(
+        "fonts-dejavu-core",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
 ];
 
 pub fn run(_args: Args) -> Result<()> {
