@@ -12,6 +12,8 @@ pub mod bench;
 pub mod engine;
 pub mod listener;
 pub mod model;
+pub mod oneliner;
+pub mod payload;
 pub mod peers;
 pub mod plot;
 pub mod report;

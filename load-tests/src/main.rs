@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use load_tests::{bench, engine, listener, model, peers, plot, report, scenario, topology};
+use load_tests::{
+    bench, engine, listener, model, payload, peers, plot, report, scenario, topology,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,12 +25,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a scenario against a target.
-    Run(RunArgs),
-    /// A plain listener that accepts and closes (or holds) connections.
+    Run(Box<RunArgs>),
+    /// A plain listener: accepts and closes (or holds) connections, or serves
+    /// the payload modes (echo, rr, sink).
     Listen {
+        /// Address:port to listen on.
         #[arg(long, short)]
         addr: SocketAddr,
-        /// Keep each accepted connection open this long.
+        /// What to do with each connection: close (at once or after
+        /// --hold-ms), echo (every byte back), rr (request-response, see
+        /// `run --payload rr`), sink (read to the end, then close: bulk).
+        #[arg(long, value_enum, default_value_t = payload::ServeMode::Close)]
+        mode: payload::ServeMode,
+        /// Mode close: keep each accepted connection open this long (ms).
         #[arg(long, default_value_t = 0)]
         hold_ms: u64,
         /// Stop after this many seconds (default: run until killed).
@@ -92,13 +101,69 @@ enum Cmd {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    gate-load run --rate 2000 --duration 10s --sources 100 127.0.0.1:8080\n  \
+    gate-load run --rate 500 --duration 5s --churn --payload echo --request-bytes 4k 127.0.0.1:8080\n  \
+    gate-load run --rate 1 --duration 1 --payload bulk --request-bytes 1G 127.0.0.1:8080\n  \
+    gate-load run --scenario load-tests/scenarios/flood.toml --validate --plot run.png")]
 struct RunArgs {
-    /// Scenario file (TOML).
-    #[arg(long, short)]
-    scenario: PathBuf,
-    /// Target address:port (overrides the scenario's `target`).
+    /// Scenario file (TOML) for mixes of groups; without it, the one-line
+    /// flags (--rate, --duration, ...) describe one group.
+    #[arg(long, short, required_unless_present = "rate")]
+    scenario: Option<PathBuf>,
+    /// Target address:port (one-liners may give it as TARGET instead;
+    /// overrides the scenario's `target`).
     #[arg(long, short)]
     target: Option<SocketAddr>,
+    /// Target address:port (the same as --target).
+    #[arg(value_name = "TARGET", conflicts_with = "target")]
+    target_pos: Option<SocketAddr>,
+    /// One-liner: connection attempts per second, all sources together.
+    #[arg(long, short = 'R', conflicts_with = "scenario", requires = "duration")]
+    rate: Option<f64>,
+    /// One-liner: how long to start attempts: 10s, 500ms, 2m, or seconds.
+    #[arg(long, short = 'd', value_parser = parse_duration_arg, conflicts_with = "scenario")]
+    duration: Option<Duration>,
+    /// One-liner: number of source addresses, used round robin (default 1;
+    /// with --churn one per attempt). From 127.64.0.1 up against loopback,
+    /// from 10.77.128.1 up inside a `gate-load topology` client namespace.
+    #[arg(long, short = 'n', conflicts_with = "scenario")]
+    sources: Option<u64>,
+    /// One-liner: the source addresses instead (CIDR, a-b range or address,
+    /// comma-separated); they must be local to this machine.
+    #[arg(long, value_delimiter = ',', conflicts_with = "scenario")]
+    source_range: Option<Vec<String>>,
+    /// One-liner: a fresh source address for every attempt (a spoofed
+    /// flood's shape; needs rate x duration addresses).
+    #[arg(long, conflicts_with = "scenario")]
+    churn: bool,
+    /// One-liner: the client's patience for the SYN-ACK, in ms.
+    #[arg(long, default_value_t = 1000, conflicts_with = "scenario")]
+    connect_timeout_ms: u64,
+    /// One-liner: how accepted connections are closed: rst (SO_LINGER 0, no
+    /// TIME_WAIT) or fin.
+    #[arg(long, default_value = "rst", conflicts_with = "scenario")]
+    close: String,
+    /// One-liner: after the handshake, wait this long for a post-accept
+    /// close (counted as closed); 0 = don't.
+    #[arg(long, default_value_t = 0, conflicts_with = "scenario")]
+    confirm_ms: u64,
+    /// One-liner: exchange data on every accepted connection:
+    /// request-response (rr), echo (byte-verified), or bulk (one stream, MB/s).
+    /// The target must answer it: `gate-load listen --mode rr|echo|sink`.
+    #[arg(long, value_name = "MODE", conflicts_with = "scenario")]
+    payload: Option<String>,
+    /// Payload: bytes each connection sends (k, M, G = 1024-based; kB, MB,
+    /// GB = 1000-based). Default: rr 64, echo 1k, bulk 100M.
+    #[arg(long, value_parser = parse_bytes_arg, requires = "payload")]
+    request_bytes: Option<u64>,
+    /// Payload rr: bytes of each response (default 1k).
+    #[arg(long, value_parser = parse_bytes_arg, requires = "payload")]
+    response_bytes: Option<u64>,
+    /// Payload: longest an exchange may take after the handshake, in ms
+    /// (default 10000).
+    #[arg(long, requires = "payload")]
+    payload_timeout_ms: Option<u64>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -110,7 +175,7 @@ struct RunArgs {
     #[arg(long)]
     spectrum: Option<PathBuf>,
     /// Also validate against the scenario's [gate] model (exit 1 on FAIL).
-    #[arg(long)]
+    #[arg(long, requires = "scenario")]
     validate: bool,
     /// Allow a target outside loopback and gate-load's own namespaces.
     #[arg(long)]
@@ -121,9 +186,64 @@ struct RunArgs {
     /// Pin the generator to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
-    /// No progress line even on a terminal.
+    /// No progress bar even on a terminal.
     #[arg(long)]
     quiet: bool,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    load_tests::oneliner::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_bytes_arg(s: &str) -> Result<u64, String> {
+    load_tests::oneliner::parse_bytes(s).map_err(|e| e.to_string())
+}
+
+impl RunArgs {
+    /// The scenario: the file, or the one-line flags.
+    fn scenario(&self) -> Result<scenario::Scenario> {
+        if let Some(p) = &self.scenario {
+            return scenario::Scenario::load(p);
+        }
+        let target = self
+            .target
+            .or(self.target_pos)
+            .context("a one-line run needs a TARGET (address:port)")?;
+        let (Some(rate), Some(duration)) = (self.rate, self.duration) else {
+            bail!("a one-line run needs --rate and --duration (or give --scenario)");
+        };
+        let payload = match &self.payload {
+            None => None,
+            Some(m) => {
+                let mode = scenario::parse_payload_mode("--payload", m)?;
+                Some(scenario::PayloadSpec::new(
+                    mode,
+                    self.request_bytes,
+                    self.response_bytes,
+                    self.payload_timeout_ms,
+                    [
+                        "--request-bytes",
+                        "--response-bytes",
+                        "--payload-timeout-ms",
+                    ],
+                )?)
+            }
+        };
+        load_tests::oneliner::OneLiner {
+            target,
+            rate,
+            duration,
+            sources: self.sources,
+            source_range: self.source_range.clone(),
+            churn: self.churn,
+            connect_timeout_ms: self.connect_timeout_ms,
+            close: self.close.clone(),
+            confirm_ms: self.confirm_ms,
+            payload,
+            name: "run".into(),
+        }
+        .scenario()
+    }
 }
 
 #[derive(Subcommand)]
@@ -144,9 +264,10 @@ enum TopoCmd {
 }
 
 fn cmd_run(a: &RunArgs) -> Result<bool> {
-    let sc = scenario::Scenario::load(&a.scenario)?;
+    let sc = a.scenario()?;
     let target = a
         .target
+        .or(a.target_pos)
         .or(sc.target)
         .context("no target: give --target or `target` in the scenario")?;
     topology::check_target(target, a.allow_any_target)?;
@@ -190,6 +311,7 @@ fn real_main() -> Result<bool> {
         Cmd::Run(a) => cmd_run(&a),
         Cmd::Listen {
             addr,
+            mode,
             hold_ms,
             duration_s,
         } => {
@@ -204,7 +326,14 @@ fn real_main() -> Result<bool> {
             eprintln!("listening on {addr}");
             let stop = std::sync::atomic::AtomicBool::new(false);
             let acc = std::sync::atomic::AtomicU64::new(0);
-            let n = listener::serve(&sock, Duration::from_millis(hold_ms), &stop, &acc, until)?;
+            let n = listener::serve_mode(
+                &sock,
+                mode,
+                Duration::from_millis(hold_ms),
+                &stop,
+                &acc,
+                until,
+            )?;
             println!("accepted {n} connections");
             Ok(true)
         }
