@@ -9,13 +9,14 @@ use crate::payload::{self, CHUNK, HEADER_BYTES, PATTERN_PERIOD};
 use crate::report::{
     GroupReport, Outcome, PayloadMode, PayloadReport, Report, RunInfo, FORMAT, MAX_LATENCY_US,
 };
-use crate::scenario::{CloseMode, PayloadSpec, Scenario};
+use crate::scenario::{CloseMode, GroupKind, PayloadSpec, Scenario};
+use crate::synflood::{self, RawSyn};
 use crate::sys::{self, Epoll, Event, EV_ERR, EV_HUP, EV_IN, EV_OUT, EV_RDHUP};
 use anyhow::{bail, Context, Result};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +39,8 @@ enum State {
     Confirming,
     /// Handshake done, payload exchange under way.
     Exchanging,
+    /// A raw SYN is out, no answer yet.
+    SynSent,
 }
 
 struct Slot {
@@ -54,7 +57,13 @@ struct Slot {
     recvd: u64,
     first_byte_ns: u64,
     out_done: bool,
+    /// Syn-flood: the SYN's spoofed source and port.
+    syn_src: Ipv4Addr,
+    syn_port: u16,
 }
+
+/// Epoll token of the raw answer socket.
+const RAW_TOKEN: u64 = u64::MAX;
 
 /// What one round of payload I/O came to.
 enum Io {
@@ -86,6 +95,8 @@ struct Engine<'a> {
     pat: Vec<u8>,
     rbuf: Vec<u8>,
     hdr: [u8; 8],
+    /// Raw sockets, when a group is a syn-flood.
+    raw: Option<RawSyn>,
     groups: Vec<GroupReport>,
     in_flight: usize,
     t0: Instant,
@@ -222,6 +233,10 @@ impl Engine<'_> {
         let Some(group) = self.sc.groups.get(g as usize) else {
             return;
         };
+        if group.kind == GroupKind::SynFlood {
+            self.launch_syn(g, i);
+            return;
+        }
         let intended = group.intended_ns(i);
         let src = group.source(i);
         let now = self.now_ns();
@@ -266,25 +281,7 @@ impl Engine<'_> {
                 return;
             }
         }
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    sock: None,
-                    state: State::Free,
-                    gen: 0,
-                    group: 0,
-                    intended_ns: 0,
-                    started_ns: 0,
-                    handshake_ns: 0,
-                    sent: 0,
-                    recvd: 0,
-                    first_byte_ns: 0,
-                    out_done: false,
-                });
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
+        let idx = self.alloc_slot();
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
@@ -307,6 +304,99 @@ impl Engine<'_> {
         let deadline = now + u64::try_from(self.sc.connect_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.connect_q.push_back((deadline, idx, slot.gen));
         self.in_flight += 1;
+    }
+
+    /// A free slot's index (a new slot when none is free).
+    fn alloc_slot(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    sock: None,
+                    state: State::Free,
+                    gen: 0,
+                    group: 0,
+                    intended_ns: 0,
+                    started_ns: 0,
+                    handshake_ns: 0,
+                    sent: 0,
+                    recvd: 0,
+                    first_byte_ns: 0,
+                    out_done: false,
+                    syn_src: Ipv4Addr::UNSPECIFIED,
+                    syn_port: 0,
+                });
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        }
+    }
+
+    /// Sends attempt `i` of syn-flood group `g` as a raw SYN.
+    fn launch_syn(&mut self, g: u32, i: u64) {
+        let Some(group) = self.sc.groups.get(g as usize) else {
+            return;
+        };
+        let intended = group.intended_ns(i);
+        let IpAddr::V4(src) = group.source(i) else {
+            return;
+        };
+        let now = self.now_ns();
+        let lag = now.saturating_sub(intended);
+        self.max_lag_ns = self.max_lag_ns.max(lag);
+        if lag > LATE_NS {
+            self.late += 1;
+        }
+        let idx = self.alloc_slot();
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        let port = synflood::source_port(slot.gen);
+        let Some(raw) = self.raw.as_mut() else {
+            self.free.push(idx);
+            return;
+        };
+        if let Err(e) = raw.send_syn(src, port, idx) {
+            self.free.push(idx);
+            self.record_error(g, e.raw_os_error().unwrap_or(libc::EIO), intended, now);
+            return;
+        }
+        slot.state = State::SynSent;
+        slot.group = g;
+        slot.intended_ns = intended;
+        slot.started_ns = now;
+        slot.syn_src = src;
+        slot.syn_port = port;
+        let deadline = now + u64::try_from(self.sc.connect_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.connect_q.push_back((deadline, idx, slot.gen));
+        self.in_flight += 1;
+    }
+
+    /// Reads the target's answers to raw SYNs.
+    fn on_raw(&mut self, now: u64) {
+        loop {
+            let Some(raw) = self.raw.as_mut() else {
+                return;
+            };
+            let a = match raw.next_answer() {
+                Ok(Some(a)) => a,
+                Ok(None) | Err(_) => return,
+            };
+            let Some(slot) = self.slots.get_mut(a.slot as usize) else {
+                continue;
+            };
+            if slot.state != State::SynSent || slot.syn_src != a.to || slot.syn_port != a.to_port {
+                // A late or repeated answer to an attempt already ended.
+                continue;
+            }
+            slot.handshake_ns = now;
+            let outcome = if a.syn_ack {
+                Outcome::Accepted
+            } else {
+                Outcome::Refused
+            };
+            self.finish(a.slot, outcome, None, now);
+        }
     }
 
     /// Ends the attempt in slot `idx` with `outcome`.
@@ -345,6 +435,10 @@ impl Engine<'_> {
     }
 
     fn on_event(&mut self, ev: Event, now: u64) {
+        if ev.token == RAW_TOKEN {
+            self.on_raw(now);
+            return;
+        }
         let idx = (ev.token & 0xffff_ffff) as u32;
         let gen = (ev.token >> 32) as u32;
         let Some(slot) = self.slots.get_mut(idx as usize) else {
@@ -401,7 +495,7 @@ impl Engine<'_> {
                 }
             }
             State::Exchanging => self.exchange(idx, ev.token, now),
-            State::Free => {}
+            State::Free | State::SynSent => {}
         }
     }
 
@@ -536,7 +630,7 @@ impl Engine<'_> {
             }
             self.connect_q.pop_front();
             if let Some(s) = self.slots.get(idx as usize) {
-                if s.gen == gen && s.state == State::Connecting {
+                if s.gen == gen && (s.state == State::Connecting || s.state == State::SynSent) {
                     self.finish(idx, Outcome::TimedOut, None, now);
                 }
             }
@@ -587,6 +681,12 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
             );
         }
     }
+    let raw = if sc.groups.iter().any(|g| g.kind == GroupKind::SynFlood) {
+        synflood::check_allowed(opts.target)?;
+        Some(RawSyn::new(opts.target)?)
+    } else {
+        None
+    };
     if let Some(cpu) = opts.pin_cpu {
         sys::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
     }
@@ -645,6 +745,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
             .as_ref()
             .map(|p| payload::header(p.request_bytes, p.response_bytes))
             .unwrap_or_default(),
+        raw,
         groups,
         in_flight: 0,
         t0: Instant::now() + Duration::from_millis(5),
@@ -663,6 +764,10 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         + 5;
     // The schedule starts at t0: wait for it, or the first attempts would
     // start early and show a latency of zero.
+    if let Some(fd) = e.raw.as_ref().map(|r| r.recv_fd()) {
+        e.ep.add(fd, EV_IN, RAW_TOKEN)
+            .context("epoll add raw socket")?;
+    }
     std::thread::sleep(e.t0.saturating_duration_since(Instant::now()));
     let cpu0 = sys::thread_cpu()?;
     let n = sc.groups.len();

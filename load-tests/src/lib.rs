@@ -18,5 +18,6 @@ pub mod peers;
 pub mod plot;
 pub mod report;
 pub mod scenario;
+pub mod synflood;
 pub mod sys;
 pub mod topology;

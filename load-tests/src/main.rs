@@ -105,6 +105,7 @@ enum Cmd {
     gate-load run --rate 2000 --duration 10s --sources 100 127.0.0.1:8080\n  \
     gate-load run --rate 500 --duration 5s --churn --payload echo --request-bytes 4k 127.0.0.1:8080\n  \
     gate-load run --rate 1 --duration 1 --payload bulk --request-bytes 1G 127.0.0.1:8080\n  \
+    ip netns exec gl-lab-c gate-load run --syn-flood -R 5000 -d 10s -n 1000 --random-sources 10.77.0.1:8080\n  \
     gate-load run --scenario load-tests/scenarios/flood.toml --validate --plot run.png")]
 struct RunArgs {
     /// Scenario file (TOML) for mixes of groups; without it, the one-line
@@ -137,6 +138,15 @@ struct RunArgs {
     /// flood's shape; needs rate x duration addresses).
     #[arg(long, conflicts_with = "scenario")]
     churn: bool,
+    /// One-liner: send raw SYNs from spoofed sources instead of connecting
+    /// (root; only inside a `gate-load topology` namespace): SYN-ACKs count
+    /// as accepted, RSTs as refused, silence as timed out.
+    #[arg(long, conflicts_with_all = ["scenario", "payload"])]
+    syn_flood: bool,
+    /// One-liner: draw each attempt's source at random from the sources
+    /// (a fixed sequence) instead of in turn.
+    #[arg(long, conflicts_with_all = ["scenario", "churn"])]
+    random_sources: bool,
     /// One-liner: the client's patience for the SYN-ACK, in ms.
     #[arg(long, default_value_t = 1000, conflicts_with = "scenario")]
     connect_timeout_ms: u64,
@@ -240,6 +250,8 @@ impl RunArgs {
             close: self.close.clone(),
             confirm_ms: self.confirm_ms,
             payload,
+            syn_flood: self.syn_flood,
+            random_sources: self.random_sources,
             name: "run".into(),
         }
         .scenario()

@@ -34,6 +34,10 @@ pub struct OneLiner {
     pub close: String,
     pub confirm_ms: u64,
     pub payload: Option<PayloadSpec>,
+    /// Raw spoofed SYNs instead of connect() (see [`crate::synflood`]).
+    pub syn_flood: bool,
+    /// Sources drawn at random (a fixed sequence) instead of in turn.
+    pub random_sources: bool,
     pub name: String,
 }
 
@@ -163,6 +167,10 @@ impl OneLiner {
         group.insert("rate".into(), self.rate.into());
         group.insert("duration_s".into(), secs.into());
         group.insert("churn".into(), self.churn.into());
+        group.insert("random_sources".into(), self.random_sources.into());
+        if self.syn_flood {
+            group.insert("kind".into(), "syn-flood".into());
+        }
         let mut top = toml::Table::new();
         top.insert("name".into(), self.name.clone().into());
         top.insert("target".into(), self.target.to_string().into());
@@ -221,6 +229,8 @@ mod tests {
             close: "rst".into(),
             confirm_ms: 0,
             payload: None,
+            syn_flood: false,
+            random_sources: false,
             name: "run".into(),
         }
     }

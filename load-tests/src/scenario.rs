@@ -32,6 +32,20 @@ struct GroupFile {
     #[serde(default)]
     churn: bool,
     max_connections: Option<u64>,
+    kind: Option<String>,
+    #[serde(default)]
+    random_sources: bool,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// What a group's attempts are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    /// Real connect() calls (the kernel's handshake), with the payload if any.
+    Connect,
+    /// Raw SYNs from spoofed sources (see [`crate::synflood`]).
+    SynFlood,
 }
 
 /// The gate's expected configuration: per-key and global token buckets.
@@ -234,6 +248,19 @@ pub struct Group {
     pub churn: bool,
     /// Number of attempts the group makes.
     pub count: u64,
+    pub kind: GroupKind,
+    /// Each attempt's source is drawn at random from `sources` (a fixed
+    /// sequence given by `seed`, so the model sees the same addresses).
+    pub random: bool,
+    pub seed: u64,
+}
+
+/// SplitMix64: a well-mixed 64-bit hash of `x` (Steele, Lea, Flood 2014).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Group {
@@ -245,9 +272,15 @@ impl Group {
         start.saturating_add((i as f64 * 1e9 / self.rate) as u64)
     }
 
-    /// Source address of attempt `i`.
+    /// Source address of attempt `i`: the sources in turn, or with
+    /// `random_sources` one drawn by a hash of `(seed, i)`.
     pub fn source(&self, i: u64) -> IpAddr {
-        self.sources.nth(i)
+        if self.random {
+            let n = self.sources.len().max(1);
+            self.sources.nth(splitmix64(i ^ splitmix64(self.seed)) % n)
+        } else {
+            self.sources.nth(i)
+        }
     }
 }
 
@@ -469,7 +502,27 @@ fn resolve_group(g: &GroupFile) -> Result<Group> {
             ctx("sources")
         );
     }
+    let kind = match g.kind.as_deref() {
+        None | Some("connect") => GroupKind::Connect,
+        Some("syn-flood") => GroupKind::SynFlood,
+        Some(o) => bail!(
+            "{} = {o:?} must be \"connect\" or \"syn-flood\"",
+            ctx("kind")
+        ),
+    };
+    if kind == GroupKind::SynFlood && sources.has_family(true) {
+        bail!("{}: a syn-flood group sends IPv4 SYNs only", ctx("sources"));
+    }
+    if g.random_sources && g.churn {
+        bail!(
+            "{}: random_sources and churn exclude each other",
+            ctx("random_sources")
+        );
+    }
     Ok(Group {
+        kind,
+        random: g.random_sources,
+        seed: g.seed,
         name: g.name.clone(),
         sources,
         rate,
