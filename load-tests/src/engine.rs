@@ -778,7 +778,16 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
     let mut scratch = Vec::new();
     let mut events = Vec::with_capacity(1024);
     let show = opts.progress && std::io::stderr().is_terminal();
-    let mut next_progress = 1_000_000_000u64;
+    let mut bar = show.then(|| {
+        crate::progress::Progress::new(
+            total,
+            sc.last_due(),
+            sc.connect_timeout
+                + sc.confirm
+                + sc.payload.as_ref().map(|p| p.timeout).unwrap_or_default(),
+        )
+    });
+    let mut next_progress = 0u64;
     // Hard stop (a guard against bugs, not a limit on slow runs): once all
     // attempts have started, every one ends within its patience plus the
     // confirm window.
@@ -826,30 +835,15 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
                 e.in_flight
             );
         }
-        if show && now >= next_progress {
-            next_progress += 1_000_000_000;
-            let mut c = crate::report::Counts::default();
-            for g in &e.groups {
-                c.accepted += g.counts.accepted;
-                c.refused += g.counts.refused;
-                c.timed_out += g.counts.timed_out;
-                c.closed += g.counts.closed;
-                c.other += g.counts.other;
-            }
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r[{:6.1}s] started {launched}/{total} in flight {} accepted {} refused {} timed out {} closed {} other {} max lag {:.1} ms   ",
-                now as f64 / 1e9,
+        if let Some(p) = bar.as_mut().filter(|_| now >= next_progress) {
+            next_progress = now + crate::progress::REFRESH_NS;
+            p.update(
+                now,
+                launched,
                 e.in_flight,
-                c.accepted,
-                c.refused,
-                c.timed_out,
-                c.closed,
-                c.other,
-                e.max_lag_ns as f64 / 1e6
+                &total_counts(&e.groups),
+                e.max_lag_ns,
             );
-            let _ = err.flush();
         }
         // Sleep until the next start, the next deadline, or an event.
         let mut wake = u64::MAX;
@@ -871,7 +865,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         if let Some(&(dl, _, _)) = e.io_q.front() {
             wake = wake.min(dl);
         }
-        if show {
+        if bar.is_some() {
             wake = wake.min(next_progress);
         }
         let timeout = Duration::from_nanos(wake.saturating_sub(now).min(1_000_000_000));
@@ -884,8 +878,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
             }
         }
     }
-    if show {
-        eprintln!();
+    if let Some(p) = bar {
+        p.finish(launched, &total_counts(&e.groups), e.max_lag_ns);
     }
     let cpu1 = sys::thread_cpu()?;
     let wall = e.t0.elapsed();
@@ -998,4 +992,17 @@ fn payload_io(
             Err(e) => return Io::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
         }
     }
+}
+
+/// Outcome counts of all groups together.
+fn total_counts(groups: &[GroupReport]) -> crate::report::Counts {
+    let mut c = crate::report::Counts::default();
+    for g in groups {
+        c.accepted += g.counts.accepted;
+        c.refused += g.counts.refused;
+        c.timed_out += g.counts.timed_out;
+        c.closed += g.counts.closed;
+        c.other += g.counts.other;
+    }
+    c
 }

@@ -16,6 +16,7 @@ pub mod oneliner;
 pub mod payload;
 pub mod peers;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod synflood;
