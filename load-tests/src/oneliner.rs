@@ -82,6 +82,11 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         .with_context(|| format!("byte count {s:?} is too large"))
 }
 
+/// [`parse_bytes`] for clap's `value_parser`.
+pub fn parse_bytes_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_bytes(s).map_err(|e| e.to_string())
+}
+
 impl OneLiner {
     /// The source items (CIDR/range strings) for `count` addresses.
     fn source_items(&self, count: u64) -> Result<Vec<String>> {
