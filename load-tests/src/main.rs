@@ -46,8 +46,10 @@ enum Cmd {
     },
     /// Compare a report with the scenario's token-bucket model.
     Validate {
+        /// Scenario whose [gate] model gives the expected accepted counts.
         #[arg(long, short)]
         scenario: PathBuf,
+        /// Report (JSON) of a run of that scenario.
         #[arg(long, short)]
         report: PathBuf,
     },
@@ -263,13 +265,16 @@ enum TopoCmd {
     /// Create namespaces gl-NAME-c (client, N source addresses) and gl-NAME-s
     /// (server, 10.77.0.1); replaces existing ones of that name.
     Up {
+        /// Topology name: 1-12 of a-z0-9 (namespaces gl-NAME-c, gl-NAME-s).
         #[arg(long, default_value = "main")]
         name: String,
+        /// Source addresses the client namespace holds (1..=32766).
         #[arg(long, default_value_t = 254)]
         addresses: u32,
     },
     /// Remove the namespaces (no error if absent).
     Down {
+        /// Topology name given to `up`.
         #[arg(long, default_value = "main")]
         name: String,
     },
@@ -468,5 +473,38 @@ fn main() -> ExitCode {
             eprintln!("gate-load: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every subcommand has help text.
+    #[test]
+    fn every_flag_has_help() {
+        fn check(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (about)", sub.get_name()));
+                }
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        check(&cmd, "gate-load", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }
