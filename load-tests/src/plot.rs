@@ -278,7 +278,12 @@ fn outcomes_panel<DB: DrawingBackend>(
             ))
             .map_err(err)?
             .label("model: expected accepted")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+            .legend(|(x, y)| {
+                // Dashed in the legend too.
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (6, 0)], BLACK)
+                    + PathElement::new(vec![(10, 0), (16, 0)], BLACK)
+            });
     }
     chart
         .configure_series_labels()
@@ -313,7 +318,8 @@ fn latency_panel<DB: DrawingBackend>(
     let (lo, hi) = if hi == 0.0 {
         (0.01, 1.0)
     } else {
-        ((lo / 2.0).max(0.001), hi * 4.0)
+        // Head room (on the log scale) above the highest step for the legend.
+        ((lo / 2.0).max(0.001), hi * 12.0)
     };
     let mut chart = ChartBuilder::on(area)
         .caption(
