@@ -77,6 +77,10 @@ pub struct FrontArgs {
     /// Live counters on standard error every N ms (0: off).
     #[arg(long)]
     pub stats_interval_ms: Option<u64>,
+    /// Serve gatectl on this Unix socket (the driver's control device:
+    /// the same IOCTLs as on Windows; mode 0600). Default: no control socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
     /// TOML file with [front] options and [Parameters] registry values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -96,6 +100,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub events: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
+    /// The control socket gatectl talks to, if any.
+    pub control: Option<PathBuf>,
     /// Registry `Parameters` values, in VALUES order.
     pub registry: Vec<(&'static str, RegValue)>,
 }
@@ -181,7 +187,7 @@ fn typed_toml(name: &'static str, ty: RegType, v: &toml::Value) -> Result<RegVal
 
 /// The front options a TOML `[front]` table may set (names as the flags,
 /// with `_`).
-const FRONT_KEYS: [&str; 11] = [
+const FRONT_KEYS: [&str; 12] = [
     "netns",
     "queues",
     "reject",
@@ -193,6 +199,7 @@ const FRONT_KEYS: [&str; 11] = [
     "duration_s",
     "events",
     "stats_interval_ms",
+    "control",
 ];
 
 /// Fills unset front options from a TOML `[front]` table.
@@ -246,6 +253,7 @@ fn front_from_toml(a: &mut FrontArgs, t: &toml::Table) -> Result<()> {
             }
             "events" => a.events = a.events.take().or(Some(PathBuf::from(s()?))),
             "stats_interval_ms" => a.stats_interval_ms = a.stats_interval_ms.or(Some(u()?)),
+            "control" => a.control = a.control.take().or(Some(PathBuf::from(s()?))),
             _ => {}
         }
     }
@@ -392,6 +400,7 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
+        control: a.control,
         registry: reg,
     })
 }

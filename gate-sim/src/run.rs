@@ -11,7 +11,7 @@ use crate::rules::Rules;
 use anyhow::{anyhow, Context, Result};
 use gate_usersim::nfq::{self, Counters, FrontConfig, NfqStats, RejectMode, DEFAULT_REJECT_MARK};
 use gate_usersim::wsk::real::{self, Acceptor};
-use gate_usersim::{etw, Sim};
+use gate_usersim::{etw, ControlServer, Sim};
 use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,6 +131,9 @@ pub fn run(o: &Options) -> Result<i32> {
 
     let sim = Sim::new();
     sim.set_real_time(true);
+    // The real data path: the driver's own outgoing connections (the relay
+    // to its backend) are real TCP connections too.
+    real::set_connect_real(o.handshake_timeout.is_some());
     sim.set_event_window(EVENT_WINDOW);
     etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
     for (n, v) in &o.registry {
@@ -162,6 +165,24 @@ pub fn run(o: &Options) -> Result<i32> {
         return Err(anyhow!("the driver opened no listener within 5 s"));
     };
     let port = l.addr.port();
+    let control = match &o.control {
+        None => None,
+        Some(p) => match ControlServer::start(p) {
+            Ok(c) => {
+                println!("gate-sim: control socket {}", p.display());
+                Some(c)
+            }
+            Err(e) => {
+                let leaks = driver.unload(&sim);
+                etw::set_sink(None);
+                return Err(anyhow!(
+                    "--control {}: cannot serve the control socket: {e} (driver unloaded; leaks: {})",
+                    p.display(),
+                    if leaks.is_clean() { "none" } else { "some" }
+                ));
+            }
+        },
+    };
     let acceptor = match o.handshake_timeout {
         None => None,
         Some(_) => {
@@ -253,6 +274,9 @@ pub fn run(o: &Options) -> Result<i32> {
         (r, start.elapsed())
     });
     drop(acceptor);
+    if let Some(c) = control {
+        c.stop();
+    }
     sim.set_real_time(false);
     let leaks = driver.unload(&sim);
     let violations = sim.violations();

@@ -2,7 +2,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `demo` | the main job: a scenario of fair clients and a flood through gate-core |
+//! | `demo` | the main job: real clients, the driver's code (gate-sim) and nginx in namespaces, checked against the model (as root; otherwise the in-process gate-core demo) |
 //! | `ci` | every check and test (what CI runs) |
 //! | `driver` | builds gate.sys (and gate.pdb) for x86_64-pc-windows-msvc |
 //!

@@ -1,5 +1,6 @@
-//! `cargo xtask demo`: fair clients and floods through gate-core, on a
-//! simulated clock, checked against what the token-bucket model predicts.
+//! The in-process demo (what `cargo xtask demo` runs without root): fair
+//! clients and floods through gate-core alone, on a simulated clock,
+//! checked against what the token-bucket model predicts.
 //!
 //! The scenario (60 simulated seconds, fixed seed, runs in well under a second):
 //!
@@ -28,12 +29,8 @@ use gate_core::{
     TICKS_PER_SEC,
 };
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Seed for the arrival jitter and the gate's hash key.
-    #[arg(long, default_value_t = 0x5eed_0f_9a7e)]
-    seed: u64,
-}
+/// The default seed of the arrival jitter and the gate's hash key.
+pub const DEFAULT_SEED: u64 = 0x5eed_0f_9a7e;
 
 const SEC: u64 = TICKS_PER_SEC;
 /// Simulated start (any origin works; not zero, to look like interrupt time).
@@ -347,12 +344,14 @@ fn predict(group: Group, arrivals: &[Arrival], tallies: &[Tally]) -> Prediction 
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Runs the in-process demo with `seed`; an error names the groups that
+/// left the model's interval.
+pub fn run(seed: u64) -> Result<()> {
     let started = std::time::Instant::now();
     let cfg = config()?;
-    let gate: Gate = Gate::new(&cfg, [args.seed, args.seed.rotate_left(32) ^ 0x9e37_79b9])
+    let gate: Gate = Gate::new(&cfg, [seed, seed.rotate_left(32) ^ 0x9e37_79b9])
         .map_err(|e| anyhow::anyhow!("gate config: {e}"))?;
-    let mut rng = Rng(args.seed | 1);
+    let mut rng = Rng(seed | 1);
     let arrivals = scenario(&mut rng);
     let local: IpAddr = "192.0.2.1".parse().expect("literal address");
 
@@ -401,7 +400,7 @@ pub fn run(args: Args) -> Result<()> {
         "ban after {BAN_THRESHOLD} rejections in {} s for {} s; pend up to {MAX_DELAY_MS} ms, {MAX_PENDING} at once; seed {:#x}\n",
         BAN_WINDOW_MS / 1000,
         BAN_MS / 1000,
-        args.seed
+        seed
     );
     println!(
         "{:<27} {:>8} {:>8} {:>7} {:>8}  {:>15}  {:<4}  main reasons",

@@ -1,0 +1,421 @@
+//! `cargo xtask demo`: the product end to end on real traffic.
+//!
+//! As root: builds gate-sim, gatectl and gate-load (release); makes three
+//! network namespaces ([`topology`]: clients, the gate, the backend);
+//! starts nginx (Debian's) serving a generated site with the PROXY
+//! protocol on its listener; starts gate-sim ([`gatesim`]: the driver's own
+//! code on gate-usersim, deciding real SYNs through NFQUEUE, relaying
+//! accepted connections to nginx with a PROXY v1 header); runs gate-load's
+//! mixed scenario from the client namespace ([`scenario`]: fair clients, a
+//! greedy one, allow- and deny-listed sources, a botnet that gets banned, a
+//! raw spoofed-source SYN flood against the global limit) while fetching
+//! real pages through the relay and verifying every byte ([`pages`]);
+//! changes the per-key rate and lifts one ban with gatectl during the run
+//! ([`control`]); then prints and writes everything ([`summary`]) into one
+//! folder whose path it prints last. Exit status 1 when a group leaves the
+//! model's interval, a byte is wrong, the PROXY address did not reach the
+//! backend, or the driver leaked or broke a rule.
+//!
+//! Without root (no namespaces) it says so and runs the in-process gate-core
+//! demo ([`inprocess`]) instead.
+
+mod control;
+mod gatesim;
+pub mod inprocess;
+mod pages;
+mod scenario;
+mod summary;
+mod topology;
+
+use crate::deps::{self, Pkg};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run the in-process gate-core demo even as root.
+    #[arg(long)]
+    in_process: bool,
+    /// Seed of the in-process demo (arrival jitter and the gate's hash key).
+    #[arg(long, default_value_t = inprocess::DEFAULT_SEED)]
+    seed: u64,
+    /// Folder for the report, plots and ETW events (default:
+    /// target/demo/<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The same clients against the shipped gate.sys under Wine.
+    #[arg(long)]
+    wine: bool,
+}
+
+/// Debian packages the root demo needs.
+const DEMO_PACKAGES: &[Pkg] = &[
+    Pkg::new("iproute2", "/usr/sbin/ip"),
+    Pkg::new("iptables", "/usr/sbin/iptables-nft"),
+    Pkg::new("nginx-light", "/usr/sbin/nginx"),
+    Pkg::new(
+        "fonts-dejavu-core",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
+];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn utc_stamp() -> String {
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (s / 86_400, s % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.wine {
+        bail!("cargo xtask demo --wine is not built yet: run `cargo xtask demo` (the Linux front) or `cargo xtask driver --wine-test` (gate.sys under Wine)");
+    }
+    if args.in_process {
+        return inprocess::run(args.seed);
+    }
+    if !deps::is_root() {
+        println!(
+            "xtask demo: NOT running as root, so no network namespaces, no NFQUEUE and no real \
+             traffic: running the in-process gate-core demo instead (synthetic arrivals on a \
+             simulated clock). Run as root for the real one: sudo cargo xtask demo\n"
+        );
+        return inprocess::run(args.seed);
+    }
+    deps::ensure("the demo", DEMO_PACKAGES)?;
+    build()?;
+    let out = args
+        .out
+        .unwrap_or_else(|| target_dir().join("demo").join(utc_stamp()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out.canonicalize()?;
+    let started = Instant::now();
+    let r = real_demo(&out);
+    println!(
+        "\ndemo ran in {:.1} s (after the build)",
+        started.elapsed().as_secs_f64()
+    );
+    let code = match r {
+        Ok(f) if f.is_empty() => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            println!("demo error: {e:#}");
+            1
+        }
+    };
+    // The folder is the last line, whatever happened.
+    println!("{}", out.display());
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// Builds the binaries the demo runs (release: the gate decides at the
+/// rates the scenario offers).
+fn build() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask demo: building gate-sim, gatectl and gate-load (release)");
+    let st = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "gate-sim",
+            "-p",
+            "gatectl",
+            "-p",
+            "load-tests",
+            "--bin",
+            "gate-sim",
+            "--bin",
+            "gatectl",
+            "--bin",
+            "gate-load",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !st.success() {
+        bail!("building the demo's binaries failed ({st})");
+    }
+    Ok(())
+}
+
+/// Whether this gate-sim knows the relay's registry values.
+fn has_relay(gate_sim: &Path) -> bool {
+    Command::new(gate_sim)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--BackendAddress"))
+        .unwrap_or(false)
+}
+
+/// Runs the demo; returns the failures (empty: PASS).
+fn real_demo(out: &Path) -> Result<Vec<String>> {
+    let t = target_dir();
+    let gate_sim = control::binary(&t, "gate-sim")?;
+    let gatectl_bin = control::binary(&t, "gatectl")?;
+    let gate_load = control::binary(&t, "gate-load")?;
+    let sc = scenario::scenario()?;
+    let policy = scenario::policy();
+    let live = scenario::live();
+    let plan = scenario::page_plan();
+    let relay = has_relay(&gate_sim);
+    std::fs::write(out.join("scenario.toml"), scenario::SCENARIO_TOML)?;
+
+    println!("gate demo: the driver's code (gate-sim on gate-usersim) in front of nginx, real SYNs through NFQUEUE\n");
+    let net = topology::Net::up()?;
+    let site = topology::site();
+    let mut nginx = topology::Nginx::start(&out.join("backend"), &site)?;
+    println!(
+        "namespaces: clients {} (sources {}), gate {} ({}), backend {} (nginx {} pid {}, PROXY protocol on)",
+        net.client_ns(),
+        net.topo.sources_cidr(),
+        net.gate_ns(),
+        topology::GATE_ADDR,
+        topology::BACKEND_NS,
+        topology::BACKEND_ADDR,
+        nginx.pid()
+    );
+    if !relay {
+        println!("relay: this build of the driver has no relay (no BackendAddress value): pages cannot be fetched");
+    }
+    let sim = gatesim::GateSim::start(&gate_sim, out, &policy, &net.gate_ns(), relay)?;
+    println!(
+        "gate-sim: per key {}/s burst {}, global {}/s burst {}, ban after {} refusals in {} s for {} s, allow {:?}, deny {:?}, relay to {} with PROXY v1{}",
+        policy.rate,
+        policy.burst,
+        policy.global_rate,
+        policy.global_burst,
+        policy.ban_threshold,
+        policy.ban_window_s,
+        policy.ban_s,
+        policy.allow,
+        policy.deny,
+        topology::BACKEND_ADDR,
+        if relay { "" } else { " (NOT IN THIS BUILD)" }
+    );
+    let ctl = control::Gatectl {
+        bin: gatectl_bin,
+        socket: sim.control.clone(),
+    };
+    let t0 = Instant::now();
+    ctl.wait_ready(t0)?;
+
+    // The load, the pages and the live changes, all from t0.
+    println!(
+        "running: {} attempts from gate-load, {} page fetches, live changes at {} s and {} s ...",
+        sc.total_attempts(),
+        plan.schedule().len(),
+        live.unban_at_s,
+        live.set_rate_at_s
+    );
+    let load_json = out.join("gate-load.json");
+    let load_log = std::fs::File::create(out.join("gate-load.log"))?;
+    let t0 = Instant::now();
+    let mut load = Command::new("ip")
+        .args(["netns", "exec", &net.client_ns()])
+        .arg(&gate_load)
+        .args(["run", "--quiet", "--scenario"])
+        .arg(out.join("scenario.toml"))
+        .arg("--json")
+        .arg(&load_json)
+        .stdin(Stdio::null())
+        .stdout(load_log.try_clone()?)
+        .stderr(load_log)
+        .spawn()
+        .context("starting gate-load")?;
+    let pages_thread = {
+        let (plan, site) = (plan.clone(), site.clone());
+        load_tests::topology::in_netns(&net.client_ns(), move || Ok(pages::run(&plan, &site, t0)))?
+    };
+    let greedy = "10.77.129.1";
+    let steps = control::run_live(&ctl, &live, greedy, t0);
+    let load_status = loop {
+        if let Some(s) = load.try_wait()? {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(90) {
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(load.id() as i32, libc::SIGKILL) };
+            let _ = load.wait();
+            bail!("gate-load did not finish within 90 s (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let fetches = pages_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the page fetcher panicked"))??;
+    let finals = control::final_reads(&ctl, t0);
+    let events = sim.events.clone();
+    let sim_report = sim.stop()?;
+    nginx.stop();
+    let access = nginx.access_lines()?;
+    drop(nginx);
+    drop(net);
+    if !load_status.success() {
+        bail!(
+            "gate-load failed ({load_status}): see {}",
+            out.join("gate-load.log").display()
+        );
+    }
+
+    // Results.
+    let mut report = load_tests::report::Report::load(&load_json)?;
+    let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
+    report
+        .groups
+        .push(summary::pages_group(&fetches, &intended));
+    report.derive_stats();
+    let model = scenario::model(&sc, &policy, &live, &plan);
+    let verdicts = summary::verdicts(&report, &model);
+    let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
+    let (etw_names, etw_reasons, etw_bad) = summary::etw_counts(&events)?;
+    let relay_bytes = summary::relay_bytes(&events);
+    let plots = summary::plots(&report, &model, out)?;
+
+    println!("\nper group (accepted = handshake completed; syn-flood: SYN-ACK seen; latency of accepted attempts from their intended start):");
+    println!("{}", summary::groups_table(&verdicts));
+    println!("model: the documented policy replayed at every attempt's intended time (GCRA per key and global, bans, lists, the live changes); interval = model ± (5 % + 3), bans and flood ± (10 % + 5), lists exact");
+    println!("\nlive changes (gatectl over the control socket):");
+    let steps_ok = match &steps {
+        Ok(s) => {
+            print!("{}", summary::live_text(s, &live, &report, greedy));
+            true
+        }
+        Err(e) => {
+            println!("  {e:#}");
+            false
+        }
+    };
+    println!("\nrelay (pages through the gate to nginx):");
+    print!("{}", summary::pages_text(&pages_sum, &sim_report));
+    if !relay_bytes.is_empty() {
+        println!("  relay bytes from ETW: {relay_bytes:?}");
+    }
+    println!(
+        "\nETW events written by the driver (JSON lines: {}):",
+        events.display()
+    );
+    println!("{}", summary::counts_table("event", &etw_names));
+    println!("{}", summary::counts_table("decision/reason", &etw_reasons));
+    println!("\ndriver counters (gatectl status at the end):");
+    if let Some(s) = finals.iter().find(|s| s.command == "gatectl status") {
+        println!("{}", s.output);
+    }
+    println!(
+        "\ngate-sim at exit: exit code {}, leaks: {}, violations: {}; NFQUEUE syns={} accepted={} rejected={} lost={}",
+        sim_report.exit_code,
+        sim_report.leaks,
+        sim_report.violations,
+        sim_report.nfq.get("syns").map_or("?", String::as_str),
+        sim_report.nfq.get("accepted").map_or("?", String::as_str),
+        sim_report.nfq.get("rejected").map_or("?", String::as_str),
+        sim_report.nfq.get("lost").map_or("?", String::as_str),
+    );
+
+    let mut failed: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.pass)
+        .map(|v| {
+            format!(
+                "group {} accepted {} outside {}..{}",
+                v.group, v.accepted, v.lo, v.hi
+            )
+        })
+        .collect();
+    if !relay {
+        failed.push("the driver has no relay in this build".into());
+    }
+    if pages_sum.failed > 0 {
+        failed.push(format!(
+            "{} page(s) with wrong or missing bytes",
+            pages_sum.failed
+        ));
+    }
+    if pages_sum.verified == 0 {
+        failed.push("no page was fetched through the relay".into());
+    }
+    if pages_sum.proxy_addr_missing > 0 {
+        failed.push(format!(
+            "{} verified page(s) not logged by nginx with the client's address from the PROXY header",
+            pages_sum.proxy_addr_missing
+        ));
+    }
+    if !sim_report.clean() {
+        failed.push(format!(
+            "the driver: exit code {}, leaks: {}, violations: {}",
+            sim_report.exit_code, sim_report.leaks, sim_report.violations
+        ));
+    }
+    if !steps_ok {
+        failed.push("a live change with gatectl failed".into());
+    }
+    if etw_bad > 0 {
+        failed.push(format!("{etw_bad} ETW line(s) were not JSON"));
+    }
+
+    let doc = serde_json::json!({
+        "format": "gate-demo-report/1",
+        "pass": failed.is_empty(),
+        "failures": failed,
+        "policy": format!("{policy:?}"),
+        "live": format!("{live:?}"),
+        "groups": verdicts,
+        "model": model,
+        "live_steps": steps.as_ref().ok(),
+        "final_reads": finals,
+        "pages": { "summary": pages_sum, "fetches": fetches },
+        "etw": { "events": etw_names, "decisions": etw_reasons, "relay_bytes": relay_bytes },
+        "gate_sim": sim_report,
+        "load": report,
+    });
+    let report_path = out.join("demo-report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nwritten: {}", report_path.display());
+    for p in &plots {
+        println!("written: {}", p.display());
+    }
+    println!("written: {} (ETW events, JSON lines)", events.display());
+    if !failed.is_empty() {
+        println!("\nFAIL:");
+        for f in &failed {
+            println!("  {f}");
+        }
+        return Ok(failed);
+    }
+    println!("\nPASS: every group within the model's interval, every page byte right, the client's address at the backend, the driver clean");
+    Ok(failed)
+}

@@ -1,0 +1,396 @@
+//! The demo's scenario and its model: the gate-load schedule
+//! (`scenario.toml`), the page fetches, the gate's policy with the live
+//! changes made during the run, and what that policy must admit per group.
+//!
+//! The model replays every attempt at its intended time through the
+//! documented policy, written here independently of gate-core: deny list,
+//! then automatic ban, then allow list, then the per-key GCRA bucket
+//! (`burst` capacity, one token per `1/rate` s; ITU-T I.371's virtual
+//! scheduling with a theoretical arrival time, TAT, which a live rate
+//! change keeps) and the global GCRA bucket (a key's token is spent only if
+//! the global bucket also has one); a refusal for the key's rate counts
+//! toward a ban (`threshold` refusals in a `window` that starts at the first
+//! one ban the key for `ban`), a global-limit refusal does not. A group
+//! passes when its accepted count lies within `model ± (ceil(model x
+//! relative) + absolute)`.
+
+use anyhow::{Context, Result};
+use load_tests::scenario::{GroupKind, Scenario};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The scenario text handed to gate-load.
+pub const SCENARIO_TOML: &str = include_str!("scenario.toml");
+
+/// The gate's policy at start (also written to gate-sim's registry values).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Per-key rate, connections/s, and bucket size.
+    pub rate: f64,
+    pub burst: u32,
+    /// Global rate (connections/s) and bucket size.
+    pub global_rate: f64,
+    pub global_burst: u32,
+    /// Automatic bans: refusals for rate within `ban_window_s` that ban a
+    /// key for `ban_s`.
+    pub ban_threshold: u32,
+    pub ban_window_s: f64,
+    pub ban_s: f64,
+    pub allow: Vec<&'static str>,
+    pub deny: Vec<&'static str>,
+}
+
+/// The demo's policy.
+pub fn policy() -> Policy {
+    Policy {
+        rate: 5.0,
+        burst: 10,
+        global_rate: 400.0,
+        global_burst: 800,
+        ban_threshold: 50,
+        ban_window_s: 10.0,
+        ban_s: 60.0,
+        allow: vec!["10.77.130.0/24"],
+        deny: vec!["10.77.131.0/24"],
+    }
+}
+
+/// The live changes, at seconds from the start of the load.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// `gatectl unban ADDR` at this time.
+    pub unban_at_s: f64,
+    pub unban: Ipv4Addr,
+    /// `gatectl set --rate NEW` at this time.
+    pub set_rate_at_s: f64,
+    pub new_rate: f64,
+}
+
+pub fn live() -> Live {
+    Live {
+        unban_at_s: 8.0,
+        unban: Ipv4Addr::new(10, 77, 132, 40),
+        set_rate_at_s: 10.0,
+        new_rate: 10.0,
+    }
+}
+
+/// The page fetches (pages.rs): `clients` sources, each fetching one page
+/// every `every_s` from `start_s` for `duration_s`.
+#[derive(Clone, Debug)]
+pub struct PagePlan {
+    pub clients: Vec<Ipv4Addr>,
+    pub start_s: f64,
+    pub every_s: f64,
+    pub duration_s: f64,
+}
+
+pub fn page_plan() -> PagePlan {
+    PagePlan {
+        clients: (1..=4).map(|i| Ipv4Addr::new(10, 77, 133, i)).collect(),
+        start_s: 0.25,
+        every_s: 1.0,
+        duration_s: 20.0,
+    }
+}
+
+impl PagePlan {
+    /// (intended time s, client index) of every fetch, in time order.
+    pub fn schedule(&self) -> Vec<(f64, usize)> {
+        let n = self.clients.len().max(1);
+        let per = (self.duration_s / self.every_s) as usize;
+        let mut v = Vec::with_capacity(per * n);
+        for k in 0..per {
+            for c in 0..n {
+                let t = self.start_s + k as f64 * self.every_s + c as f64 * self.every_s / n as f64;
+                v.push((t, c));
+            }
+        }
+        v
+    }
+}
+
+/// Name of the page-fetch group in reports and tables.
+pub const PAGES_GROUP: &str = "pages (relay)";
+
+/// The parsed scenario.
+pub fn scenario() -> Result<Scenario> {
+    Scenario::parse(SCENARIO_TOML).context("the demo's scenario.toml")
+}
+
+/// Tolerance of one group's interval.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub relative: f64,
+    pub absolute: u64,
+}
+
+/// Tolerance per group: timing-sensitive groups (bans, the flood's share of
+/// the global bucket) get more.
+pub fn tolerance(group: &str) -> Tolerance {
+    match group {
+        "botnet" | "botnet-unbanned" | "syn-flood" => Tolerance {
+            relative: 0.10,
+            absolute: 5,
+        },
+        "allow-listed" | "deny-listed" => Tolerance {
+            relative: 0.0,
+            absolute: 0,
+        },
+        _ => Tolerance {
+            relative: 0.05,
+            absolute: 3,
+        },
+    }
+}
+
+/// The model's accepted count and interval for one group.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Expectation {
+    pub group: String,
+    pub attempts: u64,
+    pub model: u64,
+    pub lo: u64,
+    pub hi: u64,
+    /// Admitted by the model while the global bucket was nearly empty, and
+    /// refused by the global limit.
+    pub contested: u64,
+    pub global_refused: u64,
+    /// Expected accepted per second of intended start.
+    pub per_second: Vec<u64>,
+}
+
+fn cidr_contains(cidr: &str, a: IpAddr) -> bool {
+    let IpAddr::V4(a) = a else { return false };
+    let (net, len) = cidr.split_once('/').unwrap_or((cidr, "32"));
+    let (Ok(net), Ok(len)) = (net.parse::<Ipv4Addr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32))
+    };
+    u32::from(a) & mask == u32::from(net) & mask
+}
+
+/// GCRA state of one key (seconds).
+#[derive(Default, Clone, Copy)]
+struct KeyState {
+    tat: f64,
+    rejects: u32,
+    window_start: f64,
+    banned_until: Option<f64>,
+}
+
+/// Takes a token from a GCRA bucket at `now` if one is there.
+fn gcra_ok(tat: f64, now: f64, rate: f64, burst: u32) -> Option<f64> {
+    let t = 1.0 / rate;
+    let base = tat.max(now);
+    (base - now <= t * f64::from(burst.saturating_sub(1)) + 1e-9).then_some(base + t)
+}
+
+/// Replays the load and the page fetches through the policy with the live
+/// changes; returns one expectation per scenario group, then the pages group.
+pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Expectation> {
+    // Every attempt: (time s, group index, source).
+    let mut events: Vec<(f64, usize, IpAddr)> = Vec::new();
+    for (gi, g) in sc.groups.iter().enumerate() {
+        for i in 0..g.count {
+            events.push((g.intended_ns(i) as f64 / 1e9, gi, g.source(i)));
+        }
+    }
+    let pages_gi = sc.groups.len();
+    for (t, c) in pages.schedule() {
+        if let Some(a) = pages.clients.get(c) {
+            events.push((t, pages_gi, IpAddr::V4(*a)));
+        }
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let ngroups = pages_gi + 1;
+    let mut accepted = vec![0u64; ngroups];
+    let mut contested = vec![0u64; ngroups];
+    let mut global_refused = vec![0u64; ngroups];
+    let g_t = 1.0 / p.global_rate;
+    let g_tight = g_t * f64::from(p.global_burst.saturating_sub(2));
+    let mut attempts = vec![0u64; ngroups];
+    let mut per_second: Vec<Vec<u64>> = vec![Vec::new(); ngroups];
+    let mut keys: HashMap<IpAddr, KeyState> = HashMap::new();
+    let mut global_tat = 0.0f64;
+    let mut unbanned = false;
+    for &(t, gi, src) in &events {
+        if !unbanned && t >= live.unban_at_s {
+            unbanned = true;
+            if let Some(k) = keys.get_mut(&IpAddr::V4(live.unban)) {
+                k.banned_until = None;
+                k.rejects = 0;
+            }
+        }
+        let rate = if t >= live.set_rate_at_s {
+            live.new_rate
+        } else {
+            p.rate
+        };
+        attempts[gi] += 1;
+        let ok = if p.deny.iter().any(|c| cidr_contains(c, src)) {
+            false
+        } else {
+            let k = keys.entry(src).or_insert(KeyState {
+                tat: t,
+                ..KeyState::default()
+            });
+            if k.banned_until.is_some_and(|u| t < u) {
+                false
+            } else if p.allow.iter().any(|c| cidr_contains(c, src)) {
+                true
+            } else {
+                if k.banned_until.is_some() {
+                    k.banned_until = None;
+                    k.rejects = 0;
+                }
+                match gcra_ok(k.tat, t, rate, p.burst) {
+                    Some(next) => match gcra_ok(global_tat, t, p.global_rate, p.global_burst) {
+                        Some(gnext) => {
+                            if global_tat - t > g_tight {
+                                contested[gi] += 1;
+                            }
+                            global_tat = gnext;
+                            k.tat = next;
+                            true
+                        }
+                        None => {
+                            global_refused[gi] += 1;
+                            false
+                        }
+                    },
+                    None => {
+                        if k.rejects == 0 || t - k.window_start >= p.ban_window_s {
+                            k.window_start = t;
+                            k.rejects = 0;
+                        }
+                        k.rejects += 1;
+                        if p.ban_threshold > 0 && k.rejects >= p.ban_threshold {
+                            k.banned_until = Some(t + p.ban_s);
+                            k.rejects = 0;
+                        }
+                        false
+                    }
+                }
+            }
+        };
+        if ok {
+            accepted[gi] += 1;
+            let sec = t as usize;
+            let v = &mut per_second[gi];
+            if v.len() <= sec {
+                v.resize(sec + 1, 0);
+            }
+            v[sec] += 1;
+        }
+    }
+    let names = sc
+        .groups
+        .iter()
+        .map(|g| g.name.clone())
+        .chain(std::iter::once(PAGES_GROUP.to_string()));
+    let flood: Vec<bool> = sc
+        .groups
+        .iter()
+        .map(|g| g.kind == GroupKind::SynFlood)
+        .chain(std::iter::once(false))
+        .collect();
+    let others = |v: &[u64]| -> u64 { (0..ngroups).filter(|i| !flood[*i]).map(|i| v[i]).sum() };
+    let (others_acc, others_ref) = (others(&contested), others(&global_refused));
+    names
+        .enumerate()
+        .map(|(i, name)| {
+            let m = accepted[i];
+            let tol = tolerance(&name);
+            let slack = (m as f64 * tol.relative).ceil() as u64 + tol.absolute;
+            let (down, up) = if flood[i] {
+                (others_ref, others_acc)
+            } else {
+                (contested[i], global_refused[i])
+            };
+            Expectation {
+                group: name,
+                attempts: attempts[i],
+                model: m,
+                lo: m.saturating_sub(slack + down),
+                hi: (m + slack + up).min(attempts[i]),
+                contested: contested[i],
+                global_refused: global_refused[i],
+                per_second: std::mem::take(&mut per_second[i]),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect<'a>(v: &'a [Expectation], g: &str) -> &'a Expectation {
+        v.iter().find(|e| e.group == g).expect("group")
+    }
+
+    #[test]
+    fn the_model_gives_each_group_its_documented_share() {
+        let sc = scenario().unwrap();
+        let v = model(&sc, &policy(), &live(), &page_plan());
+        let fair = expect(&v, "fair");
+        assert_eq!(fair.attempts, 800);
+        // Fair clients can lose only what the flood takes of the global
+        // bucket while it runs (4 s of their 40/s).
+        assert!(fair.lo >= 800 - 160 - 43 && fair.hi == 800, "{fair:?}");
+        assert!(fair.contested + fair.global_refused <= 160, "{fair:?}");
+        assert_eq!(fair.model + fair.global_refused, 800, "{fair:?}");
+        let allow = expect(&v, "allow-listed");
+        assert_eq!((allow.model, allow.lo, allow.hi), (600, 600, 600));
+        assert_eq!(expect(&v, "deny-listed").model, 0);
+        // Greedy: 10 + 5/s for 10 s, then its full 8/s (less a ~1 s
+        // transient: the TAT carries its debt across the change).
+        let g = expect(&v, "greedy");
+        assert!((60..=145).contains(&g.model), "{g:?}");
+        // Bots: banned after (50 + 10) / 15 = 4 s: 10 + 5 x 4 = 30 each.
+        let b = expect(&v, "botnet");
+        assert!((39 * 28..=39 * 32).contains(&b.model), "{b:?}");
+        // The unbanned bot gets a second life.
+        let u = expect(&v, "botnet-unbanned");
+        assert!(u.model > 45, "{u:?}");
+        // The flood: the global bucket's burst + rate x 4 s, less the others' share.
+        let f = expect(&v, "syn-flood");
+        assert!((1900..=2400).contains(&f.model), "{f:?}");
+        let pages = expect(&v, PAGES_GROUP);
+        // Pages are under their rate: only the flood's global limit refuses them.
+        assert_eq!(pages.attempts, 80);
+        assert_eq!(pages.model + pages.global_refused, 80, "{pages:?}");
+    }
+
+    #[test]
+    fn a_ban_needs_the_threshold_within_the_window() {
+        let mut p = policy();
+        p.ban_threshold = 3;
+        // One key, 10 refusals spread over 60 s: never 3 in 10 s.
+        let mut k = KeyState::default();
+        let mut banned = false;
+        for i in 0..10 {
+            let t = 100.0 + 6.0 * f64::from(i);
+            if k.rejects == 0 || t - k.window_start >= p.ban_window_s {
+                k.window_start = t;
+                k.rejects = 0;
+            }
+            k.rejects += 1;
+            banned |= k.rejects >= p.ban_threshold;
+        }
+        assert!(!banned);
+        assert!(cidr_contains(
+            "10.77.130.0/24",
+            "10.77.130.9".parse().unwrap()
+        ));
+        assert!(!cidr_contains(
+            "10.77.130.0/24",
+            "10.77.131.9".parse().unwrap()
+        ));
+    }
+}

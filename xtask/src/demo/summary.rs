@@ -1,0 +1,361 @@
+//! What the demo prints and writes: per group attempts / accepted /
+//! refused / latency percentiles against the model's interval (PASS/FAIL);
+//! the live changes and their effect; the relay's bytes and verification;
+//! the ETW summary (events by name, decisions by reason) and the driver's
+//! counters; the report JSON and the plots (PNG and SVG, load-tests' plot
+//! code with this model's line).
+
+use super::control::Step;
+use super::gatesim::SimReport;
+use super::pages::{Fetch, PagesSummary};
+use super::scenario::{Expectation, Live, PAGES_GROUP};
+use anyhow::{Context, Result};
+use comfy_table::{presets, CellAlignment, Table};
+use load_tests::report::{GroupReport, Hist, Outcome, Report};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One group's verdict.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Verdict {
+    pub group: String,
+    pub attempts: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub timed_out: u64,
+    pub other: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub model: u64,
+    pub lo: u64,
+    pub hi: u64,
+    pub pass: bool,
+}
+
+/// The page fetches as one more report group (so they are in the JSON and
+/// the plot like the others): accepted = connected, by intended second.
+pub fn pages_group(fetches: &[Fetch], intended_s: &[f64]) -> GroupReport {
+    let secs = intended_s.iter().fold(0.0f64, |a, b| a.max(*b)) as usize + 1;
+    let mut g = GroupReport::new(PAGES_GROUP, fetches.len() as u64, secs);
+    for (f, t) in fetches.iter().zip(intended_s) {
+        let o = match f.outcome.as_str() {
+            "refused" => Outcome::Refused,
+            "timed_out" => Outcome::TimedOut,
+            "ok" => Outcome::Accepted,
+            _ => Outcome::Other,
+        };
+        g.counts.bump(o);
+        if o == Outcome::Other {
+            *g.errors.entry(f.outcome.clone()).or_insert(0) += 1;
+        }
+        let sec = *t as usize;
+        g.ensure_second(sec);
+        if let Some(row) = g.per_second.get_mut(sec) {
+            row[o.index()] += 1;
+        }
+        let us = f.latency_us.clamp(1, load_tests::report::MAX_LATENCY_US);
+        if let Some(h) = g.latency_us.get_mut(o.name()) {
+            let _ = h.0.record(us);
+        }
+        if o == Outcome::Accepted {
+            if let Some(h) = g.per_second_latency_us.get_mut(sec) {
+                let _ = h.0.record(us);
+            }
+        }
+    }
+    g.service_us = Hist::default();
+    g
+}
+
+/// Verdicts: each report group against its expectation (by name).
+pub fn verdicts(report: &Report, model: &[Expectation]) -> Vec<Verdict> {
+    report
+        .groups
+        .iter()
+        .map(|g| {
+            let e = model.iter().find(|e| e.group == g.name);
+            let st = g.stats.get("accepted").cloned().unwrap_or_default();
+            let accepted = g.counts.get(Outcome::Accepted);
+            let (m, lo, hi) = e.map_or((0, 0, 0), |e| (e.model, e.lo, e.hi));
+            Verdict {
+                group: g.name.clone(),
+                attempts: g.attempted,
+                accepted,
+                refused: g.counts.get(Outcome::Refused),
+                timed_out: g.counts.get(Outcome::TimedOut),
+                other: g.counts.get(Outcome::Closed) + g.counts.get(Outcome::Other),
+                p50_ms: st.p50_us as f64 / 1000.0,
+                p99_ms: st.p99_us as f64 / 1000.0,
+                max_ms: st.max_us as f64 / 1000.0,
+                model: m,
+                lo,
+                hi,
+                pass: e.is_some() && (lo..=hi).contains(&accepted),
+            }
+        })
+        .collect()
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    // Markdown-shaped, like gate-load's tables: aligned, pastes into docs.
+    t.load_style(presets::ASCII_MARKDOWN)
+        .force_no_tty()
+        .set_header(header.to_vec());
+    t
+}
+
+fn right(t: &mut Table, from: usize) {
+    let n = t.column_count();
+    for i in from..n {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// The per-group table.
+pub fn groups_table(v: &[Verdict]) -> String {
+    let mut t = table(&[
+        "group",
+        "attempts",
+        "accepted",
+        "refused",
+        "timed out",
+        "other",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "model",
+        "interval",
+        "",
+    ]);
+    for g in v {
+        t.add_row(vec![
+            g.group.clone(),
+            g.attempts.to_string(),
+            g.accepted.to_string(),
+            g.refused.to_string(),
+            g.timed_out.to_string(),
+            g.other.to_string(),
+            format!("{:.2}", g.p50_ms),
+            format!("{:.2}", g.p99_ms),
+            format!("{:.2}", g.max_ms),
+            g.model.to_string(),
+            if g.lo == g.hi {
+                g.lo.to_string()
+            } else {
+                format!("{}..{}", g.lo, g.hi)
+            },
+            (if g.pass { "PASS" } else { "FAIL" }).to_string(),
+        ]);
+    }
+    right(&mut t, 1);
+    t.to_string()
+}
+
+/// Accepted per second of one group (from the report).
+pub fn accepted_per_second(report: &Report, group: &str) -> Vec<u64> {
+    report
+        .group(group)
+        .map(|g| {
+            g.per_second
+                .iter()
+                .map(|r| r[Outcome::Accepted.index()])
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sum(v: &[u64], from: usize, to: usize) -> u64 {
+    v.iter().skip(from).take(to.saturating_sub(from)).sum()
+}
+
+/// The live changes and what they did, as text.
+pub fn live_text(steps: &[Step], live: &Live, report: &Report, greedy: &str) -> String {
+    let mut s = String::new();
+    for st in steps {
+        let mut out = st.output.replace('\n', " ");
+        if let Some(j) = &st.json {
+            let f = |k: &str| j.get(k).map_or("-".to_string(), |v| v.to_string());
+            out = format!(
+                "tokens_milli={} rejects={} auto_banned={} auto_ban_left_ms={}",
+                f("tokens_milli"),
+                f("rejects"),
+                f("auto_banned"),
+                f("auto_ban_left_ms")
+            );
+        }
+        s.push_str(&format!(
+            "  t={:>5.2}s  {:<40} {}\n",
+            st.at_s,
+            st.command,
+            if st.ok { out } else { format!("FAILED: {out}") }
+        ));
+    }
+    let bot = accepted_per_second(report, "botnet-unbanned");
+    let u = live.unban_at_s as usize;
+    s.push_str(&format!(
+        "  effect of the unban: {} accepted from {} in the {} s before it, {} in the 4 s after it (the other bots stay banned: {} accepted after {} s)\n",
+        sum(&bot, u.saturating_sub(3), u),
+        live.unban,
+        3,
+        sum(&bot, u, u + 4),
+        sum(&accepted_per_second(report, "botnet"), u, usize::MAX),
+        u
+    ));
+    let g = accepted_per_second(report, greedy);
+    let c = live.set_rate_at_s as usize;
+    let per = |from: usize, to: usize| sum(&g, from, to) as f64 / (to - from).max(1) as f64;
+    s.push_str(&format!(
+        "  effect of the rate change: the greedy client got {:.1}/s in the 5 s before it, {:.1}/s in the 5 s after it (it sends 8/s)\n",
+        per(c.saturating_sub(5), c),
+        per(c + 1, c + 6)
+    ));
+    s
+}
+
+/// ETW events by name, and decision events by reason, from the JSON lines.
+pub fn etw_counts(path: &Path) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>, u64)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the ETW events {}", path.display()))?;
+    let mut names = BTreeMap::new();
+    let mut reasons = BTreeMap::new();
+    let mut bad = 0;
+    for l in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            bad += 1;
+            continue;
+        };
+        let name = v["name"].as_str().unwrap_or("?").to_string();
+        if let Some(r) = v["fields"]["Reason"].as_u64() {
+            let rn = usize::try_from(r)
+                .ok()
+                .and_then(|i| gate_core::Reason::ALL.get(i))
+                .map_or_else(|| format!("reason {r}"), |r| r.name().to_string());
+            *reasons.entry(format!("{name}/{rn}")).or_insert(0) += 1;
+        }
+        *names.entry(name).or_insert(0) += 1;
+    }
+    Ok((names, reasons, bad))
+}
+
+/// Relay byte totals from the ETW events (any numeric field of a Relay*
+/// event whose name mentions bytes), by field name.
+pub fn relay_bytes(path: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for l in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        if !v["name"].as_str().unwrap_or("").starts_with("Relay") {
+            continue;
+        }
+        if let Some(f) = v["fields"].as_object() {
+            for (k, x) in f {
+                if k.to_ascii_lowercase().contains("bytes") {
+                    if let Some(n) = x.as_u64() {
+                        *out.entry(format!("{}.{k}", v["name"].as_str().unwrap_or("")))
+                            .or_insert(0) += n;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Two-column table of counts.
+pub fn counts_table(title: &str, m: &BTreeMap<String, u64>) -> String {
+    let mut t = table(&[title, "count"]);
+    for (k, n) in m {
+        t.add_row(vec![k.clone(), n.to_string()]);
+    }
+    right(&mut t, 1);
+    t.to_string()
+}
+
+/// The pages line.
+pub fn pages_text(p: &PagesSummary, sim: &SimReport) -> String {
+    format!(
+        "  {} fetches: {} connected ({} refused, {} timed out); {} bodies verified byte for byte ({} bytes), {} wrong or short\n  \
+         nginx logged {} of the verified fetches with the client's own address from the PROXY header ({} missing)\n  \
+         latency (intended start to last byte) p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n  \
+         gate-sim's real sockets: bytes_in={} bytes_out={} connects={} handshakes={}\n",
+        p.attempts,
+        p.connected,
+        p.refused,
+        p.timed_out,
+        p.verified,
+        p.bytes_verified,
+        p.failed,
+        p.proxy_addr_matched,
+        p.proxy_addr_missing,
+        p.latency_ms.p50,
+        p.latency_ms.p90,
+        p.latency_ms.p99,
+        p.latency_ms.max,
+        sim.real.get("bytes_in").map_or("?", String::as_str),
+        sim.real.get("bytes_out").map_or("?", String::as_str),
+        sim.real.get("connects").map_or("?", String::as_str),
+        sim.real.get("handshakes").map_or("?", String::as_str),
+    )
+}
+
+/// Writes the run plot as PNG and SVG, with the model's expected accepted
+/// count per second drawn over each group.
+pub fn plots(
+    report: &Report,
+    model: &[Expectation],
+    dir: &Path,
+) -> Result<Vec<std::path::PathBuf>> {
+    let expected: load_tests::plot::Expected = report
+        .groups
+        .iter()
+        .map(|g| {
+            model
+                .iter()
+                .find(|e| e.group == g.name)
+                .map(|e| e.per_second.clone())
+        })
+        .collect();
+    let mut out = Vec::new();
+    for ext in ["png", "svg"] {
+        let p = dir.join(format!("demo.{ext}"));
+        load_tests::plot::write_run(report, Some(&expected), &p)
+            .with_context(|| format!("writing {}", p.display()))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etw_lines_are_counted_by_name_and_reason() {
+        let dir = std::env::temp_dir().join(format!("xtask-demo-etw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("e.jsonl");
+        std::fs::write(
+            &p,
+            "{\"name\":\"ConnectionAccepted\",\"fields\":{\"Reason\":0}}\n\
+             {\"name\":\"ConnectionRejected\",\"fields\":{\"Reason\":2}}\n\
+             {\"name\":\"RelayClosed\",\"fields\":{\"BytesToBackend\":10,\"BytesToClient\":20}}\n\
+             not json\n",
+        )
+        .unwrap();
+        let (names, reasons, bad) = etw_counts(&p).unwrap();
+        assert_eq!(names["ConnectionAccepted"], 1);
+        assert_eq!(names.len(), 3);
+        assert_eq!(bad, 1);
+        let r0 = gate_core::Reason::ALL[0].name();
+        assert_eq!(reasons[&format!("ConnectionAccepted/{r0}")], 1);
+        let b = relay_bytes(&p);
+        assert_eq!(b["RelayClosed.BytesToClient"], 20);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
