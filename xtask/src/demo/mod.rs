@@ -261,8 +261,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         let (plan, site) = (plan.clone(), site.clone());
         load_tests::topology::in_netns(&net.client_ns(), move || Ok(pages::run(&plan, &site, t0)))?
     };
-    let greedy = "10.77.129.1";
-    let steps = control::run_live(&ctl, &live, greedy, t0);
+    let steps = control::run_live(&ctl, &live, &live.greedy.to_string(), t0);
     let load_status = loop {
         if let Some(s) = load.try_wait()? {
             break s;
@@ -312,7 +311,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl over the control socket):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, greedy));
+            print!("{}", summary::live_text(s, &live, &report, "greedy"));
             true
         }
         Err(e) => {
