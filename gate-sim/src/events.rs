@@ -7,15 +7,20 @@
 
 use gate_usersim::etw::{CapturedEvent, Value};
 use serde_json::{json, Map};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// Events of one name: total, and by `Reason` index.
+type NameCounts = (u64, HashMap<u64, u64>);
+
 /// Counts and the JSON-lines writer, shared with the ETW sink.
 pub struct EventLog {
     start: Instant,
-    counts: Mutex<BTreeMap<String, u64>>,
+    /// Events by name, and by Reason index within a name (no allocation
+    /// per event once a name was seen).
+    counts: Mutex<HashMap<String, NameCounts>>,
     out: Option<Mutex<Box<dyn Write + Send>>>,
     write_errors: Mutex<u64>,
 }
@@ -55,21 +60,19 @@ pub fn to_json(e: &CapturedEvent, t_ms: u128) -> serde_json::Value {
     o
 }
 
-/// "Name/reason" for a decision event with a `Reason` field.
-fn reason_key(e: &CapturedEvent) -> Option<String> {
-    let r = e.u64("Reason")?;
-    let name = usize::try_from(r)
+/// The name of reason index `r` (gate-core's `Reason::ALL` order).
+fn reason_name(r: u64) -> String {
+    usize::try_from(r)
         .ok()
         .and_then(|i| gate_core::Reason::ALL.get(i))
-        .map_or_else(|| format!("reason{r}"), |r| r.name().to_string());
-    Some(format!("{}/{name}", e.name))
+        .map_or_else(|| format!("reason{r}"), |r| r.name().to_string())
 }
 
 impl EventLog {
     pub fn new(out: Option<Box<dyn Write + Send>>) -> Arc<EventLog> {
         Arc::new(EventLog {
             start: Instant::now(),
-            counts: Mutex::new(BTreeMap::new()),
+            counts: Mutex::new(HashMap::new()),
             out: out.map(Mutex::new),
             write_errors: Mutex::new(0),
         })
@@ -79,9 +82,14 @@ impl EventLog {
     pub fn record(&self, e: &CapturedEvent) {
         {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            *c.entry(e.name.clone()).or_insert(0) += 1;
-            if let Some(k) = reason_key(e) {
-                *c.entry(k).or_insert(0) += 1;
+            if !c.contains_key(&e.name) {
+                c.insert(e.name.clone(), (0, HashMap::new()));
+            }
+            if let Some(slot) = c.get_mut(&e.name) {
+                slot.0 += 1;
+                if let Some(r) = e.u64("Reason") {
+                    *slot.1.entry(r).or_insert(0) += 1;
+                }
             }
         }
         if let Some(out) = &self.out {
@@ -95,20 +103,24 @@ impl EventLog {
 
     /// Events by name and "name/reason".
     pub fn counts(&self) -> BTreeMap<String, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        for (name, (n, by_reason)) in c.iter() {
+            out.insert(name.clone(), *n);
+            for (r, k) in by_reason {
+                out.insert(format!("{name}/{}", reason_name(*r)), *k);
+            }
+        }
+        out
     }
 
-    /// Count of one key (0 if absent).
-    pub fn count(&self, key: &str) -> u64 {
+    /// Count of events named `name` (0 if none).
+    pub fn count(&self, name: &str) -> u64 {
         self.counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .copied()
-            .unwrap_or(0)
+            .get(name)
+            .map_or(0, |c| c.0)
     }
 
     /// Flushes the JSON lines; returns how many lines could not be written.

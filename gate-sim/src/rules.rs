@@ -109,6 +109,45 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// Packets that took the jump to gate-sim's chain so far (IPv4 and IPv6
+    /// together): every SYN that reached INPUT for the port. A refused SYN
+    /// sent back with NF_REPEAT passes twice.
+    pub fn packets(&self) -> Result<u64> {
+        let c = chain(self.port);
+        let mut total = 0;
+        for tool in &self.installed {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    tool,
+                    "-w",
+                    "-L",
+                    "INPUT",
+                    "-v",
+                    "-x",
+                    "-n",
+                ])
+                .output()
+                .with_context(|| format!("running {tool} -L INPUT"))?;
+            total += parse_jump_packets(&String::from_utf8_lossy(&out.stdout), &c);
+        }
+        Ok(total)
+    }
+}
+
+/// The packet count of the rule jumping to `chain` in `iptables -L -v -x -n`
+/// output.
+pub fn parse_jump_packets(listing: &str, chain: &str) -> u64 {
+    listing
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(chain))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Removes the chain of `port` and its jump (errors ignored: it may not
 /// exist).
 fn remove_one(netns: &str, tool: &str, port: u16) {
@@ -134,6 +173,13 @@ impl Drop for Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jump_packets_are_read_from_the_listing() {
+        let l = "Chain INPUT (policy ACCEPT 0 packets, 0 bytes)\n    pkts      bytes target     prot opt in     out     source               destination\n  145310  5812400 gate-sim-8080  6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 flags:0x17/0x02\n";
+        assert_eq!(parse_jump_packets(l, "gate-sim-8080"), 145_310);
+        assert_eq!(parse_jump_packets(l, "gate-sim-80"), 0);
+    }
 
     #[test]
     fn rules_reject_marked_syns_before_queueing() {

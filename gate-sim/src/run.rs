@@ -24,7 +24,7 @@ const SERVICE_KEY: &str = r"\Registry\Machine\System\CurrentControlSet\Services\
 const PARAMS: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate\Parameters";
 /// ETW events the simulation itself keeps (the rest are counted and
 /// streamed by [`EventLog`]).
-const EVENT_WINDOW: usize = 1024;
+const EVENT_WINDOW: usize = 64;
 
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -59,7 +59,7 @@ pub fn rss_kib() -> u64 {
 pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
     format!(
         "syns={} accepted={} rejected={} pended={} duplicates={} retransmits={} other={} looped={} \
-         queue_dropped={} user_dropped={} enobufs={} lost={} batches={} seconds={:.2} syns_per_s={:.0}",
+         queue_dropped={} user_dropped={} unserved={} enobufs={} lost={} batches={} seconds={:.2} syns_per_s={:.0}",
         s.syns,
         s.accepted,
         s.rejected,
@@ -70,6 +70,7 @@ pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
         s.looped,
         s.queue_dropped,
         s.user_dropped,
+        s.unserved,
         s.enobufs,
         s.lost(),
         s.batches,
@@ -264,6 +265,14 @@ pub fn run(o: &Options) -> Result<i32> {
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // Rules out first (no new SYN is queued), then the front drains
+        // what is queued and stops.
+        if let Some(r) = &rules {
+            match r.packets() {
+                Ok(n) => println!("rules: syns_in={n}"),
+                Err(e) => eprintln!("gate-sim: reading the rule counters: {e:#}"),
+            }
         }
         drop(rules);
         STOP.store(true, Ordering::SeqCst);

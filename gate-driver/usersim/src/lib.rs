@@ -50,8 +50,19 @@
 //!   (IRP_MJ_CREATE/CLEANUP/CLOSE, METHOD_BUFFERED IRP_MJ_DEVICE_CONTROL
 //!   with one shared buffer and the CTL_CODE access bits enforced)
 //!   ([`Sim::open_device`]).
+//! - Real sockets ([`wsk::real`], Linux): a connection socket can have a
+//!   real Linux TCP socket behind it (accepted after a real handshake, or
+//!   opened by WskConnect), so driver code moves real bytes.
+//! - NFQUEUE front ([`nfq`], feature `nfq`): real SYNs decided by the
+//!   driver before the handshake (gate-sim is its binary).
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
-//!   driver's TraceLogging events into a capture ([`Sim::events`]).
+//!   driver's TraceLogging events into a capture ([`Sim::events`]), a
+//!   window of the most recent events with totals by name
+//!   ([`Sim::event_counts`]) and an optional sink ([`etw::set_sink`]).
+//! - Bounded memory ([`recent`], `wsk::history`): finished requests and
+//!   closed sockets are kept for a window ([`Sim::set_history_window`])
+//!   and then retired; logs, debug lines and violations are rings with
+//!   totals; every per-SYN and per-close path is O(1).
 //! - Violations ([`violation`]): every broken rule is recorded with a
 //!   [`ViolationKind`]; a good run has none.
 //!

@@ -112,6 +112,7 @@ pub struct Counters {
     other: AtomicU64,
     looped: AtomicU64,
     retransmits: AtomicU64,
+    unserved: AtomicU64,
     batches: AtomicU64,
     enobufs: AtomicU64,
     queue_dropped: AtomicU64,
@@ -145,12 +146,15 @@ pub struct NfqStats {
     pub queue_dropped: u64,
     /// SYNs the kernel dropped because the netlink socket buffer was full.
     pub user_dropped: u64,
+    /// SYNs still queued when the front stopped after draining for 2 s
+    /// (dropped when the queue is unbound, or accepted with fail-open).
+    pub unserved: u64,
 }
 
 impl NfqStats {
     /// Packets lost before the driver saw them.
     pub fn lost(&self) -> u64 {
-        self.queue_dropped + self.user_dropped
+        self.queue_dropped + self.user_dropped + self.unserved
     }
 }
 
@@ -170,6 +174,7 @@ impl Counters {
             enobufs: l(&self.enobufs),
             queue_dropped: l(&self.queue_dropped),
             user_dropped: l(&self.user_dropped),
+            unserved: l(&self.unserved),
         }
     }
 }
@@ -416,7 +421,21 @@ fn serve_queue(
         RejectMode::Drop => None,
     };
     let mut enobufs_seen = 0;
-    while !stop.load(Ordering::SeqCst) {
+    // After `stop`, the queue is drained (every SYN still queued is decided)
+    // for at most DRAIN, then what is left is counted as unserved.
+    const DRAIN: Duration = Duration::from_secs(2);
+    let mut stopping: Option<Instant> = None;
+    let mut got = 0usize;
+    loop {
+        if stopping.is_none() && stop.load(Ordering::SeqCst) {
+            stopping = Some(Instant::now());
+        }
+        if let Some(t) = stopping {
+            if (got == 0 && read_proc().waiting == 0) || t.elapsed() >= DRAIN {
+                break;
+            }
+        }
+        got = 0;
         let mut fds = [
             libc::pollfd {
                 fd: q.as_raw_fd(),
@@ -430,7 +449,13 @@ fn serve_queue(
             },
         ];
         // SAFETY: poll(2) on two valid descriptors.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 200) };
+        let r = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                2,
+                if stopping.is_some() { 10 } else { 200 },
+            )
+        };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -481,6 +506,7 @@ fn serve_queue(
                 if n == 0 {
                     break;
                 }
+                got += n;
                 inc(&c.batches);
                 for p in pkts.drain(..) {
                     let Some((src, dst)) = parse_syn(&p.payload) else {
@@ -548,7 +574,9 @@ fn serve_queue(
         apply(&mut q, cfg, c, id, false, None)?;
     }
     q.flush()?;
-    proc_delta(&mut proc_base, read_proc(), c);
+    let left = read_proc();
+    c.unserved.fetch_add(left.waiting, Ordering::Relaxed);
+    proc_delta(&mut proc_base, left, c);
     q.unbind()
 }
 

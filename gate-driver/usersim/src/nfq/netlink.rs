@@ -259,18 +259,17 @@ impl Queue {
     pub fn recv_batch(&mut self, out: &mut Vec<Packet>) -> io::Result<usize> {
         let before = out.len();
         out.append(&mut self.stash);
-        // SAFETY: iovecs and mmsghdrs pointing into self.rx, alive for the call.
-        let mut iov: Vec<libc::iovec> = self
-            .rx
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: DGRAM,
-            })
-            .collect();
-        // SAFETY: all-zero is a valid mmsghdr; the iovec is set below.
-        let mut msgs: Vec<libc::mmsghdr> =
-            (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+        // On the stack: no allocation per batch.
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; BATCH];
+        for (v, b) in iov.iter_mut().zip(self.rx.iter_mut()) {
+            v.iov_base = b.as_mut_ptr().cast();
+            v.iov_len = DGRAM;
+        }
+        // SAFETY: all-zero is a valid mmsghdr; its iovec is set below.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
             m.msg_hdr.msg_iov = v;
             m.msg_hdr.msg_iovlen = 1;
