@@ -30,7 +30,7 @@ use gate_core::{
 };
 
 /// The default seed of the arrival jitter and the gate's hash key.
-pub const DEFAULT_SEED: u64 = 0x5eed_0f_9a7e;
+pub const DEFAULT_SEED: u64 = 0x005e_ed0f_9a7e;
 
 const SEC: u64 = TICKS_PER_SEC;
 /// Simulated start (any origin works; not zero, to look like interrupt time).

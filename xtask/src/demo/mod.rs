@@ -302,7 +302,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let verdicts = summary::verdicts(&report, &model);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
     let (etw_names, etw_reasons, etw_bad) = summary::etw_counts(&events)?;
-    let relay_bytes = summary::relay_bytes(&events);
+    let relay_sum = summary::relay_summary(&events, &plan.clients);
     let plots = summary::plots(&report, &model, out)?;
 
     println!("\nper group (accepted = handshake completed; syn-flood: SYN-ACK seen; latency of accepted attempts from their intended start):");
@@ -321,9 +321,45 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     };
     println!("\nrelay (pages through the gate to nginx):");
     print!("{}", summary::pages_text(&pages_sum, &sim_report));
-    if !relay_bytes.is_empty() {
-        println!("  relay bytes from ETW: {relay_bytes:?}");
-    }
+    println!(
+        "  the relay's ETW events: {} opened, {} closed, {} failed; {} bytes to the backend, {} to clients; causes {:?}",
+        relay_sum.opened,
+        relay_sum.closed,
+        relay_sum.failed,
+        relay_sum.to_backend,
+        relay_sum.to_client,
+        relay_sum.causes
+    );
+    let bytes_match = relay_sum.pages_to_client == pages_sum.received
+        && relay_sum.pages_to_backend == pages_sum.sent;
+    println!(
+        "  page clients: {} relays closed; the relay counted {} bytes to them and {} from them, they read {} and wrote {}: {}",
+        relay_sum.pages_closed,
+        relay_sum.pages_to_client,
+        relay_sum.pages_to_backend,
+        pages_sum.received,
+        pages_sum.sent,
+        if bytes_match { "PASS" } else { "FAIL" }
+    );
+    // Every SYN the clients sent was decided once, and what the driver
+    // accepted is what the clients saw accepted.
+    let sent: u64 = report.groups.iter().map(|g| g.attempted).sum();
+    let client_accepted: u64 = report
+        .groups
+        .iter()
+        .filter(|g| g.name != scenario::PAGES_GROUP)
+        .map(|g| g.counts.accepted)
+        .sum::<u64>()
+        + pages_sum.connected;
+    let etw_decided = etw_names.get("ConnectionAccepted").copied().unwrap_or(0)
+        + etw_names.get("ConnectionRejected").copied().unwrap_or(0);
+    let etw_accepted = etw_names.get("ConnectionAccepted").copied().unwrap_or(0);
+    let close = |a: u64, b: u64| a.abs_diff(b) * 200 <= a.max(b); // within 0.5 %
+    let accounting_ok = close(sent, etw_decided) && close(client_accepted, etw_accepted);
+    println!(
+        "\naccounting: clients sent {sent} SYNs, the driver decided {etw_decided} (ETW); clients saw {client_accepted} accepted, the driver accepted {etw_accepted}: {}",
+        if accounting_ok { "PASS (within 0.5 %)" } else { "FAIL" }
+    );
     println!(
         "\nETW events written by the driver (JSON lines: {}):",
         events.display()
@@ -357,6 +393,17 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         .collect();
     if !relay {
         failed.push("the driver has no relay in this build".into());
+    }
+    if relay && !bytes_match {
+        failed.push(format!(
+            "the relay's byte counts for the page clients ({} to them, {} from them) differ from what they read ({}) and wrote ({})",
+            relay_sum.pages_to_client, relay_sum.pages_to_backend, pages_sum.received, pages_sum.sent
+        ));
+    }
+    if !accounting_ok {
+        failed.push(format!(
+            "accounting: {sent} SYNs sent vs {etw_decided} decided, {client_accepted} accepted by the clients' count vs {etw_accepted} by the driver's"
+        ));
     }
     if pages_sum.failed > 0 {
         failed.push(format!(
@@ -397,7 +444,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         "live_steps": steps.as_ref().ok(),
         "final_reads": finals,
         "pages": { "summary": pages_sum, "fetches": fetches },
-        "etw": { "events": etw_names, "decisions": etw_reasons, "relay_bytes": relay_bytes },
+        "etw": { "events": etw_names, "decisions": etw_reasons, "relay": relay_sum },
         "gate_sim": sim_report,
         "load": report,
     });

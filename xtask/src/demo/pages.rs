@@ -19,6 +19,9 @@ pub struct Fetch {
     /// "ok", "refused", "timed_out", "short", "wrong_bytes", "http_<status>", "error: ..."
     pub outcome: String,
     pub bytes: u64,
+    /// Raw bytes written (the request) and read (headers and body).
+    pub sent: u64,
+    pub received: u64,
     /// From the intended start to the last byte, µs.
     pub latency_us: u64,
     /// First differing byte offset when the body was wrong.
@@ -54,9 +57,12 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant) -> Fetch {
         path: page.path.clone(),
         outcome: String::new(),
         bytes: 0,
+        sent: 0,
+        received: 0,
         latency_us: 0,
         first_bad_byte: None,
     };
+    let mut sent = 0u64;
     let r = (|| -> std::io::Result<Vec<u8>> {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         s.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
@@ -66,18 +72,18 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant) -> Fetch {
         )?;
         let mut t: TcpStream = s.into();
         t.set_read_timeout(Some(Duration::from_secs(5)))?;
-        t.write_all(
-            format!(
-                "GET {} HTTP/1.0\r\nHost: gate-demo\r\nUser-Agent: gate-demo\r\n\r\n",
-                page.path
-            )
-            .as_bytes(),
-        )?;
+        let req = format!(
+            "GET {} HTTP/1.0\r\nHost: gate-demo\r\nUser-Agent: gate-demo\r\n\r\n",
+            page.path
+        );
+        t.write_all(req.as_bytes())?;
+        sent = req.len() as u64;
         let mut buf = Vec::with_capacity(page.body.len() + 512);
         t.read_to_end(&mut buf)?;
         Ok(buf)
     })();
     f.latency_us = intended.elapsed().as_micros() as u64;
+    f.sent = sent;
     match r {
         Err(e) => {
             f.outcome = match e.kind() {
@@ -88,6 +94,7 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant) -> Fetch {
         }
         Ok(buf) => {
             f.bytes = buf.len() as u64;
+            f.received = buf.len() as u64;
             f.outcome = match split_response(&buf) {
                 None => "short".into(),
                 Some((200, at, len)) => {
@@ -137,6 +144,9 @@ pub struct PagesSummary {
     pub verified: u64,
     pub failed: u64,
     pub bytes_verified: u64,
+    /// Raw bytes the page clients sent and received on connected fetches.
+    pub sent: u64,
+    pub received: u64,
     /// Fetches that nginx logged with the client's own address as the
     /// PROXY-protocol address, and with the relay's address as the peer.
     pub proxy_addr_matched: u64,
@@ -183,6 +193,8 @@ pub fn summarize(fetches: &[Fetch], log: &[AccessLine], relay_addr: Ipv4Addr) ->
     let mut lines: Vec<Option<&AccessLine>> = log.iter().map(Some).collect();
     let mut lat = Vec::new();
     for f in fetches {
+        s.sent += f.sent;
+        s.received += f.received;
         match f.outcome.as_str() {
             "refused" => s.refused += 1,
             "timed_out" => s.timed_out += 1,
@@ -238,6 +250,8 @@ mod tests {
             path: "/index.html".into(),
             outcome: outcome.into(),
             bytes: 10,
+            sent: 60,
+            received: 100,
             latency_us: 1000,
             first_bad_byte: None,
         };

@@ -216,8 +216,12 @@ pub fn live_text(steps: &[Step], live: &Live, report: &Report, greedy: &str) -> 
     s
 }
 
-/// ETW events by name, and decision events by reason, from the JSON lines.
-pub fn etw_counts(path: &Path) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>, u64)> {
+/// Counts by name.
+pub type Counts = BTreeMap<String, u64>;
+
+/// ETW events by name, decision events by "name/reason", and the number of
+/// lines that were not JSON, from the JSON lines.
+pub fn etw_counts(path: &Path) -> Result<(Counts, Counts, u64)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the ETW events {}", path.display()))?;
     let mut names = BTreeMap::new();
@@ -241,30 +245,67 @@ pub fn etw_counts(path: &Path) -> Result<(BTreeMap<String, u64>, BTreeMap<String
     Ok((names, reasons, bad))
 }
 
-/// Relay byte totals from the ETW events (any numeric field of a Relay*
-/// event whose name mentions bytes), by field name.
-pub fn relay_bytes(path: &Path) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
+/// The relay as its ETW events tell it: relays opened, closed (by cause),
+/// failed, and the bytes of closed relays, in total and for the page
+/// clients' connections (matched by the client address).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RelaySummary {
+    pub configured: bool,
+    pub opened: u64,
+    pub closed: u64,
+    pub failed: u64,
+    pub causes: BTreeMap<String, u64>,
+    pub to_backend: u64,
+    pub to_client: u64,
+    pub pages_closed: u64,
+    pub pages_to_backend: u64,
+    pub pages_to_client: u64,
+}
+
+/// Reads the relay's events (RelayConfigured, RelayOpened, RelayClosed,
+/// RelayFailed) from the JSON lines; `page_clients` are the page fetchers'
+/// addresses.
+pub fn relay_summary(path: &Path, page_clients: &[std::net::Ipv4Addr]) -> RelaySummary {
+    let mut r = RelaySummary::default();
     let text = std::fs::read_to_string(path).unwrap_or_default();
     for l in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
             continue;
         };
-        if !v["name"].as_str().unwrap_or("").starts_with("Relay") {
-            continue;
-        }
-        if let Some(f) = v["fields"].as_object() {
-            for (k, x) in f {
-                if k.to_ascii_lowercase().contains("bytes") {
-                    if let Some(n) = x.as_u64() {
-                        *out.entry(format!("{}.{k}", v["name"].as_str().unwrap_or("")))
-                            .or_insert(0) += n;
-                    }
+        let f = &v["fields"];
+        let n = |k: &str| f[k].as_u64().unwrap_or(0);
+        match v["name"].as_str().unwrap_or("") {
+            "RelayConfigured" => r.configured = true,
+            "RelayOpened" => r.opened += 1,
+            "RelayFailed" => {
+                r.failed += 1;
+                *r.causes
+                    .entry(format!("failed/{}", f["Cause"]))
+                    .or_insert(0) += 1;
+            }
+            "RelayClosed" => {
+                r.closed += 1;
+                r.to_backend += n("BytesToBackend");
+                r.to_client += n("BytesToClient");
+                *r.causes
+                    .entry(format!("closed/{}", f["Cause"]))
+                    .or_insert(0) += 1;
+                let client = f["ClientAddress"]
+                    .as_str()
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                    .map(|a| a.ip());
+                if client
+                    .is_some_and(|c| page_clients.iter().any(|p| std::net::IpAddr::V4(*p) == c))
+                {
+                    r.pages_closed += 1;
+                    r.pages_to_backend += n("BytesToBackend");
+                    r.pages_to_client += n("BytesToClient");
                 }
             }
+            _ => {}
         }
     }
-    out
+    r
 }
 
 /// Two-column table of counts.
@@ -344,18 +385,23 @@ mod tests {
             &p,
             "{\"name\":\"ConnectionAccepted\",\"fields\":{\"Reason\":0}}\n\
              {\"name\":\"ConnectionRejected\",\"fields\":{\"Reason\":2}}\n\
-             {\"name\":\"RelayClosed\",\"fields\":{\"BytesToBackend\":10,\"BytesToClient\":20}}\n\
+             {\"name\":\"RelayClosed\",\"fields\":{\"ClientAddress\":\"10.77.133.1:4000\",\"BytesToBackend\":10,\"BytesToClient\":20}}\n\
              not json\n",
         )
         .unwrap();
         let (names, reasons, bad) = etw_counts(&p).unwrap();
+        let pc = relay_summary(&p, &["10.77.133.1".parse().unwrap()]);
+        assert_eq!((pc.pages_closed, pc.pages_to_client), (1, 20));
         assert_eq!(names["ConnectionAccepted"], 1);
         assert_eq!(names.len(), 3);
         assert_eq!(bad, 1);
         let r0 = gate_core::Reason::ALL[0].name();
         assert_eq!(reasons[&format!("ConnectionAccepted/{r0}")], 1);
-        let b = relay_bytes(&p);
-        assert_eq!(b["RelayClosed.BytesToClient"], 20);
+        let b = relay_summary(&p, &[]);
+        assert_eq!(
+            (b.closed, b.to_backend, b.to_client, b.pages_closed),
+            (1, 10, 20, 0)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
