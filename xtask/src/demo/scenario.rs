@@ -406,22 +406,67 @@ mod tests {
     }
 
     #[test]
-    fn a_ban_needs_the_threshold_within_the_window() {
+    fn bans_need_the_threshold_within_the_window_and_lists_win() {
+        let sc = Scenario::parse(
+            r#"
+name = "t"
+[[group]]
+name = "hammer"
+sources = "10.77.140.1"
+rate_per_source = 20
+duration_s = 12
+[[group]]
+name = "steady-over"
+sources = "10.77.140.2"
+rate_per_source = 7
+duration_s = 12
+[[group]]
+name = "denied-and-allowed"
+sources = "10.77.131.5"
+rate_per_source = 50
+duration_s = 2
+"#,
+        )
+        .unwrap();
         let mut p = policy();
-        p.ban_threshold = 3;
-        // One key, 10 refusals spread over 60 s: never 3 in 10 s.
-        let mut k = KeyState::default();
-        let mut banned = false;
-        for i in 0..10 {
-            let t = 100.0 + 6.0 * f64::from(i);
-            if k.rejects == 0 || t - k.window_start >= p.ban_window_s {
-                k.window_start = t;
-                k.rejects = 0;
-            }
-            k.rejects += 1;
-            banned |= k.rejects >= p.ban_threshold;
-        }
-        assert!(!banned);
+        p.allow.push("10.77.131.0/24"); // deny wins over allow
+        p.global_rate = 1e6;
+        let no_live = Live {
+            unban_at_s: 1e9,
+            unban: Ipv4Addr::new(10, 77, 140, 1),
+            set_rate_at_s: 1e9,
+            new_rate: 5.0,
+            greedy: Ipv4Addr::new(10, 77, 140, 2),
+        };
+        let none = PagePlan {
+            clients: vec![],
+            start_s: 0.0,
+            every_s: 1.0,
+            duration_s: 0.0,
+        };
+        let v = model(&sc, &p, &no_live, &none);
+        // 20/s: 15 refusals/s reach 50 at 4 s after the burst ran out
+        // ((50 + 10) / 15 = 4 s): 10 + 5 x 4 = 30 (less one at the edge),
+        // then banned for the rest of the run.
+        let h = expect(&v, "hammer").model;
+        assert!((29..=30).contains(&h), "{h}");
+        // 7/s: 2 refusals/s, at most ~20 in a 10 s window: never banned,
+        // 10 + 5/s for the whole run.
+        let s = expect(&v, "steady-over");
+        assert!((68..=71).contains(&s.model), "{s:?}");
+        assert_eq!(expect(&v, "denied-and-allowed").model, 0);
+        // Lifting the hammer's ban at 8 s: a full bucket again (it refilled
+        // while banned), and a fresh count of refusals.
+        let lifted = Live {
+            unban_at_s: 8.0,
+            ..no_live
+        };
+        let v = model(&sc, &p, &lifted, &none);
+        let h2 = expect(&v, "hammer").model;
+        assert!(
+            (h + 10 + 5 * 4 - 1..=h + 10 + 5 * 4).contains(&h2),
+            "{h} {h2}"
+        );
         assert!(cidr_contains(
             "10.77.130.0/24",
             "10.77.130.9".parse().unwrap()
