@@ -262,6 +262,27 @@ pub struct RelaySummary {
     pub pages_to_client: u64,
 }
 
+/// The relay's `Cause` values by number (gate-driver's relay::pair::Cause,
+/// the manifest's RelayCauseMap).
+const RELAY_CAUSES: [&str; 10] = [
+    "both_ended",
+    "client_error",
+    "backend_error",
+    "idle_timeout",
+    "connect_timeout",
+    "backend_refused",
+    "connect_failed",
+    "unload",
+    "max_connections",
+    "no_memory",
+];
+
+fn cause_name(v: &serde_json::Value) -> String {
+    v.as_u64()
+        .and_then(|n| RELAY_CAUSES.get(usize::try_from(n).ok()?))
+        .map_or_else(|| format!("cause {v}"), |s| s.to_string())
+}
+
 /// Reads the relay's events (RelayConfigured, RelayOpened, RelayClosed,
 /// RelayFailed) from the JSON lines; `page_clients` are the page fetchers'
 /// addresses.
@@ -280,7 +301,7 @@ pub fn relay_summary(path: &Path, page_clients: &[std::net::Ipv4Addr]) -> RelayS
             "RelayFailed" => {
                 r.failed += 1;
                 *r.causes
-                    .entry(format!("failed/{}", f["Cause"]))
+                    .entry(format!("failed/{}", cause_name(&f["Cause"])))
                     .or_insert(0) += 1;
             }
             "RelayClosed" => {
@@ -288,7 +309,7 @@ pub fn relay_summary(path: &Path, page_clients: &[std::net::Ipv4Addr]) -> RelayS
                 r.to_backend += n("BytesToBackend");
                 r.to_client += n("BytesToClient");
                 *r.causes
-                    .entry(format!("closed/{}", f["Cause"]))
+                    .entry(format!("closed/{}", cause_name(&f["Cause"])))
                     .or_insert(0) += 1;
                 let client = f["ClientAddress"]
                     .as_str()
@@ -385,7 +406,7 @@ mod tests {
             &p,
             "{\"name\":\"ConnectionAccepted\",\"fields\":{\"Reason\":0}}\n\
              {\"name\":\"ConnectionRejected\",\"fields\":{\"Reason\":2}}\n\
-             {\"name\":\"RelayClosed\",\"fields\":{\"ClientAddress\":\"10.77.133.1:4000\",\"BytesToBackend\":10,\"BytesToClient\":20}}\n\
+             {\"name\":\"RelayClosed\",\"fields\":{\"Cause\":1,\"ClientAddress\":\"10.77.133.1:4000\",\"BytesToBackend\":10,\"BytesToClient\":20}}\n\
              not json\n",
         )
         .unwrap();
