@@ -65,6 +65,16 @@ fn write_all(p: &Provider) {
     );
     etw::driver_loaded(p, "0.1.0", 1);
     etw::driver_unloading(p, 123_456);
+    etw::config_changed(p, "burst", "20", "40", 4242, true);
+    etw::control_rejected(
+        p,
+        "IOCTL_GATE_SET",
+        "rate_milli",
+        "0",
+        "1 to 10000000000 milli-connections per second",
+        0xC000_000Du32 as i32,
+        4242,
+    );
 }
 
 fn by_name<'a>(evs: &'a [CapturedEvent], name: &str) -> &'a CapturedEvent {
