@@ -360,3 +360,78 @@ fn concurrent_changes_are_never_torn_and_the_bound_holds() {
     let got = y_accepted.load(Ordering::Relaxed);
     assert!(got <= bound, "accepted {got} > bound {bound}");
 }
+
+mod model {
+    //! Manual bans against a plain model: a list of (range, end) where a
+    //! ban of the same range replaces the end, unban removes the ranges
+    //! inside the target, and an address is banned while any covering ban
+    //! has not ended.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Ban { net: u32, len: u8, until: u64 },
+        Unban { net: u32, len: u8 },
+        Check { addr: u32 },
+        Tick { by: u64 },
+    }
+
+    fn range(net: u32, len: u8) -> (u32, u32) {
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        (net & mask, (net & mask) | !mask)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Addresses in 10.0.0.0/20 so bans overlap often.
+        let a = || (0u32..4096).prop_map(|x| 0x0a00_0000 | x);
+        prop_oneof![
+            (a(), 18u8..=32, 0u64..200).prop_map(|(net, len, d)| Op::Ban { net, len, until: d }),
+            (a(), 16u8..=32).prop_map(|(net, len)| Op::Unban { net, len }),
+            a().prop_map(|addr| Op::Check { addr }),
+            a().prop_map(|addr| Op::Check { addr }),
+            (0u64..50).prop_map(|by| Op::Tick { by }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn manual_bans_match_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let g = gate(Config { burst: 1_000_000, rate_milli: 10_000_000, ..small() });
+            let mut model: Vec<((u32, u32), u64)> = Vec::new();
+            let mut now = T0;
+            let l = ip(LOCAL);
+            for o in ops {
+                match o {
+                    Op::Ban { net, len, until } => {
+                        let until = now + until;
+                        let c = Cidr::new(IpAddr::from(net.to_be_bytes()), len).unwrap();
+                        g.ban(c, until, now).unwrap();
+                        model.retain(|b| b.1 > now);
+                        let r = range(net, len);
+                        match model.iter_mut().find(|b| b.0 == r) {
+                            Some(b) => b.1 = until,
+                            None => model.push((r, until)),
+                        }
+                    }
+                    Op::Unban { net, len } => {
+                        let c = Cidr::new(IpAddr::from(net.to_be_bytes()), len).unwrap();
+                        let (lo, hi) = range(net, len);
+                        let want = model.iter().filter(|b| lo <= b.0.0 && b.0.1 <= hi && b.1 > now).count();
+                        prop_assert_eq!(g.unban(c, now).unwrap(), want);
+                        model.retain(|b| !(lo <= b.0.0 && b.0.1 <= hi) && b.1 > now);
+                    }
+                    Op::Check { addr } => {
+                        let a = IpAddr::from(addr.to_be_bytes());
+                        let want = model.iter().filter(|b| b.0.0 <= addr && addr <= b.0.1).map(|b| b.1).max().filter(|u| *u > now);
+                        prop_assert_eq!(g.query(a, now).1.manual_ban_until, want);
+                        let d = g.decide(a, l, now);
+                        prop_assert_eq!(d.reason == Reason::Banned, want.is_some());
+                    }
+                    Op::Tick { by } => now += by,
+                }
+            }
+        }
+    }
+}
