@@ -986,7 +986,9 @@ fn random_bytes_to_every_code_never_break_the_driver() {
 fn api_limits_match_gate_core() {
     assert_eq!(MAX_LIST_ENTRIES as usize, gate_core::MAX_LIST_ENTRIES);
     assert_eq!(MAX_MANUAL_BANS as usize, gate_core::MAX_MANUAL_BANS);
-    assert!(COUNTER_SLOTS >= gate_core::REASON_COUNT && COUNTER_SLOTS >= gate_core::EVENT_COUNT);
+    const _: () = assert!(
+        COUNTER_SLOTS >= gate_core::REASON_COUNT && COUNTER_SLOTS >= gate_core::EVENT_COUNT
+    );
     assert_eq!(set_field::NAMES.len(), 10);
     for n in set_field::NAMES {
         assert!(
