@@ -45,8 +45,8 @@ impl Model {
         }
     }
 
-    /// (accepted, tokens left in thousandths)
-    fn decide(&mut self, key: usize, now: u64) -> (bool, u32) {
+    /// The key's bucket refilled to `now` (raised to the clock).
+    fn refill(&mut self, key: usize, now: u64) -> &mut ModelBucket {
         self.clock = self.clock.max(now);
         let now = u128::from(self.clock) << self.iv.shift;
         let cap = self.cap;
@@ -58,12 +58,74 @@ impl Model {
             b.credit = (b.credit + (now - b.last) as i128).min(cap);
             b.last = now;
         }
-        let ok = b.credit >= cap - self.tau;
+        b
+    }
+
+    /// Tokens in thousandths at `now`, without taking.
+    fn peek(&mut self, key: usize, now: u64) -> u32 {
+        let t = self.t;
+        (self.refill(key, now).credit.max(0) * 1000 / t) as u32
+    }
+
+    /// (accepted, tokens left in thousandths)
+    fn decide(&mut self, key: usize, now: u64) -> (bool, u32) {
+        let (t, cap, tau) = (self.t, self.cap, self.tau);
+        let b = self.refill(key, now);
+        let ok = b.credit >= cap - tau;
         if ok {
-            b.credit -= self.t;
+            b.credit -= t;
         }
-        let milli = (b.credit.max(0) * 1000 / self.t) as u32;
+        let milli = (b.credit.max(0) * 1000 / t) as u32;
         (ok, milli)
+    }
+}
+
+/// Bans in exact ticks, as documented in `ban`: a window opens at a
+/// rejection and holds the rejections less than `window` after it; the
+/// `threshold`-th of one window bans for exactly `ban`.
+#[derive(Default, Clone, Copy)]
+struct BanState {
+    banned_until: Option<u64>,
+    window_start: u64,
+    count: u32,
+}
+
+struct BanModel {
+    bucket: Model,
+    threshold: u32,
+    window: u64,
+    ban: u64,
+    keys: HashMap<usize, BanState>,
+}
+
+impl BanModel {
+    fn decide(&mut self, key: usize, now: u64) -> (Reason, u32) {
+        let now = now.max(self.bucket.clock);
+        let st = self.keys.entry(key).or_default();
+        if let Some(until) = st.banned_until {
+            if now < until {
+                // No take: the tokens as they are.
+                return (Reason::Banned, self.bucket.peek(key, now));
+            }
+            *st = BanState::default();
+        }
+        let (ok, milli) = self.bucket.decide(key, now);
+        if ok {
+            return (Reason::WithinRate, milli);
+        }
+        let st = self.keys.entry(key).or_default();
+        if self.threshold > 0 {
+            if st.count == 0 || now - st.window_start >= self.window {
+                st.window_start = now;
+                st.count = 0;
+            }
+            st.count += 1;
+            if st.count >= self.threshold {
+                st.banned_until = Some(now + self.ban);
+                st.count = 0;
+            }
+        }
+        (Reason::RateExceeded, milli)
     }
 }
 
@@ -190,6 +252,42 @@ proptest! {
         }
         let c = g.counters();
         prop_assert_eq!(c.event(Event::EvictedIdle) + c.event(Event::TableFull), 0);
+    }
+
+    /// With bans on: the engine equals the bucket model plus an exact-tick
+    /// ban model on every decision, at any phase of any clock (the old
+    /// coarse 2^16-tick clock ended bans up to one unit early and moved
+    /// window edges by up to a unit).
+    #[test]
+    fn engine_with_bans_equals_model(
+        rate_milli in prop_oneof![1u64..2_000, 1_000u64..100_000],
+        burst in 1u32..4,
+        ban_threshold in 1u32..5,
+        ban_window_ms in prop_oneof![1u32..20, 1u32..3_000],
+        ban_ms in prop_oneof![1u32..20, 1u32..3_000],
+        seq in arrivals(),
+    ) {
+        let cfg = Config {
+            capacity: 1024, shards: 1, rate_milli, burst, ban_threshold, ban_window_ms, ban_ms,
+            ..Config::default()
+        };
+        let g: Gate = Gate::new(&cfg, [3, 4]).unwrap();
+        let mut m = BanModel {
+            bucket: Model::new(rate_milli, burst),
+            threshold: ban_threshold,
+            window: u64::from(ban_window_ms) * 10_000,
+            ban: u64::from(ban_ms) * 10_000,
+            keys: HashMap::new(),
+        };
+        let mut t = 1_000 * TICKS_PER_SEC + 40_000;
+        for (k, dt, back) in seq {
+            t += dt;
+            let now = t - back;
+            let d = g.decide(addr(k), local(), now);
+            let (reason, milli) = m.decide(k, now);
+            prop_assert_eq!(d.reason, reason, "key {} at {}", k, now);
+            prop_assert_eq!(d.tokens_milli, milli, "key {} at {}", k, now);
+        }
     }
 
     /// Per key, accepted connections plus completed pends (at their accept
