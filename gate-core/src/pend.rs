@@ -97,8 +97,11 @@ pub(crate) const PEND_SLOT_BYTES: usize =
 struct Inner {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Observe mode: accept times of would-be pends, a binary min-heap.
+    /// Observe mode: accept times of would-be pends, a binary min-heap of
+    /// at most `budget` entries.
     observed: Vec<Ticks>,
+    /// `max_pending`.
+    budget: usize,
 }
 
 /// Why a pend was not made.
@@ -159,6 +162,7 @@ impl<L: RawLock> PendSlots<L> {
                 slots,
                 free,
                 observed,
+                budget: n_us,
             }),
             outstanding: AtomicU64::new(0),
         })
@@ -214,7 +218,7 @@ impl<L: RawLock> PendSlots<L> {
     ) -> Result<(), Refused> {
         self.with(|inner| {
             let h = &mut inner.observed;
-            let full = h.len() >= h.capacity();
+            let full = h.len() >= inner.budget;
             let due = matches!(h.first(), Some(&first) if first <= now);
             if full && !due {
                 return Err(Refused::Budget);
@@ -222,7 +226,8 @@ impl<L: RawLock> PendSlots<L> {
             global().map_err(|_| Refused::Global)?;
             if due {
                 heap_replace_min(h, at);
-            } else {
+            } else if h.len() < h.capacity() {
+                // Always (`len < budget <= capacity`): never grows the heap.
                 heap_push(h, at);
             }
             Ok(())
@@ -272,12 +277,9 @@ impl<L: RawLock> PendSlots<L> {
     }
 }
 
-/// Pushes onto a binary min-heap with room for it (never grows: a full
-/// heap is left unchanged).
+/// Pushes onto a binary min-heap (the caller checks there is capacity, so
+/// this never allocates).
 fn heap_push(h: &mut Vec<Ticks>, v: Ticks) {
-    if h.len() >= h.capacity() {
-        return;
-    }
     h.push(v);
     let mut i = h.len().saturating_sub(1);
     while i > 0 {
