@@ -372,9 +372,11 @@ impl Engine<'_> {
         self.in_flight += 1;
     }
 
-    /// Reads the target's answers to raw SYNs.
+    /// Reads the target's answers to raw SYNs (at most [`LAUNCH_BATCH`] per
+    /// call: the socket is level-triggered, so the rest wait for the next
+    /// turn and due starts are not held up).
     fn on_raw(&mut self, now: u64) {
-        loop {
+        for _ in 0..LAUNCH_BATCH {
             let Some(raw) = self.raw.as_mut() else {
                 return;
             };

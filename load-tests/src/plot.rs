@@ -523,7 +523,8 @@ fn draw_spectrum<DB: DrawingBackend>(
         .margin_right(45)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((1f64..xmax).log_scale(), 0f64..ymax * 1.08)
+        // Head room above the highest curve for the legend.
+        .build_cartesian_2d((1f64..xmax).log_scale(), 0f64..ymax * 1.25)
         .map_err(err)?;
     chart
         .configure_mesh()
