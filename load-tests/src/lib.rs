@@ -8,7 +8,7 @@
 //! gate should have accepted; [`plot`] draws runs and percentile spectra;
 //! [`progress`] is the run's progress bar; [`topology`] makes namespaces to
 //! run in; [`listener`] is the plain target (and the payload server);
-//! [`peers`] and [`bench`] compare and measure.
+//! [`peers`] and [`bench`](mod@bench) compare and measure.
 //!
 //! Other tools (the end-to-end demo) use the report and plot API directly:
 //! [`report::Report::summary`] and its tables, [`report::LatencyStats`],
