@@ -45,6 +45,9 @@
 //!   [`Sim::set_disconnect_supported`]): the call returns
 //!   STATUS_NOT_IMPLEMENTED without completing its IRP, which real WSK
 //!   never does.
+//! - I/O error log ([`errorlog`]): IoAllocateErrorLogEntry and
+//!   IoWriteErrorLogEntry; written entries are decoded for tests
+//!   ([`Sim::error_log`]).
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
 //!   driver's TraceLogging events into a capture ([`Sim::events`]).
 //! - Violations ([`violation`]): every broken rule is recorded with a
@@ -56,6 +59,7 @@
 pub mod clock;
 pub mod debug;
 pub mod dispatcher;
+pub mod errorlog;
 pub mod etw;
 pub mod harness;
 pub mod irp;
