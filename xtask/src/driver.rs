@@ -16,8 +16,8 @@ mod image_check;
 mod kernel_imports;
 mod pdb_symbols;
 pub mod resources;
-mod sign;
-mod wine;
+pub mod sign;
+pub mod wine;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -95,7 +95,7 @@ pub struct Image {
     pub build_time: Duration,
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -104,7 +104,7 @@ fn workspace_root() -> PathBuf {
 
 /// The driver build's own target directory (never the host build's):
 /// `$GATE_DRIVER_TARGET_DIR`, or `target/driver` in the workspace.
-fn target_dir(root: &Path) -> PathBuf {
+pub fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("GATE_DRIVER_TARGET_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => root.join("target").join("driver"),
@@ -280,7 +280,7 @@ fn describe(sys: &Path, s: &image_check::Summary) {
 }
 
 /// Builds, checks, signs and verifies one profile.
-fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
+pub fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
     let image = build(profile)?;
     let summary = check(&image.sys, &image.pdb)?;
     describe(&image.sys, &summary);
@@ -291,7 +291,7 @@ fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
     Ok(image)
 }
 
-fn cert_dir() -> PathBuf {
+pub fn cert_dir() -> PathBuf {
     target_dir(&workspace_root()).join("test-signing")
 }
 
