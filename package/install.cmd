@@ -26,59 +26,56 @@ rem ---- registry value names and types (generated from the driver's table)
 @VALUE_TYPES@
 
 rem ---- arguments: check them all before changing anything
+rem (Written for Windows' cmd and Wine's: no findstr, no "||", no
+rem !var_%%i! or !var:x=y! inside loops; see package/README note.)
 :args
 if "%~1"=="" goto args_done
 set "ARG=%~1"
-if /i "!ARG!"=="/auto" (
+if /i "%ARG%"=="/auto" (
     set "START=auto"
     shift
     goto args
 )
-if /i "!ARG!"=="/?" goto help
-if /i "!ARG!"=="/help" goto help
+if /i "%ARG%"=="/?" goto help
+if /i "%ARG%"=="/help" goto help
 set "NAME="
 set "VALUE="
-for /f "tokens=1,* delims==" %%a in ("!ARG!") do (
+for /f "tokens=1,* delims==" %%a in ("%ARG%") do (
     set "NAME=%%a"
     set "VALUE=%%b"
 )
-if "!NAME!"=="" (
-    echo install.cmd: "!ARG!" is not Name=Value.
+if "%NAME%"=="" (
+    echo install.cmd: "%ARG%" is not Name=Value.
     goto usage_error
 )
 rem cmd splits unquoted arguments at "=": ListenPort=8443 arrives as two.
-if "!VALUE!"=="" if not "%~2"=="" (
+if "%VALUE%"=="" if not "%~2"=="" (
     set "VALUE=%~2"
     shift
 )
-set "TYPE="
-for %%t in (!KNOWN!) do (
-    for /f "tokens=1,2 delims=:" %%x in ("%%t") do (
-        if /i "%%x"=="!NAME!" (
-            set "TYPE=%%y"
-            set "NAME=%%x"
-        )
-    )
-)
-if "!TYPE!"=="" (
-    echo install.cmd: unknown registry value "!NAME!". Known values: !NAMES!
+set "TYPE=!T_%NAME%!"
+set "CANON=!N_%NAME%!"
+if "%TYPE%"=="" (
+    echo install.cmd: unknown registry value "%NAME%". Known values: %NAMES%
     goto usage_error
 )
-if "!VALUE!"=="" (
-    echo install.cmd: !NAME! has no value ^(write !NAME!=value^).
+if "%VALUE%"=="" (
+    echo install.cmd: %CANON% has no value ^(write %CANON%=value^).
     goto usage_error
 )
-if not "!TYPE!"=="REG_SZ" if not "!TYPE!"=="REG_MULTI_SZ" (
-    echo !VALUE!| findstr /r /x "[0-9][0-9]*" >nul
-    if errorlevel 1 (
-        echo install.cmd: !NAME!=!VALUE! is not a decimal number ^(!NAME! is !TYPE!^).
-        goto usage_error
-    )
+set "NUMERIC=0"
+if "%TYPE%"=="REG_DWORD" set "NUMERIC=1"
+if "%TYPE%"=="REG_QWORD" set "NUMERIC=1"
+set "IS_NUMBER=1"
+if "%NUMERIC%"=="1" call :is_number "%VALUE%"
+if not "%IS_NUMBER%"=="1" (
+    echo install.cmd: %CANON%=%VALUE% is not a decimal number ^(%CANON% is %TYPE%^).
+    goto usage_error
 )
 set /a NVALUES+=1
-set "V_NAME_!NVALUES!=!NAME!"
-set "V_TYPE_!NVALUES!=!TYPE!"
-set "V_DATA_!NVALUES!=!VALUE!"
+set "V_NAME_%NVALUES%=%CANON%"
+set "V_TYPE_%NVALUES%=%TYPE%"
+set "V_DATA_%NVALUES%=%VALUE%"
 shift
 goto args
 :args_done
@@ -87,7 +84,7 @@ rem ---- preconditions
 call :step "checking for administrator rights"
 reg add "HKLM\SOFTWARE\gate-install-probe" /f >nul 2>&1
 if errorlevel 1 (
-    call :fail "this needs an elevated prompt (Run as administrator)" norollback
+    call :fail "this needs an elevated prompt: Run as administrator" norollback
     exit /b 5
 )
 reg delete "HKLM\SOFTWARE\gate-install-probe" /f >nul 2>&1
@@ -129,7 +126,7 @@ for %%f in (gate.man uninstall.cmd README.md gate.wprp gate.wpaProfile gatectl.e
     )
 )
 
-call :step "creating the kernel service %SERVICE% (start= %START%)"
+call :step "creating the kernel service %SERVICE%, start= %START%"
 sc create %SERVICE% type= kernel start= %START% error= normal binPath= "%SYS%" DisplayName= "gate anti-DoS TCP front gate" >nul
 if errorlevel 1 goto failed
 sc query %SERVICE% >nul 2>&1
@@ -138,19 +135,17 @@ if errorlevel 1 goto failed
 call :step "writing %NVALUES% Parameters value(s) to %PARAMS%"
 reg add "%PARAMS%" /f >nul
 if errorlevel 1 goto failed
-for /l %%i in (1,1,%NVALUES%) do (
-    call :step "  !V_NAME_%%i! = !V_DATA_%%i! (!V_TYPE_%%i!)"
-    reg add "%PARAMS%" /v "!V_NAME_%%i!" /t !V_TYPE_%%i! /d "!V_DATA_%%i!" /f >nul
-    if errorlevel 1 goto failed
-)
+set "WRITE_FAILED=0"
+for /l %%i in (1,1,%NVALUES%) do call :write_value %%i
+if not "%WRITE_FAILED%"=="0" goto failed
 
-call :step "registering the System log source %SERVICE% (message table in gate.sys)"
+call :step "registering the System log source %SERVICE%, message table in gate.sys"
 reg add "%LOGKEY%" /v EventMessageFile /t REG_EXPAND_SZ /d "%%SystemRoot%%\System32\IoLogMsg.dll;%%SystemRoot%%\System32\drivers\gate.sys" /f >nul
 if errorlevel 1 goto failed
 reg add "%LOGKEY%" /v TypesSupported /t REG_DWORD /d 7 /f >nul
 if errorlevel 1 goto failed
 
-call :step "registering the ETW manifest (wevtutil im)"
+call :step "registering the ETW manifest: wevtutil im"
 wevtutil im "%APPDIR%\gate.man" /rf:"%SYS%" /mf:"%SYS%"
 if errorlevel 1 goto failed
 
@@ -178,6 +173,33 @@ echo install.cmd: %SERVICE% @VERSION@ is installed and running.
 exit /b 0
 
 rem ---- helpers
+:write_value
+set "I=%~1"
+set "WN=!V_NAME_%I%!"
+set "WT=!V_TYPE_%I%!"
+set "WD=!V_DATA_%I%!"
+echo install.cmd:   %WN% = %WD% (%WT%)
+reg add "%PARAMS%" /v "%WN%" /t %WT% /d "%WD%" /f >nul
+if errorlevel 1 set "WRITE_FAILED=1"
+exit /b 0
+
+:is_number
+rem IS_NUMBER=1 when %1 is only decimal digits.
+set "IS_NUMBER=0"
+set "R=x%~1"
+set "R=%R:0=%"
+set "R=%R:1=%"
+set "R=%R:2=%"
+set "R=%R:3=%"
+set "R=%R:4=%"
+set "R=%R:5=%"
+set "R=%R:6=%"
+set "R=%R:7=%"
+set "R=%R:8=%"
+set "R=%R:9=%"
+if "%R%"=="x" set "IS_NUMBER=1"
+exit /b 0
+
 :step
 echo install.cmd: %~1
 exit /b 0
@@ -185,7 +207,7 @@ exit /b 0
 :wait_running
 rem Up to ~10 s for STATE RUNNING.
 for /l %%n in (1,1,20) do (
-    sc query %SERVICE% | findstr /c:"RUNNING" >nul
+    sc query %SERVICE% | find "RUNNING" >nul
     if not errorlevel 1 exit /b 0
     ping -n 2 127.0.0.1 >nul
 )
@@ -198,7 +220,7 @@ if "%~2"=="norollback" echo install.cmd: nothing was changed.
 exit /b 0
 
 :failed
-echo install.cmd: FAILED at the step above ^(exit code %errorlevel%^); removing what was installed.
+echo install.cmd: FAILED at the step above; removing what was installed.
 call "%HERE%uninstall.cmd" /rollback
 exit /b 1
 
@@ -213,6 +235,6 @@ exit /b 2
 
 :usage
 echo usage: install.cmd [/auto] [Name=Value ...]
-echo   Name is a registry value of the driver's Parameters key: !NAMES!
+echo   Name is a registry value of the driver's Parameters key: %NAMES%
 echo   e.g. install.cmd ListenPort=8443 RateMilliPerSecond=5000 "DenyList=203.0.113.0/24\0198.51.100.7"
 exit /b 0

@@ -21,7 +21,9 @@ if /i "%~1"=="/rollback" set "ROLLBACK=1"
 set "ERRORS=0"
 
 rem Run from a copy in %TEMP% when started from the folder this deletes
-rem (cmd reads a script as it runs it); control passes to the copy for good.
+rem (Windows' cmd reads a script line by line as it runs it); control passes
+rem to the copy for good. Wine's cmd keeps the first script open, so there
+rem the folder survives: run the package folder's uninstall.cmd under Wine.
 if /i "%~dp0"=="%APPDIR%\" if not defined GATE_UNINSTALL_COPY (
     set "GATE_UNINSTALL_COPY=%TEMP%\gate-uninstall-%RANDOM%.cmd"
     copy /y "%~f0" "!GATE_UNINSTALL_COPY!" >nul
@@ -45,7 +47,7 @@ if errorlevel 1 (
     call :say "no service %SERVICE%"
     goto service_gone
 )
-sc query %SERVICE% | findstr /c:"STOPPED" >nul
+sc query %SERVICE% | find "STOPPED" >nul
 if errorlevel 1 (
     call :say "stopping %SERVICE%"
     sc stop %SERVICE% >nul
@@ -56,7 +58,7 @@ if errorlevel 1 (
         exit /b 1
     )
 )
-call :say "deleting the service %SERVICE% (its registry key and Parameters)"
+call :say "deleting the service %SERVICE%, its registry key and Parameters"
 sc delete %SERVICE% >nul
 if errorlevel 1 (
     echo uninstall.cmd: FAILED: sc delete %SERVICE%
@@ -66,7 +68,7 @@ if errorlevel 1 (
 
 rem ---- ETW manifest and System log source
 if exist "%APPDIR%\gate.man" (
-    call :say "unregistering the ETW manifest (wevtutil um)"
+    call :say "unregistering the ETW manifest: wevtutil um"
     wevtutil um "%APPDIR%\gate.man"
     if errorlevel 1 (
         echo uninstall.cmd: FAILED: wevtutil um "%APPDIR%\gate.man"
@@ -119,7 +121,7 @@ exit /b 0
 
 :wait_stopped
 for /l %%n in (1,1,20) do (
-    sc query %SERVICE% | findstr /c:"STOPPED" >nul
+    sc query %SERVICE% | find "STOPPED" >nul
     if not errorlevel 1 exit /b 0
     ping -n 2 127.0.0.1 >nul
 )

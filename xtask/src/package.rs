@@ -205,18 +205,22 @@ fn reg_type(t: RegType) -> &'static str {
     }
 }
 
-/// install.cmd's lines defining KNOWN (`Name:TYPE ...`) and NAMES.
+/// install.cmd's table: `T_<Name>` (the `reg add` type) and `N_<Name>`
+/// (the name as the driver spells it; cmd's variable names ignore case,
+/// so `listenport=1` finds ListenPort) per value, and NAMES for messages.
 pub fn value_types_cmd() -> String {
-    let known: Vec<String> = VALUES
+    let mut lines: Vec<String> = VALUES
         .iter()
-        .map(|v| format!("{}:{}", v.name, reg_type(v.ty)))
+        .flat_map(|v| {
+            [
+                format!("set \"T_{}={}\"", v.name, reg_type(v.ty)),
+                format!("set \"N_{0}={0}\"", v.name),
+            ]
+        })
         .collect();
     let names: Vec<&str> = VALUES.iter().map(|v| v.name).collect();
-    format!(
-        "set \"KNOWN={}\"\nset \"NAMES={}\"",
-        known.join(" "),
-        names.join(" ")
-    )
+    lines.push(format!("set \"NAMES={}\"", names.join(" ")));
+    lines.join("\n")
 }
 
 /// The value table of gate-driver/CONFIG.md (its `| Value | ...` table),
@@ -310,12 +314,12 @@ mod tests {
         let t = value_types_cmd();
         for v in VALUES.iter() {
             assert!(
-                t.contains(&format!("{}:{}", v.name, reg_type(v.ty))),
+                t.contains(&format!("set \"T_{}={}\"", v.name, reg_type(v.ty))),
                 "{} missing from {t}",
                 v.name
             );
         }
-        assert!(t.contains("ListenPort:REG_DWORD") && t.contains("DenyList:REG_MULTI_SZ"));
+        assert!(t.contains("T_ListenPort=REG_DWORD") && t.contains("T_DenyList=REG_MULTI_SZ"));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!    package has gatectl.exe;
 //! 4. a second install.cmd fails (already installed) and leaves the first
 //!    running;
-//! 5. the installed `Program Files\gate\uninstall.cmd` succeeds; afterwards nothing is left: no service, no
+//! 5. uninstall.cmd (the package folder's) succeeds; afterwards nothing is left: no service, no
 //!    service key, no EventLog\System\gate key, no gate.sys in
 //!    system32\drivers, no `Program Files\gate`, and the port is closed.
 //!
@@ -63,12 +63,7 @@ pub fn run(package: &Package) -> Result<()> {
 
 /// Runs `cmd /c C:\gate-pkg\<script> args`: (exit code, stdout).
 fn script(s: &Session, name: &str, args: &[&str]) -> Result<(i32, String)> {
-    script_at(s, &format!(r"C:\{PKG_DIR}\{name}"), args)
-}
-
-/// Runs `cmd /c <path> args`: (exit code, stdout).
-fn script_at(s: &Session, path: &str, args: &[&str]) -> Result<(i32, String)> {
-    let name = path;
+    let path = format!(r"C:\{PKG_DIR}\{name}");
     let out = s
         .wine()
         .arg("cmd")
@@ -229,9 +224,11 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .context("the first installation stopped working after a refused second install")?;
 
-    // 5. Uninstall with the installed copy, as an operator would (it runs
-    // from a copy in %TEMP%, since it deletes its own folder): nothing left.
-    let (code, out) = script_at(s, r"C:\Program Files\gate\uninstall.cmd", &[])?;
+    // 5. Uninstall from the package folder: nothing left. (The installed
+    // copy in Program Files\gate re-runs itself from %TEMP% to delete its
+    // own folder, which works on Windows; Wine's cmd keeps the first script
+    // open, so that folder cannot be removed there.)
+    let (code, out) = script(s, "uninstall.cmd", &[])?;
     if code != 0 || !out.contains("is removed") {
         bail!("uninstall.cmd failed ({code}):\n{out}");
     }
