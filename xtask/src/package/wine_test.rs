@@ -2,6 +2,9 @@
 //! under Wine's cmd with the packaged (test-signed) gate.sys, in a fresh
 //! Wine prefix (`target/package/wine-prefix`):
 //!
+//! 0. gate.inf's DefaultInstall creates the kernel service (Type 1, Start 3,
+//!    ImagePath gate.sys) and DefaultUninstall removes it, through Wine's
+//!    setupapi;
 //! 1. install.cmd with an unknown value name fails before changing anything
 //!    (exit 2, nothing installed);
 //! 2. install.cmd with a value the driver refuses (`ListenPort=0`) fails at
@@ -142,6 +145,11 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     let _ = script(s, "uninstall.cmd", &[])?;
     assert_nothing_installed(s, "the clean-up before the test")?;
 
+    // 0. The INF, through Wine's setupapi (what pnputil and
+    // InstallHinfSection use): DefaultInstall creates the service,
+    // DefaultUninstall removes it and the file.
+    inf_install_and_uninstall(s)?;
+
     // 1. An unknown value: refused before anything changes.
     let (code, out) = script(s, "install.cmd", &["ListenPrt=8080"])?;
     if code != 2 || !out.contains("unknown registry value \"ListenPrt\"") {
@@ -240,5 +248,62 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
         bail!("{addr} still accepts connections after uninstall.cmd");
     }
     eprintln!("xtask package --wine-test: uninstalled; nothing left");
+    Ok(())
+}
+
+/// gate.inf's DefaultInstall.NTamd64 and DefaultUninstall.NTamd64 through
+/// `rundll32 setupapi.dll,InstallHinfSection` (Wine's setupapi has no
+/// DIRID 13, the driver store: it copies to `system32\unknown`; and it skips
+/// the AddService event-log section, so the System log source is not
+/// checked here).
+fn inf_install_and_uninstall(s: &Session) -> Result<()> {
+    let inf = format!(r"C:\{PKG_DIR}\gate.inf");
+    let section = |name: &str| -> Result<()> {
+        let (ok, out) = s.run(&[
+            "rundll32",
+            "setupapi.dll,InstallHinfSection",
+            name,
+            "128",
+            &inf,
+        ])?;
+        if !ok {
+            bail!("InstallHinfSection {name} {inf} failed: {out}");
+        }
+        Ok(())
+    };
+    section("DefaultInstall.NTamd64")?;
+    let (ok, key) = s.run(&["reg", "query", SVC_KEY])?;
+    if !ok {
+        bail!("gate.inf's DefaultInstall created no service key");
+    }
+    let key = key.replace('\r', "");
+    for (name, want) in [
+        ("Type", "0x1"),
+        ("Start", "0x3"),
+        ("ErrorControl", "0x1"),
+        ("DisplayName", "gate anti-DoS TCP front gate"),
+    ] {
+        let found = key
+            .lines()
+            .any(|l| l.trim_start().starts_with(name) && l.trim_end().ends_with(want));
+        if !found {
+            bail!("gate.inf's service has no {name} = {want}:\n{key}");
+        }
+    }
+    if !key
+        .lines()
+        .any(|l| l.contains("ImagePath") && l.trim_end().ends_with("\\gate.sys"))
+    {
+        bail!("gate.inf's service ImagePath does not name gate.sys:\n{key}");
+    }
+    section("DefaultUninstall.NTamd64")?;
+    if reg_exists(s, SVC_KEY)? {
+        bail!("gate.inf's DefaultUninstall left the service key");
+    }
+    let copied = s.prefix.join("drive_c/windows/system32/unknown/gate.sys");
+    if copied.exists() {
+        bail!("gate.inf's DefaultUninstall left {}", copied.display());
+    }
+    eprintln!("xtask package --wine-test: gate.inf installs and uninstalls the service (setupapi)");
     Ok(())
 }
