@@ -120,7 +120,10 @@ pub mod keyword {
 /// channel's keyword bit. mc.exe gives a provider's channels the top
 /// keyword bits in declaration order (the first 0x8000000000000000, the
 /// next 0x4000000000000000, ...) and ORs the bit into the descriptor of
-/// every event of that channel; [`keyword_bit`] is that rule, and
+/// every event of that channel (Microsoft's own documented descriptor
+/// `WINSOCK_WS2HELP_LSP_RESET = {0x4, 0x0, 0x10, 0x0, 0x0, 0x0,
+/// 0x8000000000000000}` shows it: channel 16, its provider's first, and
+/// that channel's bit as the keyword); [`keyword_bit`] is that rule, and
 /// etw-manifest's tests check the manifest declares the channels in this
 /// order with these values. The descriptor's Channel must be the channel's
 /// `value` in the manifest.
