@@ -2,6 +2,7 @@
 //! each spoiled one fails naming what is wrong.
 
 use super::*;
+use object::pe;
 
 fn msg_table(low: u32, texts: &[&str]) -> Vec<u8> {
     let mut b = Vec::new();
@@ -204,4 +205,156 @@ fn message_ids_follow_windmc_c() {
     );
     let bad = mc.replace("Facility=Gate", "Facility=Gat");
     assert!(mc_message_ids(&bad).unwrap_err().contains("\"Gat\""));
+}
+
+// ---- whole images: the resource directory found through the PE headers
+
+/// The .rsrc section bytes for `resources` (type id, data) at `rva`: one
+/// name (id 1) and one language (0x409) per type. `size_fix` is added to
+/// every data entry's Size (to point past the section).
+fn rsrc(rva: u32, resources: &[(u16, Vec<u8>)], size_fix: u32) -> Vec<u8> {
+    let n = resources.len();
+    let dir = |entries: &[(u32, u32)]| {
+        let mut b = vec![0u8; 12];
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        for (id, off) in entries {
+            b.extend_from_slice(&id.to_le_bytes());
+            b.extend_from_slice(&off.to_le_bytes());
+        }
+        b
+    };
+    let root_len = 16 + 8 * n as u32;
+    let per = 24 + 24 + 16;
+    let data_start = root_len + per * n as u32;
+    let mut data_offsets = Vec::new();
+    let mut at = data_start;
+    for (_, d) in resources {
+        data_offsets.push(at);
+        at += (d.len() as u32 + 3) & !3;
+    }
+    let mut out = dir(&resources
+        .iter()
+        .enumerate()
+        .map(|(i, (ty, _))| (u32::from(*ty), 0x8000_0000 | (root_len + per * i as u32)))
+        .collect::<Vec<_>>());
+    for (i, (_, d)) in resources.iter().enumerate() {
+        let base = root_len + per * i as u32;
+        out.extend(dir(&[(1, 0x8000_0000 | (base + 24))]));
+        out.extend(dir(&[(0x409, base + 48)]));
+        out.extend_from_slice(&(rva + data_offsets[i]).to_le_bytes());
+        out.extend_from_slice(&(d.len() as u32 + size_fix).to_le_bytes());
+        out.extend_from_slice(&[0u8; 8]);
+    }
+    for (_, d) in resources {
+        out.extend_from_slice(d);
+        while out.len() & 3 != 0 {
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// A PE32+ image whose only section is .rsrc holding `resources`.
+fn image(resources: Option<&[(u16, Vec<u8>)]>, size_fix: u32) -> Vec<u8> {
+    use object::write::pe::{NtHeaders, Writer};
+    let mut buf = Vec::new();
+    let mut w = Writer::new(true, 0x1000, 0x200, &mut buf);
+    w.reserve_dos_header_and_stub();
+    w.reserve_nt_headers(16);
+    w.reserve_section_headers(1);
+    let len = rsrc(0, resources.unwrap_or(&[]), 0).len() as u32;
+    let flags = pe::IMAGE_SCN_CNT_INITIALIZED_DATA | pe::IMAGE_SCN_MEM_READ;
+    let sect = w.reserve_section(*b".rsrc\0\0\0", flags, len, len);
+    let bytes = rsrc(sect.virtual_address, resources.unwrap_or(&[]), size_fix);
+    if resources.is_some() {
+        w.set_data_directory(
+            pe::IMAGE_DIRECTORY_ENTRY_RESOURCE,
+            sect.virtual_address,
+            len,
+        );
+    }
+    w.write_dos_header_and_stub().unwrap();
+    w.write_nt_headers(NtHeaders {
+        machine: pe::IMAGE_FILE_MACHINE_AMD64,
+        time_date_stamp: 0,
+        characteristics: pe::IMAGE_FILE_EXECUTABLE_IMAGE,
+        major_linker_version: 14,
+        minor_linker_version: 0,
+        address_of_entry_point: 0,
+        image_base: 0x1_4000_0000,
+        major_operating_system_version: 10,
+        minor_operating_system_version: 0,
+        major_image_version: 0,
+        minor_image_version: 0,
+        major_subsystem_version: 10,
+        minor_subsystem_version: 0,
+        subsystem: pe::IMAGE_SUBSYSTEM_NATIVE,
+        dll_characteristics: 0,
+        size_of_stack_reserve: 0x40000,
+        size_of_stack_commit: 0x1000,
+        size_of_heap_reserve: 0x100000,
+        size_of_heap_commit: 0x1000,
+    });
+    w.write_section_headers();
+    w.write_section(sect.file_offset, &bytes);
+    buf
+}
+
+fn check(img: &[u8]) -> Result<ResourceSummary, Vec<String>> {
+    check_image::<pe::ImageNtHeaders64>(img, &expected())
+}
+
+fn good_resources() -> Vec<(u16, Vec<u8>)> {
+    vec![
+        (
+            RT_MESSAGETABLE,
+            msg_table(0xE100_0001, &["%1 did not start: %2"]),
+        ),
+        (
+            RT_VERSION,
+            version_blob(FIXED_SIGNATURE, [0, 1, 0, 0], 3, GOOD),
+        ),
+    ]
+}
+
+#[test]
+fn an_image_with_both_resources_passes() {
+    let s = check(&image(Some(&good_resources()), 0)).unwrap();
+    assert_eq!(
+        s.messages,
+        vec![(0xE100_0001, "%1 did not start: %2".to_string())]
+    );
+    assert_eq!(s.file_version, "0.1.0.0");
+}
+
+#[test]
+fn missing_or_broken_resources_fail_naming_what() {
+    let has = |r: Result<ResourceSummary, Vec<String>>, says: &str| {
+        let p = r.unwrap_err();
+        assert!(
+            p.iter().any(|x| x.contains(says)),
+            "want {says:?} in {p:#?}"
+        );
+    };
+    has(check(&image(None, 0)), "has no resource directory");
+    let only_version: Vec<_> = good_resources().into_iter().skip(1).collect();
+    has(
+        check(&image(Some(&only_version), 0)),
+        "has no message table",
+    );
+    let only_messages: Vec<_> = good_resources().into_iter().take(1).collect();
+    has(
+        check(&image(Some(&only_messages), 0)),
+        "has no version resource",
+    );
+    let other_id = vec![
+        (RT_MESSAGETABLE, msg_table(0xE100_0002, &["other"])),
+        good_resources().remove(1),
+    ];
+    has(check(&image(Some(&other_id), 0)), "lacks id 0xe1000001");
+    has(
+        check(&image(Some(&good_resources()), 0x10000)),
+        "outside the file",
+    );
 }
