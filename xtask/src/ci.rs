@@ -104,6 +104,18 @@ pub fn run(_args: Args) -> Result<()> {
             "--wine-test",
         ]),
     )?;
+    run_step(
+        "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "package",
+            "--wine-test",
+        ]),
+    )?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }
