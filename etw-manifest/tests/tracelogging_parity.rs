@@ -84,7 +84,15 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
     etw::driver_loaded(p, "9.9.9", 0);
     etw::driver_unloading(p, u64::MAX);
     etw::config_changed(p, "deny", "0 entries", "3 entries", 77, false);
-    etw::control_rejected(p, "IOCTL_GATE_BAN", "target", "33", "prefix", -1073741811, 0);
+    etw::control_rejected(
+        p,
+        "IOCTL_GATE_BAN",
+        "target",
+        "33",
+        "prefix",
+        -1073741811,
+        0,
+    );
     let evs = sim::take_for(p.reg_handle());
     assert_eq!(evs.len(), SCHEMA.len());
     for ev in &evs {

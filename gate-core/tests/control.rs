@@ -435,3 +435,53 @@ mod model {
         }
     }
 }
+
+#[test]
+fn rate_changes_keep_the_running_bucket_units() {
+    // A fast per-key rate (fractional ticks per token) changed to another:
+    // the bucket's debt (time, GCRA's state) carries over in the same units.
+    let g = gate(Config {
+        rate_milli: 3_000_000_000, // 3M/s: 3.33 ticks per token
+        burst: 4,
+        ..small()
+    });
+    let (x, l) = (ip("192.0.2.1"), ip(LOCAL));
+    for _ in 0..4 {
+        assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    }
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    g.reconfigure(|c| c.rate_milli = 1_500_000_000).unwrap();
+    // Debt 4 x 3.33 ticks; at 6.67 ticks per token a bucket of 4 (26.7
+    // ticks) has room for 2 more at the same instant.
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    let (s, _) = g.query(x, T0);
+    assert_eq!(s.tokens_milli, 0);
+    // A rate the running units cannot hold with this burst: a restart.
+    let g = gate(Config {
+        rate_milli: 10_000_000_000,
+        burst: 1,
+        ..small()
+    });
+    match g
+        .reconfigure(|c| {
+            c.rate_milli = 1;
+            c.burst = 1_000_000;
+        })
+        .unwrap_err()
+    {
+        ChangeError::NeedsRestart { field, .. } => assert_eq!(field, "rate_milli"),
+        e => panic!("{e:?}"),
+    }
+    // The global bucket switched on live starts full.
+    let g = gate(small());
+    g.reconfigure(|c| {
+        c.global_rate_milli = 1000;
+        c.global_burst = 2;
+    })
+    .unwrap();
+    assert_eq!(g.decide(ip("10.0.0.1"), l, T0).action, Action::Accept);
+    assert_eq!(g.decide(ip("10.0.0.2"), l, T0).action, Action::Accept);
+    assert_eq!(g.decide(ip("10.0.0.3"), l, T0).reason, Reason::GlobalLimit);
+}

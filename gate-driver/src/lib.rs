@@ -48,6 +48,7 @@ pub mod config;
 pub mod control;
 pub mod decision;
 pub mod entry;
+pub mod errorlog;
 pub mod etw;
 pub mod kernel;
 pub mod listener;
