@@ -81,29 +81,23 @@ fn bad_buffer(irp: *mut IRP) -> NTSTATUS {
 }
 
 unsafe extern "system" fn WskConnBind(
-    _s: *mut WSK_SOCKET,
-    _l: *const SOCKADDR,
+    s: *mut WSK_SOCKET,
+    l: *const SOCKADDR,
     _f: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if irp::take(irp, "WskBind") {
-        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
-    } else {
-        STATUS_INVALID_PARAMETER
-    }
+    // SAFETY: arguments as the driver passed them.
+    unsafe { super::connect::bind(s, l, irp) }
 }
 
 unsafe extern "system" fn WskConnConnect(
-    _s: *mut WSK_SOCKET,
-    _r: *const SOCKADDR,
+    s: *mut WSK_SOCKET,
+    r: *const SOCKADDR,
     _f: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if irp::take(irp, "WskConnect") {
-        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
-    } else {
-        STATUS_INVALID_PARAMETER
-    }
+    // SAFETY: arguments as the driver passed them.
+    unsafe { super::connect::connect(s, r, irp) }
 }
 
 unsafe extern "system" fn WskGetRemoteAddress(
@@ -147,30 +141,32 @@ unsafe extern "system" fn WskSend(
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
     };
-    let status = if s.kind != Kind::Connection {
-        STATUS_NOT_SUPPORTED
+    let (status, sent) = if s.kind != Kind::Connection {
+        (STATUS_NOT_SUPPORTED, 0)
     } else if s.peer_reset {
-        STATUS_CONNECTION_RESET
-    } else if s.disconnected.is_some() {
-        STATUS_INVALID_DEVICE_STATE
+        (STATUS_CONNECTION_RESET, 0)
+    } else if s.disconnected.is_some() || s.remote.is_none() {
+        // Shut down for sending, or never connected.
+        (STATUS_INVALID_DEVICE_STATE, 0)
     } else {
+        let mut data = Vec::with_capacity(b.Length);
         for (p, n) in &pieces {
             // SAFETY: each piece lies inside the driver's buffer.
-            s.tx.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
         }
-        STATUS_SUCCESS
+        // Flow control (send window, short sends): a queued send pends.
+        match super::connect::send(&mut g, guard.sock, irp, data) {
+            Some(n) => (STATUS_SUCCESS, n),
+            None => {
+                drop(g);
+                drop(guard);
+                return STATUS_PENDING;
+            }
+        }
     };
     drop(g);
     drop(guard);
-    irp::finish(
-        irp,
-        status,
-        if status == STATUS_SUCCESS {
-            b.Length
-        } else {
-            0
-        },
-    )
+    irp::finish(irp, status, sent)
 }
 
 /// Copies up to the receive's length from `rx`; returns the count.
@@ -303,6 +299,9 @@ unsafe extern "system" fn WskDisconnect(
         }
         _ => STATUS_NOT_SUPPORTED,
     };
+    if abortive {
+        cancel.extend(super::connect::drain(&mut g, guard.sock));
+    }
     drop(g);
     drop(guard);
     for i in cancel {

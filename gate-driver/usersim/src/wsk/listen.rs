@@ -93,6 +93,21 @@ unsafe extern "system" fn WskSocket(
     }
     let static_accept = cl.static_accept;
     cl.sockets_created += 1;
+    if flags & !WSK_FLAG_AT_DISPATCH_LEVEL == WSK_FLAG_CONNECTION_SOCKET
+        && (family == AF_INET || family == AF_INET6)
+        && socket_type == SOCK_STREAM
+        && protocol == IPPROTO_TCP
+    {
+        let p = super::connect::new_connection_socket(
+            &mut g,
+            c,
+            family,
+            socket_context as usize,
+            dispatch as usize,
+        );
+        drop(g);
+        return irp::finish(irp, STATUS_SUCCESS, p);
+    }
     if flags & !WSK_FLAG_AT_DISPATCH_LEVEL != WSK_FLAG_LISTEN_SOCKET {
         log(
             &mut g,
@@ -454,6 +469,7 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
         close_conns.extend(s.backlog.drain(..));
     }
+    cancel.extend(super::connect::drain(&mut g, key));
     for c in close_conns {
         if let Some(s) = g.sockets.get_mut(&c) {
             s.state = SocketState::Closed;

@@ -8,6 +8,7 @@
 //! recorded instead of touching freed memory.
 
 pub(crate) mod conn;
+pub mod connect;
 pub(crate) mod listen;
 pub(crate) mod net;
 
@@ -109,6 +110,8 @@ pub(crate) struct Socket {
     pub disconnected: Option<bool>,
     /// Connection delivered to (and owned by) the driver.
     pub owned: bool,
+    /// Outgoing connections and flow control ([`connect`]).
+    pub ext: connect::SockExt,
 }
 
 impl Socket {
@@ -139,6 +142,7 @@ impl Socket {
             pending_rx: VecDeque::new(),
             disconnected: None,
             owned: false,
+            ext: connect::SockExt::default(),
         }
     }
 }
@@ -229,6 +233,8 @@ pub(crate) struct Wsk {
     pub conditional_accept_stub: bool,
     /// WskDisconnect is a Wine-style stub (`Sim::set_disconnect_supported(false)`).
     pub disconnect_stub: bool,
+    /// Backends and flow control ([`connect`]).
+    pub relay: connect::Net,
 }
 
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
