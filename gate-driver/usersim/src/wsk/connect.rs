@@ -449,3 +449,10 @@ impl Conn {
             .map_or(0, |s| s.ext.pending_tx.len())
     }
 }
+
+impl Conn {
+    /// Bytes the peer sent that the driver has not received yet.
+    pub fn unreceived(&self) -> usize {
+        wsk().sockets.get(&self.socket()).map_or(0, |s| s.rx.len())
+    }
+}
