@@ -60,6 +60,10 @@ fn open(sim: &Sim, local: SocketAddr, src: &str) -> (Conn, Conn) {
     (c, b)
 }
 
+fn active() -> u32 {
+    gate_driver::relay::snapshot().map_or(0, |s| s.active)
+}
+
 fn closed(c: &Conn) -> bool {
     c.info().is_some_and(|i| i.state == SocketState::Closed)
 }
@@ -141,7 +145,7 @@ fn bytes_arrive_exactly_both_ways_in_random_chunkings() {
         c.peer_close();
         until(&sim, "backend sees EOF", || b.info().unwrap().disconnected == Some(false));
         b.peer_close();
-        until(&sim, "both closed", || closed(&c) && closed(&b));
+        until(&sim, "both closed", || closed(&c) && closed(&b) && active() == 0);
         assert_eq!(c.info().unwrap().disconnected, Some(false), "client closed gracefully");
     }
     let closed_evs = events(&sim, "RelayClosed");
@@ -154,5 +158,183 @@ fn bytes_arrive_exactly_both_ways_in_random_chunkings() {
     }
     assert_eq!(events(&sim, "RelayOpened").len(), sizes.len());
     assert_eq!(sim.mdls_outstanding(), 0);
+    finish(&sim, d);
+}
+
+#[test]
+fn half_close_from_the_backend_first_keeps_the_other_direction() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let (c, b) = open(&sim, local, "192.0.2.20:4000");
+    b.peer_send(b"banner");
+    b.peer_close();
+    until(&sim, "client gets the banner and EOF", || {
+        c.info().unwrap().disconnected == Some(false)
+    });
+    assert_eq!(c.take_sent(), b"banner");
+    // The client -> backend direction still works after the backend's EOF.
+    c.peer_send(b"late request");
+    until(&sim, "backend gets the late bytes", || b.unread() == 12);
+    assert_eq!(b.take_sent(), b"late request");
+    assert!(!closed(&c) && !closed(&b), "half-closed, not closed");
+    c.peer_close();
+    until(&sim, "both closed", || closed(&c) && closed(&b) && active() == 0);
+    let e = &events(&sim, "RelayClosed")[0];
+    assert_eq!(field_u64(e, "FirstEnded"), 2, "backend first");
+    assert_eq!(field_u64(e, "Cause"), 0);
+    finish(&sim, d);
+}
+
+#[test]
+fn a_reset_on_either_side_aborts_both() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    for (i, client_resets) in [true, false].into_iter().enumerate() {
+        let (c, b) = open(&sim, local, &format!("192.0.2.30:{}", 4000 + i));
+        c.peer_send(&[7u8; 5000]);
+        b.peer_send(&[9u8; 3000]);
+        until(&sim, "mid-stream", || b.unread() == 5000 && c.unread() == 3000);
+        let (resetter, other) = if client_resets { (c, b) } else { (b, c) };
+        resetter.peer_reset();
+        until(&sim, "both closed", || closed(&c) && closed(&b));
+        assert_eq!(
+            other.info().unwrap().disconnected,
+            Some(true),
+            "the other side is closed abortively (RST)"
+        );
+    }
+    until(&sim, "relays freed", || active() == 0);
+    let evs = events(&sim, "RelayClosed");
+    assert_eq!(field_u64(&evs[0], "Cause"), 1, "client_error");
+    assert_eq!(field_u64(&evs[1], "Cause"), 2, "backend_error");
+    assert_eq!(gate_driver::relay::snapshot().unwrap().resets, 2);
+    finish(&sim, d);
+}
+
+#[test]
+fn a_refusing_backend_gets_the_client_closed_abortively() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    sim.backend_listen(backend(), BackendMode::Refuse);
+    let r = sim.connect(addr("192.0.2.40:4000"), local);
+    let c = r.conn().unwrap();
+    until(&sim, "client closed", || closed(&c) && active() == 0);
+    assert_eq!(c.info().unwrap().disconnected, Some(true));
+    assert_eq!(sim.backend_refused(backend()), 1);
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(f.len(), 1);
+    assert_eq!(field_u64(&f[0], "Cause"), 5, "backend_refused");
+    assert_eq!(events(&sim, "RelayOpened").len(), 0);
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.backend_refused, s.failed, s.active), (1, 1, 0));
+    finish(&sim, d);
+}
+
+#[test]
+fn a_silent_backend_times_out_and_a_slow_one_is_in_time() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("ConnectTimeoutMs", RegValue::Dword(3000))]);
+    sim.backend_listen(backend(), BackendMode::Silent);
+    let c1 = sim.connect(addr("192.0.2.50:4000"), local).conn().unwrap();
+    let c2 = sim.connect(addr("192.0.2.50:4001"), local).conn().unwrap();
+    until(&sim, "two connects waiting", || sim.backend_waiting(backend()) == 2);
+    sim.advance_ms(2000);
+    // The backend answers one of them late but within the timeout.
+    assert_eq!(sim.backend_answer(backend(), true, 1), 1);
+    until(&sim, "one relay opened", || events(&sim, "RelayOpened").len() == 1);
+    sim.advance_ms(1100);
+    until(&sim, "the other client closed", || closed(&c2) && active() == 1);
+    assert_eq!(c2.info().unwrap().disconnected, Some(true));
+    assert_eq!(sim.backend_waiting(backend()), 0, "the connect IRP was cancelled");
+    assert!(!closed(&c1));
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(f.len(), 1);
+    assert_eq!(field_u64(&f[0], "Cause"), 4, "connect_timeout");
+    let b1 = sim.backend_conns(backend())[0];
+    c1.peer_send(b"hi");
+    until(&sim, "relayed", || b1.unread() == 2);
+    finish(&sim, d);
+}
+
+#[test]
+fn a_slow_backend_costs_only_the_fixed_buffers() {
+    let sim = Sim::new();
+    let buf = 4096usize;
+    let window = 8192usize;
+    sim.set_send_window(Some(window));
+    let (d, local) = start_relay(&sim, &[("RelayBufferBytes", RegValue::Dword(buf as u32))]);
+    let (c, b) = open(&sim, local, "192.0.2.60:4000");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    c.peer_send(&data);
+    until(&sim, "the relay stalls on the window", || b.pending_sends() == 1);
+    for _ in 0..50 {
+        sim.advance_ms(100);
+        sim.quiesce();
+    }
+    // Held by the relay: at most one buffer in flight (the pending send);
+    // the rest stays with the client (TCP's flow control does the rest).
+    let taken = data.len() - c.unreceived();
+    assert!(b.unread() <= window, "backend has {} unread", b.unread());
+    assert!(
+        taken <= window + buf,
+        "the relay took {taken} bytes from the client with a {window}-byte window and {buf}-byte buffer"
+    );
+    assert_eq!(b.pending_sends(), 1, "one send in flight, no queue");
+    // Reading at the backend drains everything, byte-exact.
+    let mut rng = Rng(1);
+    let mut got = Vec::new();
+    let t = Instant::now();
+    while got.len() < data.len() {
+        got.extend(b.take_sent());
+        sim.quiesce();
+        let _ = rng.next();
+        assert!(t.elapsed() < Duration::from_secs(60));
+    }
+    assert_eq!(got, data);
+    sim.set_send_window(None);
+    finish(&sim, d);
+}
+
+#[test]
+fn max_connections_refuses_abortively_and_counts() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("MaxConnections", RegValue::Dword(2))]);
+    let (c1, _) = open(&sim, local, "192.0.2.70:4000");
+    let (_c2, _) = open(&sim, local, "192.0.2.70:4001");
+    let c3 = sim.connect(addr("192.0.2.70:4002"), local).conn().unwrap();
+    until(&sim, "third closed", || closed(&c3));
+    assert_eq!(c3.info().unwrap().disconnected, Some(true));
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.refused_at_limit, s.active), (1, 2));
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(field_u64(&f[0], "Cause"), 8, "max_connections");
+    // One ends: a new one fits.
+    c1.peer_reset();
+    until(&sim, "one left", || gate_driver::relay::snapshot().unwrap().active == 1);
+    let (c4, b4) = open(&sim, local, "192.0.2.70:4003");
+    c4.peer_send(b"x");
+    until(&sim, "relayed", || b4.unread() == 1);
+    finish(&sim, d);
+}
+
+#[test]
+fn an_idle_relay_is_aborted_and_traffic_keeps_one_alive() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("IdleTimeoutMs", RegValue::Dword(5000))]);
+    let (c1, b1) = open(&sim, local, "192.0.2.80:4000");
+    let (c2, b2) = open(&sim, local, "192.0.2.80:4001");
+    for i in 0..8 {
+        sim.advance_ms(1000);
+        c2.peer_send(&[i]);
+        until(&sim, "relayed", || b2.unread() > 0);
+        b2.take_sent();
+    }
+    until(&sim, "idle one aborted", || closed(&c1) && closed(&b1) && active() == 1);
+    assert_eq!(c1.info().unwrap().disconnected, Some(true));
+    assert!(!closed(&c2), "the busy relay lives on");
+    let e = events(&sim, "RelayClosed");
+    assert_eq!(e.len(), 1);
+    assert_eq!(field_u64(&e[0], "Cause"), 3, "idle_timeout");
+    assert_eq!(gate_driver::relay::snapshot().unwrap().idle_timeouts, 1);
     finish(&sim, d);
 }
