@@ -41,7 +41,10 @@ fn until(sim: &Sim, what: &str, mut cond: impl FnMut() -> bool) {
         if cond() {
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
 }
@@ -51,7 +54,8 @@ fn until(sim: &Sim, what: &str, mut cond: impl FnMut() -> bool) {
 fn open(sim: &Sim, local: SocketAddr, src: &str) -> (Conn, Conn) {
     let before = sim.backend_conns(backend()).len();
     let r = sim.connect(addr(src), local);
-    assert_eq!(r.verdict(), Some(Verdict::Accept));
+    // None in post-accept mode (no inspect callback).
+    assert!(matches!(r.verdict(), Some(Verdict::Accept) | None));
     let c = r.conn().expect("established");
     until(sim, "the backend connection", || {
         sim.backend_conns(backend()).len() > before
@@ -76,7 +80,11 @@ fn events(sim: &Sim, name: &str) -> Vec<CapturedEvent> {
 }
 
 fn field_u64(e: &CapturedEvent, name: &str) -> u64 {
-    match &e.field(name).unwrap_or_else(|| panic!("no field {name}")).value {
+    match &e
+        .field(name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .value
+    {
         gate_usersim::etw::Value::U64(v) => *v,
         other => panic!("{name}: {other:?}"),
     }
@@ -119,7 +127,11 @@ fn pump(sim: &Sim, rng: &mut Rng, from: &Conn, to: &Conn, data: &[u8]) -> Vec<u8
         }
         sim.quiesce();
         got.extend(to.take_sent());
-        assert!(t.elapsed() < Duration::from_secs(60), "transfer stalled at {}", got.len());
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "transfer stalled at {}",
+            got.len()
+        );
         if got.len() < data.len() && sent == data.len() {
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -136,17 +148,37 @@ fn bytes_arrive_exactly_both_ways_in_random_chunkings() {
     let sizes = [0usize, 1, 1000, 16 * 1024, 65_537, 1 << 20, 8 << 20];
     for (i, &n) in sizes.iter().enumerate() {
         // Alternate short sends on and off.
-        sim.set_max_send_chunk(if i % 2 == 0 { Some(1 + rng.below(5000) as usize) } else { None });
+        sim.set_max_send_chunk(if i % 2 == 0 {
+            Some(1 + rng.below(5000) as usize)
+        } else {
+            None
+        });
         let (c, b) = open(&sim, local, &format!("192.0.2.{}:{}", 10 + i, 5000 + i));
         let up = rng.bytes(n);
         let down = rng.bytes(n / 2 + 3);
-        assert_eq!(pump(&sim, &mut rng, &c, &b, &up), up, "client -> backend, {n} bytes");
-        assert_eq!(pump(&sim, &mut rng, &b, &c, &down), down, "backend -> client");
+        assert_eq!(
+            pump(&sim, &mut rng, &c, &b, &up),
+            up,
+            "client -> backend, {n} bytes"
+        );
+        assert_eq!(
+            pump(&sim, &mut rng, &b, &c, &down),
+            down,
+            "backend -> client"
+        );
         c.peer_close();
-        until(&sim, "backend sees EOF", || b.info().unwrap().disconnected == Some(false));
+        until(&sim, "backend sees EOF", || {
+            b.info().unwrap().disconnected == Some(false)
+        });
         b.peer_close();
-        until(&sim, "both closed", || closed(&c) && closed(&b) && active() == 0);
-        assert_eq!(c.info().unwrap().disconnected, Some(false), "client closed gracefully");
+        until(&sim, "both closed", || {
+            closed(&c) && closed(&b) && active() == 0
+        });
+        assert_eq!(
+            c.info().unwrap().disconnected,
+            Some(false),
+            "client closed gracefully"
+        );
     }
     let closed_evs = events(&sim, "RelayClosed");
     assert_eq!(closed_evs.len(), sizes.len());
@@ -178,7 +210,9 @@ fn half_close_from_the_backend_first_keeps_the_other_direction() {
     assert_eq!(b.take_sent(), b"late request");
     assert!(!closed(&c) && !closed(&b), "half-closed, not closed");
     c.peer_close();
-    until(&sim, "both closed", || closed(&c) && closed(&b) && active() == 0);
+    until(&sim, "both closed", || {
+        closed(&c) && closed(&b) && active() == 0
+    });
     let e = &events(&sim, "RelayClosed")[0];
     assert_eq!(field_u64(e, "FirstEnded"), 2, "backend first");
     assert_eq!(field_u64(e, "Cause"), 0);
@@ -193,7 +227,9 @@ fn a_reset_on_either_side_aborts_both() {
         let (c, b) = open(&sim, local, &format!("192.0.2.30:{}", 4000 + i));
         c.peer_send(&[7u8; 5000]);
         b.peer_send(&[9u8; 3000]);
-        until(&sim, "mid-stream", || b.unread() == 5000 && c.unread() == 3000);
+        until(&sim, "mid-stream", || {
+            b.unread() == 5000 && c.unread() == 3000
+        });
         let (resetter, other) = if client_resets { (c, b) } else { (b, c) };
         resetter.peer_reset();
         until(&sim, "both closed", || closed(&c) && closed(&b));
@@ -237,11 +273,15 @@ fn a_silent_backend_times_out_and_a_slow_one_is_in_time() {
     sim.backend_listen(backend(), BackendMode::Silent);
     let c1 = sim.connect(addr("192.0.2.50:4000"), local).conn().unwrap();
     let c2 = sim.connect(addr("192.0.2.50:4001"), local).conn().unwrap();
-    until(&sim, "two connects waiting", || sim.backend_waiting(backend()) == 2);
+    until(&sim, "two connects waiting", || {
+        sim.backend_waiting(backend()) == 2
+    });
     sim.advance_ms(2000);
     // The backend answers one of them late but within the timeout.
     assert_eq!(sim.backend_answer(backend(), true, 1), 1);
-    until(&sim, "one relay opened", || events(&sim, "RelayOpened").len() == 1);
+    until(&sim, "one relay opened", || {
+        events(&sim, "RelayOpened").len() == 1
+    });
     sim.advance_ms(1100);
     until(&sim, "the unanswered one failed", || {
         let s = gate_driver::relay::snapshot().unwrap();
@@ -251,7 +291,11 @@ fn a_silent_backend_times_out_and_a_slow_one_is_in_time() {
     let (failed, alive) = if closed(&c1) { (c1, c2) } else { (c2, c1) };
     assert!(closed(&failed) && !closed(&alive));
     assert_eq!(failed.info().unwrap().disconnected, Some(true));
-    assert_eq!(sim.backend_waiting(backend()), 0, "the connect IRP was cancelled");
+    assert_eq!(
+        sim.backend_waiting(backend()),
+        0,
+        "the connect IRP was cancelled"
+    );
     let f = events(&sim, "RelayFailed");
     assert_eq!(f.len(), 1);
     assert_eq!(field_u64(&f[0], "Cause"), 4, "connect_timeout");
@@ -271,7 +315,9 @@ fn a_slow_backend_costs_only_the_fixed_buffers() {
     let (c, b) = open(&sim, local, "192.0.2.60:4000");
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     c.peer_send(&data);
-    until(&sim, "the relay stalls on the window", || b.pending_sends() == 1);
+    until(&sim, "the relay stalls on the window", || {
+        b.pending_sends() == 1
+    });
     for _ in 0..50 {
         sim.advance_ms(100);
         sim.quiesce();
@@ -315,7 +361,9 @@ fn max_connections_refuses_abortively_and_counts() {
     assert_eq!(field_u64(&f[0], "Cause"), 8, "max_connections");
     // One ends: a new one fits.
     c1.peer_reset();
-    until(&sim, "one left", || gate_driver::relay::snapshot().unwrap().active == 1);
+    until(&sim, "one left", || {
+        gate_driver::relay::snapshot().unwrap().active == 1
+    });
     let (c4, b4) = open(&sim, local, "192.0.2.70:4003");
     c4.peer_send(b"x");
     until(&sim, "relayed", || b4.unread() == 1);
@@ -334,12 +382,168 @@ fn an_idle_relay_is_aborted_and_traffic_keeps_one_alive() {
         until(&sim, "relayed", || b2.unread() > 0);
         b2.take_sent();
     }
-    until(&sim, "idle one aborted", || closed(&c1) && closed(&b1) && active() == 1);
+    until(&sim, "idle one aborted", || {
+        closed(&c1) && closed(&b1) && active() == 1
+    });
     assert_eq!(c1.info().unwrap().disconnected, Some(true));
     assert!(!closed(&c2), "the busy relay lives on");
     let e = events(&sim, "RelayClosed");
     assert_eq!(e.len(), 1);
     assert_eq!(field_u64(&e[0], "Cause"), 3, "idle_timeout");
     assert_eq!(gate_driver::relay::snapshot().unwrap().idle_timeouts, 1);
+    finish(&sim, d);
+}
+
+/// The bytes the backend gets first for a client `src` connecting to
+/// `dst` with PROXY protocol `version`, then the client's own bytes.
+fn proxy_header(version: u32, listen: Option<&str>, src: &str, dst_ip: &str) -> Vec<u8> {
+    let sim = Sim::new();
+    let mut v = vec![("ProxyProtocol", RegValue::Dword(version))];
+    if let Some(l) = listen {
+        v.push(("ListenAddress", RegValue::Sz(l.into())));
+    }
+    let (d, local) = start_relay(&sim, &v);
+    let dst = SocketAddr::new(dst_ip.parse().unwrap(), local.port());
+    let before = sim.backend_conns(backend()).len();
+    let c = sim.connect(addr(src), dst).conn().unwrap();
+    until(&sim, "backend connection", || {
+        sim.backend_conns(backend()).len() > before
+    });
+    let b = *sim.backend_conns(backend()).last().unwrap();
+    c.peer_send(b"GET /");
+    let mut got = Vec::new();
+    until(&sim, "header and data", || {
+        got.extend(b.take_sent());
+        got.ends_with(b"GET /")
+    });
+    let e = &events(&sim, "RelayOpened")[0];
+    assert_eq!(
+        e.field("ClientAddress").unwrap().as_socket_addr(),
+        Some(addr(src)),
+        "the client's address comes from the accept"
+    );
+    c.peer_close();
+    b.peer_close();
+    until(&sim, "closed", || active() == 0);
+    let closed_ev = &events(&sim, "RelayClosed")[0];
+    assert_eq!(
+        field_u64(closed_ev, "BytesToBackend"),
+        5,
+        "the header is not counted"
+    );
+    finish(&sim, d);
+    got.truncate(got.len() - 5);
+    got
+}
+
+#[test]
+fn proxy_v1_headers_are_byte_exact() {
+    assert_eq!(
+        proxy_header(1, Some("0.0.0.0"), "192.0.2.7:40000", "192.0.2.1"),
+        b"PROXY TCP4 192.0.2.7 192.0.2.1 40000 8080\r\n"
+    );
+    // An IPv4 client on the dual-stack listener arrives v4-mapped: TCP4.
+    assert_eq!(
+        proxy_header(1, None, "192.0.2.8:40001", "192.0.2.1"),
+        b"PROXY TCP4 192.0.2.8 192.0.2.1 40001 8080\r\n"
+    );
+    assert_eq!(
+        proxy_header(1, None, "[2001:db8::7]:1234", "2001:db8::1"),
+        b"PROXY TCP6 2001:db8::7 2001:db8::1 1234 8080\r\n"
+    );
+}
+
+#[test]
+fn proxy_v2_headers_are_byte_exact() {
+    let sig = [
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    ];
+    let mut v4 = sig.to_vec();
+    v4.extend([
+        0x21, 0x11, 0, 12, 192, 0, 2, 7, 192, 0, 2, 1, 0x9C, 0x40, 0x1F, 0x90,
+    ]);
+    assert_eq!(
+        proxy_header(2, Some("0.0.0.0"), "192.0.2.7:40000", "192.0.2.1"),
+        v4
+    );
+    // v4-mapped on the dual-stack listener: the IPv4 form.
+    assert_eq!(proxy_header(2, None, "192.0.2.7:40000", "192.0.2.1"), v4);
+    let mut v6 = sig.to_vec();
+    v6.extend([0x21, 0x21, 0, 36]);
+    v6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+    v6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    v6.extend([0x04, 0xD2, 0x1F, 0x90]);
+    assert_eq!(
+        proxy_header(2, None, "[2001:db8::7]:1234", "2001:db8::1"),
+        v6
+    );
+}
+
+#[test]
+fn without_a_backend_the_gate_says_so_and_closes_as_before() {
+    let sim = Sim::new();
+    let (d, l) = start(&sim, &[]);
+    let c = sim
+        .connect(addr("192.0.2.90:4000"), local_of(&l))
+        .conn()
+        .unwrap();
+    until(&sim, "closed", || closed(&c));
+    assert_eq!(
+        c.info().unwrap().disconnected,
+        Some(false),
+        "graceful, as AbortiveClose=0"
+    );
+    assert_eq!(events(&sim, "RelayOff").len(), 1);
+    assert!(sim
+        .debug_output()
+        .iter()
+        .any(|l| l.text.contains("no BackendAddress")));
+    assert!(gate_driver::relay::snapshot().is_none());
+    finish(&sim, d);
+}
+
+#[test]
+fn post_accept_and_pended_connections_relay_too() {
+    // Post-accept mode (Wine: no conditional accept).
+    let sim = Sim::new();
+    sim.set_conditional_accept_supported(false);
+    let (d, local) = start_relay(&sim, &[]);
+    let (c, b) = open(&sim, local, "192.0.2.100:4000");
+    c.peer_send(b"ping");
+    until(&sim, "relayed", || b.unread() == 4);
+    b.peer_send(b"pong");
+    until(&sim, "relayed back", || c.unread() == 4);
+    assert_eq!(c.take_sent(), b"pong");
+    finish(&sim, d);
+    drop(sim);
+
+    // A pended request, accepted later with WskInspectComplete.
+    let sim = Sim::new();
+    sim.backend_listen(backend(), BackendMode::Accept);
+    let (d, l) = start(
+        &sim,
+        &[
+            ("BackendAddress", RegValue::Sz(BACKEND.into())),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("Burst", RegValue::Dword(1)),
+            ("MaxPending", RegValue::Dword(8)),
+            ("MaxPendDelayMs", RegValue::Dword(2000)),
+        ],
+    );
+    let local = local_of(&l);
+    let (_c0, _b0) = open(&sim, local, "192.0.2.110:4000");
+    let r = sim.connect(addr("192.0.2.110:4001"), local);
+    assert_eq!(r.verdict(), Some(Verdict::Pend));
+    assert_eq!(
+        r.wait_resolved(&sim, 3_000_000_000),
+        RequestState::Established
+    );
+    let c = r.conn().unwrap();
+    until(&sim, "second backend connection", || {
+        sim.backend_conns(backend()).len() == 2
+    });
+    let b = sim.backend_conns(backend())[1];
+    c.peer_send(b"after the pend");
+    until(&sim, "relayed", || b.unread() == 14);
     finish(&sim, d);
 }
