@@ -547,3 +547,103 @@ fn post_accept_and_pended_connections_relay_too() {
     until(&sim, "relayed", || b.unread() == 14);
     finish(&sim, d);
 }
+
+/// Opens `n` relays from distinct clients, some with bytes in flight.
+fn many(sim: &Sim, local: SocketAddr, n: usize) -> Vec<(Conn, Conn)> {
+    let before = sim.backend_conns(backend()).len();
+    let mut clients: Vec<(SocketAddr, Conn)> = Vec::new();
+    // In batches under the accept hand-off queue's 256 entries.
+    for i in 0..n {
+        let src = addr(&format!("10.{}.{}.{}:{}", 20 + i / 60000, (i / 250) % 250, i % 250 + 1, 2000 + i % 50000));
+        let r = sim.connect(src, local);
+        clients.push((src, r.conn().expect("established")));
+        if clients.len() % 200 == 0 || clients.len() == n {
+            until(sim, "every backend connection", || {
+                sim.backend_conns(backend()).len() == before + clients.len()
+            });
+        }
+    }
+    // Pair each client with its backend connection by the PROXY-less
+    // first bytes: each client sends its index.
+    let backs = sim.backend_conns(backend())[before..].to_vec();
+    for (i, (_, c)) in clients.iter().enumerate() {
+        c.peer_send(format!("{i:08}").as_bytes());
+    }
+    let mut by_index = vec![None; n];
+    until(sim, "every index relayed", || backs.iter().all(|b| b.unread() >= 8));
+    for b in backs {
+        let got = b.take_sent();
+        let i: usize = std::str::from_utf8(&got[..8]).unwrap().parse().unwrap();
+        by_index[i] = Some(b);
+    }
+    clients
+        .into_iter()
+        .zip(by_index)
+        .map(|((_, c), b)| (c, b.expect("a backend connection per client")))
+        .collect()
+}
+
+#[test]
+fn unload_with_1000_relays_in_flight_tears_everything_down() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let pairs = many(&sim, local, 1000);
+    // Bytes in flight both ways on some, half-closed on others.
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        match i % 4 {
+            0 => c.peer_send(&[1u8; 3000]),
+            1 => b.peer_send(&[2u8; 70_000]),
+            2 => c.peer_close(),
+            _ => {}
+        }
+    }
+    // A connect still waiting too.
+    sim.backend_listen(backend(), BackendMode::Silent);
+    let waiting = sim.connect(addr("10.99.0.1:1"), local).conn().unwrap();
+    until(&sim, "connect waiting", || sim.backend_waiting(backend()) == 1);
+    sim.quiesce();
+    let report = d.unload(&sim);
+    report.assert_clean();
+    sim.assert_no_violations();
+    for (c, b) in pairs.iter().chain([(waiting, waiting)].iter()) {
+        assert!(closed(c) && closed(b), "every socket closed");
+    }
+    assert_eq!(sim.backend_waiting(backend()), 0);
+    assert_eq!(sim.mdls_outstanding(), 0);
+    let evs = checked_events(&sim);
+    assert_eq!(count(&evs, "RelayClosed"), 1000);
+    assert_eq!(count(&evs, "RelayFailed"), 1);
+    let unloads = evs
+        .iter()
+        .filter(|e| e.name == "RelayClosed" && field_u64(e, "Cause") == 7)
+        .count();
+    assert!(unloads >= 750, "{unloads} relays closed by the unload");
+}
+
+#[test]
+fn listener_recreation_after_a_null_inspect_id_leaves_1000_relays_working() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let old = sim.listeners()[0].socket;
+    let pairs = many(&sim, local, 1000);
+    assert_eq!(sim.null_inspect(), Some(0), "rejected (WskInspectReject)");
+    let l = wait_new_listener(&sim, old);
+    // Every relay still carries bytes both ways.
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        c.peer_send(format!("up{i}").as_bytes());
+        b.peer_send(format!("down{i}").as_bytes());
+    }
+    until(&sim, "all relayed", || {
+        pairs.iter().all(|(c, b)| c.unread() > 0 && b.unread() > 0)
+    });
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        assert_eq!(b.take_sent(), format!("up{i}").as_bytes());
+        assert_eq!(c.take_sent(), format!("down{i}").as_bytes());
+    }
+    // And the new listener relays new connections.
+    let (c, b) = open(&sim, local_of(&l), "192.0.2.200:4000");
+    c.peer_send(b"new");
+    until(&sim, "relayed", || b.unread() == 3);
+    assert_eq!(active(), 1001);
+    finish(&sim, d);
+}
