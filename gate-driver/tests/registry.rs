@@ -73,6 +73,16 @@ fn cases() -> Vec<Case> {
         (name::ALLOW, sz("10.0.0.0/8"), none()),
         (name::DENY, multi(&["10.0.0.0/8", "nonsense"]), none()),
         (name::DENY, multi(&["2001:db8::/129"]), none()),
+        // Relay (issue 12).
+        (name::BACKEND_ADDRESS, sz("10.0.0.1"), none()),
+        (name::BACKEND_ADDRESS, sz("10.0.0.1:0"), none()),
+        (name::BACKEND_ADDRESS, sz("[::]:80"), none()),
+        (name::BACKEND_ADDRESS, Dword(80), none()),
+        (name::PROXY_PROTOCOL, Dword(3), none()),
+        (name::MAX_CONNECTIONS, Dword(0), none()),
+        (name::RELAY_BUFFER_BYTES, Dword(512), none()),
+        (name::CONNECT_TIMEOUT_MS, Dword(50), none()),
+        (name::IDLE_TIMEOUT_MS, Dword(10), none()),
     ]
 }
 

@@ -554,10 +554,16 @@ fn many(sim: &Sim, local: SocketAddr, n: usize) -> Vec<(Conn, Conn)> {
     let mut clients: Vec<(SocketAddr, Conn)> = Vec::new();
     // In batches under the accept hand-off queue's 256 entries.
     for i in 0..n {
-        let src = addr(&format!("10.{}.{}.{}:{}", 20 + i / 60000, (i / 250) % 250, i % 250 + 1, 2000 + i % 50000));
+        let src = addr(&format!(
+            "10.{}.{}.{}:{}",
+            20 + i / 60000,
+            (i / 250) % 250,
+            i % 250 + 1,
+            2000 + i % 50000
+        ));
         let r = sim.connect(src, local);
         clients.push((src, r.conn().expect("established")));
-        if clients.len() % 200 == 0 || clients.len() == n {
+        if clients.len().is_multiple_of(200) || clients.len() == n {
             until(sim, "every backend connection", || {
                 sim.backend_conns(backend()).len() == before + clients.len()
             });
@@ -570,7 +576,9 @@ fn many(sim: &Sim, local: SocketAddr, n: usize) -> Vec<(Conn, Conn)> {
         c.peer_send(format!("{i:08}").as_bytes());
     }
     let mut by_index = vec![None; n];
-    until(sim, "every index relayed", || backs.iter().all(|b| b.unread() >= 8));
+    until(sim, "every index relayed", || {
+        backs.iter().all(|b| b.unread() >= 8)
+    });
     for b in backs {
         let got = b.take_sent();
         let i: usize = std::str::from_utf8(&got[..8]).unwrap().parse().unwrap();
@@ -600,7 +608,9 @@ fn unload_with_1000_relays_in_flight_tears_everything_down() {
     // A connect still waiting too.
     sim.backend_listen(backend(), BackendMode::Silent);
     let waiting = sim.connect(addr("10.99.0.1:1"), local).conn().unwrap();
-    until(&sim, "connect waiting", || sim.backend_waiting(backend()) == 1);
+    until(&sim, "connect waiting", || {
+        sim.backend_waiting(backend()) == 1
+    });
     sim.quiesce();
     let report = d.unload(&sim);
     report.assert_clean();
