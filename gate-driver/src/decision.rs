@@ -7,8 +7,9 @@
 //!   worker is told to close and re-create it.
 //! - [`abort_event`] (WskAbortEvent): finds the request by the contents of
 //!   its inspect ID, drops it and returns its token.
-//! - [`accept_event`] (WskAcceptEvent): takes the connection and hands it
-//!   to the worker (which, until relaying lands, closes it).
+//! - [`accept_event`] (WskAcceptEvent): takes the connection, copies its
+//!   addresses and hands it to the worker, which gives it to the relay
+//!   ([`crate::relay`]) or, without a backend, closes it.
 //!
 //! All run at IRQL <= DISPATCH_LEVEL on any CPU: no waits, no allocation,
 //! spin locks only. Each enters the driver's rundown first, so unload can

@@ -13,7 +13,12 @@
 //!    listener) pended requests, WskCloseSocket, wait for completions;
 //! 5. unless unloading, back off (100 ms doubling to 30 s, reset after a
 //!    listener that lived a minute) and go to 2;
-//! 6. release the provider NPI and end.
+//! 6. stop the relay (every relayed connection torn down, bounded), release
+//!    the provider NPI and end.
+//!
+//! With a backend configured, step 1 is followed by starting the relay
+//! worker ([`crate::relay::start`]), and accepted connections are handed to
+//! it ([`crate::relay::adopt`]) instead of being closed.
 //!
 //! Every WSK call here is synchronous through one [`SyncIrp`]; WskCloseSocket
 //! is only ever called from this thread, after [`PendingTable::stop`]

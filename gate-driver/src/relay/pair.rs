@@ -468,3 +468,16 @@ pub(crate) fn conn_dispatch(s: *mut WSK_SOCKET) -> *const WSK_PROVIDER_CONNECTIO
     // SAFETY: a connection socket's Dispatch is the provider's connection dispatch.
     unsafe { (*s).Dispatch.cast() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-relay figure CONFIG.md's worst-case memory uses.
+    #[test]
+    fn a_pair_is_small() {
+        let n = core::mem::size_of::<Pair>();
+        std::eprintln!("size_of::<Pair>() = {n}");
+        assert!(n <= 1024, "Pair is {n} bytes; update CONFIG.md");
+    }
+}
