@@ -278,6 +278,17 @@ pub fn relay_closed(
     first: crate::relay::pair::Side,
     cause: crate::relay::Cause,
 ) {
+    if cause != crate::relay::Cause::BothEnded {
+        crate::dbg_print!(
+            gate_ksys::DPFLTR_INFO_LEVEL,
+            "gate: relay for {:?} aborted: {} after {} ms ({} bytes up, {} down)",
+            client,
+            cause.name(),
+            duration_ms,
+            to_backend,
+            to_client
+        );
+    }
     let ev = etw::def::RelayClosed::DESCRIPTOR;
     if !ETW.enabled(ev.Level, ev.Keyword) {
         return;
@@ -301,6 +312,13 @@ pub fn relay_failed(
     status: i32,
     cause: crate::relay::Cause,
 ) {
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_WARNING_LEVEL,
+        "gate: relay for {:?} failed: {} (status {:#x})",
+        client,
+        cause.name(),
+        status
+    );
     let ev = etw::def::RelayFailed::DESCRIPTOR;
     if !ETW.enabled(ev.Level, ev.Keyword) {
         return;

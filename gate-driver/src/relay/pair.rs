@@ -244,6 +244,8 @@ pub(crate) struct State {
     /// The teardown grace ran out: close even with IRPs pending.
     pub forced: bool,
     pub finished: bool,
+    /// Given up on after two teardown graces (see the worker).
+    pub abandoned: bool,
     pub started: u64,
     pub connected_at: u64,
     /// Storage WSK reads during the calls (stable: inside the pair).
@@ -367,6 +369,7 @@ impl Pair {
                 closed: [false; 2],
                 forced: false,
                 finished: false,
+                abandoned: false,
                 started: crate::kernel::clock::now(),
                 connected_at: 0,
                 wildcard: SockAddrStorage::new(wildcard),

@@ -186,7 +186,20 @@ impl Worker {
                 match l {
                     CONNECT => self.abort(r, head, st, Cause::ConnectTimeout, STATUS_IO_TIMEOUT),
                     IDLE => self.abort(r, head, st, Cause::IdleTimeout, STATUS_IO_TIMEOUT),
-                    _ => st.forced = true,
+                    _ if !st.forced => {
+                        // Close even with IRPs pending (WSK completes them),
+                        // and give that one more grace.
+                        st.forced = true;
+                        let grace = u64::from(TEARDOWN_GRACE_MS).saturating_mul(TICKS_PER_MS);
+                        self.push(head, TEARDOWN, now.saturating_add(grace));
+                    }
+                    _ => {
+                        // Still not every IRP back after closing: stop
+                        // waiting (bounded teardown). The pair stays
+                        // allocated until its last completion arrives.
+                        self.abandon(r, st);
+                        continue;
+                    }
                 }
                 self.step(r, head);
             }
@@ -518,41 +531,72 @@ impl Worker {
         }
     }
 
+    /// Gives up waiting for a pair whose IRPs did not come back within two
+    /// teardown graces (a provider that neither cancels nor completes them
+    /// on close: never Windows). It is reported and no longer counted as
+    /// active; a late completion still frees it (see [`Worker::process`]).
+    fn abandon(&mut self, r: &Relay, st: &mut State) {
+        if st.abandoned {
+            return;
+        }
+        st.abandoned = true;
+        bump(&r.stats.abandoned);
+        let pending = st.ops.iter().filter(|o| **o != Op::Idle).count();
+        crate::dbg_print!(
+            DPFLTR_ERROR_LEVEL,
+            "gate: relay for {:?} abandoned with {} IRP(s) still pending after close",
+            st.remote,
+            pending
+        );
+        self.report(r, st);
+        r.stats.active.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn report(&mut self, r: &Relay, st: &State) {
+        let now = clock::now();
+        let (cause, status) = st.abort.unwrap_or((Cause::BothEnded, STATUS_SUCCESS));
+        match cause {
+            Cause::ConnectTimeout => bump(&r.stats.connect_timeouts),
+            Cause::IdleTimeout => bump(&r.stats.idle_timeouts),
+            Cause::BackendRefused => bump(&r.stats.backend_refused),
+            Cause::ClientError | Cause::BackendError => bump(&r.stats.resets),
+            _ => {}
+        }
+        if st.connected && st.connected_at != 0 {
+            bump(&r.stats.closed);
+            telemetry::relay_closed(
+                st.remote,
+                r.backend,
+                st.bytes[C2B],
+                st.bytes[B2C],
+                ms_between(st.connected_at, now),
+                st.first_end,
+                cause,
+            );
+        } else {
+            bump(&r.stats.failed);
+            telemetry::relay_failed(st.remote, r.backend, status, cause);
+        }
+    }
+
     fn finish(&mut self, r: &Relay, p: *mut Pair) {
         self.unlink(p);
-        {
-            // SAFETY: a live pair; only this thread touches its state.
+        // SAFETY: a live pair; only this thread touches its state.
+        let abandoned = unsafe { (*(*p).st.get()).abandoned };
+        if !abandoned {
+            // SAFETY: as above.
             let st = unsafe { &*(*p).st.get() };
-            let now = clock::now();
-            let (cause, status) = st.abort.unwrap_or((Cause::BothEnded, STATUS_SUCCESS));
-            match cause {
-                Cause::ConnectTimeout => bump(&r.stats.connect_timeouts),
-                Cause::IdleTimeout => bump(&r.stats.idle_timeouts),
-                Cause::BackendRefused => bump(&r.stats.backend_refused),
-                Cause::ClientError | Cause::BackendError => bump(&r.stats.resets),
-                _ => {}
-            }
-            if st.connected && st.connected_at != 0 {
-                bump(&r.stats.closed);
-                telemetry::relay_closed(
-                    st.remote,
-                    r.backend,
-                    st.bytes[C2B],
-                    st.bytes[B2C],
-                    ms_between(st.connected_at, now),
-                    st.first_end,
-                    cause,
-                );
-            } else {
-                bump(&r.stats.failed);
-                telemetry::relay_failed(st.remote, r.backend, status, cause);
-            }
+            self.report(r, st);
         }
         // SAFETY: every slot is idle (no IRP outstanding, every completion
         // taken from the queue), both sockets are closed, and the pair is
         // in no list: nothing refers to it any more.
         drop(unsafe { alloc::boxed::Box::from_raw(p) });
-        r.stats.active.fetch_sub(1, Ordering::AcqRel);
+        if abandoned {
+            r.stats.abandoned_freed.fetch_add(1, Ordering::AcqRel);
+        } else {
+            r.stats.active.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
