@@ -657,3 +657,49 @@ fn listener_recreation_after_a_null_inspect_id_leaves_1000_relays_working() {
     assert_eq!(active(), 1001);
     finish(&sim, d);
 }
+
+#[test]
+fn wine_style_disconnect_stub_still_tears_down_cleanly() {
+    let sim = Sim::new();
+    sim.set_disconnect_supported(false);
+    let (d, local) = start_relay(&sim, &[]);
+    // Graceful end: both sides close; the FIN cannot be passed on (stub),
+    // the relay ends when both directions saw EOF.
+    let (c, b) = open(&sim, local, "192.0.2.120:4000");
+    c.peer_send(b"req");
+    until(&sim, "relayed", || b.unread() == 3);
+    c.peer_close();
+    b.peer_close();
+    until(&sim, "closed", || closed(&c) && closed(&b) && active() == 0);
+    // Abort with a receive pending on the backend: no abortive disconnect
+    // (stub), so the receive is cancelled with IoCancelIrp before the close.
+    let (c, b) = open(&sim, local, "192.0.2.120:4001");
+    c.peer_reset();
+    until(&sim, "aborted", || {
+        closed(&c) && closed(&b) && active() == 0
+    });
+    assert!(sim.wsk_log().iter().any(|l| l.contains("IoCancelIrp")));
+    finish(&sim, d);
+}
+
+#[test]
+fn a_relay_that_cannot_be_allocated_is_refused_abortively() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    sim.fail_next_irp_allocations(1);
+    let c = sim.connect(addr("192.0.2.130:4000"), local).conn().unwrap();
+    until(&sim, "refused", || closed(&c));
+    assert_eq!(c.info().unwrap().disconnected, Some(true));
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.no_memory, s.active), (1, 0));
+    assert_eq!(
+        field_u64(&events(&sim, "RelayFailed")[0], "Cause"),
+        9,
+        "no_memory"
+    );
+    // The next one is relayed.
+    let (c, b) = open(&sim, local, "192.0.2.130:4001");
+    c.peer_send(b"ok");
+    until(&sim, "relayed", || b.unread() == 2);
+    finish(&sim, d);
+}
