@@ -235,6 +235,8 @@ pub mod name {
     pub const ALLOW: &str = "AllowList";
     /// gate-core `deny`.
     pub const DENY: &str = "DenyList";
+    /// gate-core `nat64_prefixes`.
+    pub const NAT64_PREFIXES: &str = "Nat64Prefixes";
     /// REG_SZ `IPv4:port` or `[IPv6]:port`; empty/absent = no relay.
     pub const BACKEND_ADDRESS: &str = "BackendAddress";
     /// REG_DWORD 0 (off), 1 (PROXY v1), 2 (PROXY v2).
@@ -250,7 +252,7 @@ pub mod name {
 }
 
 /// Every registry value the driver reads.
-pub const VALUES: [ValueSpec; 27] = [
+pub const VALUES: [ValueSpec; 28] = [
     spec(name::LISTEN_ADDRESS, RegType::Sz, None),
     spec(name::LISTEN_PORT, RegType::Dword, None),
     spec(name::COUNTERS_INTERVAL_MS, RegType::Dword, None),
@@ -296,6 +298,11 @@ pub const VALUES: [ValueSpec; 27] = [
     ),
     spec(name::ALLOW, RegType::MultiSz, Some(field::ALLOW)),
     spec(name::DENY, RegType::MultiSz, Some(field::DENY)),
+    spec(
+        name::NAT64_PREFIXES,
+        RegType::MultiSz,
+        Some(field::NAT64_PREFIXES),
+    ),
     spec(name::BACKEND_ADDRESS, RegType::Sz, None),
     spec(name::PROXY_PROTOCOL, RegType::Dword, None),
     spec(name::MAX_CONNECTIONS, RegType::Dword, None),
@@ -513,6 +520,7 @@ pub fn parse(
             name::MAX_DELAY_MS => c.max_delay_ms = u32_of(s.name, v)?,
             name::ALLOW => c.allow = cidr_list(s.name, v)?,
             name::DENY => c.deny = cidr_list(s.name, v)?,
+            name::NAT64_PREFIXES => c.nat64_prefixes = cidr_list(s.name, v)?,
             name::BACKEND_ADDRESS => cfg.relay.backend = backend_address(v)?,
             name::PROXY_PROTOCOL => {
                 let x = ranged(

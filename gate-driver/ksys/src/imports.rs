@@ -129,6 +129,15 @@ extern "system" {
     ) -> PMDL;
     pub fn IoFreeMdl(mdl: PMDL);
     pub fn MmBuildMdlForNonPagedPool(mdl: PMDL);
+
+    // ---- I/O error log (System event log) ----
+    /// Returns a zeroed `IO_ERROR_LOG_PACKET` of `entry_size` bytes (at most
+    /// `ERROR_LOG_MAXIMUM_SIZE`), or NULL; `io_object` is a driver or
+    /// device object. IRQL <= DISPATCH_LEVEL.
+    pub fn IoAllocateErrorLogEntry(io_object: PVOID, entry_size: u8) -> PVOID;
+    /// Queues the entry for the Event Log service; the entry then belongs to
+    /// the I/O manager. IRQL <= DISPATCH_LEVEL.
+    pub fn IoWriteErrorLogEntry(entry: PVOID);
 }
 
 #[cfg_attr(

@@ -1,6 +1,6 @@
-//! Outgoing connections: connection sockets the driver creates itself
-//! (WskSocket with WSK_FLAG_CONNECTION_SOCKET), WskBind and WskConnect on
-//! them, reaching in-memory backends the test controls ([`BackendMode`]:
+//! Outgoing connections to in-memory backends: WskConnect on a connection
+//! socket the driver created and bound (`listen.rs`, `conn.rs`; without the
+//! real-socket mode of `real.rs`) reaches a backend the test controls ([`BackendMode`]:
 //! accept, refuse, never answer). Once connected, the driver's socket is a
 //! [`crate::Conn`] like an accepted one: the test is its peer (the backend),
 //! reads what the driver sent, sends, half-closes or resets.
@@ -77,103 +77,28 @@ fn mark_pending(irp: *mut IRP) {
     unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
 }
 
-/// WskSocket(WSK_FLAG_CONNECTION_SOCKET): a new, unbound connection socket
-/// owned by the driver.
-pub(crate) fn new_connection_socket(
-    g: &mut Wsk,
-    client: usize,
-    family: u16,
-    ctx: usize,
-    dispatch: usize,
-) -> usize {
-    let mut s = Socket::new(Kind::Connection, client, family);
-    s.ctx = ctx;
-    s.dispatch = dispatch;
-    s.owned = true;
-    let p = new_socket(g, s);
-    log(
-        g,
-        format!("WskSocket -> connection socket {p:#x} family {family}"),
-    );
-    p
-}
-
-/// WskBind on a connection socket.
-pub(crate) unsafe fn bind(
-    socket: *mut WSK_SOCKET,
-    local: *const SOCKADDR,
+/// WskConnect to an in-memory backend, after `conn.rs` checked the socket
+/// is a bound, unconnected connection socket of the driver (`local`: where
+/// it was bound; port 0 gets an ephemeral one). Completes the IRP, or
+/// leaves it pending for a silent backend.
+pub(crate) fn connect(
+    sock: usize,
+    mut local: SocketAddr,
+    to: SocketAddr,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    crate::irql::require_at_most_dispatch("WskBind");
-    if !irp::take(irp, "WskBind") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let guard = match enter(socket, "WskBind") {
-        Ok(g) => g,
-        Err(st) => return irp::finish(irp, st, 0),
-    };
-    // SAFETY: the caller passes a SOCKADDR of its family's size.
-    let Some(mut a) = (unsafe { read_sockaddr(local) }) else {
-        drop(guard);
-        record(
-            ViolationKind::WskBadCall,
-            "WskBind: no or bad local address",
-        );
-        return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
-    };
-    let mut g = wsk();
-    if a.port() == 0 {
-        g.relay.next_port = g.relay.next_port.wrapping_add(1);
-        a.set_port(49152 + g.relay.next_port % 16000);
-    }
-    let st = match g.sockets.get_mut(&guard.sock) {
-        Some(s) if s.local.is_some() => STATUS_INVALID_DEVICE_STATE,
-        Some(s) if (s.family == AF_INET) != a.is_ipv4() => STATUS_INVALID_PARAMETER,
-        Some(s) => {
-            s.local = Some(a);
-            STATUS_SUCCESS
-        }
-        None => STATUS_INVALID_PARAMETER,
-    };
-    drop(g);
-    drop(guard);
-    irp::finish(irp, st, 0)
-}
-
-/// WskConnect on a connection socket.
-pub(crate) unsafe fn connect(
-    socket: *mut WSK_SOCKET,
-    remote: *const SOCKADDR,
-    irp: *mut IRP,
-) -> NTSTATUS {
-    crate::irql::require_at_most_dispatch("WskConnect");
-    if !irp::take(irp, "WskConnect") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let guard = match enter(socket, "WskConnect") {
-        Ok(g) => g,
-        Err(st) => return irp::finish(irp, st, 0),
-    };
-    // SAFETY: the caller passes a SOCKADDR of its family's size.
-    let Some(to) = (unsafe { read_sockaddr(remote) }) else {
-        drop(guard);
-        record(
-            ViolationKind::WskBadCall,
-            "WskConnect: no or bad remote address",
-        );
-        return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
-    };
     let to = unmap(to);
-    let sock = guard.sock;
     let mut g = wsk();
-    let ready = match g.sockets.get(&sock) {
-        Some(s) => s.local.is_some() && s.remote.is_none() && s.ext.connect_irp == 0,
-        None => false,
-    };
-    if !ready {
+    if g.sockets.get(&sock).is_none_or(|s| s.ext.connect_irp != 0) {
         drop(g);
-        drop(guard);
         return irp::finish(irp, STATUS_INVALID_DEVICE_STATE, 0);
+    }
+    if local.port() == 0 {
+        g.relay.next_port = g.relay.next_port.wrapping_add(1);
+        local.set_port(49152 + g.relay.next_port % 16000);
+    }
+    if let Some(s) = g.sockets.get_mut(&sock) {
+        s.local = Some(local);
     }
     let mode = g.relay.backends.get(&to).and_then(|b| b.mode);
     let line = format!("WskConnect({sock:#x}) -> {to}: {mode:?}");
@@ -188,7 +113,6 @@ pub(crate) unsafe fn connect(
                 b.conns.push(sock);
             }
             drop(g);
-            drop(guard);
             irp::finish(irp, STATUS_SUCCESS, 0)
         }
         Some(BackendMode::Silent) => {
@@ -201,7 +125,6 @@ pub(crate) unsafe fn connect(
             }
             mark_pending(irp);
             drop(g);
-            drop(guard);
             STATUS_PENDING
         }
         Some(BackendMode::Refuse) | None => {
@@ -209,7 +132,6 @@ pub(crate) unsafe fn connect(
                 b.refused += 1;
             }
             drop(g);
-            drop(guard);
             irp::finish(irp, STATUS_CONNECTION_REFUSED, 0)
         }
     }
