@@ -65,6 +65,20 @@ fn write_all(p: &Provider) {
     );
     etw::driver_loaded(p, "0.1.0", 1);
     etw::driver_unloading(p, 123_456);
+    let client = SockAddrBuf::from_socket_addr("192.0.2.7:50123".parse().unwrap());
+    let backend = SockAddrBuf::from_socket_addr("[2001:db8::9]:9000".parse().unwrap());
+    etw::relay_opened(p, client.as_bytes(), backend.as_bytes(), 3);
+    etw::relay_closed(p, client.as_bytes(), backend.as_bytes(), 10, 20, 30, 1, 0);
+    etw::relay_failed(
+        p,
+        client.as_bytes(),
+        backend.as_bytes(),
+        0xC000_0236_u32 as i32,
+        5,
+    );
+    etw::relay_counters(p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
+    etw::relay_configured(p, backend.as_bytes(), 2, 1024, 16384, 5000, 300_000);
+    etw::relay_off(p, "no BackendAddress");
 }
 
 fn by_name<'a>(evs: &'a [CapturedEvent], name: &str) -> &'a CapturedEvent {
