@@ -141,6 +141,16 @@ fn copy_package(package: &Package, to: &Path) -> Result<()> {
 
 fn exercise(s: &Session, package: &Package) -> Result<()> {
     copy_package(package, &s.prefix.join("drive_c").join(PKG_DIR))?;
+    // Wine 8 lacks bcryptprimitives.dll, which a Rust std .exe imports:
+    // a test-only shim in the prefix (never in the package).
+    let shim = s
+        .prefix
+        .join("drive_c/windows/system32/bcryptprimitives.dll");
+    if package.files.iter().any(|(n, _)| n == "gatectl.exe") && !shim.exists() {
+        let dll = super::gatectl::build_wine_shim(&s.prefix)?;
+        std::fs::rename(&dll, &shim)
+            .with_context(|| format!("moving {} to {}", dll.display(), shim.display()))?;
+    }
     // A previous failed run may have left an installation behind.
     let _ = script(s, "uninstall.cmd", &[])?;
     assert_nothing_installed(s, "the clean-up before the test")?;
