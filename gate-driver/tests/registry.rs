@@ -73,6 +73,13 @@ fn cases() -> Vec<Case> {
         (name::ALLOW, sz("10.0.0.0/8"), none()),
         (name::DENY, multi(&["10.0.0.0/8", "nonsense"]), none()),
         (name::DENY, multi(&["2001:db8::/129"]), none()),
+        (name::NAT64_PREFIXES, multi(&["192.0.2.0/24"]), none()),
+        (
+            name::NAT64_PREFIXES,
+            multi(&["64:ff9b::/96", "2001:db8::/33"]),
+            none(),
+        ),
+        (name::NAT64_PREFIXES, sz("64:ff9b::/96"), none()),
     ]
 }
 
@@ -181,6 +188,36 @@ fn valid_values_take_effect() {
 }
 
 #[test]
+fn nat64_prefixes_key_by_the_embedded_ipv4_address() {
+    let sim = Sim::new();
+    let (d, l) = start(
+        &sim,
+        &[
+            (name::BURST, RegValue::Dword(1)),
+            (name::NAT64_PREFIXES, multi(&["64:ff9b::/96"])),
+            (name::DENY, multi(&["203.0.113.0/24"])),
+        ],
+    );
+    let local = addr(&format!("[2001:db8::100]:{}", l.addr.port()));
+    // Two IPv4 clients behind the NAT64 (one IPv6 /64): a bucket each.
+    let a = sim.connect(addr("[64:ff9b::192.0.2.1]:1"), local);
+    let b = sim.connect(addr("[64:ff9b::192.0.2.2]:1"), local);
+    assert_eq!(a.verdict(), Some(Verdict::Accept));
+    assert_eq!(b.verdict(), Some(Verdict::Accept), "own bucket");
+    assert_eq!(
+        sim.connect(addr("[64:ff9b::192.0.2.1]:2"), local).verdict(),
+        Some(Verdict::Reject),
+        "burst 1 of 192.0.2.1 spent"
+    );
+    assert_eq!(
+        sim.connect(addr("[64:ff9b::203.0.113.9]:1"), local)
+            .verdict(),
+        Some(Verdict::Reject),
+        "deny list matches the embedded IPv4 address"
+    );
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
 fn a_refused_start_without_an_error_log_still_fails_cleanly() {
     // Wine's IoAllocateErrorLogEntry returns NULL: the start is still
     // refused with the debug message, and nothing is written or leaked.

@@ -15,11 +15,12 @@
 //! capture that tests read with [`take`], [`take_for`] or [`snapshot`].
 //! Anything a real decoder would choke on becomes [`CapturedEvent::error`].
 
+use crate::recent::Ring;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use gate_ksys::etw::{
     EventProviderSetTraits, EventProviderUseDescriptorType, EVENT_CONTROL_CODE_DISABLE_PROVIDER,
@@ -34,8 +35,15 @@ const STATUS_INVALID_PARAMETER: NTSTATUS = 0xC000_000Du32 as i32;
 const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008u32 as i32;
 const STATUS_NOT_SUPPORTED: NTSTATUS = 0xC000_00BBu32 as i32;
 
-/// Most events kept; later ones are counted in [`dropped`] instead.
-pub const CAPTURE_LIMIT: usize = 1_000_000;
+/// Events kept by default: the capture is a window of the most recent
+/// events (older ones are evicted and counted in [`dropped`]); totals by
+/// event name are kept for the whole run ([`counts`]). Change the window
+/// with [`set_capture_limit`].
+pub const CAPTURE_LIMIT: usize = 262_144;
+
+/// Called with every event captured (in the writing thread, outside the
+/// capture's lock); see [`set_sink`].
+pub type Sink = Box<dyn Fn(&CapturedEvent) + Send + Sync>;
 
 /// A decoded field value.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,16 +183,18 @@ struct Registration {
 struct State {
     next_handle: REGHANDLE,
     regs: BTreeMap<REGHANDLE, Registration>,
-    events: Vec<CapturedEvent>,
-    dropped: u64,
+    events: Ring<CapturedEvent>,
+    counts: BTreeMap<String, u64>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     next_handle: 1,
     regs: BTreeMap::new(),
-    events: Vec::new(),
-    dropped: 0,
+    events: Ring::new(CAPTURE_LIMIT),
+    counts: BTreeMap::new(),
 });
+
+static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
 static AVAILABLE: AtomicBool = AtomicBool::new(true);
 
@@ -390,12 +400,16 @@ pub unsafe extern "system" fn EtwWriteTransfer(
         blocks.push((dd.Type, bytes));
     }
     let ev = decode_event(guid, name, reg_handle, &d, types, &blocks);
-    let mut st = state();
-    if st.events.len() < CAPTURE_LIMIT {
-        st.events.push(ev);
-    } else {
-        st.dropped += 1;
+    if let Some(sink) = SINK.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        sink(&ev);
     }
+    let mut st = state();
+    if let Some(n) = st.counts.get_mut(&ev.name) {
+        *n += 1;
+    } else {
+        st.counts.insert(ev.name.clone(), 1);
+    }
+    st.events.push(ev);
     STATUS_SUCCESS
 }
 
@@ -403,28 +417,51 @@ pub unsafe extern "system" fn EtwWriteTransfer(
 
 /// Removes and returns every captured event.
 pub fn take() -> Vec<CapturedEvent> {
-    std::mem::take(&mut state().events)
+    state().events.drain_all()
 }
 
 /// Removes and returns the events written through registration `handle`
 /// (leaves other registrations' events, so parallel tests don't mix).
 pub fn take_for(handle: REGHANDLE) -> Vec<CapturedEvent> {
-    let mut st = state();
-    let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.events)
-        .into_iter()
-        .partition(|e| e.reg_handle == handle);
-    st.events = rest;
-    mine
+    state().events.extract(|e| e.reg_handle == handle)
 }
 
 /// A copy of every captured event, left in place.
 pub fn snapshot() -> Vec<CapturedEvent> {
-    state().events.clone()
+    state().events.to_vec()
 }
 
-/// Events not kept because the capture was full.
+/// Events evicted from the capture window (written, counted in [`counts`],
+/// no longer kept).
 pub fn dropped() -> u64 {
-    state().dropped
+    state().events.evicted()
+}
+
+/// Events captured since the last reset, by event name (whether or not
+/// they are still in the window).
+pub fn counts() -> BTreeMap<String, u64> {
+    state().counts.clone()
+}
+
+/// Sets how many of the most recent events the capture keeps (0 keeps
+/// none: only [`counts`] and the [`set_sink`] sink see them).
+pub fn set_capture_limit(limit: usize) {
+    state().events.set_limit(limit);
+}
+
+/// Sets (or with None removes) the sink that sees every captured event as
+/// it is written, e.g. to stream events as JSON lines.
+pub fn set_sink(sink: Option<Sink>) {
+    *SINK.write().unwrap_or_else(|e| e.into_inner()) = sink;
+}
+
+/// Empties the capture and its counts and restores the default window
+/// (called by `Sim::new`); the sink is kept.
+pub(crate) fn reset_capture() {
+    let mut st = state();
+    st.events.clear();
+    st.events.set_limit(CAPTURE_LIMIT);
+    st.counts.clear();
 }
 
 /// Whether `handle` is a live registration.

@@ -67,7 +67,7 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
-        let _ = etw::take();
+        etw::reset_capture();
         etw::set_routines_available(true);
         Sim { _lock: lock }
     }
@@ -278,7 +278,7 @@ impl Sim {
 
     /// The provider's log (calls, verdicts, refused options...).
     pub fn wsk_log(&self) -> Vec<String> {
-        crate::wsk::wsk().log.clone()
+        crate::wsk::wsk().log.to_vec()
     }
 
     /// Options set on a socket, in order, as (level, option, value).
@@ -317,6 +317,31 @@ impl Sim {
     /// Like [`Sim::events`], emptying the capture.
     pub fn take_events(&self) -> Vec<etw::CapturedEvent> {
         etw::take()
+    }
+
+    /// Events written since [`Sim::new`], by event name (all of them, also
+    /// those evicted from the capture window).
+    pub fn event_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        etw::counts()
+    }
+
+    /// How many of the most recent events [`Sim::events`] keeps (default
+    /// [`etw::CAPTURE_LIMIT`]); older ones are evicted.
+    pub fn set_event_window(&self, limit: usize) {
+        etw::set_capture_limit(limit);
+    }
+
+    /// How many finished connection requests and closed sockets the
+    /// provider keeps for inspection (default
+    /// [`crate::wsk::HISTORY_LIMIT`]); older ones are retired and their
+    /// [`Request`]/[`Conn`] handles then report `Retired`/None.
+    pub fn set_history_window(&self, limit: usize) {
+        crate::wsk::wsk().hist.limit = limit;
+    }
+
+    /// Sizes of the provider's tables (for bounded-memory checks).
+    pub fn wsk_table_sizes(&self) -> crate::wsk::TableSizes {
+        crate::wsk::table_sizes()
     }
 
     /// Lines the driver printed with DbgPrintEx.
@@ -496,9 +521,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// The provider's key of this request (its WSK_INSPECT_ID fields).
+    pub(crate) fn key(&self) -> (usize, u32) {
+        self.key
+    }
+
+    pub(crate) fn from_key(key: (usize, u32)) -> Request {
+        Request { key }
+    }
+
     pub fn info(&self) -> RequestInfo {
         net::request_info(self.key).unwrap_or(RequestInfo {
-            state: RequestState::Dropped,
+            state: RequestState::Retired,
             verdict: None,
             completion: None,
             late_completion: false,

@@ -2,7 +2,11 @@
 //! WskGetLocalAddress/WskGetRemoteAddress, plus the shared WskControlSocket
 //! and WskCloseSocket. Data moves through MDLs (real x64 MDL layout, data at
 //! MappedSystemVa) between the driver and the harness's peer end
-//! ([`crate::Conn`]).
+//! ([`crate::Conn`]), or — for a connection socket with a real Linux
+//! socket behind it ([`super::real`]) — the real socket. A connection
+//! socket the driver creates (WskSocket with `WSK_FLAG_CONNECTION_SOCKET`)
+//! is bound with WskBind and connected with WskConnect (a real connection
+//! when `real::set_connect_real` is on).
 
 use super::*;
 use crate::irp;
@@ -43,7 +47,11 @@ struct Mdl {
 const _: () = assert!(std::mem::size_of::<Mdl>() == 48);
 
 /// The (address, length) pieces a WSK_BUF describes.
-unsafe fn buf_pieces(mdl: usize, offset: u32, length: usize) -> Option<Vec<(*mut u8, usize)>> {
+pub(crate) unsafe fn buf_pieces(
+    mdl: usize,
+    offset: u32,
+    length: usize,
+) -> Option<Vec<(*mut u8, usize)>> {
     let mut out = Vec::new();
     let mut m = mdl as *mut Mdl;
     let mut skip = offset as usize;
@@ -80,29 +88,112 @@ fn bad_buffer(irp: *mut IRP) -> NTSTATUS {
     irp::finish(irp, STATUS_INVALID_PARAMETER, 0)
 }
 
+/// WskBind of a connection socket the driver created: records the local
+/// address WskConnect starts from (0.0.0.0:0 lets the stack choose).
 unsafe extern "system" fn WskConnBind(
-    _s: *mut WSK_SOCKET,
-    _l: *const SOCKADDR,
-    _f: u32,
+    socket: *mut WSK_SOCKET,
+    local: *const SOCKADDR,
+    flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if irp::take(irp, "WskBind") {
-        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
-    } else {
-        STATUS_INVALID_PARAMETER
+    crate::irql::require_at_most_dispatch("WskBind");
+    if !irp::take(irp, "WskBind") {
+        return STATUS_INVALID_PARAMETER;
     }
+    let guard = match enter(socket, "WskBind") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    // SAFETY: the caller passes a SOCKADDR of its family's size, or NULL.
+    let addr = unsafe { read_sockaddr(local) };
+    let mut g = wsk();
+    let status = match (g.sockets.get_mut(&guard.sock), addr) {
+        (_, None) => STATUS_INVALID_PARAMETER,
+        (Some(s), Some(a)) if s.owned && s.remote.is_none() && s.bound.is_none() && flags == 0 => {
+            if a.is_ipv6() != (s.family == AF_INET6) {
+                STATUS_INVALID_PARAMETER
+            } else {
+                s.bound = Some(a);
+                STATUS_SUCCESS
+            }
+        }
+        _ => STATUS_INVALID_DEVICE_STATE,
+    };
+    drop(g);
+    drop(guard);
+    irp::finish(irp, status, 0)
 }
 
+/// WskConnect of a bound connection socket: a real TCP connection when
+/// `real::set_connect_real` is on; otherwise STATUS_NOT_SUPPORTED (no
+/// in-memory peer to reach).
 unsafe extern "system" fn WskConnConnect(
-    _s: *mut WSK_SOCKET,
-    _r: *const SOCKADDR,
-    _f: u32,
+    socket: *mut WSK_SOCKET,
+    remote: *const SOCKADDR,
+    flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if irp::take(irp, "WskConnect") {
-        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
-    } else {
-        STATUS_INVALID_PARAMETER
+    crate::irql::require_at_most_dispatch("WskConnect");
+    if !irp::take(irp, "WskConnect") {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let guard = match enter(socket, "WskConnect") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    // SAFETY: the caller passes a SOCKADDR of its family's size, or NULL.
+    let Some(to) = (unsafe { read_sockaddr(remote) }) else {
+        drop(guard);
+        return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
+    };
+    let bound = {
+        let g = wsk();
+        match g.sockets.get(&guard.sock) {
+            Some(s)
+                if s.kind == Kind::Connection && s.owned && s.remote.is_none() && flags == 0 =>
+            {
+                s.bound.ok_or(STATUS_INVALID_DEVICE_STATE)
+            }
+            _ => Err(STATUS_INVALID_DEVICE_STATE),
+        }
+    };
+    let local = match bound {
+        Ok(l) => l,
+        Err(st) => {
+            drop(guard);
+            return irp::finish(irp, st, 0);
+        }
+    };
+    #[cfg(target_os = "linux")]
+    if super::real::connect_real() {
+        let sock = guard.sock;
+        let r = super::real::connect(sock, Some(local), to, irp as usize);
+        drop(guard);
+        return match r {
+            Some(st) => irp::finish(irp, st, 0),
+            None => {
+                // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+                unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
+                STATUS_PENDING
+            }
+        };
+    }
+    let _ = (local, to);
+    drop(guard);
+    irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
+}
+
+/// Marks a taken IRP pending (IoMarkIrpPending) and returns STATUS_PENDING,
+/// or finishes it now.
+#[cfg(target_os = "linux")]
+fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
+    match r {
+        Some((st, n)) => irp::finish(irp, st, n),
+        None => {
+            // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+            unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
+            STATUS_PENDING
+        }
     }
 }
 
@@ -143,6 +234,17 @@ unsafe extern "system" fn WskSend(
         drop(guard);
         return bad_buffer(irp);
     };
+    #[cfg(target_os = "linux")]
+    if super::real::is_real(guard.sock) {
+        let mut data = Vec::with_capacity(b.Length);
+        for (p, n) in &pieces {
+            // SAFETY: each piece lies inside the driver's buffer.
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+        }
+        let r = super::real::send(guard.sock, data, irp as usize, false);
+        drop(guard);
+        return real_result(irp, r);
+    }
     let mut g = wsk();
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
@@ -219,6 +321,12 @@ unsafe extern "system" fn WskReceive(
         offset: b.Offset,
         length: b.Length,
     };
+    #[cfg(target_os = "linux")]
+    if super::real::is_real(guard.sock) {
+        let res = super::real::receive(guard.sock, r.mdl, r.offset, r.length, r.irp);
+        drop(guard);
+        return real_result(irp, res);
+    }
     let mut g = wsk();
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
@@ -289,6 +397,25 @@ unsafe extern "system" fn WskDisconnect(
                 return bad_buffer(irp);
             }
         }
+    }
+    #[cfg(target_os = "linux")]
+    if super::real::is_real(guard.sock) {
+        let sock = guard.sock;
+        if let Some(s) = wsk().sockets.get_mut(&sock) {
+            s.disconnected = Some(abortive);
+        }
+        if abortive {
+            let pending = super::real::abort_conn(sock);
+            drop(guard);
+            for i in pending {
+                irp::finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
+            }
+            return irp::finish(irp, STATUS_SUCCESS, 0);
+        }
+        // Graceful: the final data (if any), then FIN once all is written.
+        let r = super::real::send(sock, data, irp as usize, true);
+        drop(guard);
+        return real_result(irp, r);
     }
     let mut g = wsk();
     let mut cancel = Vec::new();
