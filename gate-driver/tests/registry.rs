@@ -218,6 +218,8 @@ fn nat64_prefixes_key_by_the_embedded_ipv4_address() {
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }
+
+#[test]
 fn a_refused_start_without_an_error_log_still_fails_cleanly() {
     // Wine's IoAllocateErrorLogEntry returns NULL: the start is still
     // refused with the debug message, and nothing is written or leaked.
