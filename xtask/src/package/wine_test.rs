@@ -213,8 +213,14 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
         }
     }
     let (_, source) = s.run(&["reg", "query", LOG_KEY])?;
-    if !source.contains("EventMessageFile") || !source.contains(r"drivers\gate.sys") {
-        bail!("the System log source does not name gate.sys:\n{source}");
+    // Stored unexpanded (REG_EXPAND_SZ with a literal %SystemRoot%), as the
+    // Event Log service expects.
+    let want = r"%SystemRoot%\System32\IoLogMsg.dll;%SystemRoot%\System32\drivers\gate.sys";
+    if !source.contains("REG_EXPAND_SZ") || !source.contains(want) {
+        bail!("the System log source's EventMessageFile is not {want} (REG_EXPAND_SZ):\n{source}");
+    }
+    if !source.contains("TypesSupported") {
+        bail!("the System log source lacks TypesSupported:\n{source}");
     }
     let listening = format!("gate: listening on 127.0.0.1:{port}");
     if !s.wait_log(&listening, Duration::from_secs(15)) {
