@@ -133,6 +133,7 @@ pub fn run(o: &Options) -> Result<i32> {
     let sim = Sim::new();
     sim.set_real_time(true);
     sim.set_event_window(EVENT_WINDOW);
+    sim.set_request_log(false);
     etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
     for (n, v) in &o.registry {
         sim.registry_set(PARAMS, n, v.clone());

@@ -764,8 +764,10 @@ unsafe extern "system" fn WskInspectComplete(
     if let Ok(()) = outcome {
         history::settle(&mut g, rk);
         history::resolved(rk);
-        let line = format!("WskInspectComplete({id:?}, {verdict:?})");
-        log(&mut g, line);
+        if g.log_requests {
+            let line = format!("WskInspectComplete({id:?}, {verdict:?})");
+            log(&mut g, line);
+        }
     }
     drop(g);
     drop(guard);
