@@ -82,9 +82,10 @@ pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
 fn real_line() -> String {
     let r = real::stats();
     format!(
-        "handshakes={} handshake_timeouts={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
+        "handshakes={} handshake_timeouts={} half_open_evicted={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
         r.handshakes,
         r.handshake_timeouts,
+        r.half_open_evicted,
         r.unmatched,
         real::awaiting_count(),
         r.connects,
@@ -177,6 +178,7 @@ pub fn run(o: &Options) -> Result<i32> {
             Some(Acceptor::start(tl, 65_535))
         }
     };
+    real::set_max_half_open(o.max_half_open);
     let mut cfg = FrontConfig::queues(o.queues.0, o.queues.1);
     cfg.rcvbuf = o.rcvbuf;
     cfg.queue_maxlen = o.queue_maxlen;
