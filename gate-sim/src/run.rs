@@ -179,6 +179,9 @@ pub fn run(o: &Options) -> Result<i32> {
         }
     };
     real::set_max_half_open(o.max_half_open);
+    // A connection socket the driver opens (WskConnect: the relay to its
+    // backend) is a real TCP connection from the namespace.
+    real::set_connect_real(true);
     let mut cfg = FrontConfig::queues(o.queues.0, o.queues.1);
     cfg.rcvbuf = o.rcvbuf;
     cfg.queue_maxlen = o.queue_maxlen;
