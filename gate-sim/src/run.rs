@@ -231,9 +231,17 @@ pub fn run(o: &Options) -> Result<i32> {
             }
         };
         let mut next_stats = o.stats_interval.map(|i| start + i);
+        let mut next_trim = start + Duration::from_secs(1);
         while !STOP.load(Ordering::SeqCst) && !front.is_finished() {
             if o.duration.is_some_and(|d| start.elapsed() >= d) {
                 break;
+            }
+            if Instant::now() >= next_trim {
+                // Give freed heap pages back to the kernel (glibc keeps them
+                // in per-thread arenas), so RSS follows live memory.
+                // SAFETY: malloc_trim(3) has no preconditions.
+                unsafe { libc::malloc_trim(0) };
+                next_trim = Instant::now() + Duration::from_secs(1);
             }
             if let Some(t) = next_stats {
                 if Instant::now() >= t {
