@@ -158,10 +158,12 @@ pub mod name {
     pub const ALLOW: &str = "AllowList";
     /// gate-core `deny`.
     pub const DENY: &str = "DenyList";
+    /// gate-core `nat64_prefixes`.
+    pub const NAT64_PREFIXES: &str = "Nat64Prefixes";
 }
 
 /// Every registry value the driver reads.
-pub const VALUES: [ValueSpec; 21] = [
+pub const VALUES: [ValueSpec; 22] = [
     spec(name::LISTEN_ADDRESS, RegType::Sz, None),
     spec(name::LISTEN_PORT, RegType::Dword, None),
     spec(name::COUNTERS_INTERVAL_MS, RegType::Dword, None),
@@ -207,6 +209,11 @@ pub const VALUES: [ValueSpec; 21] = [
     ),
     spec(name::ALLOW, RegType::MultiSz, Some(field::ALLOW)),
     spec(name::DENY, RegType::MultiSz, Some(field::DENY)),
+    spec(
+        name::NAT64_PREFIXES,
+        RegType::MultiSz,
+        Some(field::NAT64_PREFIXES),
+    ),
 ];
 
 /// The registry value name for a gate-core field name (for gate-core's
@@ -418,6 +425,7 @@ pub fn parse(
             name::MAX_DELAY_MS => c.max_delay_ms = u32_of(s.name, v)?,
             name::ALLOW => c.allow = cidr_list(s.name, v)?,
             name::DENY => c.deny = cidr_list(s.name, v)?,
+            name::NAT64_PREFIXES => c.nat64_prefixes = cidr_list(s.name, v)?,
             _ => {}
         }
     }

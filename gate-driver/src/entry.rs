@@ -53,6 +53,7 @@ pub unsafe extern "system" fn DriverEntry(
     if driver.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
+    crate::errorlog::set_driver(driver);
     if clock::init() == clock::Source::None {
         crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: no interrupt-time routine");
         return STATUS_NOT_SUPPORTED;

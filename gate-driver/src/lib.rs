@@ -46,6 +46,7 @@ pub mod addr;
 pub mod config;
 pub mod decision;
 pub mod entry;
+pub mod errorlog;
 pub mod etw;
 pub mod kernel;
 pub mod listener;

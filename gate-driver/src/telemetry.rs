@@ -193,12 +193,14 @@ pub fn config_loaded(c: &DriverConfig) {
     etw::config_loaded_from(&ETW, c.listen_port, MODE, &c.core);
 }
 
-/// A registry value refused (the driver does not start).
+/// A registry value refused (the driver does not start): ETW (Admin
+/// channel), the System event log and the debugger.
 pub fn config_rejected(r: &Rejected) {
     let mut value = Line::new();
     let _ = write!(value, "{}", r.value);
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
     etw::config_rejected(&ETW, r.name, text, r.problem);
+    crate::errorlog::config_refused(r.name, text, r.problem);
     crate::dbg_print!(gate_ksys::DPFLTR_ERROR_LEVEL, "gate: {}", r);
 }
 

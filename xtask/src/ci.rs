@@ -23,14 +23,20 @@ fn cargo() -> Command {
 }
 
 /// Debian packages the tests need: the load tests drive nftables, iptables
-/// (NFQUEUE), HAProxy and network namespaces; gate-sim's flood check floods
-/// with hping3.
+/// (NFQUEUE), HAProxy and network namespaces; gate-sim's flood check and
+/// gate-load's syn-flood test use hping3.
 const TEST_PACKAGES: &[Pkg] = &[
     Pkg::new("nftables", "/usr/sbin/nft"),
     Pkg::new("iptables", "/usr/sbin/iptables-nft"),
     Pkg::new("haproxy", "/usr/sbin/haproxy"),
     Pkg::new("iproute2", "/usr/sbin/ip"),
+    // gate-load's syn-flood test compares its offered rate with hping3's.
     Pkg::new("hping3", "/usr/sbin/hping3"),
+    // gate-load's plots draw their text with this font (PNG and SVG).
+    Pkg::new(
+        "fonts-dejavu-core",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
 ];
 
 pub fn run(_args: Args) -> Result<()> {
@@ -95,6 +101,18 @@ pub fn run(_args: Args) -> Result<()> {
             "xtask",
             "--",
             "driver",
+            "--wine-test",
+        ]),
+    )?;
+    run_step(
+        "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "package",
             "--wine-test",
         ]),
     )?;

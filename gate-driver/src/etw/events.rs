@@ -1,7 +1,9 @@
 //! The gate's events: the one place each event is defined.
 //!
 //! Ids are stable (never reused); a change to an event's fields bumps its
-//! version. etw-manifest/gate.man must describe the same events (its tests
+//! version. `channel: ADMIN` / `channel: OPERATIONAL` also sends an event
+//! to that Event Log channel (see [`super::channel`]): only rare events an
+//! operator must see without a trace session, never per-connection ones. etw-manifest/gate.man must describe the same events (its tests
 //! compare it with [`SCHEMA`] field by field).
 
 use super::table::gate_events;
@@ -112,7 +114,7 @@ gate_events! {
     /// The listening socket stopped working and is being closed.
     ListenerClosed = 6 {
         fn listener_closed;
-        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO;
+        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO, channel: ADMIN;
         /// Why (value map CloseCauseMap): null_inspect_id, file_forced_closed, unload, error.
         cause "Cause": U8 => "CloseCauseMap",
         /// The status that told us, when there is one (else 0).
@@ -124,7 +126,7 @@ gate_events! {
     /// An attempt to create the listener again after it closed.
     ListenerRecreated = 7 {
         fn listener_recreated;
-        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO;
+        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO, channel: OPERATIONAL;
         /// Attempt number since the listener went down (1 = first).
         attempt "Attempt": U32,
         /// Back-off waited before this attempt, in milliseconds.
@@ -138,7 +140,7 @@ gate_events! {
     /// The listener is bound and listening.
     ListenerUp = 8 {
         fn listener_up;
-        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: START;
+        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: START, channel: OPERATIONAL;
         /// Local address and port.
         local "LocalAddress": SockAddr,
         /// Local port.
@@ -152,7 +154,7 @@ gate_events! {
     /// The listener is no longer listening (closed, or creating it failed).
     ListenerDown = 9 {
         fn listener_down;
-        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: STOP;
+        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: STOP, channel: OPERATIONAL;
         /// Local address and port.
         local "LocalAddress": SockAddr,
         /// Local port.
@@ -164,7 +166,7 @@ gate_events! {
     /// The configuration in force after reading the registry (defaults for absent values).
     ConfigLoaded = 10 {
         fn config_loaded;
-        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: OPERATIONAL;
         /// Listening port.
         port "Port": Port,
         /// Listener mode (value map ListenerModeMap).
@@ -208,7 +210,7 @@ gate_events! {
     /// A registry value was refused; the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER).
     ConfigRejected = 11 {
         fn config_rejected;
-        version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: ADMIN;
         /// Registry value name.
         value_name "ValueName": Str,
         /// The refused value, as text.
@@ -270,7 +272,7 @@ gate_events! {
     /// The driver started (DriverEntry succeeded).
     DriverLoaded = 13 {
         fn driver_loaded;
-        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: START;
+        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: START, channel: OPERATIONAL;
         /// Driver version (Cargo package version).
         version "Version": Str,
         /// Listener mode (value map ListenerModeMap).
@@ -280,7 +282,7 @@ gate_events! {
     /// The driver is unloading (after this, no more events).
     DriverUnloading = 14 {
         fn driver_unloading;
-        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: STOP;
+        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: STOP, channel: OPERATIONAL;
         /// Time since DriverEntry, in milliseconds.
         uptime_ms "UptimeMs": U64,
     }

@@ -27,7 +27,6 @@ use gate_ksys::etw::{
     EVENT_CONTROL_CODE_ENABLE_PROVIDER, EVENT_DATA_DESCRIPTOR,
     EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA, EVENT_DATA_DESCRIPTOR_TYPE_NONE,
     EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA, EVENT_DESCRIPTOR, PETWENABLECALLBACK, REGHANDLE,
-    WINEVENT_CHANNEL_TRACELOGGING,
 };
 use gate_ksys::types::{GUID, NTSTATUS};
 
@@ -679,12 +678,13 @@ fn decode_into(
     descriptor_types: bool,
     blocks: &[(u8, &[u8])],
 ) -> Result<(), String> {
-    if ev.channel != WINEVENT_CHANNEL_TRACELOGGING {
-        return Err(format!("channel {} is not TraceLogging (11)", ev.channel));
-    }
     if !descriptor_types {
         return Err("descriptor types are ignored: provider traits were never set".into());
     }
+    // Windows 10 marks every event of a provider with TraceLogging traits as
+    // TraceLogging, whatever its channel (TraceLoggingChannel's remarks);
+    // without the traits only channel 11 would identify one, and that case
+    // was refused above.
     let mut provider_meta = None;
     let mut event_meta = None;
     let mut payload = Vec::new();

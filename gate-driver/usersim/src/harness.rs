@@ -8,7 +8,9 @@
 use crate::wsk::net::{self, ConnInfo, ListenerInfo, RequestInfo};
 use crate::wsk::{RequestState, Verdict};
 use crate::*;
-use crate::{clock, debug, dispatcher, etw, irp, objects, pool, registry, routines, violation};
+use crate::{
+    clock, debug, dispatcher, errorlog, etw, irp, objects, pool, registry, routines, violation,
+};
 use gate_ksys::{
     DRIVER_OBJECT, NTSTATUS, NT_SUCCESS, UNICODE_STRING, WSK_INSPECT_ACTION, WSK_INSPECT_ID,
 };
@@ -56,6 +58,7 @@ impl Sim {
         dispatcher::drain_dpcs();
         violation::reset();
         debug::reset();
+        errorlog::reset();
         pool::reset();
         irp::reset();
         dispatcher::reset();
@@ -378,6 +381,17 @@ impl Sim {
         irp::drain();
     }
 
+    /// The I/O error log entries the driver wrote (System event log), in
+    /// order.
+    pub fn error_log(&self) -> Vec<errorlog::ErrorLogEntry> {
+        errorlog::written()
+    }
+
+    /// `false`: IoAllocateErrorLogEntry returns NULL, as Wine's stub does.
+    pub fn set_error_log_supported(&self, on: bool) {
+        errorlog::set_supported(on);
+    }
+
     /// What is left allocated, open, armed or running right now.
     pub fn leaks(&self) -> LeakReport {
         self.quiesce();
@@ -397,6 +411,7 @@ impl Sim {
             object_refs: objs.object_refs,
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
+            error_log_entries: errorlog::outstanding(),
         }
     }
 
@@ -490,6 +505,8 @@ pub struct LeakReport {
     pub object_refs: isize,
     pub timers_armed: usize,
     pub dpcs_queued: usize,
+    /// IoAllocateErrorLogEntry without IoWriteErrorLogEntry.
+    pub error_log_entries: usize,
 }
 
 impl LeakReport {

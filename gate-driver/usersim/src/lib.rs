@@ -50,6 +50,9 @@
 //!   opened by WskConnect), so driver code moves real bytes.
 //! - NFQUEUE front ([`nfq`], feature `nfq`): real SYNs decided by the
 //!   driver before the handshake (gate-sim is its binary).
+//! - I/O error log ([`errorlog`]): IoAllocateErrorLogEntry and
+//!   IoWriteErrorLogEntry; written entries are decoded for tests
+//!   ([`Sim::error_log`]).
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
 //!   driver's TraceLogging events into a capture ([`Sim::events`]), a
 //!   window of the most recent events with totals by name
@@ -67,6 +70,7 @@
 pub mod clock;
 pub mod debug;
 pub mod dispatcher;
+pub mod errorlog;
 pub mod etw;
 pub mod harness;
 pub mod irp;

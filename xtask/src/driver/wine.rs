@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PKGS: &[Pkg] = &[
+pub const PKGS: &[Pkg] = &[
     Pkg::new("wine", "/usr/bin/wine-stable"),
     Pkg::new("wine64", "/usr/lib/wine/wine64"),
 ];
@@ -32,14 +32,14 @@ const LOAD_LIMIT: Duration = Duration::from_secs(15);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
 /// One Wine prefix with its persistent wineserver and the debug log.
-struct Session {
-    prefix: PathBuf,
-    log: PathBuf,
+pub struct Session {
+    pub prefix: PathBuf,
+    pub log: PathBuf,
     server: Child,
 }
 
 impl Session {
-    fn wine(&self) -> Command {
+    pub fn wine(&self) -> Command {
         let mut c = Command::new("wine");
         c.env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")
@@ -49,7 +49,7 @@ impl Session {
     }
 
     /// Runs `wine <args>`, returning stdout (stderr is Wine noise).
-    fn run(&self, args: &[&str]) -> Result<(bool, String)> {
+    pub fn run(&self, args: &[&str]) -> Result<(bool, String)> {
         let out = self
             .wine()
             .args(args)
@@ -62,7 +62,7 @@ impl Session {
         ))
     }
 
-    fn state(&self) -> Result<String> {
+    pub fn state(&self) -> Result<String> {
         let (_, out) = self.run(&["sc", "query", "gate"])?;
         Ok(out
             .lines()
@@ -71,12 +71,12 @@ impl Session {
             .unwrap_or_else(|| "NOT-INSTALLED".into()))
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until the debug log contains `text`, or `limit` passes.
-    fn wait_log(&self, text: &str, limit: Duration) -> bool {
+    pub fn wait_log(&self, text: &str, limit: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
             if self.log_text().contains(text) {
@@ -87,7 +87,7 @@ impl Session {
         false
     }
 
-    fn end(mut self) {
+    pub fn end(mut self) {
         let _ = Command::new("wineserver")
             .arg("-k")
             .env("WINEPREFIX", &self.prefix)
@@ -96,7 +96,7 @@ impl Session {
     }
 }
 
-fn start_session(prefix: &Path) -> Result<Session> {
+pub fn start_session(prefix: &Path) -> Result<Session> {
     let log = prefix.with_extension("log");
     if !prefix.join("system.reg").exists() {
         eprintln!(
@@ -151,7 +151,7 @@ fn start_session(prefix: &Path) -> Result<Session> {
     Ok(session)
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(l.local_addr()?.port())
 }
@@ -265,7 +265,7 @@ fn exercise(s: &Session, sys: &Path) -> Result<()> {
 }
 
 /// The last `n` lines of `text`, without Wine's "wine32 is missing" notice.
-fn tail(text: &str, n: usize) -> String {
+pub fn tail(text: &str, n: usize) -> String {
     const NOISE: [&str; 4] = [
         "wine32 is missing",
         "multiarch needs",
