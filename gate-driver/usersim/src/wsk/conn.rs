@@ -169,13 +169,11 @@ unsafe extern "system" fn WskConnConnect(
         let sock = guard.sock;
         let r = super::real::connect(sock, Some(local), to, irp as usize);
         drop(guard);
+        // None: pended (marked pending before the reactor could see it;
+        // it may be complete already, so the IRP is not touched here).
         return match r {
             Some(st) => irp::finish(irp, st, 0),
-            None => {
-                // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-                unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
-                STATUS_PENDING
-            }
+            None => STATUS_PENDING,
         };
     }
     // An in-memory backend the test controls (issue 12, `connect.rs`).
@@ -184,17 +182,14 @@ unsafe extern "system" fn WskConnConnect(
     super::connect::connect(sock, local, to, irp)
 }
 
-/// Marks a taken IRP pending (IoMarkIrpPending) and returns STATUS_PENDING,
-/// or finishes it now.
+/// Finishes a taken IRP now, or (None) returns STATUS_PENDING for an IRP
+/// the real side pended: it was marked pending before the reactor could
+/// see it and may be complete (and freed) already, so it is not touched.
 #[cfg(target_os = "linux")]
 fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
     match r {
         Some((st, n)) => irp::finish(irp, st, n),
-        None => {
-            // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-            unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
-            STATUS_PENDING
-        }
+        None => STATUS_PENDING,
     }
 }
 
@@ -343,11 +338,13 @@ unsafe extern "system" fn WskReceive(
     } else if s.peer_closed || s.disconnected == Some(true) {
         Some((STATUS_SUCCESS, 0))
     } else {
+        // Marked pending before it is queued: once the lock is released,
+        // peer data may complete (and the driver free) it at any moment.
+        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         s.pending_rx.push_back(r);
         drop(g);
         drop(guard);
-        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         return STATUS_PENDING;
     };
     drop(g);
