@@ -300,7 +300,10 @@ impl<L: RawLock> Gate<L> {
             match table::find(slots, starts, &key).and_then(|i| slots.get(i)) {
                 Some(e) => self.state_of(live, e, key, now),
                 None => KeyState {
-                    tokens_milli: live.p.key.tokens_milli(live.p.key.full_at(now), now),
+                    tokens_milli: {
+                        let u = live.p.key.units(now);
+                        live.p.key.tokens_milli(u, u)
+                    },
                     ..fresh
                 },
             }
@@ -327,11 +330,12 @@ impl<L: RawLock> Gate<L> {
             None
         };
         let iv = p.key.iv;
-        let debt = iv.ceil_ticks(e.tat.saturating_sub(p.key.units(now)));
+        let nu = p.key.units(now);
+        let debt = iv.ceil_ticks(e.tat.saturating_sub(nu));
         KeyState {
             key,
             tracked: true,
-            tokens_milli: p.key.tokens_milli(e.tat, now),
+            tokens_milli: p.key.tokens_milli(e.tat, nu),
             next_token: iv.ceil_ticks(e.tat.saturating_sub(p.key.limit)).max(now),
             debt,
             rejects: e.rejects,

@@ -35,7 +35,7 @@
 //! slots, also on their own lines).
 
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ban;
@@ -281,33 +281,40 @@ impl<L: RawLock> Gate<L> {
     /// The key `remote` is counted under (for an address inside a
     /// configured NAT64 prefix, the key of the IPv4 address it embeds).
     pub fn key_of(&self, remote: IpAddr) -> Key {
-        Key::new(self.keyed_addr(remote), self.v4_prefix, self.v6_prefix)
+        self.key_with(remote, self.embedded_v4(remote))
     }
 
-    /// `remote`, or the IPv4 address it embeds if it is in a NAT64 prefix.
+    /// The IPv4 address `remote` embeds, if it is in a configured NAT64 prefix.
     #[inline]
-    fn keyed_addr(&self, remote: IpAddr) -> IpAddr {
+    fn embedded_v4(&self, remote: IpAddr) -> Option<Ipv4Addr> {
         if self.nat64.is_empty() {
-            return remote;
-        }
-        match self.nat64.embedded(remote) {
-            Some(v4) => IpAddr::V4(v4),
-            None => remote,
+            None
+        } else {
+            self.nat64.embedded(remote)
         }
     }
 
-    /// Whether a manual ban covers `remote` or, for a NAT64 address, its
-    /// IPv4 address, at `now`.
+    /// The key of `remote`, or of the IPv4 address it embeds.
     #[inline]
-    fn manually_banned(live: &Live, remote: IpAddr, keyed: IpAddr, now: Ticks) -> bool {
+    fn key_with(&self, remote: IpAddr, v4: Option<Ipv4Addr>) -> Key {
+        match v4 {
+            None => Key::new(remote, self.v4_prefix, self.v6_prefix),
+            Some(a) => Key::new(IpAddr::V4(a), self.v4_prefix, self.v6_prefix),
+        }
+    }
+
+    /// Whether a manual ban covers `remote` or the IPv4 address it embeds,
+    /// at `now`.
+    #[inline]
+    fn manually_banned(live: &Live, remote: IpAddr, v4: Option<Ipv4Addr>, now: Ticks) -> bool {
         live.bans.banned_until(remote, now).is_some()
-            || (keyed != remote && live.bans.banned_until(keyed, now).is_some())
+            || v4.is_some_and(|a| live.bans.banned_until(IpAddr::V4(a), now).is_some())
     }
 
-    /// Whether a list holds `remote` or, for a NAT64 address, its IPv4 address.
+    /// Whether a list holds `remote` or the IPv4 address it embeds.
     #[inline]
-    fn listed(list: &CidrSet, remote: IpAddr, keyed: IpAddr) -> bool {
-        list.contains(remote) || (keyed != remote && list.contains(keyed))
+    fn listed(list: &CidrSet, remote: IpAddr, v4: Option<Ipv4Addr>) -> bool {
+        list.contains(remote) || v4.is_some_and(|a| list.contains(IpAddr::V4(a)))
     }
 
     /// Decides for one SYN from `remote` to `local` at `now` (ticks of 100 ns,
@@ -316,8 +323,8 @@ impl<L: RawLock> Gate<L> {
     /// policy can come without changing callers.
     pub fn decide(&self, remote: IpAddr, local: IpAddr, now: Ticks) -> Decision {
         let _ = local;
-        let keyed = self.keyed_addr(remote);
-        let key = Key::new(keyed, self.v4_prefix, self.v6_prefix);
+        let v4 = self.embedded_v4(remote);
+        let key = self.key_with(remote, v4);
         let h = hash_key(&self.seed, &key);
         let shard_i = self.shard_index(h);
         let Some(shard) = self.shards.get(shard_i) else {
@@ -336,16 +343,16 @@ impl<L: RawLock> Gate<L> {
             // SAFETY: the shard lock is held while `live` is used.
             let live = unsafe { self.live.get() };
             let c = &shard.counters;
-            if !live.deny.is_empty() && Self::listed(&live.deny, remote, keyed) {
+            if !live.deny.is_empty() && Self::listed(&live.deny, remote, v4) {
                 let out = Outcome::bare(Reason::DenyListed);
                 return self.finish(&live.p, c, false, key, out);
             }
-            if !live.bans.is_empty() && Self::manually_banned(live, remote, keyed, now) {
+            if !live.bans.is_empty() && Self::manually_banned(live, remote, v4, now) {
                 add_locked(core::slice::from_ref(&c.manual), 0);
                 let out = Outcome::bare(Reason::Banned);
                 return self.finish(&live.p, c, false, key, out);
             }
-            if !live.allow.is_empty() && Self::listed(&live.allow, remote, keyed) {
+            if !live.allow.is_empty() && Self::listed(&live.allow, remote, v4) {
                 let out = Outcome::bare(Reason::AllowListed);
                 return self.finish(&live.p, c, false, key, out);
             }
@@ -453,7 +460,8 @@ impl<L: RawLock> Gate<L> {
         now: Ticks,
     ) -> Outcome {
         let starts = self.starts(h);
-        let idle = |e: &Entry| p.key.is_full(e.tat, now) && !p.ban.active(e, now);
+        let now_u = p.key.units(now);
+        let idle = |e: &Entry| p.key.is_full(e.tat, now_u) && !p.ban.active(e, now);
         // The slot for the key, and whether it must be (re)initialised for it.
         let (i, fresh) = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => (i, false),
@@ -479,15 +487,17 @@ impl<L: RawLock> Gate<L> {
             return Outcome::bare(Reason::TableFull);
         };
         if fresh {
-            *e = Entry::new(&key, now, p.key.full_at(now));
+            *e = Entry::new(&key, now, now_u);
         }
+        // `now >= e.last`: every `last` of this shard was set from a `now`
+        // clamped to the shard's clock, which never goes back. (Were it not
+        // so, every use below saturates and an older `now` is only stricter.)
         let prior_last = e.last;
-        let now = if now > prior_last { now } else { prior_last };
         e.last = now;
         if ban::advance(e, &p.ban, now, prior_last) {
             return Outcome {
                 reason: Reason::Banned,
-                tokens_milli: p.key.tokens_milli(e.tat, now),
+                tokens_milli: p.key.tokens_milli(e.tat, now_u),
                 pend: None,
             };
         }
@@ -495,24 +505,24 @@ impl<L: RawLock> Gate<L> {
             None => Ok(None),
             Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),
         };
-        match p.key.take(e.tat, now) {
+        match p.key.take(e.tat, now_u) {
             Take::Ok(next) => {
                 if global().is_err() {
                     return Outcome {
                         reason: Reason::GlobalLimit,
-                        tokens_milli: p.key.tokens_milli(e.tat, now),
+                        tokens_milli: p.key.tokens_milli(e.tat, now_u),
                         pend: None,
                     };
                 }
                 e.tat = next;
                 Outcome {
                     reason: Reason::WithinRate,
-                    tokens_milli: p.key.tokens_milli(next, now),
+                    tokens_milli: p.key.tokens_milli(next, now_u),
                     pend: None,
                 }
             }
             Take::NotUntil { at, tat_if_taken } => {
-                let tokens = p.key.tokens_milli(e.tat, now);
+                let tokens = p.key.tokens_milli(e.tat, now_u);
                 let refused = |e: &mut Entry, reason| {
                     if reason != Reason::GlobalLimit && ban::record_reject(e, &p.ban) {
                         counters.event(Event::BanStarted);
@@ -603,8 +613,7 @@ impl<L: RawLock> Gate<L> {
         let (in_time, global) = self.locked(shard, |slots| {
             // SAFETY: the shard lock is held while `live` is used.
             let p = &unsafe { self.live.get() }.p;
-            let t = p.key.t;
-            let global = p.global;
+            let (t, global) = (p.key.t, p.global);
             let Some(e) = table::find(slots, starts, &res.key).and_then(|i| slots.get_mut(i))
             else {
                 return (false, global);

@@ -68,6 +68,7 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
+        crate::mdl::reset();
         etw::reset_capture();
         etw::set_routines_available(true);
         Sim { _lock: lock }
@@ -301,6 +302,14 @@ impl Sim {
         crate::wsk::wsk().log.to_vec()
     }
 
+    /// Whether the provider's log gets a line per connection request
+    /// (inspect verdict, WskInspectComplete, abort); default on. A front
+    /// deciding a flood turns it off: the lines cost a formatted string per
+    /// SYN.
+    pub fn set_request_log(&self, on: bool) {
+        crate::wsk::wsk().log_requests = on;
+    }
+
     /// Options set on a socket, in order, as (level, option, value).
     pub fn socket_options(&self, socket: usize) -> Vec<(u32, u32, u32)> {
         crate::wsk::wsk()
@@ -423,6 +432,7 @@ impl Sim {
             object_refs: objs.object_refs,
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
+            mdls: crate::mdl::outstanding(),
             devices: crate::device::leaks().0,
             symbolic_links: crate::device::leaks().1,
             error_log_entries: errorlog::outstanding(),
@@ -519,6 +529,8 @@ pub struct LeakReport {
     pub object_refs: isize,
     pub timers_armed: usize,
     pub dpcs_queued: usize,
+    /// MDLs from IoAllocateMdl not freed.
+    pub mdls: usize,
     /// Device objects not deleted.
     pub devices: usize,
     /// Symbolic links not deleted.
@@ -642,6 +654,11 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The peer end of the driver's connection socket `sock`.
+    pub(crate) fn of_socket(sock: usize) -> Conn {
+        Conn { sock }
+    }
+
     /// The WSK_SOCKET address the driver got.
     pub fn socket(&self) -> usize {
         self.sock
