@@ -1041,9 +1041,18 @@ fn live_changes_while_deciding_are_never_torn() {
     let decided = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            for i in 0..200 {
+            // Flip until the deciders have made enough decisions across
+            // the changes (bounded), so the two overlap whatever the timing.
+            let mut i = 0u32;
+            while i < 20_000
+                && (i < 200 || decided.load(std::sync::atomic::Ordering::Relaxed) < 600)
+            {
                 let req = if i % 2 == 0 { &a } else { &b };
                 call(&h, req).unwrap();
+                i += 1;
+                if i % 8 == 0 {
+                    std::thread::yield_now();
+                }
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
