@@ -1047,10 +1047,10 @@ fn live_changes_while_deciding_are_never_torn() {
             while i < 20_000
                 && (i < 200 || decided.load(std::sync::atomic::Ordering::Relaxed) < 600)
             {
-                let req = if i % 2 == 0 { &a } else { &b };
+                let req = if i.is_multiple_of(2) { &a } else { &b };
                 call(&h, req).unwrap();
                 i += 1;
-                if i % 8 == 0 {
+                if i.is_multiple_of(8) {
                     std::thread::yield_now();
                 }
             }
