@@ -21,7 +21,8 @@
 //! reasons observe mode reports are the reasons enforce mode returns when
 //! its caller completes each pend at its time (a property test checks it).
 //!
-//! `decide` takes one shard lock for a bounded probe, may take the pend lock
+//! `decide` takes one shard lock for the list and manual-ban lookups and a
+//! bounded probe, may take the pend lock
 //! inside it, and, only when a global limit is configured, touches the
 //! global bucket with a compare-and-swap; it never allocates and never
 //! panics.
