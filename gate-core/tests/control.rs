@@ -485,3 +485,92 @@ fn rate_changes_keep_the_running_bucket_units() {
     assert_eq!(g.decide(ip("10.0.0.2"), l, T0).action, Action::Accept);
     assert_eq!(g.decide(ip("10.0.0.3"), l, T0).reason, Reason::GlobalLimit);
 }
+
+mod changes_model {
+    //! Live rate and burst changes against the bound a bucket must keep
+    //! whatever the changes: with `T = 1 / rate`, every accept needs the
+    //! bucket's debt (a time) to be at most `(burst - 1) T` and adds `T`,
+    //! so `n` accepts of one key stamped within `w` satisfy
+    //! `n T_min <= w + burst_max T_max + T_min` over the configurations in
+    //! force; and each key's debt (a time) is the same, to the tick, just
+    //! before and just after every change. A bucket whose state were
+    //! misread after a change (wrong units, lost debt) breaks the second.
+    use super::*;
+    use proptest::prelude::*;
+
+    const RATES: [u64; 6] = [500, 1_000, 2_000, 5_000, 40_000, 3_000_000_000];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Decide { key: u8, dt: u64 },
+        Change { rate: usize, burst: u32 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..3, 0u64..(2 * TICKS_PER_SEC)).prop_map(|(key, dt)| Op::Decide { key, dt }),
+            6 => (0u8..3, 0u64..1000).prop_map(|(key, dt)| Op::Decide { key, dt }),
+            1 => (0usize..RATES.len(), 1u32..6).prop_map(|(rate, burst)| Op::Change { rate, burst }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn accepts_stay_within_the_bound_across_changes(
+            start in (0usize..RATES.len(), 1u32..6),
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let g = gate(Config { rate_milli: RATES[start.0], burst: start.1, ..small() });
+            let (mut r_min, mut r_max, mut b_max) = (RATES[start.0], RATES[start.0], start.1);
+            let l = ip(LOCAL);
+            let mut now = T0;
+            let mut accepted: [Vec<u64>; 3] = Default::default();
+            for o in ops {
+                match o {
+                    Op::Decide { key, dt } => {
+                        now += dt;
+                        let a = IpAddr::from([10, 0, 0, key]);
+                        if g.decide(a, l, now).action == Action::Accept {
+                            accepted[key as usize].push(now);
+                        }
+                    }
+                    Op::Change { rate, burst } => {
+                        let debt = |k: u8| g.query(IpAddr::from([10, 0, 0, k]), now).0.debt;
+                        let before = [debt(0), debt(1), debt(2)];
+                        // A change the running units cannot hold is refused
+                        // whole (and nothing changes).
+                        if g.reconfigure(|c| { c.rate_milli = RATES[rate]; c.burst = burst; }).is_ok() {
+                            r_min = r_min.min(RATES[rate]);
+                            r_max = r_max.max(RATES[rate]);
+                            b_max = b_max.max(burst);
+                        }
+                        // The state is kept: each key's debt (a time) is the
+                        // same under the new parameters, to the tick.
+                        for k in 0..3u8 {
+                            let after = debt(k);
+                            prop_assert!(after.abs_diff(before[k as usize]) <= 1,
+                                "key {k}: debt {} ticks before the change, {after} after", before[k as usize]);
+                        }
+                    }
+                }
+            }
+            // n * T_min <= w + b_max * T_max + T_min (+ one tick per the
+            // one-tick tolerance), in exact integers: T = 10^10 / r ticks.
+            const N: u128 = 10_000_000_000;
+            for times in &accepted {
+                for i in 0..times.len() {
+                    for j in i..times.len() {
+                        let n = (j - i + 1) as u128;
+                        let w = u128::from(times[j] - times[i]) + 1;
+                        let (rmin, rmax) = (u128::from(r_min), u128::from(r_max));
+                        // n / r_max <= w / N + b_max / r_min + 1 / r_max
+                        let lhs = n * N * rmin;
+                        let rhs = w * rmax * rmin + u128::from(b_max) * N * rmax + N * rmin;
+                        prop_assert!(lhs <= rhs, "{n} accepts within {w} ticks: rates {r_min}..{r_max}, burst <= {b_max}");
+                    }
+                }
+            }
+        }
+    }
+}
