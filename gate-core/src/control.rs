@@ -10,7 +10,8 @@
 //!   [`Gate::lift_auto_bans`]) hold one shard lock at a time for a bounded
 //!   number of slots: never a whole-table scan under a lock.
 //! - Fields that place keys or size allocations (`capacity`, `shards`,
-//!   `ipv4_prefix`, `ipv6_prefix`, `max_pending`) cannot change live:
+//!   `ipv4_prefix`, `ipv6_prefix`, `max_pending`, `nat64_prefixes`) cannot
+//!   change live:
 //!   [`ChangeError::NeedsRestart`] names them.
 
 use alloc::alloc::{alloc, Layout};
@@ -27,7 +28,7 @@ use crate::lists::Cidr;
 use crate::live::{cidr_range, BuildError, Live, ManualBan, MAX_MANUAL_BANS};
 use crate::lock::RawLock;
 use crate::table::{self, Entry, BANNED, V6};
-use crate::time::{coarse, Ticks, COARSE_SHIFT};
+use crate::time::Ticks;
 
 /// Allocates a box, `None` when the allocator refuses (no abort).
 pub(crate) fn try_box<T>(v: T) -> Option<Box<T>> {
@@ -60,6 +61,7 @@ pub(crate) fn try_clone_config(c: &Config) -> Option<Config> {
     Some(Config {
         allow: try_clone_vec(&c.allow)?,
         deny: try_clone_vec(&c.deny)?,
+        nat64_prefixes: try_clone_vec(&c.nat64_prefixes)?,
         ..*c
     })
 }
@@ -99,6 +101,7 @@ impl From<BuildError> for ChangeError {
     fn from(e: BuildError) -> Self {
         match e {
             BuildError::Config(c) => ChangeError::Config(c),
+            BuildError::NeedsRestart { field, value } => ChangeError::NeedsRestart { field, value },
             BuildError::OutOfMemory => ChangeError::OutOfMemory,
         }
     }
@@ -194,7 +197,12 @@ impl<L: RawLock> Gate<L> {
             bans.extend_from_slice(&cur.ban_list);
             f(&mut cfg, &mut bans)?;
             check_fixed(&cur.config, &cfg)?;
-            let new = try_box(Live::build(cfg, bans)?).ok_or(ChangeError::OutOfMemory)?;
+            let new =
+                try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
+            if cur.p.global.is_none() && new.p.global.is_some() {
+                // Switched on: start full (no decision reads it while off).
+                self.global.0.reset();
+            }
             let old = self.live.replace(new);
             self.grace_period();
             Ok(old)
@@ -292,7 +300,10 @@ impl<L: RawLock> Gate<L> {
             match table::find(slots, starts, &key).and_then(|i| slots.get(i)) {
                 Some(e) => self.state_of(live, e, key, now),
                 None => KeyState {
-                    tokens_milli: live.p.key.tokens_milli(now, now),
+                    tokens_milli: {
+                        let u = live.p.key.units(now);
+                        live.p.key.tokens_milli(u, u)
+                    },
                     ..fresh
                 },
             }
@@ -311,18 +322,21 @@ impl<L: RawLock> Gate<L> {
     fn state_of(&self, live: &Live, e: &Entry, key: Key, now: Ticks) -> KeyState {
         let p = &live.p;
         let now = now.max(e.last);
+        // While banned, the span is the ban time left after `last` (see `ban`).
         let auto_ban_until = if e.meta & BANNED != 0 {
-            let left = e.coarse.wrapping_sub(coarse(now)) as i32;
-            (left > 0).then(|| now.saturating_add((left as u64) << COARSE_SHIFT))
+            let until = e.last.saturating_add(e.span());
+            (until > now).then_some(until)
         } else {
             None
         };
-        let debt = e.tat.saturating_sub(now);
+        let iv = p.key.iv;
+        let nu = p.key.units(now);
+        let debt = iv.ceil_ticks(e.tat.saturating_sub(nu));
         KeyState {
             key,
             tracked: true,
-            tokens_milli: p.key.tokens_milli(e.tat, now),
-            next_token: e.tat.saturating_sub(p.key.limit).max(now),
+            tokens_milli: p.key.tokens_milli(e.tat, nu),
+            next_token: iv.ceil_ticks(e.tat.saturating_sub(p.key.limit)).max(now),
             debt,
             rejects: e.rejects,
             auto_ban_until,
@@ -411,6 +425,7 @@ impl<L: RawLock> Gate<L> {
             let was = e.meta & BANNED != 0;
             e.meta &= !BANNED;
             e.rejects = 0;
+            e.set_span(0);
             was
         };
         if cidr.prefix_len() >= key_len {
@@ -515,6 +530,12 @@ fn check_fixed(old: &Config, new: &Config) -> Result<(), ChangeError> {
         if a != b {
             return Err(ChangeError::NeedsRestart { field, value: b });
         }
+    }
+    if old.nat64_prefixes != new.nat64_prefixes {
+        return Err(ChangeError::NeedsRestart {
+            field: field::NAT64_PREFIXES,
+            value: new.nat64_prefixes.len() as u64,
+        });
     }
     Ok(())
 }

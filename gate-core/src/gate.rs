@@ -1,15 +1,28 @@
 //! The engine: [`Gate`] ties keys, table, buckets, lists, bans and pends
 //! together and answers one [`Decision`] per SYN.
 //!
-//! Order of checks for one SYN (all under the key's shard lock, against one
-//! snapshot of the live configuration, see `live`): deny list, manual bans,
-//! allow list, then the key's entry
-//! (found or placed in the table, or the full-table policy), its ban, its
-//! bucket, the global bucket, and finally pend-or-reject. Observe mode turns
-//! every reject (and every pend) into an accept with reason
-//! `ObserveWouldReject`, keeping the would-be reason in `Decision::observed`.
+//! Order of checks for one SYN, all under the key's shard lock and against
+//! one snapshot of the live configuration (see `live`): deny list, manual
+//! bans, allow list (all matched against the address and, for a NAT64
+//! address, the IPv4 address it embeds), then
+//! the key's entry (found or placed in the table, or the full-table
+//! policy), its ban, its bucket and the global bucket; a key out of tokens
+//! whose next token is within `max_delay_ms` then asks for a pend slot
+//! (`PendBudgetSpent` if none) and the global bucket (`GlobalLimit`), else
+//! is rejected (`RateExceeded`).
 //!
-//! `decide` takes one shard lock for the list lookups and a bounded probe, may take the pend lock
+//! Observe mode decides exactly as enforcing would, with the same state
+//! changes (tokens taken, pends reserved, rejections counted, bans
+//! started), and then turns every reject and every pend into an accept with
+//! reason `ObserveWouldReject`, keeping the reason enforcing would have
+//! given in `Decision::observed`. A would-be pend holds its place in the
+//! pend budget until its accept time, as if the caller had called
+//! `pend_done` exactly then (see `pend`); so for any arrival sequence the
+//! reasons observe mode reports are the reasons enforce mode returns when
+//! its caller completes each pend at its time (a property test checks it).
+//!
+//! `decide` takes one shard lock for the list and manual-ban lookups and a
+//! bounded probe, may take the pend lock
 //! inside it, and, only when a global limit is configured, touches the
 //! global bucket with a compare-and-swap; it never allocates and never
 //! panics.
@@ -23,7 +36,7 @@
 //! slots, also on their own lines).
 
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ban;
@@ -31,9 +44,11 @@ use crate::bucket::{AtomicBucket, Take};
 use crate::config::{Config, ConfigError, FullTablePolicy};
 use crate::hash::{hash_key, Seed};
 use crate::key::Key;
+use crate::lists::CidrSet;
 use crate::live::{Live, LiveCell, Params};
 use crate::lock::{RawLock, SpinLock};
-use crate::pend::{PendSlots, PendTicket, StaleTicket};
+use crate::nat64::Nat64;
+use crate::pend::{PendSlots, PendTicket, Refused, Reservation, StaleTicket};
 use crate::table::{self, Entry, Probe};
 use crate::telemetry::{
     Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
@@ -123,6 +138,10 @@ pub(crate) struct Shard<L: RawLock> {
     /// without the lock, as a prefetch address (never read).
     base: *mut Entry,
     pub(crate) len: usize,
+    /// The latest `now` any decision of this shard has seen (ticks); a
+    /// decision's `now` is raised to it (see `time`). Written only with
+    /// `lock` held (a plain load and store).
+    clock: AtomicU64,
     pub(crate) counters: ShardCounters,
 }
 
@@ -187,12 +206,14 @@ pub struct Gate<L: RawLock = SpinLock> {
     pub(crate) shards: Vec<Shard<L>>,
     shard_mask: usize,
     slot_mask: usize,
+    /// NAT64 prefixes: fixed at start (they decide keys).
+    nat64: Nat64,
     /// Every slot of every shard, in one allocation (shard `i` owns
     /// `[i * per_shard, (i + 1) * per_shard)`); accessed only through the
     /// shards' `base` pointers, under their locks. One large buffer rather
     /// than one per shard so the kernel's pool can back it with large pages.
     table: Vec<Entry>,
-    global: OwnLines<AtomicBucket>,
+    pub(crate) global: OwnLines<AtomicBucket>,
     pend: OwnLines<PendSlots<L>>,
     pub(crate) pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
 }
@@ -207,9 +228,16 @@ impl<L: RawLock> Gate<L> {
             bytes: config.memory_bytes(),
         };
         let cfg = crate::control::try_clone_config(config).ok_or(oom)?;
-        let live = match Live::build(cfg, Vec::new()) {
+        let live = match Live::build(cfg, Vec::new(), None) {
             Ok(l) => l,
             Err(crate::live::BuildError::Config(e)) => return Err(Error::Config(e)),
+            Err(crate::live::BuildError::NeedsRestart { field, value }) => {
+                return Err(Error::Config(ConfigError {
+                    field,
+                    value,
+                    expected: "a usable rate",
+                }))
+            }
             Err(crate::live::BuildError::OutOfMemory) => return Err(oom),
         };
         let live = crate::control::try_box(live).ok_or(oom)?;
@@ -229,6 +257,7 @@ impl<L: RawLock> Gate<L> {
                 // because it cannot overflow and needs no `unsafe`.
                 base: table_ptr.wrapping_add(i.wrapping_mul(per_shard)),
                 len: per_shard,
+                clock: AtomicU64::new(0),
                 counters: ShardCounters::default(),
             });
         }
@@ -242,6 +271,7 @@ impl<L: RawLock> Gate<L> {
             shards,
             shard_mask: n_shards.saturating_sub(1),
             slot_mask: per_shard.saturating_sub(1),
+            nat64: Nat64::build(&config.nat64_prefixes).map_err(|_| oom)?,
             table,
             global: OwnLines(AtomicBucket::new()),
             pend: OwnLines(PendSlots::new(config.max_pending, filler).map_err(|_| oom)?),
@@ -249,9 +279,43 @@ impl<L: RawLock> Gate<L> {
         })
     }
 
-    /// The key `remote` is counted under.
+    /// The key `remote` is counted under (for an address inside a
+    /// configured NAT64 prefix, the key of the IPv4 address it embeds).
     pub fn key_of(&self, remote: IpAddr) -> Key {
-        Key::new(remote, self.v4_prefix, self.v6_prefix)
+        self.key_with(remote, self.embedded_v4(remote))
+    }
+
+    /// The IPv4 address `remote` embeds, if it is in a configured NAT64 prefix.
+    #[inline]
+    fn embedded_v4(&self, remote: IpAddr) -> Option<Ipv4Addr> {
+        if self.nat64.is_empty() {
+            None
+        } else {
+            self.nat64.embedded(remote)
+        }
+    }
+
+    /// The key of `remote`, or of the IPv4 address it embeds.
+    #[inline]
+    fn key_with(&self, remote: IpAddr, v4: Option<Ipv4Addr>) -> Key {
+        match v4 {
+            None => Key::new(remote, self.v4_prefix, self.v6_prefix),
+            Some(a) => Key::new(IpAddr::V4(a), self.v4_prefix, self.v6_prefix),
+        }
+    }
+
+    /// Whether a manual ban covers `remote` or the IPv4 address it embeds,
+    /// at `now`.
+    #[inline]
+    fn manually_banned(live: &Live, remote: IpAddr, v4: Option<Ipv4Addr>, now: Ticks) -> bool {
+        live.bans.banned_until(remote, now).is_some()
+            || v4.is_some_and(|a| live.bans.banned_until(IpAddr::V4(a), now).is_some())
+    }
+
+    /// Whether a list holds `remote` or the IPv4 address it embeds.
+    #[inline]
+    fn listed(list: &CidrSet, remote: IpAddr, v4: Option<Ipv4Addr>) -> bool {
+        list.contains(remote) || v4.is_some_and(|a| list.contains(IpAddr::V4(a)))
     }
 
     /// Decides for one SYN from `remote` to `local` at `now` (ticks of 100 ns,
@@ -260,7 +324,8 @@ impl<L: RawLock> Gate<L> {
     /// policy can come without changing callers.
     pub fn decide(&self, remote: IpAddr, local: IpAddr, now: Ticks) -> Decision {
         let _ = local;
-        let key = self.key_of(remote);
+        let v4 = self.embedded_v4(remote);
+        let key = self.key_with(remote, v4);
         let h = hash_key(&self.seed, &key);
         let shard_i = self.shard_index(h);
         let Some(shard) = self.shards.get(shard_i) else {
@@ -279,19 +344,28 @@ impl<L: RawLock> Gate<L> {
             // SAFETY: the shard lock is held while `live` is used.
             let live = unsafe { self.live.get() };
             let c = &shard.counters;
-            if !live.deny.is_empty() && live.deny.contains(remote) {
+            if !live.deny.is_empty() && Self::listed(&live.deny, remote, v4) {
                 let out = Outcome::bare(Reason::DenyListed);
                 return self.finish(&live.p, c, false, key, out);
             }
-            if !live.bans.is_empty() && live.bans.banned_until(remote, now).is_some() {
+            if !live.bans.is_empty() && Self::manually_banned(live, remote, v4, now) {
                 add_locked(core::slice::from_ref(&c.manual), 0);
                 let out = Outcome::bare(Reason::Banned);
                 return self.finish(&live.p, c, false, key, out);
             }
-            if !live.allow.is_empty() && live.allow.contains(remote) {
+            if !live.allow.is_empty() && Self::listed(&live.allow, remote, v4) {
                 let out = Outcome::bare(Reason::AllowListed);
                 return self.finish(&live.p, c, false, key, out);
             }
+            // Per-shard monotonic clock (see `time`): under the lock, a plain
+            // load and store on the lock's own line.
+            let seen = shard.clock.load(Ordering::Relaxed);
+            let now = if now > seen {
+                shard.clock.store(now, Ordering::Relaxed);
+                now
+            } else {
+                seen
+            };
             let out = self.decide_keyed(&live.p, slots, c, key, h, now);
             self.finish(&live.p, c, true, key, out)
         })
@@ -332,10 +406,7 @@ impl<L: RawLock> Gate<L> {
         out: Outcome,
     ) -> Decision {
         let action = Self::action_of(p, out.reason);
-        let (action, reason, observed) = if out.reason == Reason::ObserveWouldReject {
-            // Only produced for a would-be pend (see decide_keyed).
-            (Action::Accept, out.reason, Some(Reason::PendDelayed))
-        } else if p.observe && action == Action::Reject {
+        let (action, reason, observed) = if p.observe && action != Action::Accept {
             (Action::Accept, Reason::ObserveWouldReject, Some(out.reason))
         } else {
             (action, out.reason, None)
@@ -377,7 +448,8 @@ impl<L: RawLock> Gate<L> {
         r
     }
 
-    /// The keyed part, under the shard lock.
+    /// The keyed part, under the shard lock; `now` is already clamped to the
+    /// shard's clock.
     #[inline]
     fn decide_keyed(
         &self,
@@ -389,7 +461,8 @@ impl<L: RawLock> Gate<L> {
         now: Ticks,
     ) -> Outcome {
         let starts = self.starts(h);
-        let idle = |e: &Entry| e.tat <= now && !p.ban.active(e, now);
+        let now_u = p.key.units(now);
+        let idle = |e: &Entry| p.key.is_full(e.tat, now_u) && !p.ban.active(e, now);
         // The slot for the key, and whether it must be (re)initialised for it.
         let (i, fresh) = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => (i, false),
@@ -415,40 +488,44 @@ impl<L: RawLock> Gate<L> {
             return Outcome::bare(Reason::TableFull);
         };
         if fresh {
-            *e = Entry::new(&key, now);
+            *e = Entry::new(&key, now, now_u);
         }
+        // `now >= e.last`: every `last` of this shard was set from a `now`
+        // clamped to the shard's clock, which never goes back. (Were it not
+        // so, every use below saturates and an older `now` is only stricter.)
         let prior_last = e.last;
-        let now = if now > prior_last { now } else { prior_last };
         e.last = now;
-        if ban::is_banned(e, &p.ban, now, prior_last) {
+        if ban::advance(e, &p.ban, now, prior_last) {
             return Outcome {
                 reason: Reason::Banned,
-                tokens_milli: p.key.tokens_milli(e.tat, now),
+                tokens_milli: p.key.tokens_milli(e.tat, now_u),
                 pend: None,
             };
         }
-        match p.key.take(e.tat, now) {
+        let global = || match &p.global {
+            None => Ok(None),
+            Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),
+        };
+        match p.key.take(e.tat, now_u) {
             Take::Ok(next) => {
-                if let Some(g) = &p.global {
-                    if !self.global.0.try_take(g, now) {
-                        return Outcome {
-                            reason: Reason::GlobalLimit,
-                            tokens_milli: p.key.tokens_milli(e.tat, now),
-                            pend: None,
-                        };
-                    }
+                if global().is_err() {
+                    return Outcome {
+                        reason: Reason::GlobalLimit,
+                        tokens_milli: p.key.tokens_milli(e.tat, now_u),
+                        pend: None,
+                    };
                 }
                 e.tat = next;
                 Outcome {
                     reason: Reason::WithinRate,
-                    tokens_milli: p.key.tokens_milli(next, now),
+                    tokens_milli: p.key.tokens_milli(next, now_u),
                     pend: None,
                 }
             }
             Take::NotUntil { at, tat_if_taken } => {
-                let tokens = p.key.tokens_milli(e.tat, now);
-                let reject = |e: &mut Entry, reason| {
-                    if ban::record_reject(e, &p.ban, now, prior_last) {
+                let tokens = p.key.tokens_milli(e.tat, now_u);
+                let refused = |e: &mut Entry, reason| {
+                    if reason != Reason::GlobalLimit && ban::record_reject(e, &p.ban) {
                         counters.event(Event::BanStarted);
                     }
                     Outcome {
@@ -458,35 +535,32 @@ impl<L: RawLock> Gate<L> {
                     }
                 };
                 if !p.pend_on || at.saturating_sub(now) > p.max_delay {
-                    return reject(e, Reason::RateExceeded);
+                    return refused(e, Reason::RateExceeded);
                 }
-                if p.observe {
-                    // Would pend: accept now, spend the token as the pend would.
-                    e.tat = tat_if_taken;
-                    return Outcome {
-                        reason: Reason::ObserveWouldReject,
-                        tokens_milli: 0,
-                        pend: None,
+                // The same budget and global checks, in the same order, in
+                // both modes; observe mode holds no ticket.
+                let pend = if p.observe {
+                    self.pend.0.observe(at, now, global).map(|()| None)
+                } else {
+                    let res = Reservation {
+                        key,
+                        at,
+                        key_tat: tat_if_taken,
+                        global_tat: None,
                     };
-                }
-                let Some(ticket) = self.pend.0.take(key) else {
-                    return reject(e, Reason::PendBudgetSpent);
+                    self.pend.0.take(res, global).map(Some)
                 };
-                if let Some(g) = &p.global {
-                    if !self.global.0.try_take(g, now) {
-                        let _ = self.pend.0.release(ticket);
-                        return Outcome {
-                            reason: Reason::GlobalLimit,
-                            tokens_milli: tokens,
-                            pend: None,
-                        };
+                match pend {
+                    Err(Refused::Budget) => refused(e, Reason::PendBudgetSpent),
+                    Err(Refused::Global) => refused(e, Reason::GlobalLimit),
+                    Ok(ticket) => {
+                        e.tat = tat_if_taken;
+                        Outcome {
+                            reason: Reason::PendDelayed,
+                            tokens_milli: 0,
+                            pend: ticket.map(|ticket| Pended { at, ticket }),
+                        }
                     }
-                }
-                e.tat = tat_if_taken;
-                Outcome {
-                    reason: Reason::PendDelayed,
-                    tokens_milli: 0,
-                    pend: Some(Pended { at, ticket }),
                 }
             }
         }
@@ -507,31 +581,54 @@ impl<L: RawLock> Gate<L> {
     }
 
     /// A pended connection was given up: frees its slot and gives the
-    /// reserved token back to its key (if still tracked) and the global bucket.
+    /// reserved token back, to the key and to the global bucket, but only
+    /// what no later decision depends on (Go `x/time/rate`'s rule for a
+    /// cancelled reservation), so an abort never mints a token:
+    ///
+    /// * nothing goes back if the pend's time has passed, as far as the gate
+    ///   has seen (gate-core reads no clock: a decision for the key stamped
+    ///   at or after the pend's `at`), or if the key is no longer tracked;
+    /// * the key's token goes back only if its bucket has not moved on
+    ///   since the reservation (its `tat` is still the one the pend set: no
+    ///   accept or pend of the key came after it, in any order of aborts);
+    /// * the global token likewise, if no take of the global bucket (by any
+    ///   key) came after it.
+    ///
+    /// Giving back restores the bucket exactly as if the pend had never
+    /// been made. `Err(StaleTicket)` if the ticket is not outstanding.
     pub fn pend_abort(&self, ticket: PendTicket) -> Result<(), StaleTicket> {
-        let key = match self.pend.0.release(ticket) {
-            Ok(k) => k,
+        let res = match self.pend.0.release(ticket) {
+            Ok(r) => r,
             Err(e) => {
                 self.pend_event(Event::StaleTicket);
                 return Err(e);
             }
         };
         self.pend_event(Event::PendAborted);
-        let h = hash_key(&self.seed, &key);
+        let h = hash_key(&self.seed, &res.key);
         let shard_i = self.shard_index(h);
-        if let Some(shard) = self.shards.get(shard_i) {
-            let starts = self.starts(h);
-            self.locked(shard, |slots| {
-                // SAFETY: the shard lock is held while `live` is used.
-                let p = &unsafe { self.live.get() }.p;
-                if let Some(g) = &p.global {
-                    self.global.0.give_back(g);
-                }
-                let t = p.key.t;
-                if let Some(e) = table::find(slots, starts, &key).and_then(|i| slots.get_mut(i)) {
-                    e.tat = e.tat.saturating_sub(t);
-                }
-            });
+        let Some(shard) = self.shards.get(shard_i) else {
+            return Ok(());
+        };
+        let starts = self.starts(h);
+        let (in_time, global) = self.locked(shard, |slots| {
+            // SAFETY: the shard lock is held while `live` is used.
+            let p = &unsafe { self.live.get() }.p;
+            let (t, global) = (p.key.t, p.global);
+            let Some(e) = table::find(slots, starts, &res.key).and_then(|i| slots.get_mut(i))
+            else {
+                return (false, global);
+            };
+            if e.last >= res.at {
+                return (false, global);
+            }
+            if e.tat == res.key_tat {
+                e.tat = res.key_tat.saturating_sub(t);
+            }
+            (true, global)
+        });
+        if let (true, Some(g), Some(set)) = (in_time, &global, res.global_tat) {
+            self.global.0.give_back(g, set);
         }
         Ok(())
     }
@@ -640,7 +737,7 @@ impl<L: RawLock> Gate<L> {
             .saturating_mul(self.slot_mask.saturating_add(1))
     }
 
-    /// Bytes this gate allocated (table, pend slots, lists): equals
+    /// Bytes this gate allocated (table, pend slots, lists, NAT64 prefixes): equals
     /// `Config::memory_bytes()` of its configuration.
     pub fn memory_bytes(&self) -> u64 {
         let shards = self
@@ -648,11 +745,11 @@ impl<L: RawLock> Gate<L> {
             .capacity()
             .saturating_mul(core::mem::size_of::<Shard<L>>());
         let slots = self.table.capacity().saturating_mul(table::ENTRY_BYTES);
-        let lists = self.with_live(|l| l.heap_bytes());
         let total = shards
             .saturating_add(slots)
             .saturating_add(self.pend.0.heap_bytes())
-            .saturating_add(lists);
+            .saturating_add(self.with_live(|l| l.heap_bytes()))
+            .saturating_add(self.nat64.heap_bytes());
         total as u64
     }
 }

@@ -360,3 +360,217 @@ fn concurrent_changes_are_never_torn_and_the_bound_holds() {
     let got = y_accepted.load(Ordering::Relaxed);
     assert!(got <= bound, "accepted {got} > bound {bound}");
 }
+
+mod model {
+    //! Manual bans against a plain model: a list of (range, end) where a
+    //! ban of the same range replaces the end, unban removes the ranges
+    //! inside the target, and an address is banned while any covering ban
+    //! has not ended.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Ban { net: u32, len: u8, until: u64 },
+        Unban { net: u32, len: u8 },
+        Check { addr: u32 },
+        Tick { by: u64 },
+    }
+
+    fn range(net: u32, len: u8) -> (u32, u32) {
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        (net & mask, (net & mask) | !mask)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Addresses in 10.0.0.0/20 so bans overlap often.
+        let a = || (0u32..4096).prop_map(|x| 0x0a00_0000 | x);
+        prop_oneof![
+            (a(), 18u8..=32, 0u64..200).prop_map(|(net, len, d)| Op::Ban { net, len, until: d }),
+            (a(), 16u8..=32).prop_map(|(net, len)| Op::Unban { net, len }),
+            a().prop_map(|addr| Op::Check { addr }),
+            a().prop_map(|addr| Op::Check { addr }),
+            (0u64..50).prop_map(|by| Op::Tick { by }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn manual_bans_match_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let g = gate(Config { burst: 1_000_000, rate_milli: 10_000_000, ..small() });
+            let mut model: Vec<((u32, u32), u64)> = Vec::new();
+            let mut now = T0;
+            let l = ip(LOCAL);
+            for o in ops {
+                match o {
+                    Op::Ban { net, len, until } => {
+                        let until = now + until;
+                        let c = Cidr::new(IpAddr::from(net.to_be_bytes()), len).unwrap();
+                        g.ban(c, until, now).unwrap();
+                        model.retain(|b| b.1 > now);
+                        let r = range(net, len);
+                        match model.iter_mut().find(|b| b.0 == r) {
+                            Some(b) => b.1 = until,
+                            None => model.push((r, until)),
+                        }
+                    }
+                    Op::Unban { net, len } => {
+                        let c = Cidr::new(IpAddr::from(net.to_be_bytes()), len).unwrap();
+                        let (lo, hi) = range(net, len);
+                        let want = model.iter().filter(|b| lo <= b.0.0 && b.0.1 <= hi && b.1 > now).count();
+                        prop_assert_eq!(g.unban(c, now).unwrap(), want);
+                        model.retain(|b| !(lo <= b.0.0 && b.0.1 <= hi) && b.1 > now);
+                    }
+                    Op::Check { addr } => {
+                        let a = IpAddr::from(addr.to_be_bytes());
+                        let want = model.iter().filter(|b| b.0.0 <= addr && addr <= b.0.1).map(|b| b.1).max().filter(|u| *u > now);
+                        prop_assert_eq!(g.query(a, now).1.manual_ban_until, want);
+                        let d = g.decide(a, l, now);
+                        prop_assert_eq!(d.reason == Reason::Banned, want.is_some());
+                    }
+                    Op::Tick { by } => now += by,
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rate_changes_keep_the_running_bucket_units() {
+    // A fast per-key rate (fractional ticks per token) changed to another:
+    // the bucket's debt (time, GCRA's state) carries over in the same units.
+    let g = gate(Config {
+        rate_milli: 3_000_000_000, // 3M/s: 3.33 ticks per token
+        burst: 4,
+        ..small()
+    });
+    let (x, l) = (ip("192.0.2.1"), ip(LOCAL));
+    for _ in 0..4 {
+        assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    }
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    g.reconfigure(|c| c.rate_milli = 1_500_000_000).unwrap();
+    // Debt 4 x 3.33 ticks; at 6.67 ticks per token a bucket of 4 (26.7
+    // ticks) has room for 2 more at the same instant.
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    let (s, _) = g.query(x, T0);
+    assert_eq!(s.tokens_milli, 0);
+    // A rate the running units cannot hold with this burst: a restart.
+    let g = gate(Config {
+        rate_milli: 10_000_000_000,
+        burst: 1,
+        ..small()
+    });
+    match g
+        .reconfigure(|c| {
+            c.rate_milli = 1;
+            c.burst = 1_000_000;
+        })
+        .unwrap_err()
+    {
+        ChangeError::NeedsRestart { field, .. } => assert_eq!(field, "rate_milli"),
+        e => panic!("{e:?}"),
+    }
+    // The global bucket switched on live starts full.
+    let g = gate(small());
+    g.reconfigure(|c| {
+        c.global_rate_milli = 1000;
+        c.global_burst = 2;
+    })
+    .unwrap();
+    assert_eq!(g.decide(ip("10.0.0.1"), l, T0).action, Action::Accept);
+    assert_eq!(g.decide(ip("10.0.0.2"), l, T0).action, Action::Accept);
+    assert_eq!(g.decide(ip("10.0.0.3"), l, T0).reason, Reason::GlobalLimit);
+}
+
+mod changes_model {
+    //! Live rate and burst changes against the bound a bucket must keep
+    //! whatever the changes: with `T = 1 / rate`, every accept needs the
+    //! bucket's debt (a time) to be at most `(burst - 1) T` and adds `T`,
+    //! so `n` accepts of one key stamped within `w` satisfy
+    //! `n T_min <= w + burst_max T_max + T_min` over the configurations in
+    //! force; and each key's debt (a time) is the same, to the tick, just
+    //! before and just after every change. A bucket whose state were
+    //! misread after a change (wrong units, lost debt) breaks the second.
+    use super::*;
+    use proptest::prelude::*;
+
+    const RATES: [u64; 6] = [500, 1_000, 2_000, 5_000, 40_000, 3_000_000_000];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Decide { key: u8, dt: u64 },
+        Change { rate: usize, burst: u32 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..3, 0u64..(2 * TICKS_PER_SEC)).prop_map(|(key, dt)| Op::Decide { key, dt }),
+            6 => (0u8..3, 0u64..1000).prop_map(|(key, dt)| Op::Decide { key, dt }),
+            1 => (0usize..RATES.len(), 1u32..6).prop_map(|(rate, burst)| Op::Change { rate, burst }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn accepts_stay_within_the_bound_across_changes(
+            start in (0usize..RATES.len(), 1u32..6),
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let g = gate(Config { rate_milli: RATES[start.0], burst: start.1, ..small() });
+            let (mut r_min, mut r_max, mut b_max) = (RATES[start.0], RATES[start.0], start.1);
+            let l = ip(LOCAL);
+            let mut now = T0;
+            let mut accepted: [Vec<u64>; 3] = Default::default();
+            for o in ops {
+                match o {
+                    Op::Decide { key, dt } => {
+                        now += dt;
+                        let a = IpAddr::from([10, 0, 0, key]);
+                        if g.decide(a, l, now).action == Action::Accept {
+                            accepted[key as usize].push(now);
+                        }
+                    }
+                    Op::Change { rate, burst } => {
+                        let debt = |k: u8| g.query(IpAddr::from([10, 0, 0, k]), now).0.debt;
+                        let before = [debt(0), debt(1), debt(2)];
+                        // A change the running units cannot hold is refused
+                        // whole (and nothing changes).
+                        if g.reconfigure(|c| { c.rate_milli = RATES[rate]; c.burst = burst; }).is_ok() {
+                            r_min = r_min.min(RATES[rate]);
+                            r_max = r_max.max(RATES[rate]);
+                            b_max = b_max.max(burst);
+                        }
+                        // The state is kept: each key's debt (a time) is the
+                        // same under the new parameters, to the tick.
+                        for k in 0..3u8 {
+                            let after = debt(k);
+                            prop_assert!(after.abs_diff(before[k as usize]) <= 1,
+                                "key {k}: debt {} ticks before the change, {after} after", before[k as usize]);
+                        }
+                    }
+                }
+            }
+            // n * T_min <= w + b_max * T_max + T_min (+ one tick per the
+            // one-tick tolerance), in exact integers: T = 10^10 / r ticks.
+            const N: u128 = 10_000_000_000;
+            for times in &accepted {
+                for i in 0..times.len() {
+                    for j in i..times.len() {
+                        let n = (j - i + 1) as u128;
+                        let w = u128::from(times[j] - times[i]) + 1;
+                        let (rmin, rmax) = (u128::from(r_min), u128::from(r_max));
+                        // n / r_max <= w / N + b_max / r_min + 1 / r_max
+                        let lhs = n * N * rmin;
+                        let rhs = w * rmax * rmin + u128::from(b_max) * N * rmax + N * rmin;
+                        prop_assert!(lhs <= rhs, "{n} accepts within {w} ticks: rates {r_min}..{r_max}, burst <= {b_max}");
+                    }
+                }
+            }
+        }
+    }
+}

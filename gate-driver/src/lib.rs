@@ -11,6 +11,7 @@
 //! | [`decision`] | the listen callbacks: inspect, abort, accept |
 //! | [`pending`] | pended requests: the bounded table, its timer, completion |
 //! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
+//! | [`relay`] | every accepted connection carried to the backend: pairs, worker, PROXY header |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
 //! | [`control`] | the control device: live status, changes, bans (IOCTL API, gatectl's server) |
 //! | [`addr`] | SOCKADDR <-> IpAddr conversion |
@@ -48,6 +49,7 @@ pub mod config;
 pub mod control;
 pub mod decision;
 pub mod entry;
+pub mod errorlog;
 pub mod etw;
 pub mod kernel;
 pub mod listener;
@@ -55,6 +57,7 @@ pub mod panic;
 pub mod pending;
 pub mod pool;
 pub mod post_accept;
+pub mod relay;
 pub mod seed;
 pub mod state;
 pub mod telemetry;

@@ -986,7 +986,9 @@ fn random_bytes_to_every_code_never_break_the_driver() {
 fn api_limits_match_gate_core() {
     assert_eq!(MAX_LIST_ENTRIES as usize, gate_core::MAX_LIST_ENTRIES);
     assert_eq!(MAX_MANUAL_BANS as usize, gate_core::MAX_MANUAL_BANS);
-    assert!(COUNTER_SLOTS >= gate_core::REASON_COUNT && COUNTER_SLOTS >= gate_core::EVENT_COUNT);
+    const _: () = assert!(
+        COUNTER_SLOTS >= gate_core::REASON_COUNT && COUNTER_SLOTS >= gate_core::EVENT_COUNT
+    );
     assert_eq!(set_field::NAMES.len(), 10);
     for n in set_field::NAMES {
         assert!(
@@ -1008,4 +1010,85 @@ fn api_limits_match_gate_core() {
         assert_eq!(required_access(code), want, "{name}");
         assert_eq!(method_of(code), METHOD_BUFFERED, "{name}");
     }
+}
+
+/// One thread flips the configuration through IOCTL_GATE_SET between A
+/// (observe on, burst 1) and B (observe off, burst 10^6) while three
+/// threads send SYNs from one address. Under A every over-limit SYN is
+/// accepted as observe_would_reject, under B every SYN is within rate; only
+/// a torn mix (observe off with burst 1) could reject one.
+#[test]
+fn live_changes_while_deciding_are_never_torn() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1_000_000)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ],
+    );
+    let h = open(&sim, RW);
+    let a = set_req(set_field::OBSERVE | set_field::BURST, |c| {
+        c.observe = 1;
+        c.burst = 1;
+    });
+    let b = set_req(set_field::OBSERVE | set_field::BURST, |c| {
+        c.observe = 0;
+        c.burst = 1_000_000;
+    });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rejected = std::sync::atomic::AtomicU64::new(0);
+    let decided = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Flip until the deciders have made enough decisions across
+            // the changes (bounded), so the two overlap whatever the timing.
+            let mut i = 0u32;
+            while i < 20_000
+                && (i < 200 || decided.load(std::sync::atomic::Ordering::Relaxed) < 600)
+            {
+                let req = if i.is_multiple_of(2) { &a } else { &b };
+                call(&h, req).unwrap();
+                i += 1;
+                if i.is_multiple_of(8) {
+                    std::thread::yield_now();
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        for t in 0..3u16 {
+            let (sim, l, stop, rejected, decided) = (&sim, &l, &stop, &rejected, &decided);
+            s.spawn(move || {
+                let mut port = 10_000 + t * 10_000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    port += 1;
+                    match verdict(sim, l, &format!("10.8.0.1:{port}")) {
+                        Some(Verdict::Reject) => {
+                            rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Some(_) => {
+                            decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        None => {}
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        rejected.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a torn configuration rejected a SYN"
+    );
+    assert!(decided.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let s = status(&h);
+    let observed = s.by_reason[gate_core::Reason::ObserveWouldReject as usize];
+    let within = s.by_reason[gate_core::Reason::WithinRate as usize];
+    assert!(
+        observed > 0 && within > 0,
+        "both configurations decided ({observed} observed, {within} within rate)"
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
 }

@@ -472,7 +472,7 @@ pub struct TopEntry {
     pub last_seen_ms: u64,
 }
 
-/// [`crate::IOCTL_GATE_TOP`] output. 1560 bytes.
+/// [`crate::IOCTL_GATE_TOP`] output. 1568 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopReply {

@@ -58,6 +58,10 @@ pub struct FrontArgs {
     /// real socket behind them.
     #[arg(long)]
     pub handshake_timeout_ms: Option<u64>,
+    /// Accepted requests that may wait for their handshake at once (the
+    /// half-open table); when full, the oldest is dropped (WskAbortEvent).
+    #[arg(long)]
+    pub max_half_open: Option<usize>,
     /// Packets each queue holds in the kernel (NFQA_CFG_QUEUE_MAXLEN).
     #[arg(long)]
     pub queue_maxlen: Option<u32>,
@@ -77,8 +81,8 @@ pub struct FrontArgs {
     /// Live counters on standard error every N ms (0: off).
     #[arg(long)]
     pub stats_interval_ms: Option<u64>,
-    /// Serve gatectl on this Unix socket (the driver's control device:
-    /// the same IOCTLs as on Windows; mode 0600). Default: no control socket.
+    /// Serve the control socket at PATH (gatectl --device PATH; the same
+    /// IOCTLs as \\.\TcpFrontGate on Windows), created mode 0600.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// TOML file with [front] options and [Parameters] registry values.
@@ -94,13 +98,14 @@ pub struct Options {
     pub reject: Reject,
     pub fail_open: bool,
     pub handshake_timeout: Option<Duration>,
+    pub max_half_open: usize,
     pub queue_maxlen: u32,
     pub rcvbuf: usize,
     pub rules: bool,
     pub duration: Option<Duration>,
     pub events: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
-    /// The control socket gatectl talks to, if any.
+    /// The control socket's path, if served.
     pub control: Option<PathBuf>,
     /// Registry `Parameters` values, in VALUES order.
     pub registry: Vec<(&'static str, RegValue)>,
@@ -193,13 +198,13 @@ const FRONT_KEYS: [&str; 12] = [
     "reject",
     "fail_open",
     "handshake_timeout_ms",
+    "max_half_open",
     "queue_maxlen",
     "rcvbuf_bytes",
     "no_rules",
     "duration_s",
     "events",
     "stats_interval_ms",
-    "control",
 ];
 
 /// Fills unset front options from a TOML `[front]` table.
@@ -231,6 +236,11 @@ fn front_from_toml(a: &mut FrontArgs, t: &toml::Table) -> Result<()> {
             }
             "fail_open" => a.fail_open |= v.as_bool().ok_or_else(bad)?,
             "no_rules" => a.no_rules |= v.as_bool().ok_or_else(bad)?,
+            "max_half_open" => {
+                a.max_half_open = a
+                    .max_half_open
+                    .or(Some(usize::try_from(u()?).map_err(|_| bad())?))
+            }
             "handshake_timeout_ms" => {
                 a.handshake_timeout_ms = a.handshake_timeout_ms.or(Some(u()?))
             }
@@ -377,6 +387,10 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
     if hs > 600_000 {
         bail!("--handshake-timeout-ms {hs}: at most 600000");
     }
+    let max_half_open = a.max_half_open.unwrap_or(65_536);
+    if max_half_open == 0 || max_half_open > 4_194_304 {
+        bail!("--max-half-open {max_half_open}: must be 1-4194304");
+    }
     let maxlen = a.queue_maxlen.unwrap_or(65_536);
     if maxlen == 0 {
         bail!("--queue-maxlen 0: must be at least 1");
@@ -391,16 +405,17 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
         reject: a.reject.unwrap_or(Reject::Reset),
         fail_open: a.fail_open,
         handshake_timeout: (hs > 0).then(|| Duration::from_millis(hs)),
+        max_half_open,
         queue_maxlen: maxlen,
         rcvbuf,
         rules: !a.no_rules,
         duration,
         events: a.events,
+        control: a.control,
         stats_interval: match a.stats_interval_ms.unwrap_or(1000) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
-        control: a.control,
         registry: reg,
     })
 }

@@ -850,6 +850,7 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         max_delay_ms: cur.max_delay_ms,
         allow: Vec::new(),
         deny: Vec::new(),
+        nat64_prefixes: Vec::new(),
     };
     if mask & set_field::RATE_MILLI != 0 {
         c.rate_milli = w.rate_milli;

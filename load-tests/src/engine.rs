@@ -372,9 +372,11 @@ impl Engine<'_> {
         self.in_flight += 1;
     }
 
-    /// Reads the target's answers to raw SYNs.
+    /// Reads the target's answers to raw SYNs (at most [`LAUNCH_BATCH`] per
+    /// call: the socket is level-triggered, so the rest wait for the next
+    /// turn and due starts are not held up).
     fn on_raw(&mut self, now: u64) {
-        loop {
+        for _ in 0..LAUNCH_BATCH {
             let Some(raw) = self.raw.as_mut() else {
                 return;
             };
@@ -515,7 +517,7 @@ impl Engine<'_> {
         self.record(g, Outcome::Accepted, intended, now);
         let ok = fd.is_some_and(|fd| self.ep.modify(fd, EV_IN | EV_OUT | EV_RDHUP, token).is_ok());
         if !ok {
-            self.end_exchange(idx, Err("epoll"), now);
+            self.end_exchange(idx, Io::Failed("epoll"), now);
             return;
         }
         let timeout = self.payload.as_ref().map(|p| p.timeout).unwrap_or_default();
@@ -546,36 +548,14 @@ impl Engine<'_> {
         // The clock again for the end: `now` is when this batch of events
         // was taken, and a read loop may have moved many bytes since.
         let now = now.max(self.now_ns());
-        match io {
-            Io::Pending => {}
-            Io::Done => self.end_exchange(idx, Ok(()), now),
-            Io::Failed(cause) => self.end_exchange(idx, Err(cause), now),
-            Io::Errno(code) => {
-                let cause = match code {
-                    libc::ECONNRESET | libc::EPIPE => "reset",
-                    _ => "",
-                };
-                if cause.is_empty() {
-                    if let Some(g) = self
-                        .slots
-                        .get(idx as usize)
-                        .and_then(|s| self.groups.get_mut(s.group as usize))
-                    {
-                        if let Some(p) = g.payload.as_mut() {
-                            *p.failed.entry(errno_name(code)).or_insert(0) += 1;
-                        }
-                    }
-                    self.end_exchange(idx, Err(""), now);
-                } else {
-                    self.end_exchange(idx, Err(cause), now);
-                }
-            }
+        if !matches!(io, Io::Pending) {
+            self.end_exchange(idx, io, now);
         }
     }
 
-    /// Ends slot `idx`'s exchange: records it (an empty cause: already
-    /// counted) and frees the slot.
-    fn end_exchange(&mut self, idx: u32, result: Result<(), &'static str>, now: u64) {
+    /// Ends slot `idx`'s exchange with `end` (done, or why it failed):
+    /// records it and frees the slot.
+    fn end_exchange(&mut self, idx: u32, end: Io, now: u64) {
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
@@ -599,8 +579,8 @@ impl Engine<'_> {
         };
         p.bytes_sent += sent;
         p.bytes_received += recvd;
-        match result {
-            Ok(()) => {
+        let cause = match end {
+            Io::Done | Io::Pending => {
                 p.completed += 1;
                 if first != 0 {
                     let us = (first.saturating_sub(hs) / 1000).clamp(1, MAX_LATENCY_US);
@@ -611,15 +591,21 @@ impl Engine<'_> {
                     .0
                     .saturating_record((ns / 1000).clamp(1, MAX_LATENCY_US));
                 p.transfer_s_sum += ns as f64 / 1e9;
+                return;
             }
-            Err("") => {}
-            Err(cause) => {
-                if let Some(c) = p.failed.get_mut(cause) {
-                    *c += 1;
-                } else {
-                    p.failed.insert(cause.to_string(), 1);
-                }
+            Io::Failed(cause) => cause,
+            Io::Errno(libc::ECONNRESET | libc::EPIPE) => "reset",
+            Io::Errno(code) => {
+                // Rare: the name is built only for an errno without a cause.
+                *p.failed.entry(errno_name(code)).or_insert(0) += 1;
+                return;
             }
+        };
+        // Counted without allocating once the cause has been seen.
+        if let Some(c) = p.failed.get_mut(cause) {
+            *c += 1;
+        } else {
+            p.failed.insert(cause.to_string(), 1);
         }
     }
 
@@ -642,7 +628,7 @@ impl Engine<'_> {
             self.io_q.pop_front();
             if let Some(s) = self.slots.get(idx as usize) {
                 if s.gen == gen && s.state == State::Exchanging {
-                    self.end_exchange(idx, Err("timed_out"), now);
+                    self.end_exchange(idx, Io::Failed("timed_out"), now);
                 }
             }
         }

@@ -46,7 +46,7 @@ enum Cmd {
     },
     /// Compare a report with the scenario's token-bucket model.
     Validate {
-        /// Scenario whose [gate] model gives the expected accepted counts.
+        /// Scenario whose `[gate]` model gives the expected accepted counts.
         #[arg(long, short)]
         scenario: PathBuf,
         /// Report (JSON) of a run of that scenario.
@@ -71,7 +71,7 @@ enum Cmd {
         /// Output image; the extension picks the format: .svg or .png.
         #[arg(long, short)]
         output: PathBuf,
-        /// Scenario whose [gate] model gives the expected accepted count per
+        /// Scenario whose `[gate]` model gives the expected accepted count per
         /// second (drawn dashed); without it no model line is drawn.
         #[arg(long, short)]
         scenario: Option<PathBuf>,
@@ -186,7 +186,7 @@ struct RunArgs {
     /// Write the latency-by-percentile plot of every group here (.svg or .png).
     #[arg(long)]
     spectrum: Option<PathBuf>,
-    /// Also validate against the scenario's [gate] model (exit 1 on FAIL).
+    /// Also validate against the scenario's `[gate]` model (exit 1 on FAIL).
     #[arg(long, requires = "scenario")]
     validate: bool,
     /// Allow a target outside loopback and gate-load's own namespaces.

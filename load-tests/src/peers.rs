@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Scenario with a [gate] section; its sources must lie in
+    /// Scenario with a `[gate]` section; its sources must lie in
     /// 10.77.128.0/17 (the harness's client namespace), its target is ignored.
     #[arg(long, short, required_unless_present = "relay")]
     pub scenario: Option<PathBuf>,

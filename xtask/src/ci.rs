@@ -23,8 +23,8 @@ fn cargo() -> Command {
 }
 
 /// Debian packages the tests need: the load tests drive nftables, iptables
-/// (NFQUEUE), HAProxy, hping3 and network namespaces; gate-sim's flood check
-/// floods with hping3.
+/// (NFQUEUE), HAProxy and network namespaces; gate-sim's flood check and
+/// gate-load's syn-flood test use hping3.
 const TEST_PACKAGES: &[Pkg] = &[
     Pkg::new("nftables", "/usr/sbin/nft"),
     Pkg::new("iptables", "/usr/sbin/iptables-nft"),
@@ -117,6 +117,18 @@ pub fn run(_args: Args) -> Result<()> {
             "xtask",
             "--",
             "driver",
+            "--wine-test",
+        ]),
+    )?;
+    run_step(
+        "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "package",
             "--wine-test",
         ]),
     )?;

@@ -1,6 +1,7 @@
 //! `cargo xtask driver`: builds gate.sys (and gate.pdb) for
 //! x86_64-pc-windows-msvc with Debian's Rust and lld (no WDK), checks the
-//! image, and test-signs a copy.
+//! image, and test-signs a copy; builds gatectl.exe (the operator's CLI,
+//! x86_64-pc-windows-gnu with mingw-w64) beside it.
 //!
 //! | module | owns |
 //! |---|---|
@@ -8,14 +9,16 @@
 //! | [`image_check`] | the rules a kernel image must pass |
 //! | [`kernel_imports`] | the import allowlist read from ksys/src/imports.rs |
 //! | [`pdb_symbols`] | DriverEntry's RVA from the matching PDB |
+//! | [`resources`] | the message table and version resource rules |
 //! | [`sign`] | the throwaway certificate, signing and verification |
 //! | [`wine`] | the optional Wine load/unload test |
 
 mod image_check;
 mod kernel_imports;
 mod pdb_symbols;
-mod sign;
-mod wine;
+pub mod resources;
+pub mod sign;
+pub mod wine;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -26,8 +29,19 @@ use std::time::{Duration, Instant};
 /// The Rust target of the image.
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
 
-/// Debian's toolchain: Rust with its library source (for -Zbuild-std) and
-/// LLD 22 (Debian's plain `lld` is LLD 14 and lacks /RELEASE).
+/// The Rust target of gatectl.exe (a user-mode Windows program, built with
+/// Debian's mingw-w64 linker).
+pub const CLI_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// mingw-w64 for gatectl.exe (besides the driver's toolchain).
+const CLI_PKGS: &[Pkg] = &[Pkg::new(
+    "gcc-mingw-w64-x86-64",
+    "/usr/bin/x86_64-w64-mingw32-gcc",
+)];
+
+/// Debian's toolchain: Rust with its library source (for -Zbuild-std),
+/// LLD 22 (Debian's plain `lld` is LLD 14 and lacks /RELEASE) and
+/// binutils-mingw-w64 (windmc, windres: the image's resources).
 const BUILD_PKGS: &[Pkg] = &[
     Pkg::new("rustc-web", "/usr/bin/rustc"),
     Pkg::new("cargo-web", "/usr/bin/cargo"),
@@ -36,6 +50,11 @@ const BUILD_PKGS: &[Pkg] = &[
         "/usr/lib/rustlib/src/rust/library/core/Cargo.toml",
     ),
     Pkg::new("lld-22", "/usr/bin/lld-link-22"),
+    // windmc and windres: gate.sys's message table and version resource.
+    Pkg::new(
+        "binutils-mingw-w64-x86-64",
+        "/usr/bin/x86_64-w64-mingw32-windres",
+    ),
 ];
 
 #[derive(clap::Args)]
@@ -87,7 +106,7 @@ pub struct Image {
     pub build_time: Duration,
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -96,7 +115,7 @@ fn workspace_root() -> PathBuf {
 
 /// The driver build's own target directory (never the host build's):
 /// `$GATE_DRIVER_TARGET_DIR`, or `target/driver` in the workspace.
-fn target_dir(root: &Path) -> PathBuf {
+pub fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("GATE_DRIVER_TARGET_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => root.join("target").join("driver"),
@@ -173,6 +192,95 @@ pub fn build(profile: Profile) -> Result<Image> {
     })
 }
 
+/// Builds gatectl.exe for Windows x64 (std rebuilt with -Zbuild-std; the
+/// mingw-w64 linker) into the driver's target directory, beside gate.sys's
+/// tree: `target/driver/x86_64-pc-windows-gnu/<profile>/gatectl.exe`.
+pub fn build_gatectl(profile: Profile) -> Result<PathBuf> {
+    deps::ensure("building gatectl.exe", BUILD_PKGS)?;
+    deps::ensure("building gatectl.exe", CLI_PKGS)?;
+    let root = workspace_root();
+    let target_dir = target_dir(&root);
+    let mut cmd = Command::new("/usr/bin/cargo");
+    cmd.current_dir(&root)
+        .args(["build", "-p", "gatectl", "--target", CLI_TARGET])
+        .args(["-Zbuild-std=std,panic_abort"])
+        .args([
+            "--config",
+            "target.x86_64-pc-windows-gnu.linker=\"x86_64-w64-mingw32-gcc\"",
+        ])
+        .args(["--config", "profile.dev.panic=\"abort\""])
+        .args(["--config", "profile.release.panic=\"abort\""])
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", &target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTDOC",
+        "CARGO_BUILD_TARGET",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_MAKEFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    eprintln!("xtask driver: building gatectl.exe ({})", profile.dir());
+    let status = cmd.status().context("starting /usr/bin/cargo")?;
+    if !status.success() {
+        bail!("the gatectl.exe build failed ({status})");
+    }
+    let exe = target_dir
+        .join(CLI_TARGET)
+        .join(profile.dir())
+        .join("gatectl.exe");
+    let head = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
+    if !head.starts_with(b"MZ") {
+        bail!("{} is not a Windows executable", exe.display());
+    }
+    Ok(exe)
+}
+
+/// The version gate-driver's Cargo.toml gives (what gate.sys's version
+/// resource must say).
+pub fn driver_version() -> Result<String> {
+    let path = workspace_root().join("gate-driver/Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    resources::cargo_version(&text)
+        .with_context(|| format!("no [package] version in {}", path.display()))
+}
+
+/// The resource rules for gate.sys: version from gate-driver's Cargo.toml,
+/// message ids from gate-driver/res/gate.mc.
+fn check_resources(
+    root: &Path,
+    bytes: &[u8],
+) -> std::result::Result<resources::ResourceSummary, Vec<String>> {
+    let version = driver_version().map_err(|e| vec![format!("{e:#}")])?;
+    let mc_path = root.join("gate-driver/res/gate.mc");
+    let mc = std::fs::read_to_string(&mc_path)
+        .map_err(|e| vec![format!("reading {}: {e}", mc_path.display())])?;
+    let ids: Vec<u32> = resources::mc_message_ids(&mc)
+        .map_err(|e| vec![format!("{}: {e}", mc_path.display())])?
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    resources::check_image::<object::pe::ImageNtHeaders64>(
+        bytes,
+        &resources::ExpectedResources {
+            version: &version,
+            file_name: "gate.sys",
+            file_type: 3,
+            message_ids: &ids,
+        },
+    )
+}
+
 /// Runs the image check on `sys`, with DriverEntry's RVA from `pdb`.
 /// Fails listing every broken rule.
 pub fn check(sys: &Path, pdb: &Path) -> Result<image_check::Summary> {
@@ -186,9 +294,20 @@ pub fn check(sys: &Path, pdb: &Path) -> Result<image_check::Summary> {
         entry_rva,
         imports: &imports,
     };
-    match image_check::check(&bytes, &expected) {
-        Ok(summary) => Ok(summary),
-        Err(problems) => {
+    let resources = check_resources(&root, &bytes);
+    match (image_check::check(&bytes, &expected), resources) {
+        (Ok(mut summary), Ok(r)) => {
+            summary.resources = Some(r);
+            Ok(summary)
+        }
+        (result, resources) => {
+            let mut problems: Vec<String> = match result {
+                Ok(_) => Vec::new(),
+                Err(p) => p.iter().map(ToString::to_string).collect(),
+            };
+            if let Err(r) = resources {
+                problems.extend(r);
+            }
             let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
             bail!(
                 "{} fails the kernel image check:\n{}",
@@ -209,10 +328,23 @@ fn describe(sys: &Path, s: &image_check::Summary) {
     eprintln!("  sections: {}", s.sections.join("; "));
     let imports: Vec<String> = s.imports.iter().map(|(m, f)| format!("{m}!{f}")).collect();
     eprintln!("  imports ({}): {}", imports.len(), imports.join(" "));
+    if let Some(r) = &s.resources {
+        let ids: Vec<String> = r
+            .messages
+            .iter()
+            .map(|(id, _)| format!("{id:#010x}"))
+            .collect();
+        eprintln!(
+            "  resources: version {} ({} strings), messages {}",
+            r.file_version,
+            r.strings.len(),
+            ids.join(" ")
+        );
+    }
 }
 
 /// Builds, checks, signs and verifies one profile.
-fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
+pub fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
     let image = build(profile)?;
     let summary = check(&image.sys, &image.pdb)?;
     describe(&image.sys, &summary);
@@ -223,7 +355,7 @@ fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
     Ok(image)
 }
 
-fn cert_dir() -> PathBuf {
+pub fn cert_dir() -> PathBuf {
     target_dir(&workspace_root()).join("test-signing")
 }
 
@@ -247,11 +379,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     let cert = sign::test_cert(&cert_dir())?;
     let image = build_check_sign(profile, &cert)?;
+    let cli = build_gatectl(profile)?;
     println!(
-        "gate.sys:        {}\ngate.pdb:        {}\nsigned gate.sys: {}\ntest cert:       {} (import on Windows; key {})",
+        "gate.sys:        {}\ngate.pdb:        {}\nsigned gate.sys: {}\ngatectl.exe:     {}\ntest cert:       {} (import on Windows; key {})",
         image.sys.display(),
         image.pdb.display(),
         image.signed.display(),
+        cli.display(),
         cert.cert_der.display(),
         cert.key_pem.display()
     );
@@ -283,6 +417,8 @@ pub fn ci_checks() -> Result<()> {
     if let [debug, release] = images.as_slice() {
         another_images_pdb_is_refused(release, debug)?;
     }
+    let cli = build_gatectl(Profile::Release)?;
+    eprintln!("xtask ci: gatectl.exe built: {}", cli.display());
     Ok(())
 }
 

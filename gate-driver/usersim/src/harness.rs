@@ -8,7 +8,9 @@
 use crate::wsk::net::{self, ConnInfo, ListenerInfo, RequestInfo};
 use crate::wsk::{RequestState, Verdict};
 use crate::*;
-use crate::{clock, debug, dispatcher, etw, irp, objects, pool, registry, routines, violation};
+use crate::{
+    clock, debug, dispatcher, errorlog, etw, irp, objects, pool, registry, routines, violation,
+};
 use gate_ksys::{
     DRIVER_OBJECT, NTSTATUS, NT_SUCCESS, UNICODE_STRING, WSK_INSPECT_ACTION, WSK_INSPECT_ID,
 };
@@ -56,6 +58,7 @@ impl Sim {
         dispatcher::drain_dpcs();
         violation::reset();
         debug::reset();
+        errorlog::reset();
         pool::reset();
         irp::reset();
         crate::device::reset();
@@ -65,6 +68,7 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
+        crate::mdl::reset();
         etw::reset_capture();
         etw::set_routines_available(true);
         Sim { _lock: lock }
@@ -298,6 +302,14 @@ impl Sim {
         crate::wsk::wsk().log.to_vec()
     }
 
+    /// Whether the provider's log gets a line per connection request
+    /// (inspect verdict, WskInspectComplete, abort); default on. A front
+    /// deciding a flood turns it off: the lines cost a formatted string per
+    /// SYN.
+    pub fn set_request_log(&self, on: bool) {
+        crate::wsk::wsk().log_requests = on;
+    }
+
     /// Options set on a socket, in order, as (level, option, value).
     pub fn socket_options(&self, socket: usize) -> Vec<(u32, u32, u32)> {
         crate::wsk::wsk()
@@ -390,6 +402,17 @@ impl Sim {
         irp::drain();
     }
 
+    /// The I/O error log entries the driver wrote (System event log), in
+    /// order.
+    pub fn error_log(&self) -> Vec<errorlog::ErrorLogEntry> {
+        errorlog::written()
+    }
+
+    /// `false`: IoAllocateErrorLogEntry returns NULL, as Wine's stub does.
+    pub fn set_error_log_supported(&self, on: bool) {
+        errorlog::set_supported(on);
+    }
+
     /// What is left allocated, open, armed or running right now.
     pub fn leaks(&self) -> LeakReport {
         self.quiesce();
@@ -409,8 +432,10 @@ impl Sim {
             object_refs: objs.object_refs,
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
+            mdls: crate::mdl::outstanding(),
             devices: crate::device::leaks().0,
             symbolic_links: crate::device::leaks().1,
+            error_log_entries: errorlog::outstanding(),
         }
     }
 
@@ -504,10 +529,14 @@ pub struct LeakReport {
     pub object_refs: isize,
     pub timers_armed: usize,
     pub dpcs_queued: usize,
+    /// MDLs from IoAllocateMdl not freed.
+    pub mdls: usize,
     /// Device objects not deleted.
     pub devices: usize,
     /// Symbolic links not deleted.
     pub symbolic_links: usize,
+    /// IoAllocateErrorLogEntry without IoWriteErrorLogEntry.
+    pub error_log_entries: usize,
 }
 
 impl LeakReport {
@@ -625,6 +654,11 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The peer end of the driver's connection socket `sock`.
+    pub(crate) fn of_socket(sock: usize) -> Conn {
+        Conn { sock }
+    }
+
     /// The WSK_SOCKET address the driver got.
     pub fn socket(&self) -> usize {
         self.sock

@@ -55,6 +55,9 @@
 //!   opened by WskConnect), so driver code moves real bytes.
 //! - NFQUEUE front ([`nfq`], feature `nfq`): real SYNs decided by the
 //!   driver before the handshake (gate-sim is its binary).
+//! - I/O error log ([`errorlog`]): IoAllocateErrorLogEntry and
+//!   IoWriteErrorLogEntry; written entries are decoded for tests
+//!   ([`Sim::error_log`]).
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
 //!   driver's TraceLogging events into a capture ([`Sim::events`]), a
 //!   window of the most recent events with totals by name
@@ -70,15 +73,17 @@
 #![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
 
 pub mod clock;
-#[cfg(all(feature = "control", target_os = "linux"))]
+#[cfg(target_os = "linux")]
 pub mod control_channel;
 pub mod debug;
 pub mod device;
 pub mod dispatcher;
+pub mod errorlog;
 pub mod etw;
 pub mod harness;
 pub mod irp;
 pub mod irql;
+pub mod mdl;
 #[cfg(all(feature = "nfq", target_os = "linux"))]
 pub mod nfq;
 pub mod objects;
@@ -90,7 +95,7 @@ pub mod spinlock;
 pub mod violation;
 pub mod wsk;
 
-#[cfg(all(feature = "control", target_os = "linux"))]
+#[cfg(target_os = "linux")]
 pub use control_channel::ControlServer;
 pub use debug::{BugCheck, DebugLine};
 pub use device::{DeviceHandle, DeviceView, IoctlResult};
@@ -100,6 +105,7 @@ pub use objects::ObjectStats;
 pub use pool::{tag_name, PoolStats, TagStats};
 pub use registry::RegValue;
 pub use violation::{Violation, ViolationKind};
+pub use wsk::connect::BackendMode;
 pub use wsk::net::{ConnInfo, ListenerInfo, RequestInfo};
 pub use wsk::{RequestState, SocketState, TableSizes, Verdict};
 

@@ -125,8 +125,8 @@ unsafe extern "system" fn WskConnBind(
 }
 
 /// WskConnect of a bound connection socket: a real TCP connection when
-/// `real::set_connect_real` is on; otherwise STATUS_NOT_SUPPORTED (no
-/// in-memory peer to reach).
+/// `real::set_connect_real` is on; otherwise an in-memory backend
+/// (`connect.rs`: accept, refuse or never answer; none there: refused).
 unsafe extern "system" fn WskConnConnect(
     socket: *mut WSK_SOCKET,
     remote: *const SOCKADDR,
@@ -169,31 +169,27 @@ unsafe extern "system" fn WskConnConnect(
         let sock = guard.sock;
         let r = super::real::connect(sock, Some(local), to, irp as usize);
         drop(guard);
+        // None: pended (marked pending before the reactor could see it;
+        // it may be complete already, so the IRP is not touched here).
         return match r {
             Some(st) => irp::finish(irp, st, 0),
-            None => {
-                // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-                unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
-                STATUS_PENDING
-            }
+            None => STATUS_PENDING,
         };
     }
-    let _ = (local, to);
+    // An in-memory backend the test controls (issue 12, `connect.rs`).
+    let sock = guard.sock;
     drop(guard);
-    irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
+    super::connect::connect(sock, local, to, irp)
 }
 
-/// Marks a taken IRP pending (IoMarkIrpPending) and returns STATUS_PENDING,
-/// or finishes it now.
+/// Finishes a taken IRP now, or (None) returns STATUS_PENDING for an IRP
+/// the real side pended: it was marked pending before the reactor could
+/// see it and may be complete (and freed) already, so it is not touched.
 #[cfg(target_os = "linux")]
 fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
     match r {
         Some((st, n)) => irp::finish(irp, st, n),
-        None => {
-            // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-            unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
-            STATUS_PENDING
-        }
+        None => STATUS_PENDING,
     }
 }
 
@@ -249,30 +245,32 @@ unsafe extern "system" fn WskSend(
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
     };
-    let status = if s.kind != Kind::Connection {
-        STATUS_NOT_SUPPORTED
+    let (status, sent) = if s.kind != Kind::Connection {
+        (STATUS_NOT_SUPPORTED, 0)
     } else if s.peer_reset {
-        STATUS_CONNECTION_RESET
-    } else if s.disconnected.is_some() {
-        STATUS_INVALID_DEVICE_STATE
+        (STATUS_CONNECTION_RESET, 0)
+    } else if s.disconnected.is_some() || s.remote.is_none() {
+        // Shut down for sending, or never connected.
+        (STATUS_INVALID_DEVICE_STATE, 0)
     } else {
+        let mut data = Vec::with_capacity(b.Length);
         for (p, n) in &pieces {
             // SAFETY: each piece lies inside the driver's buffer.
-            s.tx.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
         }
-        STATUS_SUCCESS
+        // Flow control (send window, short sends): a queued send pends.
+        match super::connect::send(&mut g, guard.sock, irp, data) {
+            Some(n) => (STATUS_SUCCESS, n),
+            None => {
+                drop(g);
+                drop(guard);
+                return STATUS_PENDING;
+            }
+        }
     };
     drop(g);
     drop(guard);
-    irp::finish(
-        irp,
-        status,
-        if status == STATUS_SUCCESS {
-            b.Length
-        } else {
-            0
-        },
-    )
+    irp::finish(irp, status, sent)
 }
 
 /// Copies up to the receive's length from `rx`; returns the count.
@@ -340,11 +338,13 @@ unsafe extern "system" fn WskReceive(
     } else if s.peer_closed || s.disconnected == Some(true) {
         Some((STATUS_SUCCESS, 0))
     } else {
+        // Marked pending before it is queued: once the lock is released,
+        // peer data may complete (and the driver free) it at any moment.
+        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         s.pending_rx.push_back(r);
         drop(g);
         drop(guard);
-        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         return STATUS_PENDING;
     };
     drop(g);
@@ -430,6 +430,9 @@ unsafe extern "system" fn WskDisconnect(
         }
         _ => STATUS_NOT_SUPPORTED,
     };
+    if abortive {
+        cancel.extend(super::connect::drain(&mut g, guard.sock));
+    }
     drop(g);
     drop(guard);
     for i in cancel {

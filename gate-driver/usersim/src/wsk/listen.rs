@@ -461,6 +461,7 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
         close_conns.extend(s.backlog.drain(..));
     }
+    cancel.extend(super::connect::drain(&mut g, key));
     for c in close_conns {
         if let Some(s) = g.sockets.get_mut(&c) {
             s.state = SocketState::Closed;
@@ -633,11 +634,13 @@ unsafe extern "system" fn WskAccept(
         drop(guard);
         return super::net::deliver_to_accept(conn, pa, false);
     }
+    // Marked pending before it is queued: once the lock is released, a
+    // connection may complete (and the driver free) it at any moment.
+    // SAFETY: the IRP is taken; IoMarkIrpPending on the provider's location.
+    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     s.pending_accepts.push_back(pa);
     drop(g);
     drop(guard);
-    // SAFETY: the IRP is taken; IoMarkIrpPending on the provider's location.
-    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     STATUS_PENDING
 }
 
@@ -764,8 +767,10 @@ unsafe extern "system" fn WskInspectComplete(
     if let Ok(()) = outcome {
         history::settle(&mut g, rk);
         history::resolved(rk);
-        let line = format!("WskInspectComplete({id:?}, {verdict:?})");
-        log(&mut g, line);
+        if g.log_requests {
+            let line = format!("WskInspectComplete({id:?}, {verdict:?})");
+            log(&mut g, line);
+        }
     }
     drop(g);
     drop(guard);

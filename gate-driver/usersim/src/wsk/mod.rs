@@ -11,6 +11,7 @@
 //! are all windows.
 
 pub(crate) mod conn;
+pub mod connect;
 pub mod history;
 pub(crate) mod listen;
 pub(crate) mod net;
@@ -119,6 +120,8 @@ pub(crate) struct Socket {
     pub disconnected: Option<bool>,
     /// Connection delivered to (and owned by) the driver.
     pub owned: bool,
+    /// Outgoing connections and flow control ([`connect`]).
+    pub ext: connect::SockExt,
 }
 
 impl Socket {
@@ -149,6 +152,7 @@ impl Socket {
             pending_rx: VecDeque::new(),
             disconnected: None,
             owned: false,
+            ext: connect::SockExt::default(),
         }
     }
 }
@@ -236,12 +240,17 @@ pub(crate) struct Wsk {
     pub next_port: u16,
     /// The provider's log (the most recent [`LOG_LIMIT`] lines).
     pub log: Ring<String>,
+    /// Whether the log gets a line per request (inspect, completion,
+    /// abort); `Sim::set_request_log`.
+    pub log_requests: bool,
     pub deregister_timeout: Option<Duration>,
     /// WskControlSocket(SO_CONDITIONAL_ACCEPT) is a Wine-style stub
     /// (`Sim::set_conditional_accept_supported(false)`).
     pub conditional_accept_stub: bool,
     /// WskDisconnect is a Wine-style stub (`Sim::set_disconnect_supported(false)`).
     pub disconnect_stub: bool,
+    /// Backends and flow control ([`connect`]).
+    pub relay: connect::Net,
 }
 
 impl Default for Wsk {
@@ -257,9 +266,11 @@ impl Default for Wsk {
             force_close_next_complete: false,
             next_port: 0,
             log: Ring::new(LOG_LIMIT),
+            log_requests: true,
             deregister_timeout: None,
             conditional_accept_stub: false,
             disconnect_stub: false,
+            relay: connect::Net::default(),
         }
     }
 }

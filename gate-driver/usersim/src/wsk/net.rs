@@ -269,8 +269,10 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
         }
     }
     history::settle(&mut g, rk);
-    let line = format!("inspect {remote} -> {local}: {verdict:?}");
-    log(&mut g, line);
+    if g.log_requests {
+        let line = format!("inspect {remote} -> {local}: {verdict:?}");
+        log(&mut g, line);
+    }
     drop(g);
     if early_bad {
         record(
@@ -512,7 +514,10 @@ pub(crate) fn abort(rk: (usize, u32)) -> Result<(), String> {
             format!("WskAbortEvent returned {st:#x}, expected STATUS_SUCCESS"),
         );
     }
-    wsk().log.push(format!("abort {rk:?}"));
+    let mut g = wsk();
+    if g.log_requests {
+        g.log.push(format!("abort {rk:?}"));
+    }
     Ok(())
 }
 
@@ -669,15 +674,21 @@ pub(crate) fn peer_close(sock: usize, reset: bool) {
             s.peer_closed = true;
         }
     }
-    irp::post(move || conn::service_receives(sock));
+    irp::post(move || {
+        conn::service_receives(sock);
+        super::connect::service_sends(sock);
+    });
 }
 
 pub(crate) fn peer_take_sent(sock: usize) -> Vec<u8> {
-    wsk()
+    let out = wsk()
         .sockets
         .get_mut(&sock)
         .map(|s| std::mem::take(&mut s.tx))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Reading opens the send window.
+    irp::post(move || super::connect::service_sends(sock));
+    out
 }
 
 /// Sockets still open that count as leaks: listeners, and connections the
