@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// The gate-sim configuration file (its `--config` format).
 /// `relay`: whether to relay to nginx (the driver's relay values).
-pub fn config_toml(p: &Policy, netns: &str, events: &Path, control: &Path, relay: bool) -> String {
+pub fn config_toml(p: &Policy, netns: &str, events: &Path, relay: bool) -> String {
     let list = |v: &[&str]| {
         v.iter()
             .map(|c| format!("{c:?}"))
@@ -33,7 +33,6 @@ reject = "reset"
 handshake_timeout_ms = 3000
 stats_interval_ms = 0
 events = "{events}"
-control = "{control}"
 
 [Parameters]
 ListenAddress = "{listen}"
@@ -51,7 +50,6 @@ AllowList = [{allow}]
 DenyList = [{deny}]
 {relay}"#,
         events = events.display(),
-        control = control.display(),
         listen = topology::GATE_ADDR.ip(),
         port = topology::GATE_ADDR.port(),
         rate = (p.rate * 1000.0) as u64,
@@ -154,11 +152,13 @@ impl GateSim {
         let events = dir.join("etw-events.jsonl");
         let control = dir.join("control.sock");
         let conf = dir.join("gate-sim.toml");
-        std::fs::write(&conf, config_toml(p, netns, &events, &control, relay))?;
+        std::fs::write(&conf, config_toml(p, netns, &events, relay))?;
         let stderr = std::fs::File::create(dir.join("gate-sim.stderr"))?;
         let mut child = Command::new(bin)
             .arg("--config")
             .arg(&conf)
+            .arg("--control")
+            .arg(&control)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -289,7 +289,6 @@ mod tests {
             &super::super::scenario::policy(),
             "gl-demo-s",
             Path::new("/x/e.jsonl"),
-            Path::new("/x/c.sock"),
             true,
         );
         let t: toml::Table = toml::from_str(&c).unwrap();
