@@ -246,12 +246,17 @@ pub fn run(o: &Options) -> Result<i32> {
             if let Some(t) = next_stats {
                 if Instant::now() >= t {
                     let secs = start.elapsed().as_secs_f64();
+                    let ts = sim.wsk_table_sizes();
                     eprintln!(
-                        "stats: t={secs:.1}s {} {} decisions_accepted={} decisions_rejected={} rss_kib={}",
+                        "stats: t={secs:.1}s {} {} decisions_accepted={} decisions_rejected={} \
+                         requests={} sockets={} buffers={} rss_kib={}",
                         nfq_line(&counters.snapshot(), secs),
                         real_line(),
                         log.count("ConnectionAccepted"),
                         log.count("ConnectionRejected"),
+                        ts.requests,
+                        ts.sockets,
+                        ts.buffers,
                         rss_kib()
                     );
                     next_stats = o.stats_interval.map(|i| t + i);
