@@ -7,7 +7,8 @@
 //! DriverEntry never blocks on WSK).
 //!
 //! Unload: stop (the worker closes the listener, rejecting pended requests,
-//! and closes accepted connections), WskDeregister (also ends a capture
+//! closes accepted connections and stops the relay, which tears every
+//! relayed connection down), WskDeregister (also ends a capture
 //! wait), join the worker, close the rundown (callbacks in flight), cancel
 //! the timer and flush DPCs, unregister ETW, free the Driver.
 

@@ -80,6 +80,16 @@ fn cases() -> Vec<Case> {
             none(),
         ),
         (name::NAT64_PREFIXES, sz("64:ff9b::/96"), none()),
+        // Relay (issue 12).
+        (name::BACKEND_ADDRESS, sz("10.0.0.1"), none()),
+        (name::BACKEND_ADDRESS, sz("10.0.0.1:0"), none()),
+        (name::BACKEND_ADDRESS, sz("[::]:80"), none()),
+        (name::BACKEND_ADDRESS, Dword(80), none()),
+        (name::PROXY_PROTOCOL, Dword(3), none()),
+        (name::MAX_CONNECTIONS, Dword(0), none()),
+        (name::RELAY_BUFFER_BYTES, Dword(512), none()),
+        (name::CONNECT_TIMEOUT_MS, Dword(50), none()),
+        (name::IDLE_TIMEOUT_MS, Dword(10), none()),
     ]
 }
 

@@ -94,11 +94,14 @@ pub mod keyword {
     pub const COUNTERS: u64 = 0x40;
     /// Driver load and unload.
     pub const LIFECYCLE: u64 = 0x80;
+    /// The relay to the backend: RelayOpened, RelayClosed, RelayFailed.
+    pub const RELAY: u64 = 0x100;
     /// Every keyword.
-    pub const ALL: u64 = 0xFF;
+    pub const ALL: u64 = 0x1FF;
     /// What the Light WPR profile takes: everything except accept and pend
-    /// decisions.
-    pub const LIGHT: u64 = REJECT | ABORT | LISTENER | CONFIG | COUNTERS | LIFECYCLE;
+    /// decisions (and, by level, the relay's per-connection Verbose events:
+    /// it takes RelayFailed).
+    pub const LIGHT: u64 = REJECT | ABORT | LISTENER | CONFIG | COUNTERS | LIFECYCLE | RELAY;
 
     /// (name, bit) of every keyword, as in the manifest.
     pub const NAMES: &[(&str, u64)] = &[
@@ -110,6 +113,7 @@ pub mod keyword {
         ("Config", CONFIG),
         ("Counters", COUNTERS),
         ("Lifecycle", LIFECYCLE),
+        ("Relay", RELAY),
     ];
 }
 
@@ -184,6 +188,7 @@ pub mod task {
     pub const CONFIG: u16 = 5;
     pub const COUNTERS: u16 = 6;
     pub const DRIVER: u16 = 7;
+    pub const RELAY: u16 = 8;
 
     /// (name, value) of every task, as in the manifest.
     pub const NAMES: &[(&str, u16)] = &[
@@ -194,6 +199,7 @@ pub mod task {
         ("Config", CONFIG),
         ("Counters", COUNTERS),
         ("Driver", DRIVER),
+        ("Relay", RELAY),
     ];
 }
 

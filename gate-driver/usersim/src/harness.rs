@@ -67,6 +67,7 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
+        crate::mdl::reset();
         etw::reset_capture();
         etw::set_routines_available(true);
         Sim { _lock: lock }
@@ -411,6 +412,7 @@ impl Sim {
             object_refs: objs.object_refs,
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
+            mdls: crate::mdl::outstanding(),
             error_log_entries: errorlog::outstanding(),
         }
     }
@@ -505,6 +507,8 @@ pub struct LeakReport {
     pub object_refs: isize,
     pub timers_armed: usize,
     pub dpcs_queued: usize,
+    /// MDLs from IoAllocateMdl not freed.
+    pub mdls: usize,
     /// IoAllocateErrorLogEntry without IoWriteErrorLogEntry.
     pub error_log_entries: usize,
 }
@@ -624,6 +628,11 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The peer end of the driver's connection socket `sock`.
+    pub(crate) fn of_socket(sock: usize) -> Conn {
+        Conn { sock }
+    }
+
     /// The WSK_SOCKET address the driver got.
     pub fn socket(&self) -> usize {
         self.sock

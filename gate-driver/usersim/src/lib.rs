@@ -75,6 +75,7 @@ pub mod etw;
 pub mod harness;
 pub mod irp;
 pub mod irql;
+pub mod mdl;
 #[cfg(all(feature = "nfq", target_os = "linux"))]
 pub mod nfq;
 pub mod objects;
@@ -93,6 +94,7 @@ pub use objects::ObjectStats;
 pub use pool::{tag_name, PoolStats, TagStats};
 pub use registry::RegValue;
 pub use violation::{Violation, ViolationKind};
+pub use wsk::connect::BackendMode;
 pub use wsk::net::{ConnInfo, ListenerInfo, RequestInfo};
 pub use wsk::{RequestState, SocketState, TableSizes, Verdict};
 

@@ -125,8 +125,8 @@ unsafe extern "system" fn WskConnBind(
 }
 
 /// WskConnect of a bound connection socket: a real TCP connection when
-/// `real::set_connect_real` is on; otherwise STATUS_NOT_SUPPORTED (no
-/// in-memory peer to reach).
+/// `real::set_connect_real` is on; otherwise an in-memory backend
+/// (`connect.rs`: accept, refuse or never answer; none there: refused).
 unsafe extern "system" fn WskConnConnect(
     socket: *mut WSK_SOCKET,
     remote: *const SOCKADDR,
@@ -176,9 +176,10 @@ unsafe extern "system" fn WskConnConnect(
             None => STATUS_PENDING,
         };
     }
-    let _ = (local, to);
+    // An in-memory backend the test controls (issue 12, `connect.rs`).
+    let sock = guard.sock;
     drop(guard);
-    irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
+    super::connect::connect(sock, local, to, irp)
 }
 
 /// Finishes a taken IRP now, or (None) returns STATUS_PENDING for an IRP
@@ -244,30 +245,32 @@ unsafe extern "system" fn WskSend(
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
     };
-    let status = if s.kind != Kind::Connection {
-        STATUS_NOT_SUPPORTED
+    let (status, sent) = if s.kind != Kind::Connection {
+        (STATUS_NOT_SUPPORTED, 0)
     } else if s.peer_reset {
-        STATUS_CONNECTION_RESET
-    } else if s.disconnected.is_some() {
-        STATUS_INVALID_DEVICE_STATE
+        (STATUS_CONNECTION_RESET, 0)
+    } else if s.disconnected.is_some() || s.remote.is_none() {
+        // Shut down for sending, or never connected.
+        (STATUS_INVALID_DEVICE_STATE, 0)
     } else {
+        let mut data = Vec::with_capacity(b.Length);
         for (p, n) in &pieces {
             // SAFETY: each piece lies inside the driver's buffer.
-            s.tx.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
         }
-        STATUS_SUCCESS
+        // Flow control (send window, short sends): a queued send pends.
+        match super::connect::send(&mut g, guard.sock, irp, data) {
+            Some(n) => (STATUS_SUCCESS, n),
+            None => {
+                drop(g);
+                drop(guard);
+                return STATUS_PENDING;
+            }
+        }
     };
     drop(g);
     drop(guard);
-    irp::finish(
-        irp,
-        status,
-        if status == STATUS_SUCCESS {
-            b.Length
-        } else {
-            0
-        },
-    )
+    irp::finish(irp, status, sent)
 }
 
 /// Copies up to the receive's length from `rx`; returns the count.
@@ -427,6 +430,9 @@ unsafe extern "system" fn WskDisconnect(
         }
         _ => STATUS_NOT_SUPPORTED,
     };
+    if abortive {
+        cancel.extend(super::connect::drain(&mut g, guard.sock));
+    }
     drop(g);
     drop(guard);
     for i in cancel {

@@ -461,6 +461,7 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
         close_conns.extend(s.backlog.drain(..));
     }
+    cancel.extend(super::connect::drain(&mut g, key));
     for c in close_conns {
         if let Some(s) = g.sockets.get_mut(&c) {
             s.state = SocketState::Closed;

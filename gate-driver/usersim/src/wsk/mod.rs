@@ -11,6 +11,7 @@
 //! are all windows.
 
 pub(crate) mod conn;
+pub mod connect;
 pub mod history;
 pub(crate) mod listen;
 pub(crate) mod net;
@@ -119,6 +120,8 @@ pub(crate) struct Socket {
     pub disconnected: Option<bool>,
     /// Connection delivered to (and owned by) the driver.
     pub owned: bool,
+    /// Outgoing connections and flow control ([`connect`]).
+    pub ext: connect::SockExt,
 }
 
 impl Socket {
@@ -149,6 +152,7 @@ impl Socket {
             pending_rx: VecDeque::new(),
             disconnected: None,
             owned: false,
+            ext: connect::SockExt::default(),
         }
     }
 }
@@ -245,6 +249,8 @@ pub(crate) struct Wsk {
     pub conditional_accept_stub: bool,
     /// WskDisconnect is a Wine-style stub (`Sim::set_disconnect_supported(false)`).
     pub disconnect_stub: bool,
+    /// Backends and flow control ([`connect`]).
+    pub relay: connect::Net,
 }
 
 impl Default for Wsk {
@@ -264,6 +270,7 @@ impl Default for Wsk {
             deregister_timeout: None,
             conditional_accept_stub: false,
             disconnect_stub: false,
+            relay: connect::Net::default(),
         }
     }
 }

@@ -674,15 +674,21 @@ pub(crate) fn peer_close(sock: usize, reset: bool) {
             s.peer_closed = true;
         }
     }
-    irp::post(move || conn::service_receives(sock));
+    irp::post(move || {
+        conn::service_receives(sock);
+        super::connect::service_sends(sock);
+    });
 }
 
 pub(crate) fn peer_take_sent(sock: usize) -> Vec<u8> {
-    wsk()
+    let out = wsk()
         .sockets
         .get_mut(&sock)
         .map(|s| std::mem::take(&mut s.tx))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Reading opens the send window.
+    irp::post(move || super::connect::service_sends(sock));
+    out
 }
 
 /// Sockets still open that count as leaks: listeners, and connections the
