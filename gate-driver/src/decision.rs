@@ -7,8 +7,9 @@
 //!   worker is told to close and re-create it.
 //! - [`abort_event`] (WskAbortEvent): finds the request by the contents of
 //!   its inspect ID, drops it and returns its token.
-//! - [`accept_event`] (WskAcceptEvent): takes the connection and hands it
-//!   to the worker (which, until relaying lands, closes it).
+//! - [`accept_event`] (WskAcceptEvent): takes the connection, copies its
+//!   addresses and hands it to the worker, which gives it to the relay
+//!   ([`crate::relay`]) or, without a backend, closes it.
 //!
 //! All run at IRQL <= DISPATCH_LEVEL on any CPU: no waits, no allocation,
 //! spin locks only. Each enters the driver's rundown first, so unload can
@@ -139,8 +140,8 @@ pub unsafe extern "system" fn abort_event(
 pub unsafe extern "system" fn accept_event(
     socket_context: PVOID,
     _flags: u32,
-    _local: *const SOCKADDR,
-    _remote: *const SOCKADDR,
+    local: *const SOCKADDR,
+    remote: *const SOCKADDR,
     accept_socket: *mut WSK_SOCKET,
     accept_socket_context: *mut PVOID,
     accept_socket_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
@@ -155,7 +156,16 @@ pub unsafe extern "system" fn accept_event(
         d.signal_listener_dead(CloseCause::Error, STATUS_SUCCESS);
         return STATUS_SUCCESS;
     }
-    if d.stopping.load(Ordering::Acquire) || !d.accepted.lock().push(accept_socket) {
+    // The relay needs the client's address (never WskGetRemoteAddress: a
+    // Wine stub): copy both now, the buffers are lent for this call.
+    // SAFETY: WSK's SOCKADDRs are full-size for their family, valid now.
+    let (remote, local) = unsafe { (addr::from_sockaddr(remote), addr::from_sockaddr(local)) };
+    let acc = crate::state::Accepted {
+        socket: accept_socket,
+        remote,
+        local,
+    };
+    if d.stopping.load(Ordering::Acquire) || !d.accepted.lock().push(acc) {
         Stats::bump(&d.stats.accept_queue_full);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }

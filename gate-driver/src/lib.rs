@@ -11,6 +11,7 @@
 //! | [`decision`] | the listen callbacks: inspect, abort, accept |
 //! | [`pending`] | pended requests: the bounded table, its timer, completion |
 //! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
+//! | [`relay`] | every accepted connection carried to the backend: pairs, worker, PROXY header |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
 //! | [`addr`] | SOCKADDR <-> IpAddr conversion |
 //! | [`seed`] | the per-start random seed of gate-core's hash |
@@ -46,6 +47,7 @@ pub mod addr;
 pub mod config;
 pub mod decision;
 pub mod entry;
+pub mod errorlog;
 pub mod etw;
 pub mod kernel;
 pub mod listener;
@@ -53,6 +55,7 @@ pub mod panic;
 pub mod pending;
 pub mod pool;
 pub mod post_accept;
+pub mod relay;
 pub mod seed;
 pub mod state;
 pub mod telemetry;
