@@ -11,7 +11,6 @@
 //! wait), join the worker, close the rundown (callbacks in flight), cancel
 //! the timer and flush DPCs, unregister ETW, free the Driver.
 
-use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
@@ -22,15 +21,16 @@ use crate::config::{self, Rejected};
 use crate::kernel::clock;
 use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
-use crate::kernel::thread::{SpawnError, SystemThread};
+use crate::kernel::thread::SystemThread;
 use crate::pending::PendingTable;
+use crate::pool::PoolBox;
 use crate::state::{AcceptQueue, Driver, Rundown, Stats};
 use crate::{listener, seed, telemetry};
 
 /// The running driver (NULL when not started).
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(core::ptr::null_mut());
-/// The worker thread of the running driver.
-static WORKER: AtomicPtr<SystemThread> = AtomicPtr::new(core::ptr::null_mut());
+/// The worker thread of the running driver (its handle).
+static WORKER: AtomicPtr<core::ffi::c_void> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Our WSK client dispatch (no client-level events).
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
@@ -112,7 +112,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     let pending = PendingTable::new(cfg.core.max_pending).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     let accepted = AcceptQueue::new().ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     telemetry::config_loaded(&cfg);
-    let d = Box::new(Driver {
+    let d = PoolBox::try_new(Driver {
         cfg,
         gate,
         registration: UnsafeCell::new(WSK_REGISTRATION {
@@ -134,8 +134,16 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         rundown: Rundown::new(),
         stats: Stats::default(),
         started_at: now,
-    });
-    let d: *mut Driver = Box::into_raw(d);
+    })
+    .map_err(|e| {
+        crate::dbg_print!(
+            DPFLTR_ERROR_LEVEL,
+            "gate: no memory for the driver state ({} bytes)",
+            e.bytes
+        );
+        STATUS_INSUFFICIENT_RESOURCES
+    })?;
+    let d: *mut Driver = PoolBox::into_raw(d);
     // SAFETY: `d` is a fresh, final pool allocation; nothing uses its event
     // or timer yet.
     unsafe {
@@ -149,41 +157,25 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     if !NT_SUCCESS(st) {
         crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: WskRegister failed: {:#x}", st);
         // SAFETY: nothing else knows `d`.
-        drop(unsafe { Box::from_raw(d) });
+        drop(unsafe { PoolBox::from_raw(d) });
         return Err(st);
     }
     // SAFETY: the Driver outlives the thread (unload joins it before freeing).
     match unsafe { SystemThread::spawn(listener::worker_main, d.cast()) } {
         Ok(t) => {
-            WORKER.store(Box::into_raw(Box::new(t)), Ordering::Release);
+            WORKER.store(t.into_raw(), Ordering::Release);
             DRIVER.store(d, Ordering::Release);
             Ok(())
         }
-        Err(e) => {
-            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:?}", e);
-            // SAFETY: `d` is valid. The thread, if it runs, sees `stopping`
-            // before or after its current bounded capture wait and ends;
-            // WskDeregister also ends a wait in progress (the documented
-            // way). It cannot be joined first: with no thread reference
-            // (Unjoinable) the Driver is leaked below instead. (If
-            // PsCreateSystemThread itself failed there is no thread.)
-            unsafe {
-                (*d).stopping.store(true, Ordering::Release);
-                (*d).wake.set();
-                WskDeregister((*d).registration());
-            }
-            match e {
-                SpawnError::Unjoinable(st) => {
-                    // Cannot join a thread we hold no reference to: leak the
-                    // Driver rather than free memory it may still use.
-                    Err(st)
-                }
-                SpawnError::NotStarted(st) => {
-                    // SAFETY: no thread exists; nothing else knows `d`.
-                    drop(unsafe { Box::from_raw(d) });
-                    Err(st)
-                }
-            }
+        Err(st) => {
+            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:#x}", st);
+            // No thread exists: nothing else knows `d`.
+            // SAFETY: registered above, deregistered once (no socket, no
+            // capture: the worker never ran).
+            unsafe { WskDeregister((*d).registration()) };
+            // SAFETY: as above.
+            drop(unsafe { PoolBox::from_raw(d) });
+            Err(st)
         }
     }
 }
@@ -234,8 +226,8 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     dr.wake.set();
     let worker = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if !worker.is_null() {
-        // SAFETY: created by DriverEntry with Box::into_raw; taken once.
-        unsafe { Box::from_raw(worker) }.join();
+        // SAFETY: stored by DriverEntry from `into_raw`; taken once.
+        unsafe { SystemThread::from_raw(worker) }.join();
     }
     // SAFETY: registered in DriverEntry; deregistered once, after the worker
     // ended: no capture is waiting or can start, the NPI is released and
@@ -249,7 +241,7 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     // SAFETY: every user of the Driver has stopped: worker joined, sockets
     // closed (no callbacks), rundown empty, timer cancelled and DPCs flushed,
     // completions done.
-    drop(unsafe { Box::from_raw(d) });
+    drop(unsafe { PoolBox::from_raw(d) });
     crate::pool::reset();
 }
 

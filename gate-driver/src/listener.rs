@@ -53,7 +53,7 @@ pub unsafe extern "system" fn worker_main(context: *mut c_void) {
 }
 
 fn run(d: &Driver) {
-    let Some(mut irp) = SyncIrp::new() else {
+    let Some(mut irp) = SyncIrp::new(&d.rundown) else {
         crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker: no memory for an IRP");
         return;
     };

@@ -57,6 +57,8 @@ struct Entry {
     remote: SocketAddr,
     action: Action,
     aborted: bool,
+    /// The listener generation the request belongs to.
+    generation: u32,
 }
 
 const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
@@ -74,6 +76,7 @@ impl Entry {
         remote: UNSPECIFIED,
         action: Action::Reject,
         aborted: false,
+        generation: 0,
     };
 }
 
@@ -90,6 +93,9 @@ struct Inner {
     completing: u32,
     /// The deadline the timer is armed for.
     armed: Option<u64>,
+    /// Counts listeners opened: a completion for an earlier listener must
+    /// not declare the current one dead.
+    generation: u32,
 }
 
 // SAFETY: `socket` is a WSK socket pointer usable from any CPU; Inner is
@@ -157,6 +163,7 @@ impl PendingTable {
                 calls: 0,
                 completing: 0,
                 armed: None,
+                generation: 0,
             }),
             io,
             timer: Timer::uninit(),
@@ -224,6 +231,7 @@ impl PendingTable {
         let mut g = self.inner.lock();
         g.socket = socket;
         g.open = true;
+        g.generation = g.generation.wrapping_add(1);
     }
 
     /// Holds a request until `due` (WskInspectEvent, DISPATCH_LEVEL). False
@@ -243,6 +251,7 @@ impl PendingTable {
         let Some(i) = g.free.pop() else {
             return false;
         };
+        let generation = g.generation;
         let Some(e) = g.entries.get_mut(i as usize) else {
             return false;
         };
@@ -255,6 +264,7 @@ impl PendingTable {
             remote,
             action: Action::Accept,
             aborted: false,
+            generation,
         };
         if g.armed.is_none_or(|a| due < a) {
             g.armed = Some(due);
@@ -359,6 +369,8 @@ impl PendingTable {
             return;
         };
         Stats::bump(&d.stats.completions);
+        // The completion routine releases this reference as its last action.
+        d.rundown.acquire();
         let ctx = (io as *const SlotIo).cast_mut().cast::<c_void>();
         // SAFETY: the slot is `Completing`, so its IRP is idle (its last
         // completion routine ran before the slot became Free); `io` lives
@@ -381,10 +393,23 @@ impl PendingTable {
         }
     }
 
-    /// The IRP of slot `i` completed with `st`.
+    /// The IRP of slot `i` completed with `st` (its completion routine, any
+    /// IRQL <= DISPATCH_LEVEL). Everything is done before the slot is freed
+    /// and `completing` lowered (which lets the worker close the socket and
+    /// open another); the rundown reference taken in [`Self::issue`] is
+    /// released as the very last action.
     fn completed(&self, d: &Driver, i: u32, st: NTSTATUS) {
-        let e = {
+        self.finish_completion(d, i, st);
+        d.rundown.release();
+    }
+
+    fn finish_completion(&self, d: &Driver, i: u32, st: NTSTATUS) {
+        // Take the request out of the table (an abort from now on finds
+        // nothing: the completion decides), but keep the slot off the free
+        // list, and `completing` counted, until the end.
+        let (e, current) = {
             let mut g = self.inner.lock();
+            let (open, generation) = (g.open, g.generation);
             let Some(e) = g.entries.get_mut(i as usize) else {
                 return;
             };
@@ -392,15 +417,15 @@ impl PendingTable {
                 return;
             }
             e.state = State::Free;
-            let copy = *e;
-            g.free.push(i);
-            g.completing = g.completing.saturating_sub(1);
-            self.sync_idle(&g);
-            copy
+            (*e, open && generation == e.generation)
         };
         if st == STATUS_FILE_FORCED_CLOSED {
             Stats::bump(&d.stats.forced_closed);
-            d.signal_listener_dead(CloseCause::FileForcedClosed, st);
+            // A late completion for a listener already closed (and maybe
+            // re-created) must not kill the current one.
+            if current {
+                d.signal_listener_dead(CloseCause::FileForcedClosed, st);
+            }
         }
         let accepted = e.action == Action::Accept && !e.aborted && NT_SUCCESS(st);
         let _ = if accepted {
@@ -417,6 +442,10 @@ impl PendingTable {
             &e.id,
             st,
         );
+        let mut g = self.inner.lock();
+        g.free.push(i);
+        g.completing = g.completing.saturating_sub(1);
+        self.sync_idle(&g);
     }
 
     /// Stops completions on the current listener (worker, PASSIVE_LEVEL):

@@ -15,19 +15,28 @@ use crate::kernel::event::KEvent;
 use crate::kernel::spin::{KSpinLock, SpinMutex};
 use crate::pending::PendingTable;
 
-/// A count of callbacks in progress that can be closed: after
+/// A count of driver routines in progress that can be closed: WSK
+/// callbacks ([`Rundown::enter`]) and IRP completion routines (a reference
+/// taken with [`Rundown::acquire`] before the request is issued). After
 /// [`Rundown::close_and_wait`] no new callback enters, and it returns once
-/// every one that entered has left.
+/// every reference is gone.
+///
+/// Each routine releases its reference as its very last access to driver
+/// memory (after its last event, lock and counter): unload waits on
+/// `drained`, which the last release sets, and only then unregisters ETW
+/// and frees the Driver. This is the reference scheme of Windows drivers
+/// without a device object (IoSetCompletionRoutineEx needs one): what
+/// runs after the release is the routine's return.
 pub struct Rundown {
     state: AtomicU32,
-    /// Set by the last callback to leave once closed.
+    /// Set by the last reference to go once closed.
     drained: KEvent,
 }
 
 const RUNDOWN_CLOSED: u32 = 1 << 31;
 
 impl Rundown {
-    /// Open, no callbacks.
+    /// Open, no references.
     pub const fn new() -> Rundown {
         Rundown {
             state: AtomicU32::new(0),
@@ -48,34 +57,46 @@ impl Rundown {
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
         let prev = self.state.fetch_add(1, Ordering::Acquire);
         if prev & RUNDOWN_CLOSED != 0 {
-            self.leave();
+            self.release();
             return None;
         }
         Some(RundownGuard(self))
     }
 
-    /// Callbacks inside now.
+    /// Takes a reference for a request about to be issued (whose
+    /// completion routine calls [`Rundown::release`] last). Never fails:
+    /// only the worker and the timer DPC issue requests, and unload closes
+    /// the rundown after both stopped.
+    pub fn acquire(&self) {
+        self.state.fetch_add(1, Ordering::Acquire);
+    }
+
+    /// References held now.
     pub fn active(&self) -> u32 {
         self.state.load(Ordering::Acquire) & !RUNDOWN_CLOSED
     }
 
-    fn leave(&self) {
+    /// Drops a reference. The caller must not touch driver memory after
+    /// this (once closed, the last release lets unload free it).
+    pub fn release(&self) {
         let prev = self.state.fetch_sub(1, Ordering::Release);
         if prev == RUNDOWN_CLOSED | 1 {
+            // The last reference after close: the unload thread waits for
+            // this event and frees the Driver once it is set. KeSetEvent
+            // (Wait = FALSE) does not touch the event after waking it.
             self.drained.set();
         }
     }
 
-    /// Closes and waits (PASSIVE_LEVEL) until no callback is inside.
+    /// Closes and waits (PASSIVE_LEVEL) until no reference is left. Waits
+    /// on the event alone (not on the count, which reaches zero just
+    /// before the last holder signals it).
     pub fn close_and_wait(&self) {
         let prev = self.state.fetch_or(RUNDOWN_CLOSED, Ordering::AcqRel);
         if prev & !RUNDOWN_CLOSED == 0 {
             return;
         }
-        // The last callback to leave sets `drained`.
-        while self.active() != 0 {
-            self.drained.wait(None);
-        }
+        self.drained.wait(None);
     }
 }
 
@@ -90,7 +111,7 @@ pub struct RundownGuard<'a>(&'a Rundown);
 
 impl Drop for RundownGuard<'_> {
     fn drop(&mut self) {
-        self.0.leave();
+        self.0.release();
     }
 }
 

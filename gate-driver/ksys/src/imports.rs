@@ -98,6 +98,11 @@ extern "system" {
     ) -> NTSTATUS;
     pub fn ObfDereferenceObject(object: *mut c_void) -> isize;
     pub fn ZwClose(handle: HANDLE) -> NTSTATUS;
+    pub fn ZwWaitForSingleObject(
+        handle: HANDLE,
+        alertable: BOOLEAN,
+        timeout: *const i64,
+    ) -> NTSTATUS;
 
     // ---- registry ----
     pub fn ZwOpenKey(key: *mut HANDLE, access: u32, attributes: *mut OBJECT_ATTRIBUTES)

@@ -64,6 +64,7 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
+        crate::hold::reset();
         let _ = etw::take();
         etw::set_routines_available(true);
         Sim { _lock: lock }
@@ -214,6 +215,7 @@ impl Sim {
         let mut path: Box<[u16]> = registry_path.encode_utf16().chain([0]).collect();
         let len = ((path.len() - 1) * 2) as u16;
         let buf = path.as_mut_ptr() as usize;
+        crate::hold::set_unloaded(false);
         let status = on_system_thread(move || {
             let mut us = UNICODE_STRING {
                 Length: len,
@@ -228,6 +230,9 @@ impl Sim {
         if NT_SUCCESS(status) {
             Ok(Driver { object })
         } else {
+            // The I/O manager unloads the image of a driver that failed to
+            // start: from here on no driver code may run.
+            crate::hold::set_unloaded(true);
             // The I/O manager deletes the object of a driver that failed
             // to start; the driver must not keep it.
             free_driver_object(object);
@@ -408,6 +413,7 @@ impl Driver {
                 Some(f) => {
                     // SAFETY: the driver's unload routine on its object.
                     unsafe { f(obj) };
+                    crate::hold::set_unloaded(true);
                     false
                 }
                 None => true,

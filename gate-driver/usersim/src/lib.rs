@@ -47,6 +47,12 @@
 //!   never does.
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
 //!   driver's TraceLogging events into a capture ([`Sim::events`]).
+//! - Holds ([`hold`]): any driver routine (IRP completion, DPC, system
+//!   thread) can be held before any of its import calls (or just after a
+//!   spin lock release), so a test can run DriverUnload meanwhile; every
+//!   import called after DriverUnload returned (or after a failed
+//!   DriverEntry) is a `CodeAfterUnload` violation.
+//!   [`CompletionMode::Parallel`] completes each IRP on a thread of its own.
 //! - Violations ([`violation`]): every broken rule is recorded with a
 //!   [`ViolationKind`]; a good run has none.
 //!
@@ -58,6 +64,7 @@ pub mod debug;
 pub mod dispatcher;
 pub mod etw;
 pub mod harness;
+pub mod hold;
 pub mod irp;
 pub mod irql;
 #[cfg(all(feature = "nfq", target_os = "linux"))]
@@ -72,6 +79,7 @@ pub mod wsk;
 
 pub use debug::{BugCheck, DebugLine};
 pub use harness::{Conn, Driver, DriverEntryFn, LeakReport, Request, Sim};
+pub use hold::{Hold, HoldAt, Routine};
 pub use irp::{CompletionMode, IrpStats};
 pub use objects::ObjectStats;
 pub use pool::{tag_name, PoolStats, TagStats};

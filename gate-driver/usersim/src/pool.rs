@@ -167,6 +167,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
     bytes: SIZE_T,
     tag: u32,
 ) -> *mut c_void {
+    crate::hold::point("ExAllocatePoolWithTag");
     // POOL_TYPE: bit 0 set = paged (PagedPool = 1, PagedPoolCacheAligned = 5...).
     if pool_type & 1 == 1 && irql::current() >= DISPATCH_LEVEL {
         record(
@@ -183,6 +184,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
 /// # Safety
 /// Plain allocation; always safe to call.
 pub unsafe extern "system" fn ExAllocatePool2(flags: u64, bytes: SIZE_T, tag: u32) -> *mut c_void {
+    crate::hold::point("ExAllocatePool2");
     let kinds = flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED | POOL_FLAG_NON_PAGED_EXECUTE);
     if kinds.count_ones() != 1 {
         record(
@@ -211,6 +213,7 @@ pub unsafe extern "system" fn ExAllocatePool2(flags: u64, bytes: SIZE_T, tag: u3
 /// else is recorded as a violation and not released).
 #[no_mangle]
 pub unsafe extern "system" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
+    crate::hold::point("ExFreePoolWithTag");
     irql::require_at_most_dispatch("ExFreePoolWithTag");
     let addr = p as usize;
     let block = with(|pl| {

@@ -121,6 +121,7 @@ pub unsafe extern "system" fn ZwOpenKey(
     _access: u32,
     attributes: *mut OBJECT_ATTRIBUTES,
 ) -> NTSTATUS {
+    crate::hold::point("ZwOpenKey");
     irql::require_passive("ZwOpenKey");
     if key.is_null() || attributes.is_null() {
         record(ViolationKind::Other, "ZwOpenKey with a NULL argument");
@@ -190,6 +191,7 @@ pub unsafe extern "system" fn ZwQueryValueKey(
     length: u32,
     result_length: *mut u32,
 ) -> NTSTATUS {
+    crate::hold::point("ZwQueryValueKey");
     irql::require_passive("ZwQueryValueKey");
     let Some(path) = objects::key_path(key) else {
         record(
