@@ -22,6 +22,11 @@
 //! Registry values: `ListenAddress` is REG_SZ, `AllowList`/`DenyList` are
 //! REG_MULTI_SZ (comma-separated), every other value is a number (REG_DWORD,
 //! or REG_QWORD when it does not fit 32 bits).
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 #[cfg(not(target_os = "linux"))]
 fn main() {

@@ -18,6 +18,7 @@ use gate_core::{field, Cidr, Config, FullTablePolicy};
 use gate_ksys::*;
 
 use crate::kernel::ustr::WideString;
+use crate::pool::{NoMemory, PoolVec};
 
 /// Everything the driver is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +71,37 @@ impl fmt::Display for Rejected {
             "registry value {} rejected ({}): {}",
             self.name, self.value, self.problem
         )
+    }
+}
+
+/// Why the configuration could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// A value was refused (the start is refused: STATUS_INVALID_PARAMETER).
+    Rejected(Rejected),
+    /// An allocation failed (STATUS_INSUFFICIENT_RESOURCES).
+    NoMemory(NoMemory),
+}
+
+impl From<Rejected> for LoadError {
+    fn from(r: Rejected) -> Self {
+        LoadError::Rejected(r)
+    }
+}
+
+impl From<NoMemory> for LoadError {
+    fn from(m: NoMemory) -> Self {
+        LoadError::NoMemory(m)
+    }
+}
+
+impl LoadError {
+    /// The refused value, if that is the reason.
+    pub fn rejected(&self) -> Option<&Rejected> {
+        match self {
+            LoadError::Rejected(r) => Some(r),
+            LoadError::NoMemory(_) => None,
+        }
     }
 }
 
@@ -300,21 +332,45 @@ fn units(data: &[u8]) -> impl Iterator<Item = u16> + '_ {
 }
 
 /// Decodes one UTF-16 string (ASCII expected: addresses) into `out`.
-fn ascii(n: &'static str, s: &[u16], out: &mut [u8; 64]) -> Result<usize, Rejected> {
+fn ascii(
+    n: &'static str,
+    s: impl Iterator<Item = u16>,
+    out: &mut [u8; 64],
+) -> Result<usize, Rejected> {
     let mut len = 0usize;
-    for &u in s {
+    for u in s {
         let b = u8::try_from(u).ok().filter(u8::is_ascii).ok_or(reject(
             n,
             "not ASCII text",
             u64::from(u),
         ))?;
-        let slot = out
-            .get_mut(len)
-            .ok_or(reject(n, "text too long", s.len() as u64))?;
+        let slot =
+            out.get_mut(len)
+                .ok_or(reject(n, "text too long (at most 64 characters)", 64))?;
         *slot = b;
         len = len.saturating_add(1);
     }
     Ok(len)
+}
+
+/// The NUL-separated strings of REG_MULTI_SZ data (empty ones skipped).
+fn multi_sz(data: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    // Split on aligned UTF-16 NULs.
+    let mut rest = data.get(..data.len() & !1).unwrap_or(&[]);
+    core::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .chunks_exact(2)
+            .position(|c| c == [0, 0])
+            .map_or(rest.len(), |i| i.saturating_mul(2));
+        let (entry, tail) = rest.split_at(end);
+        rest = tail.get(2..).unwrap_or(&[]);
+        if !entry.is_empty() {
+            return Some(entry);
+        }
+    })
 }
 
 fn text(buf: &[u8; 64], len: usize) -> &str {
@@ -326,9 +382,8 @@ fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
     if v.ty != REG_SZ {
         return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
     }
-    let s: Vec<u16> = units(v.data).take_while(|&u| u != 0).collect();
     let mut buf = [0u8; 64];
-    let len = ascii(n, &s, &mut buf)?;
+    let len = ascii(n, units(v.data).take_while(|&u| u != 0), &mut buf)?;
     let t = text(&buf, len).trim();
     if t.is_empty() {
         return Ok(None);
@@ -338,22 +393,21 @@ fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
         .map_err(|_| reject(n, "not an IPv4 or IPv6 address", len as u64))
 }
 
-fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, Rejected> {
+fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
     if v.ty != REG_MULTI_SZ {
-        return Err(reject(
-            n,
-            "wrong type: expected REG_MULTI_SZ",
-            u64::from(v.ty),
-        ));
+        return Err(reject(n, "wrong type: expected REG_MULTI_SZ", u64::from(v.ty)).into());
     }
-    let all: Vec<u16> = units(v.data).collect();
+    let count = multi_sz(v.data).count();
     let mut out = Vec::new();
-    for (i, entry) in all.split(|&u| u == 0).filter(|e| !e.is_empty()).enumerate() {
+    out.try_reserve_exact(count).map_err(|_| NoMemory {
+        bytes: count.saturating_mul(core::mem::size_of::<Cidr>()),
+    })?;
+    for (i, entry) in multi_sz(v.data).enumerate() {
         let mut buf = [0u8; 64];
-        let len = ascii(n, entry, &mut buf)?;
+        let len = ascii(n, units(entry), &mut buf)?;
         let c = Cidr::parse(text(&buf, len).trim())
             .map_err(|_| reject(n, "unparsable CIDR entry (value = its index)", i as u64))?;
-        out.push(c);
+        crate::pool::push_reserved(&mut out, c);
     }
     Ok(out)
 }
@@ -361,15 +415,18 @@ fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, Rejected> {
 /// Builds the configuration from a value source. `get(name)` returns the
 /// value, `Ok(None)` when it is absent, or `Err(status)` when it could not
 /// be read (reported as a rejection of that value).
-pub fn parse(
-    mut get: impl FnMut(&'static str) -> Result<Option<(u32, Vec<u8>)>, NTSTATUS>,
-) -> Result<DriverConfig, Rejected> {
+pub fn parse<D: AsRef<[u8]>>(
+    mut get: impl FnMut(&'static str) -> Result<Option<(u32, D)>, LoadError>,
+) -> Result<DriverConfig, LoadError> {
     let mut cfg = DriverConfig::default();
     for s in VALUES {
-        let raw =
-            get(s.name).map_err(|st| reject(s.name, "could not be read", st as u32 as u64))?;
-        let Some((ty, data)) = raw else { continue };
-        let v = RegValue { ty, data: &data };
+        let Some((ty, data)) = get(s.name)? else {
+            continue;
+        };
+        let v = RegValue {
+            ty,
+            data: data.as_ref(),
+        };
         let c = &mut cfg.core;
         match s.name {
             name::LISTEN_ADDRESS => cfg.listen_address = listen_address(v)?,
@@ -433,10 +490,9 @@ pub fn parse(
 ///
 /// # Safety
 /// `registry_path` is NULL or the valid UNICODE_STRING DriverEntry received.
-pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, Rejected> {
+pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, LoadError> {
     // SAFETY: per the caller.
-    let mut path = unsafe { WideString::from_unicode(registry_path) };
-    path.push_str("\\Parameters");
+    let path = unsafe { WideString::from_unicode_and(registry_path, "\\Parameters") }?;
     let key = RegKey::open(&path);
     parse(|n| match &key {
         Some(k) => k.query(n),
@@ -466,16 +522,21 @@ impl RegKey {
         (NT_SUCCESS(st) && !h.is_null()).then(|| RegKey(h))
     }
 
-    /// Reads one value: `Ok(None)` when absent.
-    fn query(&self, n: &str) -> Result<Option<(u32, Vec<u8>)>, NTSTATUS> {
-        let name = WideString::from_text(n);
+    /// Reads one value: `Ok(None)` when absent; a value that cannot be
+    /// read is refused under its name.
+    fn query(&self, n: &'static str) -> Result<Option<(u32, PoolVec<u8>)>, LoadError> {
+        let name = WideString::from_text(n)?;
         let mut us = name.as_unicode();
         const HEADER: usize = 12; // KEY_VALUE_PARTIAL_INFORMATION up to Data
+        let unreadable = |st: NTSTATUS| reject(n, "could not be read", st as u32 as u64);
         let mut size: u32 = 256;
         for _ in 0..4 {
             // u64 elements keep the buffer 8-aligned for the header.
             let words = (size as usize).div_ceil(8);
-            let mut buf: Vec<u64> = alloc::vec![0; words];
+            let mut buf: PoolVec<u64> = PoolVec::with_capacity(words)?;
+            for _ in 0..words {
+                let _ = buf.push(0);
+            }
             let mut needed: u32 = 0;
             let len = u32::try_from(words.saturating_mul(8)).unwrap_or(u32::MAX);
             // SAFETY: `buf` has `len` writable bytes; the name is valid.
@@ -497,7 +558,7 @@ impl RegKey {
                 continue;
             }
             if !NT_SUCCESS(st) {
-                return Err(st);
+                return Err(unreadable(st).into());
             }
             // SAFETY: the buffer is 8-aligned and ZwQueryValueKey filled a
             // KEY_VALUE_PARTIAL_INFORMATION header in it.
@@ -517,10 +578,14 @@ impl RegKey {
             let data_len = word(8) as usize;
             let data = bytes
                 .get(HEADER..HEADER.saturating_add(data_len))
-                .ok_or(STATUS_BUFFER_OVERFLOW)?;
-            return Ok(Some((ty, data.to_vec())));
+                .ok_or(unreadable(STATUS_BUFFER_OVERFLOW))?;
+            let mut copy = PoolVec::with_capacity(data.len())?;
+            for &b in data {
+                let _ = copy.push(b);
+            }
+            return Ok(Some((ty, copy)));
         }
-        Err(STATUS_BUFFER_OVERFLOW)
+        Err(unreadable(STATUS_BUFFER_OVERFLOW).into())
     }
 }
 
@@ -532,6 +597,11 @@ impl Drop for RegKey {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
 
@@ -546,12 +616,18 @@ mod tests {
     }
 
     fn with(n: &'static str, v: Option<(u32, Vec<u8>)>) -> Result<DriverConfig, Rejected> {
-        parse(|q| Ok(if q == n { v.clone() } else { None }))
+        parse(|q| Ok(if q == n { v.clone() } else { None })).map_err(|e| match e {
+            LoadError::Rejected(r) => r,
+            LoadError::NoMemory(m) => panic!("no memory: {m:?}"),
+        })
     }
 
     #[test]
     fn absent_values_give_defaults() {
-        assert_eq!(parse(|_| Ok(None)), Ok(DriverConfig::default()));
+        assert_eq!(
+            parse(|_| Ok(None::<(u32, Vec<u8>)>)),
+            Ok(DriverConfig::default())
+        );
     }
 
     #[test]

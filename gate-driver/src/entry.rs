@@ -85,7 +85,17 @@ fn refuse(r: &Rejected) -> NTSTATUS {
 /// Everything after the routines are resolved.
 unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     // SAFETY: per DriverEntry's contract.
-    let cfg = unsafe { config::load(registry_path) }.map_err(|r| refuse(&r))?;
+    let cfg = unsafe { config::load(registry_path) }.map_err(|e| match e {
+        config::LoadError::Rejected(r) => refuse(&r),
+        config::LoadError::NoMemory(m) => {
+            crate::dbg_print!(
+                DPFLTR_ERROR_LEVEL,
+                "gate: no memory reading the configuration ({} bytes)",
+                m.bytes
+            );
+            STATUS_INSUFFICIENT_RESOURCES
+        }
+    })?;
     let now = clock::now();
     let (seed, sources) = seed::new_seed(now);
     crate::dbg_print!(

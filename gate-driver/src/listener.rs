@@ -53,9 +53,26 @@ pub unsafe extern "system" fn worker_main(context: *mut c_void) {
 }
 
 fn run(d: &Driver) {
-    let Some(mut irp) = SyncIrp::new(&d.rundown) else {
-        crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker: no memory for an IRP");
-        return;
+    // The worker's IRP: without memory, wait and try again (unload cuts
+    // the wait short).
+    let mut backoff = BACKOFF_MIN_MS;
+    let mut irp = loop {
+        if let Some(irp) = SyncIrp::new(&d.rundown) {
+            break irp;
+        }
+        crate::dbg_print!(
+            DPFLTR_ERROR_LEVEL,
+            "gate: worker: no memory for an IRP; retrying in {} ms",
+            backoff
+        );
+        if d.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        d.wake.wait(Some(backoff));
+        if d.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     };
     let Some(npi) = capture(d) else {
         return;

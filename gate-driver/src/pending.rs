@@ -24,7 +24,6 @@
 //! close the socket once `calls` is zero (WskCloseSocket must never run
 //! concurrently with another call on the socket).
 
-use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -37,6 +36,7 @@ use crate::kernel::event::KEvent;
 use crate::kernel::irp::OwnedIrp;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::timer::Timer;
+use crate::pool::PoolVec;
 use crate::state::{Driver, Stats};
 use crate::telemetry;
 
@@ -81,8 +81,8 @@ impl Entry {
 }
 
 struct Inner {
-    entries: Vec<Entry>,
-    free: Vec<u32>,
+    entries: PoolVec<Entry>,
+    free: PoolVec<u32>,
     /// The listener the requests belong to (NULL when none).
     socket: *mut WSK_SOCKET,
     /// WskInspectComplete may be called (listener open and not closing).
@@ -127,7 +127,7 @@ const BATCH: usize = 16;
 /// The pending table.
 pub struct PendingTable {
     inner: SpinMutex<Inner>,
-    io: Vec<SlotIo>,
+    io: PoolVec<SlotIo>,
     timer: Timer,
     /// Signalled while no WskInspectComplete call is in progress.
     calls_idle: KEvent,
@@ -139,20 +139,19 @@ impl PendingTable {
     /// `slots` slots, each with its IRP; `None` when memory runs out.
     pub fn new(slots: u32) -> Option<PendingTable> {
         let n = slots as usize;
-        let mut entries = Vec::new();
-        entries.try_reserve_exact(n).ok()?;
-        entries.resize(n, Entry::FREE);
-        let mut free = Vec::new();
-        free.try_reserve_exact(n).ok()?;
-        free.extend((0..slots).rev());
-        let mut io = Vec::new();
-        io.try_reserve_exact(n).ok()?;
+        let mut entries = PoolVec::with_capacity(n).ok()?;
+        let mut free = PoolVec::with_capacity(n).ok()?;
+        let mut io = PoolVec::with_capacity(n).ok()?;
         for index in 0..slots {
+            entries.push(Entry::FREE).ok()?;
+            free.push(slots.saturating_sub(1).saturating_sub(index))
+                .ok()?;
             io.push(SlotIo {
                 irp: OwnedIrp::new()?,
                 driver: AtomicPtr::new(core::ptr::null_mut()),
                 index,
-            });
+            })
+            .ok()?;
         }
         Some(PendingTable {
             inner: SpinMutex::new(Inner {
@@ -179,7 +178,7 @@ impl PendingTable {
     /// outlives every timer DPC and IRP completion (unload cancels the
     /// timer, flushes DPCs and waits for completions before freeing it).
     pub unsafe fn attach(&self, d: *const Driver) {
-        for io in &self.io {
+        for io in self.io.iter() {
             io.driver.store(d.cast_mut(), Ordering::Release);
         }
         // SAFETY: the table is inside the Driver at its final address; the
@@ -290,7 +289,7 @@ impl PendingTable {
             State::Pended => {
                 e.state = State::Free;
                 let out = AbortOutcome::Dropped(e.ticket, e.remote);
-                g.free.push(i as u32);
+                let _ = g.free.push(i as u32);
                 out
             }
             State::Completing => {
@@ -443,7 +442,7 @@ impl PendingTable {
             st,
         );
         let mut g = self.inner.lock();
-        g.free.push(i);
+        let _ = g.free.push(i);
         g.completing = g.completing.saturating_sub(1);
         self.sync_idle(&g);
     }
@@ -481,7 +480,7 @@ impl PendingTable {
                 } else {
                     e.state = State::Free;
                     let t = e.ticket;
-                    g.free.push(i as u32);
+                    let _ = g.free.push(i as u32);
                     Some((i as u32, WSK_INSPECT_ID::default(), Some(t)))
                 }
             };

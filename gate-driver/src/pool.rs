@@ -290,6 +290,12 @@ impl<T> core::ops::DerefMut for PoolVec<T> {
     }
 }
 
+impl<T> AsRef<[T]> for PoolVec<T> {
+    fn as_ref(&self) -> &[T] {
+        self
+    }
+}
+
 impl<T> Drop for PoolVec<T> {
     fn drop(&mut self) {
         // SAFETY: the first `len` slots are initialised and dropped once;
@@ -305,5 +311,18 @@ impl<T> Drop for PoolVec<T> {
                 }
             }
         }
+    }
+}
+
+/// Appends to a `Vec` whose capacity was reserved with `try_reserve*`
+/// (for gate-core's configuration lists, which are `Vec`s): never grows,
+/// so never allocates. A value that does not fit is dropped (the callers
+/// reserve exactly what they push).
+pub fn push_reserved<T>(v: &mut alloc::vec::Vec<T>, value: T) {
+    if v.len() < v.capacity() {
+        // The one sanctioned `Vec::push`: within the reserved capacity it
+        // cannot reallocate.
+        #[allow(clippy::disallowed_methods)]
+        v.push(value);
     }
 }

@@ -195,31 +195,37 @@ impl Stats {
 /// Capacity of the accepted-connection hand-off queue.
 pub const ACCEPT_QUEUE: usize = 256;
 
-/// Accepted sockets waiting for the worker (pre-allocated ring).
+/// Accepted sockets waiting for the worker (allocated once, never grown).
 pub struct AcceptQueue {
-    items: alloc::vec::Vec<usize>,
+    items: crate::pool::PoolVec<usize>,
 }
 
 impl AcceptQueue {
     /// An empty queue with room for [`ACCEPT_QUEUE`] sockets (None: no memory).
     pub fn new() -> Option<AcceptQueue> {
-        let mut items = alloc::vec::Vec::new();
-        items.try_reserve_exact(ACCEPT_QUEUE).ok()?;
-        Some(AcceptQueue { items })
+        Some(AcceptQueue {
+            items: crate::pool::PoolVec::with_capacity(ACCEPT_QUEUE).ok()?,
+        })
     }
 
     /// Adds a socket; false when full (no allocation).
     pub fn push(&mut self, s: *mut WSK_SOCKET) -> bool {
-        if self.items.len() >= ACCEPT_QUEUE || self.items.len() >= self.items.capacity() {
-            return false;
-        }
-        self.items.push(s as usize);
-        true
+        self.items.push(s as usize).is_ok()
     }
 
     /// Takes one socket.
     pub fn pop(&mut self) -> Option<*mut WSK_SOCKET> {
         self.items.pop().map(|p| p as *mut WSK_SOCKET)
+    }
+
+    /// Sockets waiting.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether none wait.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 

@@ -6,6 +6,11 @@
 //! request left pended, every pend ticket accounted for (tokens
 //! conserved), one decision per inspect call, and nothing leaked after
 //! unload. Set GATE_RANDOM_SEED to replay a seed; the seed is printed.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

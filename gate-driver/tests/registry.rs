@@ -1,6 +1,11 @@
 //! Registry configuration: every documented value, given an invalid
 //! setting, stops DriverEntry with STATUS_INVALID_PARAMETER and a message
 //! naming that value; nothing is left behind. Valid settings take effect.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

@@ -12,6 +12,11 @@
 //!
 //! Completions run in `CompletionMode::Parallel` (each on a thread of its
 //! own, as on many CPUs), so a held completion delays nothing else.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

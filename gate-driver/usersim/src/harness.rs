@@ -127,7 +127,8 @@ impl Sim {
         routines::hide(name, hidden);
     }
 
-    /// Lets `skip` pool allocations succeed, then fails the next `count`.
+    /// Lets `skip` allocations succeed, then fails the next `count`. Counts
+    /// pool blocks and IRPs (IoAllocateIrp) together, in call order.
     pub fn inject_pool_failures(&self, skip: u64, count: u64) {
         pool::inject_failures(skip, count);
     }

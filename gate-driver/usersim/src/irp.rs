@@ -144,6 +144,9 @@ pub unsafe extern "system" fn IoAllocateIrp(stack_size: i8, _charge_quota: BOOLE
             return std::ptr::null_mut();
         }
     }
+    if crate::pool::injected_failure() {
+        return std::ptr::null_mut();
+    }
     // SAFETY: non-zero size.
     let p = unsafe { alloc_zeroed(layout(stack_size)) }.cast::<IRP>();
     if p.is_null() {

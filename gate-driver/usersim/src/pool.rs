@@ -120,11 +120,11 @@ pub(crate) fn is_live(ptr: *const c_void) -> bool {
     with(|p| p.live.contains_key(&(ptr as usize)))
 }
 
-fn allocate(bytes: SIZE_T, tag: u32, fill: Option<u8>, who: &str) -> *mut c_void {
-    if tag == 0 {
-        record(ViolationKind::BadPoolCall, format!("{who} with tag 0"));
-    }
-    let inject = with(|p| {
+/// Counts one allocation against the injection plan (pool blocks and, as
+/// on Windows where IRPs come from the pool, IoAllocateIrp): true when
+/// this one must fail.
+pub(crate) fn injected_failure() -> bool {
+    with(|p| {
         if p.fail_count > 0 {
             if p.fail_skip > 0 {
                 p.fail_skip -= 1;
@@ -137,8 +137,14 @@ fn allocate(bytes: SIZE_T, tag: u32, fill: Option<u8>, who: &str) -> *mut c_void
         } else {
             false
         }
-    });
-    if inject {
+    })
+}
+
+fn allocate(bytes: SIZE_T, tag: u32, fill: Option<u8>, who: &str) -> *mut c_void {
+    if tag == 0 {
+        record(ViolationKind::BadPoolCall, format!("{who} with tag 0"));
+    }
+    if injected_failure() {
         return std::ptr::null_mut();
     }
     let Ok(layout) = Layout::from_size_align(bytes.max(1), ALIGN) else {
