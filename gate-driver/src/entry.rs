@@ -119,7 +119,10 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
             STATUS_INSUFFICIENT_RESOURCES
         }
     })?;
-    let pending = PendingTable::new(cfg.core.max_pending).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    // The inspect-ID index is keyed from the same per-start randomness.
+    let id_key = seed[0] ^ seed[1].rotate_left(29);
+    let pending =
+        PendingTable::new(cfg.core.max_pending, id_key).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     let accepted = AcceptQueue::new().ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     telemetry::config_loaded(&cfg);
     let d = PoolBox::try_new(Driver {
@@ -220,6 +223,18 @@ pub fn snapshot() -> Option<Snapshot> {
         pending_in_use: d.pending.in_use(),
         tracked_keys: d.gate.tracked_keys(),
     })
+}
+
+/// Runs `f` on the running driver's state (`None` when not running). For
+/// benchmarks and tests that measure the driver's own code paths; the same
+/// rule as [`snapshot`]: not concurrently with DriverUnload.
+pub fn with_running<R>(f: impl FnOnce(&Driver) -> R) -> Option<R> {
+    let d = DRIVER.load(Ordering::Acquire);
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: as in `snapshot`.
+    Some(f(unsafe { &*d }))
 }
 
 /// DriverUnload (PASSIVE_LEVEL).

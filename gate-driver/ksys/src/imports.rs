@@ -75,6 +75,7 @@ extern "system" {
     ) -> BOOLEAN;
     pub fn KeCancelTimer(timer: *mut KTIMER) -> BOOLEAN;
     pub fn KeInitializeDpc(dpc: *mut KDPC, routine: KDEFERRED_ROUTINE, context: *mut c_void);
+    pub fn KeInsertQueueDpc(dpc: *mut KDPC, arg1: *mut c_void, arg2: *mut c_void) -> BOOLEAN;
     pub fn KeFlushQueuedDpcs();
 
     // ---- system threads and objects ----

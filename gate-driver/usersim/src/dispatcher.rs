@@ -715,6 +715,22 @@ pub(crate) fn queued_dpcs() -> usize {
     dpcq().queue.len()
 }
 
+/// # Safety
+/// `dpc` must point to an initialised KDPC that stays alive while queued.
+#[no_mangle]
+pub unsafe extern "system" fn KeInsertQueueDpc(
+    dpc: *mut KDPC,
+    arg1: *mut c_void,
+    arg2: *mut c_void,
+) -> BOOLEAN {
+    crate::hold::point("KeInsertQueueDpc");
+    irql::require_at_most_dispatch("KeInsertQueueDpc");
+    if !check_dpc(dpc, "KeInsertQueueDpc") {
+        return 0;
+    }
+    BOOLEAN::from(queue_dpc(dpc, arg1 as usize, arg2 as usize))
+}
+
 #[no_mangle]
 pub unsafe extern "system" fn KeFlushQueuedDpcs() {
     crate::hold::point("KeFlushQueuedDpcs");

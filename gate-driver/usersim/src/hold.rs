@@ -61,6 +61,19 @@ struct State {
     released: bool,
     /// (kind, address) -> most points one run of it reached.
     seen: BTreeMap<(Routine, usize), u32>,
+    /// (kind, address) -> runs, longest run, total time (real time).
+    timings: BTreeMap<(Routine, usize), Timing>,
+}
+
+/// How long the runs of one routine took (host real time, including the
+/// simulation's own work inside the imports it called).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    pub runs: u64,
+    pub longest: Duration,
+    pub total: Duration,
+    /// Runs that took at least 100 us.
+    pub over_100us: u64,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -86,12 +99,21 @@ thread_local! {
 /// call the DPC made) count as their own.
 pub(crate) fn in_routine<R>(kind: Routine, address: usize, f: impl FnOnce() -> R) -> R {
     let outer = CURRENT.with(|c| c.replace(Some((kind, address, 0))));
+    let started = Instant::now();
     let r = f();
+    let took = started.elapsed();
     let mine = CURRENT.with(|c| c.replace(outer));
     if let Some((k, a, n)) = mine {
         with(|s| {
             let e = s.seen.entry((k, a)).or_insert(0);
             *e = (*e).max(n);
+            let t = s.timings.entry((k, a)).or_default();
+            t.runs += 1;
+            t.longest = t.longest.max(took);
+            t.total += took;
+            if took >= Duration::from_micros(100) {
+                t.over_100us += 1;
+            }
         });
     }
     r
@@ -190,6 +212,11 @@ pub fn seen() -> BTreeMap<(Routine, usize), u32> {
     with(|s| s.seen.clone())
 }
 
+/// How long each routine's runs took since the last reset.
+pub fn timings() -> BTreeMap<(Routine, usize), Timing> {
+    with(|s| s.timings.clone())
+}
+
 /// The harness saw DriverUnload return (`true`) or calls DriverEntry (`false`).
 pub(crate) fn set_unloaded(on: bool) {
     UNLOADED.store(on, Ordering::Release);
@@ -208,6 +235,7 @@ pub(crate) fn reset() {
         s.released = true;
         s.armed = None;
         s.seen.clear();
+        s.timings.clear();
     }
     CV.notify_all();
 }
