@@ -412,6 +412,34 @@ fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
     Ok(out)
 }
 
+/// Slots each table shard needs at least (gate-core's rule, see its
+/// `Config::validate`).
+const MIN_SLOTS_PER_SHARD: u32 = 64;
+
+/// Name reported when TableCapacity and TableShards are each valid but not
+/// together.
+pub const TABLE_COMBINATION: &str = "TableShards+TableCapacity";
+
+/// TableCapacity and TableShards, each valid on its own, must leave every
+/// shard [`MIN_SLOTS_PER_SHARD`] slots. Refused under
+/// [`TABLE_COMBINATION`], with the largest TableShards this TableCapacity
+/// accepts as the value (gate-core alone would blame TableShards only,
+/// e.g. for `TableCapacity 1024` with the default 64 shards).
+fn table_combination(c: &Config) -> Result<(), Rejected> {
+    let each_valid = c.capacity.is_power_of_two()
+        && c.shards.is_power_of_two()
+        && c.shards <= gate_core::config::MAX_SHARDS;
+    let per_shard = c.capacity.checked_div(c.shards).unwrap_or(0);
+    if each_valid && per_shard < MIN_SLOTS_PER_SHARD {
+        return Err(reject(
+            TABLE_COMBINATION,
+            "TableShards too large for TableCapacity: each shard needs 64 slots, so TableShards may be at most TableCapacity/64 (the value), or TableCapacity at least 64*TableShards",
+            u64::from((c.capacity >> 6).max(1)),
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the configuration from a value source. `get(name)` returns the
 /// value, `Ok(None)` when it is absent, or `Err(status)` when it could not
 /// be read (reported as a rejection of that value).
@@ -478,6 +506,7 @@ pub fn parse<D: AsRef<[u8]>>(
             _ => {}
         }
     }
+    table_combination(&cfg.core)?;
     cfg.core.validate().map_err(|e| Rejected {
         name: value_name_of_field(e.field),
         problem: e.expected,
@@ -667,5 +696,23 @@ mod tests {
         for (n, v) in cases {
             assert_eq!(with(n, v).unwrap_err().name, n);
         }
+    }
+
+    #[test]
+    fn capacity_and_shards_that_do_not_fit_together_say_so() {
+        // TableCapacity 1024 alone: the default 64 shards leave 16 slots each.
+        let r = with(name::TABLE_CAPACITY, dword(1024)).unwrap_err();
+        assert_eq!(r.name, TABLE_COMBINATION);
+        assert_eq!(r.value, 16, "the largest TableShards accepted");
+        assert!(r.problem.contains("at most TableCapacity/64"), "{r}");
+        // With 16 shards it is accepted.
+        let ok = parse(|q| {
+            Ok(match q {
+                name::TABLE_CAPACITY => dword(1024),
+                name::TABLE_SHARDS => dword(16),
+                _ => None,
+            })
+        });
+        assert!(ok.is_ok());
     }
 }

@@ -12,7 +12,7 @@
 //! the timer and flush DPCs, unregister ETW, free the Driver.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use gate_core::Gate;
 use gate_ksys::*;
@@ -141,9 +141,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         accepted: SpinMutex::new(accepted),
         wake: KEvent::uninit(),
         stopping: AtomicBool::new(false),
-        listener_dead: AtomicBool::new(false),
-        dead_cause: AtomicU8::new(0),
-        dead_status: AtomicU32::new(0),
+        dead: AtomicU64::new(0),
         rundown: Rundown::new(),
         stats: Stats::default(),
         started_at: now,

@@ -78,7 +78,7 @@ fn run(d: &Driver) {
         return;
     };
     life_cycle(d, &npi, &mut irp);
-    close_accepted(d, &mut irp);
+    close_all_accepted(d, &mut irp);
     // SAFETY: we captured the NPI and every socket is closed.
     unsafe { WskReleaseProviderNPI(d.registration()) };
 }
@@ -133,7 +133,7 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
     let mut attempt: u32 = 0;
     let mut last_counters = crate::kernel::clock::now();
     while !d.stopping.load(Ordering::Acquire) {
-        d.listener_dead.store(false, Ordering::Release);
+        d.reset_dead();
         let created = create(d, npi, irp, local);
         if attempt > 0 {
             let st = created.as_ref().err().copied().unwrap_or(STATUS_SUCCESS);
@@ -157,14 +157,12 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
                     d.signal_listener_dead(CloseCause::Error, STATUS_INSUFFICIENT_RESOURCES);
                 }
                 wait_while_listening(d, irp, socket, acceptor.as_deref_mut(), &mut last_counters);
-                let cause = if d.stopping.load(Ordering::Acquire)
-                    && !d.listener_dead.load(Ordering::Acquire)
-                {
-                    CloseCause::Unload
-                } else {
-                    cause_of(d.dead_cause.load(Ordering::Acquire))
+                // This listener's own report (reset for each listener), or
+                // unload with status 0.
+                let (cause, status) = match d.dead_report() {
+                    Some((c, st)) => (cause_of(c), st),
+                    None => (CloseCause::Unload, STATUS_SUCCESS),
                 };
-                let status = d.dead_status.load(Ordering::Acquire) as i32;
                 telemetry::listener_closed(cause, status, local);
                 let st = close(d, irp, socket, cause == CloseCause::Unload);
                 if let Some(a) = acceptor.as_deref_mut() {
@@ -223,7 +221,7 @@ fn wait_while_listening(
     last_counters: &mut u64,
 ) {
     loop {
-        if d.stopping.load(Ordering::Acquire) || d.listener_dead.load(Ordering::Acquire) {
+        if d.stopping.load(Ordering::Acquire) || d.listener_dead() {
             return;
         }
         if let Some(a) = acceptor.as_deref_mut() {
@@ -455,9 +453,28 @@ fn close(d: &Driver, irp: &mut SyncIrp, socket: *mut WSK_SOCKET, reject_pended: 
     st
 }
 
-/// Closes every accepted connection waiting in the queue (the connection
-/// handler until relaying lands).
+/// Connections the worker closes per pass of its loop: the rest wait for
+/// the next pass (the wake event is set again), so periodic duties (the
+/// Counters event) stay on time under a flood of accepted connections.
+pub const CLOSES_PER_PASS: usize = 16;
+
+/// Closes up to [`CLOSES_PER_PASS`] accepted connections waiting in the
+/// queue (the connection handler until relaying lands).
 fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
+    for _ in 0..CLOSES_PER_PASS {
+        let Some(s) = d.accepted.lock().pop() else {
+            return;
+        };
+        close_connection(d, irp, s, d.cfg.abortive_close);
+    }
+    if !d.accepted.lock().is_empty() {
+        // More next pass, after the periodic duties.
+        d.wake.set();
+    }
+}
+
+/// Closes every accepted connection still queued (the worker's end).
+fn close_all_accepted(d: &Driver, irp: &mut SyncIrp) {
     loop {
         let Some(s) = d.accepted.lock().pop() else {
             return;

@@ -4,7 +4,7 @@
 //! DriverUnload frees it after every user has stopped.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use gate_core::Gate;
 use gate_ksys::*;
@@ -247,14 +247,12 @@ pub struct Driver {
     pub wake: KEvent,
     /// Set by unload: the worker winds down.
     pub stopping: AtomicBool,
-    /// Set by a callback when the listener stopped working (NULL InspectID,
-    /// STATUS_FILE_FORCED_CLOSED, NULL accept socket); cleared by the
-    /// worker when it closes that listener.
-    pub listener_dead: AtomicBool,
-    /// Why the listener died ([`CloseCause`] as u8) and the status, if any.
-    pub dead_cause: AtomicU8,
-    /// The status that told us the listener died.
-    pub dead_status: AtomicU32,
+    /// Why the current listener stopped working, set once by the first
+    /// callback that learns it (NULL InspectID, STATUS_FILE_FORCED_CLOSED,
+    /// NULL accept socket) and reset by the worker for each new listener:
+    /// 0 = working, else [`DEAD`] | cause << 32 | status, in one word so a
+    /// reader never pairs the flag with an earlier close's cause or status.
+    pub dead: AtomicU64,
     /// Callbacks in progress.
     pub rundown: Rundown,
     /// The driver's counters.
@@ -276,13 +274,33 @@ impl Driver {
         self.registration.get()
     }
 
-    /// A callback learnt that the listener no longer works: record why and
-    /// wake the worker, which closes and re-creates it (never inline).
+    /// A callback learnt that the listener no longer works: record why
+    /// (first report wins) and wake the worker, which closes and re-creates
+    /// it (never inline).
     pub fn signal_listener_dead(&self, cause: CloseCause, status: NTSTATUS) {
-        if !self.listener_dead.swap(true, Ordering::AcqRel) {
-            self.dead_cause.store(cause as u8, Ordering::Release);
-            self.dead_status.store(status as u32, Ordering::Release);
-        }
+        let v = DEAD | (u64::from(cause as u8) << 32) | u64::from(status as u32);
+        let _ = self
+            .dead
+            .compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
         self.wake.set();
     }
+
+    /// Whether the current listener was reported dead.
+    pub fn listener_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) != 0
+    }
+
+    /// The report on the current listener: (cause as u8, status), if any.
+    pub fn dead_report(&self) -> Option<(u8, NTSTATUS)> {
+        let v = self.dead.load(Ordering::Acquire);
+        (v != 0).then_some((((v >> 32) & 0xFF) as u8, v as u32 as NTSTATUS))
+    }
+
+    /// A new listener: no report yet.
+    pub fn reset_dead(&self) {
+        self.dead.store(0, Ordering::Release);
+    }
 }
+
+/// The "reported" bit of [`Driver::dead`].
+pub const DEAD: u64 = 1 << 63;
