@@ -139,8 +139,8 @@ pub unsafe extern "system" fn abort_event(
 pub unsafe extern "system" fn accept_event(
     socket_context: PVOID,
     _flags: u32,
-    _local: *const SOCKADDR,
-    _remote: *const SOCKADDR,
+    local: *const SOCKADDR,
+    remote: *const SOCKADDR,
     accept_socket: *mut WSK_SOCKET,
     accept_socket_context: *mut PVOID,
     accept_socket_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
@@ -155,8 +155,20 @@ pub unsafe extern "system" fn accept_event(
         d.signal_listener_dead(CloseCause::Error, STATUS_SUCCESS);
         return STATUS_SUCCESS;
     }
-    if d.stopping.load(Ordering::Acquire) || !d.accepted.lock().push(accept_socket) {
+    let unloading = d.stopping.load(Ordering::Acquire);
+    let queued = {
+        let mut q = d.accepted.lock();
+        if !unloading && q.push(accept_socket) {
+            None
+        } else {
+            Some(q.len())
+        }
+    };
+    if let Some(queued) = queued {
         Stats::bump(&d.stats.accept_queue_full);
+        // SAFETY: WSK's SOCKADDRs (or NULL) are valid for this call.
+        let (r, l) = unsafe { (addr::from_sockaddr(remote), addr::from_sockaddr(local)) };
+        telemetry::connection_declined(r, l, queued, unloading);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     Stats::bump(&d.stats.accepted_sockets);
