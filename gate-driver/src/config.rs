@@ -55,13 +55,60 @@ impl Default for DriverConfig {
 /// A registry value the driver refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected {
-    /// The registry value name (one of [`VALUES`]).
+    /// The registry value name (one of [`VALUES`], [`TABLE_COMBINATION`],
+    /// or [`UNKNOWN_VALUE`] with the name itself in `unknown`).
     pub name: &'static str,
     /// What is wrong / what is allowed.
     pub problem: &'static str,
-    /// The value given (for a wrong type: the registry type; for a list:
-    /// the index of the bad entry).
+    /// The value given (for a wrong type: the registry type number; for a
+    /// list: the index of the bad entry).
     pub value: u64,
+    /// For a value name the driver does not know: that name (ASCII, cut
+    /// at 64 characters, other characters as '?').
+    pub unknown: Option<ValueName>,
+}
+
+/// A registry value name as found under Parameters (for reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueName {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl ValueName {
+    /// From UTF-16 units: ASCII kept, anything else '?', cut at 64.
+    pub fn from_units(units: &[u16]) -> ValueName {
+        let mut v = ValueName {
+            bytes: [0; 64],
+            len: 0,
+        };
+        for (slot, &u) in v.bytes.iter_mut().zip(units) {
+            *slot = u8::try_from(u)
+                .ok()
+                .filter(|b| b.is_ascii_graphic() || *b == b' ')
+                .unwrap_or(b'?');
+            v.len = v.len.saturating_add(1);
+        }
+        v
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(self.bytes.get(..self.len).unwrap_or(&[])).unwrap_or("?")
+    }
+}
+
+/// [`Rejected::name`] of a value name the driver does not know.
+pub const UNKNOWN_VALUE: &str = "(unknown value)";
+
+impl Rejected {
+    /// The name to report: the unknown name itself, or the known one.
+    pub fn value_name(&self) -> &str {
+        match &self.unknown {
+            Some(n) => n.as_str(),
+            None => self.name,
+        }
+    }
 }
 
 impl fmt::Display for Rejected {
@@ -69,7 +116,9 @@ impl fmt::Display for Rejected {
         write!(
             f,
             "registry value {} rejected ({}): {}",
-            self.name, self.value, self.problem
+            self.value_name(),
+            self.value,
+            self.problem
         )
     }
 }
@@ -255,6 +304,7 @@ fn reject(name: &'static str, problem: &'static str, value: u64) -> Rejected {
         name,
         problem,
         value,
+        unknown: None,
     }
 }
 
@@ -511,6 +561,7 @@ pub fn parse<D: AsRef<[u8]>>(
         name: value_name_of_field(e.field),
         problem: e.expected,
         value: e.value,
+        unknown: None,
     })?;
     Ok(cfg)
 }
@@ -523,6 +574,9 @@ pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig,
     // SAFETY: per the caller.
     let path = unsafe { WideString::from_unicode_and(registry_path, "\\Parameters") }?;
     let key = RegKey::open(&path);
+    if let Some(k) = &key {
+        k.check_names()?;
+    }
     parse(|n| match &key {
         Some(k) => k.query(n),
         None => Ok(None),
@@ -532,7 +586,84 @@ pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig,
 /// An open registry key (closed on drop).
 struct RegKey(HANDLE);
 
+/// Values enumerated under Parameters at most (the key is the
+/// administrator's; the bound keeps the start's work finite).
+const MAX_VALUES: u32 = 1024;
+
 impl RegKey {
+    /// Every value name under the key must be one the driver reads: a
+    /// misspelt name (`TableCapcity`) would otherwise be ignored silently.
+    /// Refused under [`UNKNOWN_VALUE`] with the name; the value is its
+    /// index in the key.
+    fn check_names(&self) -> Result<(), LoadError> {
+        // KEY_VALUE_BASIC_INFORMATION: 12-byte header, then the name (at
+        // most 16383 characters in the registry; longer than any known
+        // name is refused anyway, so a 256-character buffer suffices).
+        let mut buf = [0u64; 66];
+        let len = u32::try_from(core::mem::size_of_val(&buf)).unwrap_or(0);
+        for index in 0..MAX_VALUES {
+            let mut needed = 0u32;
+            // SAFETY: `buf` has `len` writable bytes, 8-aligned; the key
+            // handle is open (PASSIVE_LEVEL).
+            let st = unsafe {
+                ZwEnumerateValueKey(
+                    self.0,
+                    index,
+                    KeyValueBasicInformation,
+                    buf.as_mut_ptr().cast(),
+                    len,
+                    &mut needed,
+                )
+            };
+            if st == STATUS_NO_MORE_ENTRIES {
+                return Ok(());
+            }
+            if !NT_SUCCESS(st) && st != STATUS_BUFFER_OVERFLOW {
+                return Err(reject(
+                    UNKNOWN_VALUE,
+                    "value names could not be listed",
+                    st as u32 as u64,
+                )
+                .into());
+            }
+            // SAFETY: the buffer holds the header ZwEnumerateValueKey wrote
+            // (BUFFER_OVERFLOW fills it too) and is 8-aligned.
+            let bytes: &[u8] =
+                unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len as usize) };
+            let name_len = bytes
+                .get(8..12)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| u32::from_le_bytes(b) as usize);
+            let avail = bytes.get(12..).unwrap_or(&[]);
+            let name_bytes = avail.get(..name_len.min(avail.len())).unwrap_or(&[]);
+            let mut units = [0u16; 64];
+            let mut n = 0usize;
+            for (slot, c) in units.iter_mut().zip(name_bytes.chunks_exact(2)) {
+                *slot = <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes);
+                n = n.saturating_add(1);
+            }
+            let name = units.get(..n).unwrap_or(&[]);
+            let full = name_len == n.saturating_mul(2);
+            let known = full
+                && VALUES.iter().any(|v| {
+                    v.name.len() == name.len()
+                        && v.name.bytes().zip(name).all(|(a, &b)| {
+                            u8::try_from(b).is_ok_and(|b| b.eq_ignore_ascii_case(&a))
+                        })
+                });
+            if !known {
+                return Err(LoadError::Rejected(Rejected {
+                    name: UNKNOWN_VALUE,
+                    problem:
+                        "not a value the driver reads (misspelt?): see CONFIG.md for the names",
+                    value: u64::from(index),
+                    unknown: Some(ValueName::from_units(name)),
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens `path` for reading; `None` if it does not exist or cannot be opened.
     fn open(path: &WideString) -> Option<RegKey> {
         let mut us = path.as_unicode();

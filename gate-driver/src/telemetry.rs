@@ -198,7 +198,7 @@ pub fn config_rejected(r: &Rejected) {
     let mut value = Line::new();
     let _ = write!(value, "{}", r.value);
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
-    etw::config_rejected(&ETW, r.name, text, r.problem);
+    etw::config_rejected(&ETW, r.value_name(), text, r.problem);
     crate::dbg_print!(gate_ksys::DPFLTR_ERROR_LEVEL, "gate: {}", r);
 }
 

@@ -173,3 +173,41 @@ fn valid_values_take_effect() {
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }
+
+/// A misspelt value name is not ignored: the start is refused, naming it
+/// (debug output and ConfigRejected's ValueName); the check is
+/// case-insensitive like the registry.
+#[test]
+fn unknown_value_names_refuse_the_start_naming_them() {
+    let sim = Sim::new();
+    sim.registry_set(PARAMS, "tablecapacity", RegValue::Dword(1 << 16));
+    sim.registry_set(PARAMS, "TableCapcity", RegValue::Dword(1 << 16));
+    let r = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY);
+    assert_eq!(r.err(), Some(STATUS_INVALID_PARAMETER));
+    let lines: Vec<String> = sim.debug_output().into_iter().map(|l| l.text).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|t| t.contains("registry value TableCapcity rejected")),
+        "{lines:?}"
+    );
+    let evs = checked_events(&sim);
+    let e = evs
+        .iter()
+        .find(|e| e.name == "ConfigRejected")
+        .expect("event");
+    assert!(format!("{e:?}").contains("TableCapcity"), "{e:?}");
+    sim.leaks().assert_clean();
+    sim.assert_no_violations();
+    drop(sim);
+
+    // Known names in any case are fine.
+    let sim = Sim::new();
+    sim.registry_set(PARAMS, "tablecapacity", RegValue::Dword(1 << 16));
+    sim.registry_set(PARAMS, "LISTENPORT", RegValue::Dword(9000));
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("known names");
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}

@@ -117,6 +117,15 @@ extern "system" {
         result_length: *mut u32,
     ) -> NTSTATUS;
 
+    pub fn ZwEnumerateValueKey(
+        key: HANDLE,
+        index: u32,
+        class: i32,
+        info: *mut c_void,
+        length: u32,
+        result_length: *mut u32,
+    ) -> NTSTATUS;
+
     // ---- IRPs ----
     pub fn IoAllocateIrp(stack_size: i8, charge_quota: BOOLEAN) -> *mut IRP;
     pub fn IoFreeIrp(irp: *mut IRP);
