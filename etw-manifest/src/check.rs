@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use gate_driver::etw::{EventSchema, FieldType, PROVIDER_GUID, PROVIDER_NAME, SCHEMA};
+use gate_driver::etw::{channel, EventSchema, FieldType, PROVIDER_GUID, PROVIDER_NAME, SCHEMA};
 use gate_ksys::etw::WINEVENT_CHANNEL_TRACELOGGING;
 
 use crate::guid::parse_guid;
@@ -30,8 +30,91 @@ pub fn check_manifest(m: &Manifest) -> Vec<String> {
     check_definitions(m, &mut p);
     check_references(m, &mut p);
     check_maps(m, &mut p);
+    check_channels(m, &mut p);
     check_against_schema(m, &mut p);
     p
+}
+
+/// The channels: exactly the code's [`channel::CHANNELS`], in the same
+/// order (mc.exe gives each channel its keyword bit by declaration order,
+/// and the code ORs that bit into the channel's events), each with a legal
+/// value (16..=255), a type Event Viewer shows (Admin or Operational:
+/// Analytic and Debug channels are off by default and not for operators),
+/// enabled, named `<provider>/<chid>`, with a message. Events that name a
+/// channel name a declared one; events on an Admin channel are at level
+/// Warning or more severe, or Informational (the levels an Admin channel
+/// accepts), and have a message.
+fn check_channels(m: &Manifest, p: &mut Vec<String>) {
+    let want: Vec<(&str, &str, &str, u64)> = channel::CHANNELS
+        .iter()
+        .map(|(chid, name, ty, value, _)| (*chid, *name, *ty, u64::from(*value)))
+        .collect();
+    let got: Vec<(&str, &str, &str, u64)> = m
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                c.chid.as_str(),
+                c.name.as_str(),
+                c.ty.as_str(),
+                c.value.unwrap_or(0),
+            )
+        })
+        .collect();
+    if got != want {
+        p.push(format!(
+            "channels (chid, name, type, value) in manifest order {got:?}, the code's channel::CHANNELS {want:?}"
+        ));
+    }
+    if m.channels.len() > 8 {
+        p.push(format!(
+            "{} channels: a provider has at most 8 channel keyword bits",
+            m.channels.len()
+        ));
+    }
+    for c in &m.channels {
+        let who = format!("channel {}", c.chid);
+        match c.value {
+            Some(v) if (16..=255).contains(&v) => {}
+            other => p.push(format!(
+                "{who}: value {other:?} must be 16..=255 (0-15 are reserved for winmeta's channels)"
+            )),
+        }
+        if c.ty != "Admin" && c.ty != "Operational" {
+            p.push(format!(
+                "{who}: type {:?} is not Admin or Operational",
+                c.ty
+            ));
+        }
+        if c.enabled.as_deref() != Some("true") {
+            p.push(format!(
+                "{who}: enabled={:?}; an operator's channel must be enabled=\"true\"",
+                c.enabled
+            ));
+        }
+        if c.name != format!("{}/{}", m.provider_name, c.chid) {
+            p.push(format!(
+                "{who}: name {:?} is not {}/{}",
+                c.name, m.provider_name, c.chid
+            ));
+        }
+        string_ref(m, c.message.as_deref(), &who, p);
+    }
+    unique(m.channels.iter().map(|c| c.chid.clone()), "channel chid", p);
+    for e in &m.events {
+        let Some(chid) = &e.channel else { continue };
+        let Some(c) = m.channels.iter().find(|c| &c.chid == chid) else {
+            p.push(format!("event {}: channel {chid:?} not defined", e.symbol));
+            continue;
+        };
+        let level = level_value(&e.level);
+        if c.ty == "Admin" && !matches!(level, Some(1..=4)) {
+            p.push(format!(
+                "event {}: level {} on Admin channel {chid} (Critical, Error, Warning or Informational only)",
+                e.symbol, e.level
+            ));
+        }
+    }
 }
 
 fn check_provider(m: &Manifest, p: &mut Vec<String>) {
@@ -335,14 +418,33 @@ fn check_against_schema(m: &Manifest, p: &mut Vec<String>) {
                 e.task, s.task
             ));
         }
+        // The channel: its value is the descriptor's Channel, and mc.exe
+        // adds the channel's keyword bit (by declaration order) to the
+        // event's keywords.
+        let (chan_value, chan_bit) = match &e.channel {
+            None => (u64::from(WINEVENT_CHANNEL_TRACELOGGING), 0),
+            Some(chid) => match m.channels.iter().position(|c| &c.chid == chid) {
+                Some(i) => (
+                    m.channels[i].value.unwrap_or(0),
+                    1u64.checked_shl(63 - i as u32).unwrap_or(0),
+                ),
+                None => (0, 0),
+            },
+        };
+        if chan_value != u64::from(s.channel) {
+            p.push(format!(
+                "{who}: manifest channel {:?} (value {chan_value}), code channel {}",
+                e.channel, s.channel
+            ));
+        }
         let mask = e
             .keywords
             .iter()
             .filter_map(|k| m.keywords.iter().find(|x| &x.name == k))
-            .fold(0u64, |a, k| a | k.value);
+            .fold(chan_bit, |a, k| a | k.value);
         if mask != s.keyword {
             p.push(format!(
-                "{who}: manifest keywords {mask:#x}, code {:#x}",
+                "{who}: manifest keywords with the channel bit {mask:#x}, code {:#x}",
                 s.keyword
             ));
         }
@@ -402,16 +504,16 @@ pub fn check_captured(ev: &CapturedEvent) -> Result<(), String> {
     if ev.provider_name.as_deref() != Some(PROVIDER_NAME) {
         return Err(format!("{who}: provider name {:?}", ev.provider_name));
     }
-    if ev.channel != WINEVENT_CHANNEL_TRACELOGGING {
-        return Err(format!(
-            "{who}: channel {} is not TraceLogging (11)",
-            ev.channel
-        ));
-    }
     let s: &EventSchema = SCHEMA
         .iter()
         .find(|s| s.name == ev.name)
         .ok_or_else(|| format!("{who}: no such event in SCHEMA"))?;
+    if ev.channel != s.channel {
+        return Err(format!(
+            "{who}: channel {}, the schema says {} (11 = TraceLogging only)",
+            ev.channel, s.channel
+        ));
+    }
     let got = (ev.id, ev.version, ev.level, ev.opcode, ev.task, ev.keyword);
     let want = (s.id, s.version, s.level, s.opcode, s.task, s.keyword);
     if got != want {

@@ -39,6 +39,21 @@ pub struct Event {
     pub keywords: Vec<String>,
     pub template: Option<String>,
     pub message: Option<String>,
+    /// The `channel` attribute: a `chid` of a declared `<channel>`.
+    pub channel: Option<String>,
+}
+
+/// One `<channel>` the provider declares (an Event Log channel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub chid: String,
+    pub name: String,
+    /// Admin, Operational, Analytic or Debug.
+    pub ty: String,
+    /// The value events carry in EVENT_DESCRIPTOR.Channel (16..=255).
+    pub value: Option<u64>,
+    pub enabled: Option<String>,
+    pub message: Option<String>,
 }
 
 /// A named numeric item (`<keyword>`, `<task>`, `<opcode>`, `<level>`).
@@ -75,6 +90,8 @@ pub struct Manifest {
     pub opcodes: Vec<Named>,
     pub levels: Vec<Named>,
     pub maps: Vec<ValueMap>,
+    /// Channels in declaration order.
+    pub channels: Vec<Channel>,
     /// en-US string table: id -> value.
     pub strings: BTreeMap<String, String>,
 }
@@ -116,6 +133,7 @@ impl Manifest {
             opcodes: Vec::new(),
             levels: Vec::new(),
             maps: Vec::new(),
+            channels: Vec::new(),
             strings: BTreeMap::new(),
         };
         for n in p.descendants().filter(|n| n.is_element()) {
@@ -134,6 +152,18 @@ impl Manifest {
                         .map(|k| k.split_whitespace().map(str::to_owned).collect())
                         .unwrap_or_default(),
                     template: opt(n, "template"),
+                    message: opt(n, "message"),
+                    channel: opt(n, "channel"),
+                }),
+                "channel" => m.channels.push(Channel {
+                    chid: req(n, "chid")?,
+                    name: req(n, "name")?,
+                    ty: req(n, "type")?,
+                    value: match n.attribute("value") {
+                        Some(_) => Some(num(n, "value")?),
+                        None => None,
+                    },
+                    enabled: opt(n, "enabled"),
                     message: opt(n, "message"),
                 }),
                 "template" => m.templates.push(Template {

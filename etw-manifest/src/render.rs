@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use gate_driver::etw::{keyword, task, EventSchema, FieldType, PROVIDER_NAME, SCHEMA};
+use gate_driver::etw::{channel, keyword, task, EventSchema, FieldType, PROVIDER_NAME, SCHEMA};
 
 use crate::guid::format_guid;
 use crate::types::{code_maps, expected_data, level_name, opcode_name};
@@ -23,6 +23,11 @@ fn keyword_names(mask: u64) -> Vec<&'static str> {
         .filter(|(_, bit)| mask & bit != 0)
         .map(|(n, _)| *n)
         .collect()
+}
+
+/// The manifest `chid` of a channel value (None for TraceLogging's 11).
+pub fn channel_chid(value: u8) -> Option<&'static str> {
+    channel::CHANNELS.iter().find(|c| c.3 == value).map(|c| c.0)
 }
 
 fn task_name(value: u16) -> &'static str {
@@ -54,7 +59,8 @@ pub fn render_manifest() -> String {
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     x.push_str("<!-- The TcpFrontGate driver's events. The driver writes them as TraceLogging\n");
     x.push_str("     (self-describing) events; this manifest documents them for wevtutil,\n");
-    x.push_str("     tracerpt and the event viewer. Checked against the driver's event table\n");
+    x.push_str("     tracerpt and the event viewer, and declares the Event Log channels the\n");
+    x.push_str("     operator's events also go to. Checked against the driver's event table\n");
     x.push_str("     by etw-manifest's tests; see etw-manifest/README.md. -->\n");
     x.push_str(
         "<instrumentationManifest xmlns=\"http://schemas.microsoft.com/win/2004/08/events\"\n",
@@ -67,6 +73,16 @@ pub fn render_manifest() -> String {
         "      <provider name=\"{PROVIDER_NAME}\" guid=\"{{{guid}}}\" symbol=\"TCP_FRONT_GATE_PROVIDER\"\n          resourceFileName=\"%SystemRoot%\\System32\\drivers\\gate.sys\"\n          messageFileName=\"%SystemRoot%\\System32\\drivers\\gate.sys\"\n          message=\"$(string.Provider.Name)\">"
     );
     strings.push(("Provider.Name".into(), PROVIDER_NAME.into()));
+    x.push_str("        <channels>\n");
+    for (chid, name, ty, value, _) in channel::CHANNELS {
+        let _ = writeln!(
+            x,
+            "          <channel chid=\"{chid}\" name=\"{name}\" type=\"{ty}\" enabled=\"true\" value=\"{value}\" symbol=\"CHANNEL_{}\" message=\"$(string.Channel.{chid})\"/>",
+            chid.to_uppercase()
+        );
+        strings.push((format!("Channel.{chid}"), (*name).into()));
+    }
+    x.push_str("        </channels>\n");
 
     x.push_str("        <keywords>\n");
     for (name, bit) in keyword::NAMES {
@@ -125,9 +141,12 @@ pub fn render_manifest() -> String {
     }
     x.push_str("        </templates>\n        <events>\n");
     for e in SCHEMA {
+        let channel = channel_chid(e.channel)
+            .map(|c| format!(" channel=\"{c}\""))
+            .unwrap_or_default();
         let _ = writeln!(
             x,
-            "          <event value=\"{}\" version=\"{}\" symbol=\"{}\" level=\"{}\" task=\"{}\" opcode=\"{}\"\n              keywords=\"{}\" template=\"T_{}\" message=\"$(string.Event.{})\"/>",
+            "          <event value=\"{}\" version=\"{}\" symbol=\"{}\" level=\"{}\" task=\"{}\" opcode=\"{}\"{channel}\n              keywords=\"{}\" template=\"T_{}\" message=\"$(string.Event.{})\"/>",
             e.id,
             e.version,
             e.name,
@@ -174,7 +193,7 @@ pub fn render_event_docs() -> String {
     for e in SCHEMA {
         let _ = writeln!(
             s,
-            "#### {} (id {}, {}, keyword {}, task {}{})\n",
+            "#### {} (id {}, {}, keyword {}, task {}{}{})\n",
             e.name,
             e.id,
             level_name(e.level)
@@ -188,7 +207,12 @@ pub fn render_event_docs() -> String {
                     ", opcode {}",
                     opcode_name(o).unwrap_or("?").trim_start_matches("win:")
                 ),
-            }
+            },
+            channel::CHANNELS
+                .iter()
+                .find(|c| c.3 == e.channel)
+                .map(|c| format!(", Event Log channel {}", c.1))
+                .unwrap_or_default()
         );
         let _ = writeln!(s, "{}\n", e.doc.trim());
         s.push_str("| field | type | meaning |\n|---|---|---|\n");

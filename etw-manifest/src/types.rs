@@ -3,7 +3,8 @@
 
 use gate_core::{Action, Reason};
 use gate_driver::etw::{
-    CloseCause, FieldSchema, ListenerMode, FULL_TABLE_POLICY_NAMES, NO_OBSERVED_REASON,
+    CloseCause, FieldSchema, ListenerMode, RelayCause, RelaySide, FULL_TABLE_POLICY_NAMES,
+    NO_OBSERVED_REASON,
 };
 
 use crate::model::Data;
@@ -166,6 +167,20 @@ pub fn code_maps() -> Vec<CodeMap> {
             ListenerMode::ALL
                 .iter()
                 .map(|m| (*m as u64, m.name()))
+                .collect(),
+        ),
+        (
+            "RelayCauseMap",
+            RelayCause::ALL
+                .iter()
+                .map(|c| (*c as u64, c.name()))
+                .collect(),
+        ),
+        (
+            "RelaySideMap",
+            RelaySide::ALL
+                .iter()
+                .map(|c| (*c as u64, c.name()))
                 .collect(),
         ),
         (

@@ -193,3 +193,66 @@ fn malformed_xml_is_reported() {
     let p = problems_of(&MANIFEST_XML.replacen("</templates>", "", 1));
     assert!(p.len() == 1 && p[0].contains("not well-formed"), "{p:?}");
 }
+
+#[test]
+fn channel_mistakes_are_reported() {
+    // An event moved to another channel than the code's.
+    let x = MANIFEST_XML.replacen(
+        r#"symbol="ConfigRejected" level="win:Error" task="Config" opcode="win:Info" channel="Admin""#,
+        r#"symbol="ConfigRejected" level="win:Error" task="Config" opcode="win:Info" channel="Operational""#,
+        1,
+    );
+    assert_ne!(x, MANIFEST_XML);
+    assert_reported(&x, "event ConfigRejected (id 11): manifest channel");
+    // An event that loses its channel.
+    let x = MANIFEST_XML.replacen(
+        r#" opcode="win:Start" channel="Operational""#,
+        r#" opcode="win:Start""#,
+        1,
+    );
+    assert_ne!(x, MANIFEST_XML);
+    assert_reported(&x, "manifest channel None");
+    // Channels declared in the other order: their keyword bits swap.
+    let admin = r#"<channel chid="Admin" name="TcpFrontGate/Admin" type="Admin" enabled="true" value="16" symbol="CHANNEL_ADMIN" message="$(string.Channel.Admin)"/>"#;
+    let oper = r#"<channel chid="Operational" name="TcpFrontGate/Operational" type="Operational" enabled="true" value="17" symbol="CHANNEL_OPERATIONAL" message="$(string.Channel.Operational)"/>"#;
+    assert!(MANIFEST_XML.contains(admin) && MANIFEST_XML.contains(oper));
+    let x = MANIFEST_XML
+        .replacen(admin, "@@A@@", 1)
+        .replacen(oper, admin, 1)
+        .replacen("@@A@@", oper, 1);
+    assert_reported(&x, "in manifest order");
+    assert_reported(
+        &x,
+        "manifest keywords with the channel bit 0x4000000000000020",
+    );
+    // A reserved channel value, a disabled channel, an undeclared one.
+    assert_reported(
+        &MANIFEST_XML.replacen(r#"value="16""#, r#"value="8""#, 1),
+        "must be 16..=255",
+    );
+    assert_reported(
+        &MANIFEST_XML.replacen(
+            r#"type="Admin" enabled="true""#,
+            r#"type="Admin" enabled="false""#,
+            1,
+        ),
+        "enabled=Some(\"false\")",
+    );
+    assert_reported(
+        &MANIFEST_XML.replacen(
+            r#"channel="Admin"
+"#,
+            r#"channel="Admn"
+"#,
+            1,
+        ),
+        "channel \"Admn\" not defined",
+    );
+    // A verbose event on the Admin channel.
+    let x = MANIFEST_XML.replacen(
+        r#"symbol="ListenerClosed" level="win:Warning""#,
+        r#"symbol="ListenerClosed" level="win:Verbose""#,
+        1,
+    );
+    assert_reported(&x, "level win:Verbose on Admin channel");
+}

@@ -67,6 +67,20 @@ fn write_all(p: &Provider) {
     etw::connection_declined(p, remote.as_bytes(), local.as_bytes(), 256, false);
     etw::driver_loaded(p, "0.1.0", 1);
     etw::driver_unloading(p, 123_456);
+    let client = SockAddrBuf::from_socket_addr("192.0.2.7:50123".parse().unwrap());
+    let backend = SockAddrBuf::from_socket_addr("[2001:db8::9]:9000".parse().unwrap());
+    etw::relay_opened(p, client.as_bytes(), backend.as_bytes(), 3);
+    etw::relay_closed(p, client.as_bytes(), backend.as_bytes(), 10, 20, 30, 1, 0);
+    etw::relay_failed(
+        p,
+        client.as_bytes(),
+        backend.as_bytes(),
+        0xC000_0236_u32 as i32,
+        5,
+    );
+    etw::relay_counters(p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
+    etw::relay_configured(p, backend.as_bytes(), 2, 1024, 16384, 5000, 300_000);
+    etw::relay_off(p, "no BackendAddress");
 }
 
 fn by_name<'a>(evs: &'a [CapturedEvent], name: &str) -> &'a CapturedEvent {
@@ -285,4 +299,42 @@ fn decision_helper_picks_the_event_of_the_action() {
     assert_eq!(evs[2].u64("RateExceeded"), Some(1));
     assert_eq!(evs[3].u64("RateMilli"), Some(1000));
     p.unregister();
+}
+
+/// What the Event Log service's session for a channel gets: it enables the
+/// provider with that channel's keyword bit only, so it must receive
+/// exactly the events declared on that channel (and nothing per
+/// connection), each carrying the channel's value.
+#[test]
+fn an_event_log_channel_session_gets_exactly_its_channel_events() {
+    use gate_driver::etw::channel;
+    for (chid, _, _, value, bit) in channel::CHANNELS {
+        let p = registered();
+        assert!(sim::set_session(
+            p.reg_handle(),
+            Session {
+                level: 0,
+                any: *bit,
+                all: 0
+            }
+        ));
+        write_all(p);
+        let got = sim::take_for(p.reg_handle());
+        let mut names: Vec<&str> = got.iter().map(|e| e.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        let mut want: Vec<&str> = SCHEMA
+            .iter()
+            .filter(|s| s.channel == *value)
+            .map(|s| s.name)
+            .collect();
+        want.sort();
+        assert!(!want.is_empty(), "no events on {chid}");
+        assert_eq!(names, want, "channel {chid}");
+        for e in &got {
+            assert_eq!(e.channel, *value, "{} on {chid}", e.name);
+            check_captured(e).unwrap();
+        }
+        p.unregister();
+    }
 }

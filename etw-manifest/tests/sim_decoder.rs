@@ -48,15 +48,26 @@ fn raw_register(set_traits: bool) -> REGHANDLE {
 /// Writes a hand-made event "ConnectionAborted"-like descriptor with the
 /// given metadata and payload blocks; returns the captured event.
 fn write_raw(h: REGHANDLE, meta: &[u8], payload: &[&[u8]]) -> CapturedEvent {
+    // DriverLoaded's descriptor: also on the Operational Event Log channel
+    // (17), with that channel's keyword bit.
     let desc = EVENT_DESCRIPTOR {
         Id: 13,
         Version: 0,
-        Channel: 11,
+        Channel: 17,
         Level: 4,
         Opcode: 1,
         Task: 7,
-        Keyword: 0x80,
+        Keyword: 0x4000_0000_0000_0080,
     };
+    write_raw_with(h, desc, meta, payload)
+}
+
+fn write_raw_with(
+    h: REGHANDLE,
+    desc: EVENT_DESCRIPTOR,
+    meta: &[u8],
+    payload: &[&[u8]],
+) -> CapturedEvent {
     let mut d = vec![dd(&PROVIDER_TRAITS, 2), dd(meta, 1)];
     d.extend(payload.iter().map(|p| dd(p, 0)));
     // SAFETY: every descriptor points to live bytes of its size.
@@ -138,6 +149,18 @@ fn schema_mismatches_are_reported_by_check_captured() {
     assert!(ev.error.is_none());
     let err = check_captured(&ev).unwrap_err();
     assert!(err.contains("Mode"), "{err}");
+    // The right event on the wrong channel (TraceLogging only), and
+    // without its channel's keyword bit.
+    let mut desc = gate_driver::etw::def::DriverLoaded::DESCRIPTOR;
+    desc.Channel = 11;
+    let ev = write_raw_with(h, desc, &driver_loaded_meta(0), &[b"1.2.3\0", &[1]]);
+    let err = check_captured(&ev).unwrap_err();
+    assert!(err.contains("channel 11, the schema says 17"), "{err}");
+    let mut desc = gate_driver::etw::def::DriverLoaded::DESCRIPTOR;
+    desc.Keyword = 0x80;
+    let ev = write_raw_with(h, desc, &driver_loaded_meta(0), &[b"1.2.3\0", &[1]]);
+    let err = check_captured(&ev).unwrap_err();
+    assert!(err.contains("descriptor"), "{err}");
     // Mode value outside ListenerModeMap.
     let ev = write_raw(h, &driver_loaded_meta(0), &[b"1.2.3\0", &[7]]);
     let err = check_captured(&ev).unwrap_err();

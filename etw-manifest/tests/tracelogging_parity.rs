@@ -85,6 +85,12 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
     etw::connection_declined(p, r, l, 256, false);
     etw::driver_loaded(p, "9.9.9", 0);
     etw::driver_unloading(p, u64::MAX);
+    etw::relay_opened(p, r, l, u32::MAX);
+    etw::relay_closed(p, r, l, u64::MAX, 1, 2, 2, 7);
+    etw::relay_failed(p, r, &[], -1, 9);
+    etw::relay_counters(p, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, u64::MAX, 0);
+    etw::relay_configured(p, l, 1, 2, 3, 4, 5);
+    etw::relay_off(p, "off");
     let evs = sim::take_for(p.reg_handle());
     assert_eq!(evs.len(), SCHEMA.len());
     for ev in &evs {

@@ -1,81 +1,130 @@
 //! Token-bucket state and arithmetic (GCRA form), integer only.
 //!
 //! A bucket of `burst` tokens refilled at `rate` is kept as one number, the
-//! *theoretical arrival time* `tat` (the generic cell rate algorithm used by
-//! ATM and by the `governor` crate): with `t` = ticks per token and
-//! `cap = burst * t`, the bucket holds `(cap - (tat - now)) / t` tokens,
-//! capped at `burst` (when `tat <= now` it is full). Taking a token moves
-//! `tat` to `max(tat, now) + t`; that is allowed when the result is at most
-//! `now + cap`. A full bucket (`tat <= now`) carries no information, which
-//! is what lets the table evict such keys at no cost.
+//! *theoretical arrival time* `tat` (the generic cell rate algorithm of ITU-T
+//! I.371, used by ATM and by the `governor` crate): with `T` the interval
+//! between tokens and `cap = burst * T`, the bucket holds
+//! `(cap - (tat - now)) / T` tokens, capped at `burst` (when `tat <= now` it
+//! is full). Taking a token moves `tat` to `max(tat, now) + T`; that is
+//! allowed when `max(tat, now) - now` is at most the tolerance `tau`
+//! (`(burst - 1) * T`). A full bucket (`tat <= now`) carries no
+//! information, which is what lets the table evict such keys at no cost.
 //!
-//! `t` is rounded up from the configured rate, so the effective rate never
-//! exceeds it. All arithmetic saturates; nothing can overflow or divide by zero.
+//! **Units.** `T`, `tat` and `tau` are fixed point: units of `2^-shift`
+//! ticks, with `shift` chosen per rate ([`Interval`]), so a rate of 3 M/s
+//! has `T` = 3.3335 ticks, not 4 (which delivered 2.5 M/s). `T` is rounded
+//! up: the delivered rate never exceeds the configured one and is within
+//! 2^-12 of it. The caller's `now` is in whole ticks.
+//!
+//! **Tolerance of one tick.** A caller stamps times in whole ticks, so a
+//! SYN stamped `now` arrived somewhere in `[now, now + 1 tick)`. When
+//! `(burst - 1) * T` is less than one tick (burst 1, `shift > 0`), the
+//! tolerance is raised to one tick less one unit: the SYN is accepted if it
+//! conforms at some instant of its tick. Then, for every window, accepted
+//! `<= 1 + rate * (w + 1 tick)` where `w` is the difference of the stamps;
+//! otherwise (burst >= 2, or `shift == 0`) accepted `<= burst + rate * w`,
+//! exactly. Both hold with aborted pends in the mix (see `gate`).
+//!
+//! All arithmetic saturates; nothing can overflow or divide by zero.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::time::{ticks_per_token, Ticks};
+use crate::time::{Interval, Ticks};
 
 /// Parameters of one kind of bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BucketParams {
-    /// Ticks per token (>= 1).
-    pub t: Ticks,
-    /// `burst * t`.
-    pub cap: Ticks,
-    /// `(burst - 1) * t`: the largest `tat - now` that still allows a take.
-    pub limit: Ticks,
-}
-
-impl BucketParams {
-    /// From a rate (milli-connections per second, > 0) and a burst (> 0).
-    pub(crate) fn new(rate_milli: u64, burst: u32) -> Option<BucketParams> {
-        let t = ticks_per_token(rate_milli)?;
-        if burst == 0 || t == 0 {
-            return None;
-        }
-        Some(BucketParams {
-            t,
-            cap: t.saturating_mul(u64::from(burst)),
-            limit: t.saturating_mul(u64::from(burst).saturating_sub(1)),
-        })
-    }
-
-    /// Outcome of trying to take a token at `now` from a bucket at `tat`.
-    /// On success the new `tat`; on failure the earliest time a take succeeds.
-    #[inline]
-    pub(crate) fn take(&self, tat: Ticks, now: Ticks) -> Take {
-        let base = if tat > now { tat } else { now };
-        let debt = base.saturating_sub(now);
-        if debt <= self.limit {
-            Take::Ok(base.saturating_add(self.t))
-        } else {
-            Take::NotUntil {
-                at: base.saturating_sub(self.limit),
-                tat_if_taken: base.saturating_add(self.t),
-            }
-        }
-    }
-
-    /// Tokens in a bucket at `tat`, at `now`, in thousandths (scale 1000),
-    /// rounded down. One division: `avail * 1000` fits in `u64` because
-    /// `cap <= 10^6 * 10^10` under a valid configuration (saturating otherwise).
-    #[inline]
-    pub(crate) fn tokens_milli(&self, tat: Ticks, now: Ticks) -> u32 {
-        let debt = tat.saturating_sub(now);
-        let avail = self.cap.saturating_sub(debt);
-        let m = avail.saturating_mul(1000).checked_div(self.t).unwrap_or(0);
-        u32::try_from(m).unwrap_or(u32::MAX)
-    }
+    /// Units of `tat`, `t`, `cap` and `limit`.
+    pub iv: Interval,
+    /// Interval between tokens, in units (>= 1).
+    pub t: u64,
+    /// `burst * t`, in units.
+    pub cap: u64,
+    /// Tolerance `tau`: the largest `tat - now` (units) that still allows a
+    /// take: `max((burst - 1) * t, one tick - 1 unit)`.
+    pub limit: u64,
+    /// The largest time in ticks that converts to units without saturating.
+    max_ticks: Ticks,
 }
 
 /// Result of [`BucketParams::take`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Take {
-    /// A token was available; the new `tat`.
-    Ok(Ticks),
-    /// No token; one is free at `at`. Reserving it now (a pend) sets `tat` to `tat_if_taken`.
-    NotUntil { at: Ticks, tat_if_taken: Ticks },
+    /// A token was available; the new `tat` (units).
+    Ok(u64),
+    /// No token; one is free at `at` (ticks, rounded up). Reserving it now
+    /// (a pend) sets `tat` to `tat_if_taken` (units).
+    NotUntil { at: Ticks, tat_if_taken: u64 },
+}
+
+impl BucketParams {
+    /// From a rate (milli-connections per second, 1..=10^10) and a burst (> 0).
+    pub(crate) fn new(rate_milli: u64, burst: u32) -> Option<BucketParams> {
+        let iv = Interval::of_rate_milli(rate_milli)?;
+        if burst == 0 {
+            return None;
+        }
+        let t = iv.units;
+        let by_burst = t.saturating_mul(u64::from(burst).saturating_sub(1));
+        let by_tick = iv.tick().saturating_sub(1);
+        Some(BucketParams {
+            iv,
+            t,
+            cap: t.saturating_mul(u64::from(burst)),
+            limit: if by_burst > by_tick {
+                by_burst
+            } else {
+                by_tick
+            },
+            max_ticks: u64::MAX >> iv.shift,
+        })
+    }
+
+    /// `now` (ticks) in this bucket's units, saturating: one compare and
+    /// one shift, done once per decision (the methods below take units; a
+    /// fresh, full bucket's `tat` is `units(now)`).
+    #[inline]
+    pub(crate) fn units(&self, now: Ticks) -> u64 {
+        if now > self.max_ticks {
+            u64::MAX
+        } else {
+            now << self.iv.shift
+        }
+    }
+
+    /// Whether a bucket at `tat` is full at `now` (units).
+    #[inline]
+    pub(crate) fn is_full(&self, tat: u64, now: u64) -> bool {
+        tat <= now
+    }
+
+    /// Outcome of trying to take a token at `now` (units) from a bucket at `tat`.
+    #[inline]
+    pub(crate) fn take(&self, tat: u64, now: u64) -> Take {
+        let base = if tat > now { tat } else { now };
+        let debt = base.saturating_sub(now);
+        let next = base.saturating_add(self.t);
+        if debt <= self.limit {
+            Take::Ok(next)
+        } else {
+            Take::NotUntil {
+                at: self.iv.ceil_ticks(base.saturating_sub(self.limit)),
+                tat_if_taken: next,
+            }
+        }
+    }
+
+    /// Tokens in a bucket at `tat`, at `now` (units), in thousandths (scale
+    /// 1000), rounded down. One division: `avail * 1000` fits in `u64`
+    /// because `cap <= 10^6 * 10^10` under a valid configuration with
+    /// `shift` 0, and `cap < 2^13 * 10^8` otherwise (saturating regardless).
+    #[inline]
+    pub(crate) fn tokens_milli(&self, tat: u64, now: u64) -> u32 {
+        let debt = tat.saturating_sub(now);
+        let avail = self.cap.saturating_sub(debt);
+        let m = avail.saturating_mul(1000).checked_div(self.t).unwrap_or(0);
+        u32::try_from(m).unwrap_or(u32::MAX)
+    }
 }
 
 /// The global bucket over all sources: one atomic `tat`, updated by compare-and-swap
@@ -92,31 +141,38 @@ impl AtomicBucket {
         }
     }
 
-    /// Takes a token at `now` if one is there.
+    /// Takes a token at `now` if one is there; returns the `tat` it set.
     #[inline]
-    pub(crate) fn try_take(&self, p: &BucketParams, now: Ticks) -> bool {
+    pub(crate) fn try_take(&self, p: &BucketParams, now: Ticks) -> Option<u64> {
+        let now = p.units(now);
         let mut cur = self.tat.load(Ordering::Relaxed);
         loop {
             let Take::Ok(next) = p.take(cur, now) else {
-                return false;
+                return None;
             };
             match self
                 .tat
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => return Some(next),
                 Err(seen) => cur = seen,
             }
         }
     }
 
-    /// Gives a token back (a pend aborted).
-    pub(crate) fn give_back(&self, p: &BucketParams) {
-        let _ = self
-            .tat
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(p.t))
-            });
+    /// Gives back the token whose take set `tat` to `set` (a pend aborted),
+    /// only if no take has happened since (`tat` is still `set`): a later
+    /// take was computed from this one and depends on it (x/time/rate's
+    /// rule for a cancelled reservation). Returns whether it gave it back.
+    pub(crate) fn give_back(&self, p: &BucketParams, set: u64) -> bool {
+        self.tat
+            .compare_exchange(
+                set,
+                set.saturating_sub(p.t),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }
 
@@ -128,47 +184,95 @@ mod tests {
     #[test]
     fn burst_then_rate() {
         let p = BucketParams::new(1000, 3).unwrap(); // 1/s, burst 3
-        let mut tat = 0;
         let now = 100 * TICKS_PER_SEC;
-        assert_eq!(p.tokens_milli(tat, now), 3000);
+        let mut tat = p.units(now);
+        assert_eq!(p.tokens_milli(tat, p.units(now)), 3000);
         for left in [2000, 1000, 0] {
-            match p.take(tat, now) {
+            match p.take(tat, p.units(now)) {
                 Take::Ok(t) => tat = t,
                 Take::NotUntil { .. } => panic!("burst not honoured"),
             }
-            assert_eq!(p.tokens_milli(tat, now), left);
+            assert_eq!(p.tokens_milli(tat, p.units(now)), left);
         }
-        match p.take(tat, now) {
+        match p.take(tat, p.units(now)) {
             Take::NotUntil { at, .. } => assert_eq!(at, now + TICKS_PER_SEC),
             Take::Ok(_) => panic!("took a fourth token"),
         }
         // Half a second later: half a token.
-        assert_eq!(p.tokens_milli(tat, now + TICKS_PER_SEC / 2), 500);
-        assert!(matches!(p.take(tat, now + TICKS_PER_SEC), Take::Ok(_)));
+        assert_eq!(p.tokens_milli(tat, p.units(now + TICKS_PER_SEC / 2)), 500);
+        assert!(matches!(
+            p.take(tat, p.units(now + TICKS_PER_SEC)),
+            Take::Ok(_)
+        ));
     }
 
     #[test]
     fn fractional_rate() {
         let p = BucketParams::new(500, 1).unwrap(); // 0.5/s
         assert_eq!(p.t, 2 * TICKS_PER_SEC);
-        let Take::Ok(tat) = p.take(0, 0) else {
+        assert_eq!(p.limit, 0, "whole ticks: no tolerance");
+        let Take::Ok(tat) = p.take(0, p.units(0)) else {
             panic!()
         };
-        assert!(matches!(p.take(tat, TICKS_PER_SEC), Take::NotUntil { .. }));
-        assert!(matches!(p.take(tat, 2 * TICKS_PER_SEC), Take::Ok(_)));
+        assert!(matches!(
+            p.take(tat, p.units(TICKS_PER_SEC)),
+            Take::NotUntil { .. }
+        ));
+        assert!(matches!(
+            p.take(tat, p.units(2 * TICKS_PER_SEC)),
+            Take::Ok(_)
+        ));
+    }
+
+    /// Issue #9, 4th input: 3 M/s, burst 1, one take attempt per tick for
+    /// 1 ms delivered 2501 (2.5 M/s) with the interval rounded to 4 ticks.
+    #[test]
+    fn three_million_per_second_burst_one_per_tick_flood() {
+        let p = BucketParams::new(3_000_000_000, 1).unwrap();
+        let t0 = 10_000_000_000u64;
+        let mut tat = p.units(t0);
+        let mut n = 0u64;
+        for now in t0..t0 + 10_000 {
+            if let Take::Ok(next) = p.take(tat, p.units(now)) {
+                tat = next;
+                n += 1;
+            }
+        }
+        assert_eq!(n, 3000);
     }
 
     #[test]
-    fn global_bucket_counts_down_and_refunds() {
+    fn pend_time_rounds_up_to_a_whole_tick() {
+        let p = BucketParams::new(3_000_000_000, 2).unwrap();
+        let mut tat = p.units(0);
+        for _ in 0..2 {
+            let Take::Ok(t) = p.take(tat, p.units(0)) else {
+                panic!()
+            };
+            tat = t;
+        }
+        // Two tokens spent at 0: the next is free at 3.33 ticks, i.e. at tick 4.
+        let Take::NotUntil { at, tat_if_taken } = p.take(tat, p.units(0)) else {
+            panic!()
+        };
+        assert_eq!(at, 4);
+        assert!(matches!(p.take(tat, p.units(3)), Take::NotUntil { .. }));
+        assert!(matches!(p.take(tat, p.units(4)), Take::Ok(t) if t == tat_if_taken));
+    }
+
+    #[test]
+    fn global_bucket_counts_down_and_refunds_only_the_latest() {
         let p = BucketParams::new(1000, 2).unwrap();
         let g = AtomicBucket::new();
         let now = 10 * TICKS_PER_SEC;
-        assert!(g.try_take(&p, now));
-        assert!(g.try_take(&p, now));
-        assert!(!g.try_take(&p, now));
-        g.give_back(&p);
-        assert!(g.try_take(&p, now));
-        assert!(!g.try_take(&p, now));
+        assert!(g.try_take(&p, now).is_some());
+        let second = g.try_take(&p, now).unwrap();
+        assert!(g.try_take(&p, now).is_none());
+        assert!(g.give_back(&p, second));
+        assert!(!g.give_back(&p, second), "given back twice");
+        let again = g.try_take(&p, now + TICKS_PER_SEC).unwrap();
+        let _later = g.try_take(&p, now + TICKS_PER_SEC).unwrap();
+        assert!(!g.give_back(&p, again), "a later take depends on it");
     }
 
     #[test]

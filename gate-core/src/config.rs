@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::lists::{Cidr, MAX_LIST_ENTRIES};
+use crate::nat64::{is_valid_prefix, MAX_NAT64_PREFIXES};
 
 /// What to do with a new key when every slot it may use holds an active key.
 #[repr(u8)]
@@ -73,8 +74,10 @@ pub mod field {
     pub const ALLOW: &str = "allow";
     /// [`super::Config::deny`]
     pub const DENY: &str = "deny";
+    /// [`super::Config::nat64_prefixes`]
+    pub const NAT64_PREFIXES: &str = "nat64_prefixes";
     /// Every field name.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         CAPACITY,
         SHARDS,
         IPV4_PREFIX,
@@ -92,6 +95,7 @@ pub mod field {
         MAX_DELAY_MS,
         ALLOW,
         DENY,
+        NAT64_PREFIXES,
     ];
 }
 
@@ -156,6 +160,12 @@ pub struct Config {
     pub allow: Vec<Cidr>,
     /// Addresses rejected at once (at most 4096 entries). Deny wins over allow.
     pub deny: Vec<Cidr>,
+    /// NAT64 prefixes (RFC 6052; at most 16, IPv6, of length 32, 40, 48,
+    /// 56, 64 or 96, e.g. the well-known `64:ff9b::/96`): an address inside
+    /// one is keyed as the IPv4 address it embeds, and the allow and deny
+    /// lists also match that IPv4 address (see [`crate::nat64`]). Empty
+    /// (the default): off.
+    pub nat64_prefixes: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -178,6 +188,7 @@ impl Default for Config {
             max_delay_ms: 500,
             allow: Vec::new(),
             deny: Vec::new(),
+            nat64_prefixes: Vec::new(),
         }
     }
 }
@@ -187,7 +198,8 @@ impl Default for Config {
 pub struct ConfigError {
     /// The field (one of [`field`]).
     pub field: &'static str,
-    /// The value given (for lists: their length, or the index of the bad entry).
+    /// The value given (for lists: their length if too long, or the index
+    /// of the bad entry).
     pub value: u64,
     /// What is allowed.
     pub expected: &'static str,
@@ -326,6 +338,20 @@ impl Config {
             c.deny.len() as u64,
             "at most 4096 entries",
         )?;
+        check(
+            c.nat64_prefixes.len() <= MAX_NAT64_PREFIXES,
+            field::NAT64_PREFIXES,
+            c.nat64_prefixes.len() as u64,
+            "at most 16 prefixes",
+        )?;
+        if let Some(i) = c.nat64_prefixes.iter().position(|p| !is_valid_prefix(p)) {
+            return Err(ConfigError {
+                field: field::NAT64_PREFIXES,
+                value: i as u64,
+                expected:
+                    "IPv6 prefixes of length 32, 40, 48, 56, 64 or 96 (RFC 6052), e.g. 64:ff9b::/96",
+            });
+        }
         Ok(())
     }
 
@@ -339,11 +365,16 @@ impl Config {
     }
 
     /// Every byte `Gate::new` allocates for this configuration (table, pend
-    /// slots, lists), exactly; computed, not measured (a test checks it
+    /// slots, lists, NAT64 prefixes), exactly; computed, not measured (a test checks it
     /// against a counting allocator).
     pub fn memory_bytes(&self) -> u64 {
         let pend = u64::from(self.max_pending).saturating_mul(crate::pend::PEND_SLOT_BYTES as u64);
-        let lists = list_bytes(&self.allow).saturating_add(list_bytes(&self.deny));
+        let lists = list_bytes(&self.allow)
+            .saturating_add(list_bytes(&self.deny))
+            .saturating_add(
+                (self.nat64_prefixes.len() as u64)
+                    .saturating_mul(crate::nat64::PREFIX_BYTES as u64),
+            );
         self.table_bytes()
             .saturating_add(pend)
             .saturating_add(lists)
@@ -368,7 +399,7 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_field_and_value() {
         type Case = (fn(&mut Config), &'static str, u64);
-        let cases: [Case; 14] = [
+        let cases: [Case; 17] = [
             (|c| c.capacity = 1000, field::CAPACITY, 1000),
             (|c| c.capacity = 1 << 23, field::CAPACITY, 1 << 23),
             (|c| c.shards = 3, field::SHARDS, 3),
@@ -407,6 +438,26 @@ mod tests {
                 |c| c.deny = alloc::vec![Cidr::parse("10.0.0.0/8").unwrap(); 5000],
                 field::DENY,
                 5000,
+            ),
+            (
+                |c| c.nat64_prefixes = alloc::vec![Cidr::parse("64:ff9b::/96").unwrap(); 17],
+                field::NAT64_PREFIXES,
+                17,
+            ),
+            (
+                |c| {
+                    c.nat64_prefixes = alloc::vec![
+                        Cidr::parse("64:ff9b::/96").unwrap(),
+                        Cidr::parse("2001:db8::/33").unwrap(),
+                    ]
+                },
+                field::NAT64_PREFIXES,
+                1,
+            ),
+            (
+                |c| c.nat64_prefixes = alloc::vec![Cidr::parse("192.0.2.0/24").unwrap()],
+                field::NAT64_PREFIXES,
+                0,
             ),
         ];
         for (set, name, value) in cases {

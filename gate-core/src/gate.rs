@@ -1,11 +1,23 @@
 //! The engine: [`Gate`] ties keys, table, buckets, lists, bans and pends
 //! together and answers one [`Decision`] per SYN.
 //!
-//! Order of checks for one SYN: deny list, allow list, then the key's entry
-//! (found or placed in the table, or the full-table policy), its ban, its
-//! bucket, the global bucket, and finally pend-or-reject. Observe mode turns
-//! every reject (and every pend) into an accept with reason
-//! `ObserveWouldReject`, keeping the would-be reason in `Decision::observed`.
+//! Order of checks for one SYN: deny list, allow list (both matched against
+//! the address and, for a NAT64 address, the IPv4 address it embeds), then
+//! the key's entry (found or placed in the table, or the full-table
+//! policy), its ban, its bucket and the global bucket; a key out of tokens
+//! whose next token is within `max_delay_ms` then asks for a pend slot
+//! (`PendBudgetSpent` if none) and the global bucket (`GlobalLimit`), else
+//! is rejected (`RateExceeded`).
+//!
+//! Observe mode decides exactly as enforcing would, with the same state
+//! changes (tokens taken, pends reserved, rejections counted, bans
+//! started), and then turns every reject and every pend into an accept with
+//! reason `ObserveWouldReject`, keeping the reason enforcing would have
+//! given in `Decision::observed`. A would-be pend holds its place in the
+//! pend budget until its accept time, as if the caller had called
+//! `pend_done` exactly then (see `pend`); so for any arrival sequence the
+//! reasons observe mode reports are the reasons enforce mode returns when
+//! its caller completes each pend at its time (a property test checks it).
 //!
 //! `decide` takes one shard lock for a bounded probe, may take the pend lock
 //! inside it, and, only when a global limit is configured, touches the
@@ -21,7 +33,7 @@
 //! slots, also on their own lines).
 
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ban::{self, BanParams};
@@ -31,7 +43,8 @@ use crate::hash::{hash_key, Seed};
 use crate::key::Key;
 use crate::lists::CidrSet;
 use crate::lock::{RawLock, SpinLock};
-use crate::pend::{PendSlots, PendTicket, StaleTicket};
+use crate::nat64::Nat64;
+use crate::pend::{PendSlots, PendTicket, Refused, Reservation, StaleTicket};
 use crate::table::{self, Entry, Probe};
 use crate::telemetry::{
     Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
@@ -119,6 +132,10 @@ struct Shard<L: RawLock> {
     /// without the lock, as a prefetch address (never read).
     base: *mut Entry,
     len: usize,
+    /// The latest `now` any decision of this shard has seen (ticks); a
+    /// decision's `now` is raised to it (see `time`). Written only with
+    /// `lock` held (a plain load and store).
+    clock: AtomicU64,
     counters: ShardCounters,
     /// Slots of this shard holding a key. Written under `lock` (slots never
     /// become vacant again, so it only grows); read without it by
@@ -194,6 +211,7 @@ pub struct Gate<L: RawLock = SpinLock> {
     slot_mask: usize,
     allow: CidrSet,
     deny: CidrSet,
+    nat64: Nat64,
     /// Every slot of every shard, in one allocation (shard `i` owns
     /// `[i * per_shard, (i + 1) * per_shard)`); accessed only through the
     /// shards' `base` pointers, under their locks. One large buffer rather
@@ -265,6 +283,7 @@ impl<L: RawLock> Gate<L> {
                 // because it cannot overflow and needs no `unsafe`.
                 base: table_ptr.wrapping_add(i.wrapping_mul(per_shard)),
                 len: per_shard,
+                clock: AtomicU64::new(0),
                 counters: ShardCounters::default(),
                 occupied: AtomicU64::new(0),
             });
@@ -278,6 +297,7 @@ impl<L: RawLock> Gate<L> {
             slot_mask: per_shard.saturating_sub(1),
             allow: CidrSet::build(&config.allow).map_err(|_| oom)?,
             deny: CidrSet::build(&config.deny).map_err(|_| oom)?,
+            nat64: Nat64::build(&config.nat64_prefixes).map_err(|_| oom)?,
             table,
             global: OwnLines(AtomicBucket::new()),
             pend: OwnLines(PendSlots::new(config.max_pending, filler).map_err(|_| oom)?),
@@ -285,9 +305,35 @@ impl<L: RawLock> Gate<L> {
         })
     }
 
-    /// The key `remote` is counted under.
+    /// The key `remote` is counted under (for an address inside a
+    /// configured NAT64 prefix, the key of the IPv4 address it embeds).
     pub fn key_of(&self, remote: IpAddr) -> Key {
-        Key::new(remote, self.p.v4_prefix, self.p.v6_prefix)
+        self.key_with(remote, self.embedded_v4(remote))
+    }
+
+    /// The IPv4 address `remote` embeds, if it is in a configured NAT64 prefix.
+    #[inline]
+    fn embedded_v4(&self, remote: IpAddr) -> Option<Ipv4Addr> {
+        if self.nat64.is_empty() {
+            None
+        } else {
+            self.nat64.embedded(remote)
+        }
+    }
+
+    /// The key of `remote`, or of the IPv4 address it embeds.
+    #[inline]
+    fn key_with(&self, remote: IpAddr, v4: Option<Ipv4Addr>) -> Key {
+        match v4 {
+            None => Key::new(remote, self.p.v4_prefix, self.p.v6_prefix),
+            Some(a) => Key::new(IpAddr::V4(a), self.p.v4_prefix, self.p.v6_prefix),
+        }
+    }
+
+    /// Whether a list holds `remote` or the IPv4 address it embeds.
+    #[inline]
+    fn listed(list: &CidrSet, remote: IpAddr, v4: Option<Ipv4Addr>) -> bool {
+        list.contains(remote) || v4.is_some_and(|a| list.contains(IpAddr::V4(a)))
     }
 
     /// Decides for one SYN from `remote` to `local` at `now` (ticks of 100 ns,
@@ -296,7 +342,8 @@ impl<L: RawLock> Gate<L> {
     /// policy can come without changing callers.
     pub fn decide(&self, remote: IpAddr, local: IpAddr, now: Ticks) -> Decision {
         let _ = local;
-        let key = self.key_of(remote);
+        let v4 = self.embedded_v4(remote);
+        let key = self.key_with(remote, v4);
         let h = hash_key(&self.seed, &key);
         let shard_i = self.shard_index(h);
         let Some(shard) = self.shards.get(shard_i) else {
@@ -311,15 +358,24 @@ impl<L: RawLock> Gate<L> {
             };
         };
         self.prefetch(shard_i, h);
-        if !self.deny.is_empty() && self.deny.contains(remote) {
+        if !self.deny.is_empty() && Self::listed(&self.deny, remote, v4) {
             let out = Outcome::bare(Reason::DenyListed);
             return self.finish(&shard.counters, false, key, out);
         }
-        if !self.allow.is_empty() && self.allow.contains(remote) {
+        if !self.allow.is_empty() && Self::listed(&self.allow, remote, v4) {
             let out = Outcome::bare(Reason::AllowListed);
             return self.finish(&shard.counters, false, key, out);
         }
         self.locked(shard, |slots| {
+            // Per-shard monotonic clock (see `time`): under the lock, a plain
+            // load and store on the lock's own line.
+            let seen = shard.clock.load(Ordering::Relaxed);
+            let now = if now > seen {
+                shard.clock.store(now, Ordering::Relaxed);
+                now
+            } else {
+                seen
+            };
             let out = self.decide_keyed(slots, &shard.counters, &shard.occupied, key, h, now);
             self.finish(&shard.counters, true, key, out)
         })
@@ -353,10 +409,7 @@ impl<L: RawLock> Gate<L> {
     #[inline]
     fn finish(&self, c: &ShardCounters, locked: bool, key: Key, out: Outcome) -> Decision {
         let action = self.action_of(out.reason);
-        let (action, reason, observed) = if out.reason == Reason::ObserveWouldReject {
-            // Only produced for a would-be pend (see decide_keyed).
-            (Action::Accept, out.reason, Some(Reason::PendDelayed))
-        } else if self.p.observe && action == Action::Reject {
+        let (action, reason, observed) = if self.p.observe && action != Action::Accept {
             (Action::Accept, Reason::ObserveWouldReject, Some(out.reason))
         } else {
             (action, out.reason, None)
@@ -398,7 +451,8 @@ impl<L: RawLock> Gate<L> {
         r
     }
 
-    /// The keyed part, under the shard lock.
+    /// The keyed part, under the shard lock; `now` is already clamped to the
+    /// shard's clock.
     #[inline]
     fn decide_keyed(
         &self,
@@ -411,7 +465,8 @@ impl<L: RawLock> Gate<L> {
     ) -> Outcome {
         let p = &self.p;
         let starts = self.starts(h);
-        let idle = |e: &Entry| e.tat <= now && !p.ban.active(e, now);
+        let now_u = p.key.units(now);
+        let idle = |e: &Entry| p.key.is_full(e.tat, now_u) && !p.ban.active(e, now);
         // The slot for the key, and whether it must be (re)initialised for it.
         let (i, fresh) = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => (i, false),
@@ -440,40 +495,44 @@ impl<L: RawLock> Gate<L> {
             return Outcome::bare(Reason::TableFull);
         };
         if fresh {
-            *e = Entry::new(&key, now);
+            *e = Entry::new(&key, now, now_u);
         }
+        // `now >= e.last`: every `last` of this shard was set from a `now`
+        // clamped to the shard's clock, which never goes back. (Were it not
+        // so, every use below saturates and an older `now` is only stricter.)
         let prior_last = e.last;
-        let now = if now > prior_last { now } else { prior_last };
         e.last = now;
-        if ban::is_banned(e, &p.ban, now, prior_last) {
+        if ban::advance(e, &p.ban, now, prior_last) {
             return Outcome {
                 reason: Reason::Banned,
-                tokens_milli: p.key.tokens_milli(e.tat, now),
+                tokens_milli: p.key.tokens_milli(e.tat, now_u),
                 pend: None,
             };
         }
-        match p.key.take(e.tat, now) {
+        let global = || match &p.global {
+            None => Ok(None),
+            Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),
+        };
+        match p.key.take(e.tat, now_u) {
             Take::Ok(next) => {
-                if let Some(g) = &p.global {
-                    if !self.global.0.try_take(g, now) {
-                        return Outcome {
-                            reason: Reason::GlobalLimit,
-                            tokens_milli: p.key.tokens_milli(e.tat, now),
-                            pend: None,
-                        };
-                    }
+                if global().is_err() {
+                    return Outcome {
+                        reason: Reason::GlobalLimit,
+                        tokens_milli: p.key.tokens_milli(e.tat, now_u),
+                        pend: None,
+                    };
                 }
                 e.tat = next;
                 Outcome {
                     reason: Reason::WithinRate,
-                    tokens_milli: p.key.tokens_milli(next, now),
+                    tokens_milli: p.key.tokens_milli(next, now_u),
                     pend: None,
                 }
             }
             Take::NotUntil { at, tat_if_taken } => {
-                let tokens = p.key.tokens_milli(e.tat, now);
-                let reject = |e: &mut Entry, reason| {
-                    if ban::record_reject(e, &p.ban, now, prior_last) {
+                let tokens = p.key.tokens_milli(e.tat, now_u);
+                let refused = |e: &mut Entry, reason| {
+                    if reason != Reason::GlobalLimit && ban::record_reject(e, &p.ban) {
                         counters.event(Event::BanStarted);
                     }
                     Outcome {
@@ -483,35 +542,32 @@ impl<L: RawLock> Gate<L> {
                     }
                 };
                 if !p.pend_on || at.saturating_sub(now) > p.max_delay {
-                    return reject(e, Reason::RateExceeded);
+                    return refused(e, Reason::RateExceeded);
                 }
-                if p.observe {
-                    // Would pend: accept now, spend the token as the pend would.
-                    e.tat = tat_if_taken;
-                    return Outcome {
-                        reason: Reason::ObserveWouldReject,
-                        tokens_milli: 0,
-                        pend: None,
+                // The same budget and global checks, in the same order, in
+                // both modes; observe mode holds no ticket.
+                let pend = if p.observe {
+                    self.pend.0.observe(at, now, global).map(|()| None)
+                } else {
+                    let res = Reservation {
+                        key,
+                        at,
+                        key_tat: tat_if_taken,
+                        global_tat: None,
                     };
-                }
-                let Some(ticket) = self.pend.0.take(key) else {
-                    return reject(e, Reason::PendBudgetSpent);
+                    self.pend.0.take(res, global).map(Some)
                 };
-                if let Some(g) = &p.global {
-                    if !self.global.0.try_take(g, now) {
-                        let _ = self.pend.0.release(ticket);
-                        return Outcome {
-                            reason: Reason::GlobalLimit,
-                            tokens_milli: tokens,
-                            pend: None,
-                        };
+                match pend {
+                    Err(Refused::Budget) => refused(e, Reason::PendBudgetSpent),
+                    Err(Refused::Global) => refused(e, Reason::GlobalLimit),
+                    Ok(ticket) => {
+                        e.tat = tat_if_taken;
+                        Outcome {
+                            reason: Reason::PendDelayed,
+                            tokens_milli: 0,
+                            pend: ticket.map(|ticket| Pended { at, ticket }),
+                        }
                     }
-                }
-                e.tat = tat_if_taken;
-                Outcome {
-                    reason: Reason::PendDelayed,
-                    tokens_milli: 0,
-                    pend: Some(Pended { at, ticket }),
                 }
             }
         }
@@ -532,29 +588,52 @@ impl<L: RawLock> Gate<L> {
     }
 
     /// A pended connection was given up: frees its slot and gives the
-    /// reserved token back to its key (if still tracked) and the global bucket.
+    /// reserved token back, to the key and to the global bucket, but only
+    /// what no later decision depends on (Go `x/time/rate`'s rule for a
+    /// cancelled reservation), so an abort never mints a token:
+    ///
+    /// * nothing goes back if the pend's time has passed, as far as the gate
+    ///   has seen (gate-core reads no clock: a decision for the key stamped
+    ///   at or after the pend's `at`), or if the key is no longer tracked;
+    /// * the key's token goes back only if its bucket has not moved on
+    ///   since the reservation (its `tat` is still the one the pend set: no
+    ///   accept or pend of the key came after it, in any order of aborts);
+    /// * the global token likewise, if no take of the global bucket (by any
+    ///   key) came after it.
+    ///
+    /// Giving back restores the bucket exactly as if the pend had never
+    /// been made. `Err(StaleTicket)` if the ticket is not outstanding.
     pub fn pend_abort(&self, ticket: PendTicket) -> Result<(), StaleTicket> {
-        let key = match self.pend.0.release(ticket) {
-            Ok(k) => k,
+        let res = match self.pend.0.release(ticket) {
+            Ok(r) => r,
             Err(e) => {
                 self.pend_event(Event::StaleTicket);
                 return Err(e);
             }
         };
         self.pend_event(Event::PendAborted);
-        if let Some(g) = &self.p.global {
-            self.global.0.give_back(g);
-        }
-        let h = hash_key(&self.seed, &key);
+        let h = hash_key(&self.seed, &res.key);
         let shard_i = self.shard_index(h);
-        if let Some(shard) = self.shards.get(shard_i) {
-            let t = self.p.key.t;
-            let starts = self.starts(h);
-            self.locked(shard, |slots| {
-                if let Some(e) = table::find(slots, starts, &key).and_then(|i| slots.get_mut(i)) {
-                    e.tat = e.tat.saturating_sub(t);
-                }
-            });
+        let Some(shard) = self.shards.get(shard_i) else {
+            return Ok(());
+        };
+        let t = self.p.key.t;
+        let starts = self.starts(h);
+        let in_time = self.locked(shard, |slots| {
+            let Some(e) = table::find(slots, starts, &res.key).and_then(|i| slots.get_mut(i))
+            else {
+                return false;
+            };
+            if e.last >= res.at {
+                return false;
+            }
+            if e.tat == res.key_tat {
+                e.tat = res.key_tat.saturating_sub(t);
+            }
+            true
+        });
+        if let (true, Some(g), Some(set)) = (in_time, &self.p.global, res.global_tat) {
+            self.global.0.give_back(g, set);
         }
         Ok(())
     }
@@ -674,7 +753,7 @@ impl<L: RawLock> Gate<L> {
             .saturating_mul(self.slot_mask.saturating_add(1))
     }
 
-    /// Bytes this gate allocated (table, pend slots, lists): equals
+    /// Bytes this gate allocated (table, pend slots, lists, NAT64 prefixes): equals
     /// `Config::memory_bytes()` of its configuration.
     pub fn memory_bytes(&self) -> u64 {
         let shards = self
@@ -686,7 +765,8 @@ impl<L: RawLock> Gate<L> {
             .saturating_add(slots)
             .saturating_add(self.pend.0.heap_bytes())
             .saturating_add(self.allow.heap_bytes())
-            .saturating_add(self.deny.heap_bytes());
+            .saturating_add(self.deny.heap_bytes())
+            .saturating_add(self.nat64.heap_bytes());
         total as u64
     }
 }

@@ -68,17 +68,19 @@ pub(crate) const BANNED: u8 = 4;
 pub(crate) struct Entry {
     /// Key bytes (network address).
     pub key: [u8; 16],
-    /// Bucket state: theoretical arrival time (see `bucket`).
-    pub tat: Ticks,
-    /// Latest `now` seen for this key (exact; clamps `now`, orders LRU).
+    /// Bucket state: theoretical arrival time, in the key bucket's units
+    /// (see `bucket`).
+    pub tat: u64,
+    /// Latest `now` seen for this key (exact ticks; orders LRU, anchors the span).
     pub last: Ticks,
-    /// Coarse time: start of the rejection window, or end of the ban while `BANNED`.
-    pub coarse: u32,
+    /// Low 32 bits of the span (see `ban`): ban time left, or window age, in ticks.
+    span_lo: u32,
     /// Rejections in the current window.
     pub rejects: u16,
     /// `OCCUPIED | V6? | BANNED?`
     pub meta: u8,
-    _pad: u8,
+    /// High 8 bits of the span.
+    span_hi: u8,
 }
 
 /// Bytes per slot (one tracked key).
@@ -97,23 +99,42 @@ impl Entry {
         key: [0; 16],
         tat: 0,
         last: 0,
-        coarse: 0,
+        span_lo: 0,
         rejects: 0,
         meta: 0,
-        _pad: 0,
+        span_hi: 0,
     };
 
-    /// A fresh entry for `key` seen at `now`: full bucket, no rejections.
-    pub(crate) fn new(key: &Key, now: Ticks) -> Entry {
+    /// A fresh entry for `key` seen at `now`: bucket at `tat` (full: the
+    /// bucket's `full_at(now)`), no rejections.
+    pub(crate) fn new(key: &Key, now: Ticks, tat: u64) -> Entry {
         Entry {
             key: key.bytes(),
-            tat: now,
+            tat,
             last: now,
-            coarse: 0,
+            span_lo: 0,
             rejects: 0,
             meta: family_bits(key),
-            _pad: 0,
+            span_hi: 0,
         }
+    }
+
+    /// The 40-bit span (see `ban`), in ticks.
+    #[inline]
+    pub(crate) fn span(&self) -> Ticks {
+        (u64::from(self.span_hi) << 32) | u64::from(self.span_lo)
+    }
+
+    /// Sets the span, saturating at `ban::SPAN_MAX`.
+    #[inline]
+    pub(crate) fn set_span(&mut self, v: Ticks) {
+        let v = if v > crate::ban::SPAN_MAX {
+            crate::ban::SPAN_MAX
+        } else {
+            v
+        };
+        self.span_lo = v as u32;
+        self.span_hi = (v >> 32) as u8;
     }
 
     #[inline]
@@ -212,9 +233,9 @@ mod tests {
     fn insert_find_and_stop_at_empty() {
         let mut slots = vec![Entry::EMPTY; 64];
         assert_eq!(probe(&slots, [62, 30], &k(1), |_| false), Probe::Vacant(62));
-        slots[62] = Entry::new(&k(1), 5);
+        slots[62] = Entry::new(&k(1), 5, 0);
         assert_eq!(probe(&slots, [62, 30], &k(2), |_| false), Probe::Vacant(63));
-        slots[63] = Entry::new(&k(2), 6);
+        slots[63] = Entry::new(&k(2), 6, 0);
         // Wraps within the shard.
         assert_eq!(probe(&slots, [62, 30], &k(3), |_| false), Probe::Vacant(0));
         assert_eq!(find(&slots, [62, 30], &k(2)), Some(63));
@@ -225,7 +246,7 @@ mod tests {
     fn full_window_prefers_idle_then_lru() {
         let mut slots = vec![Entry::EMPTY; 64];
         for (i, s) in slots.iter_mut().take(WINDOW).enumerate() {
-            *s = Entry::new(&k(i as u8 + 1), 100 - i as u64);
+            *s = Entry::new(&k(i as u8 + 1), 100 - i as u64, 0);
         }
         // Oldest `last` is the last slot of the window.
         assert_eq!(
@@ -244,15 +265,15 @@ mod tests {
     fn overflows_into_second_window_and_is_found_there() {
         let mut slots = vec![Entry::EMPTY; 64];
         for (i, s) in slots.iter_mut().take(WINDOW).enumerate() {
-            *s = Entry::new(&k(i as u8 + 1), 100);
+            *s = Entry::new(&k(i as u8 + 1), 100, 0);
         }
         assert_eq!(probe(&slots, [0, 32], &k(50), |_| false), Probe::Vacant(32));
-        slots[32] = Entry::new(&k(50), 100);
+        slots[32] = Entry::new(&k(50), 100, 0);
         assert_eq!(find(&slots, [0, 32], &k(50)), Some(32));
         assert_eq!(probe(&slots, [0, 32], &k(51), |_| false), Probe::Vacant(33));
         // Both windows full: least recently seen of both.
         for (i, s) in slots.iter_mut().skip(32).take(WINDOW).enumerate() {
-            *s = Entry::new(&k(60 + i as u8), 200 + i as u64);
+            *s = Entry::new(&k(60 + i as u8), 200 + i as u64, 0);
         }
         slots[3].last = 50;
         assert_eq!(probe(&slots, [0, 32], &k(99), |_| false), Probe::Full(3));
@@ -266,7 +287,7 @@ mod tests {
         let v6 = Key::new("102:304::".parse().unwrap(), 32, 64);
         assert_eq!(v4.bytes(), v6.bytes());
         let mut slots = vec![Entry::EMPTY; 64];
-        slots[0] = Entry::new(&v4, 1);
+        slots[0] = Entry::new(&v4, 1, 0);
         assert_eq!(probe(&slots, [0, 0], &v6, |_| false), Probe::Vacant(1));
     }
 }

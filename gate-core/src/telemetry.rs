@@ -19,7 +19,8 @@ pub enum Action {
     /// Reject it now.
     Reject = 1,
     /// Hold it and accept at [`Pended::at`] (then call `pend_done`), or
-    /// give up on it (call `pend_abort`, which returns the reserved token).
+    /// give up on it (call `pend_abort`, which returns the reserved token
+    /// unless a later decision depends on it).
     Pend = 2,
 }
 
@@ -149,7 +150,8 @@ pub enum Event {
     BanStarted = 3,
     /// `pend_done` completed a pend.
     PendDone = 4,
-    /// `pend_abort` gave a pend's token back.
+    /// `pend_abort` released a pend (its token went back only where no later
+    /// decision depended on it; see `Gate::pend_abort`).
     PendAborted = 5,
     /// `pend_done`/`pend_abort` with a ticket that was not outstanding.
     StaleTicket = 6,

@@ -12,7 +12,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use gate_core::{field, Cidr, Config, FullTablePolicy};
 use gate_ksys::*;
@@ -33,6 +33,81 @@ pub struct DriverConfig {
     pub abortive_close: bool,
     /// The decision engine's options.
     pub core: Config,
+    /// The relay to the protected backend (issue 12).
+    pub relay: RelayConfig,
+}
+
+// ---- relay (issue 12) ----
+
+/// Where and how accepted connections are relayed (see [`crate::relay`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// The protected backend; `None`: no relay (accepted connections are
+    /// closed, as before the relay existed).
+    pub backend: Option<SocketAddr>,
+    /// PROXY protocol header sent to the backend first: 0 off, 1 v1 text, 2 v2 binary.
+    pub proxy_protocol: u8,
+    /// Relays at once; at the limit a new connection is closed abortively.
+    pub max_connections: u32,
+    /// Buffer per direction, bytes.
+    pub buffer_bytes: u32,
+    /// Longest wait for the backend to accept, ms.
+    pub connect_timeout_ms: u32,
+    /// A relay with no byte moved either way for this long is aborted, ms; 0 = never.
+    pub idle_timeout_ms: u32,
+}
+
+/// Default `MaxConnections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default `RelayBufferBytes`.
+pub const DEFAULT_RELAY_BUFFER: u32 = 16 * 1024;
+/// Default `ConnectTimeoutMs`.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 5_000;
+/// Default `IdleTimeoutMs`.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u32 = 300_000;
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            backend: None,
+            proxy_protocol: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            buffer_bytes: DEFAULT_RELAY_BUFFER,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+        }
+    }
+}
+
+fn backend_address(v: RegValue<'_>) -> Result<Option<SocketAddr>, Rejected> {
+    let n = name::BACKEND_ADDRESS;
+    if v.ty != REG_SZ {
+        return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
+    }
+    let mut buf = [0u8; 64];
+    let len = ascii(n, units(v.data).take_while(|&u| u != 0), &mut buf)?;
+    let t = text(&buf, len).trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let a = t.parse::<SocketAddr>().map_err(|_| {
+        reject(
+            n,
+            "not IPv4:port or [IPv6]:port (text length given)",
+            len as u64,
+        )
+    })?;
+    if a.port() == 0 {
+        return Err(reject(n, "port 0: expected 1 to 65535", 0));
+    }
+    if a.ip().is_unspecified() || a.ip().is_multicast() {
+        return Err(reject(
+            n,
+            "not a unicast address (0.0.0.0, [::] and multicast are refused)",
+            len as u64,
+        ));
+    }
+    Ok(Some(a))
 }
 
 /// Default listening port.
@@ -48,6 +123,7 @@ impl Default for DriverConfig {
             counters_interval_ms: DEFAULT_COUNTERS_MS,
             abortive_close: false,
             core: Config::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -239,10 +315,24 @@ pub mod name {
     pub const ALLOW: &str = "AllowList";
     /// gate-core `deny`.
     pub const DENY: &str = "DenyList";
+    /// gate-core `nat64_prefixes`.
+    pub const NAT64_PREFIXES: &str = "Nat64Prefixes";
+    /// REG_SZ `IPv4:port` or `[IPv6]:port`; empty/absent = no relay.
+    pub const BACKEND_ADDRESS: &str = "BackendAddress";
+    /// REG_DWORD 0 (off), 1 (PROXY v1), 2 (PROXY v2).
+    pub const PROXY_PROTOCOL: &str = "ProxyProtocol";
+    /// REG_DWORD 1..=100000.
+    pub const MAX_CONNECTIONS: &str = "MaxConnections";
+    /// REG_DWORD 1024..=1048576.
+    pub const RELAY_BUFFER_BYTES: &str = "RelayBufferBytes";
+    /// REG_DWORD 100..=600000.
+    pub const CONNECT_TIMEOUT_MS: &str = "ConnectTimeoutMs";
+    /// REG_DWORD 0 (off) or 1000..=86400000.
+    pub const IDLE_TIMEOUT_MS: &str = "IdleTimeoutMs";
 }
 
 /// Every registry value the driver reads.
-pub const VALUES: [ValueSpec; 21] = [
+pub const VALUES: [ValueSpec; 28] = [
     spec(name::LISTEN_ADDRESS, RegType::Sz, None),
     spec(name::LISTEN_PORT, RegType::Dword, None),
     spec(name::COUNTERS_INTERVAL_MS, RegType::Dword, None),
@@ -288,6 +378,17 @@ pub const VALUES: [ValueSpec; 21] = [
     ),
     spec(name::ALLOW, RegType::MultiSz, Some(field::ALLOW)),
     spec(name::DENY, RegType::MultiSz, Some(field::DENY)),
+    spec(
+        name::NAT64_PREFIXES,
+        RegType::MultiSz,
+        Some(field::NAT64_PREFIXES),
+    ),
+    spec(name::BACKEND_ADDRESS, RegType::Sz, None),
+    spec(name::PROXY_PROTOCOL, RegType::Dword, None),
+    spec(name::MAX_CONNECTIONS, RegType::Dword, None),
+    spec(name::RELAY_BUFFER_BYTES, RegType::Dword, None),
+    spec(name::CONNECT_TIMEOUT_MS, RegType::Dword, None),
+    spec(name::IDLE_TIMEOUT_MS, RegType::Dword, None),
 ];
 
 /// The registry value name for a gate-core field name (for gate-core's
@@ -553,6 +654,62 @@ pub fn parse<D: AsRef<[u8]>>(
             name::MAX_DELAY_MS => c.max_delay_ms = u32_of(s.name, v)?,
             name::ALLOW => c.allow = cidr_list(s.name, v)?,
             name::DENY => c.deny = cidr_list(s.name, v)?,
+            name::NAT64_PREFIXES => c.nat64_prefixes = cidr_list(s.name, v)?,
+            name::BACKEND_ADDRESS => cfg.relay.backend = backend_address(v)?,
+            name::PROXY_PROTOCOL => {
+                let x = ranged(
+                    s.name,
+                    number(s.name, v)?,
+                    0,
+                    2,
+                    "expected 0 (off), 1 (PROXY v1) or 2 (PROXY v2)",
+                )?;
+                cfg.relay.proxy_protocol = u8::try_from(x).unwrap_or(0);
+            }
+            name::MAX_CONNECTIONS => {
+                let x = ranged(
+                    s.name,
+                    number(s.name, v)?,
+                    1,
+                    100_000,
+                    "expected 1 to 100000",
+                )?;
+                cfg.relay.max_connections = u32::try_from(x).unwrap_or(DEFAULT_MAX_CONNECTIONS);
+            }
+            name::RELAY_BUFFER_BYTES => {
+                let x = ranged(
+                    s.name,
+                    number(s.name, v)?,
+                    1024,
+                    1_048_576,
+                    "expected 1024 to 1048576 bytes",
+                )?;
+                cfg.relay.buffer_bytes = u32::try_from(x).unwrap_or(DEFAULT_RELAY_BUFFER);
+            }
+            name::CONNECT_TIMEOUT_MS => {
+                let x = ranged(
+                    s.name,
+                    number(s.name, v)?,
+                    100,
+                    600_000,
+                    "expected 100 to 600000 ms",
+                )?;
+                cfg.relay.connect_timeout_ms =
+                    u32::try_from(x).unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
+            }
+            name::IDLE_TIMEOUT_MS => {
+                let x = number(s.name, v)?;
+                if x != 0 {
+                    ranged(
+                        s.name,
+                        x,
+                        1000,
+                        86_400_000,
+                        "expected 0 (off) or 1000 to 86400000 ms",
+                    )?;
+                }
+                cfg.relay.idle_timeout_ms = u32::try_from(x).unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
+            }
             _ => {}
         }
     }
@@ -813,6 +970,53 @@ mod tests {
     }
 
     #[test]
+    fn relay_values_are_taken() {
+        let c = with(name::BACKEND_ADDRESS, sz(" 10.0.0.2:8081 ", REG_SZ)).unwrap();
+        assert_eq!(c.relay.backend, Some("10.0.0.2:8081".parse().unwrap()));
+        let c = with(name::BACKEND_ADDRESS, sz("[2001:db8::5]:443", REG_SZ)).unwrap();
+        assert_eq!(c.relay.backend, Some("[2001:db8::5]:443".parse().unwrap()));
+        let c = with(name::BACKEND_ADDRESS, sz("", REG_SZ)).unwrap();
+        assert_eq!(c.relay.backend, None);
+        assert_eq!(
+            with(name::PROXY_PROTOCOL, dword(2))
+                .unwrap()
+                .relay
+                .proxy_protocol,
+            2
+        );
+        assert_eq!(
+            with(name::MAX_CONNECTIONS, dword(1))
+                .unwrap()
+                .relay
+                .max_connections,
+            1
+        );
+        assert_eq!(
+            with(name::RELAY_BUFFER_BYTES, dword(1024))
+                .unwrap()
+                .relay
+                .buffer_bytes,
+            1024
+        );
+        assert_eq!(
+            with(name::CONNECT_TIMEOUT_MS, dword(100))
+                .unwrap()
+                .relay
+                .connect_timeout_ms,
+            100
+        );
+        assert_eq!(
+            with(name::IDLE_TIMEOUT_MS, dword(0))
+                .unwrap()
+                .relay
+                .idle_timeout_ms,
+            0
+        );
+        let r = with(name::PROXY_PROTOCOL, dword(3)).unwrap_err();
+        assert_eq!((r.name, r.value), (name::PROXY_PROTOCOL, 3));
+    }
+
+    #[test]
     fn bad_values_name_themselves() {
         type Case = (&'static str, Option<(u32, Vec<u8>)>);
         let cases: Vec<Case> = alloc::vec![
@@ -823,6 +1027,22 @@ mod tests {
             (name::FULL_TABLE, dword(7)),
             (name::ALLOW, sz("10.0.0.0/99", REG_MULTI_SZ)),
             (name::COUNTERS_INTERVAL_MS, dword(5)),
+            (name::BACKEND_ADDRESS, sz("10.0.0.1", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("10.0.0.1:0", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("0.0.0.0:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("[::]:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("::1:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("224.0.0.1:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, dword(80)),
+            (name::PROXY_PROTOCOL, dword(3)),
+            (name::MAX_CONNECTIONS, dword(0)),
+            (name::MAX_CONNECTIONS, dword(100_001)),
+            (name::RELAY_BUFFER_BYTES, dword(1023)),
+            (name::RELAY_BUFFER_BYTES, dword(1_048_577)),
+            (name::CONNECT_TIMEOUT_MS, dword(99)),
+            (name::CONNECT_TIMEOUT_MS, dword(600_001)),
+            (name::IDLE_TIMEOUT_MS, dword(999)),
+            (name::IDLE_TIMEOUT_MS, dword(86_400_001)),
         ];
         for (n, v) in cases {
             assert_eq!(with(n, v).unwrap_err().name, n);

@@ -7,8 +7,9 @@
 //!   worker is told to close and re-create it.
 //! - [`abort_event`] (WskAbortEvent): finds the request by the contents of
 //!   its inspect ID, drops it and returns its token.
-//! - [`accept_event`] (WskAcceptEvent): takes the connection and hands it
-//!   to the worker (which, until relaying lands, closes it).
+//! - [`accept_event`] (WskAcceptEvent): takes the connection, copies its
+//!   addresses and hands it to the worker, which gives it to the relay
+//!   ([`crate::relay`]) or, without a backend, closes it.
 //!
 //! All run at IRQL <= DISPATCH_LEVEL on any CPU: no waits, no allocation,
 //! spin locks only. Each enters the driver's rundown first, so unload can
@@ -155,10 +156,19 @@ pub unsafe extern "system" fn accept_event(
         d.signal_listener_dead(CloseCause::Error, STATUS_SUCCESS);
         return STATUS_SUCCESS;
     }
+    // The relay needs the client's address (never WskGetRemoteAddress: a
+    // Wine stub): copy both now, the buffers are lent for this call.
+    // SAFETY: WSK's SOCKADDRs are full-size for their family, valid now.
+    let (remote, local) = unsafe { (addr::from_sockaddr(remote), addr::from_sockaddr(local)) };
+    let acc = crate::state::Accepted {
+        socket: accept_socket,
+        remote,
+        local,
+    };
     let unloading = d.stopping.load(Ordering::Acquire);
     let queued = {
         let mut q = d.accepted.lock();
-        if !unloading && q.push(accept_socket) {
+        if !unloading && q.push(acc) {
             None
         } else {
             Some(q.len())
@@ -166,9 +176,7 @@ pub unsafe extern "system" fn accept_event(
     };
     if let Some(queued) = queued {
         Stats::bump(&d.stats.accept_queue_full);
-        // SAFETY: WSK's SOCKADDRs (or NULL) are valid for this call.
-        let (r, l) = unsafe { (addr::from_sockaddr(remote), addr::from_sockaddr(local)) };
-        telemetry::connection_declined(r, l, queued, unloading);
+        telemetry::connection_declined(remote, local, queued, unloading);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     Stats::bump(&d.stats.accepted_sockets);

@@ -7,7 +7,8 @@
 //! DriverEntry never blocks on WSK).
 //!
 //! Unload: stop (the worker closes the listener, rejecting pended requests,
-//! and closes accepted connections), WskDeregister (also ends a capture
+//! closes accepted connections and stops the relay, which tears every
+//! relayed connection down), WskDeregister (also ends a capture
 //! wait), join the worker, close the rundown (callbacks in flight), cancel
 //! the timer and flush DPCs, unregister ETW, free the Driver.
 
@@ -53,6 +54,7 @@ pub unsafe extern "system" fn DriverEntry(
     if driver.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
+    crate::errorlog::set_driver(driver);
     if clock::init() == clock::Source::None {
         crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: no interrupt-time routine");
         return STATUS_NOT_SUPPORTED;

@@ -13,6 +13,7 @@
 //! | [`deadline`] | pended slots ordered by deadline (indexed min-heap) |
 //! | [`idmap`] | pended slots by inspect ID (hash index) |
 //! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
+//! | [`relay`] | every accepted connection carried to the backend: pairs, worker, PROXY header |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
 //! | [`addr`] | SOCKADDR <-> IpAddr conversion |
 //! | [`seed`] | the per-start random seed of gate-core's hash |
@@ -49,6 +50,7 @@ pub mod config;
 pub mod deadline;
 pub mod decision;
 pub mod entry;
+pub mod errorlog;
 pub mod etw;
 pub mod idmap;
 pub mod kernel;
@@ -57,6 +59,7 @@ pub mod panic;
 pub mod pending;
 pub mod pool;
 pub mod post_accept;
+pub mod relay;
 pub mod seed;
 pub mod state;
 pub mod telemetry;

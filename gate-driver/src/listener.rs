@@ -13,7 +13,12 @@
 //!    listener) pended requests, WskCloseSocket, wait for completions;
 //! 5. unless unloading, back off (100 ms doubling to 30 s, reset after a
 //!    listener that lived a minute) and go to 2;
-//! 6. release the provider NPI and end.
+//! 6. stop the relay (every relayed connection torn down, bounded), release
+//!    the provider NPI and end.
+//!
+//! With a backend configured, step 1 is followed by starting the relay
+//! worker ([`crate::relay::start`]), and accepted connections are handed to
+//! it ([`crate::relay::adopt`]) instead of being closed.
 //!
 //! Every WSK call here is synchronous through one [`SyncIrp`]; WskCloseSocket
 //! is only ever called from this thread, after [`PendingTable::stop`]
@@ -77,8 +82,14 @@ fn run(d: &Driver) {
     let Some(npi) = capture(d) else {
         return;
     };
+    // Issue 12: the relay worker, when a backend is configured.
+    let relay = crate::relay::start(d, &npi);
     life_cycle(d, &npi, &mut irp);
     close_all_accepted(d, &mut irp);
+    // Issue 12: tear every relay down (bounded) before the NPI goes.
+    if let Some(r) = relay {
+        r.stop();
+    }
     // SAFETY: we captured the NPI and every socket is closed.
     unsafe { WskReleaseProviderNPI(d.registration()) };
 }
@@ -243,6 +254,7 @@ fn wait_while_listening(
             let elapsed_ms = now.saturating_sub(*last_counters) / 10_000;
             if elapsed_ms >= u64::from(period) {
                 telemetry::counters(d, u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
+                crate::relay::counters(u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
                 *last_counters = now;
             }
         }
@@ -453,19 +465,20 @@ fn close(d: &Driver, irp: &mut SyncIrp, socket: *mut WSK_SOCKET, reject_pended: 
     st
 }
 
-/// Connections the worker closes per pass of its loop: the rest wait for
+/// Connections the worker handles per pass of its loop: the rest wait for
 /// the next pass (the wake event is set again), so periodic duties (the
 /// Counters event) stay on time under a flood of accepted connections.
 pub const CLOSES_PER_PASS: usize = 16;
 
-/// Closes up to [`CLOSES_PER_PASS`] accepted connections waiting in the
-/// queue (the connection handler until relaying lands).
+/// Hands up to [`CLOSES_PER_PASS`] accepted connections waiting in the
+/// queue to the relay (issue 12), or closes them: without a relay as
+/// configured (`AbortiveClose`), abortively when the relay refused one.
 fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
     for _ in 0..CLOSES_PER_PASS {
-        let Some(s) = d.accepted.lock().pop() else {
+        let Some(a) = d.accepted.lock().pop() else {
             return;
         };
-        close_connection(d, irp, s, d.cfg.abortive_close);
+        hand_over(d, irp, a);
     }
     if !d.accepted.lock().is_empty() {
         // More next pass, after the periodic duties.
@@ -473,13 +486,19 @@ fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
     }
 }
 
-/// Closes every accepted connection still queued (the worker's end).
+/// Hands every accepted connection still queued over (the worker's end).
 fn close_all_accepted(d: &Driver, irp: &mut SyncIrp) {
     loop {
-        let Some(s) = d.accepted.lock().pop() else {
+        let Some(a) = d.accepted.lock().pop() else {
             return;
         };
-        close_connection(d, irp, s, d.cfg.abortive_close);
+        hand_over(d, irp, a);
+    }
+}
+
+fn hand_over(d: &Driver, irp: &mut SyncIrp, a: crate::state::Accepted) {
+    if let Err(abortive) = crate::relay::adopt(d, a) {
+        close_connection(d, irp, a.socket, abortive || d.cfg.abortive_close);
     }
 }
 

@@ -143,7 +143,12 @@ impl Acceptor {
         }
         let id = WSK_INSPECT_ID::default();
         telemetry::decision(remote, local, &dec, dec.action, dec.reason, 0, &id);
-        if dec.action == Action::Accept && d.accepted.lock().push(socket) {
+        let acc = crate::state::Accepted {
+            socket,
+            remote: Some(remote),
+            local: Some(local),
+        };
+        if dec.action == Action::Accept && d.accepted.lock().push(acc) {
             Stats::bump(&d.stats.accepted_sockets);
         } else {
             crate::listener::close_connection(d, irp, socket, true);

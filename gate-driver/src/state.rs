@@ -195,9 +195,25 @@ impl Stats {
 /// Capacity of the accepted-connection hand-off queue.
 pub const ACCEPT_QUEUE: usize = 256;
 
-/// Accepted sockets waiting for the worker (allocated once, never grown).
+/// An accepted connection waiting for the worker: the socket and the
+/// addresses the accept reported (copied: WSK lends them for the call).
+#[derive(Clone, Copy, Debug)]
+pub struct Accepted {
+    /// The connection socket (ours to close).
+    pub socket: *mut WSK_SOCKET,
+    /// The client's address and port (`None` if unreadable).
+    pub remote: Option<core::net::SocketAddr>,
+    /// The local address and port it connected to.
+    pub local: Option<core::net::SocketAddr>,
+}
+
+// SAFETY: the socket pointer is a WSK object usable from any thread; the
+// worker that pops it becomes its only user.
+unsafe impl Send for Accepted {}
+
+/// Accepted connections waiting for the worker (allocated once, never grown).
 pub struct AcceptQueue {
-    items: crate::pool::PoolVec<usize>,
+    items: crate::pool::PoolVec<Accepted>,
 }
 
 impl AcceptQueue {
@@ -208,14 +224,14 @@ impl AcceptQueue {
         })
     }
 
-    /// Adds a socket; false when full (no allocation).
-    pub fn push(&mut self, s: *mut WSK_SOCKET) -> bool {
-        self.items.push(s as usize).is_ok()
+    /// Adds a connection; false when full (no allocation).
+    pub fn push(&mut self, a: Accepted) -> bool {
+        self.items.push(a).is_ok()
     }
 
-    /// Takes one socket.
-    pub fn pop(&mut self) -> Option<*mut WSK_SOCKET> {
-        self.items.pop().map(|p| p as *mut WSK_SOCKET)
+    /// Takes one connection.
+    pub fn pop(&mut self) -> Option<Accepted> {
+        self.items.pop()
     }
 
     /// Sockets waiting.

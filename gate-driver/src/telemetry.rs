@@ -193,12 +193,14 @@ pub fn config_loaded(c: &DriverConfig) {
     etw::config_loaded_from(&ETW, c.listen_port, MODE, &c.core);
 }
 
-/// A registry value refused (the driver does not start).
+/// A registry value refused (the driver does not start): ETW (Admin
+/// channel), the System event log and the debugger.
 pub fn config_rejected(r: &Rejected) {
     let mut value = Line::new();
     let _ = write!(value, "{}", r.value);
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
     etw::config_rejected(&ETW, r.value_name(), text, r.problem);
+    crate::errorlog::config_refused(r.value_name(), text, r.problem);
     crate::dbg_print!(gate_ksys::DPFLTR_ERROR_LEVEL, "gate: {}", r);
 }
 
@@ -246,4 +248,135 @@ pub fn connection_declined(
 /// DriverUnload started.
 pub fn driver_unloading(uptime_ms: u64) {
     etw::driver_unloading(&ETW, uptime_ms);
+}
+
+// ---- relay (issue 12) ----
+
+fn opt(a: Option<SocketAddr>) -> SockAddrBuf {
+    a.map_or(SockAddrBuf::EMPTY, sa)
+}
+
+/// The relay is on: its configuration.
+pub fn relay_on(backend: SocketAddr, c: &crate::config::RelayConfig) {
+    etw::relay_configured(
+        &ETW,
+        sa(backend).as_bytes(),
+        c.proxy_protocol,
+        c.max_connections,
+        c.buffer_bytes,
+        c.connect_timeout_ms,
+        c.idle_timeout_ms,
+    );
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_INFO_LEVEL,
+        "gate: relaying accepted connections to {} (PROXY protocol {}, at most {})",
+        backend,
+        c.proxy_protocol,
+        c.max_connections
+    );
+}
+
+/// No backend configured (a Warning: the gate protects nothing behind it).
+pub fn relay_off() {
+    const TEXT: &str = "no BackendAddress: accepted connections are closed (nothing is relayed)";
+    etw::relay_off(&ETW, TEXT);
+    crate::dbg_print!(gate_ksys::DPFLTR_WARNING_LEVEL, "gate: {}", TEXT);
+}
+
+/// A relay reached its backend.
+pub fn relay_opened(client: Option<SocketAddr>, backend: SocketAddr, connect_ms: u32) {
+    let ev = etw::def::RelayOpened::DESCRIPTOR;
+    if !ETW.enabled(ev.Level, ev.Keyword) {
+        return;
+    }
+    etw::relay_opened(
+        &ETW,
+        opt(client).as_bytes(),
+        sa(backend).as_bytes(),
+        connect_ms,
+    );
+}
+
+/// A relay ended.
+pub fn relay_closed(
+    client: Option<SocketAddr>,
+    backend: SocketAddr,
+    to_backend: u64,
+    to_client: u64,
+    duration_ms: u32,
+    first: crate::relay::pair::Side,
+    cause: crate::relay::Cause,
+) {
+    if cause != crate::relay::Cause::BothEnded {
+        crate::dbg_print!(
+            gate_ksys::DPFLTR_INFO_LEVEL,
+            "gate: relay for {:?} aborted: {} after {} ms ({} bytes up, {} down)",
+            client,
+            cause.name(),
+            duration_ms,
+            to_backend,
+            to_client
+        );
+    }
+    let ev = etw::def::RelayClosed::DESCRIPTOR;
+    if !ETW.enabled(ev.Level, ev.Keyword) {
+        return;
+    }
+    etw::relay_closed(
+        &ETW,
+        opt(client).as_bytes(),
+        sa(backend).as_bytes(),
+        to_backend,
+        to_client,
+        duration_ms,
+        first as u8,
+        cause as u8,
+    );
+}
+
+/// An accepted connection could not be relayed.
+pub fn relay_failed(
+    client: Option<SocketAddr>,
+    backend: SocketAddr,
+    status: i32,
+    cause: crate::relay::Cause,
+) {
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_WARNING_LEVEL,
+        "gate: relay for {:?} failed: {} (status {:#x})",
+        client,
+        cause.name(),
+        status
+    );
+    let ev = etw::def::RelayFailed::DESCRIPTOR;
+    if !ETW.enabled(ev.Level, ev.Keyword) {
+        return;
+    }
+    etw::relay_failed(
+        &ETW,
+        opt(client).as_bytes(),
+        sa(backend).as_bytes(),
+        status,
+        cause as u8,
+    );
+}
+
+/// The relay's periodic counters.
+pub fn relay_counters(interval_ms: u32, s: &crate::relay::RelaySnapshot) {
+    etw::relay_counters(
+        &ETW,
+        interval_ms,
+        s.active,
+        s.opened,
+        s.closed,
+        s.failed,
+        s.refused_at_limit,
+        s.no_memory,
+        s.connect_timeouts,
+        s.backend_refused,
+        s.idle_timeouts,
+        s.resets,
+        s.bytes_to_backend,
+        s.bytes_to_client,
+    );
 }

@@ -197,8 +197,10 @@ fn post_accept_listener_without_memory_for_its_accept_irp_recovers() {
     assert_eq!(sim.irp_stats().allocated, 1);
     sim.fail_next_irp_allocations(1);
     sim.set_provider_ready(true);
-    // The first listener lives only until the worker sees the acceptor
-    // failed (no wait for it here). Keep connecting to whatever listener is open until one connection is
+    // The first listener may already be closed again (that is the bug
+    // this test is about): wait for one to have been bound at all.
+    wait_for("a listener bound", SEC, || !sim.listeners().is_empty());
+    // Keep connecting to whatever listener is open until one connection is
     // decided, for at most 10 virtual seconds.
     let mut decided = false;
     for i in 0..100u16 {

@@ -1,6 +1,6 @@
 //! Registry configuration: every documented value, given an invalid
-//! setting, stops DriverEntry with STATUS_INVALID_PARAMETER and a message
-//! naming that value; nothing is left behind. Valid settings take effect.
+//! setting, stops DriverEntry with STATUS_INVALID_PARAMETER, a debug message
+//! and a System event log entry naming that value; nothing is left behind. Valid settings take effect.
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_macros,
@@ -78,6 +78,23 @@ fn cases() -> Vec<Case> {
         (name::ALLOW, sz("10.0.0.0/8"), none()),
         (name::DENY, multi(&["10.0.0.0/8", "nonsense"]), none()),
         (name::DENY, multi(&["2001:db8::/129"]), none()),
+        (name::NAT64_PREFIXES, multi(&["192.0.2.0/24"]), none()),
+        (
+            name::NAT64_PREFIXES,
+            multi(&["64:ff9b::/96", "2001:db8::/33"]),
+            none(),
+        ),
+        (name::NAT64_PREFIXES, sz("64:ff9b::/96"), none()),
+        // Relay (issue 12).
+        (name::BACKEND_ADDRESS, sz("10.0.0.1"), none()),
+        (name::BACKEND_ADDRESS, sz("10.0.0.1:0"), none()),
+        (name::BACKEND_ADDRESS, sz("[::]:80"), none()),
+        (name::BACKEND_ADDRESS, Dword(80), none()),
+        (name::PROXY_PROTOCOL, Dword(3), none()),
+        (name::MAX_CONNECTIONS, Dword(0), none()),
+        (name::RELAY_BUFFER_BYTES, Dword(512), none()),
+        (name::CONNECT_TIMEOUT_MS, Dword(50), none()),
+        (name::IDLE_TIMEOUT_MS, Dword(10), none()),
     ]
 }
 
@@ -111,6 +128,17 @@ fn every_invalid_value_is_refused_with_its_name() {
             named,
             "{bad_name} = {bad:?}: message naming it, got {lines:?}"
         );
+        // The System event log gets one entry naming the value.
+        let log = sim.error_log();
+        assert_eq!(log.len(), 1, "{bad_name} = {bad:?}: {log:?}");
+        assert_eq!(
+            log[0].error_code,
+            gate_driver::errorlog::code::CONFIG_REFUSED
+        );
+        assert_eq!(log[0].final_status, STATUS_INVALID_PARAMETER);
+        assert_eq!(log[0].strings.len(), 3, "{log:?}");
+        assert_eq!(log[0].strings[0], bad_name, "{log:?}");
+        assert!(!log[0].strings[2].is_empty(), "{log:?}");
         sim.leaks().assert_clean();
         sim.assert_no_violations();
     }
@@ -210,4 +238,60 @@ fn unknown_value_names_refuse_the_start_naming_them() {
         .expect("known names");
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
+}
+
+#[test]
+fn nat64_prefixes_key_by_the_embedded_ipv4_address() {
+    let sim = Sim::new();
+    let (d, l) = start(
+        &sim,
+        &[
+            (name::BURST, RegValue::Dword(1)),
+            (name::NAT64_PREFIXES, multi(&["64:ff9b::/96"])),
+            (name::DENY, multi(&["203.0.113.0/24"])),
+        ],
+    );
+    let local = addr(&format!("[2001:db8::100]:{}", l.addr.port()));
+    // Two IPv4 clients behind the NAT64 (one IPv6 /64): a bucket each.
+    let a = sim.connect(addr("[64:ff9b::192.0.2.1]:1"), local);
+    let b = sim.connect(addr("[64:ff9b::192.0.2.2]:1"), local);
+    assert_eq!(a.verdict(), Some(Verdict::Accept));
+    assert_eq!(b.verdict(), Some(Verdict::Accept), "own bucket");
+    assert_eq!(
+        sim.connect(addr("[64:ff9b::192.0.2.1]:2"), local).verdict(),
+        Some(Verdict::Reject),
+        "burst 1 of 192.0.2.1 spent"
+    );
+    assert_eq!(
+        sim.connect(addr("[64:ff9b::203.0.113.9]:1"), local)
+            .verdict(),
+        Some(Verdict::Reject),
+        "deny list matches the embedded IPv4 address"
+    );
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn a_refused_start_without_an_error_log_still_fails_cleanly() {
+    // Wine's IoAllocateErrorLogEntry returns NULL: the start is still
+    // refused with the debug message, and nothing is written or leaked.
+    let sim = Sim::new();
+    sim.set_error_log_supported(false);
+    sim.registry_set(PARAMS, name::LISTEN_PORT, RegValue::Dword(0));
+    let r = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY);
+    assert_eq!(r.err(), Some(STATUS_INVALID_PARAMETER));
+    assert!(sim.error_log().is_empty());
+    sim.leaks().assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn a_started_driver_writes_no_error_log_entry() {
+    let sim = Sim::new();
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("starts with defaults");
+    assert!(sim.error_log().is_empty(), "{:?}", sim.error_log());
+    d.unload(&sim).assert_clean();
 }

@@ -5,14 +5,18 @@
 //! attempt has the same patience), so no timer wheel is needed; slots and
 //! queues are reused, so the steady state allocates nothing.
 
-use crate::report::{GroupReport, Outcome, Report, RunInfo, FORMAT, MAX_LATENCY_US};
-use crate::scenario::{CloseMode, Scenario};
+use crate::payload::{self, CHUNK, HEADER_BYTES, PATTERN_PERIOD};
+use crate::report::{
+    GroupReport, Outcome, PayloadMode, PayloadReport, Report, RunInfo, FORMAT, MAX_LATENCY_US,
+};
+use crate::scenario::{CloseMode, GroupKind, PayloadSpec, Scenario};
+use crate::synflood::{self, RawSyn};
 use crate::sys::{self, Epoll, Event, EV_ERR, EV_HUP, EV_IN, EV_OUT, EV_RDHUP};
 use anyhow::{bail, Context, Result};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +37,10 @@ enum State {
     Free,
     Connecting,
     Confirming,
+    /// Handshake done, payload exchange under way.
+    Exchanging,
+    /// A raw SYN is out, no answer yet.
+    SynSent,
 }
 
 struct Slot {
@@ -43,6 +51,26 @@ struct Slot {
     intended_ns: u64,
     started_ns: u64,
     handshake_ns: u64,
+    /// Payload: bytes sent and received, first response byte's time (0:
+    /// none yet), whether the request is all sent.
+    sent: u64,
+    recvd: u64,
+    first_byte_ns: u64,
+    out_done: bool,
+    /// Syn-flood: the SYN's spoofed source and port.
+    syn_src: Ipv4Addr,
+    syn_port: u16,
+}
+
+/// Epoll token of the raw answer socket.
+const RAW_TOKEN: u64 = u64::MAX;
+
+/// What one round of payload I/O came to.
+enum Io {
+    Pending,
+    Done,
+    Failed(&'static str),
+    Errno(i32),
 }
 
 /// Attempts started this many ns late count as late.
@@ -59,6 +87,16 @@ struct Engine<'a> {
     free: Vec<u32>,
     connect_q: VecDeque<(u64, u32, u32)>,
     confirm_q: VecDeque<(u64, u32, u32)>,
+    /// Payload deadlines (handshake time + payload timeout: FIFO, since
+    /// handshakes are handled in time order).
+    io_q: VecDeque<(u64, u32, u32)>,
+    payload: Option<PayloadSpec>,
+    /// The pattern (see [`payload::pattern_buffer`]) and a read buffer.
+    pat: Vec<u8>,
+    rbuf: Vec<u8>,
+    hdr: [u8; 8],
+    /// Raw sockets, when a group is a syn-flood.
+    raw: Option<RawSyn>,
     groups: Vec<GroupReport>,
     in_flight: usize,
     t0: Instant,
@@ -118,11 +156,14 @@ impl Engine<'_> {
             h.0.saturating_record(us);
         }
         let sec = usize::try_from(intended_ns / 1_000_000_000).unwrap_or(usize::MAX);
-        if g.per_second.len() <= sec {
-            g.per_second.resize(sec + 1, [0; 5]);
-        }
+        g.ensure_second(sec);
         if let Some(b) = g.per_second.get_mut(sec) {
             b[outcome.index()] += 1;
+        }
+        if outcome == Outcome::Accepted {
+            if let Some(h) = g.per_second_latency_us.get_mut(sec) {
+                h.0.saturating_record(us);
+            }
         }
     }
 
@@ -156,7 +197,7 @@ impl Engine<'_> {
     }
 
     fn fast_path_worth(&mut self) -> bool {
-        if !self.sc.confirm.is_zero() {
+        if !self.sc.confirm.is_zero() || self.payload.is_some() {
             return false;
         }
         if self.fast.off_for > 0 {
@@ -192,6 +233,10 @@ impl Engine<'_> {
         let Some(group) = self.sc.groups.get(g as usize) else {
             return;
         };
+        if group.kind == GroupKind::SynFlood {
+            self.launch_syn(g, i);
+            return;
+        }
         let intended = group.intended_ns(i);
         let src = group.source(i);
         let now = self.now_ns();
@@ -208,12 +253,13 @@ impl Engine<'_> {
             }
         };
         match sock.connect(&self.target) {
-            Ok(()) if self.sc.confirm.is_zero() => {
+            Ok(()) if self.sc.confirm.is_zero() && self.payload.is_none() => {
                 let done = self.now_ns();
                 self.accepted_at_once(g, intended, now, done);
                 return;
             }
-            // Connected at once but a confirm window is due: wait for it below.
+            // Connected at once but a confirm window or a payload is due:
+            // epoll reports the connection writable at once.
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
                 if self.fast_path_worth() {
@@ -235,21 +281,7 @@ impl Engine<'_> {
                 return;
             }
         }
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    sock: None,
-                    state: State::Free,
-                    gen: 0,
-                    group: 0,
-                    intended_ns: 0,
-                    started_ns: 0,
-                    handshake_ns: 0,
-                });
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
+        let idx = self.alloc_slot();
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
@@ -265,9 +297,108 @@ impl Engine<'_> {
         slot.group = g;
         slot.intended_ns = intended;
         slot.started_ns = now;
+        slot.sent = 0;
+        slot.recvd = 0;
+        slot.first_byte_ns = 0;
+        slot.out_done = false;
         let deadline = now + u64::try_from(self.sc.connect_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.connect_q.push_back((deadline, idx, slot.gen));
         self.in_flight += 1;
+    }
+
+    /// A free slot's index (a new slot when none is free).
+    fn alloc_slot(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    sock: None,
+                    state: State::Free,
+                    gen: 0,
+                    group: 0,
+                    intended_ns: 0,
+                    started_ns: 0,
+                    handshake_ns: 0,
+                    sent: 0,
+                    recvd: 0,
+                    first_byte_ns: 0,
+                    out_done: false,
+                    syn_src: Ipv4Addr::UNSPECIFIED,
+                    syn_port: 0,
+                });
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        }
+    }
+
+    /// Sends attempt `i` of syn-flood group `g` as a raw SYN.
+    fn launch_syn(&mut self, g: u32, i: u64) {
+        let Some(group) = self.sc.groups.get(g as usize) else {
+            return;
+        };
+        let intended = group.intended_ns(i);
+        let IpAddr::V4(src) = group.source(i) else {
+            return;
+        };
+        let now = self.now_ns();
+        let lag = now.saturating_sub(intended);
+        self.max_lag_ns = self.max_lag_ns.max(lag);
+        if lag > LATE_NS {
+            self.late += 1;
+        }
+        let idx = self.alloc_slot();
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        let port = synflood::source_port(slot.gen);
+        let Some(raw) = self.raw.as_mut() else {
+            self.free.push(idx);
+            return;
+        };
+        if let Err(e) = raw.send_syn(src, port, idx) {
+            self.free.push(idx);
+            self.record_error(g, e.raw_os_error().unwrap_or(libc::EIO), intended, now);
+            return;
+        }
+        slot.state = State::SynSent;
+        slot.group = g;
+        slot.intended_ns = intended;
+        slot.started_ns = now;
+        slot.syn_src = src;
+        slot.syn_port = port;
+        let deadline = now + u64::try_from(self.sc.connect_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.connect_q.push_back((deadline, idx, slot.gen));
+        self.in_flight += 1;
+    }
+
+    /// Reads the target's answers to raw SYNs (at most [`LAUNCH_BATCH`] per
+    /// call: the socket is level-triggered, so the rest wait for the next
+    /// turn and due starts are not held up).
+    fn on_raw(&mut self, now: u64) {
+        for _ in 0..LAUNCH_BATCH {
+            let Some(raw) = self.raw.as_mut() else {
+                return;
+            };
+            let a = match raw.next_answer() {
+                Ok(Some(a)) => a,
+                Ok(None) | Err(_) => return,
+            };
+            let Some(slot) = self.slots.get_mut(a.slot as usize) else {
+                continue;
+            };
+            if slot.state != State::SynSent || slot.syn_src != a.to || slot.syn_port != a.to_port {
+                // A late or repeated answer to an attempt already ended.
+                continue;
+            }
+            slot.handshake_ns = now;
+            let outcome = if a.syn_ack {
+                Outcome::Accepted
+            } else {
+                Outcome::Refused
+            };
+            self.finish(a.slot, outcome, None, now);
+        }
     }
 
     /// Ends the attempt in slot `idx` with `outcome`.
@@ -306,6 +437,10 @@ impl Engine<'_> {
     }
 
     fn on_event(&mut self, ev: Event, now: u64) {
+        if ev.token == RAW_TOKEN {
+            self.on_raw(now);
+            return;
+        }
         let idx = (ev.token & 0xffff_ffff) as u32;
         let gen = (ev.token >> 32) as u32;
         let Some(slot) = self.slots.get_mut(idx as usize) else {
@@ -335,6 +470,8 @@ impl Engine<'_> {
                     self.finish(idx, Outcome::Closed, None, now);
                 } else if err != 0 {
                     self.finish(idx, Outcome::Other, Some(err), now);
+                } else if self.payload.is_some() {
+                    self.start_exchange(idx, ev.token, now);
                 } else if self.sc.confirm.is_zero() {
                     self.finish(idx, Outcome::Accepted, None, now);
                 } else {
@@ -359,7 +496,116 @@ impl Engine<'_> {
                     self.finish(idx, Outcome::Accepted, None, now);
                 }
             }
-            State::Free => {}
+            State::Exchanging => self.exchange(idx, ev.token, now),
+            State::Free | State::SynSent => {}
+        }
+    }
+
+    /// The handshake of slot `idx` completed and a payload is due: records
+    /// the accepted outcome (latency to the handshake) and starts sending.
+    fn start_exchange(&mut self, idx: u32, token: u64, now: u64) {
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let (g, intended, started) = (slot.group, slot.intended_ns, slot.started_ns);
+        slot.state = State::Exchanging;
+        let fd = slot.sock.as_ref().map(|s| s.as_raw_fd());
+        if let Some(gr) = self.groups.get_mut(g as usize) {
+            let us = (now.saturating_sub(started) / 1000).clamp(1, MAX_LATENCY_US);
+            gr.service_us.0.saturating_record(us);
+        }
+        self.record(g, Outcome::Accepted, intended, now);
+        let ok = fd.is_some_and(|fd| self.ep.modify(fd, EV_IN | EV_OUT | EV_RDHUP, token).is_ok());
+        if !ok {
+            self.end_exchange(idx, Io::Failed("epoll"), now);
+            return;
+        }
+        let timeout = self.payload.as_ref().map(|p| p.timeout).unwrap_or_default();
+        let dl = now + u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let gen = (token >> 32) as u32;
+        self.io_q.push_back((dl, idx, gen));
+        self.exchange(idx, token, now);
+    }
+
+    /// Moves slot `idx`'s payload on as far as the socket allows.
+    fn exchange(&mut self, idx: u32, token: u64, now: u64) {
+        let Some(spec) = self.payload.as_ref() else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let io = payload_io(
+            slot,
+            spec,
+            &self.hdr,
+            &self.pat,
+            &mut self.rbuf,
+            &self.ep,
+            token,
+            self.t0,
+        );
+        // The clock again for the end: `now` is when this batch of events
+        // was taken, and a read loop may have moved many bytes since.
+        let now = now.max(self.now_ns());
+        if !matches!(io, Io::Pending) {
+            self.end_exchange(idx, io, now);
+        }
+    }
+
+    /// Ends slot `idx`'s exchange with `end` (done, or why it failed):
+    /// records it and frees the slot.
+    fn end_exchange(&mut self, idx: u32, end: Io, now: u64) {
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        slot.state = State::Free;
+        slot.sock = None;
+        let (g, hs, first, sent, recvd) = (
+            slot.group,
+            slot.handshake_ns,
+            slot.first_byte_ns,
+            slot.sent,
+            slot.recvd,
+        );
+        self.free.push(idx);
+        self.in_flight -= 1;
+        let Some(p) = self
+            .groups
+            .get_mut(g as usize)
+            .and_then(|g| g.payload.as_mut())
+        else {
+            return;
+        };
+        p.bytes_sent += sent;
+        p.bytes_received += recvd;
+        let cause = match end {
+            Io::Done | Io::Pending => {
+                p.completed += 1;
+                if first != 0 {
+                    let us = (first.saturating_sub(hs) / 1000).clamp(1, MAX_LATENCY_US);
+                    p.ttfb_us.0.saturating_record(us);
+                }
+                let ns = now.saturating_sub(hs);
+                p.transfer_us
+                    .0
+                    .saturating_record((ns / 1000).clamp(1, MAX_LATENCY_US));
+                p.transfer_s_sum += ns as f64 / 1e9;
+                return;
+            }
+            Io::Failed(cause) => cause,
+            Io::Errno(libc::ECONNRESET | libc::EPIPE) => "reset",
+            Io::Errno(code) => {
+                // Rare: the name is built only for an errno without a cause.
+                *p.failed.entry(errno_name(code)).or_insert(0) += 1;
+                return;
+            }
+        };
+        // Counted without allocating once the cause has been seen.
+        if let Some(c) = p.failed.get_mut(cause) {
+            *c += 1;
+        } else {
+            p.failed.insert(cause.to_string(), 1);
         }
     }
 
@@ -370,8 +616,19 @@ impl Engine<'_> {
             }
             self.connect_q.pop_front();
             if let Some(s) = self.slots.get(idx as usize) {
-                if s.gen == gen && s.state == State::Connecting {
+                if s.gen == gen && (s.state == State::Connecting || s.state == State::SynSent) {
                     self.finish(idx, Outcome::TimedOut, None, now);
+                }
+            }
+        }
+        while let Some(&(dl, idx, gen)) = self.io_q.front() {
+            if dl > now {
+                break;
+            }
+            self.io_q.pop_front();
+            if let Some(s) = self.slots.get(idx as usize) {
+                if s.gen == gen && s.state == State::Exchanging {
+                    self.end_exchange(idx, Io::Failed("timed_out"), now);
                 }
             }
         }
@@ -410,6 +667,12 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
             );
         }
     }
+    let raw = if sc.groups.iter().any(|g| g.kind == GroupKind::SynFlood) {
+        synflood::check_allowed(opts.target)?;
+        Some(RawSyn::new(opts.target)?)
+    } else {
+        None
+    };
     if let Some(cpu) = opts.pin_cpu {
         sys::pin_to_cpu(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
     }
@@ -423,7 +686,14 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
     let groups = sc
         .groups
         .iter()
-        .map(|g| GroupReport::new(&g.name, g.count, seconds))
+        .map(|g| {
+            let mut r = GroupReport::new(&g.name, g.count, seconds);
+            r.payload = sc
+                .payload
+                .as_ref()
+                .map(|p| PayloadReport::new(p.mode, p.request_bytes, p.response_bytes));
+            r
+        })
         .collect();
     let expected_in_flight = sc
         .groups
@@ -440,6 +710,28 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         free: Vec::with_capacity(expected_in_flight + 16),
         connect_q: VecDeque::with_capacity(expected_in_flight + 16),
         confirm_q: VecDeque::with_capacity(expected_in_flight + 16),
+        io_q: VecDeque::with_capacity(if sc.payload.is_some() {
+            expected_in_flight + 16
+        } else {
+            0
+        }),
+        payload: sc.payload.clone(),
+        pat: if sc.payload.is_some() {
+            payload::pattern_buffer()
+        } else {
+            Vec::new()
+        },
+        rbuf: if sc.payload.is_some() {
+            vec![0u8; CHUNK]
+        } else {
+            Vec::new()
+        },
+        hdr: sc
+            .payload
+            .as_ref()
+            .map(|p| payload::header(p.request_bytes, p.response_bytes))
+            .unwrap_or_default(),
+        raw,
         groups,
         in_flight: 0,
         t0: Instant::now() + Duration::from_millis(5),
@@ -456,6 +748,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
     )
     .unwrap_or(0)
         + 5;
+    // The schedule starts at t0: wait for it, or the first attempts would
+    // start early and show a latency of zero.
+    if let Some(fd) = e.raw.as_ref().map(|r| r.recv_fd()) {
+        e.ep.add(fd, EV_IN, RAW_TOKEN)
+            .context("epoll add raw socket")?;
+    }
+    std::thread::sleep(e.t0.saturating_duration_since(Instant::now()));
     let cpu0 = sys::thread_cpu()?;
     let n = sc.groups.len();
     let mut next = vec![0u64; n];
@@ -465,13 +764,24 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
     let mut scratch = Vec::new();
     let mut events = Vec::with_capacity(1024);
     let show = opts.progress && std::io::stderr().is_terminal();
-    let mut next_progress = 1_000_000_000u64;
+    let mut bar = show.then(|| {
+        crate::progress::Progress::new(
+            total,
+            sc.last_due(),
+            sc.connect_timeout
+                + sc.confirm
+                + sc.payload.as_ref().map(|p| p.timeout).unwrap_or_default(),
+        )
+    });
+    let mut next_progress = 0u64;
     // Hard stop (a guard against bugs, not a limit on slow runs): once all
     // attempts have started, every one ends within its patience plus the
     // confirm window.
-    let grace =
-        u64::try_from((sc.connect_timeout + sc.confirm + Duration::from_secs(5)).as_nanos())
-            .unwrap_or(u64::MAX);
+    let io_timeout = sc.payload.as_ref().map(|p| p.timeout).unwrap_or_default();
+    let grace = u64::try_from(
+        (sc.connect_timeout + sc.confirm + io_timeout + Duration::from_secs(5)).as_nanos(),
+    )
+    .unwrap_or(u64::MAX);
     let mut hard_stop = u64::MAX;
     loop {
         let now = e.now_ns();
@@ -511,30 +821,15 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
                 e.in_flight
             );
         }
-        if show && now >= next_progress {
-            next_progress += 1_000_000_000;
-            let mut c = crate::report::Counts::default();
-            for g in &e.groups {
-                c.accepted += g.counts.accepted;
-                c.refused += g.counts.refused;
-                c.timed_out += g.counts.timed_out;
-                c.closed += g.counts.closed;
-                c.other += g.counts.other;
-            }
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r[{:6.1}s] started {launched}/{total} in flight {} accepted {} refused {} timed out {} closed {} other {} max lag {:.1} ms   ",
-                now as f64 / 1e9,
+        if let Some(p) = bar.as_mut().filter(|_| now >= next_progress) {
+            next_progress = now + crate::progress::REFRESH_NS;
+            p.update(
+                now,
+                launched,
                 e.in_flight,
-                c.accepted,
-                c.refused,
-                c.timed_out,
-                c.closed,
-                c.other,
-                e.max_lag_ns as f64 / 1e6
+                &total_counts(&e.groups),
+                e.max_lag_ns,
             );
-            let _ = err.flush();
         }
         // Sleep until the next start, the next deadline, or an event.
         let mut wake = u64::MAX;
@@ -553,7 +848,10 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         if let Some(&(dl, _, _)) = e.confirm_q.front() {
             wake = wake.min(dl);
         }
-        if show {
+        if let Some(&(dl, _, _)) = e.io_q.front() {
+            wake = wake.min(dl);
+        }
+        if bar.is_some() {
             wake = wake.min(next_progress);
         }
         let timeout = Duration::from_nanos(wake.saturating_sub(now).min(1_000_000_000));
@@ -566,8 +864,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
             }
         }
     }
-    if show {
-        eprintln!();
+    if let Some(p) = bar {
+        p.finish(launched, &total_counts(&e.groups), e.max_lag_ns);
     }
     let cpu1 = sys::thread_cpu()?;
     let wall = e.t0.elapsed();
@@ -594,4 +892,103 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         groups: e.groups,
     };
     Ok(RunResult { report, cpu, wall })
+}
+
+/// One round of payload I/O on `slot`: writes the request as far as the
+/// socket takes it (header first for request-response; then half-closes for
+/// bulk), then reads and checks what arrived against the pattern.
+#[allow(clippy::too_many_arguments)]
+fn payload_io(
+    slot: &mut Slot,
+    spec: &PayloadSpec,
+    hdr: &[u8; 8],
+    pat: &[u8],
+    rbuf: &mut [u8],
+    ep: &Epoll,
+    token: u64,
+    t0: Instant,
+) -> Io {
+    use std::io::{ErrorKind, Read};
+    let Some(sock) = slot.sock.as_mut() else {
+        return Io::Failed("closed_early");
+    };
+    while slot.sent < spec.request_bytes {
+        let data: &[u8] = if spec.mode == PayloadMode::RequestResponse && slot.sent < HEADER_BYTES {
+            hdr.get(slot.sent as usize..).unwrap_or_default()
+        } else {
+            let start = (slot.sent % PATTERN_PERIOD as u64) as usize;
+            let len = (spec.request_bytes - slot.sent).min(CHUNK as u64) as usize;
+            pat.get(start..start + len).unwrap_or_default()
+        };
+        match sock.write(data) {
+            Ok(0) => return Io::Failed("closed_early"),
+            Ok(n) => slot.sent += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Io::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+    if slot.sent >= spec.request_bytes && !slot.out_done {
+        slot.out_done = true;
+        if spec.mode == PayloadMode::Bulk {
+            if let Err(e) = sock.shutdown(std::net::Shutdown::Write) {
+                return Io::Errno(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+        }
+        // Nothing more to write: stop asking for writability.
+        if ep
+            .modify(sock.as_raw_fd(), EV_IN | EV_RDHUP, token)
+            .is_err()
+        {
+            return Io::Failed("epoll");
+        }
+    }
+    loop {
+        match sock.read(rbuf) {
+            Ok(0) => {
+                return if spec.mode == PayloadMode::Bulk && slot.out_done {
+                    Io::Done
+                } else {
+                    Io::Failed("closed_early")
+                };
+            }
+            Ok(n) => {
+                if slot.first_byte_ns == 0 {
+                    // Read the clock at the first byte itself.
+                    let now = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    slot.first_byte_ns = now.max(1);
+                }
+                let got = rbuf.get(..n).unwrap_or_default();
+                if spec.mode == PayloadMode::Bulk
+                    || payload::first_mismatch(got, slot.recvd).is_some()
+                {
+                    // A sink sends nothing; echo and responses are the pattern.
+                    return Io::Failed("mismatch");
+                }
+                slot.recvd += n as u64;
+                if slot.recvd > spec.response_bytes {
+                    return Io::Failed("mismatch");
+                }
+                if slot.recvd == spec.response_bytes && slot.out_done {
+                    return Io::Done;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Io::Pending,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Io::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+/// Outcome counts of all groups together.
+fn total_counts(groups: &[GroupReport]) -> crate::report::Counts {
+    let mut c = crate::report::Counts::default();
+    for g in groups {
+        c.accepted += g.counts.accepted;
+        c.refused += g.counts.refused;
+        c.timed_out += g.counts.timed_out;
+        c.closed += g.counts.closed;
+        c.other += g.counts.other;
+    }
+    c
 }

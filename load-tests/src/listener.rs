@@ -1,7 +1,9 @@
 //! A plain TCP listener that accepts and closes (or holds for a while) every
-//! connection: the target of tests and benchmarks, and the backend behind
-//! peers such as HAProxy.
+//! connection, or serves the payload modes (echo, request-response, sink;
+//! see [`crate::payload`]): the target of tests and benchmarks, and the
+//! backend behind peers such as HAProxy.
 
+use crate::payload::{self, Conn, ServeMode, Step};
 use crate::sys::{Epoll, EV_IN};
 use anyhow::{Context, Result};
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -36,9 +38,31 @@ pub fn serve(
     accepted: &AtomicU64,
     until: Option<Instant>,
 ) -> Result<u64> {
+    serve_mode(sock, ServeMode::Close, hold, stop, accepted, until)
+}
+
+/// Like [`serve`], serving each connection in `mode` (`hold` applies to
+/// [`ServeMode::Close`] only).
+pub fn serve_mode(
+    sock: &Socket,
+    mode: ServeMode,
+    hold: Duration,
+    stop: &AtomicBool,
+    accepted: &AtomicU64,
+    until: Option<Instant>,
+) -> Result<u64> {
     let ep = Epoll::new()?;
     ep.add(sock.as_raw_fd(), EV_IN, 0)?;
     let mut held: VecDeque<(Instant, Socket)> = VecDeque::new();
+    // Data modes: connection slots (token = index + 1) and free indices.
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut buf = vec![0u8; payload::CHUNK];
+    let pat = if mode == ServeMode::Close {
+        Vec::new()
+    } else {
+        payload::pattern_buffer()
+    };
     let mut scratch = Vec::new();
     let mut events = Vec::new();
     let mut n = 0u64;
@@ -55,7 +79,22 @@ pub fn serve(
             timeout = timeout.min(t.saturating_duration_since(now));
         }
         ep.wait(&mut scratch, &mut events, Some(timeout))?;
-        if events.is_empty() {
+        for ev in &events {
+            if ev.token == 0 {
+                continue;
+            }
+            let idx = usize::try_from(ev.token - 1).unwrap_or(usize::MAX);
+            let Some(slot) = conns.get_mut(idx) else {
+                continue;
+            };
+            let Some(c) = slot.as_mut() else { continue };
+            if let Step::Close = payload::serve_event(&ep, ev.token, c, mode, &mut buf, &pat)? {
+                // Dropping the socket closes it and leaves the epoll set.
+                *slot = None;
+                free.push(idx);
+            }
+        }
+        if !events.iter().any(|e| e.token == 0) {
             continue;
         }
         loop {
@@ -63,7 +102,17 @@ pub fn serve(
                 Ok((c, _)) => {
                     n += 1;
                     accepted.fetch_add(1, Ordering::Relaxed);
-                    if !hold.is_zero() {
+                    if mode != ServeMode::Close {
+                        c.set_nonblocking(true)?;
+                        let idx = free.pop().unwrap_or_else(|| {
+                            conns.push(None);
+                            conns.len() - 1
+                        });
+                        ep.add(c.as_raw_fd(), EV_IN, idx as u64 + 1)?;
+                        if let Some(slot) = conns.get_mut(idx) {
+                            *slot = Some(Conn::new(c));
+                        }
+                    } else if !hold.is_zero() {
                         held.push_back((Instant::now() + hold, c));
                     }
                 }
@@ -92,6 +141,16 @@ impl Background {
     /// Binds `addr` (port 0 picks one) and serves on a new thread, pinned to
     /// `cpu` if given.
     pub fn start(addr: SocketAddr, hold: Duration, cpu: Option<usize>) -> Result<Self> {
+        Self::start_mode(addr, ServeMode::Close, hold, cpu)
+    }
+
+    /// Like [`Background::start`], serving connections in `mode`.
+    pub fn start_mode(
+        addr: SocketAddr,
+        mode: ServeMode,
+        hold: Duration,
+        cpu: Option<usize>,
+    ) -> Result<Self> {
         let sock = bind(addr)?;
         let addr = sock
             .local_addr()?
@@ -106,7 +165,7 @@ impl Background {
                 if let Some(c) = cpu {
                     let _ = crate::sys::pin_to_cpu(c);
                 }
-                serve(&sock, hold, &s2, &a2, None)
+                serve_mode(&sock, mode, hold, &s2, &a2, None)
             })?;
         Ok(Background {
             addr,

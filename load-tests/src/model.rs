@@ -39,7 +39,17 @@ impl Bucket {
 
 /// Expected accepted attempts per group, in scenario order.
 pub fn expected_accepted(sc: &Scenario, gate: &GateConfig) -> Vec<u64> {
-    let mut out = vec![0u64; sc.groups.len()];
+    expected_accepted_per_second(sc, gate)
+        .iter()
+        .map(|g| g.iter().sum())
+        .collect()
+}
+
+/// Expected accepted attempts per group (scenario order) and per second of
+/// intended start (index 0 = the run's first second), as drawn over the
+/// observed counts by [`crate::plot`].
+pub fn expected_accepted_per_second(sc: &Scenario, gate: &GateConfig) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::<u64>::new(); sc.groups.len()];
     let mut keys: HashMap<(bool, u128), Bucket> = HashMap::new();
     let gburst = gate.global_burst.or(gate.global_rate).unwrap_or(0.0);
     let mut global: Option<Bucket> = None;
@@ -71,7 +81,13 @@ pub fn expected_accepted(sc: &Scenario, gate: &GateConfig) -> Vec<u64> {
                 gb.tokens -= 1.0;
             }
             if let Some(o) = out.get_mut(gi) {
-                *o += 1;
+                let sec = usize::try_from(t / 1_000_000_000).unwrap_or(usize::MAX);
+                if o.len() <= sec {
+                    o.resize(sec + 1, 0);
+                }
+                if let Some(c) = o.get_mut(sec) {
+                    *c += 1;
+                }
             }
         }
     }
@@ -195,5 +211,18 @@ mod tests {
         let e = expected_accepted(&s, s.gate.as_ref().unwrap())[0];
         // 10 + 50 x 0.999 s
         assert!((59..=60).contains(&e), "{e}");
+    }
+
+    #[test]
+    fn per_second_expectation_sums_to_the_total() {
+        // One key at 100/s for 2 s: by the last attempt of second 0 (0.99 s)
+        // it has had 5 + 10 x 0.99 = 14.9 tokens, so 14 there and the other
+        // 10 of its 24 in second 1.
+        let s = sc(
+            "",
+            "[[group]]\nname='a'\nsources='127.0.0.2'\nrate=100\nduration_s=2",
+        );
+        let ps = expected_accepted_per_second(&s, s.gate.as_ref().unwrap());
+        assert_eq!(ps, vec![vec![14, 10]]);
     }
 }

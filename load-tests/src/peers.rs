@@ -6,12 +6,19 @@
 //! `tcp-request connection reject`, after the handshake, so its runs use a
 //! confirm window). Reports accuracy (observed / model accepted per group)
 //! and the highest new-connection rate each sustains, as ratios.
+//!
+//! With `--relay`, the relay comparison instead: the same payload run (see
+//! [`crate::payload`]) straight to the backend and through HAProxy in TCP
+//! (relay) mode, side by side: what relaying costs in handshake, time to
+//! first byte, transfer time and MB/s.
 
 use crate::engine::{self, RunOptions};
 use crate::listener::Background;
 use crate::model;
+use crate::payload::ServeMode;
+use crate::report::PayloadMode;
 use crate::report::Report;
-use crate::scenario::{GateConfig, Scenario};
+use crate::scenario::{GateConfig, PayloadSpec, Scenario};
 use crate::topology::{in_netns, sh, Guard, Topology, SERVER_ADDR};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -22,10 +29,34 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Scenario with a [gate] section; its sources must lie in
+    /// Scenario with a `[gate]` section; its sources must lie in
     /// 10.77.128.0/17 (the harness's client namespace), its target is ignored.
-    #[arg(long, short)]
-    pub scenario: PathBuf,
+    #[arg(long, short, required_unless_present = "relay")]
+    pub scenario: Option<PathBuf>,
+    /// Run the relay comparison instead: a payload run straight to the
+    /// backend and through HAProxy in TCP mode (no limits), side by side.
+    #[arg(long, conflicts_with = "scenario")]
+    pub relay: bool,
+    /// Relay comparison: payload mode (rr, echo or bulk).
+    #[arg(long, default_value = "echo", requires = "relay")]
+    pub relay_payload: String,
+    /// Relay comparison: connections per second (for bulk: streams in all).
+    #[arg(long, default_value_t = 200.0, requires = "relay")]
+    pub relay_rate: f64,
+    /// Relay comparison: seconds of connections.
+    #[arg(long, default_value_t = 3.0, requires = "relay")]
+    pub relay_duration_s: f64,
+    /// Relay comparison: bytes each connection sends (k, M, G; default as
+    /// `run --payload`).
+    #[arg(long, value_parser = crate::oneliner::parse_bytes_arg, requires = "relay")]
+    pub request_bytes: Option<u64>,
+    /// Relay comparison, rr: bytes of each response.
+    #[arg(long, value_parser = crate::oneliner::parse_bytes_arg, requires = "relay")]
+    pub response_bytes: Option<u64>,
+    /// Relay comparison: write the percentile spectrum of the transfer
+    /// times (direct and relayed overlaid) here (.svg or .png).
+    #[arg(long, requires = "relay")]
+    pub relay_spectrum: Option<PathBuf>,
     /// Offered rates (connections/s) of the sustained-rate ramp.
     #[arg(
         long,
@@ -54,6 +85,10 @@ pub enum Peer {
     Plain,
     NftMeter,
     Haproxy,
+    /// Relay comparison: the backend itself.
+    Direct,
+    /// Relay comparison: HAProxy `mode tcp` relaying to the backend.
+    HaproxyRelay,
 }
 
 impl Peer {
@@ -62,6 +97,8 @@ impl Peer {
             Peer::Plain => "plain listener",
             Peer::NftMeter => "nftables meter",
             Peer::Haproxy => "HAProxy stick-table",
+            Peer::Direct => "direct to backend",
+            Peer::HaproxyRelay => "HAProxy TCP relay",
         }
     }
 }
@@ -158,6 +195,53 @@ pub fn haproxy_config(bind: SocketAddr, backend: SocketAddr, gate: &GateConfig) 
     )
 }
 
+/// HAProxy configuration of a plain TCP relay (`mode tcp`, no limits): every
+/// connection to `bind` is relayed to `backend`.
+pub fn haproxy_relay_config(bind: SocketAddr, backend: SocketAddr) -> String {
+    format!(
+        "global\n  maxconn 9000\n\
+         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend relay\n  bind {bind}\n  maxconn 9000\n  default_backend backend\n\
+         backend backend\n  server s1 {backend} maxconn 9000\n"
+    )
+}
+
+/// Starts HAProxy with `config` in namespace `ns` and waits until `front`
+/// accepts connections.
+fn start_haproxy(ns: &str, name: &str, config: &str, front: SocketAddr) -> Result<Child> {
+    let path = std::env::temp_dir().join(format!("gate-load-{name}.cfg"));
+    std::fs::write(&path, config)?;
+    let log = std::env::temp_dir().join(format!("gate-load-{name}.haproxy.log"));
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "haproxy", "-db", "-f"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting haproxy (Debian package haproxy)")?;
+    // Wait until it listens (probe from the server namespace itself).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ok = in_netns(ns, move || {
+            Ok(std::net::TcpStream::connect_timeout(&front, Duration::from_millis(200)).is_ok())
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("probe panicked"))??;
+        if ok {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "haproxy did not start listening on {front} within 5 s (see {})",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A peer running in a fresh topology; stops everything on drop.
 struct Running {
     topo: Guard,
@@ -202,40 +286,14 @@ fn start(peer: Peer, gate: &GateConfig, name: &str) -> Result<Running> {
             let _ = std::fs::remove_file(&path);
         }
         Peer::Haproxy => {
-            let path = std::env::temp_dir().join(format!("gate-load-{name}.cfg"));
-            std::fs::write(&path, haproxy_config(front, listen_at, gate))?;
-            let log = std::env::temp_dir().join(format!("gate-load-{name}.haproxy.log"));
-            let child = Command::new("ip")
-                .args(["netns", "exec", &sns, "haproxy", "-db", "-f"])
-                .arg(&path)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log)?)
-                .spawn()
-                .context("starting haproxy (Debian package haproxy)")?;
-            haproxy = Some(child);
-            // Wait until it listens (probe from the server namespace itself).
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let ok = in_netns(&sns, move || {
-                    Ok(
-                        std::net::TcpStream::connect_timeout(&front, Duration::from_millis(200))
-                            .is_ok(),
-                    )
-                })?
-                .join()
-                .map_err(|_| anyhow::anyhow!("probe panicked"))??;
-                if ok {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "haproxy did not start listening on {front} within 5 s (see {})",
-                        log.display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            haproxy = Some(start_haproxy(
+                &sns,
+                name,
+                &haproxy_config(front, listen_at, gate),
+                front,
+            )?);
         }
+        Peer::Direct | Peer::HaproxyRelay => bail!("{} is a relay peer", peer.name()),
     }
     Ok(Running {
         topo,
@@ -383,7 +441,14 @@ pub fn run(args: &Args) -> Result<bool> {
     if let Some(bad) = args.steps.iter().find(|r| **r == 0 || **r > 32_000) {
         bail!("--steps: rate {bad} must be 1..=32000 (one fresh address per attempt)");
     }
-    let sc = Scenario::load(&args.scenario)?;
+    if args.relay {
+        return run_relay(args);
+    }
+    let path = args
+        .scenario
+        .as_ref()
+        .context("give --scenario (or --relay)")?;
+    let sc = Scenario::load(path)?;
     let gate = sc
         .gate
         .clone()
@@ -409,6 +474,169 @@ pub fn run(args: &Args) -> Result<bool> {
         std::fs::write(p, &t).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(true)
+}
+
+/// The relay comparison's payload run: `rate` connections per second for
+/// `secs` from the topology's client block, each exchanging `payload`.
+pub fn relay_scenario(rate: f64, secs: f64, payload: PayloadSpec) -> Result<Scenario> {
+    let mut sc = Scenario::parse(&format!(
+        "name = \"relay\"\nconnect_timeout_ms = 1000\n\
+         [[group]]\nname = \"{}\"\nsources = \"10.77.128.1-10.77.131.254\"\nrate = {rate}\n\
+         duration_s = {secs}\n",
+        payload.mode.name()
+    ))
+    .context("relay scenario")?;
+    sc.payload = Some(payload);
+    Ok(sc)
+}
+
+/// Runs `sc` against `peer` (Direct or HaproxyRelay) in a fresh topology,
+/// with a backend answering `mode`.
+pub fn relay_run(peer: Peer, sc: &Scenario, mode: ServeMode, name: &str) -> Result<Report> {
+    let topo = Guard(Topology::up(name, 1020)?);
+    let sns = topo.0.server_ns();
+    let front = SocketAddr::new(SERVER_ADDR.into(), 8080);
+    let backend_at = match peer {
+        Peer::Direct => front,
+        Peer::HaproxyRelay => "127.0.0.1:9080".parse::<SocketAddr>()?,
+        _ => bail!("{} is not a relay peer", peer.name()),
+    };
+    let backend = in_netns(&sns, move || {
+        Background::start_mode(backend_at, mode, Duration::ZERO, None)
+    })?
+    .join()
+    .map_err(|_| anyhow::anyhow!("backend start panicked"))??;
+    let haproxy = match peer {
+        Peer::HaproxyRelay => Some(start_haproxy(
+            &sns,
+            name,
+            &haproxy_relay_config(front, backend_at),
+            front,
+        )?),
+        _ => None,
+    };
+    let running = Running {
+        topo,
+        target: front,
+        _listener: backend,
+        haproxy,
+    };
+    run_in_client(&running, sc)
+}
+
+/// One row of the relay table.
+fn relay_row(t: &mut comfy_table::Table, peer: Peer, r: &Report, base_mb_s: Option<f64>) {
+    let mut r = r.clone();
+    r.derive_stats();
+    let Some(g) = r.groups.first() else { return };
+    let Some(p) = &g.payload else { return };
+    let mb_s = p.mb_per_s;
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+        if h.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.3}", h.value_at_quantile(q) as f64 / 1000.0)
+        }
+    };
+    t.add_row(vec![
+        peer.name().to_string(),
+        format!("{}/{}", p.completed, g.attempted),
+        p.failed_total().to_string(),
+        format!(
+            "{} / {}",
+            ms(&g.service_us.0, 0.5),
+            ms(&g.service_us.0, 0.99)
+        ),
+        format!("{} / {}", ms(&p.ttfb_us.0, 0.5), ms(&p.ttfb_us.0, 0.99)),
+        format!(
+            "{} / {}",
+            ms(&p.transfer_us.0, 0.5),
+            ms(&p.transfer_us.0, 0.99)
+        ),
+        format!("{mb_s:.1}"),
+        match base_mb_s {
+            Some(b) if b > 0.0 => format!("{:.2}", mb_s / b),
+            _ => "1.00".to_string(),
+        },
+    ]);
+}
+
+/// The relay comparison: direct to the backend, then through HAProxy.
+fn run_relay(args: &Args) -> Result<bool> {
+    let mode = crate::scenario::parse_payload_mode("--relay-payload", &args.relay_payload)?;
+    let payload = PayloadSpec::new(
+        mode,
+        args.request_bytes,
+        args.response_bytes,
+        None,
+        ["--request-bytes", "--response-bytes", "timeout"],
+    )?;
+    let serve = match mode {
+        PayloadMode::RequestResponse => ServeMode::Rr,
+        PayloadMode::Echo => ServeMode::Echo,
+        PayloadMode::Bulk => ServeMode::Sink,
+    };
+    let sc = relay_scenario(args.relay_rate, args.relay_duration_s, payload)?;
+    let tag = format!("rl{}", std::process::id() % 10_000);
+    let mut reports = Vec::new();
+    for peer in [Peer::Direct, Peer::HaproxyRelay] {
+        let r = relay_run(peer, &sc, serve, &tag)?;
+        eprint!("{}: {}", peer.name(), r.summary());
+        reports.push((peer, r));
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::ASCII_MARKDOWN)
+        .force_no_tty()
+        .set_header(vec![
+            "peer",
+            "completed",
+            "failed",
+            "handshake p50 / p99 ms",
+            "ttfb p50 / p99 ms",
+            "transfer p50 / p99 ms",
+            "MB/s per connection",
+            "vs direct",
+        ]);
+    let mut base = None;
+    for (peer, r) in &reports {
+        relay_row(&mut t, *peer, r, base);
+        if base.is_none() {
+            let mut d = r.clone();
+            d.derive_stats();
+            base = d
+                .groups
+                .first()
+                .and_then(|g| g.payload.as_ref())
+                .map(|p| p.mb_per_s);
+        }
+    }
+    println!("{t}");
+    println!(
+        "payload {} {}/{} bytes, {} conn/s for {} s from 1020 addresses; times from the completed handshake",
+        mode.name(),
+        sc.payload.as_ref().map_or(0, |p| p.request_bytes),
+        sc.payload.as_ref().map_or(0, |p| p.response_bytes),
+        args.relay_rate,
+        args.relay_duration_s
+    );
+    if let Some(p) = &args.markdown {
+        std::fs::write(p, t.to_string()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.relay_spectrum {
+        let named: Vec<(String, Report)> = reports
+            .iter()
+            .map(|(peer, r)| (peer.name().to_string(), r.clone()))
+            .collect();
+        let curves = crate::plot::curves_of(&named, crate::plot::Metric::Transfer);
+        crate::plot::write_spectrum("transfer time: direct vs HAProxy TCP relay", &curves, p)?;
+        println!("spectrum plot written to {}", p.display());
+    }
+    let all_done = reports.iter().all(|(_, r)| {
+        r.groups
+            .iter()
+            .all(|g| g.payload.as_ref().is_some_and(|p| p.failed_total() == 0))
+    });
+    Ok(all_done)
 }
 
 #[cfg(test)]

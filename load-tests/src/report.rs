@@ -1,10 +1,12 @@
-//! Run results: per-group outcome counts, HdrHistograms of handshake latency
-//! per outcome (serialized as V2-deflate base64 so reports from several
-//! client machines merge exactly), per-second outcome buckets, the JSON form,
-//! `merge`, and the readable summary.
+//! Run results: per-group outcome counts, HdrHistograms of latency per
+//! outcome (serialized as V2-deflate base64 so reports from several client
+//! machines merge exactly), the same percentiles as plain numbers (for `jq`),
+//! per-second outcome buckets and latency, payload results, the JSON form,
+//! `merge`, and the text tables ([`Report::summary`]).
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
+use comfy_table::{presets, CellAlignment, Table};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -55,10 +57,25 @@ impl Outcome {
 /// Largest latency recorded (microseconds); larger values saturate.
 pub const MAX_LATENCY_US: u64 = 120_000_000;
 
+/// A histogram of 1 us .. [`MAX_LATENCY_US`] at 3 significant digits (0.1 %).
 pub fn new_histogram() -> Histogram<u64> {
-    // 1 us .. 120 s at 3 significant digits; the bounds are constants that
-    // hdrhistogram accepts, so this cannot fail.
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).unwrap_or_else(|_| {
+    histogram_with_digits(3)
+}
+
+/// Significant digits of the per-second latency histograms: 1 digit keeps
+/// each at ~3 KB (an hour-long run of six groups holds ~65 MB of them); its
+/// percentiles are within 1/16 (6.25 %) of the true value.
+pub const PER_SECOND_DIGITS: u8 = 1;
+
+/// A per-second latency histogram ([`PER_SECOND_DIGITS`] significant digits).
+pub fn new_per_second_histogram() -> Histogram<u64> {
+    histogram_with_digits(PER_SECOND_DIGITS)
+}
+
+fn histogram_with_digits(digits: u8) -> Histogram<u64> {
+    // The bounds and 1..=3 digits are constants hdrhistogram accepts, so this
+    // cannot fail.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, digits).unwrap_or_else(|_| {
         Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
     })
 }
@@ -93,6 +110,159 @@ impl<'de> Deserialize<'de> for Hist {
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| serde::de::Error::custom(format!("histogram data: {e:?}")))?;
         Ok(Hist(h))
+    }
+}
+
+/// Percentiles of one histogram as plain numbers (microseconds), so that
+/// `jq '.groups[0].stats.accepted.p99_us'` reads a percentile. Derived from
+/// the histograms when a report is saved; the histograms stay the source of
+/// truth for merging.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    pub max_us: u64,
+}
+
+impl LatencyStats {
+    /// The percentiles of `h` (all zero when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencyStats::default();
+        }
+        LatencyStats {
+            count: h.len(),
+            mean_us: (h.mean() * 10.0).round() / 10.0,
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p99_9_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Latency of one second of intended start, as plain numbers.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SecondStats {
+    /// Accepted attempts whose intended start fell in this second.
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Which payload exchange followed the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadMode {
+    /// Send a request of N bytes, read a response of M bytes
+    /// (`gate-load listen --mode rr` answers; see [`crate::payload`]).
+    RequestResponse,
+    /// Send N bytes, read them back and compare byte for byte (any echo
+    /// server: `gate-load listen --mode echo`).
+    Echo,
+    /// Send N bytes as one stream, half-close, wait for the server's close
+    /// (`gate-load listen --mode sink`); reports MB/s.
+    Bulk,
+}
+
+impl PayloadMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadMode::RequestResponse => "request-response",
+            PayloadMode::Echo => "echo",
+            PayloadMode::Bulk => "bulk",
+        }
+    }
+}
+
+/// What became of the payload exchanges of one group's accepted connections.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PayloadReport {
+    pub mode: PayloadMode,
+    /// Bytes each connection sends.
+    pub request_bytes: u64,
+    /// Bytes each connection expects back (0 for bulk).
+    pub response_bytes: u64,
+    /// Exchanges that completed (and, for echo, matched byte for byte).
+    pub completed: u64,
+    /// Failed exchanges by cause: `reset`, `closed_early`, `timed_out`,
+    /// `mismatch` (echo bytes differ), or an errno name.
+    pub failed: BTreeMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// From the completed handshake to the first response byte.
+    pub ttfb_us: Hist,
+    /// From the completed handshake to the exchange's end (the last response
+    /// byte; for bulk, the server's close after it read everything).
+    pub transfer_us: Hist,
+    /// Sum over completed exchanges of their transfer time (seconds).
+    pub transfer_s_sum: f64,
+    /// Bytes moved (sent + received) by completed exchanges per second of
+    /// their transfer time, in MB/s (10^6 bytes); for one stream at a time
+    /// (bulk) this is the stream's throughput. Derived.
+    #[serde(default)]
+    pub mb_per_s: f64,
+}
+
+impl PayloadReport {
+    pub fn new(mode: PayloadMode, request_bytes: u64, response_bytes: u64) -> Self {
+        PayloadReport {
+            mode,
+            request_bytes,
+            response_bytes,
+            completed: 0,
+            failed: BTreeMap::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            ttfb_us: Hist::default(),
+            transfer_us: Hist::default(),
+            transfer_s_sum: 0.0,
+            mb_per_s: 0.0,
+        }
+    }
+
+    /// Failed exchanges of every cause.
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    fn add(&mut self, o: &PayloadReport) -> Result<()> {
+        self.completed += o.completed;
+        for (k, v) in &o.failed {
+            *self.failed.entry(k.clone()).or_insert(0) += v;
+        }
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.transfer_s_sum += o.transfer_s_sum;
+        self.ttfb_us
+            .0
+            .add(&o.ttfb_us.0)
+            .map_err(|e| anyhow::anyhow!("ttfb histogram: {e:?}"))?;
+        self.transfer_us
+            .0
+            .add(&o.transfer_us.0)
+            .map_err(|e| anyhow::anyhow!("transfer histogram: {e:?}"))?;
+        Ok(())
+    }
+
+    fn derive(&mut self) {
+        let per_conn = self.request_bytes
+            + if self.mode == PayloadMode::Bulk {
+                0
+            } else {
+                self.response_bytes
+            };
+        self.mb_per_s = if self.transfer_s_sum > 0.0 {
+            (self.completed * per_conn) as f64 / self.transfer_s_sum / 1e6
+        } else {
+            0.0
+        };
     }
 }
 
@@ -154,6 +324,20 @@ pub struct GroupReport {
     pub service_us: Hist,
     /// Per second of intended start: [accepted, refused, timed_out, closed, other].
     pub per_second: Vec<[u64; 5]>,
+    /// Per second of intended start: latency of the accepted attempts from
+    /// intended start ([`PER_SECOND_DIGITS`] significant digits).
+    #[serde(default)]
+    pub per_second_latency_us: Vec<Hist>,
+    /// Payload results, when the run exchanged data after the handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadReport>,
+    /// Derived on save: percentiles per outcome name, plus `handshake`
+    /// (from `service_us`) and, with a payload, `ttfb` and `transfer`.
+    #[serde(default)]
+    pub stats: BTreeMap<String, LatencyStats>,
+    /// Derived on save: accepted latency per second of intended start.
+    #[serde(default)]
+    pub per_second_stats: Vec<SecondStats>,
 }
 
 impl GroupReport {
@@ -170,11 +354,58 @@ impl GroupReport {
             latency_us,
             service_us: Hist::default(),
             per_second: vec![[0; 5]; seconds],
+            per_second_latency_us: (0..seconds)
+                .map(|_| Hist(new_per_second_histogram()))
+                .collect(),
+            payload: None,
+            stats: BTreeMap::new(),
+            per_second_stats: Vec::new(),
         }
     }
 
     pub fn latency(&self, o: Outcome) -> Option<&Histogram<u64>> {
         self.latency_us.get(o.name()).map(|h| &h.0)
+    }
+
+    /// Makes room for second `sec` in the per-second tables.
+    pub fn ensure_second(&mut self, sec: usize) {
+        if self.per_second.len() <= sec {
+            self.per_second.resize(sec + 1, [0; 5]);
+        }
+        while self.per_second_latency_us.len() <= sec {
+            self.per_second_latency_us
+                .push(Hist(new_per_second_histogram()));
+        }
+    }
+
+    /// Fills `stats` and `per_second_stats` from the histograms.
+    pub fn derive_stats(&mut self) {
+        let mut st = BTreeMap::new();
+        for o in OUTCOMES {
+            if let Some(h) = self.latency(o) {
+                st.insert(o.name().to_string(), LatencyStats::of(h));
+            }
+        }
+        st.insert("handshake".into(), LatencyStats::of(&self.service_us.0));
+        if let Some(p) = self.payload.as_mut() {
+            p.derive();
+            st.insert("ttfb".into(), LatencyStats::of(&p.ttfb_us.0));
+            st.insert("transfer".into(), LatencyStats::of(&p.transfer_us.0));
+        }
+        self.stats = st;
+        self.per_second_stats = self
+            .per_second_latency_us
+            .iter()
+            .map(|h| {
+                let s = LatencyStats::of(&h.0);
+                SecondStats {
+                    count: s.count,
+                    p50_us: s.p50_us,
+                    p99_us: s.p99_us,
+                    max_us: s.max_us,
+                }
+            })
+            .collect();
     }
 }
 
@@ -203,27 +434,48 @@ pub struct Report {
     pub groups: Vec<GroupReport>,
 }
 
-pub const FORMAT: &str = "gate-load-report/1";
+/// The format this version writes. Version 2 added `stats`,
+/// `per_second_latency_us`, `per_second_stats` and `payload`.
+pub const FORMAT: &str = "gate-load-report/2";
+/// Older formats `load` still reads (the missing fields stay empty).
+pub const READS_FORMATS: [&str; 2] = ["gate-load-report/1", FORMAT];
 
 impl Report {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading report {}", path.display()))?;
-        let r: Report = serde_json::from_str(&text)
+        let mut r: Report = serde_json::from_str(&text)
             .with_context(|| format!("report {} is not a gate-load report", path.display()))?;
-        if r.format != FORMAT {
+        if !READS_FORMATS.contains(&r.format.as_str()) {
             bail!(
-                "report {}: format = {:?}, expected {FORMAT:?}",
+                "report {}: format = {:?}, expected one of {READS_FORMATS:?}",
                 path.display(),
                 r.format
             );
         }
+        r.format = FORMAT.to_string();
+        r.derive_stats();
         Ok(r)
     }
 
+    /// Writes the JSON form (with the derived `stats` refreshed).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
+        let text = self.to_json()?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The JSON form (pretty), with the derived numbers refreshed.
+    pub fn to_json(&self) -> Result<String> {
+        let mut r = self.clone();
+        r.derive_stats();
+        Ok(serde_json::to_string_pretty(&r)?)
+    }
+
+    /// Fills every group's derived numbers from its histograms.
+    pub fn derive_stats(&mut self) {
+        for g in &mut self.groups {
+            g.derive_stats();
+        }
     }
 
     pub fn group(&self, name: &str) -> Option<&GroupReport> {
@@ -286,8 +538,39 @@ impl Report {
                     .0
                     .add(&g.service_us.0)
                     .map_err(|e| anyhow::anyhow!("service histogram of {}: {e:?}", g.name))?;
-                if m.per_second.len() < g.per_second.len() + shift {
-                    m.per_second.resize(g.per_second.len() + shift, [0; 5]);
+                if let Some(p) = &g.payload {
+                    match m.payload.as_mut() {
+                        None => m.payload = Some(p.clone()),
+                        Some(mp) => {
+                            if (mp.mode, mp.request_bytes, mp.response_bytes)
+                                != (p.mode, p.request_bytes, p.response_bytes)
+                            {
+                                bail!(
+                                    "group {:?}: cannot merge payload {} {}/{} bytes with {} {}/{} bytes",
+                                    g.name,
+                                    mp.mode.name(),
+                                    mp.request_bytes,
+                                    mp.response_bytes,
+                                    p.mode.name(),
+                                    p.request_bytes,
+                                    p.response_bytes
+                                );
+                            }
+                            mp.add(p)
+                                .with_context(|| format!("payload of group {:?}", g.name))?;
+                        }
+                    }
+                }
+                let need = g.per_second.len().max(g.per_second_latency_us.len()) + shift;
+                if need > 0 {
+                    m.ensure_second(need - 1);
+                }
+                for (i, h) in g.per_second_latency_us.iter().enumerate() {
+                    if let Some(dst) = m.per_second_latency_us.get_mut(i + shift) {
+                        dst.0.add(&h.0).map_err(|e| {
+                            anyhow::anyhow!("per-second histogram of {}: {e:?}", g.name)
+                        })?;
+                    }
                 }
                 for (i, b) in g.per_second.iter().enumerate() {
                     if let Some(dst) = m.per_second.get_mut(i + shift) {
@@ -298,10 +581,13 @@ impl Report {
                 }
             }
         }
+        out.derive_stats();
         Ok(out)
     }
 
-    /// A readable summary.
+    /// The text report: the runs, then aligned tables of outcome counts,
+    /// latency percentiles (milliseconds) per group and outcome, and payload
+    /// results.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -324,36 +610,156 @@ impl Report {
                 r.late_attempts
             );
         }
+        let _ = writeln!(s, "{}", self.counts_table());
         let _ = writeln!(
             s,
-            "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   latency from intended start (ms) p50/p99/max",
-            "group", "attempted", "accepted", "refused", "timed_out", "closed", "other"
+            "latency (ms): outcomes from each attempt's intended start; handshake from the connect() call; ttfb and transfer from the completed handshake"
         );
+        let _ = writeln!(s, "{}", self.latency_table());
+        if self.groups.iter().any(|g| g.payload.is_some()) {
+            let _ = writeln!(s, "{}", self.payload_table());
+        }
         for g in &self.groups {
-            let c = &g.counts;
-            let _ = write!(
-                s,
-                "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  ",
-                g.name, g.attempted, c.accepted, c.refused, c.timed_out, c.closed, c.other
-            );
-            for o in OUTCOMES {
-                if let Some(h) = g.latency(o).filter(|h| !h.is_empty()) {
-                    let _ = write!(
-                        s,
-                        " {}: {:.3}/{:.3}/{:.3}",
-                        o.name(),
-                        h.value_at_quantile(0.5) as f64 / 1000.0,
-                        h.value_at_quantile(0.99) as f64 / 1000.0,
-                        h.max() as f64 / 1000.0
-                    );
-                }
-            }
-            let _ = writeln!(s);
             if !g.errors.is_empty() {
-                let _ = writeln!(s, "  {:<16} other errors: {:?}", "", g.errors);
+                let _ = writeln!(s, "group {}: other errors: {:?}", g.name, g.errors);
             }
         }
         s
+    }
+
+    /// Outcome counts per group (an aligned table).
+    pub fn counts_table(&self) -> Table {
+        let mut t = new_table(&[
+            "group",
+            "attempted",
+            "accepted",
+            "refused",
+            "timed out",
+            "closed",
+            "other",
+            "accepted %",
+        ]);
+        for g in &self.groups {
+            let c = &g.counts;
+            let pct = if g.attempted == 0 {
+                0.0
+            } else {
+                100.0 * c.accepted as f64 / g.attempted as f64
+            };
+            t.add_row(vec![
+                g.name.clone(),
+                g.attempted.to_string(),
+                c.accepted.to_string(),
+                c.refused.to_string(),
+                c.timed_out.to_string(),
+                c.closed.to_string(),
+                c.other.to_string(),
+                format!("{pct:.1}"),
+            ]);
+        }
+        right_align_from(&mut t, 1);
+        t
+    }
+
+    /// Latency percentiles per group and outcome (and handshake, ttfb,
+    /// transfer), in milliseconds; empty histograms are left out.
+    pub fn latency_table(&self) -> Table {
+        let mut t = new_table(&[
+            "group", "latency", "count", "p50", "p90", "p99", "p99.9", "max",
+        ]);
+        for g in &self.groups {
+            let mut rows: Vec<(&str, &Histogram<u64>)> = Vec::new();
+            for o in OUTCOMES {
+                if let Some(h) = g.latency(o) {
+                    rows.push((o.name(), h));
+                }
+            }
+            rows.push(("handshake", &g.service_us.0));
+            if let Some(p) = &g.payload {
+                rows.push(("ttfb", &p.ttfb_us.0));
+                rows.push(("transfer", &p.transfer_us.0));
+            }
+            for (name, h) in rows {
+                if h.is_empty() {
+                    continue;
+                }
+                let st = LatencyStats::of(h);
+                t.add_row(vec![
+                    g.name.clone(),
+                    name.to_string(),
+                    st.count.to_string(),
+                    ms(st.p50_us),
+                    ms(st.p90_us),
+                    ms(st.p99_us),
+                    ms(st.p99_9_us),
+                    ms(st.max_us),
+                ]);
+            }
+        }
+        right_align_from(&mut t, 2);
+        t
+    }
+
+    /// Payload results per group (groups without a payload are left out).
+    pub fn payload_table(&self) -> Table {
+        let mut t = new_table(&[
+            "group",
+            "payload",
+            "completed",
+            "failed",
+            "MB sent",
+            "MB received",
+            "MB/s per connection",
+        ]);
+        for g in &self.groups {
+            let Some(p) = &g.payload else { continue };
+            let mut q = p.clone();
+            q.derive();
+            let failed = if q.failed.is_empty() {
+                "0".to_string()
+            } else {
+                q.failed
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            t.add_row(vec![
+                g.name.clone(),
+                format!(
+                    "{} {}/{} B",
+                    q.mode.name(),
+                    q.request_bytes,
+                    q.response_bytes
+                ),
+                q.completed.to_string(),
+                failed,
+                format!("{:.3}", q.bytes_sent as f64 / 1e6),
+                format!("{:.3}", q.bytes_received as f64 / 1e6),
+                format!("{:.1}", q.mb_per_s),
+            ]);
+        }
+        right_align_from(&mut t, 2);
+        t
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+fn new_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    // Markdown-shaped: aligned in a terminal, pastes into a README as is.
+    t.load_style(presets::ASCII_MARKDOWN)
+        .force_no_tty()
+        .set_header(header.to_vec());
+    t
+}
+
+fn right_align_from(t: &mut Table, first: usize) {
+    for c in t.column_iter_mut().skip(first) {
+        c.set_cell_alignment(CellAlignment::Right);
     }
 }
 
@@ -372,6 +778,7 @@ mod tests {
                 .record(100 + i)
                 .unwrap();
             g.per_second[0][0] += 1;
+            g.per_second_latency_us[0].0.record(100 + i).unwrap();
         }
         Report {
             format: FORMAT.into(),
@@ -412,5 +819,122 @@ mod tests {
         assert_eq!(g.per_second[0][0], 10);
         assert_eq!(g.per_second[1][0], 5);
         assert_eq!(m.runs.len(), 2);
+    }
+
+    #[test]
+    fn json_holds_percentiles_as_plain_numbers() {
+        // 1..=1000 us: p50 500, p90 900, p99 990, p99.9 999, max 1000.
+        let mut r = sample(0, 0);
+        let g = &mut r.groups[0];
+        for v in 1..=1000u64 {
+            g.counts.bump(Outcome::Accepted);
+            g.latency_us
+                .get_mut("accepted")
+                .unwrap()
+                .0
+                .record(v)
+                .unwrap();
+            g.per_second_latency_us[1].0.record(v).unwrap();
+        }
+        g.service_us.0.record(42).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        let st = &v["groups"][0]["stats"]["accepted"];
+        assert_eq!(st["count"], 1000);
+        assert_eq!(st["p50_us"], 500);
+        assert_eq!(st["p90_us"], 900);
+        assert_eq!(st["p99_us"], 990);
+        assert_eq!(st["p99_9_us"], 999);
+        assert_eq!(st["max_us"], 1000);
+        assert_eq!(v["groups"][0]["stats"]["handshake"]["p50_us"], 42);
+        assert_eq!(v["groups"][0]["stats"]["refused"]["count"], 0);
+        // Per second: nothing in second 0, the 1000 values in second 1 at
+        // one significant digit (within 1/16).
+        let ps = &v["groups"][0]["per_second_stats"];
+        assert_eq!(ps[0]["count"], 0);
+        assert_eq!(ps[1]["count"], 1000);
+        let p99 = ps[1]["p99_us"].as_u64().unwrap();
+        assert!((990 - 990 / 16..=990 + 990 / 16).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn text_report_aligns_columns() {
+        let mut r = sample(0, 30);
+        r.groups
+            .push(GroupReport::new("a-much-longer-group-name", 0, 2));
+        let t = r.summary();
+        let lines: Vec<&str> = t.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(lines.len() >= 6, "{t}");
+        // Every row of the first table has its column bars at the same places.
+        let bars = |l: &str| -> Vec<usize> {
+            l.char_indices()
+                .filter(|(_, c)| *c == '|')
+                .map(|(i, _)| i)
+                .collect()
+        };
+        assert_eq!(bars(lines[0]), bars(lines[2]), "{t}");
+        assert_eq!(bars(lines[0]), bars(lines[3]), "{t}");
+        // Empty histograms (refused, handshake here) get no latency row.
+        assert!(t.contains("| p99.9 |") && t.contains("| accepted |"), "{t}");
+        assert!(
+            !t.contains("| g     | refused") && !t.contains("| g     | handshake"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn merge_adds_per_second_latency_and_payload() {
+        let mut a = sample(10_000, 10);
+        let mut b = sample(11_000, 5);
+        for r in [&mut a, &mut b] {
+            let mut p = PayloadReport::new(PayloadMode::Echo, 100, 100);
+            p.completed = 3;
+            p.transfer_s_sum = 0.001;
+            p.transfer_us.0.record(300).unwrap();
+            r.groups[0].payload = Some(p);
+        }
+        let m = Report::merge(&[a.clone(), b]).unwrap();
+        let g = &m.groups[0];
+        assert_eq!(g.per_second_latency_us[0].0.len(), 10);
+        assert_eq!(g.per_second_latency_us[1].0.len(), 5);
+        let p = g.payload.as_ref().unwrap();
+        assert_eq!(p.completed, 6);
+        assert_eq!(p.transfer_us.0.len(), 2);
+        // 6 x 200 bytes in 2 ms = 0.6 MB/s.
+        assert!((p.mb_per_s - 0.6).abs() < 1e-9, "{}", p.mb_per_s);
+        let mut c = a.clone();
+        c.groups[0].payload.as_mut().unwrap().request_bytes = 7;
+        let e = Report::merge(&[a, c]).unwrap_err().to_string();
+        assert!(
+            e.contains("echo 100/100") && e.contains("echo 7/100"),
+            "{e}"
+        );
+    }
+
+    proptest::proptest! {
+        /// The plain numbers in the JSON are the histogram's own
+        /// percentiles, whatever was recorded.
+        #[test]
+        fn stats_in_json_are_the_histogram_percentiles(
+            v in proptest::collection::vec(1u64..100_000_000, 1..500)
+        ) {
+            let mut r = sample(0, 0);
+            let g = &mut r.groups[0];
+            for x in &v {
+                g.latency_us.get_mut("closed").unwrap().0.record(*x).unwrap();
+            }
+            let h = g.latency(Outcome::Closed).unwrap().clone();
+            let j: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+            let st = &j["groups"][0]["stats"]["closed"];
+            proptest::prop_assert_eq!(st["count"].as_u64(), Some(v.len() as u64));
+            for (key, q) in [("p50_us", 0.5), ("p90_us", 0.9), ("p99_us", 0.99), ("p99_9_us", 0.999)] {
+                proptest::prop_assert_eq!(st[key].as_u64(), Some(h.value_at_quantile(q)));
+            }
+            proptest::prop_assert_eq!(st["max_us"].as_u64(), Some(h.max()));
+            let lo = *v.iter().min().unwrap();
+            let hi = *v.iter().max().unwrap();
+            let p50 = st["p50_us"].as_u64().unwrap();
+            // Within the samples' range, to HdrHistogram's 3 digits.
+            proptest::prop_assert!(p50 + p50 / 500 >= lo && p50 <= hi + hi / 500);
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! bad one.
 
 use crate::addrs::AddrSet;
+use crate::report::PayloadMode;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +32,20 @@ struct GroupFile {
     #[serde(default)]
     churn: bool,
     max_connections: Option<u64>,
+    kind: Option<String>,
+    #[serde(default)]
+    random_sources: bool,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// What a group's attempts are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    /// Real connect() calls (the kernel's handshake), with the payload if any.
+    Connect,
+    /// Raw SYNs from spoofed sources (see [`crate::synflood`]).
+    SynFlood,
 }
 
 /// The gate's expected configuration: per-key and global token buckets.
@@ -88,6 +103,114 @@ impl Default for Tolerance {
     }
 }
 
+/// `[payload]`: data exchanged on every accepted connection.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct PayloadFile {
+    mode: String,
+    request_bytes: Option<u64>,
+    response_bytes: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// The data exchange that follows each completed handshake (see
+/// [`crate::payload`] for the wire format the listener answers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PayloadSpec {
+    pub mode: PayloadMode,
+    /// Bytes each connection sends (request-response: at least the 8-byte
+    /// header).
+    pub request_bytes: u64,
+    /// Bytes each connection reads back: the response size (request-response),
+    /// the request size (echo), 0 (bulk).
+    pub response_bytes: u64,
+    /// Longest an exchange may take after the handshake.
+    pub timeout: Duration,
+}
+
+/// Largest request or response of one connection (1 GiB).
+pub const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
+
+impl PayloadSpec {
+    /// Checks a payload description; `what` names its source in errors
+    /// (`payload` for a scenario file, the flag for the command line).
+    pub fn new(
+        mode: PayloadMode,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
+        timeout_ms: Option<u64>,
+        names: [&str; 3],
+    ) -> Result<Self> {
+        let [req_name, resp_name, timeout_name] = names;
+        let timeout = Duration::from_millis(timeout_ms.unwrap_or(10_000));
+        if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+            bail!(
+                "{timeout_name} = {} must be 1..=3600000",
+                timeout.as_millis()
+            );
+        }
+        let default_req = match mode {
+            PayloadMode::RequestResponse => 64,
+            PayloadMode::Echo => 1024,
+            PayloadMode::Bulk => 100_000_000,
+        };
+        let request_bytes = request_bytes.unwrap_or(default_req);
+        if request_bytes == 0 || request_bytes > MAX_PAYLOAD_BYTES {
+            bail!("{req_name} = {request_bytes} must be 1..={MAX_PAYLOAD_BYTES}");
+        }
+        let response_bytes = match mode {
+            PayloadMode::RequestResponse => {
+                if request_bytes < crate::payload::HEADER_BYTES {
+                    bail!(
+                        "{req_name} = {request_bytes}: a request-response request holds an {}-byte header, so it needs at least {} bytes",
+                        crate::payload::HEADER_BYTES,
+                        crate::payload::HEADER_BYTES
+                    );
+                }
+                let r = response_bytes.unwrap_or(1024);
+                if r == 0 || r > MAX_PAYLOAD_BYTES {
+                    bail!("{resp_name} = {r} must be 1..={MAX_PAYLOAD_BYTES}");
+                }
+                r
+            }
+            PayloadMode::Echo | PayloadMode::Bulk => {
+                if let Some(r) = response_bytes {
+                    bail!(
+                        "{resp_name} = {r}: {} mode has no separate response size ({})",
+                        mode.name(),
+                        if mode == PayloadMode::Echo {
+                            "the echo is the request"
+                        } else {
+                            "bulk only sends"
+                        }
+                    );
+                }
+                if mode == PayloadMode::Echo {
+                    request_bytes
+                } else {
+                    0
+                }
+            }
+        };
+        Ok(PayloadSpec {
+            mode,
+            request_bytes,
+            response_bytes,
+            timeout,
+        })
+    }
+}
+
+/// Parses a payload mode name.
+pub fn parse_payload_mode(what: &str, s: &str) -> Result<PayloadMode> {
+    match s {
+        "request-response" | "rr" => Ok(PayloadMode::RequestResponse),
+        "echo" => Ok(PayloadMode::Echo),
+        "bulk" => Ok(PayloadMode::Bulk),
+        o => bail!("{what} = {o:?} must be \"request-response\" (or \"rr\"), \"echo\" or \"bulk\""),
+    }
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct ScenarioFile {
@@ -97,6 +220,7 @@ struct ScenarioFile {
     close: Option<String>,
     confirm_ms: Option<u64>,
     gate: Option<GateConfig>,
+    payload: Option<PayloadFile>,
     #[serde(default)]
     tolerance: Tolerance,
     #[serde(default)]
@@ -124,6 +248,19 @@ pub struct Group {
     pub churn: bool,
     /// Number of attempts the group makes.
     pub count: u64,
+    pub kind: GroupKind,
+    /// Each attempt's source is drawn at random from `sources` (a fixed
+    /// sequence given by `seed`, so the model sees the same addresses).
+    pub random: bool,
+    pub seed: u64,
+}
+
+/// SplitMix64: a well-mixed 64-bit hash of `x` (Steele, Lea, Flood 2014).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Group {
@@ -135,9 +272,15 @@ impl Group {
         start.saturating_add((i as f64 * 1e9 / self.rate) as u64)
     }
 
-    /// Source address of attempt `i`.
+    /// Source address of attempt `i`: the sources in turn, or with
+    /// `random_sources` one drawn by a hash of `(seed, i)`.
     pub fn source(&self, i: u64) -> IpAddr {
-        self.sources.nth(i)
+        if self.random {
+            let n = self.sources.len().max(1);
+            self.sources.nth(splitmix64(i ^ splitmix64(self.seed)) % n)
+        } else {
+            self.sources.nth(i)
+        }
     }
 }
 
@@ -152,6 +295,8 @@ pub struct Scenario {
     /// (a post-accept rejection, as HAProxy does); zero: don't wait.
     pub confirm: Duration,
     pub gate: Option<GateConfig>,
+    /// Data exchanged on each accepted connection (none: close at once).
+    pub payload: Option<PayloadSpec>,
     pub tolerance: Tolerance,
     pub groups: Vec<Group>,
 }
@@ -226,6 +371,29 @@ impl Scenario {
                 }
             }
         }
+        let payload = match &f.payload {
+            None => None,
+            Some(p) => {
+                let mode = parse_payload_mode("payload.mode", &p.mode)?;
+                Some(PayloadSpec::new(
+                    mode,
+                    p.request_bytes,
+                    p.response_bytes,
+                    p.timeout_ms,
+                    [
+                        "payload.request_bytes",
+                        "payload.response_bytes",
+                        "payload.timeout_ms",
+                    ],
+                )?)
+            }
+        };
+        if payload.is_some() && !confirm.is_zero() {
+            bail!(
+                "confirm_ms = {} and [payload] exclude each other: the payload exchange shows a post-accept close",
+                confirm.as_millis()
+            );
+        }
         let t = &f.tolerance;
         if !t.relative.is_finite() || !(0.0..=1.0).contains(&t.relative) {
             bail!("tolerance.relative = {} must be within 0..=1", t.relative);
@@ -249,6 +417,7 @@ impl Scenario {
             close,
             confirm,
             gate: f.gate,
+            payload,
             tolerance: f.tolerance,
             groups,
         })
@@ -333,7 +502,27 @@ fn resolve_group(g: &GroupFile) -> Result<Group> {
             ctx("sources")
         );
     }
+    let kind = match g.kind.as_deref() {
+        None | Some("connect") => GroupKind::Connect,
+        Some("syn-flood") => GroupKind::SynFlood,
+        Some(o) => bail!(
+            "{} = {o:?} must be \"connect\" or \"syn-flood\"",
+            ctx("kind")
+        ),
+    };
+    if kind == GroupKind::SynFlood && sources.has_family(true) {
+        bail!("{}: a syn-flood group sends IPv4 SYNs only", ctx("sources"));
+    }
+    if g.random_sources && g.churn {
+        bail!(
+            "{}: random_sources and churn exclude each other",
+            ctx("random_sources")
+        );
+    }
     Ok(Group {
+        kind,
+        random: g.random_sources,
+        seed: g.seed,
         name: g.name.clone(),
         sources,
         rate,

@@ -137,6 +137,58 @@ fn cli_runs_merges_validates_and_plots() {
     );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("accepted"));
+    assert!(
+        !text.contains("model: expected accepted"),
+        "no scenario, no model"
+    );
+    // PNG with the model's line, and the percentile spectrum of two reports.
+    let png = dir.join("p.png");
+    let out = Command::new(BIN)
+        .arg("plot")
+        .arg("-r")
+        .arg(&merged)
+        .arg("-s")
+        .arg(&sc)
+        .arg("-o")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&png)
+        .unwrap()
+        .starts_with(b"\x89PNG\r\n\x1a\n"));
+    let spec = dir.join("spec.svg");
+    let out = Command::new(BIN)
+        .arg("spectrum")
+        .arg("-o")
+        .arg(&spec)
+        .args(&jsons)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&spec).unwrap();
+    for want in ["r0: g (n = 280)", "r1: g (n = 280)", "99.9%", "percentile"] {
+        assert!(text.contains(want), "spectrum lacks {want:?}");
+    }
+    // A bad extension is named.
+    let out = Command::new(BIN)
+        .arg("plot")
+        .arg("-r")
+        .arg(&merged)
+        .arg("-o")
+        .arg(dir.join("p.gif"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("p.gif"));
     // Validating the merged report (twice the traffic) against one run's
     // model must fail.
     let out = Command::new(BIN)

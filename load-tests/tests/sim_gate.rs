@@ -1,14 +1,15 @@
 //! gate-load against the simulated gate (root only; skipped with a message
 //! otherwise): the real driver code (`gate_driver::DriverEntry` on
-//! gate-usersim, run by gate-driver's `nfq_gate` example) decides the real
-//! SYNs of a `scenarios/sim-gate.toml` run through an NFQUEUE rule in the
-//! server namespace of a topology the test makes, before the handshake.
+//! gate-usersim, run by the `gate-sim` front) decides the real SYNs of a
+//! `scenarios/sim-gate.toml` run through the NFQUEUE rules gate-sim
+//! installs in the server namespace of a topology the test makes, before
+//! the handshake (`--reject drop`, as the scenario's model assumes).
 //! Accepted per group must match the token-bucket model (`validate`),
 //! rejected SYNs are dropped (timed out), and the example's own counts (queue
 //! verdicts, ETW decision events) must agree with what the clients saw, with
 //! nothing leaked and no simulation rule broken.
 //!
-//! The example runs as a subprocess, built here with cargo into its own
+//! gate-sim runs as a subprocess, built here with cargo into its own
 //! target directory (`<target>/sim-gate`, so the build does not wait for the
 //! lock of the directory `cargo test` uses); load-tests does not depend on
 //! gate-driver or gate-usersim, so it cannot run the driver in-process.
@@ -17,7 +18,7 @@ mod common;
 
 use load_tests::model;
 use load_tests::scenario::Scenario;
-use load_tests::topology::{in_netns, sh, Guard, Topology, SERVER_ADDR};
+use load_tests::topology::{in_netns, Guard, Topology, SERVER_ADDR};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -28,11 +29,16 @@ use std::time::{Duration, Instant};
 
 const SCENARIO: &str = include_str!("../scenarios/sim-gate.toml");
 const PORT: u16 = 8080;
-const QUEUE: u16 = 7;
-/// The registry values matching the scenario's `[gate]`.
-const REGISTRY: [&str; 3] = ["RateMilliPerSecond=5000", "Burst=10", "Ipv4PrefixLength=32"];
+const QUEUES: &str = "7:8";
+/// The registry values matching the scenario's `[gate]` (flags named like
+/// the values).
+const REGISTRY: [[&str; 2]; 3] = [
+    ["--RateMilliPerSecond", "5000"],
+    ["--Burst", "10"],
+    ["--Ipv4PrefixLength", "32"],
+];
 
-/// Builds the `nfq_gate` example and returns its path.
+/// Builds `gate-sim` and returns its path.
 fn build_example() -> PathBuf {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -51,26 +57,26 @@ fn build_example() -> PathBuf {
         .args([
             "build",
             "-p",
-            "gate-driver",
-            "--example",
-            "nfq_gate",
+            "gate-sim",
+            "--bin",
+            "gate-sim",
             "--message-format=json-render-diagnostics",
             "--target-dir",
         ])
         .arg(&target)
         .stderr(Stdio::inherit())
         .output()
-        .expect("running cargo build for the nfq_gate example");
-    assert!(out.status.success(), "building nfq_gate failed");
+        .expect("running cargo build for gate-sim");
+    assert!(out.status.success(), "building gate-sim failed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "nfq_gate")
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "gate-sim")
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo named no nfq_gate executable")
+        .expect("cargo named no gate-sim executable")
 }
 
-/// The example's process; killed on drop unless it was waited for.
+/// gate-sim's process; killed on drop unless it was waited for.
 struct Gate {
     child: Option<Child>,
     lines: mpsc::Receiver<String>,
@@ -80,22 +86,24 @@ impl Gate {
     fn start(exe: &PathBuf, netns: &str) -> Gate {
         let mut cmd = Command::new(exe);
         cmd.args(["--netns", netns])
-            .args(["--port", &PORT.to_string()])
-            .args(["--queue", &QUEUE.to_string()])
+            .args(["--ListenPort", &PORT.to_string()])
+            .args(["--queues", QUEUES])
+            .args(["--reject", "drop"])
+            .args(["--stats-interval-ms", "0"])
             .args(["--duration-s", "60"]);
         for r in REGISTRY {
-            cmd.args(["--registry", r]);
+            cmd.args(r);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawning nfq_gate");
+            .expect("spawning gate-sim");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("nfq_gate: {l}");
+                eprintln!("gate-sim: {l}");
                 if tx.send(l).is_err() {
                     break;
                 }
@@ -111,7 +119,7 @@ impl Gate {
             match g.lines.recv_timeout(left) {
                 Ok(l) if l == "ready" => return g,
                 Ok(_) => {}
-                Err(e) => panic!("nfq_gate did not get ready: {e}"),
+                Err(e) => panic!("gate-sim did not get ready: {e}"),
             }
         }
     }
@@ -130,7 +138,7 @@ impl Gate {
             }
             if t.elapsed() > Duration::from_secs(20) {
                 let _ = child.kill();
-                panic!("nfq_gate did not exit within 20 s of SIGINT");
+                panic!("gate-sim did not exit within 20 s of SIGINT");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -151,7 +159,7 @@ impl Drop for Gate {
     }
 }
 
-/// `key=value` fields of the example's `nfq:` line.
+/// `key=value` fields of gate-sim's `nfq:` line.
 fn nfq_fields(lines: &[String]) -> BTreeMap<String, String> {
     let line = lines
         .iter()
@@ -181,25 +189,6 @@ fn simulated_gate_matches_the_model_through_nfqueue() {
     let sc = Scenario::parse(SCENARIO).unwrap();
     let topo = Guard(Topology::up(&common::unique("sg"), 200).unwrap());
     let server = topo.0.server_ns();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &server,
-        "iptables-nft",
-        "-A",
-        "INPUT",
-        "-p",
-        "tcp",
-        "--dport",
-        &PORT.to_string(),
-        "--syn",
-        "-j",
-        "NFQUEUE",
-        "--queue-num",
-        &QUEUE.to_string(),
-    ])
-    .unwrap();
     let gate = Gate::start(&exe, &server);
 
     let target = SocketAddr::new(SERVER_ADDR.into(), PORT);
@@ -222,7 +211,7 @@ fn simulated_gate_matches_the_model_through_nfqueue() {
     assert!(v.iter().all(|g| g.pass), "{table}");
     assert!(
         clean,
-        "nfq_gate reported leaks or violations:\n{}",
+        "gate-sim reported leaks or violations:\n{}",
         lines.join("\n")
     );
 
@@ -239,8 +228,8 @@ fn simulated_gate_matches_the_model_through_nfqueue() {
     let n = |k: &str| -> u64 { f[k].parse().unwrap() };
     assert_eq!(n("syns"), attempted, "{f:?}");
     assert_eq!(n("accepted"), accepted, "{f:?}");
-    assert_eq!(n("dropped"), timed_out, "{f:?}");
-    assert_eq!(n("pended") + n("duplicates"), 0, "{f:?}");
+    assert_eq!(n("rejected"), timed_out, "{f:?}");
+    assert_eq!(n("pended") + n("duplicates") + n("lost"), 0, "{f:?}");
     assert_eq!(decision_count(&lines, "ConnectionAccepted"), accepted);
     assert_eq!(decision_count(&lines, "ConnectionRejected"), timed_out);
     assert_eq!(

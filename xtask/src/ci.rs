@@ -23,12 +23,20 @@ fn cargo() -> Command {
 }
 
 /// Debian packages the tests need: the load tests drive nftables, iptables
-/// (NFQUEUE), HAProxy and network namespaces.
+/// (NFQUEUE), HAProxy and network namespaces; gate-sim's flood check and
+/// gate-load's syn-flood test use hping3.
 const TEST_PACKAGES: &[Pkg] = &[
     Pkg::new("nftables", "/usr/sbin/nft"),
     Pkg::new("iptables", "/usr/sbin/iptables-nft"),
     Pkg::new("haproxy", "/usr/sbin/haproxy"),
     Pkg::new("iproute2", "/usr/sbin/ip"),
+    // gate-load's syn-flood test compares its offered rate with hping3's.
+    Pkg::new("hping3", "/usr/sbin/hping3"),
+    // gate-load's plots draw their text with this font (PNG and SVG).
+    Pkg::new(
+        "fonts-dejavu-core",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
 ];
 
 pub fn run(_args: Args) -> Result<()> {
@@ -62,9 +70,21 @@ pub fn run(_args: Args) -> Result<()> {
                 "--ignored",
             ]),
         )?;
+        run_step(
+            "flood check: gate-sim under hping3 --flood --rand-source (10 s, test namespaces)",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "flood",
+                "--",
+                "--ignored",
+            ]),
+        )?;
     } else {
         eprintln!(
-            "xtask ci: SKIPPED the NFQUEUE front test: it needs root (ip netns, iptables-nft)"
+            "xtask ci: SKIPPED the NFQUEUE front test and the flood check: they need root (ip netns, iptables-nft, hping3)"
         );
     }
     run_step(
@@ -81,6 +101,18 @@ pub fn run(_args: Args) -> Result<()> {
             "xtask",
             "--",
             "driver",
+            "--wine-test",
+        ]),
+    )?;
+    run_step(
+        "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "package",
             "--wine-test",
         ]),
     )?;

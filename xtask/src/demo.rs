@@ -71,6 +71,7 @@ fn config() -> Result<Config> {
         max_delay_ms: MAX_DELAY_MS,
         allow: vec![cidr("198.51.100.0/28")?],
         deny: vec![cidr("203.0.113.66")?],
+        nat64_prefixes: Vec::new(),
     })
 }
 

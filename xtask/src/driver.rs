@@ -8,14 +8,16 @@
 //! | [`image_check`] | the rules a kernel image must pass |
 //! | [`kernel_imports`] | the import allowlist read from ksys/src/imports.rs |
 //! | [`pdb_symbols`] | DriverEntry's RVA from the matching PDB |
+//! | [`resources`] | the message table and version resource rules |
 //! | [`sign`] | the throwaway certificate, signing and verification |
 //! | [`wine`] | the optional Wine load/unload test |
 
 mod image_check;
 mod kernel_imports;
 mod pdb_symbols;
-mod sign;
-mod wine;
+pub mod resources;
+pub mod sign;
+pub mod wine;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -26,8 +28,9 @@ use std::time::{Duration, Instant};
 /// The Rust target of the image.
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
 
-/// Debian's toolchain: Rust with its library source (for -Zbuild-std) and
-/// LLD 22 (Debian's plain `lld` is LLD 14 and lacks /RELEASE).
+/// Debian's toolchain: Rust with its library source (for -Zbuild-std),
+/// LLD 22 (Debian's plain `lld` is LLD 14 and lacks /RELEASE) and
+/// binutils-mingw-w64 (windmc, windres: the image's resources).
 const BUILD_PKGS: &[Pkg] = &[
     Pkg::new("rustc-web", "/usr/bin/rustc"),
     Pkg::new("cargo-web", "/usr/bin/cargo"),
@@ -36,6 +39,11 @@ const BUILD_PKGS: &[Pkg] = &[
         "/usr/lib/rustlib/src/rust/library/core/Cargo.toml",
     ),
     Pkg::new("lld-22", "/usr/bin/lld-link-22"),
+    // windmc and windres: gate.sys's message table and version resource.
+    Pkg::new(
+        "binutils-mingw-w64-x86-64",
+        "/usr/bin/x86_64-w64-mingw32-windres",
+    ),
 ];
 
 #[derive(clap::Args)]
@@ -87,7 +95,7 @@ pub struct Image {
     pub build_time: Duration,
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -96,7 +104,7 @@ fn workspace_root() -> PathBuf {
 
 /// The driver build's own target directory (never the host build's):
 /// `$GATE_DRIVER_TARGET_DIR`, or `target/driver` in the workspace.
-fn target_dir(root: &Path) -> PathBuf {
+pub fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("GATE_DRIVER_TARGET_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => root.join("target").join("driver"),
@@ -173,6 +181,42 @@ pub fn build(profile: Profile) -> Result<Image> {
     })
 }
 
+/// The version gate-driver's Cargo.toml gives (what gate.sys's version
+/// resource must say).
+pub fn driver_version() -> Result<String> {
+    let path = workspace_root().join("gate-driver/Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    resources::cargo_version(&text)
+        .with_context(|| format!("no [package] version in {}", path.display()))
+}
+
+/// The resource rules for gate.sys: version from gate-driver's Cargo.toml,
+/// message ids from gate-driver/res/gate.mc.
+fn check_resources(
+    root: &Path,
+    bytes: &[u8],
+) -> std::result::Result<resources::ResourceSummary, Vec<String>> {
+    let version = driver_version().map_err(|e| vec![format!("{e:#}")])?;
+    let mc_path = root.join("gate-driver/res/gate.mc");
+    let mc = std::fs::read_to_string(&mc_path)
+        .map_err(|e| vec![format!("reading {}: {e}", mc_path.display())])?;
+    let ids: Vec<u32> = resources::mc_message_ids(&mc)
+        .map_err(|e| vec![format!("{}: {e}", mc_path.display())])?
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    resources::check_image::<object::pe::ImageNtHeaders64>(
+        bytes,
+        &resources::ExpectedResources {
+            version: &version,
+            file_name: "gate.sys",
+            file_type: 3,
+            message_ids: &ids,
+        },
+    )
+}
+
 /// Runs the image check on `sys`, with DriverEntry's RVA from `pdb`.
 /// Fails listing every broken rule.
 pub fn check(sys: &Path, pdb: &Path) -> Result<image_check::Summary> {
@@ -186,9 +230,20 @@ pub fn check(sys: &Path, pdb: &Path) -> Result<image_check::Summary> {
         entry_rva,
         imports: &imports,
     };
-    match image_check::check(&bytes, &expected) {
-        Ok(summary) => Ok(summary),
-        Err(problems) => {
+    let resources = check_resources(&root, &bytes);
+    match (image_check::check(&bytes, &expected), resources) {
+        (Ok(mut summary), Ok(r)) => {
+            summary.resources = Some(r);
+            Ok(summary)
+        }
+        (result, resources) => {
+            let mut problems: Vec<String> = match result {
+                Ok(_) => Vec::new(),
+                Err(p) => p.iter().map(ToString::to_string).collect(),
+            };
+            if let Err(r) = resources {
+                problems.extend(r);
+            }
             let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
             bail!(
                 "{} fails the kernel image check:\n{}",
@@ -209,10 +264,23 @@ fn describe(sys: &Path, s: &image_check::Summary) {
     eprintln!("  sections: {}", s.sections.join("; "));
     let imports: Vec<String> = s.imports.iter().map(|(m, f)| format!("{m}!{f}")).collect();
     eprintln!("  imports ({}): {}", imports.len(), imports.join(" "));
+    if let Some(r) = &s.resources {
+        let ids: Vec<String> = r
+            .messages
+            .iter()
+            .map(|(id, _)| format!("{id:#010x}"))
+            .collect();
+        eprintln!(
+            "  resources: version {} ({} strings), messages {}",
+            r.file_version,
+            r.strings.len(),
+            ids.join(" ")
+        );
+    }
 }
 
 /// Builds, checks, signs and verifies one profile.
-fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
+pub fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
     let image = build(profile)?;
     let summary = check(&image.sys, &image.pdb)?;
     describe(&image.sys, &summary);
@@ -223,7 +291,7 @@ fn build_check_sign(profile: Profile, cert: &sign::TestCert) -> Result<Image> {
     Ok(image)
 }
 
-fn cert_dir() -> PathBuf {
+pub fn cert_dir() -> PathBuf {
     target_dir(&workspace_root()).join("test-signing")
 }
 

@@ -5,6 +5,7 @@
 //! | `demo` | the main job: a scenario of fair clients and a flood through gate-core |
 //! | `ci` | every check and test (what CI runs) |
 //! | `driver` | builds gate.sys (and gate.pdb) for x86_64-pc-windows-msvc |
+//! | `package` | the Windows operator's package (gate.sys, INF, install/uninstall scripts, guide) and its zip |
 //!
 //! Each command lives in its own module; `deps` installs the Debian packages
 //! a command needs (when root) or names exactly what is missing.
@@ -14,6 +15,7 @@ mod demo;
 mod deps;
 mod driver;
 mod leakcheck;
+mod package;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,8 @@ enum Command {
     Ci(ci::Args),
     /// Build the Windows kernel driver gate.sys.
     Driver(driver::Args),
+    /// Build the Windows operator's package (target/package/gate-<version>/ and its zip).
+    Package(package::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Ci(a) => ci::run(a),
         Command::Driver(a) => driver::run(a),
+        Command::Package(a) => package::run(a),
     }
 }

@@ -31,6 +31,7 @@ struct FuzzConfig {
     max_delay_ms: u32,
     allow: Vec<([u8; 16], bool, u8)>,
     deny: Vec<([u8; 16], bool, u8)>,
+    nat64: Vec<([u8; 16], bool, u8)>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -91,6 +92,7 @@ fuzz_target!(|input: Input| {
         max_delay_ms: f.max_delay_ms,
         allow: cidrs(&f.allow),
         deny: cidrs(&f.deny),
+        nat64_prefixes: cidrs(&f.nat64),
     };
     let valid = cfg.validate().is_ok();
     let gate: Gate = match Gate::new(&cfg, input.seed) {

@@ -130,6 +130,29 @@ extern "system" {
     pub fn IoAllocateIrp(stack_size: i8, charge_quota: BOOLEAN) -> *mut IRP;
     pub fn IoFreeIrp(irp: *mut IRP);
     pub fn IoReuseIrp(irp: *mut IRP, status: NTSTATUS);
+    /// Cancels a pending IRP (the relay: a connect that never answers, a
+    /// receive on a socket whose WskDisconnect is a stub).
+    pub fn IoCancelIrp(irp: *mut IRP) -> BOOLEAN;
+
+    // ---- MDLs (the relay's buffers, described to WskSend/WskReceive) ----
+    pub fn IoAllocateMdl(
+        virtual_address: *mut c_void,
+        length: u32,
+        secondary_buffer: BOOLEAN,
+        charge_quota: BOOLEAN,
+        irp: *mut IRP,
+    ) -> PMDL;
+    pub fn IoFreeMdl(mdl: PMDL);
+    pub fn MmBuildMdlForNonPagedPool(mdl: PMDL);
+
+    // ---- I/O error log (System event log) ----
+    /// Returns a zeroed `IO_ERROR_LOG_PACKET` of `entry_size` bytes (at most
+    /// `ERROR_LOG_MAXIMUM_SIZE`), or NULL; `io_object` is a driver or
+    /// device object. IRQL <= DISPATCH_LEVEL.
+    pub fn IoAllocateErrorLogEntry(io_object: PVOID, entry_size: u8) -> PVOID;
+    /// Queues the entry for the Event Log service; the entry then belongs to
+    /// the I/O manager. IRQL <= DISPATCH_LEVEL.
+    pub fn IoWriteErrorLogEntry(entry: PVOID);
 }
 
 #[cfg_attr(

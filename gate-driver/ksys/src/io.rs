@@ -215,3 +215,46 @@ pub unsafe fn IoSetCompletionRoutine(
         (*sp).Control = control;
     }
 }
+
+/// `IO_ERROR_LOG_PACKET` (wdm.h): the head of an I/O error log entry. The
+/// insertion strings (NUL-terminated UTF-16, `NumberOfStrings` of them)
+/// follow at `StringOffset` bytes from the start of the packet; the Event
+/// Log service formats the message `ErrorCode` from the source's
+/// EventMessageFile with them as `%2`, `%3`, ... (`%1` is the device or
+/// driver name).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IO_ERROR_LOG_PACKET {
+    pub MajorFunctionCode: u8,
+    pub RetryCount: u8,
+    pub DumpDataSize: u16,
+    pub NumberOfStrings: u16,
+    pub StringOffset: u16,
+    pub EventCategory: u16,
+    pub ErrorCode: NTSTATUS,
+    pub UniqueErrorValue: u32,
+    pub FinalStatus: NTSTATUS,
+    pub SequenceNumber: u32,
+    pub IoControlCode: u32,
+    pub DeviceOffset: i64,
+    pub DumpData: [u32; 1],
+}
+crate::assert_layout!(
+    IO_ERROR_LOG_PACKET,
+    size = 0x30,
+    DumpDataSize = 0x02,
+    NumberOfStrings = 0x04,
+    StringOffset = 0x06,
+    EventCategory = 0x08,
+    ErrorCode = 0x0C,
+    UniqueErrorValue = 0x10,
+    FinalStatus = 0x14,
+    SequenceNumber = 0x18,
+    IoControlCode = 0x1C,
+    DeviceOffset = 0x20,
+    DumpData = 0x28,
+);
+
+/// `ERROR_LOG_MAXIMUM_SIZE` (wdm.h): the largest error log entry, packet
+/// and strings together, in bytes.
+pub const ERROR_LOG_MAXIMUM_SIZE: usize = 240;

@@ -35,3 +35,9 @@ pub const STATUS_CONNECTION_RESET: NTSTATUS = 0xC000_020D_u32 as i32;
 pub const fn NT_SUCCESS(status: NTSTATUS) -> bool {
     status >= 0
 }
+/// The remote refused the connection (WskConnect to a closed port).
+pub const STATUS_CONNECTION_REFUSED: NTSTATUS = 0xC000_0236_u32 as i32;
+/// An operation did not finish in time (the relay's connect and idle timeouts).
+pub const STATUS_IO_TIMEOUT: NTSTATUS = 0xC000_00B5_u32 as i32;
+/// The remote end closed gracefully (a send after the peer's FIN).
+pub const STATUS_CONNECTION_DISCONNECTED: NTSTATUS = 0xC000_020C_u32 as i32;

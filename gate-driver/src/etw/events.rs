@@ -1,7 +1,9 @@
 //! The gate's events: the one place each event is defined.
 //!
 //! Ids are stable (never reused); a change to an event's fields bumps its
-//! version. etw-manifest/gate.man must describe the same events (its tests
+//! version. `channel: ADMIN` / `channel: OPERATIONAL` also sends an event
+//! to that Event Log channel (see [`super::channel`]): only rare events an
+//! operator must see without a trace session, never per-connection ones. etw-manifest/gate.man must describe the same events (its tests
 //! compare it with [`SCHEMA`] field by field).
 
 use super::table::gate_events;
@@ -112,7 +114,7 @@ gate_events! {
     /// The listening socket stopped working and is being closed.
     ListenerClosed = 6 {
         fn listener_closed;
-        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO;
+        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO, channel: ADMIN;
         /// Why (value map CloseCauseMap): null_inspect_id, file_forced_closed, unload, error.
         cause "Cause": U8 => "CloseCauseMap",
         /// The status that told us, when there is one (else 0).
@@ -124,7 +126,7 @@ gate_events! {
     /// An attempt to create the listener again after it closed.
     ListenerRecreated = 7 {
         fn listener_recreated;
-        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO;
+        version: 0, level: WARNING, keyword: LISTENER, task: LISTENER, opcode: INFO, channel: OPERATIONAL;
         /// Attempt number since the listener went down (1 = first).
         attempt "Attempt": U32,
         /// Back-off waited before this attempt, in milliseconds.
@@ -138,7 +140,7 @@ gate_events! {
     /// The listener is bound and listening.
     ListenerUp = 8 {
         fn listener_up;
-        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: START;
+        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: START, channel: OPERATIONAL;
         /// Local address and port.
         local "LocalAddress": SockAddr,
         /// Local port.
@@ -152,7 +154,7 @@ gate_events! {
     /// The listener is no longer listening (closed, or creating it failed).
     ListenerDown = 9 {
         fn listener_down;
-        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: STOP;
+        version: 0, level: INFO, keyword: LISTENER, task: LISTENER, opcode: STOP, channel: OPERATIONAL;
         /// Local address and port.
         local "LocalAddress": SockAddr,
         /// Local port.
@@ -164,7 +166,7 @@ gate_events! {
     /// The configuration in force after reading the registry (defaults for absent values).
     ConfigLoaded = 10 {
         fn config_loaded;
-        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: OPERATIONAL;
         /// Listening port.
         port "Port": Port,
         /// Listener mode (value map ListenerModeMap).
@@ -208,7 +210,7 @@ gate_events! {
     /// A registry value was refused; the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER).
     ConfigRejected = 11 {
         fn config_rejected;
-        version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: ADMIN;
         /// Registry value name.
         value_name "ValueName": Str,
         /// The refused value, as text.
@@ -313,7 +315,7 @@ gate_events! {
     /// The driver started (DriverEntry succeeded).
     DriverLoaded = 13 {
         fn driver_loaded;
-        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: START;
+        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: START, channel: OPERATIONAL;
         /// Driver version (Cargo package version).
         version "Version": Str,
         /// Listener mode (value map ListenerModeMap).
@@ -323,9 +325,113 @@ gate_events! {
     /// The driver is unloading (after this, no more events).
     DriverUnloading = 14 {
         fn driver_unloading;
-        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: STOP;
+        version: 0, level: INFO, keyword: LIFECYCLE, task: DRIVER, opcode: STOP, channel: OPERATIONAL;
         /// Time since DriverEntry, in milliseconds.
         uptime_ms "UptimeMs": U64,
+    }
+
+    /// A relayed connection reached the backend (WskConnect completed).
+    RelayOpened = 20 {
+        fn relay_opened;
+        version: 0, level: VERBOSE, keyword: RELAY, task: RELAY, opcode: START;
+        /// The client's address and port (from the accept; empty if unknown).
+        client "ClientAddress": SockAddr,
+        /// The backend's address and port.
+        backend "BackendAddress": SockAddr,
+        /// Time from the hand-over to the relay until the backend accepted, in milliseconds.
+        connect_ms "ConnectMs": U32,
+    }
+
+    /// A relayed connection ended (both sockets closed).
+    RelayClosed = 21 {
+        fn relay_closed;
+        version: 0, level: VERBOSE, keyword: RELAY, task: RELAY, opcode: STOP;
+        /// The client's address and port (empty if unknown).
+        client "ClientAddress": SockAddr,
+        /// The backend's address and port.
+        backend "BackendAddress": SockAddr,
+        /// Bytes relayed client to backend (without the PROXY header).
+        to_backend "BytesToBackend": U64,
+        /// Bytes relayed backend to client.
+        to_client "BytesToClient": U64,
+        /// Time from RelayOpened to the end, in milliseconds.
+        duration_ms "DurationMs": U32,
+        /// Which side sent EOF first (value map RelaySideMap).
+        first_ended "FirstEnded": U8 => "RelaySideMap",
+        /// Why it ended (value map RelayCauseMap): both_ended, client_error, backend_error, idle_timeout, unload.
+        cause "Cause": U8 => "RelayCauseMap",
+    }
+
+    /// An accepted connection could not be relayed: the client was closed abortively.
+    RelayFailed = 22 {
+        fn relay_failed;
+        version: 0, level: WARNING, keyword: RELAY, task: RELAY, opcode: INFO;
+        /// The client's address and port (empty if unknown).
+        client "ClientAddress": SockAddr,
+        /// The backend's address and port.
+        backend "BackendAddress": SockAddr,
+        /// The failing status (STATUS_CONNECTION_REFUSED, STATUS_IO_TIMEOUT, STATUS_INSUFFICIENT_RESOURCES, ...).
+        status "Status": NtStatus,
+        /// Why (value map RelayCauseMap): backend_refused, connect_timeout, connect_failed, max_connections, no_memory, unload.
+        cause "Cause": U8 => "RelayCauseMap",
+    }
+
+    /// Periodic relay counters (totals since the relay started), written with Counters.
+    RelayCounters = 23 {
+        fn relay_counters;
+        version: 0, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        /// Time since the previous counters event, in milliseconds.
+        interval_ms "IntervalMs": U32,
+        /// Relays alive now.
+        active "Active": U32,
+        /// Backend connections established.
+        opened "Opened": U64,
+        /// Relays that ended after being opened.
+        closed "Closed": U64,
+        /// Relays that never reached the backend (every RelayFailed).
+        failed "Failed": U64,
+        /// Connections refused because MaxConnections relays ran.
+        refused_at_limit "RefusedAtLimit": U64,
+        /// Connections refused for lack of memory.
+        no_memory "NoMemory": U64,
+        /// Backends that did not answer within ConnectTimeoutMs.
+        connect_timeouts "ConnectTimeouts": U64,
+        /// Backends that refused the connection.
+        backend_refused "BackendRefused": U64,
+        /// Relays aborted after IdleTimeoutMs without traffic.
+        idle_timeouts "IdleTimeouts": U64,
+        /// Relays aborted by a reset or error on either side.
+        resets "Resets": U64,
+        /// Bytes relayed client to backend.
+        bytes_to_backend "BytesToBackend": U64,
+        /// Bytes relayed backend to client.
+        bytes_to_client "BytesToClient": U64,
+    }
+
+    /// The relay's configuration in force (the relay is on).
+    RelayConfigured = 24 {
+        fn relay_configured;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        /// The backend's address and port.
+        backend "BackendAddress": SockAddr,
+        /// PROXY protocol header: 0 none, 1 v1, 2 v2.
+        proxy_protocol "ProxyProtocol": U8,
+        /// Relays at once.
+        max_connections "MaxConnections": U32,
+        /// Buffer per direction, bytes.
+        buffer_bytes "RelayBufferBytes": U32,
+        /// Connect timeout, milliseconds.
+        connect_timeout_ms "ConnectTimeoutMs": U32,
+        /// Idle timeout, milliseconds (0 = none).
+        idle_timeout_ms "IdleTimeoutMs": U32,
+    }
+
+    /// No BackendAddress is configured: accepted connections are closed, nothing behind the gate is protected.
+    RelayOff = 25 {
+        fn relay_off;
+        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        /// What the driver does instead.
+        behaviour "Behaviour": Str,
     }
 }
 
@@ -577,3 +683,5 @@ pub const FULL_TABLE_POLICY_NAMES: [(u8, &str); 3] = [
     (gate_core::FullTablePolicy::FailOpen as u8, "fail_open"),
     (gate_core::FullTablePolicy::FailClosed as u8, "fail_closed"),
 ];
+
+pub use crate::relay::pair::{Cause as RelayCause, Side as RelaySide};

@@ -141,8 +141,12 @@ pub struct EventSchema {
     pub opcode: u8,
     /// Task.
     pub task: u16,
-    /// Keyword bits.
+    /// Keyword bits as written in the descriptor: the event's group keyword,
+    /// plus the channel's keyword bit for an Event Log channel event.
     pub keyword: u64,
+    /// Channel: 11 (TraceLogging) or an Event Log channel of the manifest
+    /// (see [`channel`](super::channel)).
+    pub channel: u8,
     /// What the event means.
     pub doc: &'static str,
     /// Fields in payload order.

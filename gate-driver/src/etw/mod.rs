@@ -18,6 +18,13 @@
 //!   a provider-traits descriptor (type 2), an event-metadata descriptor
 //!   (type 1), then the payload. WPA, tracerpt and TDH decode them with no
 //!   manifest installed.
+//! - The few events an operator must see without a trace session also carry
+//!   an Event Log channel of the manifest ([`channel`]): still TraceLogging
+//!   on the wire (Windows 10 marks a traits-registered provider's events as
+//!   TraceLogging whatever their channel), and the Event Log service, which
+//!   enables the provider with the channel's keyword bit once `wevtutil im`
+//!   has installed gate.man, records them under Applications and Services
+//!   Logs\TcpFrontGate.
 //!
 //! # Use from the driver
 //! ```ignore
@@ -87,11 +94,14 @@ pub mod keyword {
     pub const COUNTERS: u64 = 0x40;
     /// Driver load and unload.
     pub const LIFECYCLE: u64 = 0x80;
+    /// The relay to the backend: RelayOpened, RelayClosed, RelayFailed.
+    pub const RELAY: u64 = 0x100;
     /// Every keyword.
-    pub const ALL: u64 = 0xFF;
+    pub const ALL: u64 = 0x1FF;
     /// What the Light WPR profile takes: everything except accept and pend
-    /// decisions.
-    pub const LIGHT: u64 = REJECT | ABORT | LISTENER | CONFIG | COUNTERS | LIFECYCLE;
+    /// decisions (and, by level, the relay's per-connection Verbose events:
+    /// it takes RelayFailed).
+    pub const LIGHT: u64 = REJECT | ABORT | LISTENER | CONFIG | COUNTERS | LIFECYCLE | RELAY;
 
     /// (name, bit) of every keyword, as in the manifest.
     pub const NAMES: &[(&str, u64)] = &[
@@ -103,7 +113,61 @@ pub mod keyword {
         ("Config", CONFIG),
         ("Counters", COUNTERS),
         ("Lifecycle", LIFECYCLE),
+        ("Relay", RELAY),
     ];
+}
+
+/// Channels: where an event goes besides trace sessions.
+///
+/// An Event Log channel is an ETW session the Event Log service runs for a
+/// `<channel>` of an installed manifest; it enables the provider with that
+/// channel's keyword bit. mc.exe gives a provider's channels the top
+/// keyword bits in declaration order (the first 0x8000000000000000, the
+/// next 0x4000000000000000, ...) and ORs the bit into the descriptor of
+/// every event of that channel (Microsoft's own documented descriptor
+/// `WINSOCK_WS2HELP_LSP_RESET = {0x4, 0x0, 0x10, 0x0, 0x0, 0x0,
+/// 0x8000000000000000}` shows it: channel 16, its provider's first, and
+/// that channel's bit as the keyword); [`keyword_bit`] is that rule, and
+/// etw-manifest's tests check the manifest declares the channels in this
+/// order with these values. The descriptor's Channel must be the channel's
+/// `value` in the manifest.
+pub mod channel {
+    /// 11: plain TraceLogging (trace sessions only).
+    pub const TRACELOGGING: u8 = gate_ksys::etw::WINEVENT_CHANNEL_TRACELOGGING;
+    /// `TcpFrontGate/Admin` (type Admin): problems an administrator must act on.
+    pub const ADMIN: u8 = 16;
+    /// `TcpFrontGate/Operational` (type Operational): state changes worth keeping.
+    pub const OPERATIONAL: u8 = 17;
+
+    /// (manifest chid, channel name, type, value, keyword bit) in manifest order.
+    pub const CHANNELS: &[(&str, &str, &str, u8, u64)] = &[
+        (
+            "Admin",
+            "TcpFrontGate/Admin",
+            "Admin",
+            ADMIN,
+            0x8000_0000_0000_0000,
+        ),
+        (
+            "Operational",
+            "TcpFrontGate/Operational",
+            "Operational",
+            OPERATIONAL,
+            0x4000_0000_0000_0000,
+        ),
+    ];
+
+    /// The keyword bit of `channel` (0 for TraceLogging or an unknown value).
+    pub const fn keyword_bit(channel: u8) -> u64 {
+        let mut rest = CHANNELS;
+        while let [(_, _, _, value, bit), tail @ ..] = rest {
+            if *value == channel {
+                return *bit;
+            }
+            rest = tail;
+        }
+        0
+    }
 }
 
 /// Levels (the standard win: levels).
@@ -124,6 +188,7 @@ pub mod task {
     pub const CONFIG: u16 = 5;
     pub const COUNTERS: u16 = 6;
     pub const DRIVER: u16 = 7;
+    pub const RELAY: u16 = 8;
 
     /// (name, value) of every task, as in the manifest.
     pub const NAMES: &[(&str, u16)] = &[
@@ -134,6 +199,7 @@ pub mod task {
         ("Config", CONFIG),
         ("Counters", COUNTERS),
         ("Driver", DRIVER),
+        ("Relay", RELAY),
     ];
 }
 
@@ -154,6 +220,16 @@ const _: () = {
     while let [first, rest @ ..] = a {
         assert!(first.id != 0, "event id 0");
         assert!(first.keyword != 0, "event without keyword");
+        assert!(
+            first.channel == channel::TRACELOGGING || channel::keyword_bit(first.channel) != 0,
+            "event on an undeclared channel"
+        );
+        // The Event Log keeps only what an administrator reads: no verbose
+        // events on a channel.
+        assert!(
+            first.channel == channel::TRACELOGGING || first.level <= level::INFO,
+            "verbose event on an Event Log channel"
+        );
         assert!(
             first.level >= level::CRITICAL && first.level <= level::VERBOSE,
             "bad level"

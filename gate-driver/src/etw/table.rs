@@ -9,6 +9,14 @@
 /// - a `const` [`EventSchema`](super::meta::EventSchema) (collected into
 ///   `SCHEMA`) and its metadata blob, built at compile time.
 ///
+/// Header syntax: `version, level, keyword, task, opcode` and an optional
+/// `channel: ADMIN` or `channel: OPERATIONAL` (see
+/// [`channel`](super::channel)): such an event's descriptor carries that
+/// Event Log channel and the channel's keyword bit besides its own keyword
+/// (what mc.exe puts in a manifest event's descriptor), so the Event Log
+/// records it once the manifest is installed. Without it the channel is 11
+/// (TraceLogging).
+///
 /// Field syntax: `/// doc` then `rust_name "WireName": Type` with an
 /// optional `=> "ValueMapName"`; `Type` is a
 /// [`FieldType`](super::meta::FieldType) variant.
@@ -19,7 +27,7 @@ macro_rules! gate_events {
             $ename:ident = $id:literal {
                 fn $func:ident;
                 version: $ver:literal, level: $level:ident, keyword: $kw:ident,
-                task: $task:ident, opcode: $op:ident;
+                task: $task:ident, opcode: $op:ident $(, channel: $chan:ident)?;
                 $(
                     $(#[doc = $fdoc:literal])+
                     $fid:ident $fname:literal : $fty:ident $(=> $map:literal)?
@@ -31,8 +39,8 @@ macro_rules! gate_events {
         #[allow(non_snake_case, non_upper_case_globals)]
         pub mod def {
             use super::super::meta::{self, EventSchema, FieldSchema, FieldType};
-            use super::super::{keyword, level, opcode, task};
-            use gate_ksys::etw::{EVENT_DESCRIPTOR, WINEVENT_CHANNEL_TRACELOGGING};
+            use super::super::{channel, keyword, level, opcode, task};
+            use gate_ksys::etw::EVENT_DESCRIPTOR;
             $(
                 #[doc = concat!("Definition of the `", stringify!($ename), "` event.")]
                 pub mod $ename {
@@ -49,14 +57,17 @@ macro_rules! gate_events {
                     pub static METADATA: [u8; META_LEN] =
                         meta::event_meta::<META_LEN>(stringify!($ename), FIELDS);
                     pub const DESCRIPTORS: usize = meta::descriptor_count(FIELDS);
+                    const CHANNEL: u8 =
+                        $crate::etw::table::gate_events!(@channel $($chan)?);
+                    const KEYWORD: u64 = keyword::$kw | channel::keyword_bit(CHANNEL);
                     pub const DESCRIPTOR: EVENT_DESCRIPTOR = EVENT_DESCRIPTOR {
                         Id: $id,
                         Version: $ver,
-                        Channel: WINEVENT_CHANNEL_TRACELOGGING,
+                        Channel: CHANNEL,
                         Level: level::$level,
                         Opcode: opcode::$op,
                         Task: task::$task,
-                        Keyword: keyword::$kw,
+                        Keyword: KEYWORD,
                     };
                     pub const SCHEMA: EventSchema = EventSchema {
                         name: stringify!($ename),
@@ -66,7 +77,8 @@ macro_rules! gate_events {
                         level: level::$level,
                         opcode: opcode::$op,
                         task: task::$task,
-                        keyword: keyword::$kw,
+                        keyword: KEYWORD,
+                        channel: CHANNEL,
                         doc: concat!($($edoc),+),
                         fields: FIELDS,
                         metadata: &METADATA,
@@ -106,6 +118,8 @@ macro_rules! gate_events {
             }
         )*
     };
+    (@channel) => { channel::TRACELOGGING };
+    (@channel $chan:ident) => { channel::$chan };
     (@map) => { None };
     (@map $map:literal) => { Some($map) };
 }

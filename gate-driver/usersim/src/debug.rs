@@ -3,6 +3,7 @@
 //! Set the environment variable `GATE_SIM_DEBUG` (any value) to echo the
 //! driver's debug output and every recorded violation to stderr.
 
+use crate::recent::Ring;
 use crate::violation::{record, ViolationKind};
 use gate_ksys::ULONG_PTR;
 use std::ffi::CStr;
@@ -24,7 +25,10 @@ pub struct BugCheck {
     pub params: [usize; 4],
 }
 
-static LINES: Mutex<Vec<DebugLine>> = Mutex::new(Vec::new());
+/// Most recent debug lines kept (older ones are counted, not kept).
+pub const DEBUG_LINES_LIMIT: usize = 16_384;
+
+static LINES: Mutex<Ring<DebugLine>> = Mutex::new(Ring::new(DEBUG_LINES_LIMIT));
 static BUGCHECKS: Mutex<Vec<BugCheck>> = Mutex::new(Vec::new());
 static PARK_ON_BUGCHECK: AtomicBool = AtomicBool::new(false);
 
@@ -33,7 +37,7 @@ pub(crate) fn echo_enabled() -> bool {
 }
 
 pub(crate) fn lines() -> Vec<DebugLine> {
-    LINES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    LINES.lock().unwrap_or_else(|e| e.into_inner()).to_vec()
 }
 
 pub(crate) fn bugchecks() -> Vec<BugCheck> {

@@ -15,18 +15,18 @@
 //! capture that tests read with [`take`], [`take_for`] or [`snapshot`].
 //! Anything a real decoder would choke on becomes [`CapturedEvent::error`].
 
+use crate::recent::Ring;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use gate_ksys::etw::{
     EventProviderSetTraits, EventProviderUseDescriptorType, EVENT_CONTROL_CODE_DISABLE_PROVIDER,
     EVENT_CONTROL_CODE_ENABLE_PROVIDER, EVENT_DATA_DESCRIPTOR,
     EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA, EVENT_DATA_DESCRIPTOR_TYPE_NONE,
     EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA, EVENT_DESCRIPTOR, PETWENABLECALLBACK, REGHANDLE,
-    WINEVENT_CHANNEL_TRACELOGGING,
 };
 use gate_ksys::types::{GUID, NTSTATUS};
 
@@ -35,8 +35,15 @@ const STATUS_INVALID_PARAMETER: NTSTATUS = 0xC000_000Du32 as i32;
 const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008u32 as i32;
 const STATUS_NOT_SUPPORTED: NTSTATUS = 0xC000_00BBu32 as i32;
 
-/// Most events kept; later ones are counted in [`dropped`] instead.
-pub const CAPTURE_LIMIT: usize = 1_000_000;
+/// Events kept by default: the capture is a window of the most recent
+/// events (older ones are evicted and counted in [`dropped`]); totals by
+/// event name are kept for the whole run ([`counts`]). Change the window
+/// with [`set_capture_limit`].
+pub const CAPTURE_LIMIT: usize = 262_144;
+
+/// Called with every event captured (in the writing thread, outside the
+/// capture's lock); see [`set_sink`].
+pub type Sink = Box<dyn Fn(&CapturedEvent) + Send + Sync>;
 
 /// A decoded field value.
 #[derive(Clone, Debug, PartialEq)]
@@ -176,16 +183,18 @@ struct Registration {
 struct State {
     next_handle: REGHANDLE,
     regs: BTreeMap<REGHANDLE, Registration>,
-    events: Vec<CapturedEvent>,
-    dropped: u64,
+    events: Ring<CapturedEvent>,
+    counts: BTreeMap<String, u64>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     next_handle: 1,
     regs: BTreeMap::new(),
-    events: Vec::new(),
-    dropped: 0,
+    events: Ring::new(CAPTURE_LIMIT),
+    counts: BTreeMap::new(),
 });
+
+static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
 static AVAILABLE: AtomicBool = AtomicBool::new(true);
 
@@ -384,24 +393,29 @@ pub unsafe extern "system" fn EtwWriteTransfer(
     };
     let mut blocks = Vec::with_capacity(descs.len());
     for dd in descs {
-        let bytes = if dd.Size == 0 {
-            Vec::new()
+        // Borrowed for the call (decoding copies what the event keeps).
+        let bytes: &[u8] = if dd.Size == 0 {
+            &[]
         } else if dd.Ptr == 0 {
             return STATUS_INVALID_PARAMETER;
         } else {
-            // SAFETY: the caller guarantees `Size` readable bytes at `Ptr`.
+            // SAFETY: the caller guarantees `Size` readable bytes at `Ptr`
+            // for the duration of the call.
             unsafe { std::slice::from_raw_parts(dd.Ptr as usize as *const u8, dd.Size as usize) }
-                .to_vec()
         };
         blocks.push((dd.Type, bytes));
     }
     let ev = decode_event(guid, name, reg_handle, &d, types, &blocks);
-    let mut st = state();
-    if st.events.len() < CAPTURE_LIMIT {
-        st.events.push(ev);
-    } else {
-        st.dropped += 1;
+    if let Some(sink) = SINK.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        sink(&ev);
     }
+    let mut st = state();
+    if let Some(n) = st.counts.get_mut(&ev.name) {
+        *n += 1;
+    } else {
+        st.counts.insert(ev.name.clone(), 1);
+    }
+    st.events.push(ev);
     STATUS_SUCCESS
 }
 
@@ -409,28 +423,51 @@ pub unsafe extern "system" fn EtwWriteTransfer(
 
 /// Removes and returns every captured event.
 pub fn take() -> Vec<CapturedEvent> {
-    std::mem::take(&mut state().events)
+    state().events.drain_all()
 }
 
 /// Removes and returns the events written through registration `handle`
 /// (leaves other registrations' events, so parallel tests don't mix).
 pub fn take_for(handle: REGHANDLE) -> Vec<CapturedEvent> {
-    let mut st = state();
-    let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.events)
-        .into_iter()
-        .partition(|e| e.reg_handle == handle);
-    st.events = rest;
-    mine
+    state().events.extract(|e| e.reg_handle == handle)
 }
 
 /// A copy of every captured event, left in place.
 pub fn snapshot() -> Vec<CapturedEvent> {
-    state().events.clone()
+    state().events.to_vec()
 }
 
-/// Events not kept because the capture was full.
+/// Events evicted from the capture window (written, counted in [`counts`],
+/// no longer kept).
 pub fn dropped() -> u64 {
-    state().dropped
+    state().events.evicted()
+}
+
+/// Events captured since the last reset, by event name (whether or not
+/// they are still in the window).
+pub fn counts() -> BTreeMap<String, u64> {
+    state().counts.clone()
+}
+
+/// Sets how many of the most recent events the capture keeps (0 keeps
+/// none: only [`counts`] and the [`set_sink`] sink see them).
+pub fn set_capture_limit(limit: usize) {
+    state().events.set_limit(limit);
+}
+
+/// Sets (or with None removes) the sink that sees every captured event as
+/// it is written, e.g. to stream events as JSON lines.
+pub fn set_sink(sink: Option<Sink>) {
+    *SINK.write().unwrap_or_else(|e| e.into_inner()) = sink;
+}
+
+/// Empties the capture and its counts and restores the default window
+/// (called by `Sim::new`); the sink is kept.
+pub(crate) fn reset_capture() {
+    let mut st = state();
+    st.events.clear();
+    st.events.set_limit(CAPTURE_LIMIT);
+    st.counts.clear();
 }
 
 /// Whether `handle` is a live registration.
@@ -616,7 +653,7 @@ fn decode_event(
     reg_handle: REGHANDLE,
     d: &EVENT_DESCRIPTOR,
     descriptor_types: bool,
-    blocks: &[(u8, Vec<u8>)],
+    blocks: &[(u8, &[u8])],
 ) -> CapturedEvent {
     let mut ev = CapturedEvent {
         provider: guid,
@@ -644,14 +681,15 @@ fn decode_event(
 fn decode_into(
     ev: &mut CapturedEvent,
     descriptor_types: bool,
-    blocks: &[(u8, Vec<u8>)],
+    blocks: &[(u8, &[u8])],
 ) -> Result<(), String> {
-    if ev.channel != WINEVENT_CHANNEL_TRACELOGGING {
-        return Err(format!("channel {} is not TraceLogging (11)", ev.channel));
-    }
     if !descriptor_types {
         return Err("descriptor types are ignored: provider traits were never set".into());
     }
+    // Windows 10 marks every event of a provider with TraceLogging traits as
+    // TraceLogging, whatever its channel (TraceLoggingChannel's remarks);
+    // without the traits only channel 11 would identify one, and that case
+    // was refused above.
     let mut provider_meta = None;
     let mut event_meta = None;
     let mut payload = Vec::new();
@@ -665,27 +703,28 @@ fn decode_into(
     }
     ev.payload = payload.clone();
     if let Some(em) = event_meta {
-        ev.metadata = em.clone();
+        ev.metadata = em.to_vec();
     }
     let pm = provider_meta.ok_or("no provider metadata descriptor")?;
-    let pname = parse_provider_traits(pm)?;
+    let pname = cached(&PROVIDER_CACHE, pm, parse_provider_traits)?;
     if let Some(set) = &ev.provider_name {
-        if *set != pname {
+        if *set != *pname {
             return Err(format!(
                 "event provider metadata names {pname:?}, traits named {set:?}"
             ));
         }
     }
     let em = event_meta.ok_or("no event metadata descriptor")?;
-    let (name, fields) = parse_event_metadata(em)?;
-    ev.name = name;
+    let meta = cached(&META_CACHE, em, parse_event_metadata)?;
+    let (name, fields) = &*meta;
+    ev.name = name.clone();
     let mut pos = 0usize;
     for f in fields {
         let (value, used) = decode_value(&payload[pos..], f.in_type, f.out_type)
             .map_err(|e| format!("field {}: {e}", f.name))?;
         pos += used;
         ev.fields.push(CapturedField {
-            name: f.name,
+            name: f.name.clone(),
             in_type: f.in_type,
             out_type: f.out_type,
             value,
@@ -698,6 +737,38 @@ fn decode_into(
         ));
     }
     Ok(())
+}
+
+/// Parsed metadata blobs by content (a driver writes the same few blobs
+/// for every event; parsing them once per event was most of the decoding
+/// cost). Bounded: emptied when it holds [`PARSE_CACHE_LIMIT`] blobs.
+type ParseCache<T> = Mutex<Option<std::collections::HashMap<Vec<u8>, std::sync::Arc<T>>>>;
+static META_CACHE: ParseCache<(String, Vec<MetaField>)> = Mutex::new(None);
+static PROVIDER_CACHE: ParseCache<String> = Mutex::new(None);
+const PARSE_CACHE_LIMIT: usize = 4096;
+
+/// `parse(blob)`, remembered by the blob's bytes (errors are not cached).
+fn cached<T>(
+    cache: &ParseCache<T>,
+    blob: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<std::sync::Arc<T>, String> {
+    if let Some(v) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(blob))
+    {
+        return Ok(v.clone());
+    }
+    let v = std::sync::Arc::new(parse(blob)?);
+    let mut g = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let m = g.get_or_insert_with(std::collections::HashMap::new);
+    if m.len() >= PARSE_CACHE_LIMIT {
+        m.clear();
+    }
+    m.insert(blob.to_vec(), v.clone());
+    Ok(v)
 }
 
 /// Decodes one scalar value; returns it and the bytes used.

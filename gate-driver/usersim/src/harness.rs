@@ -8,7 +8,9 @@
 use crate::wsk::net::{self, ConnInfo, ListenerInfo, RequestInfo};
 use crate::wsk::{RequestState, Verdict};
 use crate::*;
-use crate::{clock, debug, dispatcher, etw, irp, objects, pool, registry, routines, violation};
+use crate::{
+    clock, debug, dispatcher, errorlog, etw, irp, objects, pool, registry, routines, violation,
+};
 use gate_ksys::{
     DRIVER_OBJECT, NTSTATUS, NT_SUCCESS, UNICODE_STRING, WSK_INSPECT_ACTION, WSK_INSPECT_ID,
 };
@@ -56,6 +58,7 @@ impl Sim {
         dispatcher::drain_dpcs();
         violation::reset();
         debug::reset();
+        errorlog::reset();
         pool::reset();
         irp::reset();
         dispatcher::reset();
@@ -65,7 +68,8 @@ impl Sim {
         clock::reset();
         crate::wsk::reset();
         crate::hold::reset();
-        let _ = etw::take();
+        crate::mdl::reset();
+        etw::reset_capture();
         etw::set_routines_available(true);
         Sim { _lock: lock }
     }
@@ -281,7 +285,15 @@ impl Sim {
 
     /// The provider's log (calls, verdicts, refused options...).
     pub fn wsk_log(&self) -> Vec<String> {
-        crate::wsk::wsk().log.clone()
+        crate::wsk::wsk().log.to_vec()
+    }
+
+    /// Whether the provider's log gets a line per connection request
+    /// (inspect verdict, WskInspectComplete, abort); default on. A front
+    /// deciding a flood turns it off: the lines cost a formatted string per
+    /// SYN.
+    pub fn set_request_log(&self, on: bool) {
+        crate::wsk::wsk().log_requests = on;
     }
 
     /// Options set on a socket, in order, as (level, option, value).
@@ -322,6 +334,31 @@ impl Sim {
         etw::take()
     }
 
+    /// Events written since [`Sim::new`], by event name (all of them, also
+    /// those evicted from the capture window).
+    pub fn event_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        etw::counts()
+    }
+
+    /// How many of the most recent events [`Sim::events`] keeps (default
+    /// [`etw::CAPTURE_LIMIT`]); older ones are evicted.
+    pub fn set_event_window(&self, limit: usize) {
+        etw::set_capture_limit(limit);
+    }
+
+    /// How many finished connection requests and closed sockets the
+    /// provider keeps for inspection (default
+    /// [`crate::wsk::HISTORY_LIMIT`]); older ones are retired and their
+    /// [`Request`]/[`Conn`] handles then report `Retired`/None.
+    pub fn set_history_window(&self, limit: usize) {
+        crate::wsk::wsk().hist.limit = limit;
+    }
+
+    /// Sizes of the provider's tables (for bounded-memory checks).
+    pub fn wsk_table_sizes(&self) -> crate::wsk::TableSizes {
+        crate::wsk::table_sizes()
+    }
+
     /// Lines the driver printed with DbgPrintEx.
     pub fn debug_output(&self) -> Vec<DebugLine> {
         debug::lines()
@@ -351,6 +388,17 @@ impl Sim {
         irp::drain();
     }
 
+    /// The I/O error log entries the driver wrote (System event log), in
+    /// order.
+    pub fn error_log(&self) -> Vec<errorlog::ErrorLogEntry> {
+        errorlog::written()
+    }
+
+    /// `false`: IoAllocateErrorLogEntry returns NULL, as Wine's stub does.
+    pub fn set_error_log_supported(&self, on: bool) {
+        errorlog::set_supported(on);
+    }
+
     /// What is left allocated, open, armed or running right now.
     pub fn leaks(&self) -> LeakReport {
         self.quiesce();
@@ -370,6 +418,8 @@ impl Sim {
             object_refs: objs.object_refs,
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
+            mdls: crate::mdl::outstanding(),
+            error_log_entries: errorlog::outstanding(),
         }
     }
 
@@ -464,6 +514,10 @@ pub struct LeakReport {
     pub object_refs: isize,
     pub timers_armed: usize,
     pub dpcs_queued: usize,
+    /// MDLs from IoAllocateMdl not freed.
+    pub mdls: usize,
+    /// IoAllocateErrorLogEntry without IoWriteErrorLogEntry.
+    pub error_log_entries: usize,
 }
 
 impl LeakReport {
@@ -486,9 +540,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// The provider's key of this request (its WSK_INSPECT_ID fields).
+    pub(crate) fn key(&self) -> (usize, u32) {
+        self.key
+    }
+
+    pub(crate) fn from_key(key: (usize, u32)) -> Request {
+        Request { key }
+    }
+
     pub fn info(&self) -> RequestInfo {
         net::request_info(self.key).unwrap_or(RequestInfo {
-            state: RequestState::Dropped,
+            state: RequestState::Retired,
             verdict: None,
             completion: None,
             late_completion: false,
@@ -572,6 +635,11 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The peer end of the driver's connection socket `sock`.
+    pub(crate) fn of_socket(sock: usize) -> Conn {
+        Conn { sock }
+    }
+
     /// The WSK_SOCKET address the driver got.
     pub fn socket(&self) -> usize {
         self.sock

@@ -10,10 +10,11 @@
 //! [`CompletionMode`].
 
 use crate::irql;
+use crate::recent::RecentSet;
 use crate::violation::{record, ViolationKind};
 use gate_ksys::*;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, Once};
@@ -65,7 +66,8 @@ fn complete_inline_now() -> bool {
 #[derive(Default)]
 struct Irps {
     live: HashMap<usize, (i8, bool)>,
-    freed: HashSet<usize>,
+    /// Recently freed IRPs (bounded), for use-after-free detection.
+    freed: RecentSet<usize>,
     allocated: u64,
     fail_next: u64,
 }

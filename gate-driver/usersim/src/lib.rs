@@ -45,8 +45,22 @@
 //!   [`Sim::set_disconnect_supported`]): the call returns
 //!   STATUS_NOT_IMPLEMENTED without completing its IRP, which real WSK
 //!   never does.
+//! - Real sockets ([`wsk::real`], Linux): a connection socket can have a
+//!   real Linux TCP socket behind it (accepted after a real handshake, or
+//!   opened by WskConnect), so driver code moves real bytes.
+//! - NFQUEUE front ([`nfq`], feature `nfq`): real SYNs decided by the
+//!   driver before the handshake (gate-sim is its binary).
+//! - I/O error log ([`errorlog`]): IoAllocateErrorLogEntry and
+//!   IoWriteErrorLogEntry; written entries are decoded for tests
+//!   ([`Sim::error_log`]).
 //! - ETW ([`etw`], written by the ETW helper): Etw* routines decoding the
-//!   driver's TraceLogging events into a capture ([`Sim::events`]).
+//!   driver's TraceLogging events into a capture ([`Sim::events`]), a
+//!   window of the most recent events with totals by name
+//!   ([`Sim::event_counts`]) and an optional sink ([`etw::set_sink`]).
+//! - Bounded memory ([`recent`], `wsk::history`): finished requests and
+//!   closed sockets are kept for a window ([`Sim::set_history_window`])
+//!   and then retired; logs, debug lines and violations are rings with
+//!   totals; every per-SYN and per-close path is O(1).
 //! - Holds ([`hold`]): any driver routine (IRP completion, DPC, system
 //!   thread) can be held before any of its import calls (or just after a
 //!   spin lock release), so a test can run DriverUnload meanwhile; every
@@ -62,15 +76,18 @@
 pub mod clock;
 pub mod debug;
 pub mod dispatcher;
+pub mod errorlog;
 pub mod etw;
 pub mod harness;
 pub mod hold;
 pub mod irp;
 pub mod irql;
+pub mod mdl;
 #[cfg(all(feature = "nfq", target_os = "linux"))]
 pub mod nfq;
 pub mod objects;
 pub mod pool;
+pub mod recent;
 pub mod registry;
 pub mod routines;
 pub mod spinlock;
@@ -85,8 +102,9 @@ pub use objects::ObjectStats;
 pub use pool::{tag_name, PoolStats, TagStats};
 pub use registry::RegValue;
 pub use violation::{Violation, ViolationKind};
+pub use wsk::connect::BackendMode;
 pub use wsk::net::{ConnInfo, ListenerInfo, RequestInfo};
-pub use wsk::{RequestState, SocketState, Verdict};
+pub use wsk::{RequestState, SocketState, TableSizes, Verdict};
 
 /// The Etw* routines, from the [`etw`] module (NULL for other names).
 pub(crate) fn etw_routine(name: &str) -> *mut core::ffi::c_void {

@@ -7,10 +7,11 @@
 //! POOL_FLAG_UNINITIALIZED; freed memory is filled with 0xDD before release.
 
 use crate::irql;
+use crate::recent::RecentSet;
 use crate::violation::{record, ViolationKind};
 use gate_ksys::{DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_UNINITIALIZED, SIZE_T};
 use std::alloc::{alloc, dealloc, Layout};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::sync::Mutex;
 
@@ -26,7 +27,8 @@ struct Block {
 #[derive(Default)]
 struct Pool {
     live: HashMap<usize, Block>,
-    freed: HashSet<usize>,
+    /// Recently freed addresses (bounded), for double-free detection.
+    freed: RecentSet<usize>,
     /// Allocations to let through before failing.
     fail_skip: u64,
     /// Allocations to fail after `fail_skip`.

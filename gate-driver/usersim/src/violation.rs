@@ -2,6 +2,7 @@
 //! commits under simulation. Real Windows would bugcheck, hang or misbehave;
 //! the simulation records them so a test can assert the list is empty.
 
+use crate::recent::Ring;
 use std::sync::Mutex;
 
 /// What rule was broken.
@@ -103,7 +104,10 @@ pub struct Violation {
     pub detail: String,
 }
 
-static VIOLATIONS: Mutex<Vec<Violation>> = Mutex::new(Vec::new());
+/// Most recent violations kept; [`count`] counts all of them.
+pub const VIOLATIONS_LIMIT: usize = 4096;
+
+static VIOLATIONS: Mutex<Ring<Violation>> = Mutex::new(Ring::new(VIOLATIONS_LIMIT));
 
 /// Records a violation (also echoed to stderr when `GATE_SIM_DEBUG` is set).
 pub fn record(kind: ViolationKind, detail: impl Into<String>) {
@@ -114,13 +118,19 @@ pub fn record(kind: ViolationKind, detail: impl Into<String>) {
     lock().push(Violation { kind, detail });
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Vec<Violation>> {
+fn lock() -> std::sync::MutexGuard<'static, Ring<Violation>> {
     VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// All violations recorded since the last reset.
+/// The violations recorded since the last reset (the most recent
+/// [`VIOLATIONS_LIMIT`]; a good run has none).
 pub fn all() -> Vec<Violation> {
-    lock().clone()
+    lock().to_vec()
+}
+
+/// How many violations were recorded since the last reset (kept or not).
+pub fn count() -> u64 {
+    lock().total()
 }
 
 /// Forget all violations.

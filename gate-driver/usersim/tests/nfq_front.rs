@@ -1,6 +1,8 @@
-//! NFQUEUE front end to end: a network namespace made by the test, an
-//! iptables-nft rule queueing SYNs to port 18080, a real Linux listener, and
-//! the tiny test driver deciding each SYN through the simulated provider.
+//! NFQUEUE front end to end: a network namespace made by the test,
+//! iptables-nft rules queueing SYNs to port 18080 over two queues
+//! (`--queue-balance 3:4`) and answering the reject mark with a TCP reset, a
+//! real Linux listener, and the tiny test driver deciding each SYN through
+//! the simulated provider.
 //! Needs root, `ip netns` and `iptables-nft`:
 //! `cargo test -p gate-usersim --features nfq --test nfq_front -- --ignored`.
 #![cfg(all(feature = "nfq", target_os = "linux"))]
@@ -8,8 +10,10 @@
 mod common;
 use common::*;
 use gate_ksys::*;
-use gate_usersim::nfq::{enter_netns, serve};
+use gate_usersim::nfq::{enter_netns, serve, Counters, FrontConfig, DEFAULT_REJECT_MARK};
+use gate_usersim::wsk::real;
 use gate_usersim::*;
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,24 +37,44 @@ impl Netns {
         run(&[
             "ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up",
         ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &name,
-            "iptables-nft",
-            "-A",
-            "INPUT",
-            "-p",
-            "tcp",
-            "--dport",
-            "18080",
-            "--syn",
-            "-j",
-            "NFQUEUE",
-            "--queue-num",
-            "3",
-        ]);
+        let mark = format!("{DEFAULT_REJECT_MARK:#x}");
+        let rules: [&[&str]; 2] = [
+            &[
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "18080",
+                "--syn",
+                "-m",
+                "mark",
+                "--mark",
+                &mark,
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "tcp-reset",
+            ],
+            &[
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "18080",
+                "--syn",
+                "-j",
+                "NFQUEUE",
+                "--queue-balance",
+                "3:4",
+            ],
+        ];
+        for r in rules {
+            let mut a = vec!["ip", "netns", "exec", &name, "iptables-nft"];
+            a.extend_from_slice(r);
+            run(&a);
+        }
         Netns(name)
     }
 }
@@ -62,14 +86,52 @@ impl Drop for Netns {
 }
 
 fn try_connect(ns: &str, timeout: Duration) -> bool {
+    connect_result(ns, timeout).is_ok()
+}
+
+fn connect_result(ns: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     let ns = ns.to_string();
     std::thread::spawn(move || {
         enter_netns(&ns).unwrap();
         TcpStream::connect_timeout(&format!("127.0.0.1:{PORT_NUM}").parse().unwrap(), timeout)
-            .is_ok()
     })
     .join()
     .unwrap()
+}
+
+/// Sends one TCP SYN from a source nobody owns (raw socket, in the
+/// calling thread's namespace): its SYN-ACK is never answered with an ACK.
+fn spoofed_syn(src: [u8; 4], sport: u16) {
+    let mut p = Vec::new();
+    etherparse::PacketBuilder::ipv4(src, [127, 0, 0, 1], 64)
+        .tcp(sport, PORT_NUM, 1, 1024)
+        .syn()
+        .write(&mut p, &[])
+        .unwrap();
+    // SAFETY: a raw IPv4 socket (IP_HDRINCL implied by IPPROTO_RAW), used
+    // once and closed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        let n = libc::sendto(
+            fd,
+            p.as_ptr().cast(),
+            p.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        assert_eq!(n as usize, p.len());
+        libc::close(fd);
+    }
 }
 
 #[test]
@@ -83,41 +145,79 @@ fn real_syns_are_decided_before_the_handshake() {
     sim.wait_listener(Duration::from_secs(2)).unwrap();
     let ns = Netns::new();
     let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
+    let counters = Counters::default();
+    let counters = &counters;
+    let mut cfg = FrontConfig::queues(3, 4);
+    cfg.handshake_timeout = Some(Duration::from_millis(500));
+    let cfg = &cfg;
+    let acceptor = {
         let listener_ns = ns.0.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stop_l = &stop;
-        s.spawn(move || {
+        std::thread::spawn(move || {
             enter_netns(&listener_ns).unwrap();
-            let l = TcpListener::bind(("127.0.0.1", PORT_NUM)).unwrap();
-            tx.send(()).unwrap();
-            l.set_nonblocking(true).unwrap();
-            let start = Instant::now();
-            while !stop_l.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
-                let _ = l.accept();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        rx.recv().unwrap();
+            real::Acceptor::start(TcpListener::bind(("127.0.0.1", PORT_NUM)).unwrap(), 1024)
+        })
+        .join()
+        .unwrap()
+    };
+    std::thread::scope(|s| {
         let front_ns = ns.0.clone();
         let (sim_ref, stop_ref) = (&sim, &stop);
         let server = s.spawn(move || {
             enter_netns(&front_ns).unwrap();
-            serve(sim_ref, 3, stop_ref).unwrap()
+            serve(sim_ref, cfg, stop_ref, counters).unwrap()
         });
         std::thread::sleep(Duration::from_millis(100));
 
+        // Accepted: the handshake completes, then (only then) the driver
+        // gets the connection, with the real socket behind it.
         INSPECT_ACTION.store(WskInspectAccept, Ordering::SeqCst);
-        assert!(
-            try_connect(&ns.0, Duration::from_secs(3)),
-            "accepted SYN completes the handshake"
-        );
+        let mut c = connect_result(&ns.0, Duration::from_secs(3))
+            .expect("accepted SYN completes the handshake");
+        let t = Instant::now();
+        while ACCEPT_CALLS.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), 1);
+        let sock = *ACCEPTED.lock().unwrap().last().unwrap();
+        let st = sim.run_on_system_thread(move || {
+            let mut data = *b"hi";
+            let mut m = [0u64; 6];
+            // MDL: next, size/flags/processor/reserved, process, mapped, start, count/offset.
+            m[1] = 48;
+            m[3] = data.as_mut_ptr() as u64;
+            m[4] = data.as_mut_ptr() as u64;
+            m[5] = 2;
+            let mut b = WSK_BUF {
+                Mdl: m.as_mut_ptr().cast(),
+                Offset: 0,
+                Length: 2,
+            };
+            let sp = sock as *mut WSK_SOCKET;
+            // SAFETY: the accepted connection socket; buffer and MDL outlive the call.
+            let f = unsafe { conn_dispatch(sp) }.WskSend.unwrap();
+            // SAFETY: as above.
+            sync_call(|irp| unsafe { f(sp, &mut b, 0, irp) })
+        });
+        assert_eq!(st, (STATUS_SUCCESS, 2));
+        let mut got = [0u8; 2];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi", "real bytes from the driver to the client");
+
+        // Rejected: a reset at once.
         INSPECT_ACTION.store(WskInspectReject, Ordering::SeqCst);
+        let t = Instant::now();
+        let e = connect_result(&ns.0, Duration::from_millis(3000)).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "rejected SYN is answered with a reset: {e}"
+        );
         assert!(
-            !try_connect(&ns.0, Duration::from_millis(1500)),
-            "rejected SYN is dropped"
+            t.elapsed() < Duration::from_millis(900),
+            "refused at once, not after retransmits"
         );
 
+        // Pended, then accepted: the held SYN goes through.
         INSPECT_ACTION.store(WskInspectPend, Ordering::SeqCst);
         let pend_ns = ns.0.clone();
         let client = s.spawn(move || try_connect(&pend_ns, Duration::from_secs(5)));
@@ -142,13 +242,42 @@ fn real_syns_are_decided_before_the_handshake() {
             "pended then accepted: the held SYN goes through"
         );
 
+        // Accepted from a spoofed source: no handshake, so WskAbortEvent
+        // (and never WskAcceptEvent) within the handshake timeout.
+        INSPECT_ACTION.store(WskInspectAccept, Ordering::SeqCst);
+        let accepts = ACCEPT_CALLS.load(Ordering::SeqCst);
+        let spoof_ns = ns.0.clone();
+        std::thread::spawn(move || {
+            enter_netns(&spoof_ns).unwrap();
+            spoofed_syn([127, 0, 0, 77], 5555);
+        })
+        .join()
+        .unwrap();
+        let t = Instant::now();
+        while ABORT_CALLS.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            ABORT_CALLS.load(Ordering::SeqCst),
+            1,
+            "spoofed source aborted"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "not before the timeout"
+        );
+        assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), accepts);
+        assert!(real::stats().handshake_timeouts >= 1);
+
         stop.store(true, Ordering::SeqCst);
         let stats = server.join().unwrap();
         assert!(
-            stats.accepted >= 2 && stats.dropped >= 1 && stats.pended == 1,
+            stats.accepted >= 3 && stats.rejected >= 1 && stats.pended == 1,
             "{stats:?}"
         );
+        assert_eq!((stats.looped, stats.lost()), (0, 0), "{stats:?}");
     });
+    drop(acceptor);
     sim.set_real_time(false);
     d.unload(&sim);
     sim.assert_no_violations();

@@ -16,8 +16,10 @@
 //!   delay-load imports; no TLS directory (user-mode only);
 //! - sections: none both writable and executable; a `.reloc` section holding
 //!   the base relocations (drivers are always relocated); every section is
-//!   either discardable and named `.reloc` or `INIT*` (the only sections the
-//!   loader may drop after DriverEntry), or not discardable and marked
+//!   either discardable and named `.reloc`, `.rsrc` or `INIT*` (what the
+//!   loader may drop after DriverEntry: relocations, resources, which only
+//!   user-mode tools read from the file, and init code), or not
+//!   discardable and marked
 //!   IMAGE_SCN_MEM_NOT_PAGED (0x08000000) and not named `PAGE*` (the loader
 //!   pages out sections named PAGE*; the driver's callbacks run at
 //!   DISPATCH_LEVEL and touch all code and data).
@@ -199,7 +201,7 @@ impl fmt::Display for Problem {
             ),
             Problem::Discardable { section } => write!(
                 f,
-                "section {section} is discardable; only .reloc and INIT* may be"
+                "section {section} is discardable; only .reloc, .rsrc and INIT* may be"
             ),
             Problem::Pageable {
                 section,
@@ -225,6 +227,9 @@ pub struct Summary {
     pub sections: Vec<String>,
     /// `(module, function)` per import.
     pub imports: Vec<(String, String)>,
+    /// Message table and version resource (checked by the caller, see
+    /// `resources`).
+    pub resources: Option<super::resources::ResourceSummary>,
 }
 
 /// Checks every rule; returns all broken ones.
@@ -246,6 +251,7 @@ pub fn check(image: &[u8], expected: &Expected) -> Result<Summary, Vec<Problem>>
         checksum: 0,
         sections: Vec::new(),
         imports: Vec::new(),
+        resources: None,
     };
     check_headers(&file, expected, image, &mut problems, &mut summary);
     check_sections(&file, &mut problems, &mut summary);
@@ -379,7 +385,7 @@ fn check_sections(file: &PeFile64, problems: &mut Vec<Problem>, summary: &mut Su
             reloc_section = true;
         }
         if ch & pe::IMAGE_SCN_MEM_DISCARDABLE != 0 {
-            if name != ".reloc" && !name.starts_with("INIT") {
+            if name != ".reloc" && name != ".rsrc" && !name.starts_with("INIT") {
                 problems.push(Problem::Discardable { section: name });
             }
             continue;

@@ -1,7 +1,9 @@
 //! `cargo xtask driver --wine-test`: loads the release gate.sys under Wine as
 //! a kernel service (winedevice.exe runs it in user mode) and checks that
 //! DriverEntry ran, the listener came up on loopback, a TCP connection is
-//! accepted, and `sc stop` unloads the driver.
+//! accepted, connections are relayed to a backend on loopback (issue 12:
+//! PROXY v2 header checked by the backend, bytes echoed and compared), no
+//! winedevice crash is logged, and `sc stop` unloads the driver.
 //!
 //! Wine 8.0 facts this relies on (see shared/design/platform-facts.md):
 //! `sc create ... type= kernel` + `sc start` load a .sys; `wineserver -p`
@@ -13,12 +15,14 @@ use super::Profile;
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const PKGS: &[Pkg] = &[
+pub const PKGS: &[Pkg] = &[
     Pkg::new("wine", "/usr/bin/wine-stable"),
     Pkg::new("wine64", "/usr/lib/wine/wine64"),
 ];
@@ -32,14 +36,14 @@ const LOAD_LIMIT: Duration = Duration::from_secs(15);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
 /// One Wine prefix with its persistent wineserver and the debug log.
-struct Session {
-    prefix: PathBuf,
-    log: PathBuf,
+pub struct Session {
+    pub prefix: PathBuf,
+    pub log: PathBuf,
     server: Child,
 }
 
 impl Session {
-    fn wine(&self) -> Command {
+    pub fn wine(&self) -> Command {
         let mut c = Command::new("wine");
         c.env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")
@@ -49,7 +53,7 @@ impl Session {
     }
 
     /// Runs `wine <args>`, returning stdout (stderr is Wine noise).
-    fn run(&self, args: &[&str]) -> Result<(bool, String)> {
+    pub fn run(&self, args: &[&str]) -> Result<(bool, String)> {
         let out = self
             .wine()
             .args(args)
@@ -62,7 +66,7 @@ impl Session {
         ))
     }
 
-    fn state(&self) -> Result<String> {
+    pub fn state(&self) -> Result<String> {
         let (_, out) = self.run(&["sc", "query", "gate"])?;
         Ok(out
             .lines()
@@ -71,12 +75,12 @@ impl Session {
             .unwrap_or_else(|| "NOT-INSTALLED".into()))
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until the debug log contains `text`, or `limit` passes.
-    fn wait_log(&self, text: &str, limit: Duration) -> bool {
+    pub fn wait_log(&self, text: &str, limit: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
             if self.log_text().contains(text) {
@@ -87,7 +91,7 @@ impl Session {
         false
     }
 
-    fn end(mut self) {
+    pub fn end(mut self) {
         let _ = Command::new("wineserver")
             .arg("-k")
             .env("WINEPREFIX", &self.prefix)
@@ -96,7 +100,7 @@ impl Session {
     }
 }
 
-fn start_session(prefix: &Path) -> Result<Session> {
+pub fn start_session(prefix: &Path) -> Result<Session> {
     let log = prefix.with_extension("log");
     if !prefix.join("system.reg").exists() {
         eprintln!(
@@ -151,7 +155,7 @@ fn start_session(prefix: &Path) -> Result<Session> {
     Ok(session)
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(l.local_addr()?.port())
 }
@@ -198,10 +202,17 @@ fn exercise(s: &Session, sys: &Path) -> Result<()> {
         bail!("wine sc create gate failed: {out}");
     }
     let port = free_port()?;
+    let (backend, headers) = echo_backend(port)?;
     let key = r"HKLM\System\CurrentControlSet\Services\gate\Parameters";
     for (name, kind, value) in [
         ("ListenAddress", "REG_SZ", "127.0.0.1".to_string()),
         ("ListenPort", "REG_DWORD", port.to_string()),
+        ("BackendAddress", "REG_SZ", backend.to_string()),
+        ("ProxyProtocol", "REG_DWORD", "2".to_string()),
+        ("IdleTimeoutMs", "REG_DWORD", "10000".to_string()),
+        // Every test connection is let in (the default burst is 20).
+        ("Burst", "REG_DWORD", "1000".to_string()),
+        ("RateMilliPerSecond", "REG_DWORD", "1000000".to_string()),
     ] {
         let (ok, out) = s.run(&[
             "reg", "add", key, "/v", name, "/t", kind, "/d", &value, "/f",
@@ -237,6 +248,7 @@ fn exercise(s: &Session, sys: &Path) -> Result<()> {
     TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to the gate on {addr}"))?;
     eprintln!("xtask wine-test: listening on {addr}, a connection was accepted");
+    relay_check(s, addr, &headers)?;
 
     let (ok, out) = s.run(&["sc", "stop", "gate"])?;
     if !ok {
@@ -264,8 +276,139 @@ fn exercise(s: &Session, sys: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How long the echo backend waits for a request.
+const BACKEND_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Relayed connections through the gate under Wine.
+const RELAYS: usize = 40;
+/// Bytes each relayed connection sends and gets back.
+const RELAY_BYTES: usize = 64 * 1024;
+
+/// A backend on loopback that checks each connection's PROXY v2 header
+/// (client 127.0.0.1, destination 127.0.0.1:`gate_port`), then reads a
+/// 4-byte big-endian length and that many bytes, echoes them and closes
+/// (Wine's WskDisconnect is a stub, so the relay cannot pass a half-close
+/// on: the backend ends the exchange). Reports each header's source port.
+fn echo_backend(gate_port: u16) -> Result<(SocketAddr, mpsc::Receiver<Result<u16, String>>)> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the echo backend")?;
+    let addr = l.local_addr()?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut h = [0u8; 28];
+                if let Err(e) = c.read_exact(&mut h) {
+                    let _ = tx.send(Err(format!("reading the PROXY header: {e}")));
+                    return;
+                }
+                let sig = [
+                    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                ];
+                let dst_port = u16::from_be_bytes([h[26], h[27]]);
+                let ok = h[..12] == sig
+                    && h[12..16] == [0x21, 0x11, 0, 12]
+                    && h[16..20] == [127, 0, 0, 1]
+                    && h[20..24] == [127, 0, 0, 1]
+                    && dst_port == gate_port;
+                if !ok {
+                    let _ = tx.send(Err(format!("bad PROXY v2 header {h:02x?}")));
+                    return;
+                }
+                let _ = tx.send(Ok(u16::from_be_bytes([h[24], h[25]])));
+                // The plain connection check sends nothing and its FIN
+                // cannot be passed on under Wine: give up after a while so
+                // that relay ends too (the backend's FIN is seen).
+                let _ = c.set_read_timeout(Some(BACKEND_PATIENCE));
+                let mut n = [0u8; 4];
+                if c.read_exact(&mut n).is_err() {
+                    let _ = c.shutdown(Shutdown::Both);
+                    return;
+                }
+                let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut data = vec![0u8; u32::from_be_bytes(n) as usize];
+                if c.read_exact(&mut data).is_ok() {
+                    let _ = c.write_all(&data);
+                }
+                let _ = c.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+/// [`RELAYS`] connections through the gate, each echoed byte-exact with a
+/// valid PROXY v2 header naming its own source port; then the log must not
+/// show a winedevice crash.
+fn relay_check(
+    s: &Session,
+    addr: SocketAddr,
+    headers: &mpsc::Receiver<Result<u16, String>>,
+) -> Result<()> {
+    let started = Instant::now();
+    // The plain connection check above was relayed too.
+    match headers.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => bail!("relay: {e}"),
+        Err(_) => bail!(
+            "relay: the backend got no connection for the first client:
+{}",
+            tail(&s.log_text(), 30)
+        ),
+    }
+    for i in 0..RELAYS {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("relay {i}: connecting to the gate"))?;
+        c.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let me = c.local_addr()?.port();
+        let data: Vec<u8> = (0..RELAY_BYTES).map(|k| (k * 31 + i) as u8).collect();
+        c.write_all(&(RELAY_BYTES as u32).to_be_bytes())?;
+        c.write_all(&data)?;
+        // Exactly the echo, then the client closes: without WskDisconnect
+        // (a Wine stub) the backend's FIN cannot be passed on, so the
+        // client ends the exchange and both directions see EOF.
+        let mut back = vec![0u8; RELAY_BYTES];
+        c.read_exact(&mut back)
+            .with_context(|| format!("relay {i}: reading the echo\n{}", tail(&s.log_text(), 20)))?;
+        drop(c);
+        if back != data {
+            bail!(
+                "relay {i}: {} bytes came back, not the {} sent:
+{}",
+                back.len(),
+                data.len(),
+                tail(&s.log_text(), 30)
+            );
+        }
+        match headers.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(port)) if port == me => {}
+            Ok(Ok(port)) => {
+                bail!("relay {i}: PROXY header names source port {port}, the client was {me}")
+            }
+            Ok(Err(e)) => bail!("relay {i}: {e}"),
+            Err(_) => bail!("relay {i}: no header report"),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "xtask wine-test: {RELAYS} connections relayed (PROXY v2, {RELAY_BYTES} bytes echoed each) in {secs:.1} s"
+    );
+    // Let the plain check's half-open relay end (the backend gives up).
+    std::thread::sleep(BACKEND_PATIENCE + Duration::from_secs(1));
+    if s.log_text().contains("Unhandled page fault") {
+        bail!(
+            "winedevice crashed:
+{}",
+            tail(&s.log_text(), 30)
+        );
+    }
+    Ok(())
+}
+
 /// The last `n` lines of `text`, without Wine's "wine32 is missing" notice.
-fn tail(text: &str, n: usize) -> String {
+pub fn tail(text: &str, n: usize) -> String {
     const NOISE: [&str; 4] = [
         "wine32 is missing",
         "multiarch needs",

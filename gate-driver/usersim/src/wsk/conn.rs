@@ -2,7 +2,11 @@
 //! WskGetLocalAddress/WskGetRemoteAddress, plus the shared WskControlSocket
 //! and WskCloseSocket. Data moves through MDLs (real x64 MDL layout, data at
 //! MappedSystemVa) between the driver and the harness's peer end
-//! ([`crate::Conn`]).
+//! ([`crate::Conn`]), or — for a connection socket with a real Linux
+//! socket behind it ([`super::real`]) — the real socket. A connection
+//! socket the driver creates (WskSocket with `WSK_FLAG_CONNECTION_SOCKET`)
+//! is bound with WskBind and connected with WskConnect (a real connection
+//! when `real::set_connect_real` is on).
 
 use super::*;
 use crate::irp;
@@ -43,7 +47,11 @@ struct Mdl {
 const _: () = assert!(std::mem::size_of::<Mdl>() == 48);
 
 /// The (address, length) pieces a WSK_BUF describes.
-unsafe fn buf_pieces(mdl: usize, offset: u32, length: usize) -> Option<Vec<(*mut u8, usize)>> {
+pub(crate) unsafe fn buf_pieces(
+    mdl: usize,
+    offset: u32,
+    length: usize,
+) -> Option<Vec<(*mut u8, usize)>> {
     let mut out = Vec::new();
     let mut m = mdl as *mut Mdl;
     let mut skip = offset as usize;
@@ -80,29 +88,108 @@ fn bad_buffer(irp: *mut IRP) -> NTSTATUS {
     irp::finish(irp, STATUS_INVALID_PARAMETER, 0)
 }
 
+/// WskBind of a connection socket the driver created: records the local
+/// address WskConnect starts from (0.0.0.0:0 lets the stack choose).
 unsafe extern "system" fn WskConnBind(
-    _s: *mut WSK_SOCKET,
-    _l: *const SOCKADDR,
-    _f: u32,
+    socket: *mut WSK_SOCKET,
+    local: *const SOCKADDR,
+    flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if irp::take(irp, "WskBind") {
-        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
-    } else {
-        STATUS_INVALID_PARAMETER
+    crate::irql::require_at_most_dispatch("WskBind");
+    if !irp::take(irp, "WskBind") {
+        return STATUS_INVALID_PARAMETER;
     }
+    let guard = match enter(socket, "WskBind") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    // SAFETY: the caller passes a SOCKADDR of its family's size, or NULL.
+    let addr = unsafe { read_sockaddr(local) };
+    let mut g = wsk();
+    let status = match (g.sockets.get_mut(&guard.sock), addr) {
+        (_, None) => STATUS_INVALID_PARAMETER,
+        (Some(s), Some(a)) if s.owned && s.remote.is_none() && s.bound.is_none() && flags == 0 => {
+            if a.is_ipv6() != (s.family == AF_INET6) {
+                STATUS_INVALID_PARAMETER
+            } else {
+                s.bound = Some(a);
+                STATUS_SUCCESS
+            }
+        }
+        _ => STATUS_INVALID_DEVICE_STATE,
+    };
+    drop(g);
+    drop(guard);
+    irp::finish(irp, status, 0)
 }
 
+/// WskConnect of a bound connection socket: a real TCP connection when
+/// `real::set_connect_real` is on; otherwise an in-memory backend
+/// (`connect.rs`: accept, refuse or never answer; none there: refused).
 unsafe extern "system" fn WskConnConnect(
-    _s: *mut WSK_SOCKET,
-    _r: *const SOCKADDR,
-    _f: u32,
+    socket: *mut WSK_SOCKET,
+    remote: *const SOCKADDR,
+    flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if irp::take(irp, "WskConnect") {
-        irp::finish(irp, STATUS_NOT_SUPPORTED, 0)
-    } else {
-        STATUS_INVALID_PARAMETER
+    crate::irql::require_at_most_dispatch("WskConnect");
+    if !irp::take(irp, "WskConnect") {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let guard = match enter(socket, "WskConnect") {
+        Ok(g) => g,
+        Err(st) => return irp::finish(irp, st, 0),
+    };
+    // SAFETY: the caller passes a SOCKADDR of its family's size, or NULL.
+    let Some(to) = (unsafe { read_sockaddr(remote) }) else {
+        drop(guard);
+        return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
+    };
+    let bound = {
+        let g = wsk();
+        match g.sockets.get(&guard.sock) {
+            Some(s)
+                if s.kind == Kind::Connection && s.owned && s.remote.is_none() && flags == 0 =>
+            {
+                s.bound.ok_or(STATUS_INVALID_DEVICE_STATE)
+            }
+            _ => Err(STATUS_INVALID_DEVICE_STATE),
+        }
+    };
+    let local = match bound {
+        Ok(l) => l,
+        Err(st) => {
+            drop(guard);
+            return irp::finish(irp, st, 0);
+        }
+    };
+    #[cfg(target_os = "linux")]
+    if super::real::connect_real() {
+        let sock = guard.sock;
+        let r = super::real::connect(sock, Some(local), to, irp as usize);
+        drop(guard);
+        // None: pended (marked pending before the reactor could see it;
+        // it may be complete already, so the IRP is not touched here).
+        return match r {
+            Some(st) => irp::finish(irp, st, 0),
+            None => STATUS_PENDING,
+        };
+    }
+    // An in-memory backend the test controls (issue 12, `connect.rs`).
+    let sock = guard.sock;
+    drop(guard);
+    super::connect::connect(sock, local, to, irp)
+}
+
+/// Finishes a taken IRP now, or (None) returns STATUS_PENDING for an IRP
+/// the real side pended: it was marked pending before the reactor could
+/// see it and may be complete (and freed) already, so it is not touched.
+#[cfg(target_os = "linux")]
+fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
+    match r {
+        Some((st, n)) => irp::finish(irp, st, n),
+        None => STATUS_PENDING,
     }
 }
 
@@ -143,34 +230,47 @@ unsafe extern "system" fn WskSend(
         drop(guard);
         return bad_buffer(irp);
     };
+    #[cfg(target_os = "linux")]
+    if super::real::is_real(guard.sock) {
+        let mut data = Vec::with_capacity(b.Length);
+        for (p, n) in &pieces {
+            // SAFETY: each piece lies inside the driver's buffer.
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+        }
+        let r = super::real::send(guard.sock, data, irp as usize, false);
+        drop(guard);
+        return real_result(irp, r);
+    }
     let mut g = wsk();
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
     };
-    let status = if s.kind != Kind::Connection {
-        STATUS_NOT_SUPPORTED
+    let (status, sent) = if s.kind != Kind::Connection {
+        (STATUS_NOT_SUPPORTED, 0)
     } else if s.peer_reset {
-        STATUS_CONNECTION_RESET
-    } else if s.disconnected.is_some() {
-        STATUS_INVALID_DEVICE_STATE
+        (STATUS_CONNECTION_RESET, 0)
+    } else if s.disconnected.is_some() || s.remote.is_none() {
+        // Shut down for sending, or never connected.
+        (STATUS_INVALID_DEVICE_STATE, 0)
     } else {
+        let mut data = Vec::with_capacity(b.Length);
         for (p, n) in &pieces {
             // SAFETY: each piece lies inside the driver's buffer.
-            s.tx.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
         }
-        STATUS_SUCCESS
+        // Flow control (send window, short sends): a queued send pends.
+        match super::connect::send(&mut g, guard.sock, irp, data) {
+            Some(n) => (STATUS_SUCCESS, n),
+            None => {
+                drop(g);
+                drop(guard);
+                return STATUS_PENDING;
+            }
+        }
     };
     drop(g);
     drop(guard);
-    irp::finish(
-        irp,
-        status,
-        if status == STATUS_SUCCESS {
-            b.Length
-        } else {
-            0
-        },
-    )
+    irp::finish(irp, status, sent)
 }
 
 /// Copies up to the receive's length from `rx`; returns the count.
@@ -219,6 +319,12 @@ unsafe extern "system" fn WskReceive(
         offset: b.Offset,
         length: b.Length,
     };
+    #[cfg(target_os = "linux")]
+    if super::real::is_real(guard.sock) {
+        let res = super::real::receive(guard.sock, r.mdl, r.offset, r.length, r.irp);
+        drop(guard);
+        return real_result(irp, res);
+    }
     let mut g = wsk();
     let Some(s) = g.sockets.get_mut(&guard.sock) else {
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
@@ -232,11 +338,13 @@ unsafe extern "system" fn WskReceive(
     } else if s.peer_closed || s.disconnected == Some(true) {
         Some((STATUS_SUCCESS, 0))
     } else {
+        // Marked pending before it is queued: once the lock is released,
+        // peer data may complete (and the driver free) it at any moment.
+        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         s.pending_rx.push_back(r);
         drop(g);
         drop(guard);
-        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
-        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         return STATUS_PENDING;
     };
     drop(g);
@@ -290,6 +398,25 @@ unsafe extern "system" fn WskDisconnect(
             }
         }
     }
+    #[cfg(target_os = "linux")]
+    if super::real::is_real(guard.sock) {
+        let sock = guard.sock;
+        if let Some(s) = wsk().sockets.get_mut(&sock) {
+            s.disconnected = Some(abortive);
+        }
+        if abortive {
+            let pending = super::real::abort_conn(sock);
+            drop(guard);
+            for i in pending {
+                irp::finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
+            }
+            return irp::finish(irp, STATUS_SUCCESS, 0);
+        }
+        // Graceful: the final data (if any), then FIN once all is written.
+        let r = super::real::send(sock, data, irp as usize, true);
+        drop(guard);
+        return real_result(irp, r);
+    }
     let mut g = wsk();
     let mut cancel = Vec::new();
     let status = match g.sockets.get_mut(&guard.sock) {
@@ -303,6 +430,9 @@ unsafe extern "system" fn WskDisconnect(
         }
         _ => STATUS_NOT_SUPPORTED,
     };
+    if abortive {
+        cancel.extend(super::connect::drain(&mut g, guard.sock));
+    }
     drop(g);
     drop(guard);
     for i in cancel {

@@ -2,6 +2,7 @@
 //! socket dispatch: WskControlSocket, WskCloseSocket, WskBind, WskAccept,
 //! WskInspectComplete, WskGetLocalAddress.
 
+use super::history;
 use super::*;
 use crate::irp;
 
@@ -93,14 +94,18 @@ unsafe extern "system" fn WskSocket(
     }
     let static_accept = cl.static_accept;
     cl.sockets_created += 1;
-    if flags & !WSK_FLAG_AT_DISPATCH_LEVEL != WSK_FLAG_LISTEN_SOCKET {
-        log(
-            &mut g,
-            format!("WskSocket flags {flags:#x}: only listening sockets are simulated"),
-        );
-        drop(g);
-        return irp::finish(irp, STATUS_NOT_SUPPORTED, 0);
-    }
+    let kind = match flags & !WSK_FLAG_AT_DISPATCH_LEVEL {
+        WSK_FLAG_LISTEN_SOCKET => Kind::Listen,
+        WSK_FLAG_CONNECTION_SOCKET => Kind::Connection,
+        _ => {
+            log(
+                &mut g,
+                format!("WskSocket flags {flags:#x}: only listening and connection sockets are simulated"),
+            );
+            drop(g);
+            return irp::finish(irp, STATUS_NOT_SUPPORTED, 0);
+        }
+    };
     if (family != AF_INET && family != AF_INET6)
         || socket_type != SOCK_STREAM
         || protocol != IPPROTO_TCP
@@ -112,14 +117,16 @@ unsafe extern "system" fn WskSocket(
         );
         return irp::finish(irp, STATUS_INVALID_PARAMETER, 0);
     }
-    let mut s = Socket::new(Kind::Listen, c, family);
+    let mut s = Socket::new(kind, c, family);
     s.ctx = socket_context as usize;
     s.dispatch = dispatch as usize;
-    s.accept_event = static_accept;
+    s.accept_event = static_accept && kind == Kind::Listen;
+    // A connection socket the driver creates is its own to close.
+    s.owned = kind == Kind::Connection;
     let p = new_socket(&mut g, s);
     log(
         &mut g,
-        format!("WskSocket -> listen socket {p:#x} family {family}"),
+        format!("WskSocket -> {kind:?} socket {p:#x} family {family}"),
     );
     drop(g);
     irp::finish(irp, STATUS_SUCCESS, p)
@@ -454,29 +461,32 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
         close_conns.extend(s.backlog.drain(..));
     }
+    cancel.extend(super::connect::drain(&mut g, key));
     for c in close_conns {
         if let Some(s) = g.sockets.get_mut(&c) {
             s.state = SocketState::Closed;
         }
+        #[cfg(target_os = "linux")]
+        super::real::close(c);
+        history::socket_closed(&mut g, c);
     }
-    let dropped: Vec<(usize, u32)> = g
-        .requests
-        .iter()
-        .filter(|(_, r)| {
-            r.listener == key
-                && matches!(
-                    r.state,
-                    RequestState::Pended | RequestState::Accepted | RequestState::Inspecting
-                )
-        })
-        .map(|(k, _)| *k)
-        .collect();
-    for k in dropped {
+    #[cfg(target_os = "linux")]
+    cancel.extend(super::real::close(key));
+    // Only this listener's requests in flight (an index: a connection
+    // socket's close touches no request at all).
+    for k in history::inflight_of(&g, key) {
         if let Some(r) = g.requests.get_mut(&k) {
-            r.state = RequestState::Dropped;
+            if matches!(
+                r.state,
+                RequestState::Pended | RequestState::Accepted | RequestState::Inspecting
+            ) {
+                r.state = RequestState::Dropped;
+            }
         }
+        history::settle(&mut g, k);
     }
     log(&mut g, format!("WskCloseSocket({key:#x})"));
+    history::socket_closed(&mut g, key);
     WSK_CV.notify_all();
     drop(g);
     for i in cancel {
@@ -542,7 +552,12 @@ unsafe extern "system" fn WskBind(
             Some(a) if (a.is_ipv6()) != (s.family == AF_INET6) => STATUS_INVALID_PARAMETER,
             Some(mut a) => {
                 let v6only = s.v6only;
-                let conflict = g.sockets.iter().any(|(k, o)| {
+                // Listeners bound to the port (an index, not a scan).
+                let same_port = g.hist.listen_by_port.get(&a.port());
+                let conflict = same_port.into_iter().flatten().any(|k| {
+                    let Some(o) = g.sockets.get(k) else {
+                        return false;
+                    };
                     *k != key
                         && o.kind == Kind::Listen
                         && matches!(o.state, SocketState::Open | SocketState::Dead)
@@ -562,6 +577,7 @@ unsafe extern "system" fn WskBind(
                     if let Some(s) = g.sockets.get_mut(&key) {
                         s.bound = Some(a);
                     }
+                    super::history::listener_bound(&mut g, key, a.port());
                     log(&mut g, format!("WskBind({key:#x}, {a})"));
                     WSK_CV.notify_all();
                     STATUS_SUCCESS
@@ -618,11 +634,13 @@ unsafe extern "system" fn WskAccept(
         drop(guard);
         return super::net::deliver_to_accept(conn, pa, false);
     }
+    // Marked pending before it is queued: once the lock is released, a
+    // connection may complete (and the driver free) it at any moment.
+    // SAFETY: the IRP is taken; IoMarkIrpPending on the provider's location.
+    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     s.pending_accepts.push_back(pa);
     drop(g);
     drop(guard);
-    // SAFETY: the IRP is taken; IoMarkIrpPending on the provider's location.
-    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     STATUS_PENDING
 }
 
@@ -747,8 +765,12 @@ unsafe extern "system" fn WskInspectComplete(
         },
     };
     if let Ok(()) = outcome {
-        let line = format!("WskInspectComplete({id:?}, {verdict:?})");
-        log(&mut g, line);
+        history::settle(&mut g, rk);
+        history::resolved(rk);
+        if g.log_requests {
+            let line = format!("WskInspectComplete({id:?}, {verdict:?})");
+            log(&mut g, line);
+        }
     }
     drop(g);
     drop(guard);

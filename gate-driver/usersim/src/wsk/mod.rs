@@ -4,13 +4,24 @@
 //!
 //! State is one table under one lock, never held while driver code runs.
 //! Socket objects handed to the driver (`WSK_SOCKET` followed by a magic)
-//! stay allocated until the next reset, so a call on a closed socket is
-//! recorded instead of touching freed memory.
+//! are never freed before the next reset: closed sockets stay in the table
+//! for a bounded window (a call on one is recorded as use after close),
+//! then their objects are reused ([`history`]). Memory is bounded for any
+//! run length: finished requests, closed sockets, lent buffers and the log
+//! are all windows.
 
 pub(crate) mod conn;
+pub mod connect;
+pub mod history;
 pub(crate) mod listen;
 pub(crate) mod net;
+#[cfg(target_os = "linux")]
+pub mod real;
 
+pub(crate) use history::table_sizes;
+pub use history::{TableSizes, HISTORY_LIMIT};
+
+use crate::recent::Ring;
 use crate::violation::{record, ViolationKind};
 use gate_ksys::*;
 use std::cell::RefCell;
@@ -109,6 +120,8 @@ pub(crate) struct Socket {
     pub disconnected: Option<bool>,
     /// Connection delivered to (and owned by) the driver.
     pub owned: bool,
+    /// Outgoing connections and flow control ([`connect`]).
+    pub ext: connect::SockExt,
 }
 
 impl Socket {
@@ -139,6 +152,7 @@ impl Socket {
             pending_rx: VecDeque::new(),
             disconnected: None,
             owned: false,
+            ext: connect::SockExt::default(),
         }
     }
 }
@@ -187,6 +201,9 @@ pub enum RequestState {
     Aborted,
     /// The listener closed or died while the request was pending.
     Dropped,
+    /// Finished, and retired from the provider's history window
+    /// (`Sim::set_history_window`): its outcome is no longer kept.
+    Retired,
 }
 
 pub(crate) struct Req {
@@ -202,33 +219,60 @@ pub(crate) struct Req {
     pub conn: usize,
     /// Quarantined WSK_INSPECT_ID used for the abort event.
     pub id_buf: usize,
+    /// Finished and entered in the history window ([`history::settle`]).
+    pub settled: bool,
 }
 
-#[derive(Default)]
+/// Provider log lines kept.
+pub const LOG_LIMIT: usize = 16_384;
+
 pub(crate) struct Wsk {
     pub clients: HashMap<usize, Client>,
     /// registration address -> client handle
     pub regs: HashMap<usize, usize>,
     pub sockets: HashMap<usize, Socket>,
-    /// Boxed so socket addresses stay put while the Vec grows.
-    #[allow(clippy::vec_box)]
-    pub arena: Vec<Box<SimSocket>>,
     pub requests: HashMap<(usize, u32), Req>,
-    pub order: Vec<(usize, u32)>,
+    /// Windows, recycling and indexes ([`history`]).
+    pub hist: history::History,
     pub serial: u32,
     pub provider_not_ready: bool,
     pub force_close_next_complete: bool,
     pub next_port: u16,
-    /// Buffers lent to callbacks, poisoned after the call, kept until reset.
-    #[allow(clippy::vec_box)]
-    pub quarantine: Vec<Box<[u64; 16]>>,
-    pub log: Vec<String>,
+    /// The provider's log (the most recent [`LOG_LIMIT`] lines).
+    pub log: Ring<String>,
+    /// Whether the log gets a line per request (inspect, completion,
+    /// abort); `Sim::set_request_log`.
+    pub log_requests: bool,
     pub deregister_timeout: Option<Duration>,
     /// WskControlSocket(SO_CONDITIONAL_ACCEPT) is a Wine-style stub
     /// (`Sim::set_conditional_accept_supported(false)`).
     pub conditional_accept_stub: bool,
     /// WskDisconnect is a Wine-style stub (`Sim::set_disconnect_supported(false)`).
     pub disconnect_stub: bool,
+    /// Backends and flow control ([`connect`]).
+    pub relay: connect::Net,
+}
+
+impl Default for Wsk {
+    fn default() -> Self {
+        Wsk {
+            clients: HashMap::new(),
+            regs: HashMap::new(),
+            sockets: HashMap::new(),
+            requests: HashMap::new(),
+            hist: history::History::default(),
+            serial: 0,
+            provider_not_ready: false,
+            force_close_next_complete: false,
+            next_port: 0,
+            log: Ring::new(LOG_LIMIT),
+            log_requests: true,
+            deregister_timeout: None,
+            conditional_accept_stub: false,
+            disconnect_stub: false,
+            relay: connect::Net::default(),
+        }
+    }
 }
 
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
@@ -240,6 +284,9 @@ pub(crate) fn wsk() -> MutexGuard<'static, Wsk> {
 
 pub(crate) fn reset() {
     let mut g = wsk();
+    history::release_all(&mut g);
+    #[cfg(target_os = "linux")]
+    real::reset();
     *g = Wsk::default();
     WSK_CV.notify_all();
 }
@@ -320,12 +367,7 @@ pub(crate) fn new_socket(g: &mut Wsk, s: Socket) -> usize {
             (&conn::CONN_DISPATCH.0 as *const WSK_PROVIDER_CONNECTION_DISPATCH).cast()
         }
     };
-    let mut b = Box::new(SimSocket {
-        wsk: WSK_SOCKET { Dispatch: dispatch },
-        magic: SOCKET_MAGIC,
-    });
-    let p = (&mut *b as *mut SimSocket) as usize;
-    g.arena.push(b);
+    let p = history::socket_object(g, dispatch);
     g.sockets.insert(p, s);
     p
 }
@@ -433,21 +475,20 @@ pub(crate) unsafe fn read_sockaddr(p: *const SOCKADDR) -> Option<SocketAddr> {
     }
 }
 
-/// A poisonable 128-byte buffer in quarantine; returns its address.
+/// A poisonable 128-byte buffer to lend to a callback; returns its
+/// address. Give it back with [`history::release_buf`] once the call
+/// returned (it is poisoned and reused only after many others).
 pub(crate) fn quarantine_buf(g: &mut Wsk) -> *mut u8 {
-    let mut b = Box::new([0u64; 16]);
-    let p = b.as_mut_ptr().cast::<u8>();
-    g.quarantine.push(b);
-    p
+    history::lend_buf(g)
 }
 
 /// Overwrites a lent buffer with garbage once the call it was lent for
 /// returned.
 ///
 /// # Safety
-/// `p` must come from [`quarantine_buf`].
+/// `p` must come from [`quarantine_buf`] and not be released yet.
 pub(crate) unsafe fn poison(p: *mut u8) {
-    // SAFETY: quarantine buffers are 128 bytes and live until reset.
+    // SAFETY: quarantine buffers are 128 bytes, alive until released.
     unsafe { std::ptr::write_bytes(p, 0xA5, 128) };
 }
 

@@ -3,6 +3,7 @@
 //! InspectID case, delivery of accepted connections, and the remote peer of
 //! each connection.
 
+use super::history;
 use super::*;
 use crate::irp;
 use gate_ksys::DISPATCH_LEVEL;
@@ -25,10 +26,12 @@ pub struct ListenerInfo {
 pub(crate) fn listeners() -> Vec<ListenerInfo> {
     let g = wsk();
     let mut v: Vec<ListenerInfo> = g
-        .sockets
-        .iter()
-        .filter(|(_, s)| s.kind == Kind::Listen)
-        .filter_map(|(k, s)| {
+        .hist
+        .listen_by_port
+        .values()
+        .flatten()
+        .filter_map(|k| {
+            let s = g.sockets.get(k)?;
             Some(ListenerInfo {
                 socket: *k,
                 addr: s.bound?,
@@ -69,13 +72,15 @@ pub(crate) fn wait_listener(timeout: Duration) -> Option<ListenerInfo> {
 /// The open listener a SYN to `local` reaches; whether addresses are
 /// IPv4-mapped (an IPv4 client on a dual-stack IPv6 socket).
 fn find_listener(g: &Wsk, local: &SocketAddr) -> Option<(usize, bool)> {
-    // Only open listeners on the port are candidates; the oldest match wins
-    // (lowest key). Filtering before sorting keeps this cheap per SYN even
-    // after many connection sockets have come and gone.
-    let mut matches: Vec<(usize, bool)> = g
-        .sockets
+    // Only open listeners bound to the port are candidates (an index by
+    // port: O(listeners on the port) per SYN, whatever the number of
+    // connection sockets); the oldest match wins (lowest key).
+    g.hist
+        .listen_by_port
+        .get(&local.port())?
         .iter()
-        .filter_map(|(k, s)| {
+        .filter_map(|k| {
+            let s = g.sockets.get(k)?;
             let b = s.bound?;
             if s.kind != Kind::Listen || s.state != SocketState::Open || b.port() != local.port() {
                 return None;
@@ -88,9 +93,7 @@ fn find_listener(g: &Wsk, local: &SocketAddr) -> Option<(usize, bool)> {
                 (false, true) => None,
             }
         })
-        .collect();
-    matches.sort_unstable_by_key(|m| m.0);
-    matches.into_iter().next()
+        .min_by_key(|m| m.0)
 }
 
 fn next_id(g: &mut Wsk) -> (usize, u32) {
@@ -122,9 +125,10 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
                 hold,
                 conn: 0,
                 id_buf: 0,
+                settled: false,
             },
         );
-        g.order.push(rk);
+        history::settle(&mut g, rk);
         return rk;
     };
     let (cond, ctx, dispatch) = {
@@ -150,9 +154,10 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
             hold,
             conn: 0,
             id_buf,
+            settled: false,
         },
     );
-    g.order.push(rk);
+    history::request_started(&mut g, rk, listener);
     if !cond {
         drop(g);
         if !hold {
@@ -169,6 +174,7 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
         if let Some(r) = g.requests.get_mut(&rk) {
             r.state = RequestState::Rejected;
         }
+        history::settle(&mut g, rk);
         drop(g);
         record(
             ViolationKind::WskBadCall,
@@ -191,6 +197,12 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
         if let Some(r) = g.requests.get_mut(&rk) {
             r.state = RequestState::Dropped;
         }
+        // SAFETY: lent above, never handed out.
+        unsafe {
+            history::release_buf(&mut g, lbuf);
+            history::release_buf(&mut g, rbuf);
+        }
+        history::settle(&mut g, rk);
         return rk;
     }
     drop(g);
@@ -208,12 +220,9 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
     });
     end_callback(listener);
     // SAFETY: quarantine buffers; the call returned, so they are invalid now
-    // (the id buffer is rewritten before an abort event lends it again).
-    unsafe {
-        poison(lbuf);
-        poison(rbuf);
-        poison(id_buf as *mut u8);
-    }
+    // (the id buffer is rewritten before an abort event lends it again; it
+    // is released when the request retires).
+    unsafe { poison(id_buf as *mut u8) };
     let verdict = match action {
         WskInspectAccept => Some(Verdict::Accept),
         WskInspectReject => Some(Verdict::Reject),
@@ -227,6 +236,11 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
         );
     }
     let mut g = wsk();
+    // SAFETY: lent for the call, which returned; released once.
+    unsafe {
+        history::release_buf(&mut g, lbuf);
+        history::release_buf(&mut g, rbuf);
+    }
     let mut deliver = false;
     let mut early_bad = false;
     if let Some(r) = g.requests.get_mut(&rk) {
@@ -254,8 +268,11 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
             early_bad = r.early_completion.is_some() && verdict != Some(Verdict::Pend);
         }
     }
-    let line = format!("inspect {remote} -> {local}: {verdict:?}");
-    log(&mut g, line);
+    history::settle(&mut g, rk);
+    if g.log_requests {
+        let line = format!("inspect {remote} -> {local}: {verdict:?}");
+        log(&mut g, line);
+    }
     drop(g);
     if early_bad {
         record(
@@ -272,6 +289,17 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
 /// Delivers an accepted request's connection: to a pending WskAccept IRP, the
 /// accept event, or the backlog.
 pub(crate) fn establish(rk: (usize, u32)) {
+    establish_with(rk, None);
+}
+
+/// Real socket behind a connection socket (Linux), or nothing.
+#[cfg(target_os = "linux")]
+pub(crate) type RealFd = std::os::fd::OwnedFd;
+#[cfg(not(target_os = "linux"))]
+pub(crate) type RealFd = std::convert::Infallible;
+
+/// [`establish`], with `real` (if any) behind the connection socket.
+pub(crate) fn establish_with(rk: (usize, u32), real: Option<RealFd>) {
     let mut g = wsk();
     let Some(r) = g.requests.get(&rk) else { return };
     if r.state != RequestState::Accepted {
@@ -285,6 +313,7 @@ pub(crate) fn establish(rk: (usize, u32)) {
         if let Some(r) = g.requests.get_mut(&rk) {
             r.state = RequestState::Dropped;
         }
+        history::settle(&mut g, rk);
         return;
     }
     let (client, family, ctx, dispatch, accept_event) =
@@ -300,10 +329,17 @@ pub(crate) fn establish(rk: (usize, u32)) {
     cs.local = Some(norm(local));
     cs.remote = Some(norm(remote));
     let conn = new_socket(&mut g, cs);
+    #[cfg(target_os = "linux")]
+    if let Some(fd) = real {
+        super::real::attach(conn, fd);
+    }
+    #[cfg(not(target_os = "linux"))]
+    drop(real);
     if let Some(r) = g.requests.get_mut(&rk) {
         r.conn = conn;
         r.state = RequestState::Established;
     }
+    history::settle(&mut g, rk);
     let pa = g
         .sockets
         .get_mut(&listener)
@@ -327,6 +363,12 @@ pub(crate) fn establish(rk: (usize, u32)) {
         if let Some(r) = g.requests.get_mut(&rk) {
             r.state = RequestState::Dropped;
         }
+        if let Some(s) = g.sockets.get_mut(&conn) {
+            s.state = SocketState::Closed;
+        }
+        #[cfg(target_os = "linux")]
+        super::real::close(conn);
+        history::socket_closed(&mut g, conn);
         return;
     }
     let lbuf = quarantine_buf(&mut g);
@@ -354,12 +396,12 @@ pub(crate) fn establish(rk: (usize, u32)) {
         }
     });
     end_callback(listener);
-    // SAFETY: quarantine buffers.
-    unsafe {
-        poison(lbuf);
-        poison(rbuf);
-    }
     let mut g = wsk();
+    // SAFETY: lent for the call, which returned; released once.
+    unsafe {
+        history::release_buf(&mut g, lbuf);
+        history::release_buf(&mut g, rbuf);
+    }
     if st == STATUS_SUCCESS {
         if let Some(s) = g.sockets.get_mut(&conn) {
             s.owned = true;
@@ -373,6 +415,9 @@ pub(crate) fn establish(rk: (usize, u32)) {
         if let Some(r) = g.requests.get_mut(&rk) {
             r.state = RequestState::AcceptRefused;
         }
+        #[cfg(target_os = "linux")]
+        super::real::close(conn);
+        history::socket_closed(&mut g, conn);
         let line = format!("WskAcceptEvent returned {st:#x}: connection closed by the provider");
         log(&mut g, line);
     }
@@ -439,6 +484,7 @@ pub(crate) fn abort(rk: (usize, u32)) -> Result<(), String> {
     if let Some(r) = g.requests.get_mut(&rk) {
         r.state = RequestState::Aborted;
     }
+    history::settle(&mut g, rk);
     // SAFETY: a quarantine buffer holding this request's id.
     unsafe {
         (id_buf as *mut WSK_INSPECT_ID).write(WSK_INSPECT_ID {
@@ -468,7 +514,10 @@ pub(crate) fn abort(rk: (usize, u32)) -> Result<(), String> {
             format!("WskAbortEvent returned {st:#x}, expected STATUS_SUCCESS"),
         );
     }
-    wsk().log.push(format!("abort {rk:?}"));
+    let mut g = wsk();
+    if g.log_requests {
+        g.log.push(format!("abort {rk:?}"));
+    }
     Ok(())
 }
 
@@ -491,19 +540,21 @@ pub(crate) fn establish_held(rk: (usize, u32)) -> Result<(), String> {
 /// the callback answered, or None when there is no such listener.
 pub(crate) fn null_inspect() -> Option<WSK_INSPECT_ACTION> {
     let mut g = wsk();
-    let mut keys: Vec<usize> = g
-        .sockets
-        .iter()
-        .filter(|(_, s)| {
-            s.kind == Kind::Listen
-                && s.state == SocketState::Open
-                && s.conditional_accept
-                && s.bound.is_some()
+    let listener = g
+        .hist
+        .listen_by_port
+        .values()
+        .flatten()
+        .copied()
+        .filter(|k| {
+            g.sockets.get(k).is_some_and(|s| {
+                s.kind == Kind::Listen
+                    && s.state == SocketState::Open
+                    && s.conditional_accept
+                    && s.bound.is_some()
+            })
         })
-        .map(|(k, _)| *k)
-        .collect();
-    keys.sort();
-    let listener = *keys.first()?;
+        .min()?;
     let (ctx, dispatch) = {
         let s = &g.sockets[&listener];
         (s.ctx, s.dispatch)
@@ -532,19 +583,13 @@ pub(crate) fn null_inspect() -> Option<WSK_INSPECT_ACTION> {
             s.state = SocketState::Dead;
         }
     }
-    let pending: Vec<(usize, u32)> = g
-        .requests
-        .iter()
-        .filter(|(_, r)| {
-            r.listener == listener
-                && matches!(r.state, RequestState::Pended | RequestState::Accepted)
-        })
-        .map(|(k, _)| *k)
-        .collect();
-    for k in pending {
+    for k in history::inflight_of(&g, listener) {
         if let Some(r) = g.requests.get_mut(&k) {
-            r.state = RequestState::Dropped;
+            if matches!(r.state, RequestState::Pended | RequestState::Accepted) {
+                r.state = RequestState::Dropped;
+            }
         }
+        history::settle(&mut g, k);
     }
     log(
         &mut g,
@@ -629,15 +674,21 @@ pub(crate) fn peer_close(sock: usize, reset: bool) {
             s.peer_closed = true;
         }
     }
-    irp::post(move || conn::service_receives(sock));
+    irp::post(move || {
+        conn::service_receives(sock);
+        super::connect::service_sends(sock);
+    });
 }
 
 pub(crate) fn peer_take_sent(sock: usize) -> Vec<u8> {
-    wsk()
+    let out = wsk()
         .sockets
         .get_mut(&sock)
         .map(|s| std::mem::take(&mut s.tx))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Reading opens the send window.
+    irp::post(move || super::connect::service_sends(sock));
+    out
 }
 
 /// Sockets still open that count as leaks: listeners, and connections the

@@ -1,0 +1,710 @@
+//! The relay (issue 12) on the simulation, virtual time: byte-exact
+//! transfer both ways, half-close and reset from each side, backends that
+//! refuse, never answer or read slowly (memory stays at the fixed buffers),
+//! MaxConnections, idle timeout, PROXY v1/v2 headers, post-accept and
+//! pended connections, and unload / listener re-creation with 1000 relays
+//! in flight. Every test ends with a clean unload and no violation.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
+
+mod common;
+use common::*;
+use gate_usersim::etw::CapturedEvent;
+use gate_usersim::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const BACKEND: &str = "10.9.0.1:9000";
+
+fn backend() -> SocketAddr {
+    addr(BACKEND)
+}
+
+/// Loads the driver relaying to [`BACKEND`] (which accepts), with a
+/// generous rate limit and `extra` values.
+fn start_relay(sim: &Sim, extra: &[(&str, RegValue)]) -> (Driver, SocketAddr) {
+    sim.backend_listen(backend(), BackendMode::Accept);
+    let mut v: Vec<(&str, RegValue)> = vec![
+        ("BackendAddress", RegValue::Sz(BACKEND.into())),
+        ("RateMilliPerSecond", RegValue::Dword(10_000_000)),
+        ("Burst", RegValue::Dword(1_000_000)),
+        ("MaxConnections", RegValue::Dword(4096)),
+    ];
+    v.extend(extra.iter().cloned());
+    let (d, l) = start(sim, &v);
+    (d, local_of(&l))
+}
+
+/// Waits (real time, the simulation quiesced each turn) for `cond`.
+fn until(sim: &Sim, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    loop {
+        sim.quiesce();
+        if cond() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A client connection through the gate and the backend connection the
+/// relay opened for it.
+fn open(sim: &Sim, local: SocketAddr, src: &str) -> (Conn, Conn) {
+    let before = sim.backend_conns(backend()).len();
+    let r = sim.connect(addr(src), local);
+    // None in post-accept mode (no inspect callback).
+    assert!(matches!(r.verdict(), Some(Verdict::Accept) | None));
+    let c = r.conn().expect("established");
+    until(sim, "the backend connection", || {
+        sim.backend_conns(backend()).len() > before
+    });
+    let b = *sim.backend_conns(backend()).last().unwrap();
+    (c, b)
+}
+
+fn active() -> u32 {
+    gate_driver::relay::snapshot().map_or(0, |s| s.active)
+}
+
+fn closed(c: &Conn) -> bool {
+    c.info().is_some_and(|i| i.state == SocketState::Closed)
+}
+
+fn events(sim: &Sim, name: &str) -> Vec<CapturedEvent> {
+    checked_events(sim)
+        .into_iter()
+        .filter(|e| e.name == name)
+        .collect()
+}
+
+fn field_u64(e: &CapturedEvent, name: &str) -> u64 {
+    match &e
+        .field(name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .value
+    {
+        gate_usersim::etw::Value::U64(v) => *v,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn finish(sim: &Sim, d: Driver) {
+    let report = d.unload(sim);
+    report.assert_clean();
+    sim.assert_no_violations();
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Moves `data` from `from`'s peer into the driver in random chunks while
+/// reading what arrives at `to`'s peer; returns what arrived.
+fn pump(sim: &Sim, rng: &mut Rng, from: &Conn, to: &Conn, data: &[u8]) -> Vec<u8> {
+    let mut got = Vec::with_capacity(data.len());
+    let mut sent = 0;
+    let t = Instant::now();
+    while got.len() < data.len() {
+        if sent < data.len() && from.unreceived() < 256 * 1024 {
+            let n = (1 + rng.below(70_000) as usize).min(data.len() - sent);
+            from.peer_send(&data[sent..sent + n]);
+            sent += n;
+        }
+        sim.quiesce();
+        got.extend(to.take_sent());
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "transfer stalled at {}",
+            got.len()
+        );
+        if got.len() < data.len() && sent == data.len() {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    got
+}
+
+#[test]
+fn bytes_arrive_exactly_both_ways_in_random_chunkings() {
+    let sim = Sim::new();
+    let mut rng = Rng(0x5EED_0012);
+    sim.set_max_send_chunk(Some(3000));
+    let (d, local) = start_relay(&sim, &[("RelayBufferBytes", RegValue::Dword(16 * 1024))]);
+    let sizes = [0usize, 1, 1000, 16 * 1024, 65_537, 1 << 20, 8 << 20];
+    for (i, &n) in sizes.iter().enumerate() {
+        // Alternate short sends on and off.
+        sim.set_max_send_chunk(if i % 2 == 0 {
+            Some(1 + rng.below(5000) as usize)
+        } else {
+            None
+        });
+        let (c, b) = open(&sim, local, &format!("192.0.2.{}:{}", 10 + i, 5000 + i));
+        let up = rng.bytes(n);
+        let down = rng.bytes(n / 2 + 3);
+        assert_eq!(
+            pump(&sim, &mut rng, &c, &b, &up),
+            up,
+            "client -> backend, {n} bytes"
+        );
+        assert_eq!(
+            pump(&sim, &mut rng, &b, &c, &down),
+            down,
+            "backend -> client"
+        );
+        c.peer_close();
+        until(&sim, "backend sees EOF", || {
+            b.info().unwrap().disconnected == Some(false)
+        });
+        b.peer_close();
+        until(&sim, "both closed", || {
+            closed(&c) && closed(&b) && active() == 0
+        });
+        assert_eq!(
+            c.info().unwrap().disconnected,
+            Some(false),
+            "client closed gracefully"
+        );
+    }
+    let closed_evs = events(&sim, "RelayClosed");
+    assert_eq!(closed_evs.len(), sizes.len());
+    for (e, &n) in closed_evs.iter().zip(&sizes) {
+        assert_eq!(field_u64(e, "BytesToBackend"), n as u64);
+        assert_eq!(field_u64(e, "BytesToClient"), (n / 2 + 3) as u64);
+        assert_eq!(field_u64(e, "Cause"), 0, "both_ended");
+        assert_eq!(field_u64(e, "FirstEnded"), 1, "client first");
+    }
+    assert_eq!(events(&sim, "RelayOpened").len(), sizes.len());
+    assert_eq!(sim.mdls_outstanding(), 0);
+    finish(&sim, d);
+}
+
+#[test]
+fn half_close_from_the_backend_first_keeps_the_other_direction() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let (c, b) = open(&sim, local, "192.0.2.20:4000");
+    b.peer_send(b"banner");
+    b.peer_close();
+    until(&sim, "client gets the banner and EOF", || {
+        c.info().unwrap().disconnected == Some(false)
+    });
+    assert_eq!(c.take_sent(), b"banner");
+    // The client -> backend direction still works after the backend's EOF.
+    c.peer_send(b"late request");
+    until(&sim, "backend gets the late bytes", || b.unread() == 12);
+    assert_eq!(b.take_sent(), b"late request");
+    assert!(!closed(&c) && !closed(&b), "half-closed, not closed");
+    c.peer_close();
+    until(&sim, "both closed", || {
+        closed(&c) && closed(&b) && active() == 0
+    });
+    let e = &events(&sim, "RelayClosed")[0];
+    assert_eq!(field_u64(e, "FirstEnded"), 2, "backend first");
+    assert_eq!(field_u64(e, "Cause"), 0);
+    finish(&sim, d);
+}
+
+#[test]
+fn a_reset_on_either_side_aborts_both() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    for (i, client_resets) in [true, false].into_iter().enumerate() {
+        let (c, b) = open(&sim, local, &format!("192.0.2.30:{}", 4000 + i));
+        c.peer_send(&[7u8; 5000]);
+        b.peer_send(&[9u8; 3000]);
+        until(&sim, "mid-stream", || {
+            b.unread() == 5000 && c.unread() == 3000
+        });
+        let (resetter, other) = if client_resets { (c, b) } else { (b, c) };
+        resetter.peer_reset();
+        until(&sim, "both closed", || closed(&c) && closed(&b));
+        assert_eq!(
+            other.info().unwrap().disconnected,
+            Some(true),
+            "the other side is closed abortively (RST)"
+        );
+    }
+    until(&sim, "relays freed", || active() == 0);
+    let evs = events(&sim, "RelayClosed");
+    assert_eq!(field_u64(&evs[0], "Cause"), 1, "client_error");
+    assert_eq!(field_u64(&evs[1], "Cause"), 2, "backend_error");
+    assert_eq!(gate_driver::relay::snapshot().unwrap().resets, 2);
+    finish(&sim, d);
+}
+
+#[test]
+fn a_refusing_backend_gets_the_client_closed_abortively() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    sim.backend_listen(backend(), BackendMode::Refuse);
+    let r = sim.connect(addr("192.0.2.40:4000"), local);
+    let c = r.conn().unwrap();
+    until(&sim, "client closed", || closed(&c) && active() == 0);
+    assert_eq!(c.info().unwrap().disconnected, Some(true));
+    assert_eq!(sim.backend_refused(backend()), 1);
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(f.len(), 1);
+    assert_eq!(field_u64(&f[0], "Cause"), 5, "backend_refused");
+    assert_eq!(events(&sim, "RelayOpened").len(), 0);
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.backend_refused, s.failed, s.active), (1, 1, 0));
+    finish(&sim, d);
+}
+
+#[test]
+fn a_silent_backend_times_out_and_a_slow_one_is_in_time() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("ConnectTimeoutMs", RegValue::Dword(3000))]);
+    sim.backend_listen(backend(), BackendMode::Silent);
+    let c1 = sim.connect(addr("192.0.2.50:4000"), local).conn().unwrap();
+    let c2 = sim.connect(addr("192.0.2.50:4001"), local).conn().unwrap();
+    until(&sim, "two connects waiting", || {
+        sim.backend_waiting(backend()) == 2
+    });
+    sim.advance_ms(2000);
+    // The backend answers one of them late but within the timeout.
+    assert_eq!(sim.backend_answer(backend(), true, 1), 1);
+    until(&sim, "one relay opened", || {
+        events(&sim, "RelayOpened").len() == 1
+    });
+    sim.advance_ms(1100);
+    until(&sim, "the unanswered one failed", || {
+        let s = gate_driver::relay::snapshot().unwrap();
+        s.failed == 1 && s.active == 1
+    });
+    // The hand-over order is not the arrival order: find which one waited.
+    let (failed, alive) = if closed(&c1) { (c1, c2) } else { (c2, c1) };
+    assert!(closed(&failed) && !closed(&alive));
+    assert_eq!(failed.info().unwrap().disconnected, Some(true));
+    assert_eq!(
+        sim.backend_waiting(backend()),
+        0,
+        "the connect IRP was cancelled"
+    );
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(f.len(), 1);
+    assert_eq!(field_u64(&f[0], "Cause"), 4, "connect_timeout");
+    let b1 = sim.backend_conns(backend())[0];
+    alive.peer_send(b"hi");
+    until(&sim, "relayed", || b1.unread() == 2);
+    finish(&sim, d);
+}
+
+#[test]
+fn a_slow_backend_costs_only_the_fixed_buffers() {
+    let sim = Sim::new();
+    let buf = 4096usize;
+    let window = 8192usize;
+    sim.set_send_window(Some(window));
+    let (d, local) = start_relay(&sim, &[("RelayBufferBytes", RegValue::Dword(buf as u32))]);
+    let (c, b) = open(&sim, local, "192.0.2.60:4000");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    c.peer_send(&data);
+    until(&sim, "the relay stalls on the window", || {
+        b.pending_sends() == 1
+    });
+    for _ in 0..50 {
+        sim.advance_ms(100);
+        sim.quiesce();
+    }
+    // Held by the relay: at most one buffer in flight (the pending send);
+    // the rest stays with the client (TCP's flow control does the rest).
+    let taken = data.len() - c.unreceived();
+    assert!(b.unread() <= window, "backend has {} unread", b.unread());
+    assert!(
+        taken <= window + buf,
+        "the relay took {taken} bytes from the client with a {window}-byte window and {buf}-byte buffer"
+    );
+    assert_eq!(b.pending_sends(), 1, "one send in flight, no queue");
+    // Reading at the backend drains everything, byte-exact.
+    let mut rng = Rng(1);
+    let mut got = Vec::new();
+    let t = Instant::now();
+    while got.len() < data.len() {
+        got.extend(b.take_sent());
+        sim.quiesce();
+        let _ = rng.next();
+        assert!(t.elapsed() < Duration::from_secs(60));
+    }
+    assert_eq!(got, data);
+    sim.set_send_window(None);
+    finish(&sim, d);
+}
+
+#[test]
+fn max_connections_refuses_abortively_and_counts() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("MaxConnections", RegValue::Dword(2))]);
+    let (c1, _) = open(&sim, local, "192.0.2.70:4000");
+    let (_c2, _) = open(&sim, local, "192.0.2.70:4001");
+    let c3 = sim.connect(addr("192.0.2.70:4002"), local).conn().unwrap();
+    until(&sim, "third closed", || closed(&c3));
+    assert_eq!(c3.info().unwrap().disconnected, Some(true));
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.refused_at_limit, s.active), (1, 2));
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(field_u64(&f[0], "Cause"), 8, "max_connections");
+    // One ends: a new one fits.
+    c1.peer_reset();
+    until(&sim, "one left", || {
+        gate_driver::relay::snapshot().unwrap().active == 1
+    });
+    let (c4, b4) = open(&sim, local, "192.0.2.70:4003");
+    c4.peer_send(b"x");
+    until(&sim, "relayed", || b4.unread() == 1);
+    finish(&sim, d);
+}
+
+#[test]
+fn an_idle_relay_is_aborted_and_traffic_keeps_one_alive() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("IdleTimeoutMs", RegValue::Dword(5000))]);
+    let (c1, b1) = open(&sim, local, "192.0.2.80:4000");
+    let (c2, b2) = open(&sim, local, "192.0.2.80:4001");
+    for i in 0..8 {
+        sim.advance_ms(1000);
+        c2.peer_send(&[i]);
+        until(&sim, "relayed", || b2.unread() > 0);
+        b2.take_sent();
+    }
+    until(&sim, "idle one aborted", || {
+        closed(&c1) && closed(&b1) && active() == 1
+    });
+    assert_eq!(c1.info().unwrap().disconnected, Some(true));
+    assert!(!closed(&c2), "the busy relay lives on");
+    let e = events(&sim, "RelayClosed");
+    assert_eq!(e.len(), 1);
+    assert_eq!(field_u64(&e[0], "Cause"), 3, "idle_timeout");
+    assert_eq!(gate_driver::relay::snapshot().unwrap().idle_timeouts, 1);
+    finish(&sim, d);
+}
+
+/// The bytes the backend gets first for a client `src` connecting to
+/// `dst` with PROXY protocol `version`, then the client's own bytes.
+fn proxy_header(version: u32, listen: Option<&str>, src: &str, dst_ip: &str) -> Vec<u8> {
+    let sim = Sim::new();
+    let mut v = vec![("ProxyProtocol", RegValue::Dword(version))];
+    if let Some(l) = listen {
+        v.push(("ListenAddress", RegValue::Sz(l.into())));
+    }
+    let (d, local) = start_relay(&sim, &v);
+    let dst = SocketAddr::new(dst_ip.parse().unwrap(), local.port());
+    let before = sim.backend_conns(backend()).len();
+    let c = sim.connect(addr(src), dst).conn().unwrap();
+    until(&sim, "backend connection", || {
+        sim.backend_conns(backend()).len() > before
+    });
+    let b = *sim.backend_conns(backend()).last().unwrap();
+    c.peer_send(b"GET /");
+    let mut got = Vec::new();
+    until(&sim, "header and data", || {
+        got.extend(b.take_sent());
+        got.ends_with(b"GET /")
+    });
+    let e = &events(&sim, "RelayOpened")[0];
+    assert_eq!(
+        e.field("ClientAddress").unwrap().as_socket_addr(),
+        Some(addr(src)),
+        "the client's address comes from the accept"
+    );
+    c.peer_close();
+    b.peer_close();
+    until(&sim, "closed", || active() == 0);
+    let closed_ev = &events(&sim, "RelayClosed")[0];
+    assert_eq!(
+        field_u64(closed_ev, "BytesToBackend"),
+        5,
+        "the header is not counted"
+    );
+    finish(&sim, d);
+    got.truncate(got.len() - 5);
+    got
+}
+
+#[test]
+fn proxy_v1_headers_are_byte_exact() {
+    assert_eq!(
+        proxy_header(1, Some("0.0.0.0"), "192.0.2.7:40000", "192.0.2.1"),
+        b"PROXY TCP4 192.0.2.7 192.0.2.1 40000 8080\r\n"
+    );
+    // An IPv4 client on the dual-stack listener arrives v4-mapped: TCP4.
+    assert_eq!(
+        proxy_header(1, None, "192.0.2.8:40001", "192.0.2.1"),
+        b"PROXY TCP4 192.0.2.8 192.0.2.1 40001 8080\r\n"
+    );
+    assert_eq!(
+        proxy_header(1, None, "[2001:db8::7]:1234", "2001:db8::1"),
+        b"PROXY TCP6 2001:db8::7 2001:db8::1 1234 8080\r\n"
+    );
+}
+
+#[test]
+fn proxy_v2_headers_are_byte_exact() {
+    let sig = [
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    ];
+    let mut v4 = sig.to_vec();
+    v4.extend([
+        0x21, 0x11, 0, 12, 192, 0, 2, 7, 192, 0, 2, 1, 0x9C, 0x40, 0x1F, 0x90,
+    ]);
+    assert_eq!(
+        proxy_header(2, Some("0.0.0.0"), "192.0.2.7:40000", "192.0.2.1"),
+        v4
+    );
+    // v4-mapped on the dual-stack listener: the IPv4 form.
+    assert_eq!(proxy_header(2, None, "192.0.2.7:40000", "192.0.2.1"), v4);
+    let mut v6 = sig.to_vec();
+    v6.extend([0x21, 0x21, 0, 36]);
+    v6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+    v6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    v6.extend([0x04, 0xD2, 0x1F, 0x90]);
+    assert_eq!(
+        proxy_header(2, None, "[2001:db8::7]:1234", "2001:db8::1"),
+        v6
+    );
+}
+
+#[test]
+fn without_a_backend_the_gate_says_so_and_closes_as_before() {
+    let sim = Sim::new();
+    let (d, l) = start(&sim, &[]);
+    let c = sim
+        .connect(addr("192.0.2.90:4000"), local_of(&l))
+        .conn()
+        .unwrap();
+    until(&sim, "closed", || closed(&c));
+    assert_eq!(
+        c.info().unwrap().disconnected,
+        Some(false),
+        "graceful, as AbortiveClose=0"
+    );
+    assert_eq!(events(&sim, "RelayOff").len(), 1);
+    assert!(sim
+        .debug_output()
+        .iter()
+        .any(|l| l.text.contains("no BackendAddress")));
+    assert!(gate_driver::relay::snapshot().is_none());
+    finish(&sim, d);
+}
+
+#[test]
+fn post_accept_and_pended_connections_relay_too() {
+    // Post-accept mode (Wine: no conditional accept).
+    let sim = Sim::new();
+    sim.set_conditional_accept_supported(false);
+    let (d, local) = start_relay(&sim, &[]);
+    let (c, b) = open(&sim, local, "192.0.2.100:4000");
+    c.peer_send(b"ping");
+    until(&sim, "relayed", || b.unread() == 4);
+    b.peer_send(b"pong");
+    until(&sim, "relayed back", || c.unread() == 4);
+    assert_eq!(c.take_sent(), b"pong");
+    finish(&sim, d);
+    drop(sim);
+
+    // A pended request, accepted later with WskInspectComplete.
+    let sim = Sim::new();
+    sim.backend_listen(backend(), BackendMode::Accept);
+    let (d, l) = start(
+        &sim,
+        &[
+            ("BackendAddress", RegValue::Sz(BACKEND.into())),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("Burst", RegValue::Dword(1)),
+            ("MaxPending", RegValue::Dword(8)),
+            ("MaxPendDelayMs", RegValue::Dword(2000)),
+        ],
+    );
+    let local = local_of(&l);
+    let (_c0, _b0) = open(&sim, local, "192.0.2.110:4000");
+    let r = sim.connect(addr("192.0.2.110:4001"), local);
+    assert_eq!(r.verdict(), Some(Verdict::Pend));
+    assert_eq!(
+        r.wait_resolved(&sim, 3_000_000_000),
+        RequestState::Established
+    );
+    let c = r.conn().unwrap();
+    until(&sim, "second backend connection", || {
+        sim.backend_conns(backend()).len() == 2
+    });
+    let b = sim.backend_conns(backend())[1];
+    c.peer_send(b"after the pend");
+    until(&sim, "relayed", || b.unread() == 14);
+    finish(&sim, d);
+}
+
+/// Opens `n` relays from distinct clients, some with bytes in flight.
+fn many(sim: &Sim, local: SocketAddr, n: usize) -> Vec<(Conn, Conn)> {
+    let before = sim.backend_conns(backend()).len();
+    let mut clients: Vec<(SocketAddr, Conn)> = Vec::new();
+    // In batches under the accept hand-off queue's 256 entries.
+    for i in 0..n {
+        let src = addr(&format!(
+            "10.{}.{}.{}:{}",
+            20 + i / 60000,
+            (i / 250) % 250,
+            i % 250 + 1,
+            2000 + i % 50000
+        ));
+        let r = sim.connect(src, local);
+        clients.push((src, r.conn().expect("established")));
+        if clients.len().is_multiple_of(200) || clients.len() == n {
+            until(sim, "every backend connection", || {
+                sim.backend_conns(backend()).len() == before + clients.len()
+            });
+        }
+    }
+    // Pair each client with its backend connection by the PROXY-less
+    // first bytes: each client sends its index.
+    let backs = sim.backend_conns(backend())[before..].to_vec();
+    for (i, (_, c)) in clients.iter().enumerate() {
+        c.peer_send(format!("{i:08}").as_bytes());
+    }
+    let mut by_index = vec![None; n];
+    until(sim, "every index relayed", || {
+        backs.iter().all(|b| b.unread() >= 8)
+    });
+    for b in backs {
+        let got = b.take_sent();
+        let i: usize = std::str::from_utf8(&got[..8]).unwrap().parse().unwrap();
+        by_index[i] = Some(b);
+    }
+    clients
+        .into_iter()
+        .zip(by_index)
+        .map(|((_, c), b)| (c, b.expect("a backend connection per client")))
+        .collect()
+}
+
+#[test]
+fn unload_with_1000_relays_in_flight_tears_everything_down() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let pairs = many(&sim, local, 1000);
+    // Bytes in flight both ways on some, half-closed on others.
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        match i % 4 {
+            0 => c.peer_send(&[1u8; 3000]),
+            1 => b.peer_send(&[2u8; 70_000]),
+            2 => c.peer_close(),
+            _ => {}
+        }
+    }
+    // A connect still waiting too.
+    sim.backend_listen(backend(), BackendMode::Silent);
+    let waiting = sim.connect(addr("10.99.0.1:1"), local).conn().unwrap();
+    until(&sim, "connect waiting", || {
+        sim.backend_waiting(backend()) == 1
+    });
+    sim.quiesce();
+    let report = d.unload(&sim);
+    report.assert_clean();
+    sim.assert_no_violations();
+    for (c, b) in pairs.iter().chain([(waiting, waiting)].iter()) {
+        assert!(closed(c) && closed(b), "every socket closed");
+    }
+    assert_eq!(sim.backend_waiting(backend()), 0);
+    assert_eq!(sim.mdls_outstanding(), 0);
+    let evs = checked_events(&sim);
+    assert_eq!(count(&evs, "RelayClosed"), 1000);
+    assert_eq!(count(&evs, "RelayFailed"), 1);
+    let unloads = evs
+        .iter()
+        .filter(|e| e.name == "RelayClosed" && field_u64(e, "Cause") == 7)
+        .count();
+    assert!(unloads >= 750, "{unloads} relays closed by the unload");
+}
+
+#[test]
+fn listener_recreation_after_a_null_inspect_id_leaves_1000_relays_working() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let old = sim.listeners()[0].socket;
+    let pairs = many(&sim, local, 1000);
+    assert_eq!(sim.null_inspect(), Some(0), "rejected (WskInspectReject)");
+    let l = wait_new_listener(&sim, old);
+    // Every relay still carries bytes both ways.
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        c.peer_send(format!("up{i}").as_bytes());
+        b.peer_send(format!("down{i}").as_bytes());
+    }
+    until(&sim, "all relayed", || {
+        pairs.iter().all(|(c, b)| c.unread() > 0 && b.unread() > 0)
+    });
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        assert_eq!(b.take_sent(), format!("up{i}").as_bytes());
+        assert_eq!(c.take_sent(), format!("down{i}").as_bytes());
+    }
+    // And the new listener relays new connections.
+    let (c, b) = open(&sim, local_of(&l), "192.0.2.200:4000");
+    c.peer_send(b"new");
+    until(&sim, "relayed", || b.unread() == 3);
+    assert_eq!(active(), 1001);
+    finish(&sim, d);
+}
+
+#[test]
+fn wine_style_disconnect_stub_still_tears_down_cleanly() {
+    let sim = Sim::new();
+    sim.set_disconnect_supported(false);
+    let (d, local) = start_relay(&sim, &[]);
+    // Graceful end: both sides close; the FIN cannot be passed on (stub),
+    // the relay ends when both directions saw EOF.
+    let (c, b) = open(&sim, local, "192.0.2.120:4000");
+    c.peer_send(b"req");
+    until(&sim, "relayed", || b.unread() == 3);
+    c.peer_close();
+    b.peer_close();
+    until(&sim, "closed", || closed(&c) && closed(&b) && active() == 0);
+    // Abort with a receive pending on the backend: no abortive disconnect
+    // (stub), so the receive is cancelled with IoCancelIrp before the close.
+    let (c, b) = open(&sim, local, "192.0.2.120:4001");
+    c.peer_reset();
+    until(&sim, "aborted", || {
+        closed(&c) && closed(&b) && active() == 0
+    });
+    assert!(sim.wsk_log().iter().any(|l| l.contains("IoCancelIrp")));
+    finish(&sim, d);
+}
+
+#[test]
+fn a_relay_that_cannot_be_allocated_is_refused_abortively() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    sim.fail_next_irp_allocations(1);
+    let c = sim.connect(addr("192.0.2.130:4000"), local).conn().unwrap();
+    until(&sim, "refused", || closed(&c));
+    assert_eq!(c.info().unwrap().disconnected, Some(true));
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.no_memory, s.active), (1, 0));
+    assert_eq!(
+        field_u64(&events(&sim, "RelayFailed")[0], "Cause"),
+        9,
+        "no_memory"
+    );
+    // The next one is relayed.
+    let (c, b) = open(&sim, local, "192.0.2.130:4001");
+    c.peer_send(b"ok");
+    until(&sim, "relayed", || b.unread() == 2);
+    finish(&sim, d);
+}

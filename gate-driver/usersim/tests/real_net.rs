@@ -1,0 +1,375 @@
+//! Real data path on loopback (no root): a real Linux socket behind the
+//! simulated WSK connection socket. An accepted real connection is run
+//! through the gate (`real::accept_real`) and the tiny test driver's
+//! WskReceive/WskSend/WskDisconnect/WskCloseSocket move real bytes; a
+//! refused one is reset; WskSocket(connection) + WskBind + WskConnect open
+//! a real TCP connection to a real server.
+#![cfg(target_os = "linux")]
+
+mod common;
+use common::*;
+use gate_ksys::*;
+use gate_usersim::wsk::real;
+use gate_usersim::*;
+use std::ffi::c_void;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// `MDL` (wdm.h) for a nonpaged buffer.
+#[repr(C)]
+struct Mdl {
+    next: *mut Mdl,
+    size: i16,
+    flags: i16,
+    processor: u16,
+    reserved: u16,
+    process: *mut c_void,
+    mapped: *mut u8,
+    start: *mut u8,
+    byte_count: u32,
+    byte_offset: u32,
+}
+
+fn mdl_for(buf: &mut [u8]) -> Mdl {
+    Mdl {
+        next: std::ptr::null_mut(),
+        size: 48,
+        flags: 0x4,
+        processor: 0,
+        reserved: 0,
+        process: std::ptr::null_mut(),
+        mapped: buf.as_mut_ptr(),
+        start: buf.as_mut_ptr(),
+        byte_count: buf.len() as u32,
+        byte_offset: 0,
+    }
+}
+
+/// WskReceive into `buf`; returns (status, bytes).
+fn receive(sock: *mut WSK_SOCKET, buf: &mut [u8]) -> (NTSTATUS, usize) {
+    let mut m = mdl_for(buf);
+    let mut b = WSK_BUF {
+        Mdl: (&mut m as *mut Mdl).cast(),
+        Offset: 0,
+        Length: buf.len(),
+    };
+    // SAFETY: a live connection socket.
+    let f = unsafe { conn_dispatch(sock) }.WskReceive.unwrap();
+    // SAFETY: buffer and MDL outlive the call (sync_call waits).
+    sync_call(|irp| unsafe { f(sock, &mut b, 0, irp) })
+}
+
+/// WskSend of `data`.
+fn send(sock: *mut WSK_SOCKET, data: &[u8]) -> (NTSTATUS, usize) {
+    let mut d = data.to_vec();
+    let mut m = mdl_for(&mut d);
+    let mut b = WSK_BUF {
+        Mdl: (&mut m as *mut Mdl).cast(),
+        Offset: 0,
+        Length: data.len(),
+    };
+    // SAFETY: a live connection socket.
+    let f = unsafe { conn_dispatch(sock) }.WskSend.unwrap();
+    // SAFETY: as above.
+    sync_call(|irp| unsafe { f(sock, &mut b, 0, irp) })
+}
+
+fn load(sim: &Sim, port: u16) -> Driver {
+    sim.set_real_time(true);
+    reset_globals();
+    PORT.store(u32::from(port), Ordering::SeqCst);
+    let d = sim.load_driver(driver_entry, SERVICE_KEY).unwrap();
+    sim.wait_listener(Duration::from_secs(5)).unwrap();
+    d
+}
+
+#[test]
+fn accepted_real_connection_moves_real_bytes() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    let client = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (s, _) = l.accept().unwrap();
+    let req = real::accept_real(s);
+    assert_eq!(req.state(), RequestState::Established);
+    assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), 1);
+    let sock = req.conn().unwrap().socket();
+    let sp = sock as *mut WSK_SOCKET;
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let mut buf = [0u8; 16];
+        let (st, n) = receive(sp, &mut buf);
+        assert_eq!(st, STATUS_SUCCESS);
+        assert!(n > 0, "early end of stream");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"ping");
+    assert_eq!(send(sp, b"pong!"), (STATUS_SUCCESS, 5));
+    // SAFETY: a live connection socket.
+    let disc = unsafe { conn_dispatch(sp) }.WskDisconnect.unwrap();
+    // SAFETY: NULL buffer: a graceful disconnect without data.
+    let (st, _) = sync_call(|irp| unsafe { disc(sp, std::ptr::null_mut(), 0, irp) });
+    assert_eq!(st, STATUS_SUCCESS);
+    assert_eq!(client.join().unwrap(), b"pong!", "data then FIN");
+    // The client closed: a receive now ends the stream.
+    let mut buf = [0u8; 4];
+    assert_eq!(receive(sp, &mut buf), (STATUS_SUCCESS, 0));
+    ACCEPTED.lock().unwrap().retain(|a| *a != sock);
+    // SAFETY: a live socket with nothing pending.
+    assert_eq!(unsafe { close_socket(sp) }, STATUS_SUCCESS);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn pending_receive_completes_when_real_data_arrives_then_end_of_stream() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let req = real::accept_real(s);
+    let sock = req.conn().unwrap().socket();
+    let sa = sock;
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        let r = receive(sa as *mut WSK_SOCKET, &mut buf);
+        (r, buf)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!h.is_finished(), "no data yet: the receive pends");
+    c.write_all(b"late").unwrap();
+    let ((st, n), buf) = h.join().unwrap();
+    assert_eq!((st, &buf[..n]), (STATUS_SUCCESS, &b"late"[..]));
+    // The peer closes: the next receive ends the stream.
+    drop(c);
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        receive(sock as *mut WSK_SOCKET, &mut buf),
+        (STATUS_SUCCESS, 0)
+    );
+    assert!(real::stats().bytes_in >= 4);
+    ACCEPTED.lock().unwrap().retain(|a| *a != sock);
+    // SAFETY: a live socket with nothing pending.
+    let st = unsafe { close_socket(sock as *mut WSK_SOCKET) };
+    assert_eq!(st, STATUS_SUCCESS);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn rejected_real_connection_is_reset() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    INSPECT_ACTION.store(WskInspectReject, Ordering::SeqCst);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let req = real::accept_real(s);
+    assert_eq!(req.state(), RequestState::Rejected);
+    let mut b = [0u8; 1];
+    let e = c.read(&mut b).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), 0);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn wsk_connect_opens_a_real_connection() {
+    let sim = Sim::new();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = server.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, peer) = server.accept().unwrap();
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&b).unwrap();
+        peer
+    });
+    let d = load(&sim, 18555);
+    real::set_connect_real(true);
+    // SAFETY: the test driver's captured provider NPI.
+    let (client, pd) = unsafe { ((*state()).provider.Client, &*(*state()).provider.Dispatch) };
+    let create = pd.WskSocket.unwrap();
+    let (st, info) = sync_call(|irp| {
+        // SAFETY: a connection socket without callbacks; a fresh IRP.
+        unsafe {
+            create(
+                client,
+                AF_INET,
+                SOCK_STREAM,
+                IPPROTO_TCP,
+                WSK_FLAG_CONNECTION_SOCKET,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                irp,
+            )
+        }
+    });
+    assert_eq!(st, STATUS_SUCCESS);
+    let sp = info as *mut WSK_SOCKET;
+    // SAFETY: a live connection socket.
+    let cd = unsafe { conn_dispatch(sp) };
+    let (bind, connect) = (cd.WskBind.unwrap(), cd.WskConnect.unwrap());
+    let any = sockaddr_v4([0, 0, 0, 0], 0);
+    let dst = sockaddr_v4([127, 0, 0, 1], to.port());
+    // WskConnect before WskBind is refused (as Wine and Windows do).
+    // SAFETY: a SOCKADDR_IN that outlives the call.
+    let (st, _) =
+        sync_call(|irp| unsafe { connect(sp, (&dst as *const SOCKADDR_IN).cast(), 0, irp) });
+    assert_eq!(st, STATUS_INVALID_DEVICE_STATE);
+    // SAFETY: as above.
+    let (st, _) = sync_call(|irp| unsafe { bind(sp, (&any as *const SOCKADDR_IN).cast(), 0, irp) });
+    assert_eq!(st, STATUS_SUCCESS);
+    // SAFETY: as above.
+    let (st, _) =
+        sync_call(|irp| unsafe { connect(sp, (&dst as *const SOCKADDR_IN).cast(), 0, irp) });
+    assert_eq!(st, STATUS_SUCCESS);
+    assert_eq!(send(sp, b"hello"), (STATUS_SUCCESS, 5));
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let mut b = [0u8; 8];
+        let (st, n) = receive(sp, &mut b);
+        assert_eq!(st, STATUS_SUCCESS);
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(got, b"hello");
+    let peer = echo.join().unwrap();
+    // SAFETY: a live socket with nothing pending.
+    assert_eq!(unsafe { close_socket(sp) }, STATUS_SUCCESS);
+    assert_eq!(peer.ip(), to.ip());
+    real::set_connect_real(false);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn wsk_connect_to_a_closed_port_is_refused() {
+    let sim = Sim::new();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let d = load(&sim, 18556);
+    real::set_connect_real(true);
+    // SAFETY: the test driver's captured provider NPI.
+    let (client, pd) = unsafe { ((*state()).provider.Client, &*(*state()).provider.Dispatch) };
+    let create = pd.WskSocket.unwrap();
+    let (_, info) = sync_call(|irp| {
+        // SAFETY: a connection socket without callbacks; a fresh IRP.
+        unsafe {
+            create(
+                client,
+                AF_INET,
+                SOCK_STREAM,
+                IPPROTO_TCP,
+                WSK_FLAG_CONNECTION_SOCKET,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                irp,
+            )
+        }
+    });
+    let sp = info as *mut WSK_SOCKET;
+    // SAFETY: a live connection socket.
+    let cd = unsafe { conn_dispatch(sp) };
+    let any = sockaddr_v4([0, 0, 0, 0], 0);
+    let dst = sockaddr_v4([127, 0, 0, 1], port);
+    let (bind, connect) = (cd.WskBind.unwrap(), cd.WskConnect.unwrap());
+    // SAFETY: SOCKADDR_INs that outlive the calls.
+    sync_call(|irp| unsafe { bind(sp, (&any as *const SOCKADDR_IN).cast(), 0, irp) });
+    // SAFETY: as above.
+    let (st, _) =
+        sync_call(|irp| unsafe { connect(sp, (&dst as *const SOCKADDR_IN).cast(), 0, irp) });
+    assert_eq!(st as u32, 0xC000_0236, "STATUS_CONNECTION_REFUSED");
+    // SAFETY: a live socket.
+    assert_eq!(unsafe { close_socket(sp) }, STATUS_SUCCESS);
+    real::set_connect_real(false);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    real::set_max_half_open(2);
+    let before = real::stats();
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let long = Duration::from_secs(60);
+    // Two spoofed requests fill the table; a third drops the oldest.
+    let a = real::connect_expecting_handshake("10.9.0.1:1000".parse().unwrap(), local, long);
+    let b = real::connect_expecting_handshake("10.9.0.2:1000".parse().unwrap(), local, long);
+    assert_eq!(
+        (a.state(), b.state()),
+        (RequestState::Accepted, RequestState::Accepted)
+    );
+    assert_eq!(
+        ACCEPT_CALLS.load(Ordering::SeqCst),
+        0,
+        "no accept before the handshake"
+    );
+    // A real client: its request waits, then its handshake delivers it.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    let r = real::connect_expecting_handshake(peer, local, long);
+    assert_eq!(
+        a.state(),
+        RequestState::Aborted,
+        "oldest half-open request dropped"
+    );
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        real::stats().half_open_evicted,
+        before.half_open_evicted + 1
+    );
+    assert!(real::awaiting_handshake(peer, local));
+    real::handshake_done(s);
+    assert_eq!(r.state(), RequestState::Established);
+    assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), 1);
+    // The driver's socket is the real one: bytes reach the client.
+    let sock = r.conn().unwrap().socket();
+    assert_eq!(send(sock as *mut WSK_SOCKET, b"ok"), (STATUS_SUCCESS, 2));
+    let mut got = [0u8; 2];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ok");
+    // A handshake nobody waits for is reset.
+    let mut c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s2, _) = l.accept().unwrap();
+    real::handshake_done(s2);
+    assert_eq!(real::stats().unmatched, before.unmatched + 1);
+    let mut one = [0u8; 1];
+    assert!(c2
+        .read(&mut one)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset));
+    real::set_max_half_open(real::DEFAULT_MAX_HALF_OPEN);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}

@@ -1,0 +1,318 @@
+//! One run of the front, in a linear life cycle: enter the namespace, load
+//! the driver on the simulation, start the real listener and the NFQUEUE
+//! front, install the rules, serve (live counters on standard error) until
+//! the duration ends or SIGINT/SIGTERM, then remove the rules, stop the
+//! front, unload the driver and report leaks, violations, queue counters
+//! and decisions.
+
+use crate::events::EventLog;
+use crate::options::{Options, Reject};
+use crate::rules::Rules;
+use anyhow::{anyhow, Context, Result};
+use gate_usersim::nfq::{self, Counters, FrontConfig, NfqStats, RejectMode, DEFAULT_REJECT_MARK};
+use gate_usersim::wsk::real::{self, Acceptor};
+use gate_usersim::{etw, Sim};
+use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The service key DriverEntry receives.
+const SERVICE_KEY: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate";
+/// Its Parameters subkey (the driver's configuration).
+const PARAMS: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate\Parameters";
+/// ETW events the simulation itself keeps (the rest are counted and
+/// streamed by [`EventLog`]).
+const EVENT_WINDOW: usize = 64;
+
+/// Set by SIGINT/SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores an atomic (async-signal-safe).
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Resident set size of this process, KiB.
+pub fn rss_kib() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf(3).
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages * page / 1024
+}
+
+/// The queue counters as one `key=value` line.
+pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
+    format!(
+        "syns={} accepted={} rejected={} pended={} duplicates={} retransmits={} other={} looped={} \
+         queue_dropped={} user_dropped={} unserved={} enobufs={} lost={} batches={} seconds={:.2} syns_per_s={:.0}",
+        s.syns,
+        s.accepted,
+        s.rejected,
+        s.pended,
+        s.duplicates,
+        s.retransmits,
+        s.other,
+        s.looped,
+        s.queue_dropped,
+        s.user_dropped,
+        s.unserved,
+        s.enobufs,
+        s.lost(),
+        s.batches,
+        secs,
+        s.syns as f64 / secs.max(1e-9)
+    )
+}
+
+fn real_line() -> String {
+    let r = real::stats();
+    format!(
+        "handshakes={} handshake_timeouts={} half_open_evicted={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
+        r.handshakes,
+        r.handshake_timeouts,
+        r.half_open_evicted,
+        r.unmatched,
+        real::awaiting_count(),
+        r.connects,
+        r.bytes_in,
+        r.bytes_out
+    )
+}
+
+/// Waits until `/proc` shows the queues bound (so rules installed next
+/// never meet an unbound queue).
+fn wait_queues_bound(q: (u16, u16), limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        let text = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
+            .unwrap_or_default();
+        if (q.0..=q.1).all(|n| nfq::netlink::parse_proc(&text, n).is_some()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Runs gate-sim; returns the process exit code (0 clean, 1 leaks or
+/// violations or a failed front, 2 setup errors).
+pub fn run(o: &Options) -> Result<i32> {
+    install_signal_handlers();
+    if let Some(ns) = &o.netns {
+        // Every thread started from here on lives in the namespace.
+        nfq::enter_netns(ns)
+            .with_context(|| format!("--netns {ns}: cannot enter /var/run/netns/{ns}"))?;
+    }
+    let out: Option<Box<dyn Write + Send>> = match &o.events {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => {
+            Some(Box::new(std::io::LineWriter::new(std::io::stdout())))
+        }
+        Some(p) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("--events {}: cannot create", p.display()))?,
+        ))),
+    };
+    let log = EventLog::new(out);
+    let sink_log = Arc::clone(&log);
+
+    let sim = Sim::new();
+    sim.set_real_time(true);
+    sim.set_event_window(EVENT_WINDOW);
+    sim.set_request_log(false);
+    etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
+    for (n, v) in &o.registry {
+        sim.registry_set(PARAMS, n, v.clone());
+    }
+    let driver = match sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY) {
+        Ok(d) => d,
+        Err(st) => {
+            eprintln!("gate-sim: DriverEntry failed with {:#010x}", st as u32);
+            for e in sim.events().iter().filter(|e| e.name == "ConfigRejected") {
+                eprintln!(
+                    "gate-sim: registry value {} rejected ({}): {}",
+                    e.value("ValueName")
+                        .map_or(String::new(), |v| format!("{v:?}")),
+                    e.u64("Value").unwrap_or(0),
+                    e.value("Reason")
+                        .map_or(String::new(), |v| format!("{v:?}"))
+                );
+            }
+            for l in sim.debug_output() {
+                eprintln!("  {}", l.text);
+            }
+            etw::set_sink(None);
+            return Ok(2);
+        }
+    };
+    let Some(l) = sim.wait_listener(Duration::from_secs(5)) else {
+        etw::set_sink(None);
+        return Err(anyhow!("the driver opened no listener within 5 s"));
+    };
+    let port = l.addr.port();
+    let acceptor = match o.handshake_timeout {
+        None => None,
+        Some(_) => {
+            let at = if l.addr.ip().is_unspecified() {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
+            } else {
+                l.addr
+            };
+            let tl = TcpListener::bind(at)
+                .with_context(|| format!("binding the real listener on {at}"))?;
+            Some(Acceptor::start(tl, 65_535))
+        }
+    };
+    real::set_max_half_open(o.max_half_open);
+    // A connection socket the driver opens (WskConnect: the relay to its
+    // backend) is a real TCP connection from the namespace.
+    real::set_connect_real(true);
+    let mut cfg = FrontConfig::queues(o.queues.0, o.queues.1);
+    cfg.rcvbuf = o.rcvbuf;
+    cfg.queue_maxlen = o.queue_maxlen;
+    cfg.fail_open = o.fail_open;
+    cfg.handshake_timeout = o.handshake_timeout;
+    cfg.reject = match o.reject {
+        Reject::Reset => RejectMode::Reset {
+            mark: DEFAULT_REJECT_MARK,
+        },
+        Reject::Drop => RejectMode::Drop,
+    };
+    println!(
+        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {:?}, fail-open {}, handshake timeout {:?}",
+        l.addr,
+        l.conditional_accept,
+        o.queues.0,
+        o.queues.1,
+        o.netns.as_deref().unwrap_or("(current)"),
+        o.reject,
+        o.fail_open,
+        o.handshake_timeout
+    );
+    let counters = Counters::default();
+    let (served, elapsed) = std::thread::scope(|s| {
+        let (sim, cfg, counters) = (&sim, &cfg, &counters);
+        let front = s.spawn(move || nfq::serve(sim, cfg, &STOP, counters));
+        let rules = if !wait_queues_bound(o.queues, Duration::from_secs(5)) {
+            Err(anyhow!("the NFQUEUE queues were not bound within 5 s"))
+        } else if o.rules {
+            let ns = o.netns.as_deref().unwrap_or_default();
+            let mark = matches!(o.reject, Reject::Reset).then_some(DEFAULT_REJECT_MARK);
+            Rules::install(ns, port, o.queues, mark, o.fail_open).map(Some)
+        } else {
+            Ok(None)
+        };
+        let start = Instant::now();
+        let rules = match rules {
+            Ok(r) => {
+                println!("ready");
+                let _ = std::io::stdout().flush();
+                r
+            }
+            Err(e) => {
+                eprintln!("gate-sim: {e:#}");
+                STOP.store(true, Ordering::SeqCst);
+                None
+            }
+        };
+        let mut next_stats = o.stats_interval.map(|i| start + i);
+        let mut next_trim = start + Duration::from_secs(1);
+        while !STOP.load(Ordering::SeqCst) && !front.is_finished() {
+            if o.duration.is_some_and(|d| start.elapsed() >= d) {
+                break;
+            }
+            if Instant::now() >= next_trim {
+                // Give freed heap pages back to the kernel (glibc keeps them
+                // in per-thread arenas), so RSS follows live memory.
+                // SAFETY: malloc_trim(3) has no preconditions.
+                unsafe { libc::malloc_trim(0) };
+                next_trim = Instant::now() + Duration::from_secs(1);
+            }
+            if let Some(t) = next_stats {
+                if Instant::now() >= t {
+                    let secs = start.elapsed().as_secs_f64();
+                    eprintln!(
+                        "stats: t={secs:.1}s {} {} decisions_accepted={} decisions_rejected={} rss_kib={}",
+                        nfq_line(&counters.snapshot(), secs),
+                        real_line(),
+                        log.count("ConnectionAccepted"),
+                        log.count("ConnectionRejected"),
+                        rss_kib()
+                    );
+                    next_stats = o.stats_interval.map(|i| t + i);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Rules out first (no new SYN is queued), then the front drains
+        // what is queued and stops.
+        if let Some(r) = &rules {
+            match r.packets() {
+                Ok(n) => println!("rules: syns_in={n}"),
+                Err(e) => eprintln!("gate-sim: reading the rule counters: {e:#}"),
+            }
+        }
+        drop(rules);
+        STOP.store(true, Ordering::SeqCst);
+        nfq::wake_all();
+        let r = front
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the front thread panicked")));
+        (r, start.elapsed())
+    });
+    drop(acceptor);
+    sim.set_real_time(false);
+    let leaks = driver.unload(&sim);
+    let violations = sim.violations();
+    etw::set_sink(None);
+    let write_errors = log.finish();
+
+    let mut failed = false;
+    match &served {
+        Ok(stats) => println!("nfq: {}", nfq_line(stats, elapsed.as_secs_f64())),
+        Err(e) => {
+            eprintln!("gate-sim: the front failed: {e}");
+            failed = true;
+        }
+    }
+    println!("real: {}", real_line());
+    println!("memory: rss_kib={}", rss_kib());
+    println!("decisions (ETW events, by name and reason):");
+    for (k, n) in log.counts() {
+        println!("  {k} {n}");
+    }
+    if write_errors > 0 {
+        eprintln!("gate-sim: {write_errors} event line(s) could not be written");
+    }
+    if leaks.is_clean() {
+        println!("leaks: none");
+    } else {
+        println!("leaks: {leaks:#?}");
+        failed = true;
+    }
+    if violations.is_empty() {
+        println!("violations: none");
+    } else {
+        println!("violations: {}", violations.len());
+        for v in &violations {
+            println!("  {v:?}");
+        }
+        failed = true;
+    }
+    Ok(i32::from(failed))
+}
