@@ -132,6 +132,9 @@ pub fn run(o: &Options) -> Result<i32> {
 
     let sim = Sim::new();
     sim.set_real_time(true);
+    // The relay (issue 12, `--BackendAddress`): WskConnect opens real TCP
+    // connections from the namespace.
+    real::set_connect_real(true);
     sim.set_event_window(EVENT_WINDOW);
     etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
     for (n, v) in &o.registry {
