@@ -634,11 +634,13 @@ unsafe extern "system" fn WskAccept(
         drop(guard);
         return super::net::deliver_to_accept(conn, pa, false);
     }
+    // IoMarkIrpPending while the provider's lock is held: another thread
+    // may complete the accept as soon as it is dropped.
+    // SAFETY: the IRP is taken; the provider's stack location.
+    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     s.pending_accepts.push_back(pa);
     drop(g);
     drop(guard);
-    // SAFETY: the IRP is taken; IoMarkIrpPending on the provider's location.
-    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     STATUS_PENDING
 }
 
