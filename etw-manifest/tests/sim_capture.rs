@@ -294,3 +294,41 @@ fn decision_helper_picks_the_event_of_the_action() {
     assert_eq!(evs[3].u64("RateMilli"), Some(1000));
     p.unregister();
 }
+
+/// What the Event Log service's session for a channel gets: it enables the
+/// provider with that channel's keyword bit only, so it must receive
+/// exactly the events declared on that channel (and nothing per
+/// connection), each carrying the channel's value.
+#[test]
+fn an_event_log_channel_session_gets_exactly_its_channel_events() {
+    use gate_driver::etw::channel;
+    for (chid, _, _, value, bit) in channel::CHANNELS {
+        let p = registered();
+        assert!(sim::set_session(
+            p.reg_handle(),
+            Session {
+                level: 0,
+                any: *bit,
+                all: 0
+            }
+        ));
+        write_all(p);
+        let got = sim::take_for(p.reg_handle());
+        let mut names: Vec<&str> = got.iter().map(|e| e.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        let mut want: Vec<&str> = SCHEMA
+            .iter()
+            .filter(|s| s.channel == *value)
+            .map(|s| s.name)
+            .collect();
+        want.sort();
+        assert!(!want.is_empty(), "no events on {chid}");
+        assert_eq!(names, want, "channel {chid}");
+        for e in &got {
+            assert_eq!(e.channel, *value, "{} on {chid}", e.name);
+            check_captured(e).unwrap();
+        }
+        p.unregister();
+    }
+}

@@ -43,6 +43,8 @@ pub(crate) struct BucketParams {
     /// Tolerance `tau`: the largest `tat - now` (units) that still allows a
     /// take: `max((burst - 1) * t, one tick - 1 unit)`.
     pub limit: u64,
+    /// The largest time in ticks that converts to units without saturating.
+    max_ticks: Ticks,
 }
 
 /// Result of [`BucketParams::take`].
@@ -74,31 +76,31 @@ impl BucketParams {
             } else {
                 by_tick
             },
+            max_ticks: u64::MAX >> iv.shift,
         })
     }
 
-    /// `now` (ticks) in this bucket's units.
+    /// `now` (ticks) in this bucket's units, saturating: one compare and
+    /// one shift, done once per decision (the methods below take units; a
+    /// fresh, full bucket's `tat` is `units(now)`).
     #[inline]
     pub(crate) fn units(&self, now: Ticks) -> u64 {
-        self.iv.to_units(now)
+        if now > self.max_ticks {
+            u64::MAX
+        } else {
+            now << self.iv.shift
+        }
     }
 
-    /// Whether a bucket at `tat` is full at `now` (ticks).
+    /// Whether a bucket at `tat` is full at `now` (units).
     #[inline]
-    pub(crate) fn is_full(&self, tat: u64, now: Ticks) -> bool {
-        tat <= self.units(now)
+    pub(crate) fn is_full(&self, tat: u64, now: u64) -> bool {
+        tat <= now
     }
 
-    /// A fresh (full) bucket's `tat` at `now` (ticks).
+    /// Outcome of trying to take a token at `now` (units) from a bucket at `tat`.
     #[inline]
-    pub(crate) fn full_at(&self, now: Ticks) -> u64 {
-        self.units(now)
-    }
-
-    /// Outcome of trying to take a token at `now` (ticks) from a bucket at `tat`.
-    #[inline]
-    pub(crate) fn take(&self, tat: u64, now: Ticks) -> Take {
-        let now = self.units(now);
+    pub(crate) fn take(&self, tat: u64, now: u64) -> Take {
         let base = if tat > now { tat } else { now };
         let debt = base.saturating_sub(now);
         let next = base.saturating_add(self.t);
@@ -112,13 +114,13 @@ impl BucketParams {
         }
     }
 
-    /// Tokens in a bucket at `tat`, at `now` (ticks), in thousandths (scale
+    /// Tokens in a bucket at `tat`, at `now` (units), in thousandths (scale
     /// 1000), rounded down. One division: `avail * 1000` fits in `u64`
     /// because `cap <= 10^6 * 10^10` under a valid configuration with
     /// `shift` 0, and `cap < 2^13 * 10^8` otherwise (saturating regardless).
     #[inline]
-    pub(crate) fn tokens_milli(&self, tat: u64, now: Ticks) -> u32 {
-        let debt = tat.saturating_sub(self.units(now));
+    pub(crate) fn tokens_milli(&self, tat: u64, now: u64) -> u32 {
+        let debt = tat.saturating_sub(now);
         let avail = self.cap.saturating_sub(debt);
         let m = avail.saturating_mul(1000).checked_div(self.t).unwrap_or(0);
         u32::try_from(m).unwrap_or(u32::MAX)
@@ -142,6 +144,7 @@ impl AtomicBucket {
     /// Takes a token at `now` if one is there; returns the `tat` it set.
     #[inline]
     pub(crate) fn try_take(&self, p: &BucketParams, now: Ticks) -> Option<u64> {
+        let now = p.units(now);
         let mut cur = self.tat.load(Ordering::Relaxed);
         loop {
             let Take::Ok(next) = p.take(cur, now) else {
@@ -182,22 +185,25 @@ mod tests {
     fn burst_then_rate() {
         let p = BucketParams::new(1000, 3).unwrap(); // 1/s, burst 3
         let now = 100 * TICKS_PER_SEC;
-        let mut tat = p.full_at(now);
-        assert_eq!(p.tokens_milli(tat, now), 3000);
+        let mut tat = p.units(now);
+        assert_eq!(p.tokens_milli(tat, p.units(now)), 3000);
         for left in [2000, 1000, 0] {
-            match p.take(tat, now) {
+            match p.take(tat, p.units(now)) {
                 Take::Ok(t) => tat = t,
                 Take::NotUntil { .. } => panic!("burst not honoured"),
             }
-            assert_eq!(p.tokens_milli(tat, now), left);
+            assert_eq!(p.tokens_milli(tat, p.units(now)), left);
         }
-        match p.take(tat, now) {
+        match p.take(tat, p.units(now)) {
             Take::NotUntil { at, .. } => assert_eq!(at, now + TICKS_PER_SEC),
             Take::Ok(_) => panic!("took a fourth token"),
         }
         // Half a second later: half a token.
-        assert_eq!(p.tokens_milli(tat, now + TICKS_PER_SEC / 2), 500);
-        assert!(matches!(p.take(tat, now + TICKS_PER_SEC), Take::Ok(_)));
+        assert_eq!(p.tokens_milli(tat, p.units(now + TICKS_PER_SEC / 2)), 500);
+        assert!(matches!(
+            p.take(tat, p.units(now + TICKS_PER_SEC)),
+            Take::Ok(_)
+        ));
     }
 
     #[test]
@@ -205,11 +211,17 @@ mod tests {
         let p = BucketParams::new(500, 1).unwrap(); // 0.5/s
         assert_eq!(p.t, 2 * TICKS_PER_SEC);
         assert_eq!(p.limit, 0, "whole ticks: no tolerance");
-        let Take::Ok(tat) = p.take(0, 0) else {
+        let Take::Ok(tat) = p.take(0, p.units(0)) else {
             panic!()
         };
-        assert!(matches!(p.take(tat, TICKS_PER_SEC), Take::NotUntil { .. }));
-        assert!(matches!(p.take(tat, 2 * TICKS_PER_SEC), Take::Ok(_)));
+        assert!(matches!(
+            p.take(tat, p.units(TICKS_PER_SEC)),
+            Take::NotUntil { .. }
+        ));
+        assert!(matches!(
+            p.take(tat, p.units(2 * TICKS_PER_SEC)),
+            Take::Ok(_)
+        ));
     }
 
     /// Issue #9, 4th input: 3 M/s, burst 1, one take attempt per tick for
@@ -218,10 +230,10 @@ mod tests {
     fn three_million_per_second_burst_one_per_tick_flood() {
         let p = BucketParams::new(3_000_000_000, 1).unwrap();
         let t0 = 10_000_000_000u64;
-        let mut tat = p.full_at(t0);
+        let mut tat = p.units(t0);
         let mut n = 0u64;
         for now in t0..t0 + 10_000 {
-            if let Take::Ok(next) = p.take(tat, now) {
+            if let Take::Ok(next) = p.take(tat, p.units(now)) {
                 tat = next;
                 n += 1;
             }
@@ -232,20 +244,20 @@ mod tests {
     #[test]
     fn pend_time_rounds_up_to_a_whole_tick() {
         let p = BucketParams::new(3_000_000_000, 2).unwrap();
-        let mut tat = p.full_at(0);
+        let mut tat = p.units(0);
         for _ in 0..2 {
-            let Take::Ok(t) = p.take(tat, 0) else {
+            let Take::Ok(t) = p.take(tat, p.units(0)) else {
                 panic!()
             };
             tat = t;
         }
         // Two tokens spent at 0: the next is free at 3.33 ticks, i.e. at tick 4.
-        let Take::NotUntil { at, tat_if_taken } = p.take(tat, 0) else {
+        let Take::NotUntil { at, tat_if_taken } = p.take(tat, p.units(0)) else {
             panic!()
         };
         assert_eq!(at, 4);
-        assert!(matches!(p.take(tat, 3), Take::NotUntil { .. }));
-        assert!(matches!(p.take(tat, 4), Take::Ok(t) if t == tat_if_taken));
+        assert!(matches!(p.take(tat, p.units(3)), Take::NotUntil { .. }));
+        assert!(matches!(p.take(tat, p.units(4)), Take::Ok(t) if t == tat_if_taken));
     }
 
     #[test]

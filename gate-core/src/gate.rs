@@ -33,7 +33,7 @@
 //! slots, also on their own lines).
 
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ban::{self, BanParams};
@@ -303,25 +303,32 @@ impl<L: RawLock> Gate<L> {
     /// The key `remote` is counted under (for an address inside a
     /// configured NAT64 prefix, the key of the IPv4 address it embeds).
     pub fn key_of(&self, remote: IpAddr) -> Key {
-        Key::new(self.keyed_addr(remote), self.p.v4_prefix, self.p.v6_prefix)
+        self.key_with(remote, self.embedded_v4(remote))
     }
 
-    /// `remote`, or the IPv4 address it embeds if it is in a NAT64 prefix.
+    /// The IPv4 address `remote` embeds, if it is in a configured NAT64 prefix.
     #[inline]
-    fn keyed_addr(&self, remote: IpAddr) -> IpAddr {
+    fn embedded_v4(&self, remote: IpAddr) -> Option<Ipv4Addr> {
         if self.nat64.is_empty() {
-            return remote;
-        }
-        match self.nat64.embedded(remote) {
-            Some(v4) => IpAddr::V4(v4),
-            None => remote,
+            None
+        } else {
+            self.nat64.embedded(remote)
         }
     }
 
-    /// Whether a list holds `remote` or, for a NAT64 address, its IPv4 address.
+    /// The key of `remote`, or of the IPv4 address it embeds.
     #[inline]
-    fn listed(list: &CidrSet, remote: IpAddr, keyed: IpAddr) -> bool {
-        list.contains(remote) || (keyed != remote && list.contains(keyed))
+    fn key_with(&self, remote: IpAddr, v4: Option<Ipv4Addr>) -> Key {
+        match v4 {
+            None => Key::new(remote, self.p.v4_prefix, self.p.v6_prefix),
+            Some(a) => Key::new(IpAddr::V4(a), self.p.v4_prefix, self.p.v6_prefix),
+        }
+    }
+
+    /// Whether a list holds `remote` or the IPv4 address it embeds.
+    #[inline]
+    fn listed(list: &CidrSet, remote: IpAddr, v4: Option<Ipv4Addr>) -> bool {
+        list.contains(remote) || v4.is_some_and(|a| list.contains(IpAddr::V4(a)))
     }
 
     /// Decides for one SYN from `remote` to `local` at `now` (ticks of 100 ns,
@@ -330,8 +337,8 @@ impl<L: RawLock> Gate<L> {
     /// policy can come without changing callers.
     pub fn decide(&self, remote: IpAddr, local: IpAddr, now: Ticks) -> Decision {
         let _ = local;
-        let keyed = self.keyed_addr(remote);
-        let key = Key::new(keyed, self.p.v4_prefix, self.p.v6_prefix);
+        let v4 = self.embedded_v4(remote);
+        let key = self.key_with(remote, v4);
         let h = hash_key(&self.seed, &key);
         let shard_i = self.shard_index(h);
         let Some(shard) = self.shards.get(shard_i) else {
@@ -346,11 +353,11 @@ impl<L: RawLock> Gate<L> {
             };
         };
         self.prefetch(shard_i, h);
-        if !self.deny.is_empty() && Self::listed(&self.deny, remote, keyed) {
+        if !self.deny.is_empty() && Self::listed(&self.deny, remote, v4) {
             let out = Outcome::bare(Reason::DenyListed);
             return self.finish(&shard.counters, false, key, out);
         }
-        if !self.allow.is_empty() && Self::listed(&self.allow, remote, keyed) {
+        if !self.allow.is_empty() && Self::listed(&self.allow, remote, v4) {
             let out = Outcome::bare(Reason::AllowListed);
             return self.finish(&shard.counters, false, key, out);
         }
@@ -452,7 +459,8 @@ impl<L: RawLock> Gate<L> {
     ) -> Outcome {
         let p = &self.p;
         let starts = self.starts(h);
-        let idle = |e: &Entry| p.key.is_full(e.tat, now) && !p.ban.active(e, now);
+        let now_u = p.key.units(now);
+        let idle = |e: &Entry| p.key.is_full(e.tat, now_u) && !p.ban.active(e, now);
         // The slot for the key, and whether it must be (re)initialised for it.
         let (i, fresh) = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => (i, false),
@@ -478,15 +486,17 @@ impl<L: RawLock> Gate<L> {
             return Outcome::bare(Reason::TableFull);
         };
         if fresh {
-            *e = Entry::new(&key, now, p.key.full_at(now));
+            *e = Entry::new(&key, now, now_u);
         }
+        // `now >= e.last`: every `last` of this shard was set from a `now`
+        // clamped to the shard's clock, which never goes back. (Were it not
+        // so, every use below saturates and an older `now` is only stricter.)
         let prior_last = e.last;
-        let now = if now > prior_last { now } else { prior_last };
         e.last = now;
         if ban::advance(e, &p.ban, now, prior_last) {
             return Outcome {
                 reason: Reason::Banned,
-                tokens_milli: p.key.tokens_milli(e.tat, now),
+                tokens_milli: p.key.tokens_milli(e.tat, now_u),
                 pend: None,
             };
         }
@@ -494,24 +504,24 @@ impl<L: RawLock> Gate<L> {
             None => Ok(None),
             Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),
         };
-        match p.key.take(e.tat, now) {
+        match p.key.take(e.tat, now_u) {
             Take::Ok(next) => {
                 if global().is_err() {
                     return Outcome {
                         reason: Reason::GlobalLimit,
-                        tokens_milli: p.key.tokens_milli(e.tat, now),
+                        tokens_milli: p.key.tokens_milli(e.tat, now_u),
                         pend: None,
                     };
                 }
                 e.tat = next;
                 Outcome {
                     reason: Reason::WithinRate,
-                    tokens_milli: p.key.tokens_milli(next, now),
+                    tokens_milli: p.key.tokens_milli(next, now_u),
                     pend: None,
                 }
             }
             Take::NotUntil { at, tat_if_taken } => {
-                let tokens = p.key.tokens_milli(e.tat, now);
+                let tokens = p.key.tokens_milli(e.tat, now_u);
                 let refused = |e: &mut Entry, reason| {
                     if reason != Reason::GlobalLimit && ban::record_reject(e, &p.ban) {
                         counters.event(Event::BanStarted);

@@ -58,6 +58,10 @@ pub struct FrontArgs {
     /// real socket behind them.
     #[arg(long)]
     pub handshake_timeout_ms: Option<u64>,
+    /// Accepted requests that may wait for their handshake at once (the
+    /// half-open table); when full, the oldest is dropped (WskAbortEvent).
+    #[arg(long)]
+    pub max_half_open: Option<usize>,
     /// Packets each queue holds in the kernel (NFQA_CFG_QUEUE_MAXLEN).
     #[arg(long)]
     pub queue_maxlen: Option<u32>,
@@ -90,6 +94,7 @@ pub struct Options {
     pub reject: Reject,
     pub fail_open: bool,
     pub handshake_timeout: Option<Duration>,
+    pub max_half_open: usize,
     pub queue_maxlen: u32,
     pub rcvbuf: usize,
     pub rules: bool,
@@ -181,12 +186,13 @@ fn typed_toml(name: &'static str, ty: RegType, v: &toml::Value) -> Result<RegVal
 
 /// The front options a TOML `[front]` table may set (names as the flags,
 /// with `_`).
-const FRONT_KEYS: [&str; 11] = [
+const FRONT_KEYS: [&str; 12] = [
     "netns",
     "queues",
     "reject",
     "fail_open",
     "handshake_timeout_ms",
+    "max_half_open",
     "queue_maxlen",
     "rcvbuf_bytes",
     "no_rules",
@@ -224,6 +230,11 @@ fn front_from_toml(a: &mut FrontArgs, t: &toml::Table) -> Result<()> {
             }
             "fail_open" => a.fail_open |= v.as_bool().ok_or_else(bad)?,
             "no_rules" => a.no_rules |= v.as_bool().ok_or_else(bad)?,
+            "max_half_open" => {
+                a.max_half_open = a
+                    .max_half_open
+                    .or(Some(usize::try_from(u()?).map_err(|_| bad())?))
+            }
             "handshake_timeout_ms" => {
                 a.handshake_timeout_ms = a.handshake_timeout_ms.or(Some(u()?))
             }
@@ -369,6 +380,10 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
     if hs > 600_000 {
         bail!("--handshake-timeout-ms {hs}: at most 600000");
     }
+    let max_half_open = a.max_half_open.unwrap_or(65_536);
+    if max_half_open == 0 || max_half_open > 4_194_304 {
+        bail!("--max-half-open {max_half_open}: must be 1-4194304");
+    }
     let maxlen = a.queue_maxlen.unwrap_or(65_536);
     if maxlen == 0 {
         bail!("--queue-maxlen 0: must be at least 1");
@@ -383,6 +398,7 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
         reject: a.reject.unwrap_or(Reject::Reset),
         fail_open: a.fail_open,
         handshake_timeout: (hs > 0).then(|| Duration::from_millis(hs)),
+        max_half_open,
         queue_maxlen: maxlen,
         rcvbuf,
         rules: !a.no_rules,

@@ -82,9 +82,10 @@ pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
 fn real_line() -> String {
     let r = real::stats();
     format!(
-        "handshakes={} handshake_timeouts={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
+        "handshakes={} handshake_timeouts={} half_open_evicted={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
         r.handshakes,
         r.handshake_timeouts,
+        r.half_open_evicted,
         r.unmatched,
         real::awaiting_count(),
         r.connects,
@@ -132,10 +133,8 @@ pub fn run(o: &Options) -> Result<i32> {
 
     let sim = Sim::new();
     sim.set_real_time(true);
-    // The relay (issue 12, `--BackendAddress`): WskConnect opens real TCP
-    // connections from the namespace.
-    real::set_connect_real(true);
     sim.set_event_window(EVENT_WINDOW);
+    sim.set_request_log(false);
     etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
     for (n, v) in &o.registry {
         sim.registry_set(PARAMS, n, v.clone());
@@ -179,6 +178,10 @@ pub fn run(o: &Options) -> Result<i32> {
             Some(Acceptor::start(tl, 65_535))
         }
     };
+    real::set_max_half_open(o.max_half_open);
+    // A connection socket the driver opens (WskConnect: the relay to its
+    // backend) is a real TCP connection from the namespace.
+    real::set_connect_real(true);
     let mut cfg = FrontConfig::queues(o.queues.0, o.queues.1);
     cfg.rcvbuf = o.rcvbuf;
     cfg.queue_maxlen = o.queue_maxlen;
@@ -228,9 +231,17 @@ pub fn run(o: &Options) -> Result<i32> {
             }
         };
         let mut next_stats = o.stats_interval.map(|i| start + i);
+        let mut next_trim = start + Duration::from_secs(1);
         while !STOP.load(Ordering::SeqCst) && !front.is_finished() {
             if o.duration.is_some_and(|d| start.elapsed() >= d) {
                 break;
+            }
+            if Instant::now() >= next_trim {
+                // Give freed heap pages back to the kernel (glibc keeps them
+                // in per-thread arenas), so RSS follows live memory.
+                // SAFETY: malloc_trim(3) has no preconditions.
+                unsafe { libc::malloc_trim(0) };
+                next_trim = Instant::now() + Duration::from_secs(1);
             }
             if let Some(t) = next_stats {
                 if Instant::now() >= t {

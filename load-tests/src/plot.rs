@@ -666,4 +666,47 @@ mod tests {
         let e = Format::of(Path::new("a.jpg")).unwrap_err().to_string();
         assert!(e.contains("a.jpg") && e.contains(".svg or .png"), "{e}");
     }
+
+    proptest::proptest! {
+        /// The kind of the plot bug (lines between per-second points: a
+        /// count drawn as a ramp, the last second cut off): every count holds
+        /// flat over exactly its own second, and the steps cover the run.
+        #[test]
+        fn every_count_is_flat_over_its_whole_second(
+            v in proptest::collection::vec(0u32..100_000, 1..40)
+        ) {
+            let v: Vec<f64> = v.into_iter().map(f64::from).collect();
+            let p = step_points(&v);
+            proptest::prop_assert_eq!(p.len(), 2 * v.len());
+            proptest::prop_assert_eq!(p[0].0, 0.0);
+            proptest::prop_assert_eq!(p[p.len() - 1].0, v.len() as f64);
+            for (i, y) in v.iter().enumerate() {
+                proptest::prop_assert_eq!(p[2 * i], (i as f64, *y));
+                proptest::prop_assert_eq!(p[2 * i + 1], (i as f64 + 1.0, *y));
+            }
+            // No sloped segment: consecutive points share an x or a y.
+            for w in p.windows(2) {
+                proptest::prop_assert!(w[0].0 == w[1].0 || w[0].1 == w[1].1);
+            }
+        }
+
+        /// The spectrum of any histogram runs from its minimum to its
+        /// maximum without falling, left to right.
+        #[test]
+        fn spectrum_is_monotonic_from_min_to_max(
+            v in proptest::collection::vec(1u64..10_000_000, 1..300)
+        ) {
+            let mut h = crate::report::new_histogram();
+            for x in &v {
+                h.record(*x).unwrap();
+            }
+            let p = spectrum_points(&h);
+            proptest::prop_assert!(p.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+            let max_ms = h.highest_equivalent(h.max()) as f64 / 1000.0;
+            proptest::prop_assert!((p[p.len() - 1].1 - max_ms).abs() < 1e-9);
+            let min_ms = h.highest_equivalent(h.min()) as f64 / 1000.0;
+            proptest::prop_assert!((p[0].1 - min_ms).abs() < 1e-9);
+            proptest::prop_assert!(p.iter().all(|q| q.0 >= 1.0 && q.0 <= MAX_NINES_X));
+        }
+    }
 }

@@ -909,4 +909,32 @@ mod tests {
             "{e}"
         );
     }
+
+    proptest::proptest! {
+        /// The plain numbers in the JSON are the histogram's own
+        /// percentiles, whatever was recorded.
+        #[test]
+        fn stats_in_json_are_the_histogram_percentiles(
+            v in proptest::collection::vec(1u64..100_000_000, 1..500)
+        ) {
+            let mut r = sample(0, 0);
+            let g = &mut r.groups[0];
+            for x in &v {
+                g.latency_us.get_mut("closed").unwrap().0.record(*x).unwrap();
+            }
+            let h = g.latency(Outcome::Closed).unwrap().clone();
+            let j: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+            let st = &j["groups"][0]["stats"]["closed"];
+            proptest::prop_assert_eq!(st["count"].as_u64(), Some(v.len() as u64));
+            for (key, q) in [("p50_us", 0.5), ("p90_us", 0.9), ("p99_us", 0.99), ("p99_9_us", 0.999)] {
+                proptest::prop_assert_eq!(st[key].as_u64(), Some(h.value_at_quantile(q)));
+            }
+            proptest::prop_assert_eq!(st["max_us"].as_u64(), Some(h.max()));
+            let lo = *v.iter().min().unwrap();
+            let hi = *v.iter().max().unwrap();
+            let p50 = st["p50_us"].as_u64().unwrap();
+            // Within the samples' range, to HdrHistogram's 3 digits.
+            proptest::prop_assert!(p50 + p50 / 500 >= lo && p50 <= hi + hi / 500);
+        }
+    }
 }

@@ -16,6 +16,7 @@
 //! `--wine-test` then runs install.cmd and uninstall.cmd under Wine's cmd
 //! with the packaged gate.sys (see [`wine_test`]).
 
+pub mod gatectl;
 mod wine_test;
 
 use crate::driver::{self, resources, Profile};
@@ -27,10 +28,15 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct Args {
     /// gatectl.exe to include (a Windows program, checked for its version
-    /// resource). Without it the package has no gatectl.exe and
-    /// install.cmd shows `sc query` instead of `gatectl status`.
-    #[arg(long, value_name = "GATECTL_EXE")]
+    /// resource). Without it, gatectl.exe is built from the workspace's
+    /// `gatectl` crate when there is one (see [`gatectl`]); a package
+    /// without gatectl.exe makes install.cmd show `sc query` instead of
+    /// `gatectl status`.
+    #[arg(long, value_name = "GATECTL_EXE", conflicts_with = "no_gatectl")]
     gatectl: Option<PathBuf>,
+    /// Package without gatectl.exe even when the workspace has the crate.
+    #[arg(long)]
+    no_gatectl: bool,
     /// After packaging, install, use and uninstall the package under Wine
     /// (installs wine and wine64 as root).
     #[arg(long)]
@@ -62,7 +68,16 @@ pub struct Package {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let package = build(args.gatectl.as_deref())?;
+    let built;
+    let gatectl_exe = match (&args.gatectl, args.no_gatectl) {
+        (Some(p), _) => Some(p.as_path()),
+        (None, true) => None,
+        (None, false) => {
+            built = gatectl::build()?;
+            built.as_deref()
+        }
+    };
+    let package = build(gatectl_exe)?;
     println!(
         "package: gate {} in {}",
         package.version,
@@ -103,7 +118,8 @@ pub fn build(gatectl: Option<&Path>) -> Result<Package> {
         copy(&root.join(from), to)?;
     }
     if let Some(exe) = gatectl {
-        check_gatectl(exe, &version)?;
+        let ctl_version = gatectl::version(&root).unwrap_or_else(|| version.clone());
+        check_gatectl(exe, &ctl_version)?;
         copy(exe, "gatectl.exe")?;
     }
     let vars = variables(&root, &version, gatectl.is_some())?;
@@ -140,7 +156,7 @@ pub fn build(gatectl: Option<&Path>) -> Result<Package> {
 }
 
 /// gatectl.exe must be a PE32+ program whose version resource names it and
-/// carries the same version as the driver.
+/// carries its crate's version (the driver's when built elsewhere).
 fn check_gatectl(exe: &Path, version: &str) -> Result<()> {
     let bytes = std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?;
     let expected = resources::ExpectedResources {
@@ -176,7 +192,7 @@ fn variables(root: &Path, version: &str, have_gatectl: bool) -> Result<Vec<(Stri
             if have_gatectl {
                 "gatectl.exe is in this package.".into()
             } else {
-                "This package was built without gatectl.exe (the control tool is not built by `cargo xtask package` yet): `install.cmd` shows `sc query gate` instead of `gatectl status`.".into()
+                "This package was built without gatectl.exe: `install.cmd` shows `sc query gate` instead of `gatectl status`.".into()
             },
         ),
     ])

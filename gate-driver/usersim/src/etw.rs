@@ -388,14 +388,15 @@ pub unsafe extern "system" fn EtwWriteTransfer(
     };
     let mut blocks = Vec::with_capacity(descs.len());
     for dd in descs {
-        let bytes = if dd.Size == 0 {
-            Vec::new()
+        // Borrowed for the call (decoding copies what the event keeps).
+        let bytes: &[u8] = if dd.Size == 0 {
+            &[]
         } else if dd.Ptr == 0 {
             return STATUS_INVALID_PARAMETER;
         } else {
-            // SAFETY: the caller guarantees `Size` readable bytes at `Ptr`.
+            // SAFETY: the caller guarantees `Size` readable bytes at `Ptr`
+            // for the duration of the call.
             unsafe { std::slice::from_raw_parts(dd.Ptr as usize as *const u8, dd.Size as usize) }
-                .to_vec()
         };
         blocks.push((dd.Type, bytes));
     }
@@ -647,7 +648,7 @@ fn decode_event(
     reg_handle: REGHANDLE,
     d: &EVENT_DESCRIPTOR,
     descriptor_types: bool,
-    blocks: &[(u8, Vec<u8>)],
+    blocks: &[(u8, &[u8])],
 ) -> CapturedEvent {
     let mut ev = CapturedEvent {
         provider: guid,
@@ -675,7 +676,7 @@ fn decode_event(
 fn decode_into(
     ev: &mut CapturedEvent,
     descriptor_types: bool,
-    blocks: &[(u8, Vec<u8>)],
+    blocks: &[(u8, &[u8])],
 ) -> Result<(), String> {
     if !descriptor_types {
         return Err("descriptor types are ignored: provider traits were never set".into());
@@ -697,27 +698,28 @@ fn decode_into(
     }
     ev.payload = payload.clone();
     if let Some(em) = event_meta {
-        ev.metadata = em.clone();
+        ev.metadata = em.to_vec();
     }
     let pm = provider_meta.ok_or("no provider metadata descriptor")?;
-    let pname = parse_provider_traits(pm)?;
+    let pname = cached(&PROVIDER_CACHE, pm, parse_provider_traits)?;
     if let Some(set) = &ev.provider_name {
-        if *set != pname {
+        if *set != *pname {
             return Err(format!(
                 "event provider metadata names {pname:?}, traits named {set:?}"
             ));
         }
     }
     let em = event_meta.ok_or("no event metadata descriptor")?;
-    let (name, fields) = parse_event_metadata(em)?;
-    ev.name = name;
+    let meta = cached(&META_CACHE, em, parse_event_metadata)?;
+    let (name, fields) = &*meta;
+    ev.name = name.clone();
     let mut pos = 0usize;
     for f in fields {
         let (value, used) = decode_value(&payload[pos..], f.in_type, f.out_type)
             .map_err(|e| format!("field {}: {e}", f.name))?;
         pos += used;
         ev.fields.push(CapturedField {
-            name: f.name,
+            name: f.name.clone(),
             in_type: f.in_type,
             out_type: f.out_type,
             value,
@@ -730,6 +732,38 @@ fn decode_into(
         ));
     }
     Ok(())
+}
+
+/// Parsed metadata blobs by content (a driver writes the same few blobs
+/// for every event; parsing them once per event was most of the decoding
+/// cost). Bounded: emptied when it holds [`PARSE_CACHE_LIMIT`] blobs.
+type ParseCache<T> = Mutex<Option<std::collections::HashMap<Vec<u8>, std::sync::Arc<T>>>>;
+static META_CACHE: ParseCache<(String, Vec<MetaField>)> = Mutex::new(None);
+static PROVIDER_CACHE: ParseCache<String> = Mutex::new(None);
+const PARSE_CACHE_LIMIT: usize = 4096;
+
+/// `parse(blob)`, remembered by the blob's bytes (errors are not cached).
+fn cached<T>(
+    cache: &ParseCache<T>,
+    blob: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<std::sync::Arc<T>, String> {
+    if let Some(v) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(blob))
+    {
+        return Ok(v.clone());
+    }
+    let v = std::sync::Arc::new(parse(blob)?);
+    let mut g = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let m = g.get_or_insert_with(std::collections::HashMap::new);
+    if m.len() >= PARSE_CACHE_LIMIT {
+        m.clear();
+    }
+    m.insert(blob.to_vec(), v.clone());
+    Ok(v)
 }
 
 /// Decodes one scalar value; returns it and the bytes used.

@@ -282,6 +282,14 @@ impl Sim {
         crate::wsk::wsk().log.to_vec()
     }
 
+    /// Whether the provider's log gets a line per connection request
+    /// (inspect verdict, WskInspectComplete, abort); default on. A front
+    /// deciding a flood turns it off: the lines cost a formatted string per
+    /// SYN.
+    pub fn set_request_log(&self, on: bool) {
+        crate::wsk::wsk().log_requests = on;
+    }
+
     /// Options set on a socket, in order, as (level, option, value).
     pub fn socket_options(&self, socket: usize) -> Vec<(u32, u32, u32)> {
         crate::wsk::wsk()

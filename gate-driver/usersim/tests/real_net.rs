@@ -312,3 +312,64 @@ fn wsk_connect_to_a_closed_port_is_refused() {
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }
+
+#[test]
+fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    real::set_max_half_open(2);
+    let before = real::stats();
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let long = Duration::from_secs(60);
+    // Two spoofed requests fill the table; a third drops the oldest.
+    let a = real::connect_expecting_handshake("10.9.0.1:1000".parse().unwrap(), local, long);
+    let b = real::connect_expecting_handshake("10.9.0.2:1000".parse().unwrap(), local, long);
+    assert_eq!(
+        (a.state(), b.state()),
+        (RequestState::Accepted, RequestState::Accepted)
+    );
+    assert_eq!(
+        ACCEPT_CALLS.load(Ordering::SeqCst),
+        0,
+        "no accept before the handshake"
+    );
+    // A real client: its request waits, then its handshake delivers it.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    let r = real::connect_expecting_handshake(peer, local, long);
+    assert_eq!(
+        a.state(),
+        RequestState::Aborted,
+        "oldest half-open request dropped"
+    );
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        real::stats().half_open_evicted,
+        before.half_open_evicted + 1
+    );
+    assert!(real::awaiting_handshake(peer, local));
+    real::handshake_done(s);
+    assert_eq!(r.state(), RequestState::Established);
+    assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), 1);
+    // The driver's socket is the real one: bytes reach the client.
+    let sock = r.conn().unwrap().socket();
+    assert_eq!(send(sock as *mut WSK_SOCKET, b"ok"), (STATUS_SUCCESS, 2));
+    let mut got = [0u8; 2];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ok");
+    // A handshake nobody waits for is reset.
+    let mut c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s2, _) = l.accept().unwrap();
+    real::handshake_done(s2);
+    assert_eq!(real::stats().unmatched, before.unmatched + 1);
+    let mut one = [0u8; 1];
+    assert!(c2
+        .read(&mut one)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset));
+    real::set_max_half_open(real::DEFAULT_MAX_HALF_OPEN);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}

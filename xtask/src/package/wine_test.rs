@@ -7,10 +7,12 @@
 //!    setupapi;
 //! 1. install.cmd with an unknown value name fails before changing anything
 //!    (exit 2, nothing installed);
-//! 2. install.cmd with a value the driver refuses (`ListenPort=0`) fails at
+//! 2. install.cmd with a value the driver refuses
+//!    (`RateMilliPerSecond=12000000000`, a REG_QWORD over the limit: the
+//!    driver's message names it with the whole 64-bit value) fails at
 //!    `sc start` and rolls back (exit 1, nothing installed);
-//! 3. install.cmd with `ListenAddress=127.0.0.1 ListenPort=<free port>`
-//!    succeeds: the files are in place, the service and its Parameters
+//! 3. install.cmd with `ListenAddress=127.0.0.1 ListenPort=<free port>`,
+//!    a DWORD, a QWORD over 32 bits and a two-entry MULTI_SZ succeeds: the files are in place, the service and its Parameters
 //!    values and the System log source are in the registry, the driver
 //!    listens and accepts a TCP connection; `gatectl status` runs when the
 //!    package has gatectl.exe;
@@ -141,6 +143,16 @@ fn copy_package(package: &Package, to: &Path) -> Result<()> {
 
 fn exercise(s: &Session, package: &Package) -> Result<()> {
     copy_package(package, &s.prefix.join("drive_c").join(PKG_DIR))?;
+    // Wine 8 lacks bcryptprimitives.dll, which a Rust std .exe imports:
+    // a test-only shim in the prefix (never in the package).
+    let shim = s
+        .prefix
+        .join("drive_c/windows/system32/bcryptprimitives.dll");
+    if package.files.iter().any(|(n, _)| n == "gatectl.exe") && !shim.exists() {
+        let dll = super::gatectl::build_wine_shim(&s.prefix)?;
+        std::fs::rename(&dll, &shim)
+            .with_context(|| format!("moving {} to {}", dll.display(), shim.display()))?;
+    }
     // A previous failed run may have left an installation behind.
     let _ = script(s, "uninstall.cmd", &[])?;
     assert_nothing_installed(s, "the clean-up before the test")?;
@@ -157,18 +169,23 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     }
     assert_nothing_installed(s, "install.cmd with an unknown value")?;
 
-    // 2. A value the driver refuses: sc start fails, everything rolled back.
+    // 2. A value the driver refuses (a REG_QWORD beyond its range, which
+    // also shows the 64-bit value arrives whole): sc start fails,
+    // everything rolled back.
     let (code, out) = script(
         s,
         "install.cmd",
-        &["ListenAddress=127.0.0.1", "ListenPort=0"],
+        &["ListenAddress=127.0.0.1", "RateMilliPerSecond=12000000000"],
     )?;
     if code != 1 || !out.contains("refused to start") || !out.contains("rolled back") {
-        bail!("install.cmd ListenPort=0: want exit 1, refused start and roll-back, got {code}:\n{out}");
+        bail!("install.cmd RateMilliPerSecond=12000000000: want exit 1, refused start and roll-back, got {code}:\n{out}");
     }
-    if !s.log_text().contains("registry value ListenPort rejected") {
+    if !s
+        .log_text()
+        .contains("registry value RateMilliPerSecond rejected (12000000000)")
+    {
         bail!(
-            "the driver did not report ListenPort as refused:\n{}",
+            "the driver did not report RateMilliPerSecond=12000000000 as refused:\n{}",
             wine::tail(&s.log_text(), 20)
         );
     }
@@ -180,7 +197,13 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     let (code, out) = script(
         s,
         "install.cmd",
-        &["ListenAddress=127.0.0.1", &port_arg, "Burst=50"],
+        &[
+            "ListenAddress=127.0.0.1",
+            &port_arg,
+            "Burst=50",
+            "RateMilliPerSecond=5000000000",
+            r"DenyList=203.0.113.0/24\0198.51.100.7",
+        ],
     )?;
     if code != 0 || !out.contains("is installed and running") {
         bail!(
@@ -197,14 +220,35 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
         bail!("after install.cmd, missing: {}", missing.join(", "));
     }
     let (_, params) = s.run(&["reg", "query", &format!(r"{SVC_KEY}\Parameters")])?;
-    for want in ["ListenAddress", "127.0.0.1", "ListenPort", "Burst", "0x32"] {
+    // One value of each type: REG_SZ, REG_DWORD, REG_QWORD (beyond 32
+    // bits; Wine's `reg query` shows a QWORD's data as "(null)", so its
+    // data is proven by step 2, where the driver reads and names it),
+    // REG_MULTI_SZ with two entries.
+    for want in [
+        "ListenAddress",
+        "127.0.0.1",
+        "ListenPort",
+        "Burst",
+        "0x32",
+        "RateMilliPerSecond",
+        "REG_QWORD",
+        "DenyList",
+        "REG_MULTI_SZ",
+        r"203.0.113.0/24\0198.51.100.7",
+    ] {
         if !params.contains(want) {
             bail!("the Parameters key lacks {want}:\n{params}");
         }
     }
     let (_, source) = s.run(&["reg", "query", LOG_KEY])?;
-    if !source.contains("EventMessageFile") || !source.contains(r"drivers\gate.sys") {
-        bail!("the System log source does not name gate.sys:\n{source}");
+    // Stored unexpanded (REG_EXPAND_SZ with a literal %SystemRoot%), as the
+    // Event Log service expects.
+    let want = r"%SystemRoot%\System32\IoLogMsg.dll;%SystemRoot%\System32\drivers\gate.sys";
+    if !source.contains("REG_EXPAND_SZ") || !source.contains(want) {
+        bail!("the System log source's EventMessageFile is not {want} (REG_EXPAND_SZ):\n{source}");
+    }
+    if !source.contains("TypesSupported") {
+        bail!("the System log source lacks TypesSupported:\n{source}");
     }
     let listening = format!("gate: listening on 127.0.0.1:{port}");
     if !s.wait_log(&listening, Duration::from_secs(15)) {

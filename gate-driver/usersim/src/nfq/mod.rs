@@ -271,9 +271,10 @@ fn on_resolved(rk: (usize, u32)) {
     }
 }
 
-/// Wakes every queue thread at once (e.g. after setting the stop flag).
-/// Only stores and `write(2)`s: callable from a signal handler once
-/// [`serve`] is running.
+/// Wakes every queue thread at once (e.g. after setting the stop flag);
+/// without it they notice the flag within 200 ms. It takes locks without
+/// waiting (`try_lock`), so it never blocks, but it is not meant for a
+/// signal handler: set the flag there and call this from a thread.
 pub fn wake_all() {
     if let Ok(g) = WAKE.try_read() {
         if let Some(w) = g.as_ref() {

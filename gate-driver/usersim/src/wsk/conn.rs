@@ -167,11 +167,14 @@ unsafe extern "system" fn WskConnConnect(
     #[cfg(target_os = "linux")]
     if super::real::connect_real() {
         let sock = guard.sock;
-        // Marked pending before the reactor can see (and complete) it.
-        mark_pending(irp);
         let r = super::real::connect(sock, Some(local), to, irp as usize);
         drop(guard);
-        return real_result(irp, r.map(|st| (st, 0)));
+        // None: pended (marked pending before the reactor could see it;
+        // it may be complete already, so the IRP is not touched here).
+        return match r {
+            Some(st) => irp::finish(irp, st, 0),
+            None => STATUS_PENDING,
+        };
     }
     // An in-memory backend the test controls (issue 12, `connect.rs`).
     let sock = guard.sock;
@@ -179,32 +182,13 @@ unsafe extern "system" fn WskConnConnect(
     super::connect::connect(sock, local, to, irp)
 }
 
-/// IoMarkIrpPending on a taken IRP. It must happen before the IRP is
-/// published to another thread that may complete it (the reactor, the I/O
-/// thread): completion moves the IRP's stack location, so marking it
-/// afterwards writes past the IRP (found by the relay under gate-sim with
-/// valgrind: "invalid write 3 bytes after a block of size 280").
-fn mark_pending(irp: *mut IRP) {
-    // SAFETY: a taken IRP not yet completed; the provider's stack location.
-    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
-}
-
-/// Undoes [`mark_pending`] for a request that is finished at once.
-#[cfg(target_os = "linux")]
-fn unmark_pending(irp: *mut IRP) {
-    // SAFETY: as in `mark_pending`: the IRP is still ours, not completed.
-    unsafe { (*(*irp).Tail.CurrentStackLocation).Control &= !0x01 };
-}
-
-/// The result of a real-socket call whose IRP was marked pending before
-/// the call ([`mark_pending`]): STATUS_PENDING, or finished now.
+/// Finishes a taken IRP now, or (None) returns STATUS_PENDING for an IRP
+/// the real side pended: it was marked pending before the reactor could
+/// see it and may be complete (and freed) already, so it is not touched.
 #[cfg(target_os = "linux")]
 fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
     match r {
-        Some((st, n)) => {
-            unmark_pending(irp);
-            irp::finish(irp, st, n)
-        }
+        Some((st, n)) => irp::finish(irp, st, n),
         None => STATUS_PENDING,
     }
 }
@@ -253,7 +237,6 @@ unsafe extern "system" fn WskSend(
             // SAFETY: each piece lies inside the driver's buffer.
             data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
         }
-        mark_pending(irp);
         let r = super::real::send(guard.sock, data, irp as usize, false);
         drop(guard);
         return real_result(irp, r);
@@ -338,7 +321,6 @@ unsafe extern "system" fn WskReceive(
     };
     #[cfg(target_os = "linux")]
     if super::real::is_real(guard.sock) {
-        mark_pending(irp);
         let res = super::real::receive(guard.sock, r.mdl, r.offset, r.length, r.irp);
         drop(guard);
         return real_result(irp, res);
@@ -356,9 +338,10 @@ unsafe extern "system" fn WskReceive(
     } else if s.peer_closed || s.disconnected == Some(true) {
         Some((STATUS_SUCCESS, 0))
     } else {
-        // Marked while the provider's lock is held: the I/O thread may
-        // complete it as soon as the lock is dropped.
-        mark_pending(irp);
+        // Marked pending before it is queued: once the lock is released,
+        // peer data may complete (and the driver free) it at any moment.
+        // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+        unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
         s.pending_rx.push_back(r);
         drop(g);
         drop(guard);
@@ -430,7 +413,6 @@ unsafe extern "system" fn WskDisconnect(
             return irp::finish(irp, STATUS_SUCCESS, 0);
         }
         // Graceful: the final data (if any), then FIN once all is written.
-        mark_pending(irp);
         let r = super::real::send(sock, data, irp as usize, true);
         drop(guard);
         return real_result(irp, r);

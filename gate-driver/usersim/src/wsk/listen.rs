@@ -634,9 +634,9 @@ unsafe extern "system" fn WskAccept(
         drop(guard);
         return super::net::deliver_to_accept(conn, pa, false);
     }
-    // IoMarkIrpPending while the provider's lock is held: another thread
-    // may complete the accept as soon as it is dropped.
-    // SAFETY: the IRP is taken; the provider's stack location.
+    // Marked pending before it is queued: once the lock is released, a
+    // connection may complete (and the driver free) it at any moment.
+    // SAFETY: the IRP is taken; IoMarkIrpPending on the provider's location.
     unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
     s.pending_accepts.push_back(pa);
     drop(g);
@@ -767,8 +767,10 @@ unsafe extern "system" fn WskInspectComplete(
     if let Ok(()) = outcome {
         history::settle(&mut g, rk);
         history::resolved(rk);
-        let line = format!("WskInspectComplete({id:?}, {verdict:?})");
-        log(&mut g, line);
+        if g.log_requests {
+            let line = format!("WskInspectComplete({id:?}, {verdict:?})");
+            log(&mut g, line);
+        }
     }
     drop(g);
     drop(guard);

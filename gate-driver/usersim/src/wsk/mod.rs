@@ -240,6 +240,9 @@ pub(crate) struct Wsk {
     pub next_port: u16,
     /// The provider's log (the most recent [`LOG_LIMIT`] lines).
     pub log: Ring<String>,
+    /// Whether the log gets a line per request (inspect, completion,
+    /// abort); `Sim::set_request_log`.
+    pub log_requests: bool,
     pub deregister_timeout: Option<Duration>,
     /// WskControlSocket(SO_CONDITIONAL_ACCEPT) is a Wine-style stub
     /// (`Sim::set_conditional_accept_supported(false)`).
@@ -263,6 +266,7 @@ impl Default for Wsk {
             force_close_next_complete: false,
             next_port: 0,
             log: Ring::new(LOG_LIMIT),
+            log_requests: true,
             deregister_timeout: None,
             conditional_accept_stub: false,
             disconnect_stub: false,

@@ -269,8 +269,10 @@ pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usi
         }
     }
     history::settle(&mut g, rk);
-    let line = format!("inspect {remote} -> {local}: {verdict:?}");
-    log(&mut g, line);
+    if g.log_requests {
+        let line = format!("inspect {remote} -> {local}: {verdict:?}");
+        log(&mut g, line);
+    }
     drop(g);
     if early_bad {
         record(
@@ -512,7 +514,10 @@ pub(crate) fn abort(rk: (usize, u32)) -> Result<(), String> {
             format!("WskAbortEvent returned {st:#x}, expected STATUS_SUCCESS"),
         );
     }
-    wsk().log.push(format!("abort {rk:?}"));
+    let mut g = wsk();
+    if g.log_requests {
+        g.log.push(format!("abort {rk:?}"));
+    }
     Ok(())
 }
 

@@ -79,6 +79,19 @@ struct Real {
 
 static REAL: LazyLock<Mutex<Real>> = LazyLock::new(|| Mutex::new(Real::default()));
 static CONNECT_REAL: AtomicBool = AtomicBool::new(false);
+static MAX_HALF_OPEN: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_HALF_OPEN);
+
+/// Accepted requests that may wait for their handshake at once, by default.
+pub const DEFAULT_MAX_HALF_OPEN: usize = 65_536;
+
+/// Sets how many accepted requests may wait for their handshake at once
+/// (the half-open table; at least 1). When it is full, the oldest waiting
+/// request is dropped with WskAbortEvent. Keeps memory fixed under a
+/// spoofed flood whatever its rate.
+pub fn set_max_half_open(n: usize) {
+    MAX_HALF_OPEN.store(n.max(1), Ordering::SeqCst);
+}
 static STARTED: std::sync::Once = std::sync::Once::new();
 
 /// Counters of the real side.
@@ -91,6 +104,9 @@ pub struct RealStats {
     pub handshake_timeouts: u64,
     /// Real connections with no accepted request waiting (reset).
     pub unmatched: u64,
+    /// Accepted requests dropped (WskAbortEvent) because the half-open
+    /// table was full ([`set_max_half_open`]).
+    pub half_open_evicted: u64,
     /// Real connections opened by WskConnect.
     pub connects: u64,
     /// Bytes received from / sent to real sockets.
@@ -101,6 +117,7 @@ pub struct RealStats {
 static HANDSHAKES: AtomicU64 = AtomicU64::new(0);
 static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 static UNMATCHED: AtomicU64 = AtomicU64::new(0);
+static EVICTED: AtomicU64 = AtomicU64::new(0);
 static CONNECTS: AtomicU64 = AtomicU64::new(0);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
@@ -112,6 +129,7 @@ pub fn stats() -> RealStats {
         handshakes: l(&HANDSHAKES),
         handshake_timeouts: l(&TIMEOUTS),
         unmatched: l(&UNMATCHED),
+        half_open_evicted: l(&EVICTED),
         connects: l(&CONNECTS),
         bytes_in: l(&BYTES_IN),
         bytes_out: l(&BYTES_OUT),
@@ -247,6 +265,17 @@ fn wanted(s: &RealSock) -> u32 {
         e |= libc::EPOLLOUT as u32;
     }
     e
+}
+
+/// IoMarkIrpPending on a taken IRP, done under this module's lock before
+/// the IRP is queued for the reactor (which may complete it as soon as the
+/// lock is released).
+fn mark_pending(irp: usize) {
+    let irp = irp as *mut IRP;
+    // SAFETY: a live IRP the provider took (its current stack location is
+    // the provider's); the reactor cannot complete it before the lock held
+    // by the caller is released.
+    unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
 }
 
 /// IRPs to complete: (irp, status, information).
@@ -580,6 +609,7 @@ pub(crate) fn receive(
             return Some(res);
         }
     }
+    mark_pending(rec.irp);
     s.rx.push_back(rec);
     let e = wanted(s);
     arm(&mut r, sock, e);
@@ -619,6 +649,7 @@ pub(crate) fn send(
             return Some((st, n));
         }
     }
+    mark_pending(t.irp);
     s.tx.push_back(t);
     let e = wanted(s);
     arm(&mut r, sock, e);
@@ -718,6 +749,7 @@ pub(crate) fn connect(
         },
     );
     if now.is_none() {
+        mark_pending(irp);
         arm(&mut r, sock, libc::EPOLLOUT as u32);
         return None;
     }
@@ -781,16 +813,60 @@ pub(crate) fn expect_handshake(
     timeout: Duration,
 ) {
     let t = (norm(remote), norm(local));
-    let mut r = real();
-    if start_reactor(&mut r).is_err() {
-        return;
+    let cap = MAX_HALF_OPEN.load(Ordering::Relaxed).max(1);
+    let mut evicted = Vec::new();
+    {
+        let mut r = real();
+        if start_reactor(&mut r).is_err() {
+            return;
+        }
+        if r.awaiting.capacity() == 0 {
+            // Sized once for the cap: no rehash growth under a flood.
+            r.awaiting.reserve(cap);
+            r.deadlines.reserve(cap);
+        }
+        // The half-open table is full: the oldest request waiting for its
+        // handshake is dropped now (WskAbortEvent), as a stack with a
+        // bounded half-open table drops its oldest embryonic connection.
+        while r.awaiting.len() >= cap || r.deadlines.len() >= 2 * cap {
+            let Some((_, old)) = r.deadlines.pop_front() else {
+                break;
+            };
+            if let Some(k) = r.awaiting.remove(&old) {
+                evicted.push(k);
+            }
+        }
+        r.awaiting.insert(t, rk);
+        let first = r.deadlines.is_empty();
+        r.deadlines.push_back((Instant::now() + timeout, t));
+        if first {
+            wake(&r);
+        }
     }
-    r.awaiting.insert(t, rk);
-    let first = r.deadlines.is_empty();
-    r.deadlines.push_back((Instant::now() + timeout, t));
-    if first {
-        wake(&r);
+    for k in evicted {
+        EVICTED.fetch_add(1, Ordering::Relaxed);
+        let _ = super::net::abort(k);
     }
+}
+
+/// A connection request (a SYN) from `remote` to `local` decided by the
+/// driver; if accepted, it waits for its real handshake (delivered by
+/// [`handshake_done`], or WskAbortEvent after `timeout`), as the NFQUEUE
+/// front does for every SYN it lets through.
+pub fn connect_expecting_handshake(
+    remote: SocketAddr,
+    local: SocketAddr,
+    timeout: Duration,
+) -> crate::Request {
+    let rk = super::net::connect(remote, local, true);
+    let accepted = wsk()
+        .requests
+        .get(&rk)
+        .is_some_and(|r| r.state == RequestState::Accepted);
+    if accepted {
+        expect_handshake(rk, remote, local, timeout);
+    }
+    crate::Request::from_key(rk)
 }
 
 /// Whether an accepted request of (remote, local) still waits for its
