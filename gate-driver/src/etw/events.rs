@@ -411,7 +411,7 @@ gate_events! {
     /// The relay's configuration in force (the relay is on).
     RelayConfigured = 24 {
         fn relay_configured;
-        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: OPERATIONAL;
         /// The backend's address and port.
         backend "BackendAddress": SockAddr,
         /// PROXY protocol header: 0 none, 1 v1, 2 v2.
@@ -429,7 +429,7 @@ gate_events! {
     /// No BackendAddress is configured: accepted connections are closed, nothing behind the gate is protected.
     RelayOff = 25 {
         fn relay_off;
-        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: ADMIN;
         /// What the driver does instead.
         behaviour "Behaviour": Str,
     }
