@@ -165,8 +165,18 @@ pub unsafe extern "system" fn accept_event(
         remote,
         local,
     };
-    if d.stopping.load(Ordering::Acquire) || !d.accepted.lock().push(acc) {
+    let unloading = d.stopping.load(Ordering::Acquire);
+    let queued = {
+        let mut q = d.accepted.lock();
+        if !unloading && q.push(acc) {
+            None
+        } else {
+            Some(q.len())
+        }
+    };
+    if let Some(queued) = queued {
         Stats::bump(&d.stats.accept_queue_full);
+        telemetry::connection_declined(remote, local, queued, unloading);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     Stats::bump(&d.stats.accepted_sockets);
