@@ -4,6 +4,11 @@
 //! that IRP, must still bring its listener up (in post-accept mode), and
 //! must decide on every connection the stack accepted: refused ones closed
 //! abortively, pends accepted at once.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;
