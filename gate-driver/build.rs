@@ -29,6 +29,11 @@
 //!   file.
 //!
 //! NX compatibility and dynamic base are lld-link's defaults for x64.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // host build script: std allocation is fine
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -61,8 +61,10 @@ fn write_all(p: &Provider) {
     );
     etw::config_rejected(p, "RateMilli", "0", "1..=10000000000");
     etw::counters(
-        p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+        p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+        24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
     );
+    etw::connection_declined(p, remote.as_bytes(), local.as_bytes(), 256, false);
     etw::driver_loaded(p, "0.1.0", 1);
     etw::driver_unloading(p, 123_456);
     let client = SockAddrBuf::from_socket_addr("192.0.2.7:50123".parse().unwrap());
@@ -165,7 +167,7 @@ fn values_round_trip() {
         .skip(1)
         .map(|f| f.as_u64().unwrap())
         .collect();
-    assert_eq!(counts, (1..=21).collect::<Vec<u64>>());
+    assert_eq!(counts, (1..=34).collect::<Vec<u64>>());
 
     assert_eq!(
         by_name(&evs, "DriverLoaded").value("Version"),
@@ -275,7 +277,11 @@ fn decision_helper_picks_the_event_of_the_action() {
         let d = gate.decide(remote_ip, local_ip, t);
         etw::decision(p, remote.as_bytes(), local.as_bytes(), &d, (0, 0, 0));
     }
-    etw::counters_from(p, 1000, &gate.counters(), 1, 65536, 0);
+    let stats = gate_driver::state::StatsSnapshot {
+        accept_queue_full: 7,
+        ..Default::default()
+    };
+    etw::counters_from(p, 1000, &gate.counters(), 1, 65536, &stats, 3);
     etw::config_loaded_from(p, 443, etw::ListenerMode::ConditionalAccept, &cfg);
     let evs = sim::take_for(p.reg_handle());
     for e in &evs {

@@ -79,8 +79,10 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
     );
     etw::config_rejected(p, "Burst", "", "1..=1000000");
     etw::counters(
-        p, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+        p, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
     );
+    etw::connection_declined(p, r, l, 256, false);
     etw::driver_loaded(p, "9.9.9", 0);
     etw::driver_unloading(p, u64::MAX);
     etw::relay_opened(p, r, l, u32::MAX);

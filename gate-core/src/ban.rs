@@ -10,7 +10,7 @@
 //!   window (ticks from the rejection that opened it to `last`).
 //!
 //! Every decision for the key moves `last` forward and the span with it
-//! ([`advance`]), so no comparison ever reads a truncated clock (40 bits of
+//! (`advance`), so no comparison ever reads a truncated clock (40 bits of
 //! ticks hold 30 hours; the longest ban is 24 hours, the longest window 1
 //! hour). Hence, exactly:
 //!

@@ -143,6 +143,10 @@ pub(crate) struct Shard<L: RawLock> {
     /// `lock` held (a plain load and store).
     clock: AtomicU64,
     pub(crate) counters: ShardCounters,
+    /// Slots of this shard holding a key. Written under `lock` (slots never
+    /// become vacant again, so it only grows); read without it by
+    /// [`Gate::tracked_keys`].
+    occupied: AtomicU64,
 }
 
 // SAFETY: the slots `base..base + len` belong to this shard alone (shards
@@ -259,6 +263,7 @@ impl<L: RawLock> Gate<L> {
                 len: per_shard,
                 clock: AtomicU64::new(0),
                 counters: ShardCounters::default(),
+                occupied: AtomicU64::new(0),
             });
         }
         let filler = Key::new(IpAddr::from([0, 0, 0, 0]), 32, 64);
@@ -366,7 +371,7 @@ impl<L: RawLock> Gate<L> {
             } else {
                 seen
             };
-            let out = self.decide_keyed(&live.p, slots, c, key, h, now);
+            let out = self.decide_keyed(&live.p, slots, c, &shard.occupied, key, h, now);
             self.finish(&live.p, c, true, key, out)
         })
     }
@@ -451,11 +456,13 @@ impl<L: RawLock> Gate<L> {
     /// The keyed part, under the shard lock; `now` is already clamped to the
     /// shard's clock.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn decide_keyed(
         &self,
         p: &Params,
         slots: &mut [Entry],
         counters: &ShardCounters,
+        occupied: &AtomicU64,
         key: Key,
         h: u64,
         now: Ticks,
@@ -466,7 +473,10 @@ impl<L: RawLock> Gate<L> {
         // The slot for the key, and whether it must be (re)initialised for it.
         let (i, fresh) = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => (i, false),
-            Probe::Vacant(i) => (i, true),
+            Probe::Vacant(i) => {
+                add_locked(core::slice::from_ref(occupied), 0);
+                (i, true)
+            }
             Probe::Idle(i) => {
                 counters.event(Event::EvictedIdle);
                 (i, true)
@@ -722,8 +732,19 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Slots holding a key (takes each shard lock in turn; for tools and tests, not the SYN path).
+    /// Slots holding a key: the sum of per-shard occupancy counters, kept
+    /// as keys are placed (O(shards), no lock taken, no slot read).
     pub fn tracked_keys(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.occupied.load(Ordering::Relaxed) as usize)
+            .fold(0usize, |a, b| a.saturating_add(b))
+    }
+
+    /// Slots holding a key, counted by scanning every shard under its lock
+    /// (the reference for [`Gate::tracked_keys`] in tests; never on a
+    /// decision or telemetry path).
+    pub fn tracked_keys_scan(&self) -> usize {
         self.shards
             .iter()
             .map(|s| self.locked(s, |slots| slots.iter().filter(|e| e.occupied()).count()))

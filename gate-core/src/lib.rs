@@ -12,10 +12,11 @@
 //!
 //! Guarantees, each with its source in a module's docs and a test:
 //!
-//! * **Rate.** Per key and globally, accepted connections (pends counted at
-//!   their accept time) in any window of `w` ticks never exceed
-//!   `burst + rate * w` (burst 1 above 2441/s: `1 + rate * (w + 1 tick)`,
-//!   see [`bucket`]), aborted pends included; and the configured rate is
+//! * **Rate.** Per key and globally, accepted connections in any window of
+//!   `w` ticks never exceed `burst + rate * w` (burst 1 above 2441/s:
+//!   `1 + rate * (w + 1 tick)`, see [`bucket`]), with aborted pends in the
+//!   mix; a key counts a pend at its accept time, the global bucket when it
+//!   is decided. The configured rate is
 //!   delivered to within 2^-12 (0.025 %) over a long run, for every valid
 //!   rate ([`time::Interval`]).
 //! * **Aborts** give back only what no later decision depends on

@@ -246,8 +246,10 @@ fn ban_after_threshold_for_duration() {
     let d = g.decide(a, local(), T0 + 20 * SEC);
     assert_eq!((d.action, d.reason), (Action::Reject, Reason::Banned));
     assert!(d.tokens_milli >= 1000);
-    // Over after 30 s (coarse units may add up to 6.6 ms).
-    let d = g.decide(a, local(), T0 + 30 * SEC + 7 * TICKS_PER_MS);
+    // Exactly 30 s from the rejection that started it.
+    let d = g.decide(a, local(), T0 + 30 * SEC - 1);
+    assert_eq!(d.reason, Reason::Banned);
+    let d = g.decide(a, local(), T0 + 30 * SEC);
     assert_eq!((d.action, d.reason), (Action::Accept, Reason::WithinRate));
 }
 

@@ -110,6 +110,11 @@ pub fn listen_addr(address: Option<IpAddr>, port: u16) -> SocketAddr {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
 

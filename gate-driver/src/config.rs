@@ -18,6 +18,7 @@ use gate_core::{field, Cidr, Config, FullTablePolicy};
 use gate_ksys::*;
 
 use crate::kernel::ustr::WideString;
+use crate::pool::{NoMemory, PoolVec};
 
 /// Everything the driver is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,9 +84,8 @@ fn backend_address(v: RegValue<'_>) -> Result<Option<SocketAddr>, Rejected> {
     if v.ty != REG_SZ {
         return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
     }
-    let s: Vec<u16> = units(v.data).take_while(|&u| u != 0).collect();
     let mut buf = [0u8; 64];
-    let len = ascii(n, &s, &mut buf)?;
+    let len = ascii(n, units(v.data).take_while(|&u| u != 0), &mut buf)?;
     let t = text(&buf, len).trim();
     if t.is_empty() {
         return Ok(None);
@@ -131,13 +131,60 @@ impl Default for DriverConfig {
 /// A registry value the driver refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected {
-    /// The registry value name (one of [`VALUES`]).
+    /// The registry value name (one of [`VALUES`], [`TABLE_COMBINATION`],
+    /// or [`UNKNOWN_VALUE`] with the name itself in `unknown`).
     pub name: &'static str,
     /// What is wrong / what is allowed.
     pub problem: &'static str,
-    /// The value given (for a wrong type: the registry type; for a list:
-    /// the index of the bad entry).
+    /// The value given (for a wrong type: the registry type number; for a
+    /// list: the index of the bad entry).
     pub value: u64,
+    /// For a value name the driver does not know: that name (ASCII, cut
+    /// at 64 characters, other characters as '?').
+    pub unknown: Option<ValueName>,
+}
+
+/// A registry value name as found under Parameters (for reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueName {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl ValueName {
+    /// From UTF-16 units: ASCII kept, anything else '?', cut at 64.
+    pub fn from_units(units: &[u16]) -> ValueName {
+        let mut v = ValueName {
+            bytes: [0; 64],
+            len: 0,
+        };
+        for (slot, &u) in v.bytes.iter_mut().zip(units) {
+            *slot = u8::try_from(u)
+                .ok()
+                .filter(|b| b.is_ascii_graphic() || *b == b' ')
+                .unwrap_or(b'?');
+            v.len = v.len.saturating_add(1);
+        }
+        v
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(self.bytes.get(..self.len).unwrap_or(&[])).unwrap_or("?")
+    }
+}
+
+/// [`Rejected::name`] of a value name the driver does not know.
+pub const UNKNOWN_VALUE: &str = "(unknown value)";
+
+impl Rejected {
+    /// The name to report: the unknown name itself, or the known one.
+    pub fn value_name(&self) -> &str {
+        match &self.unknown {
+            Some(n) => n.as_str(),
+            None => self.name,
+        }
+    }
 }
 
 impl fmt::Display for Rejected {
@@ -145,8 +192,41 @@ impl fmt::Display for Rejected {
         write!(
             f,
             "registry value {} rejected ({}): {}",
-            self.name, self.value, self.problem
+            self.value_name(),
+            self.value,
+            self.problem
         )
+    }
+}
+
+/// Why the configuration could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// A value was refused (the start is refused: STATUS_INVALID_PARAMETER).
+    Rejected(Rejected),
+    /// An allocation failed (STATUS_INSUFFICIENT_RESOURCES).
+    NoMemory(NoMemory),
+}
+
+impl From<Rejected> for LoadError {
+    fn from(r: Rejected) -> Self {
+        LoadError::Rejected(r)
+    }
+}
+
+impl From<NoMemory> for LoadError {
+    fn from(m: NoMemory) -> Self {
+        LoadError::NoMemory(m)
+    }
+}
+
+impl LoadError {
+    /// The refused value, if that is the reason.
+    pub fn rejected(&self) -> Option<&Rejected> {
+        match self {
+            LoadError::Rejected(r) => Some(r),
+            LoadError::NoMemory(_) => None,
+        }
     }
 }
 
@@ -325,6 +405,7 @@ fn reject(name: &'static str, problem: &'static str, value: u64) -> Rejected {
         name,
         problem,
         value,
+        unknown: None,
     }
 }
 
@@ -402,21 +483,45 @@ fn units(data: &[u8]) -> impl Iterator<Item = u16> + '_ {
 }
 
 /// Decodes one UTF-16 string (ASCII expected: addresses) into `out`.
-fn ascii(n: &'static str, s: &[u16], out: &mut [u8; 64]) -> Result<usize, Rejected> {
+fn ascii(
+    n: &'static str,
+    s: impl Iterator<Item = u16>,
+    out: &mut [u8; 64],
+) -> Result<usize, Rejected> {
     let mut len = 0usize;
-    for &u in s {
+    for u in s {
         let b = u8::try_from(u).ok().filter(u8::is_ascii).ok_or(reject(
             n,
             "not ASCII text",
             u64::from(u),
         ))?;
-        let slot = out
-            .get_mut(len)
-            .ok_or(reject(n, "text too long", s.len() as u64))?;
+        let slot =
+            out.get_mut(len)
+                .ok_or(reject(n, "text too long (at most 64 characters)", 64))?;
         *slot = b;
         len = len.saturating_add(1);
     }
     Ok(len)
+}
+
+/// The NUL-separated strings of REG_MULTI_SZ data (empty ones skipped).
+fn multi_sz(data: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    // Split on aligned UTF-16 NULs.
+    let mut rest = data.get(..data.len() & !1).unwrap_or(&[]);
+    core::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .chunks_exact(2)
+            .position(|c| c == [0, 0])
+            .map_or(rest.len(), |i| i.saturating_mul(2));
+        let (entry, tail) = rest.split_at(end);
+        rest = tail.get(2..).unwrap_or(&[]);
+        if !entry.is_empty() {
+            return Some(entry);
+        }
+    })
 }
 
 fn text(buf: &[u8; 64], len: usize) -> &str {
@@ -428,9 +533,8 @@ fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
     if v.ty != REG_SZ {
         return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
     }
-    let s: Vec<u16> = units(v.data).take_while(|&u| u != 0).collect();
     let mut buf = [0u8; 64];
-    let len = ascii(n, &s, &mut buf)?;
+    let len = ascii(n, units(v.data).take_while(|&u| u != 0), &mut buf)?;
     let t = text(&buf, len).trim();
     if t.is_empty() {
         return Ok(None);
@@ -440,38 +544,68 @@ fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
         .map_err(|_| reject(n, "not an IPv4 or IPv6 address", len as u64))
 }
 
-fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, Rejected> {
+fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
     if v.ty != REG_MULTI_SZ {
-        return Err(reject(
-            n,
-            "wrong type: expected REG_MULTI_SZ",
-            u64::from(v.ty),
-        ));
+        return Err(reject(n, "wrong type: expected REG_MULTI_SZ", u64::from(v.ty)).into());
     }
-    let all: Vec<u16> = units(v.data).collect();
+    let count = multi_sz(v.data).count();
     let mut out = Vec::new();
-    for (i, entry) in all.split(|&u| u == 0).filter(|e| !e.is_empty()).enumerate() {
+    out.try_reserve_exact(count).map_err(|_| NoMemory {
+        bytes: count.saturating_mul(core::mem::size_of::<Cidr>()),
+    })?;
+    for (i, entry) in multi_sz(v.data).enumerate() {
         let mut buf = [0u8; 64];
-        let len = ascii(n, entry, &mut buf)?;
+        let len = ascii(n, units(entry), &mut buf)?;
         let c = Cidr::parse(text(&buf, len).trim())
             .map_err(|_| reject(n, "unparsable CIDR entry (value = its index)", i as u64))?;
-        out.push(c);
+        crate::pool::push_reserved(&mut out, c);
     }
     Ok(out)
+}
+
+/// Slots each table shard needs at least (gate-core's rule, see its
+/// `Config::validate`).
+const MIN_SLOTS_PER_SHARD: u32 = 64;
+
+/// Name reported when TableCapacity and TableShards are each valid but not
+/// together.
+pub const TABLE_COMBINATION: &str = "TableShards+TableCapacity";
+
+/// TableCapacity and TableShards, each valid on its own, must leave every
+/// shard [`MIN_SLOTS_PER_SHARD`] slots. Refused under
+/// [`TABLE_COMBINATION`], with the largest TableShards this TableCapacity
+/// accepts as the value (gate-core alone would blame TableShards only,
+/// e.g. for `TableCapacity 1024` with the default 64 shards).
+fn table_combination(c: &Config) -> Result<(), Rejected> {
+    let each_valid = c.capacity.is_power_of_two()
+        && c.shards.is_power_of_two()
+        && c.shards <= gate_core::config::MAX_SHARDS;
+    let per_shard = c.capacity.checked_div(c.shards).unwrap_or(0);
+    if each_valid && per_shard < MIN_SLOTS_PER_SHARD {
+        return Err(reject(
+            TABLE_COMBINATION,
+            "TableShards too large for TableCapacity: each shard needs 64 slots, so TableShards may be at most TableCapacity/64 (the value), or TableCapacity at least 64*TableShards",
+            u64::from((c.capacity >> 6).max(1)),
+        ));
+    }
+    Ok(())
 }
 
 /// Builds the configuration from a value source. `get(name)` returns the
 /// value, `Ok(None)` when it is absent, or `Err(status)` when it could not
 /// be read (reported as a rejection of that value).
-pub fn parse(
-    mut get: impl FnMut(&'static str) -> Result<Option<(u32, Vec<u8>)>, NTSTATUS>,
-) -> Result<DriverConfig, Rejected> {
+pub fn parse<D: AsRef<[u8]>>(
+    mut get: impl FnMut(&'static str) -> Result<Option<(u32, D)>, LoadError>,
+) -> Result<DriverConfig, LoadError> {
     let mut cfg = DriverConfig::default();
     for s in VALUES {
-        let raw =
-            get(s.name).map_err(|st| reject(s.name, "could not be read", st as u32 as u64))?;
-        let Some((ty, data)) = raw else { continue };
-        let v = RegValue { ty, data: &data };
+        let Some((ty, data)) = get(s.name)? else {
+            continue;
+        };
+        let v = RegValue {
+            ty,
+            data: data.as_ref(),
+        };
         let c = &mut cfg.core;
         match s.name {
             name::LISTEN_ADDRESS => cfg.listen_address = listen_address(v)?,
@@ -579,10 +713,12 @@ pub fn parse(
             _ => {}
         }
     }
+    table_combination(&cfg.core)?;
     cfg.core.validate().map_err(|e| Rejected {
         name: value_name_of_field(e.field),
         problem: e.expected,
         value: e.value,
+        unknown: None,
     })?;
     Ok(cfg)
 }
@@ -591,11 +727,13 @@ pub fn parse(
 ///
 /// # Safety
 /// `registry_path` is NULL or the valid UNICODE_STRING DriverEntry received.
-pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, Rejected> {
+pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, LoadError> {
     // SAFETY: per the caller.
-    let mut path = unsafe { WideString::from_unicode(registry_path) };
-    path.push_str("\\Parameters");
+    let path = unsafe { WideString::from_unicode_and(registry_path, "\\Parameters") }?;
     let key = RegKey::open(&path);
+    if let Some(k) = &key {
+        k.check_names()?;
+    }
     parse(|n| match &key {
         Some(k) => k.query(n),
         None => Ok(None),
@@ -605,7 +743,90 @@ pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig,
 /// An open registry key (closed on drop).
 struct RegKey(HANDLE);
 
+/// Values enumerated under Parameters at most (the key is the
+/// administrator's; the bound keeps the start's work finite).
+const MAX_VALUES: u32 = 1024;
+
 impl RegKey {
+    /// Every value name under the key must be one the driver reads: a
+    /// misspelt name (`TableCapcity`) would otherwise be ignored silently.
+    /// Refused under [`UNKNOWN_VALUE`] with the name; the value is its
+    /// index in the key.
+    fn check_names(&self) -> Result<(), LoadError> {
+        // KEY_VALUE_BASIC_INFORMATION: 12-byte header, then the name (at
+        // most 16383 characters in the registry; longer than any known
+        // name is refused anyway, so a 256-character buffer suffices).
+        let mut buf = [0u64; 66];
+        let len = u32::try_from(core::mem::size_of_val(&buf)).unwrap_or(0);
+        for index in 0..MAX_VALUES {
+            let mut needed = 0u32;
+            // SAFETY: `buf` has `len` writable bytes, 8-aligned; the key
+            // handle is open (PASSIVE_LEVEL).
+            let st = unsafe {
+                ZwEnumerateValueKey(
+                    self.0,
+                    index,
+                    KeyValueBasicInformation,
+                    buf.as_mut_ptr().cast(),
+                    len,
+                    &mut needed,
+                )
+            };
+            if st == STATUS_NO_MORE_ENTRIES {
+                return Ok(());
+            }
+            if !NT_SUCCESS(st) && st != STATUS_BUFFER_OVERFLOW {
+                return Err(reject(
+                    UNKNOWN_VALUE,
+                    "value names could not be listed",
+                    st as u32 as u64,
+                )
+                .into());
+            }
+            // SAFETY: the buffer holds the header ZwEnumerateValueKey wrote
+            // (BUFFER_OVERFLOW fills it too) and is 8-aligned.
+            let bytes: &[u8] =
+                unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len as usize) };
+            let name_len = bytes
+                .get(8..12)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| u32::from_le_bytes(b) as usize);
+            let avail = bytes.get(12..).unwrap_or(&[]);
+            let name_bytes = avail.get(..name_len.min(avail.len())).unwrap_or(&[]);
+            let mut units = [0u16; 64];
+            let mut n = 0usize;
+            for (slot, c) in units.iter_mut().zip(name_bytes.chunks_exact(2)) {
+                *slot = <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes);
+                n = n.saturating_add(1);
+            }
+            // The key's unnamed default value ("(Default)") is no
+            // misspelling: regedit, an INF's `HKR,,,` or Wine's `reg add
+            // <key>` make one. It is not read, so it is not checked.
+            if name_len == 0 {
+                continue;
+            }
+            let name = units.get(..n).unwrap_or(&[]);
+            let full = name_len == n.saturating_mul(2);
+            let known = full
+                && VALUES.iter().any(|v| {
+                    v.name.len() == name.len()
+                        && v.name.bytes().zip(name).all(|(a, &b)| {
+                            u8::try_from(b).is_ok_and(|b| b.eq_ignore_ascii_case(&a))
+                        })
+                });
+            if !known {
+                return Err(LoadError::Rejected(Rejected {
+                    name: UNKNOWN_VALUE,
+                    problem:
+                        "not a value the driver reads (misspelt?): see CONFIG.md for the names",
+                    value: u64::from(index),
+                    unknown: Some(ValueName::from_units(name)),
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens `path` for reading; `None` if it does not exist or cannot be opened.
     fn open(path: &WideString) -> Option<RegKey> {
         let mut us = path.as_unicode();
@@ -624,16 +845,21 @@ impl RegKey {
         (NT_SUCCESS(st) && !h.is_null()).then(|| RegKey(h))
     }
 
-    /// Reads one value: `Ok(None)` when absent.
-    fn query(&self, n: &str) -> Result<Option<(u32, Vec<u8>)>, NTSTATUS> {
-        let name = WideString::from_text(n);
+    /// Reads one value: `Ok(None)` when absent; a value that cannot be
+    /// read is refused under its name.
+    fn query(&self, n: &'static str) -> Result<Option<(u32, PoolVec<u8>)>, LoadError> {
+        let name = WideString::from_text(n)?;
         let mut us = name.as_unicode();
         const HEADER: usize = 12; // KEY_VALUE_PARTIAL_INFORMATION up to Data
+        let unreadable = |st: NTSTATUS| reject(n, "could not be read", st as u32 as u64);
         let mut size: u32 = 256;
         for _ in 0..4 {
             // u64 elements keep the buffer 8-aligned for the header.
             let words = (size as usize).div_ceil(8);
-            let mut buf: Vec<u64> = alloc::vec![0; words];
+            let mut buf: PoolVec<u64> = PoolVec::with_capacity(words)?;
+            for _ in 0..words {
+                let _ = buf.push(0);
+            }
             let mut needed: u32 = 0;
             let len = u32::try_from(words.saturating_mul(8)).unwrap_or(u32::MAX);
             // SAFETY: `buf` has `len` writable bytes; the name is valid.
@@ -655,7 +881,7 @@ impl RegKey {
                 continue;
             }
             if !NT_SUCCESS(st) {
-                return Err(st);
+                return Err(unreadable(st).into());
             }
             // SAFETY: the buffer is 8-aligned and ZwQueryValueKey filled a
             // KEY_VALUE_PARTIAL_INFORMATION header in it.
@@ -675,10 +901,14 @@ impl RegKey {
             let data_len = word(8) as usize;
             let data = bytes
                 .get(HEADER..HEADER.saturating_add(data_len))
-                .ok_or(STATUS_BUFFER_OVERFLOW)?;
-            return Ok(Some((ty, data.to_vec())));
+                .ok_or(unreadable(STATUS_BUFFER_OVERFLOW))?;
+            let mut copy = PoolVec::with_capacity(data.len())?;
+            for &b in data {
+                let _ = copy.push(b);
+            }
+            return Ok(Some((ty, copy)));
         }
-        Err(STATUS_BUFFER_OVERFLOW)
+        Err(unreadable(STATUS_BUFFER_OVERFLOW).into())
     }
 }
 
@@ -690,6 +920,11 @@ impl Drop for RegKey {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
 
@@ -704,12 +939,18 @@ mod tests {
     }
 
     fn with(n: &'static str, v: Option<(u32, Vec<u8>)>) -> Result<DriverConfig, Rejected> {
-        parse(|q| Ok(if q == n { v.clone() } else { None }))
+        parse(|q| Ok(if q == n { v.clone() } else { None })).map_err(|e| match e {
+            LoadError::Rejected(r) => r,
+            LoadError::NoMemory(m) => panic!("no memory: {m:?}"),
+        })
     }
 
     #[test]
     fn absent_values_give_defaults() {
-        assert_eq!(parse(|_| Ok(None)), Ok(DriverConfig::default()));
+        assert_eq!(
+            parse(|_| Ok(None::<(u32, Vec<u8>)>)),
+            Ok(DriverConfig::default())
+        );
     }
 
     #[test]
@@ -812,5 +1053,23 @@ mod tests {
         for (n, v) in cases {
             assert_eq!(with(n, v).unwrap_err().name, n);
         }
+    }
+
+    #[test]
+    fn capacity_and_shards_that_do_not_fit_together_say_so() {
+        // TableCapacity 1024 alone: the default 64 shards leave 16 slots each.
+        let r = with(name::TABLE_CAPACITY, dword(1024)).unwrap_err();
+        assert_eq!(r.name, TABLE_COMBINATION);
+        assert_eq!(r.value, 16, "the largest TableShards accepted");
+        assert!(r.problem.contains("at most TableCapacity/64"), "{r}");
+        // With 16 shards it is accepted.
+        let ok = parse(|q| {
+            Ok(match q {
+                name::TABLE_CAPACITY => dword(1024),
+                name::TABLE_SHARDS => dword(16),
+                _ => None,
+            })
+        });
+        assert!(ok.is_ok());
     }
 }

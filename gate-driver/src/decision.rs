@@ -79,7 +79,8 @@ pub unsafe extern "system" fn inspect_event(
         }
         (Action::Pend, p) => {
             // No room in the pending table (or no listener to complete on):
-            // reject, and give the reserved token back.
+            // reject, and cancel the reservation (gate-core gives its token
+            // back only if no later reservation depends on it).
             if let Some(p) = p {
                 let _ = d.gate.pend_abort(p.ticket);
             }
@@ -165,8 +166,18 @@ pub unsafe extern "system" fn accept_event(
         remote,
         local,
     };
-    if d.stopping.load(Ordering::Acquire) || !d.accepted.lock().push(acc) {
+    let unloading = d.stopping.load(Ordering::Acquire);
+    let queued = {
+        let mut q = d.accepted.lock();
+        if !unloading && q.push(acc) {
+            None
+        } else {
+            Some(q.len())
+        }
+    };
+    if let Some(queued) = queued {
         Stats::bump(&d.stats.accept_queue_full);
+        telemetry::connection_declined(remote, local, queued, unloading);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     Stats::bump(&d.stats.accepted_sockets);

@@ -12,9 +12,8 @@
 //! wait), join the worker, close the rundown (callbacks in flight), cancel
 //! the timer and flush DPCs, unregister ETW, free the Driver.
 
-use alloc::boxed::Box;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use gate_core::Gate;
 use gate_ksys::*;
@@ -23,15 +22,16 @@ use crate::config::{self, Rejected};
 use crate::kernel::clock;
 use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
-use crate::kernel::thread::{SpawnError, SystemThread};
+use crate::kernel::thread::SystemThread;
 use crate::pending::PendingTable;
+use crate::pool::PoolBox;
 use crate::state::{AcceptQueue, Driver, Rundown, Stats};
 use crate::{listener, seed, telemetry};
 
 /// The running driver (NULL when not started).
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(core::ptr::null_mut());
-/// The worker thread of the running driver.
-static WORKER: AtomicPtr<SystemThread> = AtomicPtr::new(core::ptr::null_mut());
+/// The worker thread of the running driver (its handle).
+static WORKER: AtomicPtr<core::ffi::c_void> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Our WSK client dispatch (no client-level events).
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
@@ -92,7 +92,17 @@ fn refuse(r: &Rejected) -> NTSTATUS {
 /// Everything after the routines are resolved.
 unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     // SAFETY: per DriverEntry's contract.
-    let cfg = unsafe { config::load(registry_path) }.map_err(|r| refuse(&r))?;
+    let cfg = unsafe { config::load(registry_path) }.map_err(|e| match e {
+        config::LoadError::Rejected(r) => refuse(&r),
+        config::LoadError::NoMemory(m) => {
+            crate::dbg_print!(
+                DPFLTR_ERROR_LEVEL,
+                "gate: no memory reading the configuration ({} bytes)",
+                m.bytes
+            );
+            STATUS_INSUFFICIENT_RESOURCES
+        }
+    })?;
     let now = clock::now();
     let (seed, sources) = seed::new_seed(now);
     crate::dbg_print!(
@@ -106,6 +116,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
             name: config::value_name_of_field(c.field),
             problem: c.expected,
             value: c.value,
+            unknown: None,
         }),
         gate_core::Error::OutOfMemory { bytes } => {
             crate::dbg_print!(
@@ -116,10 +127,13 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
             STATUS_INSUFFICIENT_RESOURCES
         }
     })?;
-    let pending = PendingTable::new(cfg.core.max_pending).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    // The inspect-ID index is keyed from the same per-start randomness.
+    let id_key = seed[0] ^ seed[1].rotate_left(29);
+    let pending =
+        PendingTable::new(cfg.core.max_pending, id_key).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     let accepted = AcceptQueue::new().ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     telemetry::config_loaded(&cfg);
-    let d = Box::new(Driver {
+    let d = PoolBox::try_new(Driver {
         cfg,
         gate,
         registration: UnsafeCell::new(WSK_REGISTRATION {
@@ -135,14 +149,20 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         accepted: SpinMutex::new(accepted),
         wake: KEvent::uninit(),
         stopping: AtomicBool::new(false),
-        listener_dead: AtomicBool::new(false),
-        dead_cause: AtomicU8::new(0),
-        dead_status: AtomicU32::new(0),
+        dead: AtomicU64::new(0),
         rundown: Rundown::new(),
         stats: Stats::default(),
         started_at: now,
-    });
-    let d: *mut Driver = Box::into_raw(d);
+    })
+    .map_err(|e| {
+        crate::dbg_print!(
+            DPFLTR_ERROR_LEVEL,
+            "gate: no memory for the driver state ({} bytes)",
+            e.bytes
+        );
+        STATUS_INSUFFICIENT_RESOURCES
+    })?;
+    let d: *mut Driver = PoolBox::into_raw(d);
     // SAFETY: `d` is a fresh, final pool allocation; nothing uses its event
     // or timer yet.
     unsafe {
@@ -156,41 +176,25 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     if !NT_SUCCESS(st) {
         crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: WskRegister failed: {:#x}", st);
         // SAFETY: nothing else knows `d`.
-        drop(unsafe { Box::from_raw(d) });
+        drop(unsafe { PoolBox::from_raw(d) });
         return Err(st);
     }
     // SAFETY: the Driver outlives the thread (unload joins it before freeing).
     match unsafe { SystemThread::spawn(listener::worker_main, d.cast()) } {
         Ok(t) => {
-            WORKER.store(Box::into_raw(Box::new(t)), Ordering::Release);
+            WORKER.store(t.into_raw(), Ordering::Release);
             DRIVER.store(d, Ordering::Release);
             Ok(())
         }
-        Err(e) => {
-            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:?}", e);
-            // SAFETY: `d` is valid. The thread, if it runs, sees `stopping`
-            // before or after its current bounded capture wait and ends;
-            // WskDeregister also ends a wait in progress (the documented
-            // way). It cannot be joined first: with no thread reference
-            // (Unjoinable) the Driver is leaked below instead. (If
-            // PsCreateSystemThread itself failed there is no thread.)
-            unsafe {
-                (*d).stopping.store(true, Ordering::Release);
-                (*d).wake.set();
-                WskDeregister((*d).registration());
-            }
-            match e {
-                SpawnError::Unjoinable(st) => {
-                    // Cannot join a thread we hold no reference to: leak the
-                    // Driver rather than free memory it may still use.
-                    Err(st)
-                }
-                SpawnError::NotStarted(st) => {
-                    // SAFETY: no thread exists; nothing else knows `d`.
-                    drop(unsafe { Box::from_raw(d) });
-                    Err(st)
-                }
-            }
+        Err(st) => {
+            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker thread failed: {:#x}", st);
+            // No thread exists: nothing else knows `d`.
+            // SAFETY: registered above, deregistered once (no socket, no
+            // capture: the worker never ran).
+            unsafe { WskDeregister((*d).registration()) };
+            // SAFETY: as above.
+            drop(unsafe { PoolBox::from_raw(d) });
+            Err(st)
         }
     }
 }
@@ -237,6 +241,18 @@ pub(crate) fn running() -> Option<&'static Driver> {
     (!d.is_null()).then(|| unsafe { &*d })
 }
 
+/// Runs `f` on the running driver's state (`None` when not running). For
+/// benchmarks and tests that measure the driver's own code paths; the same
+/// rule as [`snapshot`]: not concurrently with DriverUnload.
+pub fn with_running<R>(f: impl FnOnce(&Driver) -> R) -> Option<R> {
+    let d = DRIVER.load(Ordering::Acquire);
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: as in `snapshot`.
+    Some(f(unsafe { &*d }))
+}
+
 /// DriverUnload (PASSIVE_LEVEL).
 unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     crate::control::device::delete();
@@ -252,8 +268,8 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     dr.wake.set();
     let worker = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if !worker.is_null() {
-        // SAFETY: created by DriverEntry with Box::into_raw; taken once.
-        unsafe { Box::from_raw(worker) }.join();
+        // SAFETY: stored by DriverEntry from `into_raw`; taken once.
+        unsafe { SystemThread::from_raw(worker) }.join();
     }
     // SAFETY: registered in DriverEntry; deregistered once, after the worker
     // ended: no capture is waiting or can start, the NPI is released and
@@ -267,7 +283,7 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     // SAFETY: every user of the Driver has stopped: worker joined, sockets
     // closed (no callbacks), rundown empty, timer cancelled and DPCs flushed,
     // completions done.
-    drop(unsafe { Box::from_raw(d) });
+    drop(unsafe { PoolBox::from_raw(d) });
     crate::pool::reset();
 }
 

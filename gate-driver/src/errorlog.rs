@@ -193,6 +193,11 @@ fn write(error_code: NTSTATUS, final_status: NTSTATUS, strings: &[(&str, usize)]
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
     use std::string::{String, ToString};

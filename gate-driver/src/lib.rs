@@ -10,6 +10,8 @@
 //! | [`listener`] | the worker thread: the listener's whole life cycle |
 //! | [`decision`] | the listen callbacks: inspect, abort, accept |
 //! | [`pending`] | pended requests: the bounded table, its timer, completion |
+//! | [`deadline`] | pended slots ordered by deadline (indexed min-heap) |
+//! | [`idmap`] | pended slots by inspect ID (hash index) |
 //! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
 //! | [`relay`] | every accepted connection carried to the backend: pairs, worker, PROXY header |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
@@ -47,10 +49,12 @@ use gate_usersim as _;
 pub mod addr;
 pub mod config;
 pub mod control;
+pub mod deadline;
 pub mod decision;
 pub mod entry;
 pub mod errorlog;
 pub mod etw;
+pub mod idmap;
 pub mod kernel;
 pub mod listener;
 pub mod panic;

@@ -58,9 +58,26 @@ pub unsafe extern "system" fn worker_main(context: *mut c_void) {
 }
 
 fn run(d: &Driver) {
-    let Some(mut irp) = SyncIrp::new() else {
-        crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: worker: no memory for an IRP");
-        return;
+    // The worker's IRP: without memory, wait and try again (unload cuts
+    // the wait short).
+    let mut backoff = BACKOFF_MIN_MS;
+    let mut irp = loop {
+        if let Some(irp) = SyncIrp::new(&d.rundown) {
+            break irp;
+        }
+        crate::dbg_print!(
+            DPFLTR_ERROR_LEVEL,
+            "gate: worker: no memory for an IRP; retrying in {} ms",
+            backoff
+        );
+        if d.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        d.wake.wait(Some(backoff));
+        if d.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     };
     let Some(npi) = capture(d) else {
         return;
@@ -68,7 +85,7 @@ fn run(d: &Driver) {
     // Issue 12: the relay worker, when a backend is configured.
     let relay = crate::relay::start(d, &npi);
     life_cycle(d, &npi, &mut irp);
-    close_accepted(d, &mut irp);
+    close_all_accepted(d, &mut irp);
     // Issue 12: tear every relay down (bounded) before the NPI goes.
     if let Some(r) = relay {
         r.stop();
@@ -127,7 +144,7 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
     let mut attempt: u32 = 0;
     let mut last_counters = crate::kernel::clock::now();
     while !d.stopping.load(Ordering::Acquire) {
-        d.listener_dead.store(false, Ordering::Release);
+        d.reset_dead();
         let created = create(d, npi, irp, local);
         if attempt > 0 {
             let st = created.as_ref().err().copied().unwrap_or(STATUS_SUCCESS);
@@ -151,14 +168,12 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
                     d.signal_listener_dead(CloseCause::Error, STATUS_INSUFFICIENT_RESOURCES);
                 }
                 wait_while_listening(d, irp, socket, acceptor.as_deref_mut(), &mut last_counters);
-                let cause = if d.stopping.load(Ordering::Acquire)
-                    && !d.listener_dead.load(Ordering::Acquire)
-                {
-                    CloseCause::Unload
-                } else {
-                    cause_of(d.dead_cause.load(Ordering::Acquire))
+                // This listener's own report (reset for each listener), or
+                // unload with status 0.
+                let (cause, status) = match d.dead_report() {
+                    Some((c, st)) => (cause_of(c), st),
+                    None => (CloseCause::Unload, STATUS_SUCCESS),
                 };
-                let status = d.dead_status.load(Ordering::Acquire) as i32;
                 telemetry::listener_closed(cause, status, local);
                 let st = close(d, irp, socket, cause == CloseCause::Unload);
                 if let Some(a) = acceptor.as_deref_mut() {
@@ -217,7 +232,7 @@ fn wait_while_listening(
     last_counters: &mut u64,
 ) {
     loop {
-        if d.stopping.load(Ordering::Acquire) || d.listener_dead.load(Ordering::Acquire) {
+        if d.stopping.load(Ordering::Acquire) || d.listener_dead() {
             return;
         }
         if let Some(a) = acceptor.as_deref_mut() {
@@ -450,17 +465,40 @@ fn close(d: &Driver, irp: &mut SyncIrp, socket: *mut WSK_SOCKET, reject_pended: 
     st
 }
 
-/// Hands every accepted connection waiting in the queue to the relay
-/// (issue 12), or closes it: without a relay as configured
-/// (`AbortiveClose`), abortively when the relay refused it.
+/// Connections the worker handles per pass of its loop: the rest wait for
+/// the next pass (the wake event is set again), so periodic duties (the
+/// Counters event) stay on time under a flood of accepted connections.
+pub const CLOSES_PER_PASS: usize = 16;
+
+/// Hands up to [`CLOSES_PER_PASS`] accepted connections waiting in the
+/// queue to the relay (issue 12), or closes them: without a relay as
+/// configured (`AbortiveClose`), abortively when the relay refused one.
 fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
+    for _ in 0..CLOSES_PER_PASS {
+        let Some(a) = d.accepted.lock().pop() else {
+            return;
+        };
+        hand_over(d, irp, a);
+    }
+    if !d.accepted.lock().is_empty() {
+        // More next pass, after the periodic duties.
+        d.wake.set();
+    }
+}
+
+/// Hands every accepted connection still queued over (the worker's end).
+fn close_all_accepted(d: &Driver, irp: &mut SyncIrp) {
     loop {
         let Some(a) = d.accepted.lock().pop() else {
             return;
         };
-        if let Err(abortive) = crate::relay::adopt(d, a) {
-            close_connection(d, irp, a.socket, abortive || d.cfg.abortive_close);
-        }
+        hand_over(d, irp, a);
+    }
+}
+
+fn hand_over(d: &Driver, irp: &mut SyncIrp, a: crate::state::Accepted) {
+    if let Err(abortive) = crate::relay::adopt(d, a) {
+        close_connection(d, irp, a.socket, abortive || d.cfg.abortive_close);
     }
 }
 

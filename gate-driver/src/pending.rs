@@ -12,11 +12,14 @@
 //! `Completing` slot only marks it, and the completion gives the token back.
 //!
 //! One KTIMER + KDPC drives the earliest deadline (re-armed when a sooner
-//! pend arrives, and by the DPC for the next one). Chosen over a timer per
-//! slot because it keeps the kernel objects constant whatever
-//! `MaxPending` is, and the DPC's linear scan of the slots (at most
-//! MaxPending, bounded by gate-core at 65536) is cheap next to the
-//! milliseconds of delay being enforced.
+//! pend arrives, and by the DPC for the next one); a timer per slot would
+//! make the kernel objects grow with `MaxPending`. No path scans the
+//! table under its lock: pended slots are kept in a deadline heap
+//! ([`crate::deadline`]) and indexed by inspect ID ([`crate::idmap`]). The
+//! DPC takes due requests earliest first, [`BATCH`] per hold of the lock
+//! and at most [`MAX_PER_DPC`] per DPC run (then it queues itself again);
+//! an abort is one hash lookup; unload empties the heap from
+//! its end, O(1) per slot.
 //!
 //! The table also records the listener socket the requests belong to:
 //! WskInspectComplete is only called while the listener is `open`, and
@@ -24,7 +27,6 @@
 //! close the socket once `calls` is zero (WskCloseSocket must never run
 //! concurrently with another call on the socket).
 
-use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -32,11 +34,14 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use gate_core::{Action, PendTicket, TICKS_PER_MS};
 use gate_ksys::*;
 
+use crate::deadline::DeadlineHeap;
 use crate::etw::CloseCause;
+use crate::idmap::IdMap;
 use crate::kernel::event::KEvent;
 use crate::kernel::irp::OwnedIrp;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::timer::Timer;
+use crate::pool::PoolVec;
 use crate::state::{Driver, Stats};
 use crate::telemetry;
 
@@ -52,11 +57,12 @@ struct Entry {
     state: State,
     id: WSK_INSPECT_ID,
     ticket: PendTicket,
-    due: u64,
     since: u64,
     remote: SocketAddr,
     action: Action,
     aborted: bool,
+    /// The listener generation the request belongs to.
+    generation: u32,
 }
 
 const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
@@ -69,17 +75,21 @@ impl Entry {
             SerialNumber: 0,
         },
         ticket: PendTicket::from_u64(0),
-        due: 0,
         since: 0,
         remote: UNSPECIFIED,
         action: Action::Reject,
         aborted: false,
+        generation: 0,
     };
 }
 
 struct Inner {
-    entries: Vec<Entry>,
-    free: Vec<u32>,
+    entries: PoolVec<Entry>,
+    free: PoolVec<u32>,
+    /// `Pended` slots by due time.
+    heap: DeadlineHeap,
+    /// `Pended` and `Completing` slots by inspect ID.
+    ids: IdMap,
     /// The listener the requests belong to (NULL when none).
     socket: *mut WSK_SOCKET,
     /// WskInspectComplete may be called (listener open and not closing).
@@ -90,6 +100,9 @@ struct Inner {
     completing: u32,
     /// The deadline the timer is armed for.
     armed: Option<u64>,
+    /// Counts listeners opened: a completion for an earlier listener must
+    /// not declare the current one dead.
+    generation: u32,
 }
 
 // SAFETY: `socket` is a WSK socket pointer usable from any CPU; Inner is
@@ -115,13 +128,17 @@ pub enum AbortOutcome {
     NotFound,
 }
 
-/// Requests to issue in one pass of the DPC.
+/// Requests taken under one hold of the lock by the DPC.
 const BATCH: usize = 16;
+/// Requests one DPC run completes at most; if more are due it queues the
+/// DPC again (KeInsertQueueDpc: it runs right after, letting other DPCs on
+/// the CPU in between), so no run is long whatever `MaxPending` is.
+pub const MAX_PER_DPC: usize = 2 * BATCH;
 
 /// The pending table.
 pub struct PendingTable {
     inner: SpinMutex<Inner>,
-    io: Vec<SlotIo>,
+    io: PoolVec<SlotIo>,
     timer: Timer,
     /// Signalled while no WskInspectComplete call is in progress.
     calls_idle: KEvent,
@@ -130,33 +147,38 @@ pub struct PendingTable {
 }
 
 impl PendingTable {
-    /// `slots` slots, each with its IRP; `None` when memory runs out.
-    pub fn new(slots: u32) -> Option<PendingTable> {
+    /// `slots` slots, each with its IRP; `hash_key` keys the inspect-ID
+    /// index. `None` when memory runs out.
+    pub fn new(slots: u32, hash_key: u64) -> Option<PendingTable> {
         let n = slots as usize;
-        let mut entries = Vec::new();
-        entries.try_reserve_exact(n).ok()?;
-        entries.resize(n, Entry::FREE);
-        let mut free = Vec::new();
-        free.try_reserve_exact(n).ok()?;
-        free.extend((0..slots).rev());
-        let mut io = Vec::new();
-        io.try_reserve_exact(n).ok()?;
+        let heap = DeadlineHeap::new(slots).ok()?;
+        let ids = IdMap::new(slots, hash_key).ok()?;
+        let mut entries = PoolVec::with_capacity(n).ok()?;
+        let mut free = PoolVec::with_capacity(n).ok()?;
+        let mut io = PoolVec::with_capacity(n).ok()?;
         for index in 0..slots {
+            entries.push(Entry::FREE).ok()?;
+            free.push(slots.saturating_sub(1).saturating_sub(index))
+                .ok()?;
             io.push(SlotIo {
                 irp: OwnedIrp::new()?,
                 driver: AtomicPtr::new(core::ptr::null_mut()),
                 index,
-            });
+            })
+            .ok()?;
         }
         Some(PendingTable {
             inner: SpinMutex::new(Inner {
                 entries,
                 free,
+                heap,
+                ids,
                 socket: core::ptr::null_mut(),
                 open: false,
                 calls: 0,
                 completing: 0,
                 armed: None,
+                generation: 0,
             }),
             io,
             timer: Timer::uninit(),
@@ -172,7 +194,7 @@ impl PendingTable {
     /// outlives every timer DPC and IRP completion (unload cancels the
     /// timer, flushes DPCs and waits for completions before freeing it).
     pub unsafe fn attach(&self, d: *const Driver) {
-        for io in &self.io {
+        for io in self.io.iter() {
             io.driver.store(d.cast_mut(), Ordering::Release);
         }
         // SAFETY: the table is inside the Driver at its final address; the
@@ -224,6 +246,7 @@ impl PendingTable {
         let mut g = self.inner.lock();
         g.socket = socket;
         g.open = true;
+        g.generation = g.generation.wrapping_add(1);
     }
 
     /// Holds a request until `due` (WskInspectEvent, DISPATCH_LEVEL). False
@@ -243,19 +266,30 @@ impl PendingTable {
         let Some(i) = g.free.pop() else {
             return false;
         };
-        let Some(e) = g.entries.get_mut(i as usize) else {
+        let generation = g.generation;
+        let Inner {
+            entries, heap, ids, ..
+        } = &mut *g;
+        let Some(e) = entries.get_mut(i as usize) else {
             return false;
         };
         *e = Entry {
             state: State::Pended,
             id,
             ticket,
-            due,
             since: now,
             remote,
             action: Action::Accept,
             aborted: false,
+            generation,
         };
+        if !heap.push(i, due) || !ids.insert(&id, i) {
+            // Cannot happen (both are sized for every slot); undo.
+            heap.remove(i);
+            e.state = State::Free;
+            let _ = g.free.push(i);
+            return false;
+        }
         if g.armed.is_none_or(|a| due < a) {
             g.armed = Some(due);
             self.timer.set_after(due.saturating_sub(now));
@@ -263,24 +297,40 @@ impl PendingTable {
         true
     }
 
-    /// WskAbortEvent for `id` (by contents).
+    /// WskAbortEvent for `id` (by contents): a hash lookup, O(1) expected
+    /// whatever the table size; requests never pended cost one probe.
     pub fn abort(&self, id: &WSK_INSPECT_ID) -> AbortOutcome {
         let mut g = self.inner.lock();
-        let Some(i) = g
-            .entries
-            .iter()
-            .position(|e| e.state != State::Free && e.id == *id)
-        else {
+        let Inner {
+            entries,
+            free,
+            heap,
+            ids,
+            ..
+        } = &mut *g;
+        let id_of = |s: u32| {
+            entries
+                .get(s as usize)
+                .map_or_else(Default::default, |e| e.id)
+        };
+        let Some(i) = ids.find(id, id_of) else {
             return AbortOutcome::NotFound;
         };
-        let Some(e) = g.entries.get_mut(i) else {
+        let Some(e) = entries.get_mut(i as usize) else {
             return AbortOutcome::NotFound;
         };
         match e.state {
             State::Pended => {
                 e.state = State::Free;
                 let out = AbortOutcome::Dropped(e.ticket, e.remote);
-                g.free.push(i as u32);
+                heap.remove(i);
+                let entries = &*entries;
+                ids.remove(id, |s| {
+                    entries
+                        .get(s as usize)
+                        .map_or_else(Default::default, |e| e.id)
+                });
+                let _ = free.push(i);
                 out
             }
             State::Completing => {
@@ -291,13 +341,17 @@ impl PendingTable {
         }
     }
 
-    /// The timer fired (DISPATCH_LEVEL): completes every due request with
-    /// Accept and re-arms for the next deadline.
+    /// The timer fired (DISPATCH_LEVEL): completes due requests with Accept,
+    /// earliest first, [`BATCH`] per hold of the lock and at most
+    /// [`MAX_PER_DPC`] per DPC, then re-arms for the next deadline (the
+    /// next tick if more are already due).
     fn fire(&self, d: &Driver) {
+        let mut done = 0usize;
         loop {
             let mut batch = [(0u32, WSK_INSPECT_ID::default()); BATCH];
             let mut n = 0usize;
             let socket;
+            let more_due;
             {
                 let mut g = self.inner.lock();
                 g.armed = None;
@@ -306,29 +360,38 @@ impl PendingTable {
                 }
                 socket = g.socket;
                 let now = crate::kernel::clock::now();
-                let mut next: Option<u64> = None;
-                for (i, e) in g.entries.iter_mut().enumerate() {
-                    if e.state != State::Pended {
+                while n < BATCH {
+                    let Some((due, i)) = g.heap.peek() else { break };
+                    if due > now {
+                        break;
+                    }
+                    g.heap.pop();
+                    let Some(e) = g.entries.get_mut(i as usize) else {
                         continue;
+                    };
+                    e.state = State::Completing;
+                    e.action = Action::Accept;
+                    if let Some(slot) = batch.get_mut(n) {
+                        *slot = (i, e.id);
                     }
-                    if e.due <= now {
-                        if let Some(slot) = batch.get_mut(n) {
-                            e.state = State::Completing;
-                            e.action = Action::Accept;
-                            *slot = (i as u32, e.id);
-                            n = n.saturating_add(1);
-                            continue;
-                        }
-                    }
-                    next = Some(next.map_or(e.due, |x| x.min(e.due)));
+                    n = n.saturating_add(1);
                 }
                 let issued = u32::try_from(n).unwrap_or(0);
                 g.calls = g.calls.saturating_add(issued);
                 g.completing = g.completing.saturating_add(issued);
                 self.sync_idle(&g);
+                done = done.saturating_add(n);
+                let next = g.heap.peek().map(|(due, _)| due);
+                more_due = next.is_some_and(|due| due <= now);
                 if let Some(due) = next {
-                    g.armed = Some(due);
-                    self.timer.set_after(due.saturating_sub(now));
+                    if more_due && done >= MAX_PER_DPC {
+                        // This run did its share: the rest in the next run,
+                        // queued now rather than a timer tick away.
+                        self.timer.queue_dpc_now();
+                    } else {
+                        g.armed = Some(due);
+                        self.timer.set_after(due.saturating_sub(now));
+                    }
                 }
             }
             for &(i, id) in batch.get(..n).unwrap_or(&[]) {
@@ -339,7 +402,7 @@ impl PendingTable {
                 g.calls = g.calls.saturating_sub(u32::try_from(n).unwrap_or(0));
                 self.sync_idle(&g);
             }
-            if n < BATCH {
+            if !more_due || done >= MAX_PER_DPC {
                 return;
             }
         }
@@ -359,6 +422,8 @@ impl PendingTable {
             return;
         };
         Stats::bump(&d.stats.completions);
+        // The completion routine releases this reference as its last action.
+        d.rundown.acquire();
         let ctx = (io as *const SlotIo).cast_mut().cast::<c_void>();
         // SAFETY: the slot is `Completing`, so its IRP is idle (its last
         // completion routine ran before the slot became Free); `io` lives
@@ -381,11 +446,25 @@ impl PendingTable {
         }
     }
 
-    /// The IRP of slot `i` completed with `st`.
+    /// The IRP of slot `i` completed with `st` (its completion routine, any
+    /// IRQL <= DISPATCH_LEVEL). Everything is done before the slot is freed
+    /// and `completing` lowered (which lets the worker close the socket and
+    /// open another); the rundown reference taken in [`Self::issue`] is
+    /// released as the very last action.
     fn completed(&self, d: &Driver, i: u32, st: NTSTATUS) {
-        let e = {
+        self.finish_completion(d, i, st);
+        d.rundown.release();
+    }
+
+    fn finish_completion(&self, d: &Driver, i: u32, st: NTSTATUS) {
+        // Take the request out of the table (an abort from now on finds
+        // nothing: the completion decides), but keep the slot off the free
+        // list, and `completing` counted, until the end.
+        let (e, current) = {
             let mut g = self.inner.lock();
-            let Some(e) = g.entries.get_mut(i as usize) else {
+            let (open, generation) = (g.open, g.generation);
+            let Inner { entries, ids, .. } = &mut *g;
+            let Some(e) = entries.get_mut(i as usize) else {
                 return;
             };
             if e.state != State::Completing {
@@ -393,14 +472,21 @@ impl PendingTable {
             }
             e.state = State::Free;
             let copy = *e;
-            g.free.push(i);
-            g.completing = g.completing.saturating_sub(1);
-            self.sync_idle(&g);
-            copy
+            let entries = &*entries;
+            ids.remove(&copy.id, |s| {
+                entries
+                    .get(s as usize)
+                    .map_or_else(Default::default, |e| e.id)
+            });
+            (copy, open && generation == copy.generation)
         };
         if st == STATUS_FILE_FORCED_CLOSED {
             Stats::bump(&d.stats.forced_closed);
-            d.signal_listener_dead(CloseCause::FileForcedClosed, st);
+            // A late completion for a listener already closed (and maybe
+            // re-created) must not kill the current one.
+            if current {
+                d.signal_listener_dead(CloseCause::FileForcedClosed, st);
+            }
         }
         let accepted = e.action == Action::Accept && !e.aborted && NT_SUCCESS(st);
         let _ = if accepted {
@@ -417,6 +503,10 @@ impl PendingTable {
             &e.id,
             st,
         );
+        let mut g = self.inner.lock();
+        let _ = g.free.push(i);
+        g.completing = g.completing.saturating_sub(1);
+        self.sync_idle(&g);
     }
 
     /// Stops completions on the current listener (worker, PASSIVE_LEVEL):
@@ -435,12 +525,19 @@ impl PendingTable {
         };
         let mut dropped = 0u32;
         loop {
+            // One slot per hold of the lock, taken from the end of the
+            // deadline heap (O(1)): O(n) for the whole table.
             let next = {
                 let mut g = self.inner.lock();
-                let Some(i) = g.entries.iter().position(|e| e.state == State::Pended) else {
+                let Some((_, i)) = g.heap.pop_last() else {
                     break;
                 };
-                let Some(e) = g.entries.get_mut(i) else { break };
+                let Inner {
+                    entries, ids, free, ..
+                } = &mut *g;
+                let Some(e) = entries.get_mut(i as usize) else {
+                    break;
+                };
                 if reject && !socket.is_null() {
                     e.state = State::Completing;
                     e.action = Action::Reject;
@@ -448,12 +545,18 @@ impl PendingTable {
                     g.calls = g.calls.saturating_add(1);
                     g.completing = g.completing.saturating_add(1);
                     self.sync_idle(&g);
-                    Some((i as u32, id, None))
+                    Some((i, id, None))
                 } else {
                     e.state = State::Free;
-                    let t = e.ticket;
-                    g.free.push(i as u32);
-                    Some((i as u32, WSK_INSPECT_ID::default(), Some(t)))
+                    let (t, id) = (e.ticket, e.id);
+                    let entries = &*entries;
+                    ids.remove(&id, |s| {
+                        entries
+                            .get(s as usize)
+                            .map_or_else(Default::default, |e| e.id)
+                    });
+                    let _ = free.push(i);
+                    Some((i, WSK_INSPECT_ID::default(), Some(t)))
                 }
             };
             match next {

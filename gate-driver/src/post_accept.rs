@@ -11,7 +11,6 @@
 //! Runs only on the worker thread (PASSIVE_LEVEL); the IRP's completion
 //! routine (any IRQL) just flags the result and wakes the worker.
 
-use alloc::boxed::Box;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,6 +18,7 @@ use gate_core::Action;
 use gate_ksys::*;
 
 use crate::kernel::irp::{OwnedIrp, SyncIrp};
+use crate::pool::PoolBox;
 use crate::state::{Driver, Stats};
 use crate::{addr, telemetry};
 
@@ -38,19 +38,28 @@ pub struct Acceptor {
 
 unsafe extern "system" fn accept_done(_dev: PVOID, _irp: *mut IRP, context: PVOID) -> NTSTATUS {
     // SAFETY: the context is the Acceptor that issued the IRP; it stays
-    // alive until `wait_idle` saw this completion.
-    let a = unsafe { &*context.cast::<Acceptor>() };
-    a.done.store(true, Ordering::Release);
-    // SAFETY: the Driver outlives its acceptors.
-    unsafe { (*a.driver).wake.set() };
+    // alive until `done` is published below (the worker may drop it as soon
+    // as it sees `done`), so the Driver pointer is read first.
+    let d = unsafe { (*context.cast::<Acceptor>()).driver };
+    // SAFETY: as above; the last access to the Acceptor.
+    unsafe {
+        (*context.cast::<Acceptor>())
+            .done
+            .store(true, Ordering::Release)
+    };
+    // SAFETY: the Driver is alive: `arm` took a rundown reference for this
+    // request, released just below as the last action.
+    let d = unsafe { &*d };
+    d.wake.set();
+    d.rundown.release();
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
 impl Acceptor {
     /// An idle acceptor (None: no memory). Boxed: the IRP context and the
     /// address buffers must not move while an accept is outstanding.
-    pub fn new(d: &Driver) -> Option<Box<Acceptor>> {
-        Some(Box::new(Acceptor {
+    pub fn new(d: &Driver) -> Option<PoolBox<Acceptor>> {
+        PoolBox::try_new(Acceptor {
             irp: OwnedIrp::new()?,
             driver: d,
             local: [0; 16],
@@ -58,7 +67,8 @@ impl Acceptor {
             busy: false,
             done: AtomicBool::new(false),
             failures: 0,
-        }))
+        })
+        .ok()
     }
 
     /// Issues WskAccept unless one is outstanding.
@@ -79,6 +89,9 @@ impl Acceptor {
         // SAFETY: not busy, so the IRP is idle; `self` is boxed and kept
         // alive until the completion (see `wait_idle`).
         unsafe { self.irp.prepare(accept_done, ctx) };
+        // The completion routine releases it as its last action.
+        // SAFETY: the Driver outlives its acceptors.
+        unsafe { (*self.driver).rundown.acquire() };
         // SAFETY: live listen socket; buffers and IRP stay valid until completion.
         unsafe {
             f(

@@ -103,6 +103,11 @@ unsafe fn rdrand() -> Option<u64> {
 fn hardware(_state: &mut u64, _sources: &mut Sources) {}
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
 

@@ -4,7 +4,7 @@
 //! DriverUnload frees it after every user has stopped.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use gate_core::Gate;
 use gate_ksys::*;
@@ -15,19 +15,28 @@ use crate::kernel::event::KEvent;
 use crate::kernel::spin::{KSpinLock, SpinMutex};
 use crate::pending::PendingTable;
 
-/// A count of callbacks in progress that can be closed: after
+/// A count of driver routines in progress that can be closed: WSK
+/// callbacks ([`Rundown::enter`]) and IRP completion routines (a reference
+/// taken with [`Rundown::acquire`] before the request is issued). After
 /// [`Rundown::close_and_wait`] no new callback enters, and it returns once
-/// every one that entered has left.
+/// every reference is gone.
+///
+/// Each routine releases its reference as its very last access to driver
+/// memory (after its last event, lock and counter): unload waits on
+/// `drained`, which the last release sets, and only then unregisters ETW
+/// and frees the Driver. This is the reference scheme of Windows drivers
+/// without a device object (IoSetCompletionRoutineEx needs one): what
+/// runs after the release is the routine's return.
 pub struct Rundown {
     state: AtomicU32,
-    /// Set by the last callback to leave once closed.
+    /// Set by the last reference to go once closed.
     drained: KEvent,
 }
 
 const RUNDOWN_CLOSED: u32 = 1 << 31;
 
 impl Rundown {
-    /// Open, no callbacks.
+    /// Open, no references.
     pub const fn new() -> Rundown {
         Rundown {
             state: AtomicU32::new(0),
@@ -48,34 +57,46 @@ impl Rundown {
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
         let prev = self.state.fetch_add(1, Ordering::Acquire);
         if prev & RUNDOWN_CLOSED != 0 {
-            self.leave();
+            self.release();
             return None;
         }
         Some(RundownGuard(self))
     }
 
-    /// Callbacks inside now.
+    /// Takes a reference for a request about to be issued (whose
+    /// completion routine calls [`Rundown::release`] last). Never fails:
+    /// only the worker and the timer DPC issue requests, and unload closes
+    /// the rundown after both stopped.
+    pub fn acquire(&self) {
+        self.state.fetch_add(1, Ordering::Acquire);
+    }
+
+    /// References held now.
     pub fn active(&self) -> u32 {
         self.state.load(Ordering::Acquire) & !RUNDOWN_CLOSED
     }
 
-    fn leave(&self) {
+    /// Drops a reference. The caller must not touch driver memory after
+    /// this (once closed, the last release lets unload free it).
+    pub fn release(&self) {
         let prev = self.state.fetch_sub(1, Ordering::Release);
         if prev == RUNDOWN_CLOSED | 1 {
+            // The last reference after close: the unload thread waits for
+            // this event and frees the Driver once it is set. KeSetEvent
+            // (Wait = FALSE) does not touch the event after waking it.
             self.drained.set();
         }
     }
 
-    /// Closes and waits (PASSIVE_LEVEL) until no callback is inside.
+    /// Closes and waits (PASSIVE_LEVEL) until no reference is left. Waits
+    /// on the event alone (not on the count, which reaches zero just
+    /// before the last holder signals it).
     pub fn close_and_wait(&self) {
         let prev = self.state.fetch_or(RUNDOWN_CLOSED, Ordering::AcqRel);
         if prev & !RUNDOWN_CLOSED == 0 {
             return;
         }
-        // The last callback to leave sets `drained`.
-        while self.active() != 0 {
-            self.drained.wait(None);
-        }
+        self.drained.wait(None);
     }
 }
 
@@ -90,7 +111,7 @@ pub struct RundownGuard<'a>(&'a Rundown);
 
 impl Drop for RundownGuard<'_> {
     fn drop(&mut self) {
-        self.0.leave();
+        self.0.release();
     }
 }
 
@@ -211,31 +232,37 @@ pub struct Accepted {
 // worker that pops it becomes its only user.
 unsafe impl Send for Accepted {}
 
-/// Accepted sockets waiting for the worker (pre-allocated ring).
+/// Accepted connections waiting for the worker (allocated once, never grown).
 pub struct AcceptQueue {
-    items: alloc::vec::Vec<Accepted>,
+    items: crate::pool::PoolVec<Accepted>,
 }
 
 impl AcceptQueue {
     /// An empty queue with room for [`ACCEPT_QUEUE`] sockets (None: no memory).
     pub fn new() -> Option<AcceptQueue> {
-        let mut items = alloc::vec::Vec::new();
-        items.try_reserve_exact(ACCEPT_QUEUE).ok()?;
-        Some(AcceptQueue { items })
+        Some(AcceptQueue {
+            items: crate::pool::PoolVec::with_capacity(ACCEPT_QUEUE).ok()?,
+        })
     }
 
     /// Adds a connection; false when full (no allocation).
     pub fn push(&mut self, a: Accepted) -> bool {
-        if self.items.len() >= ACCEPT_QUEUE || self.items.len() >= self.items.capacity() {
-            return false;
-        }
-        self.items.push(a);
-        true
+        self.items.push(a).is_ok()
     }
 
     /// Takes one connection.
     pub fn pop(&mut self) -> Option<Accepted> {
         self.items.pop()
+    }
+
+    /// Sockets waiting.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether none wait.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 
@@ -257,14 +284,12 @@ pub struct Driver {
     pub wake: KEvent,
     /// Set by unload: the worker winds down.
     pub stopping: AtomicBool,
-    /// Set by a callback when the listener stopped working (NULL InspectID,
-    /// STATUS_FILE_FORCED_CLOSED, NULL accept socket); cleared by the
-    /// worker when it closes that listener.
-    pub listener_dead: AtomicBool,
-    /// Why the listener died ([`CloseCause`] as u8) and the status, if any.
-    pub dead_cause: AtomicU8,
-    /// The status that told us the listener died.
-    pub dead_status: AtomicU32,
+    /// Why the current listener stopped working, set once by the first
+    /// callback that learns it (NULL InspectID, STATUS_FILE_FORCED_CLOSED,
+    /// NULL accept socket) and reset by the worker for each new listener:
+    /// 0 = working, else [`DEAD`] | cause << 32 | status, in one word so a
+    /// reader never pairs the flag with an earlier close's cause or status.
+    pub dead: AtomicU64,
     /// Callbacks in progress.
     pub rundown: Rundown,
     /// The driver's counters.
@@ -286,13 +311,33 @@ impl Driver {
         self.registration.get()
     }
 
-    /// A callback learnt that the listener no longer works: record why and
-    /// wake the worker, which closes and re-creates it (never inline).
+    /// A callback learnt that the listener no longer works: record why
+    /// (first report wins) and wake the worker, which closes and re-creates
+    /// it (never inline).
     pub fn signal_listener_dead(&self, cause: CloseCause, status: NTSTATUS) {
-        if !self.listener_dead.swap(true, Ordering::AcqRel) {
-            self.dead_cause.store(cause as u8, Ordering::Release);
-            self.dead_status.store(status as u32, Ordering::Release);
-        }
+        let v = DEAD | (u64::from(cause as u8) << 32) | u64::from(status as u32);
+        let _ = self
+            .dead
+            .compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
         self.wake.set();
     }
+
+    /// Whether the current listener was reported dead.
+    pub fn listener_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) != 0
+    }
+
+    /// The report on the current listener: (cause as u8, status), if any.
+    pub fn dead_report(&self) -> Option<(u8, NTSTATUS)> {
+        let v = self.dead.load(Ordering::Acquire);
+        (v != 0).then_some((((v >> 32) & 0xFF) as u8, v as u32 as NTSTATUS))
+    }
+
+    /// A new listener: no report yet.
+    pub fn reset_dead(&self) {
+        self.dead.store(0, Ordering::Release);
+    }
 }
+
+/// The "reported" bit of [`Driver::dead`].
+pub const DEAD: u64 = 1 << 63;

@@ -202,8 +202,8 @@ pub fn config_rejected(r: &Rejected) {
     let mut value = Line::new();
     let _ = write!(value, "{}", r.value);
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
-    etw::config_rejected(&ETW, r.name, text, r.problem);
-    crate::errorlog::config_refused(r.name, text, r.problem);
+    etw::config_rejected(&ETW, r.value_name(), text, r.problem);
+    crate::errorlog::config_refused(r.value_name(), text, r.problem);
     crate::dbg_print!(gate_ksys::DPFLTR_ERROR_LEVEL, "gate: {}", r);
 }
 
@@ -212,13 +212,40 @@ pub fn counters(d: &crate::state::Driver, interval_ms: u32) {
     let c = d.gate.counters();
     let cap = u32::try_from(d.gate.capacity()).unwrap_or(u32::MAX);
     let tracked = u32::try_from(d.gate.tracked_keys()).unwrap_or(u32::MAX);
-    let aborts = d.stats.aborts.load(core::sync::atomic::Ordering::Relaxed);
-    etw::counters_from(&ETW, interval_ms, &c, tracked, cap, aborts);
+    let stats = d.stats.snapshot();
+    let in_use = u32::try_from(d.pending.in_use()).unwrap_or(u32::MAX);
+    etw::counters_from(&ETW, interval_ms, &c, tracked, cap, &stats, in_use);
 }
 
 /// DriverEntry succeeded.
 pub fn driver_loaded() {
     etw::driver_loaded(&ETW, env!("CARGO_PKG_VERSION"), MODE as u8);
+}
+
+/// A connection the stack accepted was declined (hand-off queue full or
+/// unloading): WskAcceptEvent returned STATUS_REQUEST_NOT_ACCEPTED.
+pub fn connection_declined(
+    remote: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    queued: usize,
+    unloading: bool,
+) {
+    let e = etw::def::ConnectionDeclined::DESCRIPTOR;
+    if !ETW.enabled(e.Level, e.Keyword) {
+        return;
+    }
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let (r, l) = (
+        sa(remote.unwrap_or(unspecified)),
+        sa(local.unwrap_or(unspecified)),
+    );
+    etw::connection_declined(
+        &ETW,
+        r.as_bytes(),
+        l.as_bytes(),
+        u32::try_from(queued).unwrap_or(u32::MAX),
+        unloading,
+    );
 }
 
 /// DriverUnload started.

@@ -1,5 +1,10 @@
 //! One test per case of the WskInspectEvent contract
 //! (shared/design/wsk-contract.md), run against the simulated provider.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

@@ -4,6 +4,11 @@
 //! CTL_CODE access bits, every malformed input refused with its field
 //! named (status and ETW ControlRejected), ConfigChanged events, --persist,
 //! and random bytes thrown at every code.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

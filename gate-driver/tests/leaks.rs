@@ -7,6 +7,11 @@
 //! after unload the live bytes must come back to the same level, start
 //! after start. Pool, IRPs, sockets, threads, handles and timers are
 //! checked by the simulator's LeakReport.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

@@ -1,5 +1,10 @@
 //! The listener's life cycle and the basic decision path, end to end
 //! against the simulated kernel and WSK provider.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

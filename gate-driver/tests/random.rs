@@ -13,6 +13,11 @@
 //! are conserved: what each side received is exactly a prefix of what the
 //! other sent (all of it unless the relay was aborted), matched by an id
 //! each client sends first.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

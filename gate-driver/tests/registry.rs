@@ -1,6 +1,11 @@
 //! Registry configuration: every documented value, given an invalid
 //! setting, stops DriverEntry with STATUS_INVALID_PARAMETER, a debug message
 //! and a System event log entry naming that value; nothing is left behind. Valid settings take effect.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;
@@ -193,6 +198,56 @@ fn valid_values_take_effect() {
     wait_for("abortive close", std::time::Duration::from_secs(5), || {
         conn.info().and_then(|i| i.disconnected) == Some(true)
     });
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// A misspelt value name is not ignored: the start is refused, naming it
+/// (debug output and ConfigRejected's ValueName); the check is
+/// case-insensitive like the registry.
+#[test]
+fn unknown_value_names_refuse_the_start_naming_them() {
+    let sim = Sim::new();
+    sim.registry_set(PARAMS, "tablecapacity", RegValue::Dword(1 << 16));
+    sim.registry_set(PARAMS, "TableCapcity", RegValue::Dword(1 << 16));
+    let r = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY);
+    assert_eq!(r.err(), Some(STATUS_INVALID_PARAMETER));
+    let lines: Vec<String> = sim.debug_output().into_iter().map(|l| l.text).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|t| t.contains("registry value TableCapcity rejected")),
+        "{lines:?}"
+    );
+    let evs = checked_events(&sim);
+    let e = evs
+        .iter()
+        .find(|e| e.name == "ConfigRejected")
+        .expect("event");
+    assert!(format!("{e:?}").contains("TableCapcity"), "{e:?}");
+    sim.leaks().assert_clean();
+    sim.assert_no_violations();
+    drop(sim);
+
+    // The key's unnamed default value is no misspelling: Wine's
+    // `reg add <key> /f` (install.cmd under Wine) and regedit make one.
+    let sim = Sim::new();
+    sim.registry_set(PARAMS, "", RegValue::Sz(String::new()));
+    sim.registry_set(PARAMS, "ListenPort", RegValue::Dword(9000));
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("a default value beside known names");
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    drop(sim);
+
+    // Known names in any case are fine.
+    let sim = Sim::new();
+    sim.registry_set(PARAMS, "tablecapacity", RegValue::Dword(1 << 16));
+    sim.registry_set(PARAMS, "LISTENPORT", RegValue::Dword(9000));
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("known names");
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }

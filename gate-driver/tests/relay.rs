@@ -4,6 +4,11 @@
 //! MaxConnections, idle timeout, PROXY v1/v2 headers, post-accept and
 //! pended connections, and unload / listener re-creation with 1000 relays
 //! in flight. Every test ends with a clean unload and no violation.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

@@ -1,6 +1,11 @@
 //! The driver on a less friendly system: routines missing (as under Wine),
 //! IRP allocation failures, WSK not ready, every IRP completion mode, and
 //! the periodic counters.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;
@@ -44,14 +49,29 @@ fn irp_allocation_failure_in_the_pending_table_refuses_the_start() {
 }
 
 #[test]
-fn worker_without_an_irp_leaves_no_listener_and_unloads_clean() {
+fn worker_without_an_irp_retries_with_back_off_and_unloads_clean() {
     let sim = Sim::new();
     // MaxPending 0: the worker's own IRP is the first allocation.
     sim.fail_next_irp_allocations(1);
     let driver = sim
         .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
         .expect("DriverEntry does not wait for the worker");
-    assert!(sim.wait_listener(Duration::from_millis(200)).is_none());
+    // No listener until the back-off (100 ms, virtual) has passed.
+    assert!(sim.wait_listener(Duration::from_millis(100)).is_none());
+    sim.advance_ms(100);
+    assert!(sim.wait_listener(Duration::from_secs(5)).is_some());
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn unload_while_the_worker_waits_for_memory() {
+    let sim = Sim::new();
+    sim.fail_next_irp_allocations(1);
+    let driver = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("DriverEntry does not wait for the worker");
+    assert!(sim.wait_listener(Duration::from_millis(50)).is_none());
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }

@@ -3,6 +3,11 @@
 //! driver's synchronous calls must take the returned status as the answer
 //! instead of waiting for a completion that never comes: no hang, the
 //! connection still closed, nothing leaked.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 
 mod common;
 use common::*;

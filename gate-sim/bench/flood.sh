@@ -52,9 +52,10 @@ flood() {
     kill -INT "$HP"; wait "$HP" || true; HP=
     wait "$FC" || true
     SENT=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$OUT/$1.hping")
-    FAIR=$(grep -E '^  fair ' "$OUT/$1.fair" || true)
     echo "$1: hping3 sent $SENT SYNs in ${SECS} s"
-    echo "$1: fair client (attempted accepted refused timed_out closed other, latency ms p50/p99/max): $FAIR"
+    # gate-load's tables: counts (attempted accepted refused timed out closed
+    # other accepted%) and latency (count p50 p90 p99 p99.9 max, ms).
+    grep -E '^\| fair ' "$OUT/$1.fair" | sed "s/^/$1: fair client /" || true
 }
 
 # --- gate-sim ---

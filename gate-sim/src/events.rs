@@ -15,6 +15,18 @@ use std::time::Instant;
 /// Events of one name: total, and by `Reason` index.
 type NameCounts = (u64, HashMap<u64, u64>);
 
+/// Events counted by the simulation itself (no sink: events are not even
+/// built), as "Name" and "Name/reason" -> count.
+pub fn sim_counts() -> BTreeMap<String, u64> {
+    let mut out = gate_usersim::etw::counts();
+    for (name, by) in gate_usersim::etw::reason_counts() {
+        for (r, n) in by {
+            out.insert(format!("{name}/{}", reason_name(r)), n);
+        }
+    }
+    out
+}
+
 /// Counts and the JSON-lines writer, shared with the ETW sink.
 pub struct EventLog {
     start: Instant,
@@ -61,7 +73,7 @@ pub fn to_json(e: &CapturedEvent, t_ms: u128) -> serde_json::Value {
 }
 
 /// The name of reason index `r` (gate-core's `Reason::ALL` order).
-fn reason_name(r: u64) -> String {
+pub fn reason_name(r: u64) -> String {
     usize::try_from(r)
         .ok()
         .and_then(|i| gate_core::Reason::ALL.get(i))

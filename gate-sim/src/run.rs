@@ -128,14 +128,26 @@ pub fn run(o: &Options) -> Result<i32> {
                 .with_context(|| format!("--events {}: cannot create", p.display()))?,
         ))),
     };
+    // With --events every event is built, counted and written by the sink;
+    // without, the simulation only counts them (cheaper per SYN).
+    let streaming = out.is_some();
     let log = EventLog::new(out);
     let sink_log = Arc::clone(&log);
+    let count = |name: &str| -> u64 {
+        if streaming {
+            log.count(name)
+        } else {
+            etw::counts().get(name).copied().unwrap_or(0)
+        }
+    };
 
     let sim = Sim::new();
     sim.set_real_time(true);
     sim.set_event_window(EVENT_WINDOW);
     sim.set_request_log(false);
-    etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
+    if streaming {
+        etw::set_sink(Some(Box::new(move |e| sink_log.record(e))));
+    }
     for (n, v) in &o.registry {
         sim.registry_set(PARAMS, n, v.clone());
     }
@@ -176,6 +188,11 @@ pub fn run(o: &Options) -> Result<i32> {
     };
     if let Some(c) = &control {
         println!("gate-sim: control socket {}", c.path().display());
+    }
+    if !streaming {
+        // Loaded: nothing needs whole events any more (ConfigRejected was
+        // read from this window if the load failed).
+        sim.set_event_window(0);
     }
     let acceptor = match o.handshake_timeout {
         None => None,
@@ -258,12 +275,17 @@ pub fn run(o: &Options) -> Result<i32> {
             if let Some(t) = next_stats {
                 if Instant::now() >= t {
                     let secs = start.elapsed().as_secs_f64();
+                    let ts = sim.wsk_table_sizes();
                     eprintln!(
-                        "stats: t={secs:.1}s {} {} decisions_accepted={} decisions_rejected={} rss_kib={}",
+                        "stats: t={secs:.1}s {} {} decisions_accepted={} decisions_rejected={} \
+                         requests={} sockets={} buffers={} rss_kib={}",
                         nfq_line(&counters.snapshot(), secs),
                         real_line(),
-                        log.count("ConnectionAccepted"),
-                        log.count("ConnectionRejected"),
+                        count("ConnectionAccepted"),
+                        count("ConnectionRejected"),
+                        ts.requests,
+                        ts.sockets,
+                        ts.buffers,
                         rss_kib()
                     );
                     next_stats = o.stats_interval.map(|i| t + i);
@@ -308,7 +330,12 @@ pub fn run(o: &Options) -> Result<i32> {
     println!("real: {}", real_line());
     println!("memory: rss_kib={}", rss_kib());
     println!("decisions (ETW events, by name and reason):");
-    for (k, n) in log.counts() {
+    let decisions = if streaming {
+        log.counts()
+    } else {
+        crate::events::sim_counts()
+    };
+    for (k, n) in decisions {
         println!("  {k} {n}");
     }
     if write_errors > 0 {

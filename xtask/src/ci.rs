@@ -71,6 +71,18 @@ pub fn run(_args: Args) -> Result<()> {
             ]),
         )?;
         run_step(
+            "gate-sim: real bytes client -> NFQUEUE decision -> driver relay -> real backend",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "relay",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+        run_step(
             "flood check: gate-sim under hping3 --flood --rand-source (10 s, test namespaces)",
             cargo().args([
                 "test",

@@ -76,6 +76,7 @@ extern "system" {
     ) -> BOOLEAN;
     pub fn KeCancelTimer(timer: *mut KTIMER) -> BOOLEAN;
     pub fn KeInitializeDpc(dpc: *mut KDPC, routine: KDEFERRED_ROUTINE, context: *mut c_void);
+    pub fn KeInsertQueueDpc(dpc: *mut KDPC, arg1: *mut c_void, arg2: *mut c_void) -> BOOLEAN;
     pub fn KeFlushQueuedDpcs();
 
     // ---- system threads and objects ----
@@ -99,6 +100,11 @@ extern "system" {
     ) -> NTSTATUS;
     pub fn ObfDereferenceObject(object: *mut c_void) -> isize;
     pub fn ZwClose(handle: HANDLE) -> NTSTATUS;
+    pub fn ZwWaitForSingleObject(
+        handle: HANDLE,
+        alertable: BOOLEAN,
+        timeout: *const i64,
+    ) -> NTSTATUS;
 
     // ---- registry ----
     pub fn ZwOpenKey(key: *mut HANDLE, access: u32, attributes: *mut OBJECT_ATTRIBUTES)
@@ -106,6 +112,15 @@ extern "system" {
     pub fn ZwQueryValueKey(
         key: HANDLE,
         name: *mut UNICODE_STRING,
+        class: i32,
+        info: *mut c_void,
+        length: u32,
+        result_length: *mut u32,
+    ) -> NTSTATUS;
+
+    pub fn ZwEnumerateValueKey(
+        key: HANDLE,
+        index: u32,
         class: i32,
         info: *mut c_void,
         length: u32,

@@ -90,7 +90,10 @@ pub const SL_INVOKE_ON_CANCEL: u8 = 0x20;
 pub const SL_INVOKE_ON_SUCCESS: u8 = 0x40;
 pub const SL_INVOKE_ON_ERROR: u8 = 0x80;
 
-/// `Tail.Overlay` of an IRP (the only view of the Tail union used here).
+/// `Tail.Overlay` of an IRP (the only view of the Tail union used here):
+/// 0x50 bytes, as in wdm.h (10.0.26100), Wine and mingw-w64. The union's
+/// other member, `KAPC Apc` (0x58 bytes), makes the union itself 0x58; the
+/// IRP's 16-byte alignment pads this view to the same end (0xD0).
 #[repr(C)]
 pub struct IRP_TAIL_OVERLAY {
     pub DriverContext: [PVOID; 4],
@@ -100,22 +103,22 @@ pub struct IRP_TAIL_OVERLAY {
     /// Union with `PacketType`.
     pub CurrentStackLocation: *mut IO_STACK_LOCATION,
     pub OriginalFileObject: PVOID,
-    pub IrpExtension: PVOID,
 }
 crate::assert_layout!(
     IRP_TAIL_OVERLAY,
-    size = 0x58,
+    size = 0x50,
     DriverContext = 0,
     Thread = 0x20,
     AuxiliaryBuffer = 0x28,
     ListEntry = 0x30,
     CurrentStackLocation = 0x40,
     OriginalFileObject = 0x48,
-    IrpExtension = 0x50,
 );
+const _: () = assert!(core::mem::align_of::<IRP_TAIL_OVERLAY>() == 8);
 
 /// `IRP` (wdm.h), x64. The stack locations follow the structure in memory.
-#[repr(C)]
+/// `DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)` in the header: 16-aligned.
+#[repr(C, align(16))]
 pub struct IRP {
     pub Type: i16,
     pub Size: u16,
@@ -164,6 +167,7 @@ crate::assert_layout!(
     UserBuffer = 0x70,
     Tail = 0x78,
 );
+const _: () = assert!(core::mem::align_of::<IRP>() == 16);
 
 /// `IO_NO_INCREMENT`, the priority boost for IoCompleteRequest.
 pub const IO_NO_INCREMENT: i8 = 0;

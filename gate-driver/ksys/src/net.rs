@@ -25,8 +25,10 @@ pub struct SOCKADDR {
 }
 crate::assert_layout!(SOCKADDR, size = 16, sa_family = 0, sa_data = 2);
 
-/// `SOCKADDR_IN`; port and address in network byte order.
-#[repr(C)]
+/// `SOCKADDR_IN`; port and address in network byte order. 4-aligned as in
+/// ws2def.h, where `sin_addr` is an `IN_ADDR` (a union with a ULONG); the
+/// bytes are kept as `[u8; 4]` here, the alignment comes from the repr.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SOCKADDR_IN {
     pub sin_family: ADDRESS_FAMILY,
@@ -42,6 +44,7 @@ crate::assert_layout!(
     sin_addr = 4,
     sin_zero = 8
 );
+const _: () = assert!(core::mem::align_of::<SOCKADDR_IN>() == 4);
 
 /// `SOCKADDR_IN6`; port, flow info and address in network byte order.
 #[repr(C)]

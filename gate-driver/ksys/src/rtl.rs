@@ -6,6 +6,27 @@ use core::ffi::c_void;
 /// `KEY_VALUE_INFORMATION_CLASS` value used with ZwQueryValueKey.
 pub const KeyValuePartialInformation: i32 = 2;
 
+/// `KEY_VALUE_INFORMATION_CLASS` value used with ZwEnumerateValueKey.
+pub const KeyValueBasicInformation: i32 = 0;
+
+/// `KEY_VALUE_BASIC_INFORMATION` header; `Name` (UTF-16, not terminated)
+/// runs on for `NameLength` bytes.
+#[repr(C)]
+pub struct KEY_VALUE_BASIC_INFORMATION {
+    pub TitleIndex: u32,
+    pub Type: u32,
+    pub NameLength: u32,
+    pub Name: [u16; 1],
+}
+crate::assert_layout!(
+    KEY_VALUE_BASIC_INFORMATION,
+    size = 16,
+    TitleIndex = 0,
+    Type = 4,
+    NameLength = 8,
+    Name = 12,
+);
+
 /// `KEY_VALUE_PARTIAL_INFORMATION` header; `Data` runs on for `DataLength`.
 #[repr(C)]
 pub struct KEY_VALUE_PARTIAL_INFORMATION {

@@ -352,8 +352,11 @@ crate::assert_layout!(
     WskGetLocalAddress = 40,
 );
 
-/// `WSK_PROVIDER_CONNECTION_DISPATCH` (Windows 10 RS2+ layout, with the Ex
-/// entries at the end).
+/// `WSK_PROVIDER_CONNECTION_DISPATCH` with the `WskSendEx` / `WskReceiveEx`
+/// entries at the end, as in the 10.0.26100 headers, Wine's and
+/// mingw-w64's. Older SDKs lack them (10.0.16299, RS3, does; they came
+/// later than RS2). The driver never calls them, so on a system whose
+/// provider table ends before them only fields it has are read.
 #[repr(C)]
 pub struct WSK_PROVIDER_CONNECTION_DISPATCH {
     pub Basic: WSK_PROVIDER_BASIC_DISPATCH,

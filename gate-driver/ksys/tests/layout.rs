@@ -11,12 +11,26 @@ fn wdm_layouts_match_x64_headers() {
     assert_eq!(offset_of!(DRIVER_OBJECT, DriverUnload), 0x68);
     assert_eq!(offset_of!(DRIVER_OBJECT, MajorFunction), 0x70);
     assert_eq!(size_of::<IRP>(), 0xD0);
+    assert_eq!(
+        align_of::<IRP>(),
+        16,
+        "DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)"
+    );
     assert_eq!(offset_of!(IRP, IoStatus), 0x30);
+    assert_eq!(size_of::<IRP_TAIL_OVERLAY>(), 0x50, "Tail.Overlay");
+    assert_eq!(align_of::<IRP_TAIL_OVERLAY>(), 8);
     assert_eq!(
         offset_of!(IRP, Tail) + offset_of!(IRP_TAIL_OVERLAY, CurrentStackLocation),
         0xB8
     );
     assert_eq!(size_of::<IO_STACK_LOCATION>(), 0x48);
+    assert_eq!(align_of::<IO_STACK_LOCATION>(), 8);
+    assert_eq!(align_of::<DRIVER_OBJECT>(), 8);
+    assert_eq!(align_of::<IO_STATUS_BLOCK>(), 8);
+    assert_eq!(align_of::<KEVENT>(), 8);
+    assert_eq!(align_of::<KDPC>(), 8);
+    assert_eq!(align_of::<UNICODE_STRING>(), 8);
+    assert_eq!(align_of::<OBJECT_ATTRIBUTES>(), 8);
     assert_eq!(offset_of!(IO_STACK_LOCATION, CompletionRoutine), 0x38);
     assert_eq!(size_of::<KEVENT>(), 0x18);
     assert_eq!(size_of::<KTIMER>(), 0x40);
@@ -30,6 +44,9 @@ fn wdm_layouts_match_x64_headers() {
 #[test]
 fn wsk_layouts_match_x64_headers() {
     assert_eq!(size_of::<WSK_INSPECT_ID>(), 16);
+    assert_eq!(align_of::<WSK_INSPECT_ID>(), 8);
+    assert_eq!(align_of::<WSK_PROVIDER_CONNECTION_DISPATCH>(), 8);
+    assert_eq!(align_of::<WSK_BUF>(), 8);
     assert_eq!(offset_of!(WSK_INSPECT_ID, SerialNumber), 8);
     assert_eq!(size_of::<WSK_CLIENT_LISTEN_DISPATCH>(), 24);
     assert_eq!(size_of::<WSK_PROVIDER_LISTEN_DISPATCH>(), 48);
@@ -52,6 +69,9 @@ fn wsk_layouts_match_x64_headers() {
 #[test]
 fn sockaddr_layouts_match_ws2def() {
     assert_eq!(size_of::<SOCKADDR_IN>(), 16);
+    assert_eq!(align_of::<SOCKADDR_IN>(), 4, "IN_ADDR holds a ULONG");
+    assert_eq!(align_of::<SOCKADDR_IN6>(), 4, "ULONG sin6_flowinfo");
+    assert_eq!(align_of::<SOCKADDR_STORAGE>(), 8);
     assert_eq!(size_of::<SOCKADDR_IN6>(), 28);
     assert_eq!(offset_of!(SOCKADDR_IN6, sin6_addr), 8);
     assert_eq!(size_of::<SOCKADDR_STORAGE>(), 128);

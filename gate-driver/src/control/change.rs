@@ -18,6 +18,7 @@ use super::read::{wire_config, TOP_SCAN_SLOTS};
 use crate::config::value_name_of_field;
 use crate::kernel::clock;
 use crate::kernel::dbg::Line;
+use crate::pool::push_reserved;
 use crate::state::Driver;
 use crate::telemetry;
 
@@ -241,12 +242,14 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         .chunks_exact(WireAddr::SIZE)
     {
         let a = WireAddr::from_bytes(chunk).unwrap_or_default();
-        entries.push(cidr_of(&a, "entries").map_err(|mut r| {
+        let c = cidr_of(&a, "entries").map_err(|mut r| {
             // Name the entry by its index.
             r.reason = "valid entries (value = index of the first bad entry)";
             r.value = entries.len() as u64;
             r
-        })?);
+        })?;
+        // Reserved for `count` entries above.
+        push_reserved(&mut entries, c);
     }
     let is_allow = head.list == list_kind::ALLOW;
     // Sorted once here, so the work under gate-core's control lock is
@@ -266,7 +269,9 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                         oom = true;
                         return;
                     }
-                    list.extend_from_slice(&entries);
+                    for e in &entries {
+                        push_reserved(list, *e);
+                    }
                     list.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
                     list.dedup();
                     changed_n = list.len().saturating_sub(before) as u32;
@@ -287,7 +292,9 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                         oom = true;
                         return;
                     }
-                    new.extend_from_slice(&entries);
+                    for e in &entries {
+                        push_reserved(&mut new, *e);
+                    }
                     *list = new;
                     changed_n = entries.len() as u32;
                 }
@@ -327,7 +334,9 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         let ok = copy.try_reserve_exact(len).is_ok();
         if ok {
             d.gate.with_config(|c, _| {
-                copy.extend_from_slice(if is_allow { &c.allow } else { &c.deny })
+                for e in if is_allow { &c.allow } else { &c.deny } {
+                    push_reserved(&mut copy, *e);
+                }
             });
             let name = if is_allow {
                 crate::config::name::ALLOW

@@ -15,19 +15,31 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use gate_ksys::*;
 
 use crate::kernel::ustr::WideString;
+use crate::pool::PoolBox;
 
 /// The device (NULL when not created).
 static DEVICE: AtomicPtr<DEVICE_OBJECT> = AtomicPtr::new(core::ptr::null_mut());
 
-/// The driver's registry path (`Services\<name>`), kept for `--persist`.
-static REGISTRY_PATH: AtomicPtr<WideString> = AtomicPtr::new(core::ptr::null_mut());
+/// Names kept while the device exists: the link (deleting it needs no
+/// allocation) and `<registry path>\Parameters` (for `--persist`).
+struct Names {
+    link: WideString,
+    params: WideString,
+}
 
-/// The registry path DriverEntry got, if kept.
-pub(super) fn registry_path() -> Option<&'static WideString> {
-    let p = REGISTRY_PATH.load(Ordering::Acquire);
-    // SAFETY: set once by `create` from a Box, freed by `delete` after the
-    // device (the only user) is gone.
+/// The kept names (NULL when not created).
+static NAMES: AtomicPtr<Names> = AtomicPtr::new(core::ptr::null_mut());
+
+fn names() -> Option<&'static Names> {
+    let p = NAMES.load(Ordering::Acquire);
+    // SAFETY: set once by `create` from a PoolBox, freed by `delete` after
+    // the device (its only user) is gone.
     (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// `<registry path>\Parameters`, if the device exists.
+pub(super) fn parameters_path() -> Option<&'static WideString> {
+    names().map(|n| &n.params)
 }
 
 /// Creates the device, sets its DACL, links it and installs the dispatch
@@ -39,8 +51,17 @@ pub unsafe fn create(
     driver: *mut DRIVER_OBJECT,
     registry_path: *const UNICODE_STRING,
 ) -> Result<(), NTSTATUS> {
-    let name = WideString::from_text(gate_ioctl::DEVICE_NAME);
-    let link = WideString::from_text(gate_ioctl::LINK_NAME);
+    let oom = |_| STATUS_INSUFFICIENT_RESOURCES;
+    let name = WideString::from_text(gate_ioctl::DEVICE_NAME).map_err(oom)?;
+    // SAFETY: per the caller.
+    let params =
+        unsafe { WideString::from_unicode_and(registry_path, "\\Parameters") }.map_err(oom)?;
+    let names = PoolBox::try_new(Names {
+        link: WideString::from_text(gate_ioctl::LINK_NAME).map_err(oom)?,
+        params,
+    })
+    .map_err(oom)?;
+    let link = &names.link;
     let mut us_name = name.as_unicode();
     let mut us_link = link.as_unicode();
     let mut dev: *mut DEVICE_OBJECT = core::ptr::null_mut();
@@ -72,12 +93,7 @@ pub unsafe fn create(
         unsafe { IoDeleteDevice(dev) };
         return Err(st);
     }
-    // SAFETY: per the caller.
-    let path = unsafe { WideString::from_unicode(registry_path) };
-    REGISTRY_PATH.store(
-        alloc::boxed::Box::into_raw(alloc::boxed::Box::new(path)),
-        Ordering::Release,
-    );
+    NAMES.store(PoolBox::into_raw(names), Ordering::Release);
     // SAFETY: the I/O manager reads the table only to dispatch IRPs.
     unsafe {
         let mf = &mut (*driver).MajorFunction;
@@ -163,16 +179,14 @@ pub fn delete() {
     if dev.is_null() {
         return;
     }
-    let link = WideString::from_text(gate_ioctl::LINK_NAME);
-    let mut us_link = link.as_unicode();
-    // SAFETY: created by `create`; deleted once.
-    unsafe {
-        IoDeleteSymbolicLink(&mut us_link);
-        IoDeleteDevice(dev);
-    }
-    let p = REGISTRY_PATH.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    let p = NAMES.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if !p.is_null() {
-        // SAFETY: from Box::into_raw in `create`; the device is gone.
-        drop(unsafe { alloc::boxed::Box::from_raw(p) });
+        // SAFETY: from PoolBox::into_raw in `create`, taken once.
+        let names = unsafe { PoolBox::from_raw(p) };
+        let mut us_link = names.link.as_unicode();
+        // SAFETY: a link `create` made.
+        unsafe { IoDeleteSymbolicLink(&mut us_link) };
     }
+    // SAFETY: created by `create`; deleted once, after its link.
+    unsafe { IoDeleteDevice(dev) };
 }

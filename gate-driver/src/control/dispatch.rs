@@ -110,7 +110,11 @@ impl Io {
         })?;
         if self.in_len > 0 && !self.buf.is_null() {
             // SAFETY: the system buffer holds `in_len` input bytes.
-            v.extend_from_slice(unsafe { core::slice::from_raw_parts(self.buf, self.in_len) });
+            let input = unsafe { core::slice::from_raw_parts(self.buf, self.in_len) };
+            // Reserved for `in_len` bytes above.
+            for b in input {
+                crate::pool::push_reserved(&mut v, *b);
+            }
         }
         Ok(v)
     }

@@ -11,6 +11,7 @@ use gate_ksys::*;
 
 use crate::kernel::dbg::Line;
 use crate::kernel::ustr::WideString;
+use crate::pool::push_reserved;
 
 /// An open Parameters key (closed on drop).
 struct Key(HANDLE);
@@ -23,11 +24,9 @@ impl Drop for Key {
 }
 
 fn open() -> Result<Key, NTSTATUS> {
-    let Some(base) = super::device::registry_path() else {
+    let Some(path) = super::device::parameters_path() else {
         return Err(STATUS_REGISTRY_IO_FAILED);
     };
-    let mut path = base.clone();
-    path.push_str("\\Parameters");
     let mut us = path.as_unicode();
     let mut attrs = OBJECT_ATTRIBUTES {
         Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
@@ -49,7 +48,7 @@ fn open() -> Result<Key, NTSTATUS> {
 
 fn set(name: &str, kind: u32, data: &[u8]) -> Result<(), NTSTATUS> {
     let key = open()?;
-    let wname = WideString::from_text(name);
+    let wname = WideString::from_text(name).map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
     let mut us = wname.as_unicode();
     let len = u32::try_from(data.len()).map_err(|_| STATUS_REGISTRY_IO_FAILED)?;
     // SAFETY: an open key handle, a valid name and `len` readable bytes.
@@ -90,10 +89,15 @@ pub fn cidrs(name: &str, list: &[Cidr]) -> Result<(), NTSTATUS> {
         let mut line = Line::new();
         let _ = write!(line, "{c}");
         for b in line.as_bytes() {
-            data.extend_from_slice(&u16::from(*b).to_le_bytes());
+            for x in u16::from(*b).to_le_bytes() {
+                push_reserved(&mut data, x);
+            }
         }
-        data.extend_from_slice(&[0, 0]);
+        push_reserved(&mut data, 0);
+        push_reserved(&mut data, 0);
     }
-    data.extend_from_slice(&[0, 0]);
+    // The final NUL (reserved: entries are at most 88 bytes of the 100 each).
+    push_reserved(&mut data, 0);
+    push_reserved(&mut data, 0);
     set(name, REG_MULTI_SZ, &data)
 }

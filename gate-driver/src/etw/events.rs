@@ -222,7 +222,7 @@ gate_events! {
     /// Periodic counters (totals since the driver started).
     Counters = 12 {
         fn counters;
-        version: 0, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        version: 1, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
         /// Time since the previous Counters event, in milliseconds.
         interval_ms "IntervalMs": U32,
         /// Decisions with reason within_rate.
@@ -267,6 +267,49 @@ gate_events! {
         table_capacity "TableCapacity": U32,
         /// WskAbortEvent calls seen by the driver.
         aborts "Aborts": U64,
+        /// WskInspectEvent calls answered (and, in post-accept mode, connections decided).
+        inspects "Inspects": U64,
+        /// Requests rejected for an address of an unknown family.
+        bad_addresses "BadAddresses": U64,
+        /// Pends rejected because the pending table was full or closed.
+        pend_table_full "PendTableFull": U64,
+        /// Aborts that found a pended request.
+        aborts_pended "AbortsPended": U64,
+        /// Aborts for a request not pended (accepted at once, or unknown).
+        aborts_not_pended "AbortsNotPended": U64,
+        /// WskInspectComplete calls issued.
+        completions "Completions": U64,
+        /// Listener closes asked for by a NULL InspectID.
+        null_inspect "NullInspectIds": U64,
+        /// Completions that reported STATUS_FILE_FORCED_CLOSED.
+        forced_closed "ForcedClosed": U64,
+        /// Listeners created (bound).
+        listeners_up "ListenersUp": U64,
+        /// Connections accepted and handed to the worker.
+        accepted_sockets "AcceptedSockets": U64,
+        /// Connections accepted by the stack but declined by the driver (hand-off queue full, or unloading).
+        declined "Declined": U64,
+        /// Accepted connections closed by the worker.
+        closed_sockets "ClosedSockets": U64,
+        /// Pending-table slots in use now.
+        pending_in_use "PendingInUse": U32,
+    }
+
+    /// A connection the stack accepted was declined by the driver
+    /// (WskAcceptEvent returned STATUS_REQUEST_NOT_ACCEPTED): the hand-off
+    /// queue to the worker was full, or the driver is unloading. Counted in
+    /// Counters.Declined.
+    ConnectionDeclined = 15 {
+        fn connection_declined;
+        version: 0, level: VERBOSE, keyword: ACCEPT, task: DECISION, opcode: INFO;
+        /// Remote address and port of the connection.
+        remote "RemoteAddress": SockAddr,
+        /// Local (listening) address and port.
+        local "LocalAddress": SockAddr,
+        /// Connections waiting in the hand-off queue when it was declined.
+        queued "Queued": U32,
+        /// Whether the driver was unloading.
+        unloading "Unloading": Bool32,
     }
 
     /// The driver started (DriverEntry succeeded).
@@ -368,7 +411,7 @@ gate_events! {
     /// The relay's configuration in force (the relay is on).
     RelayConfigured = 24 {
         fn relay_configured;
-        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: OPERATIONAL;
         /// The backend's address and port.
         backend "BackendAddress": SockAddr,
         /// PROXY protocol header: 0 none, 1 v1, 2 v2.
@@ -386,7 +429,7 @@ gate_events! {
     /// No BackendAddress is configured: accepted connections are closed, nothing behind the gate is protected.
     RelayOff = 25 {
         fn relay_off;
-        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: ADMIN;
         /// What the driver does instead.
         behaviour "Behaviour": Str,
     }
@@ -434,7 +477,8 @@ pub fn counters_from(
     c: &gate_core::telemetry::Counters,
     table_occupancy: u32,
     table_capacity: u32,
-    aborts: u64,
+    s: &crate::state::StatsSnapshot,
+    pending_in_use: u32,
 ) {
     use gate_core::telemetry::{Event as E, Reason as R};
     counters(
@@ -460,7 +504,20 @@ pub fn counters_from(
         c.pends_outstanding,
         table_occupancy,
         table_capacity,
-        aborts,
+        s.aborts,
+        s.inspects,
+        s.bad_addresses,
+        s.pend_table_full,
+        s.aborts_pended,
+        s.aborts_not_pended,
+        s.completions,
+        s.null_inspect,
+        s.forced_closed,
+        s.listeners_up,
+        s.accepted_sockets,
+        s.accept_queue_full,
+        s.closed_sockets,
+        pending_in_use,
     );
 }
 

@@ -447,6 +447,11 @@ pub(crate) const NO_GUID: *const gate_ksys::types::GUID = core::ptr::null();
 pub const NOT_FOUND: *mut c_void = core::ptr::null_mut();
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     extern crate std;
     use super::super::{def, PROVIDER_TRAITS, SCHEMA};

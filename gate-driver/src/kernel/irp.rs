@@ -6,12 +6,13 @@
 //! routine sets the event and returns STATUS_MORE_PROCESSING_REQUIRED, so
 //! the I/O manager leaves the IRP to us for reuse.
 
-use alloc::boxed::Box;
 use core::ffi::c_void;
 
 use gate_ksys::*;
 
 use super::event::KEvent;
+use crate::pool::PoolBox;
+use crate::state::Rundown;
 
 /// An IRP from IoAllocateIrp with one stack location (WSK needs one),
 /// freed on drop.
@@ -75,29 +76,49 @@ impl Drop for OwnedIrp {
 }
 
 /// An IRP plus completion event for synchronous WSK calls (worker thread).
+///
+/// Each call holds a reference on the driver's [`Rundown`] from before the
+/// request is issued until the completion routine's last action, so unload
+/// cannot free the driver while the routine still runs.
 pub struct SyncIrp {
     irp: OwnedIrp,
     done: KEvent,
+    rundown: *const Rundown,
 }
 
+// SAFETY: the rundown pointer targets the Driver, which outlives the
+// worker thread that owns this SyncIrp.
+unsafe impl Send for SyncIrp {}
+
 unsafe extern "system" fn sync_irp_done(_dev: PVOID, _irp: *mut IRP, context: PVOID) -> NTSTATUS {
-    // SAFETY: `context` is the `done` event of the SyncIrp whose `call` is
-    // waiting for it (so it is alive and initialised).
-    let done = unsafe { &*context.cast::<KEvent>() };
-    done.set();
+    // SAFETY: `context` is the SyncIrp whose `call` is waiting for this
+    // routine, so it is alive until `done` is set; the rundown pointer is
+    // read before that.
+    let (done, rundown) = unsafe {
+        let s = &*context.cast::<SyncIrp>();
+        (&s.done as *const KEvent, s.rundown)
+    };
+    // SAFETY: still alive (the waiter has not been woken yet).
+    unsafe { (*done).set() };
+    // SAFETY: the Driver (and its rundown) stays alive while this
+    // request's reference is held; releasing it is the last action.
+    unsafe { (*rundown).release() };
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
 impl SyncIrp {
-    /// Allocates one (boxed so the event never moves).
-    pub fn new() -> Option<Box<SyncIrp>> {
+    /// Allocates one (in the pool, so the event never moves); `rundown` is
+    /// the driver's (see the type's docs). `None`: no memory.
+    pub fn new(rundown: &Rundown) -> Option<PoolBox<SyncIrp>> {
         let irp = OwnedIrp::new()?;
-        let s = Box::new(SyncIrp {
+        let s = PoolBox::try_new(SyncIrp {
             irp,
             done: KEvent::uninit(),
-        });
-        // SAFETY: the event is at its final address (inside the Box) and
-        // nobody waits on it yet.
+            rundown,
+        })
+        .ok()?;
+        // SAFETY: the event is at its final address (inside the pool block)
+        // and nobody waits on it yet.
         unsafe { s.done.init(false) };
         Some(s)
     }
@@ -106,10 +127,12 @@ impl SyncIrp {
     /// Returns the IRP's final status and information.
     pub fn call(&mut self, f: impl FnOnce(*mut IRP) -> NTSTATUS) -> (NTSTATUS, usize) {
         self.done.clear();
-        let ctx = (&self.done as *const KEvent).cast_mut().cast::<c_void>();
+        let ctx = (self as *const SyncIrp).cast_mut().cast::<c_void>();
         // SAFETY: `&mut self` means no request is in flight on this IRP (each
-        // call waits for completion before returning); `ctx` lives in self.
+        // call waits for completion before returning); `ctx` is self.
         unsafe { self.irp.prepare(sync_irp_done, ctx) };
+        // SAFETY: the Driver outlives the worker, which owns this SyncIrp.
+        unsafe { (*self.rundown).acquire() };
         let returned = f(self.irp.as_ptr());
         if returned != STATUS_PENDING && !self.done.wait(Some(0)) {
             // A call that returns anything but STATUS_PENDING has completed
@@ -117,7 +140,10 @@ impl SyncIrp {
             // even for failures), so the event is already set. Wine's netio
             // stubs (WskControlSocket, WskDisconnect, ...) return
             // STATUS_NOT_IMPLEMENTED without touching the IRP: it is still
-            // ours, and the returned status is the answer.
+            // ours, its routine never runs, and the returned status is the
+            // answer.
+            // SAFETY: as above; the reference the routine would have released.
+            unsafe { (*self.rundown).release() };
             return (returned, 0);
         }
         self.done.wait(None);

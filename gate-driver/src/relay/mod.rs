@@ -37,7 +37,7 @@ use gate_ksys::*;
 use crate::config::RelayConfig;
 use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
-use crate::kernel::thread::{SpawnError, SystemThread};
+use crate::kernel::thread::SystemThread;
 use crate::state::{Accepted, Driver};
 use crate::telemetry;
 
@@ -270,21 +270,12 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
             telemetry::relay_on(backend, &d.cfg.relay);
             Some(Running { relay: r, thread })
         }
-        Err(e) => {
-            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: relay worker failed: {:?}", e);
-            match e {
-                // SAFETY: no thread exists; nothing else knows `r`.
-                SpawnError::NotStarted(_) => drop(unsafe { Box::from_raw(r) }),
-                SpawnError::Unjoinable(_) => {
-                    // The thread runs with `r` and cannot be joined: tell it
-                    // to end (it has no pairs) and leak the Relay.
-                    // SAFETY: `r` stays allocated for good.
-                    unsafe {
-                        (*r).stopping.store(true, Ordering::Release);
-                        (*r).wake.set();
-                    }
-                }
-            }
+        Err(st) => {
+            crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: relay worker failed: {:#x}", st);
+            // No thread exists (a started thread is always joinable: see
+            // kernel::thread); nothing else knows `r`.
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(r) });
             None
         }
     }

@@ -133,6 +133,8 @@ impl Side {
 pub(crate) fn try_box<T>(v: T) -> Option<Box<T>> {
     let layout = core::alloc::Layout::new::<T>();
     if layout.size() == 0 {
+        // A zero-sized Box allocates nothing, so cannot fail.
+        #[allow(clippy::disallowed_methods)]
         return Some(Box::new(v));
     }
     // SAFETY: non-zero size; the global allocator returns NULL on failure.
@@ -281,6 +283,7 @@ fn buffer(n: usize) -> Option<Vec<u8>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).ok()?;
     // Within the reserved capacity: no allocation.
+    #[allow(clippy::disallowed_methods)]
     v.resize(n, 0);
     Some(v)
 }
@@ -473,6 +476,11 @@ pub(crate) fn conn_dispatch(s: *mut WSK_SOCKET) -> *const WSK_PROVIDER_CONNECTIO
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
 

@@ -154,6 +154,11 @@ fn v2(src: Option<SocketAddr>, dst: Option<SocketAddr>, out: &mut [u8]) -> Optio
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 mod tests {
     use super::*;
     use alloc::vec::Vec;

@@ -1,5 +1,10 @@
 //! Shared helpers for the driver's simulation tests: registry paths, a
 //! loader that writes the Parameters values first, and small waits.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
 #![allow(dead_code)]
 
 use gate_usersim::*;

@@ -80,12 +80,14 @@ pub fn deadline_from(due: i64) -> u64 {
 
 /// `KeQueryInterruptTime` (resolved through MmGetSystemRoutineAddress).
 pub unsafe extern "system" fn KeQueryInterruptTime() -> u64 {
+    crate::hold::point("KeQueryInterruptTime");
     now()
 }
 
 /// `KeQueryUnbiasedInterruptTime` (the simulation never sleeps, so it equals
 /// interrupt time).
 pub unsafe extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
+    crate::hold::point("KeQueryUnbiasedInterruptTime");
     now()
 }
 
@@ -95,6 +97,7 @@ pub unsafe extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
 /// # Safety
 /// `qpc` must be NULL or writable.
 pub unsafe extern "system" fn KeQueryInterruptTimePrecise(qpc: *mut u64) -> u64 {
+    crate::hold::point("KeQueryInterruptTimePrecise");
     let t = now();
     if !qpc.is_null() {
         // SAFETY: the caller passes a writable u64.

@@ -141,6 +141,7 @@ pub unsafe extern "system" fn KeInitializeEvent(
     kind: EVENT_TYPE,
     state: BOOLEAN,
 ) {
+    crate::hold::point("KeInitializeEvent");
     let ty = match kind {
         NotificationEvent => TYPE_NOTIFICATION_EVENT,
         SynchronizationEvent => TYPE_SYNCHRONIZATION_EVENT,
@@ -176,6 +177,7 @@ pub unsafe extern "system" fn KeSetEvent(
     _increment: KPRIORITY,
     _wait: BOOLEAN,
 ) -> i32 {
+    crate::hold::point("KeSetEvent");
     irql::require_at_most_dispatch("KeSetEvent");
     if !check_event(event.cast(), "KeSetEvent") {
         return 0;
@@ -188,6 +190,7 @@ pub unsafe extern "system" fn KeSetEvent(
 /// `event` must point to an initialised KEVENT.
 #[no_mangle]
 pub unsafe extern "system" fn KeClearEvent(event: *mut KEVENT) {
+    crate::hold::point("KeClearEvent");
     if !check_event(event.cast(), "KeClearEvent") {
         return;
     }
@@ -198,7 +201,7 @@ pub unsafe extern "system" fn KeClearEvent(event: *mut KEVENT) {
 
 // ---- waits ----
 
-fn wait_objects(
+pub(crate) fn wait_objects(
     objects: &[*mut c_void],
     wait_all: bool,
     timeout: *const i64,
@@ -278,6 +281,7 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
     _alertable: BOOLEAN,
     timeout: *const i64,
 ) -> NTSTATUS {
+    crate::hold::point("KeWaitForSingleObject");
     wait_objects(&[object], true, timeout, "KeWaitForSingleObject")
 }
 
@@ -294,6 +298,7 @@ pub unsafe extern "system" fn KeWaitForMultipleObjects(
     timeout: *const i64,
     wait_blocks: *mut c_void,
 ) -> NTSTATUS {
+    crate::hold::point("KeWaitForMultipleObjects");
     if count == 0
         || objects.is_null()
         || count > 64
@@ -330,6 +335,7 @@ pub unsafe extern "system" fn KeDelayExecutionThread(
     _alertable: BOOLEAN,
     interval: *const i64,
 ) -> NTSTATUS {
+    crate::hold::point("KeDelayExecutionThread");
     if irql::current() >= DISPATCH_LEVEL {
         record(
             ViolationKind::WaitAtDispatch,
@@ -361,6 +367,7 @@ pub unsafe extern "system" fn KeDelayExecutionThread(
 /// `timer` must point to a writable KTIMER.
 #[no_mangle]
 pub unsafe extern "system" fn KeInitializeTimerEx(timer: *mut KTIMER, kind: TIMER_TYPE) {
+    crate::hold::point("KeInitializeTimerEx");
     let ty = if kind == SynchronizationTimer {
         TYPE_SYNCHRONIZATION_TIMER
     } else {
@@ -399,6 +406,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
     period_ms: i32,
     dpc: *mut KDPC,
 ) -> BOOLEAN {
+    crate::hold::point("KeSetTimerEx");
     irql::require_at_most_dispatch("KeSetTimerEx");
     if !check_timer(timer, "KeSetTimerEx") {
         return FALSE;
@@ -447,6 +455,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
 /// `timer` must be an initialised KTIMER.
 #[no_mangle]
 pub unsafe extern "system" fn KeCancelTimer(timer: *mut KTIMER) -> BOOLEAN {
+    crate::hold::point("KeCancelTimer");
     irql::require_at_most_dispatch("KeCancelTimer");
     if !check_timer(timer, "KeCancelTimer") {
         return FALSE;
@@ -581,6 +590,7 @@ pub unsafe extern "system" fn KeInitializeDpc(
     routine: KDEFERRED_ROUTINE,
     context: *mut c_void,
 ) {
+    crate::hold::point("KeInitializeDpc");
     let w = dpc_words(dpc);
     // SAFETY: a KDPC is 64 writable bytes.
     unsafe {
@@ -670,16 +680,18 @@ fn dpc_thread() {
         // KDEFERRED_ROUTINE and checked by magic.
         let f: KDEFERRED_ROUTINE =
             unsafe { std::mem::transmute::<usize, KDEFERRED_ROUTINE>(routine as usize) };
-        irql::run_at(DISPATCH_LEVEL, "DPC routine", || {
-            // SAFETY: calls the driver's DPC routine with its own arguments.
-            unsafe {
-                f(
-                    dpc as *mut KDPC,
-                    ctx as *mut c_void,
-                    a1 as *mut c_void,
-                    a2 as *mut c_void,
-                )
-            }
+        crate::hold::in_routine(crate::hold::Routine::Dpc, routine as usize, || {
+            irql::run_at(DISPATCH_LEVEL, "DPC routine", || {
+                // SAFETY: calls the driver's DPC routine with its own arguments.
+                unsafe {
+                    f(
+                        dpc as *mut KDPC,
+                        ctx as *mut c_void,
+                        a1 as *mut c_void,
+                        a2 as *mut c_void,
+                    )
+                }
+            })
         });
         let mut q = dpcq();
         q.running = false;
@@ -703,8 +715,25 @@ pub(crate) fn queued_dpcs() -> usize {
     dpcq().queue.len()
 }
 
+/// # Safety
+/// `dpc` must point to an initialised KDPC that stays alive while queued.
+#[no_mangle]
+pub unsafe extern "system" fn KeInsertQueueDpc(
+    dpc: *mut KDPC,
+    arg1: *mut c_void,
+    arg2: *mut c_void,
+) -> BOOLEAN {
+    crate::hold::point("KeInsertQueueDpc");
+    irql::require_at_most_dispatch("KeInsertQueueDpc");
+    if !check_dpc(dpc, "KeInsertQueueDpc") {
+        return 0;
+    }
+    BOOLEAN::from(queue_dpc(dpc, arg1 as usize, arg2 as usize))
+}
+
 #[no_mangle]
 pub unsafe extern "system" fn KeFlushQueuedDpcs() {
+    crate::hold::point("KeFlushQueuedDpcs");
     irql::require_passive("KeFlushQueuedDpcs");
     drain_dpcs();
 }

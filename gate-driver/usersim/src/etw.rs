@@ -185,6 +185,8 @@ struct State {
     regs: BTreeMap<REGHANDLE, Registration>,
     events: Ring<CapturedEvent>,
     counts: BTreeMap<String, u64>,
+    /// Events with a `Reason` field, by name and reason value.
+    reasons: BTreeMap<String, BTreeMap<u64, u64>>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -192,6 +194,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     regs: BTreeMap::new(),
     events: Ring::new(CAPTURE_LIMIT),
     counts: BTreeMap::new(),
+    reasons: BTreeMap::new(),
 });
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
@@ -246,6 +249,7 @@ pub unsafe extern "system" fn EtwRegister(
     context: *mut c_void,
     reg_handle: *mut REGHANDLE,
 ) -> NTSTATUS {
+    crate::hold::point("EtwRegister");
     if provider_id.is_null() || reg_handle.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -280,6 +284,7 @@ pub unsafe extern "system" fn EtwRegister(
 /// None beyond the kernel contract (the handle is a plain value).
 #[allow(non_snake_case)]
 pub unsafe extern "system" fn EtwUnregister(reg_handle: REGHANDLE) -> NTSTATUS {
+    crate::hold::point("EtwUnregister");
     match state().regs.remove(&reg_handle) {
         Some(_) => STATUS_SUCCESS,
         None => STATUS_INVALID_HANDLE,
@@ -299,6 +304,7 @@ pub unsafe extern "system" fn EtwSetInformation(
     info: *const c_void,
     len: u32,
 ) -> NTSTATUS {
+    crate::hold::point("EtwSetInformation");
     let bytes: &[u8] = if info.is_null() || len == 0 {
         &[]
     } else {
@@ -335,6 +341,7 @@ pub unsafe extern "system" fn EtwEventEnabled(
     reg_handle: REGHANDLE,
     desc: *const EVENT_DESCRIPTOR,
 ) -> u8 {
+    crate::hold::point("EtwEventEnabled");
     if desc.is_null() {
         return 0;
     }
@@ -364,6 +371,7 @@ pub unsafe extern "system" fn EtwWriteTransfer(
     count: u32,
     data: *const EVENT_DATA_DESCRIPTOR,
 ) -> NTSTATUS {
+    crate::hold::point("EtwWriteTransfer");
     if desc.is_null() || (count != 0 && data.is_null()) {
         return STATUS_INVALID_PARAMETER;
     }
@@ -400,16 +408,24 @@ pub unsafe extern "system" fn EtwWriteTransfer(
         };
         blocks.push((dd.Type, bytes));
     }
+    // Nobody keeps or sees whole events (capture window 0, no sink): count
+    // them by name and reason without building them.
+    let light =
+        SINK.read().unwrap_or_else(|e| e.into_inner()).is_none() && state().events.limit() == 0;
+    if light && types {
+        if let Ok((ev_name, reason)) = name_and_reason(&blocks) {
+            let mut st = state();
+            count_event(&mut st, &ev_name, reason);
+            return STATUS_SUCCESS;
+        }
+    }
     let ev = decode_event(guid, name, reg_handle, &d, types, &blocks);
     if let Some(sink) = SINK.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         sink(&ev);
     }
     let mut st = state();
-    if let Some(n) = st.counts.get_mut(&ev.name) {
-        *n += 1;
-    } else {
-        st.counts.insert(ev.name.clone(), 1);
-    }
+    let reason = ev.u64("Reason");
+    count_event(&mut st, &ev.name, reason);
     st.events.push(ev);
     STATUS_SUCCESS
 }
@@ -463,6 +479,7 @@ pub(crate) fn reset_capture() {
     st.events.clear();
     st.events.set_limit(CAPTURE_LIMIT);
     st.counts.clear();
+    st.reasons.clear();
 }
 
 /// Whether `handle` is a live registration.
@@ -764,6 +781,65 @@ fn cached<T>(
     }
     m.insert(blob.to_vec(), v.clone());
     Ok(v)
+}
+
+/// Counts one event by name (and reason).
+fn count_event(st: &mut State, name: &str, reason: Option<u64>) {
+    if let Some(n) = st.counts.get_mut(name) {
+        *n += 1;
+    } else {
+        st.counts.insert(name.to_string(), 1);
+    }
+    if let Some(r) = reason {
+        if !st.reasons.contains_key(name) {
+            st.reasons.insert(name.to_string(), BTreeMap::new());
+        }
+        if let Some(m) = st.reasons.get_mut(name) {
+            *m.entry(r).or_insert(0) += 1;
+        }
+    }
+}
+
+/// The event name and its `Reason` field (if it has one), decoding only
+/// the fields before `Reason`: the light path of [`EtwWriteTransfer`].
+fn name_and_reason(blocks: &[(u8, &[u8])]) -> Result<(String, Option<u64>), String> {
+    let mut meta = None;
+    let mut payload: Vec<u8> = Vec::new();
+    for (ty, b) in blocks {
+        match *ty {
+            EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA => meta = Some(*b),
+            EVENT_DATA_DESCRIPTOR_TYPE_NONE => payload.extend_from_slice(b),
+            EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA => {}
+            other => return Err(format!("unknown data descriptor type {other}")),
+        }
+    }
+    let meta = cached(
+        &META_CACHE,
+        meta.ok_or("no event metadata")?,
+        parse_event_metadata,
+    )?;
+    let (name, fields) = &*meta;
+    let mut pos = 0usize;
+    for f in fields {
+        let (v, used) = decode_value(payload.get(pos..).unwrap_or(&[]), f.in_type, f.out_type)?;
+        if f.name == "Reason" {
+            return Ok((
+                name.clone(),
+                match v {
+                    Value::U64(r) => Some(r),
+                    _ => None,
+                },
+            ));
+        }
+        pos += used;
+    }
+    Ok((name.clone(), None))
+}
+
+/// Events with a `Reason` field since the last reset, by name and reason
+/// value (counted whether or not events are kept).
+pub fn reason_counts() -> BTreeMap<String, BTreeMap<u64, u64>> {
+    state().reasons.clone()
 }
 
 /// Decodes one scalar value; returns it and the bytes used.

@@ -68,6 +68,7 @@ impl Sim {
         routines::reset();
         clock::reset();
         crate::wsk::reset();
+        crate::hold::reset();
         crate::mdl::reset();
         etw::reset_capture();
         etw::set_routines_available(true);
@@ -131,7 +132,8 @@ impl Sim {
         routines::hide(name, hidden);
     }
 
-    /// Lets `skip` pool allocations succeed, then fails the next `count`.
+    /// Lets `skip` allocations succeed, then fails the next `count`. Counts
+    /// pool blocks and IRPs (IoAllocateIrp) together, in call order.
     pub fn inject_pool_failures(&self, skip: u64, count: u64) {
         pool::inject_failures(skip, count);
     }
@@ -219,6 +221,7 @@ impl Sim {
         let mut path: Box<[u16]> = registry_path.encode_utf16().chain([0]).collect();
         let len = ((path.len() - 1) * 2) as u16;
         let buf = path.as_mut_ptr() as usize;
+        crate::hold::set_unloaded(false);
         let status = on_system_thread(move || {
             let mut us = UNICODE_STRING {
                 Length: len,
@@ -233,6 +236,9 @@ impl Sim {
         if NT_SUCCESS(status) {
             Ok(Driver { object })
         } else {
+            // The I/O manager unloads the image of a driver that failed to
+            // start: from here on no driver code may run.
+            crate::hold::set_unloaded(true);
             // The I/O manager deletes the object of a driver that failed
             // to start; the driver must not keep it.
             free_driver_object(object);
@@ -480,6 +486,7 @@ impl Driver {
                 Some(f) => {
                     // SAFETY: the driver's unload routine on its object.
                     unsafe { f(obj) };
+                    crate::hold::set_unloaded(true);
                     false
                 }
                 None => true,

@@ -34,6 +34,10 @@ pub enum CompletionMode {
     Async,
     /// Alternating Inline and Async, call by call.
     Alternate,
+    /// Like Async, but each completion runs on a thread of its own (as
+    /// on many CPUs at once): one completion routine held or slow does
+    /// not delay the others.
+    Parallel,
 }
 
 static MODE: AtomicU8 = AtomicU8::new(1);
@@ -45,6 +49,7 @@ pub(crate) fn set_mode(m: CompletionMode) {
             CompletionMode::Inline => 0,
             CompletionMode::Async => 1,
             CompletionMode::Alternate => 2,
+            CompletionMode::Parallel => 3,
         },
         Ordering::SeqCst,
     );
@@ -53,7 +58,7 @@ pub(crate) fn set_mode(m: CompletionMode) {
 fn complete_inline_now() -> bool {
     match MODE.load(Ordering::SeqCst) {
         0 => true,
-        1 => false,
+        1 | 3 => false,
         _ => ALTERNATE.fetch_add(1, Ordering::SeqCst).is_multiple_of(2),
     }
 }
@@ -125,6 +130,7 @@ unsafe fn init_irp(irp: *mut IRP, stack: i8) {
 
 #[no_mangle]
 pub unsafe extern "system" fn IoAllocateIrp(stack_size: i8, _charge_quota: BOOLEAN) -> *mut IRP {
+    crate::hold::point("IoAllocateIrp");
     irql::require_at_most_dispatch("IoAllocateIrp");
     if stack_size < 1 {
         record(
@@ -139,6 +145,9 @@ pub unsafe extern "system" fn IoAllocateIrp(stack_size: i8, _charge_quota: BOOLE
             g.fail_next -= 1;
             return std::ptr::null_mut();
         }
+    }
+    if crate::pool::injected_failure() {
+        return std::ptr::null_mut();
     }
     // SAFETY: non-zero size.
     let p = unsafe { alloc_zeroed(layout(stack_size)) }.cast::<IRP>();
@@ -180,6 +189,7 @@ fn lookup(irp: *mut IRP, who: &str) -> Option<(i8, bool)> {
 
 #[no_mangle]
 pub unsafe extern "system" fn IoFreeIrp(irp: *mut IRP) {
+    crate::hold::point("IoFreeIrp");
     irql::require_at_most_dispatch("IoFreeIrp");
     let Some((stack, in_flight)) = lookup(irp, "IoFreeIrp") else {
         return;
@@ -207,6 +217,7 @@ pub unsafe extern "system" fn IoFreeIrp(irp: *mut IRP) {
 
 #[no_mangle]
 pub unsafe extern "system" fn IoReuseIrp(irp: *mut IRP, status: NTSTATUS) {
+    crate::hold::point("IoReuseIrp");
     let Some((stack, in_flight)) = lookup(irp, "IoReuseIrp") else {
         return;
     };
@@ -301,7 +312,11 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
                     (*(*irp).Tail.CurrentStackLocation).DeviceObject
                 };
                 let level = irql::current();
-                let r = irql::run_at(level, "IRP completion routine", || f(device, irp, ctx));
+                let r = crate::hold::in_routine(
+                    crate::hold::Routine::IrpCompletion,
+                    f as usize,
+                    || irql::run_at(level, "IRP completion routine", || f(device, irp, ctx)),
+                );
                 if r == STATUS_MORE_PROCESSING_REQUIRED {
                     return;
                 }
@@ -334,6 +349,8 @@ type Job = Box<dyn FnOnce() + Send>;
 struct IoQueue {
     jobs: VecDeque<Job>,
     running: bool,
+    /// Completions running on threads of their own.
+    parallel: usize,
 }
 
 static IOQ: LazyLock<Mutex<IoQueue>> = LazyLock::new(|| Mutex::new(IoQueue::default()));
@@ -377,14 +394,36 @@ pub(crate) fn post(job: impl FnOnce() + Send + 'static) {
     IO_CV.notify_all();
 }
 
-/// Waits until the I/O thread is idle with nothing queued.
+/// Runs `job` now on a thread of its own at DISPATCH_LEVEL
+/// ([`CompletionMode::Parallel`]).
+fn post_parallel(job: impl FnOnce() + Send + 'static) {
+    ioq().parallel += 1;
+    let spawned = std::thread::Builder::new()
+        .name("sim-io-parallel".into())
+        .spawn(move || {
+            IS_IO_THREAD.with(|c| c.set(true));
+            irql::run_at(DISPATCH_LEVEL, "I/O completion", job);
+            ioq().parallel -= 1;
+            IO_CV.notify_all();
+        });
+    if let Err(e) = spawned {
+        panic!("cannot start a simulated I/O completion thread: {e}");
+    }
+}
+
+/// Waits until the I/O threads are idle with nothing queued. (A
+/// completion held by [`crate::hold`] on a parallel thread is not waited
+/// for: the test that holds it releases it.)
 pub(crate) fn drain() {
     if IS_IO_THREAD.with(|c| c.get()) {
         return;
     }
     let mut q = ioq();
-    while !q.jobs.is_empty() || q.running {
-        q = IO_CV.wait(q).unwrap_or_else(|e| e.into_inner());
+    while !q.jobs.is_empty() || q.running || (q.parallel > 0 && !crate::hold::is_held()) {
+        q = IO_CV
+            .wait_timeout(q, std::time::Duration::from_millis(10))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
 }
 
@@ -403,10 +442,15 @@ pub(crate) fn finish(irp: *mut IRP, status: NTSTATUS, information: usize) -> NTS
         // location pending is what IoMarkIrpPending does.
         unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= SL_PENDING_RETURNED };
         let p = SendIrp(irp);
-        post(move || {
+        let job = move || {
             let p = p;
             complete(p.0, status, information);
-        });
+        };
+        if MODE.load(Ordering::SeqCst) == 3 {
+            post_parallel(job);
+        } else {
+            post(job);
+        }
         STATUS_PENDING
     }
 }

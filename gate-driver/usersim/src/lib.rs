@@ -66,6 +66,12 @@
 //!   closed sockets are kept for a window ([`Sim::set_history_window`])
 //!   and then retired; logs, debug lines and violations are rings with
 //!   totals; every per-SYN and per-close path is O(1).
+//! - Holds ([`hold`]): any driver routine (IRP completion, DPC, system
+//!   thread) can be held before any of its import calls (or just after a
+//!   spin lock release), so a test can run DriverUnload meanwhile; every
+//!   import called after DriverUnload returned (or after a failed
+//!   DriverEntry) is a `CodeAfterUnload` violation.
+//!   [`CompletionMode::Parallel`] completes each IRP on a thread of its own.
 //! - Violations ([`violation`]): every broken rule is recorded with a
 //!   [`ViolationKind`]; a good run has none.
 //!
@@ -81,6 +87,7 @@ pub mod dispatcher;
 pub mod errorlog;
 pub mod etw;
 pub mod harness;
+pub mod hold;
 pub mod irp;
 pub mod irql;
 pub mod mdl;
@@ -100,6 +107,7 @@ pub use control_channel::ControlServer;
 pub use debug::{BugCheck, DebugLine};
 pub use device::{DeviceHandle, DeviceView, IoctlResult};
 pub use harness::{Conn, Driver, DriverEntryFn, LeakReport, Request, Sim};
+pub use hold::{Hold, HoldAt, Routine};
 pub use irp::{CompletionMode, IrpStats};
 pub use objects::ObjectStats;
 pub use pool::{tag_name, PoolStats, TagStats};

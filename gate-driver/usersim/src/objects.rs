@@ -151,6 +151,7 @@ pub unsafe extern "system" fn PsCreateSystemThread(
     start: KSTART_ROUTINE,
     context: *mut c_void,
 ) -> NTSTATUS {
+    crate::hold::point("PsCreateSystemThread");
     irql::require_passive("PsCreateSystemThread");
     if thread.is_null() {
         record(
@@ -178,8 +179,10 @@ pub unsafe extern "system" fn PsCreateSystemThread(
         .spawn(move || {
             let ctx = ctx;
             CURRENT.with(|c| c.set(t));
-            // SAFETY: the driver's thread routine, called like the kernel does.
-            unsafe { start(ctx.0) };
+            crate::hold::in_routine(crate::hold::Routine::SystemThread, start as usize, || {
+                // SAFETY: the driver's thread routine, called like the kernel does.
+                unsafe { start(ctx.0) }
+            });
             thread_exit(t, STATUS_SUCCESS);
         });
     if spawned.is_err() {
@@ -193,6 +196,7 @@ pub unsafe extern "system" fn PsCreateSystemThread(
 
 #[no_mangle]
 pub unsafe extern "system" fn PsTerminateSystemThread(status: NTSTATUS) -> NTSTATUS {
+    crate::hold::point("PsTerminateSystemThread");
     let t = CURRENT.with(|c| c.get());
     if t == 0 {
         record(
@@ -218,6 +222,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
     object: *mut *mut c_void,
     _info: *mut c_void,
 ) -> NTSTATUS {
+    crate::hold::point("ObReferenceObjectByHandle");
     irql::require_passive("ObReferenceObjectByHandle");
     let mut g = obj();
     let t = match g.handles.get(&(handle as usize)) {
@@ -246,6 +251,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
 /// `object` must be an object referenced with ObReferenceObjectByHandle.
 #[no_mangle]
 pub unsafe extern "system" fn ObfDereferenceObject(object: *mut c_void) -> isize {
+    crate::hold::point("ObfDereferenceObject");
     let mut g = obj();
     let Some(info) = g.threads.get_mut(&(object as usize)) else {
         drop(g);
@@ -269,6 +275,7 @@ pub unsafe extern "system" fn ObfDereferenceObject(object: *mut c_void) -> isize
 
 #[no_mangle]
 pub unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
+    crate::hold::point("ZwClose");
     irql::require_passive("ZwClose");
     if obj().handles.remove(&(handle as usize)).is_none() {
         record(
@@ -278,4 +285,32 @@ pub unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
         return STATUS_INVALID_HANDLE;
     }
     STATUS_SUCCESS
+}
+
+/// Waits on the object behind a handle (threads only: the driver waits
+/// for its worker by handle).
+///
+/// # Safety
+/// `timeout` must be NULL or readable.
+#[no_mangle]
+pub unsafe extern "system" fn ZwWaitForSingleObject(
+    handle: HANDLE,
+    _alertable: BOOLEAN,
+    timeout: *const i64,
+) -> NTSTATUS {
+    crate::hold::point("ZwWaitForSingleObject");
+    irql::require_passive("ZwWaitForSingleObject");
+    let t = match obj().handles.get(&(handle as usize)) {
+        Some(HandleObject::Thread(t)) => *t,
+        Some(HandleObject::Key(_) | HandleObject::Device(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
+        None => {
+            record(
+                ViolationKind::BadHandle,
+                format!("ZwWaitForSingleObject({handle:p}): no such handle"),
+            );
+            return STATUS_INVALID_HANDLE;
+        }
+    };
+    // `t` is a live thread object (leaked, never freed); `timeout` per the caller.
+    dispatcher::wait_objects(&[t as *mut c_void], true, timeout, "ZwWaitForSingleObject")
 }

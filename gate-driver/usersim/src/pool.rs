@@ -122,11 +122,11 @@ pub(crate) fn is_live(ptr: *const c_void) -> bool {
     with(|p| p.live.contains_key(&(ptr as usize)))
 }
 
-fn allocate(bytes: SIZE_T, tag: u32, fill: Option<u8>, who: &str) -> *mut c_void {
-    if tag == 0 {
-        record(ViolationKind::BadPoolCall, format!("{who} with tag 0"));
-    }
-    let inject = with(|p| {
+/// Counts one allocation against the injection plan (pool blocks and, as
+/// on Windows where IRPs come from the pool, IoAllocateIrp): true when
+/// this one must fail.
+pub(crate) fn injected_failure() -> bool {
+    with(|p| {
         if p.fail_count > 0 {
             if p.fail_skip > 0 {
                 p.fail_skip -= 1;
@@ -139,8 +139,14 @@ fn allocate(bytes: SIZE_T, tag: u32, fill: Option<u8>, who: &str) -> *mut c_void
         } else {
             false
         }
-    });
-    if inject {
+    })
+}
+
+fn allocate(bytes: SIZE_T, tag: u32, fill: Option<u8>, who: &str) -> *mut c_void {
+    if tag == 0 {
+        record(ViolationKind::BadPoolCall, format!("{who} with tag 0"));
+    }
+    if injected_failure() {
         return std::ptr::null_mut();
     }
     let Ok(layout) = Layout::from_size_align(bytes.max(1), ALIGN) else {
@@ -169,6 +175,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
     bytes: SIZE_T,
     tag: u32,
 ) -> *mut c_void {
+    crate::hold::point("ExAllocatePoolWithTag");
     // POOL_TYPE: bit 0 set = paged (PagedPool = 1, PagedPoolCacheAligned = 5...).
     if pool_type & 1 == 1 && irql::current() >= DISPATCH_LEVEL {
         record(
@@ -185,6 +192,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
 /// # Safety
 /// Plain allocation; always safe to call.
 pub unsafe extern "system" fn ExAllocatePool2(flags: u64, bytes: SIZE_T, tag: u32) -> *mut c_void {
+    crate::hold::point("ExAllocatePool2");
     let kinds = flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED | POOL_FLAG_NON_PAGED_EXECUTE);
     if kinds.count_ones() != 1 {
         record(
@@ -213,6 +221,7 @@ pub unsafe extern "system" fn ExAllocatePool2(flags: u64, bytes: SIZE_T, tag: u3
 /// else is recorded as a violation and not released).
 #[no_mangle]
 pub unsafe extern "system" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
+    crate::hold::point("ExFreePoolWithTag");
     irql::require_at_most_dispatch("ExFreePoolWithTag");
     let addr = p as usize;
     let block = with(|pl| {

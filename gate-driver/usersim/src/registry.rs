@@ -56,7 +56,8 @@ impl RegValue {
     }
 }
 
-type Key = BTreeMap<String, (u32, Vec<u8>)>;
+/// Lower-case name -> (name as set, type, data).
+type Key = BTreeMap<String, (String, u32, Vec<u8>)>;
 static REG: Mutex<BTreeMap<String, Key>> = Mutex::new(BTreeMap::new());
 
 fn norm(path: &str) -> String {
@@ -68,7 +69,10 @@ pub(crate) fn set(key: &str, name: &str, value: &RegValue) {
         .unwrap_or_else(|e| e.into_inner())
         .entry(norm(key))
         .or_default()
-        .insert(name.to_ascii_lowercase(), value.encode());
+        .insert(name.to_ascii_lowercase(), {
+            let (ty, data) = value.encode();
+            (name.to_string(), ty, data)
+        });
 }
 
 pub(crate) fn create_key(key: &str) {
@@ -122,6 +126,7 @@ pub unsafe extern "system" fn ZwOpenKey(
     _access: u32,
     attributes: *mut OBJECT_ATTRIBUTES,
 ) -> NTSTATUS {
+    crate::hold::point("ZwOpenKey");
     irql::require_passive("ZwOpenKey");
     if key.is_null() || attributes.is_null() {
         record(ViolationKind::Other, "ZwOpenKey with a NULL argument");
@@ -191,6 +196,7 @@ pub unsafe extern "system" fn ZwQueryValueKey(
     length: u32,
     result_length: *mut u32,
 ) -> NTSTATUS {
+    crate::hold::point("ZwQueryValueKey");
     irql::require_passive("ZwQueryValueKey");
     let Some(path) = objects::key_path(key) else {
         record(
@@ -218,7 +224,7 @@ pub unsafe extern "system" fn ZwQueryValueKey(
         .unwrap_or_else(|e| e.into_inner())
         .get(&path)
         .and_then(|k| k.get(&vname.to_ascii_lowercase()).cloned());
-    let Some((ty, data)) = value else {
+    let Some((_, ty, data)) = value else {
         return STATUS_OBJECT_NAME_NOT_FOUND;
     };
     const HEADER: usize = 12;
@@ -279,7 +285,7 @@ pub unsafe extern "system" fn ZwSetValueKey(
         .unwrap_or_else(|e| e.into_inner())
         .entry(path)
         .or_default()
-        .insert(vname.to_ascii_lowercase(), (kind, bytes));
+        .insert(vname.to_ascii_lowercase(), (vname.clone(), kind, bytes));
     STATUS_SUCCESS
 }
 
@@ -289,4 +295,67 @@ pub fn get_raw(key: &str, name: &str) -> Option<(u32, Vec<u8>)> {
         .unwrap_or_else(|e| e.into_inner())
         .get(&norm(key))
         .and_then(|k| k.get(&name.to_ascii_lowercase()).cloned())
+        .map(|(_, ty, data)| (ty, data))
+}
+
+/// ZwEnumerateValueKey with KeyValueBasicInformation: the `index`-th value
+/// of the key (in name order), STATUS_NO_MORE_ENTRIES past the end, and the
+/// STATUS_BUFFER_TOO_SMALL / STATUS_BUFFER_OVERFLOW split of the query.
+///
+/// # Safety
+/// `info` must have `length` writable bytes; `result_length` writable.
+#[no_mangle]
+pub unsafe extern "system" fn ZwEnumerateValueKey(
+    key: HANDLE,
+    index: u32,
+    class: i32,
+    info: *mut c_void,
+    length: u32,
+    result_length: *mut u32,
+) -> NTSTATUS {
+    crate::hold::point("ZwEnumerateValueKey");
+    irql::require_passive("ZwEnumerateValueKey");
+    let Some(path) = objects::key_path(key) else {
+        record(
+            ViolationKind::BadHandle,
+            format!("ZwEnumerateValueKey({key:p}): not a key handle"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    };
+    if class != KeyValueBasicInformation || result_length.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let value = REG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&path)
+        .and_then(|k| k.values().nth(index as usize).cloned());
+    let Some((name, ty, _)) = value else {
+        return STATUS_NO_MORE_ENTRIES;
+    };
+    let wide: Vec<u16> = name.encode_utf16().collect();
+    const HEADER: usize = 12;
+    let need = HEADER + wide.len() * 2;
+    // SAFETY: checked non-null.
+    unsafe { result_length.write(need as u32) };
+    if (length as usize) < HEADER || info.is_null() {
+        return STATUS_BUFFER_TOO_SMALL;
+    }
+    let out = info.cast::<u8>();
+    // SAFETY: `info` has at least `length` >= 12 writable bytes.
+    unsafe {
+        out.cast::<u32>().write_unaligned(0);
+        out.add(4).cast::<u32>().write_unaligned(ty);
+        out.add(8)
+            .cast::<u32>()
+            .write_unaligned((wide.len() * 2) as u32);
+    }
+    if (length as usize) < need {
+        return STATUS_BUFFER_OVERFLOW;
+    }
+    // SAFETY: `length` >= need: the name fits after the header.
+    unsafe {
+        std::ptr::copy_nonoverlapping(wide.as_ptr().cast::<u8>(), out.add(HEADER), wide.len() * 2)
+    };
+    STATUS_SUCCESS
 }

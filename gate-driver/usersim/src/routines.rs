@@ -54,6 +54,7 @@ pub(crate) fn resolve(name: &str) -> *mut c_void {
 /// `name` must be a valid UNICODE_STRING.
 #[no_mangle]
 pub unsafe extern "system" fn MmGetSystemRoutineAddress(name: *mut UNICODE_STRING) -> *mut c_void {
+    crate::hold::point("MmGetSystemRoutineAddress");
     crate::irql::require_passive("MmGetSystemRoutineAddress");
     // SAFETY: per the contract.
     match unsafe { crate::registry::read_unicode(name) } {

@@ -88,6 +88,11 @@ pub enum ViolationKind {
     NpiMisuse,
     /// KeBugCheckEx was called.
     BugCheck,
+    // ---- unload ----
+    /// Driver code called an import after DriverUnload returned (the image
+    /// may be gone; see [`crate::hold`]), or DriverUnload returned while a
+    /// driver routine was still running.
+    CodeAfterUnload,
     /// Anything else (see the detail text).
     Other,
 }

@@ -373,3 +373,46 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }
+
+#[test]
+fn io_cancel_irp_completes_a_receive_pended_on_a_real_socket() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    let _c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let req = real::accept_real(s);
+    let sock = req.conn().unwrap().socket();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let h = std::thread::spawn(move || {
+        let sp = sock as *mut WSK_SOCKET;
+        let mut buf = [0u8; 8];
+        let mut m = mdl_for(&mut buf);
+        let mut b = WSK_BUF {
+            Mdl: (&mut m as *mut Mdl).cast(),
+            Offset: 0,
+            Length: 8,
+        };
+        // SAFETY: a live connection socket.
+        let f = unsafe { conn_dispatch(sp) }.WskReceive.unwrap();
+        sync_call(|irp| {
+            tx.send(irp as usize).unwrap();
+            // SAFETY: buffer and MDL outlive the call (sync_call waits).
+            unsafe { f(sp, &mut b, 0, irp) }
+        })
+    });
+    let irp = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!h.is_finished(), "no data: the receive pends");
+    // SAFETY: the live IRP of the pending receive.
+    assert_eq!(unsafe { IoCancelIrp(irp as *mut IRP) }, 1);
+    assert_eq!(h.join().unwrap(), (STATUS_CANCELLED, 0));
+    ACCEPTED.lock().unwrap().retain(|a| *a != sock);
+    // SAFETY: a live socket with nothing pending.
+    let st = unsafe { close_socket(sock as *mut WSK_SOCKET) };
+    assert_eq!(st, STATUS_SUCCESS);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}

@@ -296,7 +296,7 @@ const RELAY_BYTES: usize = 64 * 1024;
 /// 4-byte big-endian length and that many bytes, echoes them and closes
 /// (Wine's WskDisconnect is a stub, so the relay cannot pass a half-close
 /// on: the backend ends the exchange). Reports each header's source port.
-fn echo_backend(gate_port: u16) -> Result<(SocketAddr, mpsc::Receiver<Result<u16, String>>)> {
+pub fn echo_backend(gate_port: u16) -> Result<(SocketAddr, mpsc::Receiver<Result<u16, String>>)> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the echo backend")?;
     let addr = l.local_addr()?;
     let (tx, rx) = mpsc::channel();

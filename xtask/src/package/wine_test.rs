@@ -11,13 +11,15 @@
 //!    (`RateMilliPerSecond=12000000000`, a REG_QWORD over the limit: the
 //!    driver's message names it with the whole 64-bit value) fails at
 //!    `sc start` and rolls back (exit 1, nothing installed);
-//! 3. install.cmd with `ListenAddress=127.0.0.1 ListenPort=<free port>`,
-//!    a DWORD, a QWORD over 32 bits and a two-entry MULTI_SZ succeeds: the files are in place, the service and its Parameters
+//! 3. install.cmd with `ListenAddress=127.0.0.1 ListenPort=<free port>
+//!    BackendAddress=<echo backend> ProxyProtocol=2`, a DWORD, a QWORD over
+//!    32 bits and a two-entry MULTI_SZ succeeds: the files are in place, the service and its Parameters
 //!    values and the System log source are in the registry, the driver
-//!    listens and accepts a TCP connection; `gatectl status` runs when the
+//!    listens and relays a connection to the backend (PROXY v2 header with
+//!    the client's port, payload echoed byte-exact); `gatectl status` runs when the
 //!    package has gatectl.exe;
 //! 4. a second install.cmd fails (already installed) and leaves the first
-//!    running;
+//!    relaying;
 //! 5. uninstall.cmd (the package folder's) succeeds; afterwards nothing is left: no service, no
 //!    service key, no EventLog\System\gate key, no gate.sys in
 //!    system32\drivers, no `Program Files\gate`, and the port is closed.
@@ -31,9 +33,11 @@ use super::Package;
 use crate::deps;
 use crate::driver::wine::{self, Session};
 use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Where the package is copied inside the prefix (C:\gate-pkg).
@@ -191,15 +195,19 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     }
     assert_nothing_installed(s, "the rolled-back install.cmd")?;
 
-    // 3. A good install.
+    // 3. A good install, relaying to an echo backend with PROXY v2.
     let port = wine::free_port()?;
     let port_arg = format!("ListenPort={port}");
+    let (backend, headers) = wine::echo_backend(port)?;
+    let backend_arg = format!("BackendAddress={backend}");
     let (code, out) = script(
         s,
         "install.cmd",
         &[
             "ListenAddress=127.0.0.1",
             &port_arg,
+            &backend_arg,
+            "ProxyProtocol=2",
             "Burst=50",
             "RateMilliPerSecond=5000000000",
             r"DenyList=203.0.113.0/24\0198.51.100.7",
@@ -258,9 +266,10 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
         );
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to the installed gate on {addr}"))?;
-    eprintln!("xtask package --wine-test: installed; {addr} accepted a connection");
+    relay_echo(s, addr, &headers, 1)?;
+    eprintln!(
+        "xtask package --wine-test: installed; {addr} relayed a connection to {backend} (PROXY v2, echo)"
+    );
     if package.files.iter().any(|(n, _)| n == "gatectl.exe") {
         let (ok, out) = s.run(&[r"C:\Program Files\gate\gatectl.exe", "status"])?;
         if !ok {
@@ -273,7 +282,7 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     if code != 3 || !out.contains("exists already") {
         bail!("a second install.cmd: want exit 3 (exists already), got {code}:\n{out}");
     }
-    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    relay_echo(s, addr, &headers, 2)
         .context("the first installation stopped working after a refused second install")?;
 
     // 5. Uninstall from the package folder: nothing left. (The installed
@@ -350,4 +359,39 @@ fn inf_install_and_uninstall(s: &Session) -> Result<()> {
     }
     eprintln!("xtask package --wine-test: gate.inf installs and uninstalls the service (setupapi)");
     Ok(())
+}
+
+/// One connection through the installed gate to [`wine::echo_backend`]:
+/// a length-prefixed payload comes back byte-exact, and the backend saw a
+/// PROXY v2 header naming this client's port.
+fn relay_echo(
+    s: &Session,
+    addr: SocketAddr,
+    headers: &mpsc::Receiver<std::result::Result<u16, String>>,
+    round: u8,
+) -> Result<()> {
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the installed gate on {addr}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let me = c.local_addr()?.port();
+    let data: Vec<u8> = (0..4096u32).map(|k| (k as u8) ^ round).collect();
+    c.write_all(&(data.len() as u32).to_be_bytes())?;
+    c.write_all(&data)?;
+    let mut back = vec![0u8; data.len()];
+    c.read_exact(&mut back).with_context(|| {
+        format!(
+            "reading the echo through the gate\n{}",
+            wine::tail(&s.log_text(), 20)
+        )
+    })?;
+    drop(c);
+    if back != data {
+        bail!("the relayed echo differs from what was sent");
+    }
+    match headers.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(port)) if port == me => Ok(()),
+        Ok(Ok(port)) => bail!("the PROXY header names source port {port}, the client was {me}"),
+        Ok(Err(e)) => bail!("the backend: {e}"),
+        Err(_) => bail!("the backend got no connection"),
+    }
 }

@@ -253,6 +253,11 @@ pub unsafe extern "system" fn IoCancelIrp(irp: *mut IRP) -> BOOLEAN {
                 break;
             }
         }
+        // An IRP pended on a real socket (wsk/real.rs).
+        #[cfg(target_os = "linux")]
+        if !found {
+            found = super::real::cancel(key);
+        }
         if found {
             log(&mut g, format!("IoCancelIrp({key:#x}): cancelled"));
         }

@@ -564,6 +564,30 @@ pub(crate) fn close(sock: usize) -> Vec<usize> {
     v
 }
 
+/// IoCancelIrp for an IRP pended on a real socket (a receive, a send, or a
+/// connect, whose socket is then abandoned): true when it was found; the
+/// caller completes it with STATUS_CANCELLED. Scans the real sockets
+/// (cancels are rare: timeouts and teardown).
+pub(crate) fn cancel(irp: usize) -> bool {
+    let mut r = real();
+    for s in r.socks.values_mut() {
+        if s.connecting == Some(irp) {
+            s.connecting = None;
+            s.fd = None;
+            return true;
+        }
+        if let Some(i) = s.rx.iter().position(|x| x.irp == irp) {
+            s.rx.remove(i);
+            return true;
+        }
+        if let Some(i) = s.tx.iter().position(|x| x.irp == irp) {
+            s.tx.remove(i);
+            return true;
+        }
+    }
+    false
+}
+
 /// Resets a real connection nobody wants (SO_LINGER 0, then close).
 fn reset_stream(s: TcpStream) {
     let l = libc::linger {

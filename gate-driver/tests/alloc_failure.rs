@@ -1,0 +1,174 @@
+//! Every allocation the driver makes can fail cleanly (issue 10, part 2).
+//!
+//! A reference run (start, listen, inspect / pend / abort, accept, a NULL
+//! InspectID and the listener's re-creation, unload) counts the driver's
+//! allocations: pool blocks and IRPs, which the simulation counts in one
+//! sequence. Then the run is repeated with the k-th allocation failing,
+//! for every k: DriverEntry either succeeds or returns
+//! STATUS_INSUFFICIENT_RESOURCES with nothing left behind, the worker
+//! retries what it could not allocate, and every run ends with a clean
+//! unload, no violation and no bug check.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
+
+mod common;
+use common::*;
+use gate_ksys::STATUS_INSUFFICIENT_RESOURCES;
+use gate_usersim::*;
+use std::time::{Duration, Instant};
+
+/// Waits for an open listener other than `old`, moving virtual time so the
+/// worker's back-off ends (bounded).
+fn listener_after(sim: &Sim, old: Option<usize>) -> ListenerInfo {
+    let t = Instant::now();
+    loop {
+        if let Some(l) = sim
+            .listeners()
+            .into_iter()
+            .find(|l| Some(l.socket) != old && l.state == SocketState::Open)
+        {
+            return l;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no listener");
+        sim.advance_ms(50);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The run; `Err` when DriverEntry failed.
+fn run(sim: &Sim, post_accept: bool) -> Result<LeakReport, gate_ksys::NTSTATUS> {
+    sim.park_on_bugcheck(true);
+    sim.set_conditional_accept_supported(!post_accept);
+    for (n, v) in [
+        ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ("Burst", RegValue::Dword(1)),
+        ("MaxPending", RegValue::Dword(4)),
+        ("MaxPendDelayMs", RegValue::Dword(2000)),
+        (
+            "DenyList",
+            RegValue::MultiSz(vec!["192.0.2.0/24".into(), "2001:db8::/32".into()]),
+        ),
+    ] {
+        sim.registry_set(PARAMS, n, v);
+    }
+    let driver = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY)?;
+    let l = listener_after(sim, None);
+    let local = local_of(&l);
+    // Accept (and the connection is handed to the worker, which closes it).
+    sim.connect(addr("10.5.0.1:1"), local);
+    // A pend, aborted.
+    let p = sim.connect(addr("10.5.0.1:2"), local);
+    if p.verdict() == Some(Verdict::Pend) {
+        let _ = p.abort();
+    }
+    // A pend completed by the timer.
+    sim.connect(addr("10.5.0.2:1"), local);
+    sim.connect(addr("10.5.0.2:2"), local);
+    sim.advance_ms(2100);
+    if !post_accept {
+        // The listener dies (NULL InspectID) and is re-created.
+        sim.null_inspect();
+        let l2 = listener_after(sim, Some(l.socket));
+        sim.connect(addr("10.5.0.3:1"), local_of(&l2));
+    }
+    sim.quiesce();
+    Ok(driver.unload(sim))
+}
+
+#[test]
+fn every_allocation_of_a_full_run_can_fail() {
+    every_allocation_can_fail(false);
+}
+
+/// Post-accept mode (no conditional accept, as on Wine) also allocates
+/// the listener's acceptor.
+#[test]
+fn every_allocation_of_a_post_accept_run_can_fail() {
+    every_allocation_can_fail(true);
+}
+
+fn every_allocation_can_fail(post_accept: bool) {
+    let total = {
+        let sim = Sim::new();
+        run(&sim, post_accept)
+            .expect("reference run")
+            .assert_clean();
+        sim.assert_no_violations();
+        sim.pool_stats().allocations + sim.irp_stats().allocated
+    };
+    assert!(total > 20, "the run allocates: {total}");
+    let (mut refused, mut started) = (0, 0);
+    for k in 0..total {
+        let sim = Sim::new();
+        sim.inject_pool_failures(k, 1);
+        match run(&sim, post_accept) {
+            Ok(report) => {
+                started += 1;
+                assert!(report.is_clean(), "k = {k}: {report:#?}");
+            }
+            Err(st) => {
+                refused += 1;
+                assert_eq!(st, STATUS_INSUFFICIENT_RESOURCES, "k = {k}");
+                let leaks = sim.leaks();
+                assert!(leaks.is_clean(), "k = {k}: {leaks:#?}");
+            }
+        }
+        assert_eq!(
+            sim.pool_stats().injected_failures,
+            1,
+            "k = {k}: no failure happened"
+        );
+        assert!(sim.bugchecks().is_empty(), "k = {k}: {:?}", sim.bugchecks());
+        let v = sim.violations();
+        assert!(v.is_empty(), "k = {k}: {v:#?}");
+    }
+    eprintln!("{total} allocations: {refused} refused the start, {started} recovered");
+    assert!(refused > 0 && started > 0);
+}
+
+/// gate-core allocates its table through the global allocator (the pool
+/// in the image). This binary's global allocator refuses blocks of at
+/// least `REFUSE_FROM` bytes while set: the table's allocation fails and
+/// DriverEntry must refuse the start cleanly.
+struct Refusing;
+
+static REFUSE_FROM: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+// SAFETY: forwards to the system allocator; refusing (NULL) is allowed.
+unsafe impl std::alloc::GlobalAlloc for Refusing {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        if l.size() >= REFUSE_FROM.load(std::sync::atomic::Ordering::Relaxed) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: `p` came from `alloc` with `l`.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Refusing = Refusing;
+
+#[test]
+fn no_memory_for_gate_cores_table_refuses_the_start() {
+    let sim = Sim::new();
+    // 2^20 keys: tens of MiB; nothing else in the run asks for 8 MiB.
+    sim.registry_set(PARAMS, "TableCapacity", RegValue::Dword(1 << 20));
+    REFUSE_FROM.store(8 << 20, std::sync::atomic::Ordering::Relaxed);
+    let r = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY);
+    REFUSE_FROM.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(r.err(), Some(STATUS_INSUFFICIENT_RESOURCES));
+    sim.leaks().assert_clean();
+    sim.assert_no_violations();
+    assert!(sim
+        .debug_output()
+        .iter()
+        .any(|l| l.text.contains("no memory for the table")));
+}

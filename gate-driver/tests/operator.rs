@@ -1,0 +1,99 @@
+//! What the operator sees must be true (issue 10, part 4).
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
+
+mod common;
+use common::*;
+use gate_driver::etw::CloseCause;
+use gate_usersim::*;
+
+fn pend_config() -> Vec<(&'static str, RegValue)> {
+    vec![
+        ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ("Burst", RegValue::Dword(1)),
+        ("MaxPending", RegValue::Dword(8)),
+        ("MaxPendDelayMs", RegValue::Dword(2000)),
+    ]
+}
+
+/// Each ListenerClosed reports its own listener's cause and status: after
+/// a forced close (0xC00000B6) and a re-created listener, the unload's
+/// close reports Unload with status 0.
+#[test]
+fn listener_closed_reports_each_close_its_own_status() {
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &pend_config());
+    let local = local_of(&l);
+    sim.connect(addr("10.7.0.1:1"), local);
+    let p = sim.connect(addr("10.7.0.1:2"), local);
+    assert_eq!(p.verdict(), Some(Verdict::Pend));
+    sim.force_close_next_inspect_complete();
+    sim.advance_ms(1100);
+    sim.quiesce();
+    wait_new_listener(&sim, l.socket);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let closed: Vec<_> = evs.iter().filter(|e| e.name == "ListenerClosed").collect();
+    assert_eq!(closed.len(), 2, "{closed:#?}");
+    assert_eq!(
+        closed[0].u64("Cause"),
+        Some(CloseCause::FileForcedClosed as u64)
+    );
+    assert_eq!(
+        closed[0].u64("Status"),
+        Some(u64::from(gate_ksys::STATUS_FILE_FORCED_CLOSED as u32))
+    );
+    assert_eq!(closed[1].u64("Cause"), Some(CloseCause::Unload as u64));
+    assert_eq!(closed[1].u64("Status"), Some(0), "unload: no status");
+}
+
+/// Connections the stack accepted but the driver declined (hand-off queue
+/// full) are counted (Counters.Declined) and reported one by one
+/// (ConnectionDeclined, verbose).
+#[test]
+fn declined_connections_are_counted_and_reported() {
+    use gate_usersim::hold::{self, Hold, HoldAt, Routine};
+    use std::time::Duration;
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &[("CountersIntervalMs", RegValue::Dword(1000))]);
+    let local = local_of(&l);
+    // Hold the worker at its next wait (after its counters timeout) so it
+    // closes nothing meanwhile.
+    hold::arm(Hold {
+        routine: Routine::SystemThread,
+        address: None,
+        at: HoldAt::Import("KeWaitForSingleObject"),
+    });
+    sim.advance_ms(1100);
+    assert!(hold::wait_held(Duration::from_secs(5)).is_some());
+    let queue = gate_driver::state::ACCEPT_QUEUE;
+    let extra = 10;
+    for i in 0..(queue + extra) as u32 {
+        let src = std::net::Ipv4Addr::from(0x0A09_0000 + i);
+        sim.connect(std::net::SocketAddr::new(src.into(), 1000), local);
+    }
+    let s = gate_driver::entry::snapshot().unwrap();
+    assert_eq!(s.stats.accept_queue_full, extra as u64);
+    hold::release();
+    let before = count(&sim.events(), "Counters");
+    sim.advance_ms(1100);
+    wait_for("a Counters event", Duration::from_secs(5), || {
+        count(&sim.events(), "Counters") > before
+    });
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let declined: Vec<_> = evs
+        .iter()
+        .filter(|e| e.name == "ConnectionDeclined")
+        .collect();
+    assert_eq!(declined.len(), extra);
+    assert_eq!(declined[0].u64("Queued"), Some(queue as u64));
+    let c = evs.iter().rfind(|e| e.name == "Counters").unwrap();
+    assert_eq!(c.u64("Declined"), Some(extra as u64));
+    assert_eq!(c.u64("AcceptedSockets"), Some(queue as u64));
+}
