@@ -5,7 +5,7 @@
 //! front, unload the driver and report leaks, violations, queue counters
 //! and decisions.
 
-use crate::events::EventLog;
+use crate::events::{self, EventLog};
 use crate::options::{Options, Reject};
 use crate::rules::Rules;
 use anyhow::{anyhow, Context, Result};
@@ -158,11 +158,9 @@ pub fn run(o: &Options) -> Result<i32> {
             for e in sim.events().iter().filter(|e| e.name == "ConfigRejected") {
                 eprintln!(
                     "gate-sim: registry value {} rejected ({}): {}",
-                    e.value("ValueName")
-                        .map_or(String::new(), |v| format!("{v:?}")),
-                    e.u64("Value").unwrap_or(0),
-                    e.value("Reason")
-                        .map_or(String::new(), |v| format!("{v:?}"))
+                    events::field_text(e, "ValueName"),
+                    events::field_text(e, "Value"),
+                    events::field_text(e, "Reason"),
                 );
             }
             for l in sim.debug_output() {
