@@ -209,15 +209,19 @@ pub fn run(o: &Options) -> Result<i32> {
         Reject::Drop => RejectMode::Drop,
     };
     println!(
-        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {:?}, fail-open {}, handshake timeout {:?}",
+        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {}, fail-open {}, handshake timeout {}",
         l.addr,
         l.conditional_accept,
         o.queues.0,
         o.queues.1,
         o.netns.as_deref().unwrap_or("(current)"),
-        o.reject,
+        match o.reject {
+            Reject::Reset => "reset",
+            Reject::Drop => "drop",
+        },
         o.fail_open,
         o.handshake_timeout
+            .map_or("off".to_string(), |d| format!("{} ms", d.as_millis()))
     );
     let counters = Counters::default();
     let (served, elapsed) = std::thread::scope(|s| {
