@@ -133,8 +133,6 @@ sc query %SERVICE% >nul 2>&1
 if errorlevel 1 goto failed
 
 call :step "writing %NVALUES% Parameters value(s) to %PARAMS%"
-reg add "%PARAMS%" /f >nul
-if errorlevel 1 goto failed
 set "WRITE_FAILED=0"
 for /l %%i in (1,1,%NVALUES%) do call :write_value %%i
 if not "%WRITE_FAILED%"=="0" goto failed

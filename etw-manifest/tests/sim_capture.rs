@@ -81,6 +81,16 @@ fn write_all(p: &Provider) {
     etw::relay_counters(p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
     etw::relay_configured(p, backend.as_bytes(), 2, 1024, 16384, 5000, 300_000);
     etw::relay_off(p, "no BackendAddress");
+    etw::config_changed(p, "burst", "20", "40", 4242, true);
+    etw::control_rejected(
+        p,
+        "IOCTL_GATE_SET",
+        "rate_milli",
+        "0",
+        "1 to 10000000000 milli-connections per second",
+        0xC000_000Du32 as i32,
+        4242,
+    );
 }
 
 fn by_name<'a>(evs: &'a [CapturedEvent], name: &str) -> &'a CapturedEvent {

@@ -91,6 +91,16 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
     etw::relay_counters(p, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, u64::MAX, 0);
     etw::relay_configured(p, l, 1, 2, 3, 4, 5);
     etw::relay_off(p, "off");
+    etw::config_changed(p, "deny", "0 entries", "3 entries", 77, false);
+    etw::control_rejected(
+        p,
+        "IOCTL_GATE_BAN",
+        "target",
+        "33",
+        "prefix",
+        -1073741811,
+        0,
+    );
     let evs = sim::take_for(p.reg_handle());
     assert_eq!(evs.len(), SCHEMA.len());
     for ev in &evs {

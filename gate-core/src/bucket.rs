@@ -116,7 +116,19 @@ pub(crate) enum Take {
 impl BucketParams {
     /// From a rate (milli-connections per second, 1..=10^10) and a burst (> 0).
     pub(crate) fn new(rate_milli: u64, burst: u32) -> Option<BucketParams> {
-        let iv = Interval::of_rate_milli(rate_milli)?;
+        Self::with_interval(Interval::of_rate_milli(rate_milli)?, burst)
+    }
+
+    /// From a rate in the units of a running bucket (`shift` of its
+    /// [`Interval`]), for a live change that keeps the bucket's state;
+    /// `None` when `burst * T` would not fit in 64 bits in those units.
+    pub(crate) fn with_shift(rate_milli: u64, burst: u32, shift: u32) -> Option<BucketParams> {
+        let iv = Interval::with_shift(rate_milli, shift)?;
+        iv.units.checked_mul(u64::from(burst))?;
+        Self::with_interval(iv, burst)
+    }
+
+    fn with_interval(iv: Interval, burst: u32) -> Option<BucketParams> {
         if burst == 0 {
             return None;
         }
@@ -196,6 +208,12 @@ impl AtomicBucket {
         AtomicBucket {
             tat: AtomicU64::new(0),
         }
+    }
+
+    /// Empties the state (a full bucket), for a bucket switched on live
+    /// while no decision uses it.
+    pub(crate) fn reset(&self) {
+        self.tat.store(0, Ordering::Relaxed);
     }
 
     /// Takes a token at `now` if one is there; returns the `tat` it set.

@@ -375,6 +375,14 @@ impl Config {
                 (self.nat64_prefixes.len() as u64)
                     .saturating_mul(crate::nat64::PREFIX_BYTES as u64),
             );
+        // The live configuration object and its own copy of the lists.
+        let cidr = core::mem::size_of::<Cidr>() as u64;
+        let live = (core::mem::size_of::<crate::live::Live>() as u64).saturating_add(
+            (self.allow.len() as u64)
+                .saturating_add(self.deny.len() as u64)
+                .saturating_mul(cidr),
+        );
+        let lists = lists.saturating_add(live);
         self.table_bytes()
             .saturating_add(pend)
             .saturating_add(lists)

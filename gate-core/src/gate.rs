@@ -1,8 +1,10 @@
 //! The engine: [`Gate`] ties keys, table, buckets, lists, bans and pends
 //! together and answers one [`Decision`] per SYN.
 //!
-//! Order of checks for one SYN: deny list, allow list (both matched against
-//! the address and, for a NAT64 address, the IPv4 address it embeds), then
+//! Order of checks for one SYN, all under the key's shard lock and against
+//! one snapshot of the live configuration (see `live`): deny list, manual
+//! bans, allow list (all matched against the address and, for a NAT64
+//! address, the IPv4 address it embeds), then
 //! the key's entry (found or placed in the table, or the full-table
 //! policy), its ban, its bucket and the global bucket; a key out of tokens
 //! whose next token is within `max_delay_ms` then asks for a pend slot
@@ -19,7 +21,8 @@
 //! reasons observe mode reports are the reasons enforce mode returns when
 //! its caller completes each pend at its time (a property test checks it).
 //!
-//! `decide` takes one shard lock for a bounded probe, may take the pend lock
+//! `decide` takes one shard lock for the list and manual-ban lookups and a
+//! bounded probe, may take the pend lock
 //! inside it, and, only when a global limit is configured, touches the
 //! global bucket with a compare-and-swap; it never allocates and never
 //! panics.
@@ -36,12 +39,13 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ban::{self, BanParams};
-use crate::bucket::{AtomicBucket, BucketParams, Take};
+use crate::ban;
+use crate::bucket::{AtomicBucket, Take};
 use crate::config::{Config, ConfigError, FullTablePolicy};
 use crate::hash::{hash_key, Seed};
 use crate::key::Key;
 use crate::lists::CidrSet;
+use crate::live::{Live, LiveCell, Params};
 use crate::lock::{RawLock, SpinLock};
 use crate::nat64::Nat64;
 use crate::pend::{PendSlots, PendTicket, Refused, Reservation, StaleTicket};
@@ -49,7 +53,7 @@ use crate::table::{self, Entry, Probe};
 use crate::telemetry::{
     Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
 };
-use crate::time::{ms_to_ticks, Ticks};
+use crate::time::Ticks;
 
 /// Why [`Gate::new`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,18 +82,20 @@ impl From<ConfigError> for Error {
     }
 }
 
-/// A shard's counters. The `keyed`/`observed`/`events` arrays are written
-/// only with the shard lock held, so they are bumped with a plain load and
-/// store (no locked instruction); the `listed*` arrays are written without
-/// the lock (allow/deny decisions) and use `fetch_add`. Readers sum both.
+/// A shard's counters, written only with the shard lock held, so they are
+/// bumped with a plain load and store (no locked instruction). `keyed*`
+/// count decisions of the keyed part, `listed*` those decided by a list or
+/// a manual ban. Readers sum both.
 #[derive(Default)]
 #[repr(C)]
-struct ShardCounters {
-    keyed: [AtomicU64; REASON_COUNT],
-    observed: [AtomicU64; REASON_COUNT],
-    events: [AtomicU64; EVENT_COUNT],
-    listed: [AtomicU64; REASON_COUNT],
-    listed_observed: [AtomicU64; REASON_COUNT],
+pub(crate) struct ShardCounters {
+    pub(crate) keyed: [AtomicU64; REASON_COUNT],
+    pub(crate) observed: [AtomicU64; REASON_COUNT],
+    pub(crate) events: [AtomicU64; EVENT_COUNT],
+    pub(crate) listed: [AtomicU64; REASON_COUNT],
+    pub(crate) listed_observed: [AtomicU64; REASON_COUNT],
+    /// Decisions rejected by a manual ban (also counted as `Banned`).
+    pub(crate) manual: AtomicU64,
 }
 
 /// Adds one with `fetch_add` (any thread).
@@ -124,19 +130,19 @@ impl ShardCounters {
 /// SYN writes one shard line, which matters because that line moves between
 /// CPUs when they decide for keys of the same shard.
 #[repr(C, align(64))]
-struct Shard<L: RawLock> {
-    lock: L,
+pub(crate) struct Shard<L: RawLock> {
+    pub(crate) lock: L,
     /// First of this shard's `len` slots, inside the gate's one slot buffer
     /// (`Gate::table`, which never moves or changes size after `Gate::new`).
     /// Dereferenced only with `lock` held (see `Gate::locked`); also used,
     /// without the lock, as a prefetch address (never read).
     base: *mut Entry,
-    len: usize,
+    pub(crate) len: usize,
     /// The latest `now` any decision of this shard has seen (ticks); a
     /// decision's `now` is raised to it (see `time`). Written only with
     /// `lock` held (a plain load and store).
     clock: AtomicU64,
-    counters: ShardCounters,
+    pub(crate) counters: ShardCounters,
     /// Slots of this shard holding a key. Written under `lock` (slots never
     /// become vacant again, so it only grows); read without it by
     /// [`Gate::tracked_keys`].
@@ -156,20 +162,6 @@ unsafe impl<L: RawLock> Send for Shard<L> {}
 /// `Gate::memory_bytes` reports the real figure for the lock in use.
 pub(crate) const SHARD_BYTES: usize = core::mem::size_of::<Shard<SpinLock>>();
 const _: () = assert!(SHARD_BYTES == 448);
-
-/// Derived, ready-to-use parameters.
-#[derive(Clone, Copy, Debug)]
-struct Params {
-    key: BucketParams,
-    global: Option<BucketParams>,
-    ban: BanParams,
-    policy: FullTablePolicy,
-    observe: bool,
-    v4_prefix: u8,
-    v6_prefix: u8,
-    pend_on: bool,
-    max_delay: Ticks,
-}
 
 /// What the keyed part decided, before observe mode and counting.
 struct Outcome {
@@ -192,7 +184,7 @@ impl Outcome {
 /// line the CPU's pair prefetcher fetches with it), so that writes to it do
 /// not invalidate the read-only fields next to it on other CPUs.
 #[repr(C, align(128))]
-struct OwnLines<T>(T);
+pub(crate) struct OwnLines<T>(pub(crate) T);
 
 /// The decision engine. Build once with [`Gate::new`]; share across CPUs
 /// (`Gate<L>` is `Sync`); call [`Gate::decide`] for every SYN.
@@ -204,22 +196,30 @@ struct OwnLines<T>(T);
 /// their own; a decision writes the global bucket only when a global limit
 /// is configured, and the pend state only when it pends.
 pub struct Gate<L: RawLock = SpinLock> {
-    p: Params,
-    seed: Seed,
-    shards: Vec<Shard<L>>,
+    /// The live configuration (limits, lists, manual bans): read once per
+    /// decision under the shard lock; replaced whole by the control path
+    /// (see `live`).
+    pub(crate) live: LiveCell,
+    /// Serializes configuration changes and control-path reads of `live`
+    /// (decisions never take it).
+    pub(crate) control: L,
+    /// Key prefix lengths: fixed at start (they place keys in the table).
+    v4_prefix: u8,
+    v6_prefix: u8,
+    pub(crate) seed: Seed,
+    pub(crate) shards: Vec<Shard<L>>,
     shard_mask: usize,
     slot_mask: usize,
-    allow: CidrSet,
-    deny: CidrSet,
+    /// NAT64 prefixes: fixed at start (they decide keys).
     nat64: Nat64,
     /// Every slot of every shard, in one allocation (shard `i` owns
     /// `[i * per_shard, (i + 1) * per_shard)`); accessed only through the
     /// shards' `base` pointers, under their locks. One large buffer rather
     /// than one per shard so the kernel's pool can back it with large pages.
     table: Vec<Entry>,
-    global: OwnLines<AtomicBucket>,
+    pub(crate) global: OwnLines<AtomicBucket>,
     pend: OwnLines<PendSlots<L>>,
-    pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
+    pub(crate) pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
 }
 
 impl<L: RawLock> Gate<L> {
@@ -231,42 +231,20 @@ impl<L: RawLock> Gate<L> {
         let oom = Error::OutOfMemory {
             bytes: config.memory_bytes(),
         };
-        let bad_rate = |field, value| ConfigError {
-            field,
-            value,
-            expected: "a rate and burst giving a usable bucket",
+        let cfg = crate::control::try_clone_config(config).ok_or(oom)?;
+        let live = match Live::build(cfg, Vec::new(), None) {
+            Ok(l) => l,
+            Err(crate::live::BuildError::Config(e)) => return Err(Error::Config(e)),
+            Err(crate::live::BuildError::NeedsRestart { field, value }) => {
+                return Err(Error::Config(ConfigError {
+                    field,
+                    value,
+                    expected: "a usable rate",
+                }))
+            }
+            Err(crate::live::BuildError::OutOfMemory) => return Err(oom),
         };
-        let key = BucketParams::new(config.rate_milli, config.burst)
-            .ok_or_else(|| bad_rate(crate::config::field::RATE_MILLI, config.rate_milli))?;
-        let global = if config.global_rate_milli == 0 {
-            None
-        } else {
-            Some(
-                BucketParams::new(config.global_rate_milli, config.global_burst).ok_or_else(
-                    || {
-                        bad_rate(
-                            crate::config::field::GLOBAL_RATE_MILLI,
-                            config.global_rate_milli,
-                        )
-                    },
-                )?,
-            )
-        };
-        let p = Params {
-            key,
-            global,
-            ban: BanParams::new(
-                u16::try_from(config.ban_threshold).unwrap_or(u16::MAX),
-                ms_to_ticks(config.ban_window_ms),
-                ms_to_ticks(config.ban_ms),
-            ),
-            policy: config.full_table,
-            observe: config.observe,
-            v4_prefix: config.ipv4_prefix,
-            v6_prefix: config.ipv6_prefix,
-            pend_on: config.max_pending > 0,
-            max_delay: ms_to_ticks(config.max_delay_ms),
-        };
+        let live = crate::control::try_box(live).ok_or(oom)?;
         let n_shards = config.shards as usize;
         let per_shard = config.capacity.checked_div(config.shards).unwrap_or(0) as usize;
         let mut shards: Vec<Shard<L>> = Vec::new();
@@ -290,13 +268,14 @@ impl<L: RawLock> Gate<L> {
         }
         let filler = Key::new(IpAddr::from([0, 0, 0, 0]), 32, 64);
         Ok(Gate {
-            p,
+            live: LiveCell::new(live),
+            control: L::new(),
+            v4_prefix: config.ipv4_prefix,
+            v6_prefix: config.ipv6_prefix,
             seed,
             shards,
             shard_mask: n_shards.saturating_sub(1),
             slot_mask: per_shard.saturating_sub(1),
-            allow: CidrSet::build(&config.allow).map_err(|_| oom)?,
-            deny: CidrSet::build(&config.deny).map_err(|_| oom)?,
             nat64: Nat64::build(&config.nat64_prefixes).map_err(|_| oom)?,
             table,
             global: OwnLines(AtomicBucket::new()),
@@ -325,9 +304,17 @@ impl<L: RawLock> Gate<L> {
     #[inline]
     fn key_with(&self, remote: IpAddr, v4: Option<Ipv4Addr>) -> Key {
         match v4 {
-            None => Key::new(remote, self.p.v4_prefix, self.p.v6_prefix),
-            Some(a) => Key::new(IpAddr::V4(a), self.p.v4_prefix, self.p.v6_prefix),
+            None => Key::new(remote, self.v4_prefix, self.v6_prefix),
+            Some(a) => Key::new(IpAddr::V4(a), self.v4_prefix, self.v6_prefix),
         }
+    }
+
+    /// Whether a manual ban covers `remote` or the IPv4 address it embeds,
+    /// at `now`.
+    #[inline]
+    fn manually_banned(live: &Live, remote: IpAddr, v4: Option<Ipv4Addr>, now: Ticks) -> bool {
+        live.bans.banned_until(remote, now).is_some()
+            || v4.is_some_and(|a| live.bans.banned_until(IpAddr::V4(a), now).is_some())
     }
 
     /// Whether a list holds `remote` or the IPv4 address it embeds.
@@ -358,15 +345,23 @@ impl<L: RawLock> Gate<L> {
             };
         };
         self.prefetch(shard_i, h);
-        if !self.deny.is_empty() && Self::listed(&self.deny, remote, v4) {
-            let out = Outcome::bare(Reason::DenyListed);
-            return self.finish(&shard.counters, false, key, out);
-        }
-        if !self.allow.is_empty() && Self::listed(&self.allow, remote, v4) {
-            let out = Outcome::bare(Reason::AllowListed);
-            return self.finish(&shard.counters, false, key, out);
-        }
         self.locked(shard, |slots| {
+            // SAFETY: the shard lock is held while `live` is used.
+            let live = unsafe { self.live.get() };
+            let c = &shard.counters;
+            if !live.deny.is_empty() && Self::listed(&live.deny, remote, v4) {
+                let out = Outcome::bare(Reason::DenyListed);
+                return self.finish(&live.p, c, false, key, out);
+            }
+            if !live.bans.is_empty() && Self::manually_banned(live, remote, v4, now) {
+                add_locked(core::slice::from_ref(&c.manual), 0);
+                let out = Outcome::bare(Reason::Banned);
+                return self.finish(&live.p, c, false, key, out);
+            }
+            if !live.allow.is_empty() && Self::listed(&live.allow, remote, v4) {
+                let out = Outcome::bare(Reason::AllowListed);
+                return self.finish(&live.p, c, false, key, out);
+            }
             // Per-shard monotonic clock (see `time`): under the lock, a plain
             // load and store on the lock's own line.
             let seen = shard.clock.load(Ordering::Relaxed);
@@ -376,23 +371,23 @@ impl<L: RawLock> Gate<L> {
             } else {
                 seen
             };
-            let out = self.decide_keyed(slots, &shard.counters, &shard.occupied, key, h, now);
-            self.finish(&shard.counters, true, key, out)
+            let out = self.decide_keyed(&live.p, slots, c, &shard.occupied, key, h, now);
+            self.finish(&live.p, c, true, key, out)
         })
     }
 
     /// The shard of a key hash (bits 32 and up; see [`Self::starts`] for
     /// the windows).
     #[inline]
-    fn shard_index(&self, h: u64) -> usize {
+    pub(crate) fn shard_index(&self, h: u64) -> usize {
         ((h >> 32) as usize) & self.shard_mask
     }
 
-    fn action_of(&self, r: Reason) -> Action {
+    fn action_of(p: &Params, r: Reason) -> Action {
         match r {
             Reason::WithinRate | Reason::AllowListed | Reason::ObserveWouldReject => Action::Accept,
             Reason::PendDelayed => Action::Pend,
-            Reason::TableFull => match self.p.policy {
+            Reason::TableFull => match p.policy {
                 FullTablePolicy::FailOpen => Action::Accept,
                 _ => Action::Reject,
             },
@@ -404,25 +399,32 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Applies observe mode, counts (`locked`: the shard lock is held),
-    /// builds the decision.
+    /// Applies observe mode, counts (the shard lock is held; `keyed`: the
+    /// keyed part decided, else a list or a manual ban), builds the decision.
     #[inline]
-    fn finish(&self, c: &ShardCounters, locked: bool, key: Key, out: Outcome) -> Decision {
-        let action = self.action_of(out.reason);
-        let (action, reason, observed) = if self.p.observe && action != Action::Accept {
+    fn finish(
+        &self,
+        p: &Params,
+        c: &ShardCounters,
+        keyed: bool,
+        key: Key,
+        out: Outcome,
+    ) -> Decision {
+        let action = Self::action_of(p, out.reason);
+        let (action, reason, observed) = if p.observe && action != Action::Accept {
             (Action::Accept, Reason::ObserveWouldReject, Some(out.reason))
         } else {
             (action, out.reason, None)
         };
-        if locked {
+        if keyed {
             add_locked(&c.keyed, reason.index());
             if let Some(o) = observed {
                 add_locked(&c.observed, o.index());
             }
         } else {
-            add_shared(&c.listed, reason.index());
+            add_locked(&c.listed, reason.index());
             if let Some(o) = observed {
-                add_shared(&c.listed_observed, o.index());
+                add_locked(&c.listed_observed, o.index());
             }
         }
         Decision {
@@ -437,7 +439,7 @@ impl<L: RawLock> Gate<L> {
 
     /// Runs `f` on the shard's slots with its lock held.
     #[inline]
-    fn locked<R>(&self, shard: &Shard<L>, f: impl FnOnce(&mut [Entry]) -> R) -> R {
+    pub(crate) fn locked<R>(&self, shard: &Shard<L>, f: impl FnOnce(&mut [Entry]) -> R) -> R {
         let st = shard.lock.lock();
         // SAFETY: `base..base + len` lies inside `self.table`, which is
         // allocated, initialized and never resized or moved while `self`
@@ -454,8 +456,10 @@ impl<L: RawLock> Gate<L> {
     /// The keyed part, under the shard lock; `now` is already clamped to the
     /// shard's clock.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn decide_keyed(
         &self,
+        p: &Params,
         slots: &mut [Entry],
         counters: &ShardCounters,
         occupied: &AtomicU64,
@@ -463,7 +467,6 @@ impl<L: RawLock> Gate<L> {
         h: u64,
         now: Ticks,
     ) -> Outcome {
-        let p = &self.p;
         let starts = self.starts(h);
         let now_u = p.key.units(now);
         let idle = |e: &Entry| p.key.is_full(e.tat, now_u) && !p.ban.active(e, now);
@@ -617,22 +620,24 @@ impl<L: RawLock> Gate<L> {
         let Some(shard) = self.shards.get(shard_i) else {
             return Ok(());
         };
-        let t = self.p.key.t;
         let starts = self.starts(h);
-        let in_time = self.locked(shard, |slots| {
+        let (in_time, global) = self.locked(shard, |slots| {
+            // SAFETY: the shard lock is held while `live` is used.
+            let p = &unsafe { self.live.get() }.p;
+            let (t, global) = (p.key.t, p.global);
             let Some(e) = table::find(slots, starts, &res.key).and_then(|i| slots.get_mut(i))
             else {
-                return false;
+                return (false, global);
             };
             if e.last >= res.at {
-                return false;
+                return (false, global);
             }
             if e.tat == res.key_tat {
                 e.tat = res.key_tat.saturating_sub(t);
             }
-            true
+            (true, global)
         });
-        if let (true, Some(g), Some(set)) = (in_time, &self.p.global, res.global_tat) {
+        if let (true, Some(g), Some(set)) = (in_time, &global, res.global_tat) {
             self.global.0.give_back(g, set);
         }
         Ok(())
@@ -683,7 +688,7 @@ impl<L: RawLock> Gate<L> {
     /// The two window starts of a hash: bits 0..22 and 42..64 (the shard
     /// uses bits 32..42), so they are independent for any shard size.
     #[inline]
-    fn starts(&self, h: u64) -> [usize; 2] {
+    pub(crate) fn starts(&self, h: u64) -> [usize; 2] {
         [
             (h as usize) & self.slot_mask,
             ((h >> 42) as usize) & self.slot_mask,
@@ -764,8 +769,7 @@ impl<L: RawLock> Gate<L> {
         let total = shards
             .saturating_add(slots)
             .saturating_add(self.pend.0.heap_bytes())
-            .saturating_add(self.allow.heap_bytes())
-            .saturating_add(self.deny.heap_bytes())
+            .saturating_add(self.with_live(|l| l.heap_bytes()))
             .saturating_add(self.nat64.heap_bytes());
         total as u64
     }

@@ -42,6 +42,8 @@
 //! | [`pend`] | pend-with-delay budget, tickets, what an abort may give back |
 //! | [`telemetry`] | `Action`, `Reason`, `Decision`, counters |
 //! | [`gate`] | the engine tying them together |
+//! | [`live`] | the live configuration, swapped whole while decisions run |
+//! | [`control`] | the control path: live changes, manual bans, key queries, bounded scans |
 //!
 //! ```
 //! use gate_core::{Config, Gate, Action, Reason, TICKS_PER_SEC};
@@ -77,10 +79,12 @@ extern crate alloc;
 pub mod ban;
 pub mod bucket;
 pub mod config;
+pub mod control;
 pub mod gate;
 pub mod hash;
 pub mod key;
 pub mod lists;
+pub mod live;
 pub mod lock;
 pub mod nat64;
 pub mod pend;
@@ -89,10 +93,12 @@ pub mod telemetry;
 pub mod time;
 
 pub use config::{field, Config, ConfigError, FullTablePolicy};
+pub use control::{BanOutcome, ChangeError, KeyState, Membership, SCAN_CHUNK};
 pub use gate::{Error, Gate};
 pub use hash::Seed;
 pub use key::{Family, Key};
 pub use lists::{Cidr, CidrError, MAX_LIST_ENTRIES};
+pub use live::{ManualBan, MAX_MANUAL_BANS};
 pub use lock::{RawLock, SpinLock};
 pub use nat64::{MAX_NAT64_PREFIXES, WELL_KNOWN_PREFIX};
 pub use pend::{PendTicket, StaleTicket};

@@ -59,7 +59,7 @@ use crate::time::Ticks;
 pub const WINDOW: usize = 8;
 
 const OCCUPIED: u8 = 1;
-const V6: u8 = 2;
+pub(crate) const V6: u8 = 2;
 pub(crate) const BANNED: u8 = 4;
 
 /// One tracked key: 40 bytes.

@@ -98,6 +98,25 @@ impl Interval {
         Some(Interval { units, shift })
     }
 
+    /// The interval for `rate_milli` in units of `2^-shift` ticks (a given
+    /// `shift`, 0..=12: a live rate change keeps the running bucket's units
+    /// so its state stays valid), rounded up. `None` for a rate of 0 or
+    /// above 10^10, or a shift above 12.
+    pub const fn with_shift(rate_milli: u64, shift: u32) -> Option<Interval> {
+        const NUM: u64 = TICKS_PER_SEC * 1000;
+        if shift > INTERVAL_PRECISION_BITS || rate_milli == 0 || rate_milli > NUM {
+            return None;
+        }
+        // NUM << 12 < 2^46: no overflow.
+        let num = NUM << shift;
+        let units = match num.checked_div(rate_milli) {
+            Some(q) if num.is_multiple_of(rate_milli) => q,
+            Some(q) => q.saturating_add(1),
+            None => return None,
+        };
+        Some(Interval { units, shift })
+    }
+
     /// One tick in these units (`2^shift`).
     pub const fn tick(self) -> u64 {
         1u64 << self.shift

@@ -799,6 +799,12 @@ impl RegKey {
                 *slot = <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes);
                 n = n.saturating_add(1);
             }
+            // The key's unnamed default value ("(Default)") is no
+            // misspelling: regedit, an INF's `HKR,,,` or Wine's `reg add
+            // <key>` make one. It is not read, so it is not checked.
+            if name_len == 0 {
+                continue;
+            }
             let name = units.get(..n).unwrap_or(&[]);
             let full = name_len == n.saturating_mul(2);
             let known = full

@@ -79,7 +79,8 @@ pub unsafe extern "system" fn inspect_event(
         }
         (Action::Pend, p) => {
             // No room in the pending table (or no listener to complete on):
-            // reject, and give the reserved token back.
+            // reject, and cancel the reservation (gate-core gives its token
+            // back only if no later reservation depends on it).
             if let Some(p) = p {
                 let _ = d.gate.pend_abort(p.ticket);
             }

@@ -75,6 +75,11 @@ pub unsafe extern "system" fn DriverEntry(
     }
     // SAFETY: the I/O manager passes a valid driver object we may modify.
     unsafe { (*driver).DriverUnload = Some(driver_unload) };
+    // SAFETY: DriverEntry's own arguments; the gate is running.
+    if let Err(st) = unsafe { crate::control::device::create(driver, registry_path) } {
+        // The gate runs without live control rather than not at all.
+        crate::dbg_print!(DPFLTR_ERROR_LEVEL, "gate: no control device: {:#x}", st);
+    }
     telemetry::driver_loaded();
     STATUS_SUCCESS
 }
@@ -226,6 +231,16 @@ pub fn snapshot() -> Option<Snapshot> {
     })
 }
 
+/// The running driver, for the control device's dispatch routines (which
+/// the I/O manager never runs concurrently with DriverUnload, and which
+/// also enter the Driver's rundown).
+pub(crate) fn running() -> Option<&'static Driver> {
+    let d = DRIVER.load(Ordering::Acquire);
+    // SAFETY: set by DriverEntry, freed by DriverUnload after deleting the
+    // control device (see above).
+    (!d.is_null()).then(|| unsafe { &*d })
+}
+
 /// Runs `f` on the running driver's state (`None` when not running). For
 /// benchmarks and tests that measure the driver's own code paths; the same
 /// rule as [`snapshot`]: not concurrently with DriverUnload.
@@ -240,6 +255,7 @@ pub fn with_running<R>(f: impl FnOnce(&Driver) -> R) -> Option<R> {
 
 /// DriverUnload (PASSIVE_LEVEL).
 unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
+    crate::control::device::delete();
     let d = DRIVER.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if d.is_null() {
         return;

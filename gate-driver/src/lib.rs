@@ -15,6 +15,7 @@
 //! | [`post_accept`] | the fallback without conditional accept (Wine): WskAccept, then decide |
 //! | [`relay`] | every accepted connection carried to the backend: pairs, worker, PROXY header |
 //! | [`config`] | registry configuration: names, types, defaults, checks |
+//! | [`control`] | the control device: live status, changes, bans (IOCTL API, gatectl's server) |
 //! | [`addr`] | SOCKADDR <-> IpAddr conversion |
 //! | [`seed`] | the per-start random seed of gate-core's hash |
 //! | [`telemetry`] | the driver's events (forwarded to [`etw`]) and counters |
@@ -47,6 +48,7 @@ use gate_usersim as _;
 
 pub mod addr;
 pub mod config;
+pub mod control;
 pub mod deadline;
 pub mod decision;
 pub mod entry;

@@ -186,6 +186,27 @@ impl Stats {
         }
     }
 
+    /// Zeroes every counter (gatectl reset).
+    pub fn reset(&self) {
+        for c in [
+            &self.inspects,
+            &self.bad_addresses,
+            &self.pend_table_full,
+            &self.aborts,
+            &self.aborts_pended,
+            &self.aborts_not_pended,
+            &self.completions,
+            &self.null_inspect,
+            &self.forced_closed,
+            &self.listeners_up,
+            &self.accepted_sockets,
+            &self.accept_queue_full,
+            &self.closed_sockets,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Adds one to a counter.
     pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);

@@ -151,6 +151,7 @@ pub fn aborted(
 
 /// The listener is being closed.
 pub fn listener_closed(cause: CloseCause, status: i32, local: SocketAddr) {
+    crate::control::note_listener_down();
     etw::listener_closed(&ETW, cause as u8, status, sa(local).as_bytes());
     crate::dbg_print!(
         gate_ksys::DPFLTR_WARNING_LEVEL,
@@ -168,6 +169,7 @@ pub fn listener_recreated(attempt: u32, backoff_ms: u32, status: i32, local: Soc
 
 /// The listener is listening.
 pub fn listener_up(local: SocketAddr, mode: ListenerMode) {
+    crate::control::note_listener_up(mode == ListenerMode::PostAccept);
     etw::listener_up(&ETW, sa(local).as_bytes(), local.port(), mode as u8, 0);
     crate::dbg_print!(
         gate_ksys::DPFLTR_INFO_LEVEL,
@@ -179,6 +181,7 @@ pub fn listener_up(local: SocketAddr, mode: ListenerMode) {
 
 /// The listener stopped listening (closed, or creating it failed with `status`).
 pub fn listener_down(local: SocketAddr, status: i32) {
+    crate::control::note_listener_down();
     etw::listener_down(&ETW, sa(local).as_bytes(), local.port(), status);
     crate::dbg_print!(
         gate_ksys::DPFLTR_INFO_LEVEL,
@@ -378,5 +381,38 @@ pub fn relay_counters(interval_ms: u32, s: &crate::relay::RelaySnapshot) {
         s.resets,
         s.bytes_to_backend,
         s.bytes_to_client,
+    );
+}
+
+/// The control device applied a change (ConfigChanged).
+pub fn config_changed(what: &str, old: &[u8], new: &[u8], pid: u32, persisted: bool) {
+    let old = core::str::from_utf8(old).unwrap_or("?");
+    let new = core::str::from_utf8(new).unwrap_or("?");
+    etw::config_changed(&ETW, what, old, new, pid, persisted);
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_INFO_LEVEL,
+        "gate: {} changed: {} -> {} (pid {})",
+        what,
+        old,
+        new,
+        pid
+    );
+}
+
+/// The control device refused a request (ControlRejected).
+pub fn control_rejected(operation: &str, r: &crate::control::dispatch::Refusal, pid: u32) {
+    let mut value = Line::new();
+    let _ = write!(value, "{}", r.value);
+    let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
+    etw::control_rejected(&ETW, operation, r.field, text, r.reason, r.status, pid);
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_WARNING_LEVEL,
+        "gate: {} refused: {} = {}: expected {} ({:#x}, pid {})",
+        operation,
+        r.field,
+        text,
+        r.reason,
+        r.status,
+        pid
     );
 }

@@ -229,6 +229,18 @@ fn unknown_value_names_refuse_the_start_naming_them() {
     sim.assert_no_violations();
     drop(sim);
 
+    // The key's unnamed default value is no misspelling: Wine's
+    // `reg add <key> /f` (install.cmd under Wine) and regedit make one.
+    let sim = Sim::new();
+    sim.registry_set(PARAMS, "", RegValue::Sz(String::new()));
+    sim.registry_set(PARAMS, "ListenPort", RegValue::Dword(9000));
+    let d = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("a default value beside known names");
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    drop(sim);
+
     // Known names in any case are fine.
     let sim = Sim::new();
     sim.registry_set(PARAMS, "tablecapacity", RegValue::Dword(1 << 16));

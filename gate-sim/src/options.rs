@@ -81,6 +81,10 @@ pub struct FrontArgs {
     /// Live counters on standard error every N ms (0: off).
     #[arg(long)]
     pub stats_interval_ms: Option<u64>,
+    /// Serve the control socket at PATH (gatectl --device PATH; the same
+    /// IOCTLs as \\.\TcpFrontGate on Windows), created mode 0600.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
     /// TOML file with [front] options and [Parameters] registry values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -101,6 +105,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub events: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
+    /// The control socket's path, if served.
+    pub control: Option<PathBuf>,
     /// Registry `Parameters` values, in VALUES order.
     pub registry: Vec<(&'static str, RegValue)>,
 }
@@ -257,6 +263,7 @@ fn front_from_toml(a: &mut FrontArgs, t: &toml::Table) -> Result<()> {
             }
             "events" => a.events = a.events.take().or(Some(PathBuf::from(s()?))),
             "stats_interval_ms" => a.stats_interval_ms = a.stats_interval_ms.or(Some(u()?)),
+            "control" => a.control = a.control.take().or(Some(PathBuf::from(s()?))),
             _ => {}
         }
     }
@@ -404,6 +411,7 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
         rules: !a.no_rules,
         duration,
         events: a.events,
+        control: a.control,
         stats_interval: match a.stats_interval_ms.unwrap_or(1000) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),

@@ -175,6 +175,18 @@ pub fn run(o: &Options) -> Result<i32> {
         return Err(anyhow!("the driver opened no listener within 5 s"));
     };
     let port = l.addr.port();
+    // gatectl's way in: the control socket into the driver's own
+    // IRP_MJ_DEVICE_CONTROL handler (stopped before the unload).
+    let control = match &o.control {
+        Some(p) => Some(
+            gate_usersim::ControlServer::start(p)
+                .with_context(|| format!("serving the control socket {}", p.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(c) = &control {
+        println!("gate-sim: control socket {}", c.path().display());
+    }
     if !streaming {
         // Loaded: nothing needs whole events any more (ConfigRejected was
         // read from this window if the load failed).
@@ -300,6 +312,9 @@ pub fn run(o: &Options) -> Result<i32> {
         (r, start.elapsed())
     });
     drop(acceptor);
+    if let Some(c) = control {
+        c.stop();
+    }
     sim.set_real_time(false);
     let leaks = driver.unload(&sim);
     let violations = sim.violations();

@@ -1,6 +1,7 @@
 //! `cargo xtask driver`: builds gate.sys (and gate.pdb) for
 //! x86_64-pc-windows-msvc with Debian's Rust and lld (no WDK), checks the
-//! image, and test-signs a copy.
+//! image, and test-signs a copy; builds gatectl.exe (the operator's CLI,
+//! x86_64-pc-windows-gnu with mingw-w64) beside it.
 //!
 //! | module | owns |
 //! |---|---|
@@ -27,6 +28,16 @@ use std::time::{Duration, Instant};
 
 /// The Rust target of the image.
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
+
+/// The Rust target of gatectl.exe (a user-mode Windows program, built with
+/// Debian's mingw-w64 linker).
+pub const CLI_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// mingw-w64 for gatectl.exe (besides the driver's toolchain).
+const CLI_PKGS: &[Pkg] = &[Pkg::new(
+    "gcc-mingw-w64-x86-64",
+    "/usr/bin/x86_64-w64-mingw32-gcc",
+)];
 
 /// Debian's toolchain: Rust with its library source (for -Zbuild-std),
 /// LLD 22 (Debian's plain `lld` is LLD 14 and lacks /RELEASE) and
@@ -181,6 +192,59 @@ pub fn build(profile: Profile) -> Result<Image> {
     })
 }
 
+/// Builds gatectl.exe for Windows x64 (std rebuilt with -Zbuild-std; the
+/// mingw-w64 linker) into the driver's target directory, beside gate.sys's
+/// tree: `target/driver/x86_64-pc-windows-gnu/<profile>/gatectl.exe`.
+pub fn build_gatectl(profile: Profile) -> Result<PathBuf> {
+    deps::ensure("building gatectl.exe", BUILD_PKGS)?;
+    deps::ensure("building gatectl.exe", CLI_PKGS)?;
+    let root = workspace_root();
+    let target_dir = target_dir(&root);
+    let mut cmd = Command::new("/usr/bin/cargo");
+    cmd.current_dir(&root)
+        .args(["build", "-p", "gatectl", "--target", CLI_TARGET])
+        .args(["-Zbuild-std=std,panic_abort"])
+        .args([
+            "--config",
+            "target.x86_64-pc-windows-gnu.linker=\"x86_64-w64-mingw32-gcc\"",
+        ])
+        .args(["--config", "profile.dev.panic=\"abort\""])
+        .args(["--config", "profile.release.panic=\"abort\""])
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", &target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTDOC",
+        "CARGO_BUILD_TARGET",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_MAKEFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    eprintln!("xtask driver: building gatectl.exe ({})", profile.dir());
+    let status = cmd.status().context("starting /usr/bin/cargo")?;
+    if !status.success() {
+        bail!("the gatectl.exe build failed ({status})");
+    }
+    let exe = target_dir
+        .join(CLI_TARGET)
+        .join(profile.dir())
+        .join("gatectl.exe");
+    let head = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
+    if !head.starts_with(b"MZ") {
+        bail!("{} is not a Windows executable", exe.display());
+    }
+    Ok(exe)
+}
+
 /// The version gate-driver's Cargo.toml gives (what gate.sys's version
 /// resource must say).
 pub fn driver_version() -> Result<String> {
@@ -315,11 +379,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     let cert = sign::test_cert(&cert_dir())?;
     let image = build_check_sign(profile, &cert)?;
+    let cli = build_gatectl(profile)?;
     println!(
-        "gate.sys:        {}\ngate.pdb:        {}\nsigned gate.sys: {}\ntest cert:       {} (import on Windows; key {})",
+        "gate.sys:        {}\ngate.pdb:        {}\nsigned gate.sys: {}\ngatectl.exe:     {}\ntest cert:       {} (import on Windows; key {})",
         image.sys.display(),
         image.pdb.display(),
         image.signed.display(),
+        cli.display(),
         cert.cert_der.display(),
         cert.key_pem.display()
     );
@@ -351,6 +417,8 @@ pub fn ci_checks() -> Result<()> {
     if let [debug, release] = images.as_slice() {
         another_images_pdb_is_refused(release, debug)?;
     }
+    let cli = build_gatectl(Profile::Release)?;
+    eprintln!("xtask ci: gatectl.exe built: {}", cli.display());
     Ok(())
 }
 

@@ -14,7 +14,8 @@
 //! ABI-identical for that use, and the simulation can define it in stable
 //! Rust.
 
-use crate::io::IRP;
+use crate::dev::{ACL, DEVICE_OBJECT, SECURITY_DESCRIPTOR};
+use crate::io::{DRIVER_OBJECT, IRP};
 use crate::ke::*;
 use crate::types::*;
 use crate::wsk::{WSK_CLIENT_NPI, WSK_PROVIDER_NPI, WSK_REGISTRATION};
@@ -145,6 +146,63 @@ extern "system" {
     pub fn IoFreeMdl(mdl: PMDL);
     pub fn MmBuildMdlForNonPagedPool(mdl: PMDL);
 
+    // ---- the control device ----
+    pub fn IoCreateDevice(
+        driver: *mut DRIVER_OBJECT,
+        extension_size: u32,
+        name: *mut UNICODE_STRING,
+        device_type: u32,
+        characteristics: u32,
+        exclusive: BOOLEAN,
+        device: *mut *mut DEVICE_OBJECT,
+    ) -> NTSTATUS;
+    pub fn IoDeleteDevice(device: *mut DEVICE_OBJECT);
+    pub fn IoCreateSymbolicLink(link: *mut UNICODE_STRING, target: *mut UNICODE_STRING)
+        -> NTSTATUS;
+    pub fn IoDeleteSymbolicLink(link: *mut UNICODE_STRING) -> NTSTATUS;
+    pub fn IofCompleteRequest(irp: *mut IRP, priority_boost: i8);
+    pub fn PsGetCurrentProcessId() -> HANDLE;
+    pub fn ObOpenObjectByPointer(
+        object: *mut c_void,
+        attributes: u32,
+        access_state: *mut c_void,
+        access: u32,
+        object_type: *mut c_void,
+        mode: KPROCESSOR_MODE,
+        handle: *mut HANDLE,
+    ) -> NTSTATUS;
+    pub fn ZwSetSecurityObject(
+        handle: HANDLE,
+        information: u32,
+        descriptor: *mut SECURITY_DESCRIPTOR,
+    ) -> NTSTATUS;
+    pub fn RtlCreateSecurityDescriptor(
+        descriptor: *mut SECURITY_DESCRIPTOR,
+        revision: u32,
+    ) -> NTSTATUS;
+    pub fn RtlCreateAcl(acl: *mut ACL, length: u32, revision: u32) -> NTSTATUS;
+    pub fn RtlAddAccessAllowedAce(
+        acl: *mut ACL,
+        revision: u32,
+        mask: u32,
+        sid: *mut c_void,
+    ) -> NTSTATUS;
+    pub fn RtlSetDaclSecurityDescriptor(
+        descriptor: *mut SECURITY_DESCRIPTOR,
+        present: BOOLEAN,
+        dacl: *mut ACL,
+        defaulted: BOOLEAN,
+    ) -> NTSTATUS;
+
+    // ---- registry writes (--persist) ----
+    pub fn ZwSetValueKey(
+        key: HANDLE,
+        name: *mut UNICODE_STRING,
+        title_index: u32,
+        kind: u32,
+        data: *mut c_void,
+        size: u32,
+    ) -> NTSTATUS;
     // ---- I/O error log (System event log) ----
     /// Returns a zeroed `IO_ERROR_LOG_PACKET` of `entry_size` bytes (at most
     /// `ERROR_LOG_MAXIMUM_SIZE`), or NULL; `io_object` is a driver or

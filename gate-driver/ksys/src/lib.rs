@@ -33,6 +33,7 @@
     clippy::upper_case_acronyms
 )]
 
+pub mod dev;
 pub mod etw;
 pub mod imports;
 pub mod io;
@@ -43,6 +44,7 @@ pub mod status;
 pub mod types;
 pub mod wsk;
 
+pub use dev::*;
 pub use imports::*;
 pub use io::*;
 pub use ke::*;

@@ -51,6 +51,8 @@ pub const REG_QWORD: u32 = 11;
 
 /// `KEY_READ` access mask.
 pub const KEY_READ: u32 = 0x0002_0019;
+/// `KEY_SET_VALUE` access mask.
+pub const KEY_SET_VALUE: u32 = 0x0002;
 
 /// `POOL_FLAGS` for ExAllocatePool2.
 pub const POOL_FLAG_UNINITIALIZED: u64 = 0x0000_0002;

@@ -433,6 +433,40 @@ gate_events! {
         /// What the driver does instead.
         behaviour "Behaviour": Str,
     }
+
+    /// The control device applied a live change (gatectl set, allow, deny, ban, unban, reset).
+    ConfigChanged = 30 {
+        fn config_changed;
+        version: 0, level: INFO, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        /// What changed: a configuration field name (rate_milli, ...), allow, deny, ban.manual, unban.manual, unban.auto or counters.
+        what "What": Str,
+        /// The value before, as text.
+        old "Old": Str,
+        /// The value after, as text.
+        new "New": Str,
+        /// Process id of the caller (the control device's requester).
+        process_id "ProcessId": U32,
+        /// Whether the change was also written to the registry Parameters key.
+        persisted "Persisted": Bool32,
+    }
+
+    /// The control device refused a request; nothing changed.
+    ControlRejected = 31 {
+        fn control_rejected;
+        version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
+        /// The IOCTL (IOCTL_GATE_SET, ...).
+        operation "Operation": Str,
+        /// The refused field (version, flags, input_length, rate_milli, target, ...).
+        field "Field": Str,
+        /// The refused value, as text.
+        value "Value": Str,
+        /// Why it was refused.
+        reason "Reason": Str,
+        /// The status the request was completed with.
+        status "Status": NtStatus,
+        /// Process id of the caller.
+        process_id "ProcessId": U32,
+    }
 }
 
 /// Writes a [`Counters`](def::Counters) event from gate-core's counters

@@ -410,8 +410,8 @@ pub unsafe extern "system" fn EtwWriteTransfer(
     }
     // Nobody keeps or sees whole events (capture window 0, no sink): count
     // them by name and reason without building them.
-    let light = SINK.read().unwrap_or_else(|e| e.into_inner()).is_none()
-        && state().events.limit() == 0;
+    let light =
+        SINK.read().unwrap_or_else(|e| e.into_inner()).is_none() && state().events.limit() == 0;
     if light && types {
         if let Ok((ev_name, reason)) = name_and_reason(&blocks) {
             let mut st = state();
@@ -813,16 +813,23 @@ fn name_and_reason(blocks: &[(u8, &[u8])]) -> Result<(String, Option<u64>), Stri
             other => return Err(format!("unknown data descriptor type {other}")),
         }
     }
-    let meta = cached(&META_CACHE, meta.ok_or("no event metadata")?, parse_event_metadata)?;
+    let meta = cached(
+        &META_CACHE,
+        meta.ok_or("no event metadata")?,
+        parse_event_metadata,
+    )?;
     let (name, fields) = &*meta;
     let mut pos = 0usize;
     for f in fields {
         let (v, used) = decode_value(payload.get(pos..).unwrap_or(&[]), f.in_type, f.out_type)?;
         if f.name == "Reason" {
-            return Ok((name.clone(), match v {
-                Value::U64(r) => Some(r),
-                _ => None,
-            }));
+            return Ok((
+                name.clone(),
+                match v {
+                    Value::U64(r) => Some(r),
+                    _ => None,
+                },
+            ));
         }
         pos += used;
     }

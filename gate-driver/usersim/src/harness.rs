@@ -61,6 +61,7 @@ impl Sim {
         errorlog::reset();
         pool::reset();
         irp::reset();
+        crate::device::reset();
         dispatcher::reset();
         objects::reset();
         registry::reset();
@@ -245,6 +246,25 @@ impl Sim {
         }
     }
 
+    // ---- devices ----
+
+    /// Opens a device as user mode's CreateFile does (`\\.\Name`,
+    /// `\DosDevices\Name` or `\Device\Name`) with `access`
+    /// (`FILE_READ_ACCESS` 1 | `FILE_WRITE_ACCESS` 2), as this process.
+    pub fn open_device(&self, path: &str, access: u32) -> Result<DeviceHandle, NTSTATUS> {
+        crate::device::open(path, access, std::process::id() as usize)
+    }
+
+    /// The devices the driver created (name, type, characteristics, DACL).
+    pub fn devices(&self) -> Vec<DeviceView> {
+        crate::device::devices()
+    }
+
+    /// Symbolic links: (link, target), lower case.
+    pub fn symbolic_links(&self) -> Vec<(String, String)> {
+        crate::device::links()
+    }
+
     // ---- the network ----
 
     /// Listening sockets that are bound, in creation order.
@@ -419,6 +439,8 @@ impl Sim {
             timers_armed: dispatcher::armed_timers(),
             dpcs_queued: dispatcher::queued_dpcs(),
             mdls: crate::mdl::outstanding(),
+            devices: crate::device::leaks().0,
+            symbolic_links: crate::device::leaks().1,
             error_log_entries: errorlog::outstanding(),
         }
     }
@@ -516,6 +538,10 @@ pub struct LeakReport {
     pub dpcs_queued: usize,
     /// MDLs from IoAllocateMdl not freed.
     pub mdls: usize,
+    /// Device objects not deleted.
+    pub devices: usize,
+    /// Symbolic links not deleted.
+    pub symbolic_links: usize,
     /// IoAllocateErrorLogEntry without IoWriteErrorLogEntry.
     pub error_log_entries: usize,
 }

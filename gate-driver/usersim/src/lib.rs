@@ -45,6 +45,11 @@
 //!   [`Sim::set_disconnect_supported`]): the call returns
 //!   STATUS_NOT_IMPLEMENTED without completing its IRP, which real WSK
 //!   never does.
+//! - Devices ([`device`]): IoCreateDevice, symbolic links, the device's
+//!   DACL (decoded), user-mode opens dispatched as the I/O manager does
+//!   (IRP_MJ_CREATE/CLEANUP/CLOSE, METHOD_BUFFERED IRP_MJ_DEVICE_CONTROL
+//!   with one shared buffer and the CTL_CODE access bits enforced)
+//!   ([`Sim::open_device`]).
 //! - Real sockets ([`wsk::real`], Linux): a connection socket can have a
 //!   real Linux TCP socket behind it (accepted after a real handshake, or
 //!   opened by WskConnect), so driver code moves real bytes.
@@ -74,7 +79,10 @@
 #![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
 
 pub mod clock;
+#[cfg(target_os = "linux")]
+pub mod control_channel;
 pub mod debug;
+pub mod device;
 pub mod dispatcher;
 pub mod errorlog;
 pub mod etw;
@@ -94,7 +102,10 @@ pub mod spinlock;
 pub mod violation;
 pub mod wsk;
 
+#[cfg(target_os = "linux")]
+pub use control_channel::ControlServer;
 pub use debug::{BugCheck, DebugLine};
+pub use device::{DeviceHandle, DeviceView, IoctlResult};
 pub use harness::{Conn, Driver, DriverEntryFn, LeakReport, Request, Sim};
 pub use hold::{Hold, HoldAt, Routine};
 pub use irp::{CompletionMode, IrpStats};

@@ -36,6 +36,8 @@ struct ThreadInfo {
 pub(crate) enum HandleObject {
     Thread(usize),
     Key(String),
+    /// A device object (ObOpenObjectByPointer).
+    Device(usize),
 }
 
 #[derive(Default)]
@@ -68,6 +70,14 @@ pub(crate) fn open_handle(o: HandleObject) -> HANDLE {
 pub(crate) fn key_path(h: HANDLE) -> Option<String> {
     match obj().handles.get(&(h as usize)) {
         Some(HandleObject::Key(p)) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+/// The device object of a device handle.
+pub(crate) fn device_of(h: HANDLE) -> Option<usize> {
+    match obj().handles.get(&(h as usize)) {
+        Some(HandleObject::Device(d)) => Some(*d),
         _ => None,
     }
 }
@@ -217,7 +227,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
     let mut g = obj();
     let t = match g.handles.get(&(handle as usize)) {
         Some(HandleObject::Thread(t)) => *t,
-        Some(HandleObject::Key(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
+        Some(HandleObject::Key(_) | HandleObject::Device(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
         None => {
             drop(g);
             record(
@@ -292,7 +302,7 @@ pub unsafe extern "system" fn ZwWaitForSingleObject(
     irql::require_passive("ZwWaitForSingleObject");
     let t = match obj().handles.get(&(handle as usize)) {
         Some(HandleObject::Thread(t)) => *t,
-        Some(HandleObject::Key(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
+        Some(HandleObject::Key(_) | HandleObject::Device(_)) => return STATUS_OBJECT_TYPE_MISMATCH,
         None => {
             record(
                 ViolationKind::BadHandle,

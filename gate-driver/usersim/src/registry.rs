@@ -1,6 +1,7 @@
 //! An in-memory registry tests populate: ZwOpenKey (absolute, or relative
 //! to an open key) and ZwQueryValueKey with KeyValuePartialInformation,
-//! including the STATUS_BUFFER_TOO_SMALL / STATUS_BUFFER_OVERFLOW split.
+//! including the STATUS_BUFFER_TOO_SMALL / STATUS_BUFFER_OVERFLOW split,
+//! and ZwSetValueKey (the driver persisting a live change).
 //!
 //! Key paths and value names compare case-insensitively, as in Windows.
 //! A key exists once a value was set under it or it was created with
@@ -246,6 +247,55 @@ pub unsafe extern "system" fn ZwQueryValueKey(
     // SAFETY: `length` >= need, so the data fits after the header.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), out.add(HEADER), data.len()) };
     STATUS_SUCCESS
+}
+
+/// # Safety
+/// Arguments as for the kernel routine: `data` has `size` readable bytes.
+#[no_mangle]
+pub unsafe extern "system" fn ZwSetValueKey(
+    key: HANDLE,
+    name: *mut UNICODE_STRING,
+    _title_index: u32,
+    kind: u32,
+    data: *mut c_void,
+    size: u32,
+) -> NTSTATUS {
+    irql::require_passive("ZwSetValueKey");
+    let Some(path) = objects::key_path(key) else {
+        record(
+            ViolationKind::BadHandle,
+            format!("ZwSetValueKey({key:p}): not a key handle"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    };
+    // SAFETY: the caller passes a valid UNICODE_STRING.
+    let Some(vname) = (unsafe { read_unicode(name) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if size > 0 && data.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let bytes = if size == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: `data` has `size` readable bytes per the contract.
+        unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) }.to_vec()
+    };
+    REG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(path)
+        .or_default()
+        .insert(vname.to_ascii_lowercase(), (vname.clone(), kind, bytes));
+    STATUS_SUCCESS
+}
+
+/// A value as stored: (type, bytes), for tests.
+pub fn get_raw(key: &str, name: &str) -> Option<(u32, Vec<u8>)> {
+    REG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&norm(key))
+        .and_then(|k| k.get(&name.to_ascii_lowercase()).cloned())
+        .map(|(_, ty, data)| (ty, data))
 }
 
 /// ZwEnumerateValueKey with KeyValueBasicInformation: the `index`-th value

@@ -2,8 +2,14 @@
 //! a kernel service (winedevice.exe runs it in user mode) and checks that
 //! DriverEntry ran, the listener came up on loopback, a TCP connection is
 //! accepted, connections are relayed to a backend on loopback (issue 12:
-//! PROXY v2 header checked by the backend, bytes echoed and compared), no
+//! PROXY v2 header checked by the backend, bytes echoed and compared),
+//! gatectl.exe drives the control device (status, set, ban, query, unban; a
+//! change on a read-only handle is refused by the CTL_CODE access bits), no
 //! winedevice crash is logged, and `sc stop` unloads the driver.
+//!
+//! Wine 8 lacks bcryptprimitives.dll, which Rust's std imports (ProcessPrng):
+//! the test builds a tiny shim DLL next to gatectl.exe in the Wine prefix
+//! (tests only; never shipped).
 //!
 //! Wine 8.0 facts this relies on (see shared/design/platform-facts.md):
 //! `sc create ... type= kernel` + `sc start` load a .sys; `wineserver -p`
@@ -249,6 +255,7 @@ fn exercise(s: &Session, sys: &Path) -> Result<()> {
         .with_context(|| format!("connecting to the gate on {addr}"))?;
     eprintln!("xtask wine-test: listening on {addr}, a connection was accepted");
     relay_check(s, addr, &headers)?;
+    control_device(s)?;
 
     let (ok, out) = s.run(&["sc", "stop", "gate"])?;
     if !ok {
@@ -404,6 +411,127 @@ fn relay_check(
             tail(&s.log_text(), 30)
         );
     }
+    Ok(())
+}
+
+/// The bcryptprimitives.dll shim for Wine 8 (Rust std calls ProcessPrng).
+const PRNG_SHIM: &str = r#"#include <windows.h>
+#include <ntsecapi.h>
+BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
+    while (len) {
+        ULONG n = len > 0x10000000 ? 0x10000000 : (ULONG)len;
+        if (!RtlGenRandom(data, n)) return FALSE;
+        data += n;
+        len -= n;
+    }
+    return TRUE;
+}
+"#;
+
+/// Puts gatectl.exe (and the test-only shim) into the prefix; returns its
+/// Windows path.
+fn install_gatectl(s: &Session) -> Result<String> {
+    let exe = super::build_gatectl(Profile::Release)?;
+    let dir = s.prefix.join("drive_c/gate-test");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::copy(&exe, dir.join("gatectl.exe"))
+        .with_context(|| format!("copying {}", exe.display()))?;
+    let src = dir.join("bcryptprimitives_shim.c");
+    std::fs::write(&src, PRNG_SHIM)?;
+    let status = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-O2", "-o"])
+        .arg(dir.join("bcryptprimitives.dll"))
+        .arg(&src)
+        .arg("-ladvapi32")
+        .status()
+        .context("starting x86_64-w64-mingw32-gcc")?;
+    if !status.success() {
+        bail!("building the bcryptprimitives.dll shim failed ({status})");
+    }
+    Ok(r"C:\gate-test\gatectl.exe".to_string())
+}
+
+/// Runs gatectl.exe under Wine: (exit code, stdout, stderr).
+fn gatectl(s: &Session, exe: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = s
+        .wine()
+        .arg(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting wine gatectl {}", args.join(" ")))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn gatectl_json(s: &Session, exe: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let (code, out, err) = gatectl(s, exe, args)?;
+    if code != 0 {
+        bail!(
+            "gatectl {} exited {code}: {}",
+            args.join(" "),
+            tail(&err, 10)
+        );
+    }
+    serde_json::from_str(&out)
+        .with_context(|| format!("gatectl {}: not JSON: {out}", args.join(" ")))
+}
+
+/// gatectl.exe against the shipped gate.sys through \\.\TcpFrontGate.
+fn control_device(s: &Session) -> Result<()> {
+    let exe = install_gatectl(s)?;
+    let st = gatectl_json(s, &exe, &["status", "--json"])?;
+    if st["listener"] != "up" || st["mode"] != "post_accept" {
+        bail!(
+            "gatectl status: listener {} mode {} (expected up, post_accept)",
+            st["listener"],
+            st["mode"]
+        );
+    }
+    let accepted = st["accepted_connections"].as_u64().unwrap_or(0);
+    if accepted < 1 {
+        bail!("gatectl status counts {accepted} accepted connections, expected the test's one");
+    }
+    let (code, _, err) = gatectl(s, &exe, &["set", "--burst", "7"])?;
+    if code != 0 {
+        bail!("gatectl set --burst 7 exited {code}: {}", tail(&err, 10));
+    }
+    // A change on a read-only handle: the I/O manager refuses (CTL_CODE access bits).
+    let (code, _, err) = gatectl(s, &exe, &["--read-only", "set", "--burst", "9"])?;
+    if code != 4 {
+        bail!(
+            "gatectl --read-only set exited {code}, expected 4 (access denied): {}",
+            tail(&err, 10)
+        );
+    }
+    let burst = gatectl_json(s, &exe, &["status", "--json"])?["config"]["burst"].clone();
+    if burst != 7 {
+        bail!("burst is {burst} after set 7 and a refused set 9");
+    }
+    let (code, _, err) = gatectl(s, &exe, &["ban", "10.9.0.0/16", "--for", "10m"])?;
+    if code != 0 {
+        bail!("gatectl ban exited {code}: {}", tail(&err, 10));
+    }
+    let q = gatectl_json(s, &exe, &["query", "10.9.1.1", "--json"])?;
+    if q["manual_banned"] != true {
+        bail!("gatectl query after ban: {q}");
+    }
+    let (code, out, err) = gatectl(s, &exe, &["unban", "10.9.0.0/16"])?;
+    if code != 0 || !out.contains("1 manual") {
+        bail!("gatectl unban exited {code}: {out} {}", tail(&err, 10));
+    }
+    let q = gatectl_json(s, &exe, &["query", "10.9.1.1", "--json"])?;
+    if q["manual_banned"] != false {
+        bail!("gatectl query after unban: {q}");
+    }
+    let q = gatectl_json(s, &exe, &["query", "127.0.0.1", "--json"])?;
+    if q["tracked"] != true {
+        bail!("gatectl query 127.0.0.1: the test's connection is not tracked: {q}");
+    }
+    eprintln!("xtask wine-test: gatectl.exe status, set, ban, query, unban passed; a change on a read-only handle was refused");
     Ok(())
 }
 

@@ -1,0 +1,576 @@
+//! The control path: live changes keep table state and apply whole, manual
+//! bans, automatic-ban lifts, key queries, bounded scans, counter reset,
+//! and a randomized concurrent test (one thread changes the configuration
+//! while others decide): no decision sees a torn configuration and the
+//! per-key bound holds across every change.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use gate_core::{
+    Action, ChangeError, Cidr, Config, Gate, Reason, Ticks, TICKS_PER_MS, TICKS_PER_SEC,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn cidr(s: &str) -> Cidr {
+    Cidr::parse(s).unwrap()
+}
+
+const LOCAL: &str = "198.51.100.1";
+const T0: Ticks = 1000 * TICKS_PER_SEC;
+
+fn gate(cfg: Config) -> Gate {
+    Gate::new(&cfg, [3, 4]).unwrap()
+}
+
+fn small() -> Config {
+    Config {
+        capacity: 1 << 10,
+        shards: 4,
+        rate_milli: 1000,
+        burst: 2,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn reconfigure_keeps_bucket_state_and_returns_the_old_config() {
+    let g = gate(small());
+    let (x, l) = (ip("192.0.2.1"), ip(LOCAL));
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    let old = g.reconfigure(|c| c.burst = 5).unwrap();
+    assert_eq!(old.burst, 2);
+    g.with_config(|c, _| assert_eq!(c.burst, 5));
+    // Two tokens spent stay spent: 3 of the new 5 are left.
+    for _ in 0..3 {
+        assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    }
+    let d = g.decide(x, l, T0);
+    assert_eq!((d.action, d.reason), (Action::Reject, Reason::RateExceeded));
+    // Observe mode live.
+    g.reconfigure(|c| c.observe = true).unwrap();
+    let d = g.decide(x, l, T0);
+    assert_eq!(
+        (d.action, d.reason, d.observed),
+        (
+            Action::Accept,
+            Reason::ObserveWouldReject,
+            Some(Reason::RateExceeded)
+        )
+    );
+}
+
+#[test]
+fn refused_changes_name_the_field_and_change_nothing() {
+    let g = gate(small());
+    let e = g.reconfigure(|c| c.rate_milli = 0).unwrap_err();
+    match e {
+        ChangeError::Config(c) => assert_eq!((c.field, c.value), ("rate_milli", 0)),
+        e => panic!("{e:?}"),
+    }
+    let e = g.reconfigure(|c| c.capacity = 1 << 12).unwrap_err();
+    assert_eq!(
+        e,
+        ChangeError::NeedsRestart {
+            field: "capacity",
+            value: 1 << 12
+        }
+    );
+    for (f, name) in [
+        ((|c: &mut Config| c.shards = 8) as fn(&mut Config), "shards"),
+        (|c| c.ipv4_prefix = 24, "ipv4_prefix"),
+        (|c| c.ipv6_prefix = 56, "ipv6_prefix"),
+        (|c| c.max_pending = 10, "max_pending"),
+    ] {
+        match g.reconfigure(f).unwrap_err() {
+            ChangeError::NeedsRestart { field, .. } => assert_eq!(field, name),
+            e => panic!("{e:?}"),
+        }
+    }
+    g.with_config(|c, _| assert_eq!(*c, small()));
+}
+
+#[test]
+fn lists_change_live() {
+    let g = gate(small());
+    let (x, l) = (ip("192.0.2.1"), ip(LOCAL));
+    g.reconfigure(|c| c.deny.push(cidr("192.0.2.0/24")))
+        .unwrap();
+    assert_eq!(g.decide(x, l, T0).reason, Reason::DenyListed);
+    g.reconfigure(|c| {
+        c.deny.clear();
+        c.allow.push(cidr("192.0.2.0/24"))
+    })
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(g.decide(x, l, T0).reason, Reason::AllowListed);
+    }
+    let too_many = vec![cidr("10.0.0.0/8"); 4097];
+    match g.reconfigure(|c| c.allow = too_many).unwrap_err() {
+        ChangeError::Config(c) => assert_eq!(c.field, "allow"),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn manual_bans_reject_until_their_end_and_unban_lifts_them() {
+    let g = gate(small());
+    let l = ip(LOCAL);
+    let end = T0 + 10 * TICKS_PER_SEC;
+    let o = g.ban(cidr("10.1.0.0/16"), end, T0).unwrap();
+    assert_eq!((o.replaced, o.count), (false, 1));
+    let d = g.decide(ip("10.1.2.3"), l, T0);
+    assert_eq!((d.action, d.reason), (Action::Reject, Reason::Banned));
+    assert_eq!(g.decide(ip("10.2.0.1"), l, T0).action, Action::Accept);
+    assert_eq!(g.manual_ban_hits(), 1);
+    // A manual ban wins over the allow list; the deny list wins over both.
+    g.reconfigure(|c| c.allow.push(cidr("10.1.2.0/24")))
+        .unwrap();
+    assert_eq!(g.decide(ip("10.1.2.3"), l, T0).reason, Reason::Banned);
+    g.reconfigure(|c| c.deny.push(cidr("10.1.2.3"))).unwrap();
+    assert_eq!(g.decide(ip("10.1.2.3"), l, T0).reason, Reason::DenyListed);
+    // Runs out by itself.
+    assert_eq!(g.decide(ip("10.1.9.9"), l, end).action, Action::Accept);
+    // Re-ban forever, then lift with a wider prefix.
+    let o = g.ban(cidr("10.1.0.0/16"), Ticks::MAX, end).unwrap();
+    assert!(o.replaced || o.count == 1);
+    assert_eq!(g.decide(ip("10.1.9.9"), l, end).reason, Reason::Banned);
+    assert_eq!(g.unban(cidr("10.0.0.0/8"), end).unwrap(), 1);
+    assert_eq!(g.decide(ip("10.1.9.9"), l, end).action, Action::Accept);
+    g.with_config(|_, bans| assert!(bans.is_empty()));
+    // A narrower unban does not lift a wider ban.
+    g.ban(cidr("10.1.0.0/16"), Ticks::MAX, end).unwrap();
+    assert_eq!(g.unban(cidr("10.1.2.4"), end).unwrap(), 0);
+    assert_eq!(g.decide(ip("10.1.2.4"), l, end).reason, Reason::Banned);
+}
+
+#[test]
+fn ban_table_is_bounded() {
+    let g = gate(small());
+    for i in 0..gate_core::MAX_MANUAL_BANS {
+        let a = IpAddr::from([10, (i >> 8) as u8, i as u8, 0]);
+        g.ban(Cidr::new(a, 24).unwrap(), Ticks::MAX, T0).unwrap();
+    }
+    assert_eq!(
+        g.ban(cidr("11.0.0.0/8"), Ticks::MAX, T0).unwrap_err(),
+        ChangeError::TooManyBans
+    );
+    // Expired bans make room.
+    let g = gate(small());
+    for i in 0..gate_core::MAX_MANUAL_BANS {
+        let a = IpAddr::from([10, (i >> 8) as u8, i as u8, 0]);
+        g.ban(Cidr::new(a, 24).unwrap(), T0 + 1, T0).unwrap();
+    }
+    assert_eq!(
+        g.ban(cidr("11.0.0.0/8"), Ticks::MAX, T0 + 1).unwrap().count,
+        1
+    );
+}
+
+fn banning() -> Config {
+    Config {
+        burst: 1,
+        ban_threshold: 2,
+        ban_window_ms: 10_000,
+        ban_ms: 60_000,
+        ..small()
+    }
+}
+
+#[test]
+fn query_reports_tokens_bans_and_membership() {
+    let g = gate(banning());
+    let (x, l) = (ip("192.0.2.7"), ip(LOCAL));
+    let (s, m) = g.query(x, T0);
+    assert!(!s.tracked);
+    assert_eq!(s.tokens_milli, 1000);
+    assert!(!m.allowed && !m.denied && m.manual_ban_until.is_none());
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    let (s, _) = g.query(x, T0);
+    assert!(s.tracked);
+    assert_eq!(s.tokens_milli, 0);
+    assert_eq!(s.next_token, T0 + TICKS_PER_SEC);
+    assert_eq!(s.key.network(), x);
+    g.decide(x, l, T0);
+    g.decide(x, l, T0);
+    let (s, _) = g.query(x, T0);
+    let until = s.auto_ban_until.expect("banned after 2 rejections");
+    assert!((T0 + 60_000 * TICKS_PER_MS..=T0 + 60_010 * TICKS_PER_MS).contains(&until));
+    // Query has no side effect.
+    assert_eq!(g.query(x, T0).0, s);
+    g.ban(cidr("192.0.2.0/24"), T0 + TICKS_PER_SEC, T0).unwrap();
+    let (_, m) = g.query(x, T0);
+    assert_eq!(m.manual_ban_until, Some(T0 + TICKS_PER_SEC));
+}
+
+#[test]
+fn unban_lifts_automatic_bans_by_key_and_by_prefix_scan() {
+    let g = gate(banning());
+    let l = ip(LOCAL);
+    let addrs: Vec<IpAddr> = (1..=20).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+    for &a in &addrs {
+        for _ in 0..3 {
+            g.decide(a, l, T0);
+        }
+        assert!(g.query(a, T0).0.auto_ban_until.is_some());
+    }
+    // One key: one lookup.
+    let (n, next) = g.lift_auto_bans(Cidr::new(addrs[0], 32).unwrap(), 0, 64);
+    assert_eq!((n, next), (1, None));
+    assert!(g.query(addrs[0], T0).0.auto_ban_until.is_none());
+    assert_eq!(g.query(addrs[0], T0).0.rejects, 0);
+    // A prefix: bounded slices until the cursor runs out.
+    let (mut total, mut cursor, mut calls) = (0, Some(0u64), 0);
+    while let Some(c) = cursor {
+        let (n, next) = g.lift_auto_bans(cidr("192.0.2.0/28"), c, 64);
+        total += n;
+        cursor = next;
+        calls += 1;
+    }
+    assert_eq!(calls, 1024 / 64);
+    assert_eq!(total, 14, "192.0.2.2..=15 were banned");
+    assert!(
+        g.query(addrs[15], T0).0.auto_ban_until.is_some(),
+        ".16 is outside /28"
+    );
+    // Lifted keys decide again (after their bucket refills).
+    assert_eq!(
+        g.decide(addrs[3], l, T0 + 2 * TICKS_PER_SEC).action,
+        Action::Accept
+    );
+}
+
+#[test]
+fn scan_visits_every_key_once_in_bounded_slices() {
+    let g = gate(small());
+    let l = ip(LOCAL);
+    let n = 300u32;
+    for i in 0..n {
+        g.decide(IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()), l, T0);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (mut cursor, mut calls) = (Some(0u64), 0);
+    while let Some(c) = cursor {
+        let mut in_call = 0;
+        cursor = g.scan(c, 100, T0, |k| {
+            assert!(seen.insert(k.key), "visited twice: {:?}", k.key);
+            in_call += 1;
+        });
+        assert!(in_call <= 100);
+        calls += 1;
+    }
+    assert_eq!(seen.len() as u32, n);
+    // 4 shards of 256 slots, at most 100 per call, never across a shard.
+    assert_eq!(calls, 4 * 3);
+    assert_eq!(g.scan(u64::MAX, 100, T0, |_| {}), None);
+}
+
+#[test]
+fn reset_counters_zeroes_them() {
+    let g = gate(small());
+    let l = ip(LOCAL);
+    for _ in 0..5 {
+        g.decide(ip("192.0.2.1"), l, T0);
+    }
+    g.ban(cidr("10.0.0.0/8"), Ticks::MAX, T0).unwrap();
+    g.decide(ip("10.0.0.1"), l, T0);
+    let sum =
+        |c: gate_core::Counters| c.by_reason.iter().sum::<u64>() + c.events.iter().sum::<u64>();
+    assert!(sum(g.counters()) > 0);
+    g.reset_counters();
+    assert_eq!(sum(g.counters()), 0);
+    assert_eq!(g.manual_ban_hits(), 0);
+}
+
+/// One writer flips between two configurations that differ in several
+/// fields at once; deciders check each decision against both. A torn read
+/// (deny list of A with observe mode of B) would reject X.
+const CHANGES: u64 = 400;
+
+#[test]
+fn concurrent_changes_are_never_torn_and_the_bound_holds() {
+    let a = Config {
+        observe: true,
+        deny: vec![cidr("192.0.2.1")],
+        rate_milli: 2000,
+        burst: 4,
+        ..small()
+    };
+    let b = Config {
+        observe: false,
+        rate_milli: 1000,
+        burst: 8,
+        ..small()
+    };
+    let g = gate(b.clone());
+    let clock = AtomicU64::new(T0);
+    let stop = AtomicBool::new(false);
+    let (x, y, l) = (ip("192.0.2.1"), ip("192.0.2.2"), ip(LOCAL));
+    let y_accepted = AtomicU64::new(0);
+    let changes = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            for i in 0..CHANGES {
+                let next = if i % 2 == 0 { a.clone() } else { b.clone() };
+                g.reconfigure(|c| *c = next).unwrap();
+                changes.fetch_add(1, Ordering::Relaxed);
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                clock.fetch_add(seed % (50 * TICKS_PER_MS), Ordering::Relaxed);
+                if seed.is_multiple_of(4) {
+                    std::thread::yield_now();
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        for _ in 0..3 {
+            s.spawn(|| {
+                let (mut in_a, mut in_b) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let now = clock.load(Ordering::Relaxed);
+                    let d = g.decide(x, l, now);
+                    match (d.action, d.reason, d.observed) {
+                        (Action::Accept, Reason::ObserveWouldReject, Some(Reason::DenyListed)) => {
+                            in_a += 1
+                        }
+                        (_, r, None) if r != Reason::DenyListed => in_b += 1,
+                        other => panic!("torn configuration: {other:?}"),
+                    }
+                    let d = g.decide(y, l, clock.load(Ordering::Relaxed));
+                    if d.action == Action::Accept && d.reason != Reason::ObserveWouldReject {
+                        y_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                assert!(in_a + in_b > 0);
+            });
+        }
+    });
+    assert_eq!(changes.load(Ordering::Relaxed), CHANGES);
+    // Bound over the run, with the larger burst and rate of the two:
+    // accepted <= burst + rate * elapsed.
+    let elapsed = clock.load(Ordering::Relaxed) - T0;
+    let bound = 8 + (2 * elapsed).div_ceil(TICKS_PER_SEC);
+    let got = y_accepted.load(Ordering::Relaxed);
+    assert!(got <= bound, "accepted {got} > bound {bound}");
+}
+
+mod model {
+    //! Manual bans against a plain model: a list of (range, end) where a
+    //! ban of the same range replaces the end, unban removes the ranges
+    //! inside the target, and an address is banned while any covering ban
+    //! has not ended.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Ban { net: u32, len: u8, until: u64 },
+        Unban { net: u32, len: u8 },
+        Check { addr: u32 },
+        Tick { by: u64 },
+    }
+
+    fn range(net: u32, len: u8) -> (u32, u32) {
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        (net & mask, (net & mask) | !mask)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Addresses in 10.0.0.0/20 so bans overlap often.
+        let a = || (0u32..4096).prop_map(|x| 0x0a00_0000 | x);
+        prop_oneof![
+            (a(), 18u8..=32, 0u64..200).prop_map(|(net, len, d)| Op::Ban { net, len, until: d }),
+            (a(), 16u8..=32).prop_map(|(net, len)| Op::Unban { net, len }),
+            a().prop_map(|addr| Op::Check { addr }),
+            a().prop_map(|addr| Op::Check { addr }),
+            (0u64..50).prop_map(|by| Op::Tick { by }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn manual_bans_match_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let g = gate(Config { burst: 1_000_000, rate_milli: 10_000_000, ..small() });
+            let mut model: Vec<((u32, u32), u64)> = Vec::new();
+            let mut now = T0;
+            let l = ip(LOCAL);
+            for o in ops {
+                match o {
+                    Op::Ban { net, len, until } => {
+                        let until = now + until;
+                        let c = Cidr::new(IpAddr::from(net.to_be_bytes()), len).unwrap();
+                        g.ban(c, until, now).unwrap();
+                        model.retain(|b| b.1 > now);
+                        let r = range(net, len);
+                        match model.iter_mut().find(|b| b.0 == r) {
+                            Some(b) => b.1 = until,
+                            None => model.push((r, until)),
+                        }
+                    }
+                    Op::Unban { net, len } => {
+                        let c = Cidr::new(IpAddr::from(net.to_be_bytes()), len).unwrap();
+                        let (lo, hi) = range(net, len);
+                        let want = model.iter().filter(|b| lo <= b.0.0 && b.0.1 <= hi && b.1 > now).count();
+                        prop_assert_eq!(g.unban(c, now).unwrap(), want);
+                        model.retain(|b| !(lo <= b.0.0 && b.0.1 <= hi) && b.1 > now);
+                    }
+                    Op::Check { addr } => {
+                        let a = IpAddr::from(addr.to_be_bytes());
+                        let want = model.iter().filter(|b| b.0.0 <= addr && addr <= b.0.1).map(|b| b.1).max().filter(|u| *u > now);
+                        prop_assert_eq!(g.query(a, now).1.manual_ban_until, want);
+                        let d = g.decide(a, l, now);
+                        prop_assert_eq!(d.reason == Reason::Banned, want.is_some());
+                    }
+                    Op::Tick { by } => now += by,
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rate_changes_keep_the_running_bucket_units() {
+    // A fast per-key rate (fractional ticks per token) changed to another:
+    // the bucket's debt (time, GCRA's state) carries over in the same units.
+    let g = gate(Config {
+        rate_milli: 3_000_000_000, // 3M/s: 3.33 ticks per token
+        burst: 4,
+        ..small()
+    });
+    let (x, l) = (ip("192.0.2.1"), ip(LOCAL));
+    for _ in 0..4 {
+        assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    }
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    g.reconfigure(|c| c.rate_milli = 1_500_000_000).unwrap();
+    // Debt 4 x 3.33 ticks; at 6.67 ticks per token a bucket of 4 (26.7
+    // ticks) has room for 2 more at the same instant.
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
+    let (s, _) = g.query(x, T0);
+    assert_eq!(s.tokens_milli, 0);
+    // A rate the running units cannot hold with this burst: a restart.
+    let g = gate(Config {
+        rate_milli: 10_000_000_000,
+        burst: 1,
+        ..small()
+    });
+    match g
+        .reconfigure(|c| {
+            c.rate_milli = 1;
+            c.burst = 1_000_000;
+        })
+        .unwrap_err()
+    {
+        ChangeError::NeedsRestart { field, .. } => assert_eq!(field, "rate_milli"),
+        e => panic!("{e:?}"),
+    }
+    // The global bucket switched on live starts full.
+    let g = gate(small());
+    g.reconfigure(|c| {
+        c.global_rate_milli = 1000;
+        c.global_burst = 2;
+    })
+    .unwrap();
+    assert_eq!(g.decide(ip("10.0.0.1"), l, T0).action, Action::Accept);
+    assert_eq!(g.decide(ip("10.0.0.2"), l, T0).action, Action::Accept);
+    assert_eq!(g.decide(ip("10.0.0.3"), l, T0).reason, Reason::GlobalLimit);
+}
+
+mod changes_model {
+    //! Live rate and burst changes against the bound a bucket must keep
+    //! whatever the changes: with `T = 1 / rate`, every accept needs the
+    //! bucket's debt (a time) to be at most `(burst - 1) T` and adds `T`,
+    //! so `n` accepts of one key stamped within `w` satisfy
+    //! `n T_min <= w + burst_max T_max + T_min` over the configurations in
+    //! force; and each key's debt (a time) is the same, to the tick, just
+    //! before and just after every change. A bucket whose state were
+    //! misread after a change (wrong units, lost debt) breaks the second.
+    use super::*;
+    use proptest::prelude::*;
+
+    const RATES: [u64; 6] = [500, 1_000, 2_000, 5_000, 40_000, 3_000_000_000];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Decide { key: u8, dt: u64 },
+        Change { rate: usize, burst: u32 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..3, 0u64..(2 * TICKS_PER_SEC)).prop_map(|(key, dt)| Op::Decide { key, dt }),
+            6 => (0u8..3, 0u64..1000).prop_map(|(key, dt)| Op::Decide { key, dt }),
+            1 => (0usize..RATES.len(), 1u32..6).prop_map(|(rate, burst)| Op::Change { rate, burst }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn accepts_stay_within_the_bound_across_changes(
+            start in (0usize..RATES.len(), 1u32..6),
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let g = gate(Config { rate_milli: RATES[start.0], burst: start.1, ..small() });
+            let (mut r_min, mut r_max, mut b_max) = (RATES[start.0], RATES[start.0], start.1);
+            let l = ip(LOCAL);
+            let mut now = T0;
+            let mut accepted: [Vec<u64>; 3] = Default::default();
+            for o in ops {
+                match o {
+                    Op::Decide { key, dt } => {
+                        now += dt;
+                        let a = IpAddr::from([10, 0, 0, key]);
+                        if g.decide(a, l, now).action == Action::Accept {
+                            accepted[key as usize].push(now);
+                        }
+                    }
+                    Op::Change { rate, burst } => {
+                        let debt = |k: u8| g.query(IpAddr::from([10, 0, 0, k]), now).0.debt;
+                        let before = [debt(0), debt(1), debt(2)];
+                        // A change the running units cannot hold is refused
+                        // whole (and nothing changes).
+                        if g.reconfigure(|c| { c.rate_milli = RATES[rate]; c.burst = burst; }).is_ok() {
+                            r_min = r_min.min(RATES[rate]);
+                            r_max = r_max.max(RATES[rate]);
+                            b_max = b_max.max(burst);
+                        }
+                        // The state is kept: each key's debt (a time) is the
+                        // same under the new parameters, to the tick.
+                        for k in 0..3u8 {
+                            let after = debt(k);
+                            prop_assert!(after.abs_diff(before[k as usize]) <= 1,
+                                "key {k}: debt {} ticks before the change, {after} after", before[k as usize]);
+                        }
+                    }
+                }
+            }
+            // n * T_min <= w + b_max * T_max + T_min (+ one tick per the
+            // one-tick tolerance), in exact integers: T = 10^10 / r ticks.
+            const N: u128 = 10_000_000_000;
+            for times in &accepted {
+                for i in 0..times.len() {
+                    for j in i..times.len() {
+                        let n = (j - i + 1) as u128;
+                        let w = u128::from(times[j] - times[i]) + 1;
+                        let (rmin, rmax) = (u128::from(r_min), u128::from(r_max));
+                        // n / r_max <= w / N + b_max / r_min + 1 / r_max
+                        let lhs = n * N * rmin;
+                        let rhs = w * rmax * rmin + u128::from(b_max) * N * rmax + N * rmin;
+                        prop_assert!(lhs <= rhs, "{n} accepts within {w} ticks: rates {r_min}..{r_max}, burst <= {b_max}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The change operations (FILE_WRITE_ACCESS): set, allow/deny changes,
+//! ban/unban, reset. Each validates the whole request first (nothing
+//! changes on a refusal), applies it through gate-core's control path
+//! (swapped whole, table state kept), reports an ETW ConfigChanged event
+//! per change (what, old -> new, caller's process id) and, with
+//! [`gate_ioctl::FLAG_PERSIST`], writes it to the registry.
+
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use gate_core::{ChangeError, Cidr, Config, FullTablePolicy, TICKS_PER_MS};
+use gate_ioctl::*;
+use gate_ksys::*;
+
+use super::dispatch::{Io, Refusal};
+use super::persist;
+use super::read::{wire_config, TOP_SCAN_SLOTS};
+use crate::config::value_name_of_field;
+use crate::kernel::clock;
+use crate::kernel::dbg::Line;
+use crate::pool::push_reserved;
+use crate::state::Driver;
+use crate::telemetry;
+
+fn change_refusal(e: ChangeError) -> Refusal {
+    match e {
+        ChangeError::Config(c) => Refusal::invalid(c.field, c.value, c.expected),
+        ChangeError::NeedsRestart { field, value } => Refusal::invalid(
+            field,
+            value,
+            "a value that can change live (this one needs a restart)",
+        ),
+        ChangeError::TooManyBans => Refusal {
+            status: STATUS_QUOTA_EXCEEDED,
+            field: "target",
+            value: u64::from(MAX_MANUAL_BANS),
+            reason: "room in the manual ban table (at most 1024 bans)",
+        },
+        ChangeError::OutOfMemory => Refusal {
+            status: STATUS_INSUFFICIENT_RESOURCES,
+            field: "config",
+            value: 0,
+            reason: "memory for the new configuration",
+        },
+    }
+}
+
+fn text(args: core::fmt::Arguments<'_>) -> Line {
+    let mut l = Line::new();
+    let _ = l.write_fmt(args);
+    l
+}
+
+fn changed(what: &str, old: &Line, new: &Line, pid: u32, persisted: bool) {
+    super::count_change();
+    telemetry::config_changed(what, old.as_bytes(), new.as_bytes(), pid, persisted);
+}
+
+/// The value of live field `bit` (a [`set_field`] bit index).
+fn field_value(c: &Config, bit: u32) -> u64 {
+    match bit {
+        0 => c.rate_milli,
+        1 => u64::from(c.burst),
+        2 => c.global_rate_milli,
+        3 => u64::from(c.global_burst),
+        4 => u64::from(c.observe),
+        5 => u64::from(c.ban_threshold),
+        6 => u64::from(c.ban_window_ms),
+        7 => u64::from(c.ban_ms),
+        8 => u64::from(c.max_delay_ms),
+        _ => c.full_table as u64,
+    }
+}
+
+fn apply(c: &mut Config, bit: u32, w: &WireConfig) {
+    match bit {
+        0 => c.rate_milli = w.rate_milli,
+        1 => c.burst = w.burst,
+        2 => c.global_rate_milli = w.global_rate_milli,
+        3 => c.global_burst = w.global_burst,
+        4 => c.observe = w.observe != 0,
+        5 => c.ban_threshold = w.ban_threshold,
+        6 => c.ban_window_ms = w.ban_window_ms,
+        7 => c.ban_ms = w.ban_ms,
+        8 => c.max_delay_ms = w.max_delay_ms,
+        _ => {
+            if let Some(p) = FullTablePolicy::from_u8(w.full_table as u8) {
+                c.full_table = p;
+            }
+        }
+    }
+}
+
+fn field_name(bit: u32) -> &'static str {
+    set_field::NAMES.get(bit as usize).copied().unwrap_or("?")
+}
+
+/// IOCTL_GATE_SET.
+pub fn set(d: &Driver, io: &Io) -> Result<usize, Refusal> {
+    let req: SetRequest = io.request(FLAG_PERSIST)?;
+    io.need_output::<SetReply>()?;
+    if req.mask == 0 || req.mask & !set_field::ALL != 0 {
+        return Err(Refusal::invalid(
+            "mask",
+            u64::from(req.mask),
+            "a non-zero set of live fields (set_field bits 0..=9)",
+        ));
+    }
+    if req.reserved != 0 {
+        return Err(Refusal::invalid("reserved", u64::from(req.reserved), "0"));
+    }
+    let w = &req.config;
+    if req.mask & set_field::OBSERVE != 0 && w.observe > 1 {
+        return Err(Refusal::invalid("observe", u64::from(w.observe), "0 or 1"));
+    }
+    if req.mask & set_field::FULL_TABLE != 0 && w.full_table > 2 {
+        return Err(Refusal::invalid(
+            "full_table",
+            u64::from(w.full_table),
+            "0 (evict_lru), 1 (fail_open) or 2 (fail_closed)",
+        ));
+    }
+    let bits = || (0..set_field::NAMES.len() as u32).filter(|b| req.mask & (1 << b) != 0);
+    let old = d
+        .gate
+        .reconfigure(|c| {
+            for b in bits() {
+                apply(c, b, w);
+            }
+        })
+        .map_err(change_refusal)?;
+    let mut persist_failed = false;
+    let persist = req.flags & FLAG_PERSIST != 0;
+    let (now_cfg, bans) = d.gate.with_config(|c, b| {
+        let mut scalars = [0u64; 10];
+        for (i, v) in scalars.iter_mut().enumerate() {
+            *v = field_value(c, i as u32);
+        }
+        (scalars, b.len())
+    });
+    for b in bits() {
+        let (before, after) = (
+            field_value(&old, b),
+            now_cfg.get(b as usize).copied().unwrap_or(0),
+        );
+        let mut persisted = false;
+        if persist {
+            let name = value_name_of_field(field_name(b));
+            let r = if b == 0 || b == 2 {
+                persist::qword(name, after)
+            } else {
+                persist::dword(name, u32::try_from(after).unwrap_or(u32::MAX))
+            };
+            persisted = r.is_ok();
+            persist_failed |= r.is_err();
+        }
+        if before != after || persisted {
+            changed(
+                field_name(b),
+                &text(format_args!("{before}")),
+                &text(format_args!("{after}")),
+                io.pid,
+                persisted,
+            );
+        }
+    }
+    if persist_failed {
+        return Err(Refusal {
+            status: STATUS_REGISTRY_IO_FAILED,
+            field: "flags",
+            value: u64::from(req.flags),
+            reason: "a writable Parameters key (the live change stands)",
+        });
+    }
+    let r = SetReply {
+        version: VERSION,
+        size: reply_size::<SetReply>(),
+        config: d.gate.with_config(|c, _| wire_config(c, bans)),
+    };
+    io.reply(&r)
+}
+
+/// Decodes a prefix (address bits below the prefix are ignored, as in the lists).
+fn cidr_of(a: &WireAddr, field: &'static str) -> Result<Cidr, Refusal> {
+    let (ip, len) = a.decode(field)?;
+    Cidr::new(ip, len).map_err(|_| Refusal::invalid(field, u64::from(len), "a valid prefix length"))
+}
+
+/// IOCTL_GATE_LIST_CHANGE.
+pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
+    // Copy the whole input first (header + entries share the buffer with the reply).
+    let input = io.input_copy()?;
+    let head = ListChangeHeader::from_prefix(&input).ok_or(Refusal {
+        status: STATUS_INFO_LENGTH_MISMATCH,
+        field: "input_length",
+        value: input.len() as u64,
+        reason: "a 24-byte header followed by count 20-byte entries",
+    })?;
+    check_header(head.version, head.flags, FLAG_PERSIST)?;
+    io.need_output::<ListChangeReply>()?;
+    if head.list > list_kind::DENY {
+        return Err(Refusal::invalid(
+            "list",
+            u64::from(head.list),
+            "0 (allow) or 1 (deny)",
+        ));
+    }
+    if !(list_op::ADD..=list_op::CLEAR).contains(&head.op) {
+        return Err(Refusal::invalid(
+            "op",
+            u64::from(head.op),
+            "1 (add), 2 (remove), 3 (replace) or 4 (clear)",
+        ));
+    }
+    if head.count > MAX_LIST_ENTRIES || (head.op == list_op::CLEAR && head.count != 0) {
+        return Err(Refusal::invalid(
+            "count",
+            u64::from(head.count),
+            "0..=4096 entries (0 for clear)",
+        ));
+    }
+    if head.reserved != 0 {
+        return Err(Refusal::invalid("reserved", u64::from(head.reserved), "0"));
+    }
+    let want =
+        ListChangeHeader::SIZE.saturating_add((head.count as usize).saturating_mul(WireAddr::SIZE));
+    if input.len() != want {
+        return Err(Refusal {
+            status: STATUS_INFO_LENGTH_MISMATCH,
+            field: "input_length",
+            value: input.len() as u64,
+            reason: "24 + 20 * count bytes",
+        });
+    }
+    let mut entries: Vec<Cidr> = Vec::new();
+    entries
+        .try_reserve_exact(head.count as usize)
+        .map_err(|_| change_refusal(ChangeError::OutOfMemory))?;
+    for chunk in input
+        .get(ListChangeHeader::SIZE..)
+        .unwrap_or(&[])
+        .chunks_exact(WireAddr::SIZE)
+    {
+        let a = WireAddr::from_bytes(chunk).unwrap_or_default();
+        let c = cidr_of(&a, "entries").map_err(|mut r| {
+            // Name the entry by its index.
+            r.reason = "valid entries (value = index of the first bad entry)";
+            r.value = entries.len() as u64;
+            r
+        })?;
+        // Reserved for `count` entries above.
+        push_reserved(&mut entries, c);
+    }
+    let is_allow = head.list == list_kind::ALLOW;
+    // Sorted once here, so the work under gate-core's control lock is
+    // O(n log n) merges and binary searches, never n * m comparisons.
+    entries.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
+    entries.dedup();
+    let mut changed_n = 0u32;
+    let mut oom = false;
+    let old = d
+        .gate
+        .reconfigure(|c| {
+            let list = if is_allow { &mut c.allow } else { &mut c.deny };
+            let before = list.len();
+            match head.op {
+                list_op::ADD => {
+                    if list.try_reserve(entries.len()).is_err() {
+                        oom = true;
+                        return;
+                    }
+                    for e in &entries {
+                        push_reserved(list, *e);
+                    }
+                    list.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
+                    list.dedup();
+                    changed_n = list.len().saturating_sub(before) as u32;
+                }
+                list_op::REMOVE => {
+                    list.retain(|x| {
+                        entries
+                            .binary_search_by_key(&(x.addr(), x.prefix_len()), |c| {
+                                (c.addr(), c.prefix_len())
+                            })
+                            .is_err()
+                    });
+                    changed_n = before.saturating_sub(list.len()) as u32;
+                }
+                list_op::REPLACE => {
+                    let mut new = Vec::new();
+                    if new.try_reserve_exact(entries.len()).is_err() {
+                        oom = true;
+                        return;
+                    }
+                    for e in &entries {
+                        push_reserved(&mut new, *e);
+                    }
+                    *list = new;
+                    changed_n = entries.len() as u32;
+                }
+                _ => {
+                    changed_n = before as u32;
+                    list.clear();
+                }
+            }
+        })
+        .map_err(|e| match e {
+            // The list would exceed its limit (Config::validate names it).
+            ChangeError::Config(c) if c.field == "allow" || c.field == "deny" => Refusal {
+                status: STATUS_QUOTA_EXCEEDED,
+                field: "count",
+                value: c.value,
+                reason: "room in the list (at most 4096 entries)",
+            },
+            e => change_refusal(e),
+        })?;
+    if oom {
+        return Err(change_refusal(ChangeError::OutOfMemory));
+    }
+    let (len, persisted) = d.gate.with_config(|c, _| {
+        let l = if is_allow { &c.allow } else { &c.deny };
+        (l.len(), false)
+    });
+    let what = if is_allow { "allow" } else { "deny" };
+    let old_len = if is_allow {
+        old.allow.len()
+    } else {
+        old.deny.len()
+    };
+    let mut persisted = persisted;
+    let mut persist_failed = false;
+    if head.flags & FLAG_PERSIST != 0 {
+        let mut copy: Vec<Cidr> = Vec::new();
+        let ok = copy.try_reserve_exact(len).is_ok();
+        if ok {
+            d.gate.with_config(|c, _| {
+                for e in if is_allow { &c.allow } else { &c.deny } {
+                    push_reserved(&mut copy, *e);
+                }
+            });
+            let name = if is_allow {
+                crate::config::name::ALLOW
+            } else {
+                crate::config::name::DENY
+            };
+            persisted = persist::cidrs(name, &copy).is_ok();
+        }
+        persist_failed = !persisted;
+    }
+    changed(
+        what,
+        &text(format_args!("{old_len} entries")),
+        &text(format_args!(
+            "{len} entries (op {}, {changed_n} changed)",
+            head.op
+        )),
+        io.pid,
+        persisted,
+    );
+    if persist_failed {
+        return Err(Refusal {
+            status: STATUS_REGISTRY_IO_FAILED,
+            field: "flags",
+            value: u64::from(head.flags),
+            reason: "a writable Parameters key (the live change stands)",
+        });
+    }
+    io.reply(&ListChangeReply {
+        version: VERSION,
+        size: reply_size::<ListChangeReply>(),
+        len: len as u32,
+        changed: changed_n,
+    })
+}
+
+/// IOCTL_GATE_BAN: a manual ban.
+pub fn ban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
+    let req: BanRequest = io.request(0)?;
+    io.need_output::<BanReply>()?;
+    let cidr = cidr_of(&req.target, "target")?;
+    if req.reserved != 0 {
+        return Err(Refusal::invalid("reserved", u64::from(req.reserved), "0"));
+    }
+    if req.duration_ms != FOREVER && !(1..=MAX_MANUAL_BAN_MS).contains(&req.duration_ms) {
+        return Err(Refusal::invalid(
+            "duration_ms",
+            req.duration_ms,
+            "1..=31536000000 ms (365 days) or 18446744073709551615 (until unban)",
+        ));
+    }
+    let now = clock::now();
+    let until = if req.duration_ms == FOREVER {
+        u64::MAX
+    } else {
+        now.saturating_add(req.duration_ms.saturating_mul(TICKS_PER_MS))
+    };
+    let o = d.gate.ban(cidr, until, now).map_err(change_refusal)?;
+    let new = if req.duration_ms == FOREVER {
+        text(format_args!("{cidr} until unban"))
+    } else {
+        text(format_args!("{cidr} for {} ms", req.duration_ms))
+    };
+    let old = text(format_args!(
+        "{}",
+        if o.replaced {
+            "banned (end replaced)"
+        } else {
+            "not banned"
+        }
+    ));
+    changed("ban.manual", &old, &new, io.pid, false);
+    io.reply(&BanReply {
+        version: VERSION,
+        size: reply_size::<BanReply>(),
+        manual_bans: o.count as u32,
+        replaced: u32::from(o.replaced),
+    })
+}
+
+/// IOCTL_GATE_UNBAN: lifts manual bans inside the target (first call) and
+/// automatic bans of keys inside it (one bounded slice per call).
+pub fn unban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
+    let req: UnbanRequest = io.request(0)?;
+    io.need_output::<UnbanReply>()?;
+    let cidr = cidr_of(&req.target, "target")?;
+    if req.reserved != 0 {
+        return Err(Refusal::invalid("reserved", u64::from(req.reserved), "0"));
+    }
+    if req.cursor != CURSOR_START && req.cursor >= d.gate.slots() {
+        return Err(Refusal::invalid(
+            "cursor",
+            req.cursor,
+            "0, or a cursor a previous reply returned",
+        ));
+    }
+    let now = clock::now();
+    let manual = if req.cursor == CURSOR_START {
+        let n = d.gate.unban(cidr, now).map_err(change_refusal)?;
+        if n > 0 {
+            changed(
+                "unban.manual",
+                &text(format_args!("{n} manual bans inside {cidr}")),
+                &text(format_args!("lifted")),
+                io.pid,
+                false,
+            );
+        }
+        n
+    } else {
+        0
+    };
+    let (auto, next) = d.gate.lift_auto_bans(cidr, req.cursor, TOP_SCAN_SLOTS);
+    if auto > 0 {
+        changed(
+            "unban.auto",
+            &text(format_args!("{auto} automatic bans inside {cidr}")),
+            &text(format_args!("lifted")),
+            io.pid,
+            false,
+        );
+    }
+    io.reply(&UnbanReply {
+        version: VERSION,
+        size: reply_size::<UnbanReply>(),
+        manual_lifted: manual as u32,
+        auto_lifted: auto as u32,
+        next_cursor: next.unwrap_or(CURSOR_DONE),
+    })
+}
+
+/// IOCTL_GATE_RESET.
+pub fn reset(d: &Driver, io: &Io) -> Result<usize, Refusal> {
+    let req: ResetRequest = io.request(0)?;
+    io.need_output::<ResetReply>()?;
+    if req.what == 0 || req.what & !reset_what::COUNTERS != 0 {
+        return Err(Refusal::invalid(
+            "what",
+            u64::from(req.what),
+            "1 (counters)",
+        ));
+    }
+    let before = d
+        .gate
+        .counters()
+        .by_reason
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b));
+    d.gate.reset_counters();
+    d.stats.reset();
+    changed(
+        "counters",
+        &text(format_args!("{before} decisions counted")),
+        &text(format_args!("0")),
+        io.pid,
+        false,
+    );
+    io.reply(&ResetReply {
+        version: VERSION,
+        size: reply_size::<ResetReply>(),
+    })
+}

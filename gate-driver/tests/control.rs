@@ -1,0 +1,1099 @@
+//! The control device on the simulation: its creation (name, link,
+//! FILE_DEVICE_SECURE_OPEN, SYSTEM+Administrators DACL), every operation
+//! through IRP_MJ_DEVICE_CONTROL with METHOD_BUFFERED semantics and the
+//! CTL_CODE access bits, every malformed input refused with its field
+//! named (status and ETW ControlRejected), ConfigChanged events, --persist,
+//! and random bytes thrown at every code.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
+
+mod common;
+use common::*;
+use gate_ioctl::*;
+use gate_usersim::etw::Value;
+use gate_usersim::*;
+
+const RW: u32 = FILE_READ_ACCESS | FILE_WRITE_ACCESS;
+
+fn open(sim: &Sim, access: u32) -> DeviceHandle {
+    sim.open_device(USER_PATH, access)
+        .expect("open the control device")
+}
+
+/// Sends a request; the reply or the final status.
+fn call<R: gate_ioctl::Request>(h: &DeviceHandle, req: &R) -> Result<R::Reply, i32> {
+    let r = h.ioctl(R::CODE, req.as_bytes(), R::Reply::SIZE);
+    if r.status != 0 {
+        return Err(r.status);
+    }
+    assert_eq!(r.information, R::Reply::SIZE);
+    Ok(R::Reply::from_bytes(&r.output).expect("reply of the reply's size"))
+}
+
+fn status(h: &DeviceHandle) -> StatusReply {
+    call(
+        h,
+        &StatusRequest {
+            version: VERSION,
+            flags: FLAG_COUNT_KEYS,
+        },
+    )
+    .unwrap()
+}
+
+fn set_req(mask: u32, f: impl FnOnce(&mut WireConfig)) -> SetRequest {
+    let mut config = WireConfig::default();
+    f(&mut config);
+    SetRequest {
+        version: VERSION,
+        flags: 0,
+        mask,
+        reserved: 0,
+        config,
+    }
+}
+
+fn query(h: &DeviceHandle, a: &str) -> QueryReply {
+    call(
+        h,
+        &QueryRequest {
+            version: VERSION,
+            flags: 0,
+            addr: WireAddr::host(a.parse().unwrap()),
+        },
+    )
+    .unwrap()
+}
+
+fn cidr(s: &str) -> WireAddr {
+    let c = gate_core::Cidr::parse(s).unwrap();
+    WireAddr::prefix(c.addr(), c.prefix_len())
+}
+
+fn ban_req(target: &str, duration_ms: u64) -> BanRequest {
+    BanRequest {
+        version: VERSION,
+        flags: 0,
+        target: cidr(target),
+        reserved: 0,
+        duration_ms,
+    }
+}
+
+fn unban_all(h: &DeviceHandle, target: &str) -> (u32, u32) {
+    let (mut manual, mut auto, mut cursor) = (0, 0, CURSOR_START);
+    loop {
+        let r: UnbanReply = call(
+            h,
+            &UnbanRequest {
+                version: VERSION,
+                flags: 0,
+                target: cidr(target),
+                reserved: 0,
+                cursor,
+            },
+        )
+        .unwrap();
+        manual += r.manual_lifted;
+        auto += r.auto_lifted;
+        if r.next_cursor == CURSOR_DONE {
+            return (manual, auto);
+        }
+        cursor = r.next_cursor;
+    }
+}
+
+fn list_change(list: u32, op: u32, flags: u32, entries: &[&str]) -> Vec<u8> {
+    let head = ListChangeHeader {
+        version: VERSION,
+        flags,
+        list,
+        op,
+        count: entries.len() as u32,
+        reserved: 0,
+    };
+    let mut b = head.as_bytes().to_vec();
+    for e in entries {
+        b.extend_from_slice(cidr(e).as_bytes());
+    }
+    b
+}
+
+fn verdict(sim: &Sim, l: &ListenerInfo, from: &str) -> Option<Verdict> {
+    sim.connect(addr(from), local_of(l)).verdict()
+}
+
+fn str_field(e: &gate_usersim::etw::CapturedEvent, name: &str) -> String {
+    match &e.field(name).unwrap().value {
+        Value::Str(s) => s.clone(),
+        v => panic!("{name}: {v:?}"),
+    }
+}
+
+fn events_named(sim: &Sim, name: &str) -> Vec<gate_usersim::etw::CapturedEvent> {
+    checked_events(sim)
+        .into_iter()
+        .filter(|e| e.name == name)
+        .collect()
+}
+
+#[test]
+fn device_is_named_linked_secured_and_removed_on_unload() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    let devs = sim.devices();
+    assert_eq!(devs.len(), 1);
+    let d = &devs[0];
+    assert_eq!(d.name, DEVICE_NAME);
+    assert_eq!(d.device_type, FILE_DEVICE_TCP_FRONT_GATE);
+    assert_ne!(d.characteristics & 0x100, 0, "FILE_DEVICE_SECURE_OPEN");
+    assert_eq!(
+        d.dacl.as_deref(),
+        Some(
+            &[
+                (0x1000_0000, "S-1-5-18".to_string()),
+                (0x1000_0000, "S-1-5-32-544".to_string())
+            ][..]
+        ),
+        "GENERIC_ALL for LocalSystem and Administrators only"
+    );
+    assert_eq!(
+        sim.symbolic_links(),
+        vec![(
+            LINK_NAME.to_ascii_lowercase(),
+            DEVICE_NAME.to_ascii_lowercase()
+        )]
+    );
+    let h = open(&sim, RW);
+    assert_eq!(status(&h).version, VERSION);
+    h.close();
+    driver.unload(&sim).assert_clean();
+    assert!(sim.devices().is_empty() && sim.symbolic_links().is_empty());
+    sim.assert_no_violations();
+}
+
+#[test]
+fn status_reports_listener_config_and_counters() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(2)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ],
+    );
+    for p in 0..3 {
+        verdict(&sim, &l, &format!("10.0.0.1:{}", 4000 + p));
+    }
+    let h = open(&sim, FILE_READ_ACCESS);
+    // The worker reports the listener up just after the bind completes.
+    wait_for(
+        "listener up in status",
+        std::time::Duration::from_secs(5),
+        || status(&h).listener == listener_state::UP,
+    );
+    let s = status(&h);
+    assert_eq!(s.size as usize, StatusReply::SIZE);
+    assert_eq!(s.mode, listener_mode::CONDITIONAL_ACCEPT);
+    assert_eq!((s.config.burst, s.config.rate_milli), (2, 1000));
+    assert_eq!(s.by_reason[gate_core::Reason::WithinRate as usize], 2);
+    assert_eq!(s.by_reason[gate_core::Reason::RateExceeded as usize], 1);
+    assert_eq!(s.inspects, 3);
+    assert_eq!(s.tracked_keys, 1);
+    assert_eq!(s.port, u32::from(l.addr.port()));
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn set_changes_limits_live_keeps_state_and_reports_each_change() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ],
+    );
+    assert_eq!(verdict(&sim, &l, "10.0.0.1:4000"), Some(Verdict::Accept));
+    assert_eq!(verdict(&sim, &l, "10.0.0.1:4001"), Some(Verdict::Reject));
+    let h = open(&sim, RW);
+    let r: SetReply = call(
+        &h,
+        &set_req(set_field::BURST | set_field::OBSERVE, |c| {
+            c.burst = 3;
+            c.observe = 0;
+        }),
+    )
+    .unwrap();
+    assert_eq!(r.config.burst, 3);
+    // The spent token stays spent: 2 of the new 3 are left.
+    assert_eq!(verdict(&sim, &l, "10.0.0.1:4002"), Some(Verdict::Accept));
+    assert_eq!(verdict(&sim, &l, "10.0.0.1:4003"), Some(Verdict::Accept));
+    assert_eq!(verdict(&sim, &l, "10.0.0.1:4004"), Some(Verdict::Reject));
+    let ev = events_named(&sim, "ConfigChanged");
+    assert_eq!(ev.len(), 1, "observe did not change: no event");
+    assert_eq!(str_field(&ev[0], "What"), "burst");
+    assert_eq!(str_field(&ev[0], "Old"), "1");
+    assert_eq!(str_field(&ev[0], "New"), "3");
+    assert_eq!(
+        ev[0].field("ProcessId").unwrap().as_u64(),
+        Some(u64::from(std::process::id()))
+    );
+    // A read-only handle cannot change anything (the I/O manager refuses).
+    let ro = open(&sim, FILE_READ_ACCESS);
+    let r = ro.ioctl(
+        IOCTL_GATE_SET,
+        set_req(set_field::BURST, |c| c.burst = 50).as_bytes(),
+        SetReply::SIZE,
+    );
+    assert_eq!(r.status, status::STATUS_ACCESS_DENIED);
+    assert_eq!(status(&ro).config.burst, 3);
+    // Reads are fine on it; writes need FILE_WRITE_ACCESS, reads FILE_READ_ACCESS.
+    let wo = open(&sim, FILE_WRITE_ACCESS);
+    assert_eq!(
+        wo.ioctl(IOCTL_GATE_STATUS, &[0; 8], StatusReply::SIZE)
+            .status,
+        status::STATUS_ACCESS_DENIED
+    );
+    drop((h, ro, wo));
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn persist_writes_the_registry_parameters() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[("Burst", RegValue::Dword(1))]);
+    let h = open(&sim, RW);
+    let mut req = set_req(set_field::BURST | set_field::RATE_MILLI, |c| {
+        c.burst = 7;
+        c.rate_milli = 2500;
+    });
+    req.flags = FLAG_PERSIST;
+    call(&h, &req).unwrap();
+    assert_eq!(
+        gate_usersim::registry::get_raw(PARAMS, "Burst"),
+        Some((4, 7u32.to_le_bytes().to_vec()))
+    );
+    assert_eq!(
+        gate_usersim::registry::get_raw(PARAMS, "RateMilliPerSecond"),
+        Some((11, 2500u64.to_le_bytes().to_vec()))
+    );
+    let b = list_change(
+        list_kind::DENY,
+        list_op::ADD,
+        FLAG_PERSIST,
+        &["192.0.2.0/24"],
+    );
+    let r = h.ioctl(IOCTL_GATE_LIST_CHANGE, &b, ListChangeReply::SIZE);
+    assert_eq!(r.status, 0);
+    let (ty, data) = gate_usersim::registry::get_raw(PARAMS, "DenyList").unwrap();
+    assert_eq!(ty, 7);
+    let text: Vec<u16> = data
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    assert_eq!(String::from_utf16_lossy(&text), "192.0.2.0/24\0\0");
+    let ev = events_named(&sim, "ConfigChanged");
+    assert!(ev
+        .iter()
+        .all(|e| e.field("Persisted").unwrap().value == Value::Bool(true)));
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    // The next start reads the persisted values.
+    let (driver, _l) = start(&sim, &[]);
+    let h = open(&sim, FILE_READ_ACCESS);
+    let s = status(&h);
+    assert_eq!(
+        (s.config.burst, s.config.rate_milli, s.config.deny_count),
+        (7, 2500, 1)
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn manual_ban_query_and_unban() {
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &[]);
+    let h = open(&sim, RW);
+    let r: BanReply = call(&h, &ban_req("10.1.0.0/16", 60_000)).unwrap();
+    assert_eq!((r.manual_bans, r.replaced), (1, 0));
+    assert_eq!(verdict(&sim, &l, "10.1.2.3:4000"), Some(Verdict::Reject));
+    assert_eq!(verdict(&sim, &l, "10.2.2.3:4000"), Some(Verdict::Accept));
+    let q = query(&h, "10.1.2.3");
+    assert_ne!(q.state & query_state::MANUAL_BANNED, 0);
+    assert_eq!(q.state & query_state::AUTO_BANNED, 0);
+    assert!((59_000..=60_000).contains(&q.manual_ban_left_ms));
+    let s = status(&h);
+    assert_eq!((s.config.manual_bans, s.manual_ban_hits), (1, 1));
+    // The ban list page.
+    let page: ListGetReply = call(
+        &h,
+        &ListGetRequest {
+            version: VERSION,
+            flags: 0,
+            list: list_kind::BANS,
+            start: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!((page.total, page.count), (1, 1));
+    assert_eq!(page.entries[0].cidr, cidr("10.1.0.0/16"));
+    // Runs out by itself.
+    sim.advance_ms(60_001);
+    assert_eq!(verdict(&sim, &l, "10.1.2.3:4001"), Some(Verdict::Accept));
+    // Forever until unban.
+    call(&h, &ban_req("10.1.0.0/16", FOREVER)).unwrap();
+    assert_eq!(query(&h, "10.1.9.9").manual_ban_left_ms, FOREVER);
+    assert_eq!(unban_all(&h, "10.0.0.0/8"), (1, 0));
+    assert_eq!(verdict(&sim, &l, "10.1.2.3:4002"), Some(Verdict::Accept));
+    let ev = events_named(&sim, "ConfigChanged");
+    let whats: Vec<String> = ev.iter().map(|e| str_field(e, "What")).collect();
+    assert_eq!(whats, ["ban.manual", "ban.manual", "unban.manual"]);
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn unban_lifts_automatic_bans() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(2)),
+            ("BanWindowMs", RegValue::Dword(10_000)),
+            ("BanMs", RegValue::Dword(600_000)),
+        ],
+    );
+    for from in ["10.5.0.1", "10.5.0.2"] {
+        for p in 0..3 {
+            verdict(&sim, &l, &format!("{from}:{}", 5000 + p));
+        }
+    }
+    let h = open(&sim, RW);
+    let q = query(&h, "10.5.0.1");
+    assert_ne!(q.state & query_state::AUTO_BANNED, 0);
+    assert!(q.auto_ban_left_ms > 590_000);
+    // One address: one lookup; a prefix: the bounded scan, call by call.
+    assert_eq!(unban_all(&h, "10.5.0.1"), (0, 1));
+    assert_eq!(query(&h, "10.5.0.1").state & query_state::AUTO_BANNED, 0);
+    assert_eq!(unban_all(&h, "10.5.0.0/24"), (0, 1));
+    sim.advance_ms(2000);
+    assert_eq!(verdict(&sim, &l, "10.5.0.2:6000"), Some(Verdict::Accept));
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn allow_and_deny_lists_change_live() {
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &[]);
+    let h = open(&sim, RW);
+    let run = |list, op, entries: &[&str]| -> ListChangeReply {
+        let r = h.ioctl(
+            IOCTL_GATE_LIST_CHANGE,
+            &list_change(list, op, 0, entries),
+            ListChangeReply::SIZE,
+        );
+        assert_eq!(r.status, 0, "{op}");
+        ListChangeReply::from_bytes(&r.output).unwrap()
+    };
+    let r = run(
+        list_kind::DENY,
+        list_op::ADD,
+        &["10.2.0.0/16", "2001:db8::/32"],
+    );
+    assert_eq!((r.len, r.changed), (2, 2));
+    assert_eq!(verdict(&sim, &l, "10.2.3.4:4000"), Some(Verdict::Reject));
+    assert_ne!(query(&h, "10.2.3.4").state & query_state::DENIED, 0);
+    let r = run(list_kind::DENY, list_op::ADD, &["10.2.0.0/16"]);
+    assert_eq!((r.len, r.changed), (2, 0), "already present");
+    let r = run(list_kind::DENY, list_op::REMOVE, &["10.2.0.0/16"]);
+    assert_eq!((r.len, r.changed), (1, 1));
+    assert_eq!(verdict(&sim, &l, "10.2.3.4:4001"), Some(Verdict::Accept));
+    let r = run(
+        list_kind::ALLOW,
+        list_op::REPLACE,
+        &["10.3.0.0/16", "10.4.0.0/16"],
+    );
+    assert_eq!(r.len, 2);
+    assert_ne!(query(&h, "10.4.1.1").state & query_state::ALLOWED, 0);
+    let page: ListGetReply = call(
+        &h,
+        &ListGetRequest {
+            version: VERSION,
+            flags: 0,
+            list: list_kind::ALLOW,
+            start: 1,
+        },
+    )
+    .unwrap();
+    assert_eq!((page.total, page.count), (2, 1));
+    assert_eq!(page.entries[0].cidr, cidr("10.4.0.0/16"));
+    let r = run(list_kind::ALLOW, list_op::CLEAR, &[]);
+    assert_eq!((r.len, r.changed), (0, 2));
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn top_walks_every_shard_in_bounded_calls_and_reset_zeroes_counters() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("TableCapacity", RegValue::Dword(4096)),
+            ("TableShards", RegValue::Dword(4)),
+            // Rejections are counted per key while bans are on.
+            ("BanThreshold", RegValue::Dword(100)),
+            ("BanWindowMs", RegValue::Dword(60_000)),
+        ],
+    );
+    // 10.7.0.k sends k+1 SYNs: k rejections.
+    for k in 0..8u16 {
+        for p in 0..=k {
+            verdict(&sim, &l, &format!("10.7.0.{k}:{}", 7000 + p));
+        }
+    }
+    let h = open(&sim, FILE_READ_ACCESS);
+    let (mut all, mut cursor, mut calls) = (Vec::new(), CURSOR_START, 0);
+    loop {
+        let r: TopReply = call(
+            &h,
+            &TopRequest {
+                version: VERSION,
+                flags: 0,
+                cursor,
+                max: 3,
+                order: top_order::REJECTIONS,
+            },
+        )
+        .unwrap();
+        assert!(r.count <= 3 && r.scanned <= 1024);
+        assert_eq!(r.slots_total, 4096);
+        all.extend_from_slice(&r.entries[..r.count as usize]);
+        calls += 1;
+        if r.next_cursor == CURSOR_DONE {
+            break;
+        }
+        cursor = r.next_cursor;
+    }
+    assert_eq!(calls, 4, "4 shards of 1024 slots, one per call");
+    all.sort_by_key(|e| std::cmp::Reverse(e.rejects));
+    assert_eq!(all[0].key, cidr("10.7.0.7/32"));
+    assert_eq!(all[0].rejects, 7);
+    assert_eq!(all[1].rejects, 6);
+    let rw = open(&sim, RW);
+    call(
+        &rw,
+        &ResetRequest {
+            version: VERSION,
+            flags: 0,
+            what: reset_what::COUNTERS,
+        },
+    )
+    .unwrap();
+    let s = status(&h);
+    assert_eq!(s.by_reason.iter().sum::<u64>(), 0);
+    assert_eq!(s.inspects, 0);
+    assert_eq!(s.tracked_keys, 8, "table state is not a counter");
+    drop((h, rw));
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// One malformed request: what to send and what must come back.
+struct Bad {
+    code: u32,
+    input: Vec<u8>,
+    out_len: usize,
+    status: i32,
+    field: &'static str,
+}
+
+fn bad(
+    code: u32,
+    input: impl AsRef<[u8]>,
+    out_len: usize,
+    status: i32,
+    field: &'static str,
+) -> Bad {
+    Bad {
+        code,
+        input: input.as_ref().to_vec(),
+        out_len,
+        status,
+        field,
+    }
+}
+
+#[test]
+fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
+    use status::*;
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[("Burst", RegValue::Dword(5))]);
+    let h = open(&sim, RW);
+    let st = StatusRequest {
+        version: VERSION,
+        flags: 0,
+    };
+    let mut wrong_version = st;
+    wrong_version.version = 2;
+    let mut bad_flags = st;
+    bad_flags.flags = 0x80;
+    let q = |a: WireAddr| QueryRequest {
+        version: VERSION,
+        flags: 0,
+        addr: a,
+    };
+    let v4 = |len: u16| WireAddr {
+        family: AF_INET,
+        prefix_len: len,
+        addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+    let top = |max, order, cursor| TopRequest {
+        version: VERSION,
+        flags: 0,
+        cursor,
+        max,
+        order,
+    };
+    let mut lc_short = list_change(list_kind::DENY, list_op::ADD, 0, &["10.0.0.0/8"]);
+    lc_short.pop();
+    let mut lc_long = list_change(list_kind::DENY, list_op::ADD, 0, &["10.0.0.0/8"]);
+    lc_long.push(0);
+    let mut lc_bad_entry = list_change(
+        list_kind::DENY,
+        list_op::ADD,
+        0,
+        &["10.0.0.0/8", "10.1.0.0/16"],
+    );
+    lc_bad_entry[24 + 20 + 2] = 40; // second entry: IPv4 /40
+    let mut ban_bad = ban_req("10.0.0.0/8", 1000);
+    ban_bad.target.prefix_len = 33;
+    let mut ban_family = ban_req("10.0.0.0/8", 1000);
+    ban_family.target.family = 7;
+    let mut v4_junk = ban_req("10.0.0.0/8", 1000);
+    v4_junk.target.addr[9] = 1;
+    let cases = vec![
+        bad(
+            IOCTL_GATE_STATUS,
+            &st.as_bytes()[..7],
+            600,
+            STATUS_INFO_LENGTH_MISMATCH,
+            "input_length",
+        ),
+        bad(
+            IOCTL_GATE_STATUS,
+            [st.as_bytes(), &[0]].concat(),
+            600,
+            STATUS_INFO_LENGTH_MISMATCH,
+            "input_length",
+        ),
+        bad(
+            IOCTL_GATE_STATUS,
+            [],
+            600,
+            STATUS_INFO_LENGTH_MISMATCH,
+            "input_length",
+        ),
+        bad(
+            IOCTL_GATE_STATUS,
+            wrong_version.as_bytes(),
+            600,
+            STATUS_NOT_SUPPORTED,
+            "version",
+        ),
+        bad(
+            IOCTL_GATE_STATUS,
+            bad_flags.as_bytes(),
+            600,
+            STATUS_INVALID_PARAMETER,
+            "flags",
+        ),
+        bad(
+            IOCTL_GATE_STATUS,
+            st.as_bytes(),
+            599,
+            STATUS_BUFFER_TOO_SMALL,
+            "output_length",
+        ),
+        bad(
+            IOCTL_GATE_QUERY,
+            q(v4(24)).as_bytes(),
+            72,
+            STATUS_INVALID_PARAMETER,
+            "addr",
+        ),
+        bad(
+            IOCTL_GATE_QUERY,
+            q(v4(33)).as_bytes(),
+            72,
+            STATUS_INVALID_PARAMETER,
+            "addr",
+        ),
+        bad(
+            IOCTL_GATE_QUERY,
+            q(WireAddr {
+                family: 9,
+                ..v4(32)
+            })
+            .as_bytes(),
+            72,
+            STATUS_INVALID_PARAMETER,
+            "addr",
+        ),
+        bad(
+            IOCTL_GATE_TOP,
+            top(0, 0, 0).as_bytes(),
+            TopReply::SIZE,
+            STATUS_INVALID_PARAMETER,
+            "max",
+        ),
+        bad(
+            IOCTL_GATE_TOP,
+            top(33, 0, 0).as_bytes(),
+            TopReply::SIZE,
+            STATUS_INVALID_PARAMETER,
+            "max",
+        ),
+        bad(
+            IOCTL_GATE_TOP,
+            top(5, 2, 0).as_bytes(),
+            TopReply::SIZE,
+            STATUS_INVALID_PARAMETER,
+            "order",
+        ),
+        bad(
+            IOCTL_GATE_TOP,
+            top(5, 0, 1 << 40).as_bytes(),
+            TopReply::SIZE,
+            STATUS_INVALID_PARAMETER,
+            "cursor",
+        ),
+        bad(
+            IOCTL_GATE_LIST_GET,
+            ListGetRequest {
+                version: VERSION,
+                flags: 0,
+                list: 3,
+                start: 0,
+            }
+            .as_bytes(),
+            ListGetReply::SIZE,
+            STATUS_INVALID_PARAMETER,
+            "list",
+        ),
+        bad(
+            IOCTL_GATE_LIST_GET,
+            ListGetRequest {
+                version: VERSION,
+                flags: 0,
+                list: 0,
+                start: 5,
+            }
+            .as_bytes(),
+            ListGetReply::SIZE,
+            STATUS_INVALID_PARAMETER,
+            "start",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(0, |_| {}).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "mask",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(1 << 10, |_| {}).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "mask",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(set_field::RATE_MILLI, |c| c.rate_milli = 0).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "rate_milli",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(set_field::BURST, |c| c.burst = 2_000_000).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "burst",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(set_field::OBSERVE, |c| c.observe = 2).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "observe",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(set_field::FULL_TABLE, |c| c.full_table = 3).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "full_table",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(set_field::BAN_THRESHOLD, |c| c.ban_threshold = 70_000).as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "ban_threshold",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(
+                set_field::BAN_THRESHOLD | set_field::BAN_WINDOW_MS | set_field::BURST,
+                |c| {
+                    c.burst = 9;
+                    c.ban_threshold = 3;
+                    c.ban_window_ms = 0
+                },
+            )
+            .as_bytes(),
+            88,
+            STATUS_INVALID_PARAMETER,
+            "ban_window_ms",
+        ),
+        bad(
+            IOCTL_GATE_SET,
+            set_req(set_field::BURST, |c| c.burst = 9).as_bytes(),
+            87,
+            STATUS_BUFFER_TOO_SMALL,
+            "output_length",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            &lc_short,
+            16,
+            STATUS_INFO_LENGTH_MISMATCH,
+            "input_length",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            &lc_long,
+            16,
+            STATUS_INFO_LENGTH_MISMATCH,
+            "input_length",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            &lc_short[..10],
+            16,
+            STATUS_INFO_LENGTH_MISMATCH,
+            "input_length",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            list_change(2, list_op::ADD, 0, &[]),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "list",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            list_change(0, 9, 0, &[]),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "op",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            list_change(0, list_op::CLEAR, 0, &["10.0.0.0/8"]),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "count",
+        ),
+        bad(
+            IOCTL_GATE_LIST_CHANGE,
+            &lc_bad_entry,
+            16,
+            STATUS_INVALID_PARAMETER,
+            "entries",
+        ),
+        bad(
+            IOCTL_GATE_BAN,
+            ban_req("10.0.0.0/8", 0).as_bytes(),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "duration_ms",
+        ),
+        bad(
+            IOCTL_GATE_BAN,
+            ban_req("10.0.0.0/8", MAX_MANUAL_BAN_MS + 1).as_bytes(),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "duration_ms",
+        ),
+        bad(
+            IOCTL_GATE_BAN,
+            ban_bad.as_bytes(),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "target",
+        ),
+        bad(
+            IOCTL_GATE_BAN,
+            ban_family.as_bytes(),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "target",
+        ),
+        bad(
+            IOCTL_GATE_BAN,
+            v4_junk.as_bytes(),
+            16,
+            STATUS_INVALID_PARAMETER,
+            "target",
+        ),
+        bad(
+            IOCTL_GATE_UNBAN,
+            UnbanRequest {
+                version: VERSION,
+                flags: 0,
+                target: cidr("10.0.0.0/8"),
+                reserved: 0,
+                cursor: 1 << 40,
+            }
+            .as_bytes(),
+            24,
+            STATUS_INVALID_PARAMETER,
+            "cursor",
+        ),
+        bad(
+            IOCTL_GATE_RESET,
+            ResetRequest {
+                version: VERSION,
+                flags: 0,
+                what: 0,
+            }
+            .as_bytes(),
+            8,
+            STATUS_INVALID_PARAMETER,
+            "what",
+        ),
+        bad(
+            IOCTL_GATE_RESET,
+            ResetRequest {
+                version: VERSION,
+                flags: 0,
+                what: 2,
+            }
+            .as_bytes(),
+            8,
+            STATUS_INVALID_PARAMETER,
+            "what",
+        ),
+        bad(
+            ctl_code(
+                FILE_DEVICE_TCP_FRONT_GATE,
+                0x8FF,
+                METHOD_BUFFERED,
+                FILE_READ_ACCESS,
+            ),
+            [0u8; 8],
+            8,
+            STATUS_INVALID_DEVICE_REQUEST,
+            "code",
+        ),
+    ];
+    let before = status(&h).config;
+    for (i, c) in cases.iter().enumerate() {
+        sim.take_events();
+        let r = h.ioctl(c.code, &c.input, c.out_len);
+        assert_eq!(
+            r.status, c.status,
+            "case {i} ({}): status {:#x}",
+            c.field, r.status
+        );
+        assert!(
+            r.output.is_empty(),
+            "case {i}: an error copies nothing back"
+        );
+        let ev = events_named(&sim, "ControlRejected");
+        assert_eq!(ev.len(), 1, "case {i}: one ControlRejected event");
+        assert_eq!(str_field(&ev[0], "Field"), c.field, "case {i}");
+        assert_eq!(
+            ev[0].field("Status").unwrap().as_u64(),
+            Some(u64::from(c.status as u32)),
+            "case {i}"
+        );
+        assert!(events_named(&sim, "ConfigChanged").is_empty(), "case {i}");
+    }
+    assert_eq!(status(&h).config, before, "nothing changed");
+    // The bad entry is named by its index.
+    sim.take_events();
+    h.ioctl(IOCTL_GATE_LIST_CHANGE, &lc_bad_entry, 16);
+    let ev = events_named(&sim, "ControlRejected");
+    assert_eq!(str_field(&ev[0], "Value"), "1");
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn random_bytes_to_every_code_never_break_the_driver() {
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &[]);
+    let h = open(&sim, RW);
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let (code, _) = ALL_CODES[(next() % ALL_CODES.len() as u64) as usize];
+        let len = (next() % 140) as usize;
+        let mut input: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Often a valid header so the checks behind it are reached.
+        if len >= 8 && next() % 2 == 0 {
+            input[..4].copy_from_slice(&VERSION.to_ne_bytes());
+            input[4..8].copy_from_slice(&[0; 4]);
+        }
+        let out = (next() % 2200) as usize;
+        let r = h.ioctl(code, &input, out);
+        assert!(r.information <= out);
+        if r.status != 0 && (r.status as u32) >> 30 == 3 {
+            assert!(r.output.is_empty());
+        }
+    }
+    // Still deciding, still answering.
+    assert!(verdict(&sim, &l, "10.9.9.9:9999").is_some());
+    assert_eq!(status(&h).version, VERSION);
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn api_limits_match_gate_core() {
+    assert_eq!(MAX_LIST_ENTRIES as usize, gate_core::MAX_LIST_ENTRIES);
+    assert_eq!(MAX_MANUAL_BANS as usize, gate_core::MAX_MANUAL_BANS);
+    const _: () = assert!(
+        COUNTER_SLOTS >= gate_core::REASON_COUNT && COUNTER_SLOTS >= gate_core::EVENT_COUNT
+    );
+    assert_eq!(set_field::NAMES.len(), 10);
+    for n in set_field::NAMES {
+        assert!(
+            gate_core::field::ALL.contains(&n),
+            "{n} is a gate-core field"
+        );
+    }
+    // Reads need read access, changes write access.
+    for (code, name) in ALL_CODES {
+        let want = if name.ends_with("STATUS")
+            || name.ends_with("QUERY")
+            || name.ends_with("TOP")
+            || name.ends_with("LIST_GET")
+        {
+            FILE_READ_ACCESS
+        } else {
+            FILE_WRITE_ACCESS
+        };
+        assert_eq!(required_access(code), want, "{name}");
+        assert_eq!(method_of(code), METHOD_BUFFERED, "{name}");
+    }
+}
+
+/// One thread flips the configuration through IOCTL_GATE_SET between A
+/// (observe on, burst 1) and B (observe off, burst 10^6) while three
+/// threads send SYNs from one address. Under A every over-limit SYN is
+/// accepted as observe_would_reject, under B every SYN is within rate; only
+/// a torn mix (observe off with burst 1) could reject one.
+#[test]
+fn live_changes_while_deciding_are_never_torn() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1_000_000)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ],
+    );
+    let h = open(&sim, RW);
+    let a = set_req(set_field::OBSERVE | set_field::BURST, |c| {
+        c.observe = 1;
+        c.burst = 1;
+    });
+    let b = set_req(set_field::OBSERVE | set_field::BURST, |c| {
+        c.observe = 0;
+        c.burst = 1_000_000;
+    });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rejected = std::sync::atomic::AtomicU64::new(0);
+    let decided = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Flip until the deciders have made enough decisions across
+            // the changes (bounded), so the two overlap whatever the timing.
+            let mut i = 0u32;
+            while i < 20_000
+                && (i < 200 || decided.load(std::sync::atomic::Ordering::Relaxed) < 600)
+            {
+                let req = if i.is_multiple_of(2) { &a } else { &b };
+                call(&h, req).unwrap();
+                i += 1;
+                if i.is_multiple_of(8) {
+                    std::thread::yield_now();
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        for t in 0..3u16 {
+            let (sim, l, stop, rejected, decided) = (&sim, &l, &stop, &rejected, &decided);
+            s.spawn(move || {
+                let mut port = 10_000 + t * 10_000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    port += 1;
+                    match verdict(sim, l, &format!("10.8.0.1:{port}")) {
+                        Some(Verdict::Reject) => {
+                            rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Some(_) => {
+                            decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        None => {}
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        rejected.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a torn configuration rejected a SYN"
+    );
+    assert!(decided.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let s = status(&h);
+    let observed = s.by_reason[gate_core::Reason::ObserveWouldReject as usize];
+    let within = s.by_reason[gate_core::Reason::WithinRate as usize];
+    assert!(
+        observed > 0 && within > 0,
+        "both configurations decided ({observed} observed, {within} within rate)"
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}

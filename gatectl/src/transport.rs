@@ -1,0 +1,272 @@
+//! How gatectl reaches the driver: the control device through
+//! DeviceIoControl on Windows, the Linux front's control socket (the same
+//! codes and bytes, framed by gate-ioctl's `ChannelRequest`/`ChannelReply`)
+//! on Linux. Both give back the request's final NTSTATUS and the output.
+
+use std::fmt;
+
+/// What went wrong reaching the driver.
+#[derive(Debug)]
+pub enum TransportError {
+    /// The device or socket does not exist: the driver is not loaded (or
+    /// the Linux front is not running).
+    NotLoaded(String),
+    /// Opening the device or socket was refused.
+    AccessDenied(String),
+    /// Any other I/O error.
+    Io(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::NotLoaded(p) => {
+                write!(f, "the gate is not running: {p} does not exist (driver not loaded?)")
+            }
+            TransportError::AccessDenied(p) => write!(
+                f,
+                "access denied opening {p} (the control device admits SYSTEM and Administrators only)"
+            ),
+            TransportError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// A completed request: final NTSTATUS and the output bytes.
+pub struct Reply {
+    pub status: i32,
+    pub output: Vec<u8>,
+}
+
+/// A connection to the driver.
+pub trait Transport {
+    /// Sends one IOCTL.
+    fn ioctl(&mut self, code: u32, input: &[u8], out_len: usize) -> Result<Reply, TransportError>;
+}
+
+/// The default path: `\\.\TcpFrontGate` on Windows, the control socket on Linux.
+pub fn default_path() -> String {
+    if cfg!(windows) {
+        gate_ioctl::USER_PATH.to_string()
+    } else {
+        std::env::var("GATE_CONTROL").unwrap_or_else(|_| "/run/gate/control.sock".to_string())
+    }
+}
+
+/// Opens `path` with `access` (FILE_READ_ACCESS | FILE_WRITE_ACCESS bits).
+pub fn open(path: &str, access: u32) -> Result<Box<dyn Transport>, TransportError> {
+    #[cfg(windows)]
+    {
+        Ok(Box::new(windows::Device::open(path, access)?))
+    }
+    #[cfg(unix)]
+    {
+        Ok(Box::new(unix::Socket::open(path, access)?))
+    }
+}
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+    use gate_ioctl::{ChannelReply, ChannelRequest, Wire, CHANNEL_MAX};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    pub struct Socket {
+        s: UnixStream,
+        access: u32,
+    }
+
+    impl Socket {
+        pub fn open(path: &str, access: u32) -> Result<Socket, TransportError> {
+            match UnixStream::connect(path) {
+                Ok(s) => Ok(Socket { s, access }),
+                Err(e) => Err(match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                        TransportError::NotLoaded(path.to_string())
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        TransportError::AccessDenied(path.to_string())
+                    }
+                    _ => TransportError::Io(format!("{path}: {e}")),
+                }),
+            }
+        }
+    }
+
+    impl Transport for Socket {
+        fn ioctl(
+            &mut self,
+            code: u32,
+            input: &[u8],
+            out_len: usize,
+        ) -> Result<Reply, TransportError> {
+            let io = |e: std::io::Error| TransportError::Io(e.to_string());
+            let req = ChannelRequest {
+                code,
+                access: self.access,
+                in_len: u32::try_from(input.len()).unwrap_or(u32::MAX),
+                out_len: u32::try_from(out_len).unwrap_or(u32::MAX),
+            };
+            self.s.write_all(req.as_bytes()).map_err(io)?;
+            self.s.write_all(input).map_err(io)?;
+            let mut head = [0u8; ChannelReply::SIZE];
+            self.s.read_exact(&mut head).map_err(io)?;
+            let rep = ChannelReply::from_bytes(&head)
+                .ok_or_else(|| TransportError::Io("short reply".into()))?;
+            if rep.information > u64::from(CHANNEL_MAX) {
+                return Err(TransportError::Io(format!(
+                    "reply of {} bytes",
+                    rep.information
+                )));
+            }
+            let mut output = vec![0u8; rep.information as usize];
+            self.s.read_exact(&mut output).map_err(io)?;
+            Ok(Reply {
+                status: rep.status,
+                output,
+            })
+        }
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use super::*;
+    use std::ffi::c_void;
+
+    type Handle = *mut c_void;
+    const INVALID_HANDLE_VALUE: Handle = -1isize as Handle;
+    const GENERIC_READ: u32 = 0x8000_0000;
+    const GENERIC_WRITE: u32 = 0x4000_0000;
+    const OPEN_EXISTING: u32 = 3;
+    const ERROR_FILE_NOT_FOUND: u32 = 2;
+    const ERROR_PATH_NOT_FOUND: u32 = 3;
+    const ERROR_ACCESS_DENIED: u32 = 5;
+
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn CreateFileW(
+            name: *const u16,
+            access: u32,
+            share: u32,
+            security: *mut c_void,
+            disposition: u32,
+            flags: u32,
+            template: Handle,
+        ) -> Handle;
+        fn DeviceIoControl(
+            device: Handle,
+            code: u32,
+            input: *const c_void,
+            in_len: u32,
+            output: *mut c_void,
+            out_len: u32,
+            returned: *mut u32,
+            overlapped: *mut c_void,
+        ) -> i32;
+        fn GetLastError() -> u32;
+        fn CloseHandle(h: Handle) -> i32;
+    }
+
+    pub struct Device(Handle);
+
+    impl Drop for Device {
+        fn drop(&mut self) {
+            // SAFETY: a handle from CreateFileW, closed once.
+            unsafe { CloseHandle(self.0) };
+        }
+    }
+
+    /// The NTSTATUS a Win32 error from DeviceIoControl stands for (the
+    /// driver's statuses, as RtlNtStatusToDosError maps them).
+    fn status_of(err: u32) -> i32 {
+        use gate_ioctl::status::*;
+        match err {
+            5 => STATUS_ACCESS_DENIED,
+            87 => STATUS_INVALID_PARAMETER,
+            1 => STATUS_INVALID_DEVICE_REQUEST,
+            24 => STATUS_INFO_LENGTH_MISMATCH,
+            122 => STATUS_BUFFER_TOO_SMALL,
+            50 => STATUS_NOT_SUPPORTED,
+            170 => STATUS_DEVICE_BUSY,
+            1450 => STATUS_INSUFFICIENT_RESOURCES,
+            21 => STATUS_DEVICE_NOT_READY,
+            1816 | 112 => STATUS_QUOTA_EXCEEDED,
+            1016 => STATUS_REGISTRY_IO_FAILED,
+            e => (0xC007_0000u32 | (e & 0xFFFF)) as i32,
+        }
+    }
+
+    impl Device {
+        pub fn open(path: &str, access: u32) -> Result<Device, TransportError> {
+            let name: Vec<u16> = path.encode_utf16().chain([0]).collect();
+            let mut want = 0;
+            if access & gate_ioctl::FILE_READ_ACCESS != 0 {
+                want |= GENERIC_READ;
+            }
+            if access & gate_ioctl::FILE_WRITE_ACCESS != 0 {
+                want |= GENERIC_WRITE;
+            }
+            // SAFETY: a NUL-terminated name; no security attributes or template.
+            let h = unsafe {
+                CreateFileW(
+                    name.as_ptr(),
+                    want,
+                    3,
+                    std::ptr::null_mut(),
+                    OPEN_EXISTING,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            };
+            if h == INVALID_HANDLE_VALUE {
+                // SAFETY: no preconditions.
+                let e = unsafe { GetLastError() };
+                return Err(match e {
+                    ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => {
+                        TransportError::NotLoaded(path.to_string())
+                    }
+                    ERROR_ACCESS_DENIED => TransportError::AccessDenied(path.to_string()),
+                    e => TransportError::Io(format!("CreateFile({path}): Win32 error {e}")),
+                });
+            }
+            Ok(Device(h))
+        }
+    }
+
+    impl Transport for Device {
+        fn ioctl(
+            &mut self,
+            code: u32,
+            input: &[u8],
+            out_len: usize,
+        ) -> Result<Reply, TransportError> {
+            let mut output = vec![0u8; out_len];
+            let mut returned = 0u32;
+            // SAFETY: buffers valid for their lengths; synchronous call.
+            let ok = unsafe {
+                DeviceIoControl(
+                    self.0,
+                    code,
+                    input.as_ptr().cast(),
+                    input.len() as u32,
+                    output.as_mut_ptr().cast(),
+                    out_len as u32,
+                    &mut returned,
+                    std::ptr::null_mut(),
+                )
+            };
+            if ok == 0 {
+                // SAFETY: no preconditions.
+                let e = unsafe { GetLastError() };
+                return Ok(Reply {
+                    status: status_of(e),
+                    output: Vec::new(),
+                });
+            }
+            output.truncate(returned as usize);
+            Ok(Reply { status: 0, output })
+        }
+    }
+}
