@@ -100,10 +100,13 @@ fn backend_address(v: RegValue<'_>) -> Result<Option<SocketAddr>, Rejected> {
     if a.port() == 0 {
         return Err(reject(n, "port 0: expected 1 to 65535", 0));
     }
-    if a.ip().is_unspecified() || a.ip().is_multicast() {
+    // An IPv4-mapped address ([::ffff:a.b.c.d]) is checked as the IPv4 one.
+    let ip = a.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
         return Err(reject(
             n,
-            "not a unicast address (0.0.0.0, [::] and multicast are refused)",
+            "not a unicast address (0.0.0.0, [::], 255.255.255.255 and multicast are refused)",
             len as u64,
         ));
     }
@@ -983,6 +986,12 @@ mod tests {
         assert_eq!(c.relay.backend, Some("[2001:db8::5]:443".parse().unwrap()));
         let c = with(name::BACKEND_ADDRESS, sz("", REG_SZ)).unwrap();
         assert_eq!(c.relay.backend, None);
+        // A v4-mapped unicast backend is kept as given.
+        let c = with(name::BACKEND_ADDRESS, sz("[::ffff:127.0.0.1]:80", REG_SZ)).unwrap();
+        assert_eq!(
+            c.relay.backend,
+            Some("[::ffff:127.0.0.1]:80".parse().unwrap())
+        );
         assert_eq!(
             with(name::PROXY_PROTOCOL, dword(2))
                 .unwrap()
@@ -1039,6 +1048,10 @@ mod tests {
             (name::BACKEND_ADDRESS, sz("[::]:80", REG_SZ)),
             (name::BACKEND_ADDRESS, sz("::1:80", REG_SZ)),
             (name::BACKEND_ADDRESS, sz("224.0.0.1:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("255.255.255.255:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("[::ffff:224.0.0.1]:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("[::ffff:0.0.0.0]:80", REG_SZ)),
+            (name::BACKEND_ADDRESS, sz("[ff02::1]:80", REG_SZ)),
             (name::BACKEND_ADDRESS, dword(80)),
             (name::PROXY_PROTOCOL, dword(3)),
             (name::MAX_CONNECTIONS, dword(0)),

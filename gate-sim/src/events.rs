@@ -53,6 +53,19 @@ fn value(f: &gate_usersim::etw::CapturedField) -> serde_json::Value {
     }
 }
 
+/// The field `name` of `e` as text for a message: a string as it is (no
+/// quotes), any other value as its JSON form; empty if the event has no
+/// such field.
+pub fn field_text(e: &CapturedEvent, name: &str) -> String {
+    match e.fields.iter().find(|f| f.name == name) {
+        None => String::new(),
+        Some(f) => match value(f) {
+            serde_json::Value::String(s) => s,
+            v => v.to_string(),
+        },
+    }
+}
+
 /// One event as a JSON object.
 pub fn to_json(e: &CapturedEvent, t_ms: u128) -> serde_json::Value {
     let mut fields = Map::new();

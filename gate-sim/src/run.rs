@@ -5,7 +5,7 @@
 //! front, unload the driver and report leaks, violations, queue counters
 //! and decisions.
 
-use crate::events::EventLog;
+use crate::events::{self, EventLog};
 use crate::options::{Options, Reject};
 use crate::rules::Rules;
 use anyhow::{anyhow, Context, Result};
@@ -25,6 +25,19 @@ const PARAMS: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate\
 /// ETW events the simulation itself keeps (the rest are counted and
 /// streamed by [`EventLog`]).
 const EVENT_WINDOW: usize = 64;
+
+/// Prints a line of the human-readable output: to standard output, or to
+/// standard error when the ETW events stream to standard output
+/// (`--events -`), so that stream stays pure JSON lines.
+macro_rules! say {
+    ($to_err:expr, $($t:tt)*) => {
+        if $to_err {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
 
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -112,6 +125,7 @@ fn wait_queues_bound(q: (u16, u16), limit: Duration) -> bool {
 /// Runs gate-sim; returns the process exit code (0 clean, 1 leaks or
 /// violations or a failed front, 2 setup errors).
 pub fn run(o: &Options) -> Result<i32> {
+    let text_to_err = o.events.as_deref() == Some(std::path::Path::new("-"));
     install_signal_handlers();
     if let Some(ns) = &o.netns {
         // Every thread started from here on lives in the namespace.
@@ -158,11 +172,9 @@ pub fn run(o: &Options) -> Result<i32> {
             for e in sim.events().iter().filter(|e| e.name == "ConfigRejected") {
                 eprintln!(
                     "gate-sim: registry value {} rejected ({}): {}",
-                    e.value("ValueName")
-                        .map_or(String::new(), |v| format!("{v:?}")),
-                    e.u64("Value").unwrap_or(0),
-                    e.value("Reason")
-                        .map_or(String::new(), |v| format!("{v:?}"))
+                    events::field_text(e, "ValueName"),
+                    events::field_text(e, "Value"),
+                    events::field_text(e, "Reason"),
                 );
             }
             for l in sim.debug_output() {
@@ -187,7 +199,11 @@ pub fn run(o: &Options) -> Result<i32> {
         None => None,
     };
     if let Some(c) = &control {
-        println!("gate-sim: control socket {}", c.path().display());
+        say!(
+            text_to_err,
+            "gate-sim: control socket {}",
+            c.path().display()
+        );
     }
     if !streaming {
         // Loaded: nothing needs whole events any more (ConfigRejected was
@@ -222,16 +238,21 @@ pub fn run(o: &Options) -> Result<i32> {
         },
         Reject::Drop => RejectMode::Drop,
     };
-    println!(
-        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {:?}, fail-open {}, handshake timeout {:?}",
+    say!(
+        text_to_err,
+        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {}, fail-open {}, handshake timeout {}",
         l.addr,
         l.conditional_accept,
         o.queues.0,
         o.queues.1,
         o.netns.as_deref().unwrap_or("(current)"),
-        o.reject,
+        match o.reject {
+            Reject::Reset => "reset",
+            Reject::Drop => "drop",
+        },
         o.fail_open,
         o.handshake_timeout
+            .map_or("off".to_string(), |d| format!("{} ms", d.as_millis()))
     );
     let counters = Counters::default();
     let (served, elapsed) = std::thread::scope(|s| {
@@ -249,8 +270,9 @@ pub fn run(o: &Options) -> Result<i32> {
         let start = Instant::now();
         let rules = match rules {
             Ok(r) => {
-                println!("ready");
+                say!(text_to_err, "ready");
                 let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
                 r
             }
             Err(e) => {
@@ -297,7 +319,7 @@ pub fn run(o: &Options) -> Result<i32> {
         // what is queued and stops.
         if let Some(r) = &rules {
             match r.packets() {
-                Ok(n) => println!("rules: syns_in={n}"),
+                Ok(n) => say!(text_to_err, "rules: syns_in={n}"),
                 Err(e) => eprintln!("gate-sim: reading the rule counters: {e:#}"),
             }
         }
@@ -321,38 +343,42 @@ pub fn run(o: &Options) -> Result<i32> {
 
     let mut failed = false;
     match &served {
-        Ok(stats) => println!("nfq: {}", nfq_line(stats, elapsed.as_secs_f64())),
+        Ok(stats) => say!(
+            text_to_err,
+            "nfq: {}",
+            nfq_line(stats, elapsed.as_secs_f64())
+        ),
         Err(e) => {
             eprintln!("gate-sim: the front failed: {e}");
             failed = true;
         }
     }
-    println!("real: {}", real_line());
-    println!("memory: rss_kib={}", rss_kib());
-    println!("decisions (ETW events, by name and reason):");
+    say!(text_to_err, "real: {}", real_line());
+    say!(text_to_err, "memory: rss_kib={}", rss_kib());
+    say!(text_to_err, "decisions (ETW events, by name and reason):");
     let decisions = if streaming {
         log.counts()
     } else {
         crate::events::sim_counts()
     };
     for (k, n) in decisions {
-        println!("  {k} {n}");
+        say!(text_to_err, "  {k} {n}");
     }
     if write_errors > 0 {
         eprintln!("gate-sim: {write_errors} event line(s) could not be written");
     }
     if leaks.is_clean() {
-        println!("leaks: none");
+        say!(text_to_err, "leaks: none");
     } else {
-        println!("leaks: {leaks:#?}");
+        say!(text_to_err, "leaks: {leaks:#?}");
         failed = true;
     }
     if violations.is_empty() {
-        println!("violations: none");
+        say!(text_to_err, "violations: none");
     } else {
-        println!("violations: {}", violations.len());
+        say!(text_to_err, "violations: {}", violations.len());
         for v in &violations {
-            println!("  {v:?}");
+            say!(text_to_err, "  {v:?}");
         }
         failed = true;
     }

@@ -102,6 +102,9 @@ struct Engine<'a> {
     t0: Instant,
     max_lag_ns: u64,
     late: u64,
+    /// Raw SYNs sent so far: picks each SYN's source port, so consecutive
+    /// SYNs never share a 4-tuple (see [`synflood::source_port`]).
+    syns_sent: u32,
     done: u64,
     fast: FastPath,
 }
@@ -351,7 +354,8 @@ impl Engine<'_> {
             return;
         };
         slot.gen = slot.gen.wrapping_add(1);
-        let port = synflood::source_port(slot.gen);
+        let port = synflood::source_port(self.syns_sent);
+        self.syns_sent = self.syns_sent.wrapping_add(1);
         let Some(raw) = self.raw.as_mut() else {
             self.free.push(idx);
             return;
@@ -737,6 +741,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunResult> {
         t0: Instant::now() + Duration::from_millis(5),
         max_lag_ns: 0,
         late: 0,
+        syns_sent: 0,
         done: 0,
         fast: FastPath::default(),
     };

@@ -3,8 +3,10 @@
 //! on a raw socket (`IPPROTO_RAW`, the header is ours); answers are read from
 //! a raw `IPPROTO_TCP` socket that sees every TCP segment the namespace
 //! receives. The attempt is found again without a table: its slot index is
-//! the SYN's sequence number (the answer acknowledges it + 1) and the slot's
-//! generation picks the source port. A SYN-ACK counts as accepted, an RST as
+//! the SYN's sequence number (the answer acknowledges it + 1), and the slot
+//! remembers the SYN's source address and port. The source port counts up
+//! with every SYN sent (as hping3's does), so consecutive SYNs are distinct
+//! connections to the target. A SYN-ACK counts as accepted, an RST as
 //! refused, silence until the group's patience as timed out.
 //!
 //! Spoofed SYNs may only go into namespaces gate-load made ([`check_allowed`]):
@@ -16,14 +18,18 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-/// First source port of raw SYNs; a slot's generation picks one above it.
+/// First source port of raw SYNs; the run's SYN count picks one above it.
 pub const FIRST_PORT: u16 = 1024;
 /// Source ports in use: FIRST_PORT .. FIRST_PORT + PORTS.
 pub const PORTS: u32 = 64_000;
 
-/// The source port of a SYN from a slot of generation `gen`.
-pub fn source_port(gen: u32) -> u16 {
-    FIRST_PORT + (gen % PORTS) as u16
+/// The source port of the run's SYN number `n` (counting from 0): any
+/// [`PORTS`] consecutive SYNs have distinct ports, so a source's SYNs never
+/// repeat a 4-tuple the target may still hold half-open (the slot's
+/// generation would: slots are reused, and two slots of one generation
+/// gave one source the same port, which a target sees as a retransmission).
+pub fn source_port(n: u32) -> u16 {
+    FIRST_PORT + (n % PORTS) as u16
 }
 
 /// Refuses raw SYNs unless this process runs inside a namespace made by

@@ -231,3 +231,58 @@ fn flood_is_refused_outside_gate_load_namespaces() {
     };
     assert!(e.contains("refusing to send spoofed SYNs"), "{e}");
 }
+
+/// Every SYN of a source is a new connection to the target (a distinct
+/// source port, as hping3's counting port), also when many attempts are in
+/// flight at once and slots are reused: source ports used to come from the
+/// slot's generation, so slots of one generation gave one source the same
+/// 4-tuple (gate-sim then took 51 of 6000 random-source SYNs as
+/// retransmissions of a half-open connection, never decided, yet counted
+/// accepted). An nftables set in the namespace collects the distinct
+/// (source, port) pairs of the SYNs.
+#[test]
+fn every_syn_is_a_distinct_connection() {
+    if !common::root_or_skip("every_syn_is_a_distinct_connection") {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = NetnsGuard::new(&common::unique("su")).unwrap();
+    let port = 18115;
+    common::nft(
+        &ns.name,
+        &format!(
+            "table inet gltest {{\n set seen {{ type ipv4_addr . inet_service; flags dynamic; size 65536; }}\n\
+             chain input {{\n type filter hook input priority 0; policy accept;\n\
+             tcp dport {port} tcp flags & (syn|ack) == syn add @seen {{ ip saddr . tcp sport }} drop\n }}\n}}\n"
+        ),
+    );
+    // One source, all SYNs dropped: ~300 attempts in flight at once, so
+    // slots are reused many times over.
+    let sc = Scenario::parse(&format!(
+        r#"
+name = "syn"
+target = "127.0.0.1:{port}"
+connect_timeout_ms = 300
+[[group]]
+name = "flood"
+kind = "syn-flood"
+sources = "127.50.0.1"
+rate = 1000
+duration_s = 1
+"#
+    ))
+    .unwrap();
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (r, _) = run_in(&ns.name, sc, target, false);
+    assert_eq!(r.group("flood").unwrap().counts.timed_out, 1000);
+    let out = sh(&[
+        "ip", "netns", "exec", &ns.name, "nft", "-j", "list", "set", "inet", "gltest", "seen",
+    ])
+    .expect("nft list set");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("nft -j output");
+    let elems = v["nftables"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|x| x["set"]["elem"].as_array()))
+        .map_or(0, Vec::len);
+    assert_eq!(elems, 1000, "distinct (source, port) pairs of 1000 SYNs");
+}

@@ -83,6 +83,18 @@ pub fn run(_args: Args) -> Result<()> {
             ]),
         )?;
         run_step(
+            "gate-sim: --events - on stdout is pure JSON lines",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "events_stdout",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+        run_step(
             "flood check: gate-sim under hping3 --flood --rand-source (10 s, test namespaces)",
             cargo().args([
                 "test",
