@@ -350,7 +350,7 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
         before.half_open_evicted + 1
     );
     assert!(real::awaiting_handshake(peer, local));
-    real::handshake_done(s);
+    real::handshake_done(s, peer);
     assert_eq!(r.state(), RequestState::Established);
     assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), 1);
     // The driver's socket is the real one: bytes reach the client.
@@ -361,14 +361,66 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     assert_eq!(&got, b"ok");
     // A handshake nobody waits for is reset.
     let mut c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let (s2, _) = l.accept().unwrap();
-    real::handshake_done(s2);
+    let (s2, peer2) = l.accept().unwrap();
+    real::handshake_done(s2, peer2);
     assert_eq!(real::stats().unmatched, before.unmatched + 1);
     let mut one = [0u8; 1];
     assert!(c2
         .read(&mut one)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset));
     real::set_max_half_open(real::DEFAULT_MAX_HALF_OPEN);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// Regression (demo run, 2026-11-29): a client that resets right after its
+/// handshake, before the acceptor's accept(2), leaves a socket whose
+/// getpeername(2) fails. The request was still established by the stack, so
+/// it must be delivered at once (WskAcceptEvent), matched by accept(2)'s
+/// address, not left to end as a WskAbortEvent after the handshake timeout.
+#[test]
+fn a_handshake_reset_before_accept_is_still_delivered() {
+    use std::os::fd::AsRawFd;
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    let before = real::stats();
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client = c.local_addr().unwrap();
+    let r = real::connect_expecting_handshake(client, local, Duration::from_secs(60));
+    assert_eq!(r.state(), RequestState::Accepted);
+    // Close with RST (SO_LINGER 0) before the server side accepts.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a linger struct that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(50));
+    let (s, peer) = l.accept().unwrap();
+    assert_eq!(peer, client);
+    assert!(s.peer_addr().is_err(), "getpeername fails after the reset");
+    real::handshake_done(s, peer);
+    assert_eq!(r.state(), RequestState::Established, "delivered at once");
+    assert_eq!(
+        real::stats().unmatched,
+        before.unmatched,
+        "not reset as unmatched"
+    );
+    assert!(!real::awaiting_handshake(client, local));
     sim.set_real_time(false);
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();

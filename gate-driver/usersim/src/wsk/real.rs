@@ -906,8 +906,16 @@ pub fn awaiting_count() -> usize {
 
 /// A real connection completed its handshake: deliver the request waiting
 /// for it with the socket behind it, or reset it if none waits.
-pub fn handshake_done(stream: TcpStream) {
-    let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+///
+/// `remote` is the peer address accept(2) returned. It is taken from there,
+/// not from getpeername(2): a client that resets right after its handshake
+/// (gate-load closes every connection with RST) leaves a socket whose
+/// getpeername fails with ENOTCONN, yet the stack did establish it — on
+/// Windows it is delivered by WskAcceptEvent and the driver then sees the
+/// reset on its first receive. Matching it by accept(2)'s address does the
+/// same here instead of leaving the request to time out as an abort.
+pub fn handshake_done(stream: TcpStream, remote: SocketAddr) {
+    let Ok(local) = stream.local_addr() else {
         reset_stream(stream);
         return;
     };
@@ -970,12 +978,12 @@ impl Acceptor {
             .spawn(move || {
                 while !st.load(Ordering::SeqCst) {
                     match listener.accept() {
-                        Ok((s, _)) => {
+                        Ok((s, peer)) => {
                             if st.load(Ordering::SeqCst) {
                                 reset_stream(s);
                                 break;
                             }
-                            handshake_done(s);
+                            handshake_done(s, peer);
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e)
