@@ -1068,7 +1068,7 @@ fn live_changes_while_deciding_are_never_torn() {
                 let req = if i.is_multiple_of(2) { &a } else { &b };
                 call(&h, req).unwrap();
                 i += 1;
-                if i % 8 == 0 || i % 8 == 5 {
+                if matches!(i % 8, 0 | 5) {
                     std::thread::yield_now();
                 }
             }
