@@ -97,6 +97,11 @@ fn null_inspect_id_closes_the_listener_on_the_worker_and_recreates_it() {
         old.is_none_or(|o| o.state == SocketState::Closed),
         "old listener closed: {old:?}"
     );
+    // The listener is open in the provider before the worker's create()
+    // returns and counts it: wait for the count.
+    wait_for("the worker counting the new listener", SEC, || {
+        snapshot().unwrap().stats.listeners_up >= 2
+    });
     let s = snapshot().unwrap();
     assert_eq!(s.stats.null_inspect, 1);
     assert_eq!(s.stats.listeners_up, 2);
@@ -416,11 +421,15 @@ fn close_racing_callbacks_is_never_concurrent() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+    // The last listener is open in the provider before the worker's
+    // create() returns and counts it: wait for the count.
+    wait_for("the worker counting 6 listeners", SEC, || {
+        snapshot().unwrap().stats.listeners_up >= 6
+    });
     let s = snapshot().unwrap();
     assert!(s.stats.null_inspect >= 5);
     assert!(s.stats.listeners_up >= 6);
     let report = driver.unload(&sim);
     report.assert_clean();
     sim.assert_no_violations();
-    let _ = SEC;
 }

@@ -238,6 +238,13 @@ fn late_forced_close_does_not_kill_the_new_listener() {
                 open[0].socket, new.socket,
                 "hold at {n}: the new listener died"
             );
+            // Open in the provider before the worker's create() returns
+            // and counts it: wait for the count.
+            wait_for(
+                "the worker counting the new listener",
+                Duration::from_secs(5),
+                || snapshot().expect("running").stats.listeners_up >= 2,
+            );
             assert_eq!(
                 snapshot().expect("running").stats.listeners_up,
                 2,
