@@ -81,6 +81,9 @@ fn write_all(p: &Provider) {
     etw::relay_counters(p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
     etw::relay_configured(p, backend.as_bytes(), 2, 1024, 16384, 5000, 300_000);
     etw::relay_off(p, "no BackendAddress");
+    etw::bans_started(p, 10_000, 3, 7, 1234);
+    etw::relay_backend_down(p, backend.as_bytes(), 0xC000_0236_u32 as i32, 5);
+    etw::relay_backend_up(p, backend.as_bytes(), 4321, 17);
     etw::config_changed(p, "burst", "20", "40", 4242, true);
     etw::control_rejected(
         p,

@@ -91,6 +91,9 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
     etw::relay_counters(p, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, u64::MAX, 0);
     etw::relay_configured(p, l, 1, 2, 3, 4, 5);
     etw::relay_off(p, "off");
+    etw::bans_started(p, u32::MAX, 1, u64::MAX, 0);
+    etw::relay_backend_down(p, l, -1, 6);
+    etw::relay_backend_up(p, l, u64::MAX, 0);
     etw::config_changed(p, "deny", "0 entries", "3 entries", 77, false);
     etw::control_rejected(
         p,

@@ -153,6 +153,8 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         rundown: Rundown::new(),
         stats: Stats::default(),
         started_at: now,
+        bans_reported: AtomicU64::new(0),
+        banned_reported: AtomicU64::new(0),
     })
     .map_err(|e| {
         crate::dbg_print!(

@@ -296,6 +296,12 @@ pub struct Driver {
     pub stats: Stats,
     /// Interrupt time at DriverEntry.
     pub started_at: u64,
+    /// gate-core's BanStarted total at the previous Counters event (the
+    /// BansStarted summary reports the difference; only the listener worker
+    /// touches it).
+    pub bans_reported: AtomicU64,
+    /// gate-core's `Banned` decisions total at the previous Counters event.
+    pub banned_reported: AtomicU64,
 }
 
 // SAFETY: `registration` is only touched by WSK (through WskRegister /

@@ -4,6 +4,7 @@
 
 use core::fmt::Write;
 use core::net::SocketAddr;
+use core::sync::atomic::Ordering;
 
 use gate_core::{Action, Decision, Family, Reason};
 use gate_ksys::WSK_INSPECT_ID;
@@ -215,6 +216,58 @@ pub fn counters(d: &crate::state::Driver, interval_ms: u32) {
     let stats = d.stats.snapshot();
     let in_use = u32::try_from(d.pending.in_use()).unwrap_or(u32::MAX);
     etw::counters_from(&ETW, interval_ms, &c, tracked, cap, &stats, in_use);
+    bans_started(d, interval_ms, &c);
+}
+
+/// The BansStarted summary: one event per Counters interval in which gate-core
+/// started a ban (rate limited by construction; the count says how many).
+fn bans_started(d: &crate::state::Driver, interval_ms: u32, c: &gate_core::telemetry::Counters) {
+    use gate_core::telemetry::Event;
+    let total = c.event(Event::BanStarted);
+    let banned = c.reason(Reason::Banned);
+    let prev = d.bans_reported.swap(total, Ordering::Relaxed);
+    let prev_banned = d.banned_reported.swap(banned, Ordering::Relaxed);
+    let started = total.saturating_sub(prev);
+    if started == 0 {
+        return;
+    }
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_WARNING_LEVEL,
+        "gate: {} key(s) banned in the last {} ms ({} since start)",
+        started,
+        interval_ms,
+        total
+    );
+    etw::bans_started(
+        &ETW,
+        interval_ms,
+        started,
+        total,
+        banned.saturating_sub(prev_banned),
+    );
+}
+
+/// The relay's connects to `backend` started failing.
+pub fn relay_backend_down(backend: SocketAddr, status: i32, cause: crate::relay::Cause) {
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_ERROR_LEVEL,
+        "gate: relay backend {:?} unreachable: {} (status {:#x})",
+        backend,
+        cause.name(),
+        status
+    );
+    etw::relay_backend_down(&ETW, sa(backend).as_bytes(), status, cause as u8);
+}
+
+/// A connect to `backend` succeeded again after [`relay_backend_down`].
+pub fn relay_backend_up(backend: SocketAddr, down_ms: u64, failed: u64) {
+    crate::dbg_print!(
+        gate_ksys::DPFLTR_WARNING_LEVEL,
+        "gate: relay backend {:?} reachable again after {} ms",
+        backend,
+        down_ms
+    );
+    etw::relay_backend_up(&ETW, sa(backend).as_bytes(), down_ms, failed);
 }
 
 /// DriverEntry succeeded.

@@ -97,3 +97,76 @@ fn declined_connections_are_counted_and_reported() {
     assert_eq!(c.u64("Declined"), Some(extra as u64));
     assert_eq!(c.u64("AcceptedSockets"), Some(queue as u64));
 }
+
+/// A botnet getting its addresses banned reaches the Event Log as one
+/// BansStarted summary per Counters interval (Operational channel), not one
+/// event per ban: the counts add up with the Counters event, an interval
+/// without a new ban writes none.
+#[test]
+fn a_botnet_triggering_bans_writes_one_bans_started_per_interval() {
+    use gate_driver::etw::channel;
+    use std::time::Duration;
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("CountersIntervalMs", RegValue::Dword(1000)),
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(2)),
+            ("BanWindowMs", RegValue::Dword(10_000)),
+            ("BanMs", RegValue::Dword(600_000)),
+        ],
+    );
+    let local = local_of(&l);
+    let bots = 60u32;
+    // Each bot sends 4 SYNs in the same instant: accepted, 2 rejected (the
+    // ban starts), then rejected as banned.
+    let flood = |round: u32| {
+        for i in 0..bots {
+            let src = std::net::Ipv4Addr::new(10, 20 + round as u8, i as u8, 1);
+            for p in 0..4u16 {
+                sim.connect(std::net::SocketAddr::new(src.into(), 1000 + p), local);
+            }
+        }
+    };
+    let interval = |n: usize| {
+        sim.advance_ms(1100);
+        wait_for("a Counters event", Duration::from_secs(10), || {
+            count(&sim.events(), "Counters") >= n
+        });
+    };
+    flood(0);
+    interval(1);
+    flood(1);
+    interval(2);
+    // No new ban in the third interval.
+    interval(3);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let counters: Vec<_> = evs.iter().filter(|e| e.name == "Counters").collect();
+    let bans: Vec<_> = evs.iter().filter(|e| e.name == "BansStarted").collect();
+    assert_eq!(
+        bans.len(),
+        2,
+        "one summary per interval with bans: {bans:?}"
+    );
+    for b in &bans {
+        assert_eq!(b.channel, channel::OPERATIONAL);
+    }
+    let c0 = counters[0].u64("BanStartedEvents").unwrap();
+    assert_eq!(c0, u64::from(bots), "every bot banned");
+    assert_eq!(bans[0].u64("BansStarted"), Some(c0));
+    assert_eq!(bans[0].u64("BansStartedTotal"), Some(c0));
+    assert_eq!(bans[0].u64("BannedRejections"), counters[0].u64("Banned"));
+    assert!(bans[0].u64("BannedRejections").unwrap() >= u64::from(bots));
+    let c1 = counters[1].u64("BanStartedEvents").unwrap();
+    assert_eq!(c1, 2 * u64::from(bots));
+    assert_eq!(bans[1].u64("BansStarted"), Some(c1 - c0));
+    assert_eq!(bans[1].u64("BansStartedTotal"), Some(c1));
+    assert_eq!(
+        bans[1].u64("BannedRejections"),
+        Some(counters[1].u64("Banned").unwrap() - counters[0].u64("Banned").unwrap())
+    );
+}

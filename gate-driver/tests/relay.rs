@@ -708,3 +708,54 @@ fn a_relay_that_cannot_be_allocated_is_refused_abortively() {
     until(&sim, "relayed", || b.unread() == 2);
     finish(&sim, d);
 }
+
+/// A backend that refuses: the first failed connect writes one
+/// RelayBackendDown (Admin channel) and the next ones only RelayFailed; once
+/// the backend accepts, the first relay that reaches it writes one
+/// RelayBackendUp counting the failures, and a second outage a second Down.
+#[test]
+fn a_refusing_backend_writes_one_down_and_a_working_one_one_up() {
+    use gate_driver::etw::channel;
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    // Reachable at first: no state event.
+    open(&sim, local, "192.0.2.50:4000");
+    assert_eq!(events(&sim, "RelayBackendUp").len(), 0);
+    sim.backend_listen(backend(), BackendMode::Refuse);
+    for i in 0..5u16 {
+        let r = sim.connect(addr(&format!("192.0.2.51:{}", 4000 + i)), local);
+        let c = r.conn().unwrap();
+        until(&sim, "client closed", || closed(&c));
+    }
+    until(&sim, "5 failures reported", || {
+        gate_driver::relay::snapshot().is_some_and(|s| s.failed == 5)
+    });
+    assert_eq!(events(&sim, "RelayFailed").len(), 5);
+    let down = events(&sim, "RelayBackendDown");
+    assert_eq!(down.len(), 1, "state change only: {down:?}");
+    assert_eq!(down[0].channel, channel::ADMIN);
+    assert_eq!(down[0].u64("Cause"), Some(5), "backend_refused");
+    assert_eq!(events(&sim, "RelayBackendUp").len(), 0);
+    sim.backend_listen(backend(), BackendMode::Accept);
+    for i in 0..3u16 {
+        open(&sim, local, &format!("192.0.2.52:{}", 4000 + i));
+    }
+    until(&sim, "the relays opened", || {
+        events(&sim, "RelayOpened").len() == 4
+    });
+    let up = events(&sim, "RelayBackendUp");
+    assert_eq!(up.len(), 1, "state change only: {up:?}");
+    assert_eq!(up[0].channel, channel::ADMIN);
+    assert_eq!(up[0].u64("FailedConnects"), Some(5));
+    assert_eq!(events(&sim, "RelayBackendDown").len(), 1);
+    // A second outage is a second state change.
+    sim.backend_listen(backend(), BackendMode::Refuse);
+    let r = sim.connect(addr("192.0.2.53:4000"), local);
+    let c = r.conn().unwrap();
+    until(&sim, "client closed", || closed(&c));
+    until(&sim, "the second RelayBackendDown", || {
+        events(&sim, "RelayBackendDown").len() == 2
+    });
+    assert_eq!(gate_driver::relay::snapshot().unwrap().failed, 6);
+    finish(&sim, d);
+}

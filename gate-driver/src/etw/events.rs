@@ -434,6 +434,51 @@ gate_events! {
         behaviour "Behaviour": Str,
     }
 
+    /// Keys were banned since the previous Counters event (gate-core's
+    /// automatic bans: BanThreshold rejections within BanWindowMs). A summary
+    /// written with the Counters event, at most one per CountersIntervalMs
+    /// whatever the number of bans (a botnet cannot flood the Event Log); none
+    /// when no ban started or CountersIntervalMs is 0. Which keys: the
+    /// ConnectionRejected events with reason banned (trace session).
+    BansStarted = 32 {
+        fn bans_started;
+        version: 0, level: WARNING, keyword: REJECT, task: DECISION, opcode: INFO, channel: OPERATIONAL;
+        /// Time since the previous Counters event, in milliseconds.
+        interval_ms "IntervalMs": U32,
+        /// Keys banned during the interval.
+        bans_started "BansStarted": U64,
+        /// Keys banned since the driver started.
+        bans_started_total "BansStartedTotal": U64,
+        /// Connection requests rejected during the interval because their key was banned.
+        banned_rejections "BannedRejections": U64,
+    }
+
+    /// The relay's connects to the backend started failing (refused, timed
+    /// out or failed): written once when the state changes, not per
+    /// connection; RelayBackendUp follows when a connect succeeds again.
+    RelayBackendDown = 33 {
+        fn relay_backend_down;
+        version: 0, level: ERROR, keyword: RELAY, task: RELAY, opcode: INFO, channel: ADMIN;
+        /// The backend's address and port.
+        backend "BackendAddress": SockAddr,
+        /// The failing status of the first failed connect (STATUS_CONNECTION_REFUSED, STATUS_IO_TIMEOUT, ...).
+        status "Status": NtStatus,
+        /// Why (value map RelayCauseMap): backend_refused, connect_timeout or connect_failed.
+        cause "Cause": U8 => "RelayCauseMap",
+    }
+
+    /// A connect to the backend succeeded again after RelayBackendDown.
+    RelayBackendUp = 34 {
+        fn relay_backend_up;
+        version: 0, level: INFO, keyword: RELAY, task: RELAY, opcode: INFO, channel: ADMIN;
+        /// The backend's address and port.
+        backend "BackendAddress": SockAddr,
+        /// Time since RelayBackendDown, in milliseconds.
+        down_ms "DownMs": U64,
+        /// Relays that never reached the backend meanwhile (every RelayFailed, as Counters.Failed).
+        failed "FailedConnects": U64,
+    }
+
     /// The control device applied a live change (gatectl set, allow, deny, ban, unban, reset).
     ConfigChanged = 30 {
         fn config_changed;

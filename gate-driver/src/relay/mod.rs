@@ -165,6 +165,12 @@ pub struct Relay {
     pub(crate) stopping: AtomicBool,
     /// The counters.
     pub stats: RelayStats,
+    /// The backend's state as the worker last saw it (only the relay worker
+    /// touches it): 0 = reachable (or not tried yet), else the interrupt time
+    /// of the failed connect that wrote RelayBackendDown.
+    pub(crate) backend_down_since: AtomicU64,
+    /// `stats.failed` when RelayBackendDown was written.
+    pub(crate) failed_at_down: AtomicU64,
 }
 
 // SAFETY: the NPI holds the provider's client handle and dispatch table,
@@ -251,6 +257,8 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
         wake: KEvent::uninit(),
         stopping: AtomicBool::new(false),
         stats: RelayStats::default(),
+        backend_down_since: AtomicU64::new(0),
+        failed_at_down: AtomicU64::new(0),
     });
     let Some(r) = r else {
         crate::dbg_print!(

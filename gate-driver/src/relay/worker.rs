@@ -82,6 +82,28 @@ fn ms_between(from: u64, to: u64) -> u32 {
     u32::try_from(to.saturating_sub(from) / TICKS_PER_MS).unwrap_or(u32::MAX)
 }
 
+/// A connect to the backend failed: the first failure after a success (or
+/// since the start) writes RelayBackendDown; later ones only count, until
+/// [`Worker::connected`] writes RelayBackendUp. Causes that say nothing about
+/// the backend (unload, limits, memory) leave the state alone.
+fn backend_failed(r: &Relay, now: u64, status: i32, cause: Cause) {
+    if !matches!(
+        cause,
+        Cause::BackendRefused | Cause::ConnectTimeout | Cause::ConnectFailed
+    ) {
+        return;
+    }
+    if r.backend_down_since.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    r.backend_down_since.store(now.max(1), Ordering::Relaxed);
+    // This failure is already counted; FailedConnects counts it too.
+    let failed = r.stats.failed.load(Ordering::Relaxed);
+    r.failed_at_down
+        .store(failed.saturating_sub(1), Ordering::Relaxed);
+    telemetry::relay_backend_down(r.backend, status, cause);
+}
+
 impl Worker {
     fn run(&mut self, r: &Relay) {
         loop {
@@ -416,6 +438,15 @@ impl Worker {
             r.backend,
             ms_between(st.started, st.connected_at),
         );
+        let down_since = r.backend_down_since.swap(0, Ordering::Relaxed);
+        if down_since != 0 {
+            let failed = r.stats.failed.load(Ordering::Relaxed);
+            telemetry::relay_backend_up(
+                r.backend,
+                st.connected_at.saturating_sub(down_since) / TICKS_PER_MS,
+                failed.saturating_sub(r.failed_at_down.load(Ordering::Relaxed)),
+            );
+        }
         self.unlink(p);
         self.activity(r, p, st);
     }
@@ -576,6 +607,7 @@ impl Worker {
         } else {
             bump(&r.stats.failed);
             telemetry::relay_failed(st.remote, r.backend, status, cause);
+            backend_failed(r, now, status, cause);
         }
     }
 

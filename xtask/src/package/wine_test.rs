@@ -270,11 +270,21 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     eprintln!(
         "xtask package --wine-test: installed; {addr} relayed a connection to {backend} (PROXY v2, echo)"
     );
-    if package.files.iter().any(|(n, _)| n == "gatectl.exe") {
-        let (ok, out) = s.run(&[r"C:\Program Files\gate\gatectl.exe", "status"])?;
-        if !ok {
-            bail!("gatectl status failed:\n{out}");
+    // install.cmd's last step: `gatectl status` against the running driver's
+    // control device (its listener line), or `sc query` without gatectl.exe.
+    let have_ctl = package.files.iter().any(|(n, _)| n == "gatectl.exe");
+    let status_line = format!("port {port}, up");
+    if have_ctl {
+        if out.contains("skipping \"gatectl status\"") || !out.contains(&status_line) {
+            bail!("install.cmd did not show `gatectl status` (want \"{status_line}\"):\n{out}");
         }
+        let (ok, st) = s.run(&[r"C:\Program Files\gate\gatectl.exe", "status"])?;
+        if !ok || !st.contains("listener    up") || !st.contains(&status_line) {
+            bail!("gatectl status: want the listener up on port {port}, got:\n{st}");
+        }
+        eprintln!("xtask package --wine-test: gatectl status (in install.cmd and again) shows the listener up on port {port}");
+    } else if !out.contains("skipping \"gatectl status\"") {
+        bail!("install.cmd without gatectl.exe did not say it skips gatectl status:\n{out}");
     }
 
     // 4. A second install is refused and leaves the first alone.
