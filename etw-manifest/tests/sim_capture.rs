@@ -62,7 +62,7 @@ fn write_all(p: &Provider) {
     etw::config_rejected(p, "RateMilli", "0", "1..=10000000000");
     etw::counters(
         p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-        24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
+        24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46,
     );
     etw::connection_declined(p, remote.as_bytes(), local.as_bytes(), 256, false);
     etw::driver_loaded(p, "0.1.0", 1);
@@ -78,7 +78,6 @@ fn write_all(p: &Provider) {
         0xC000_0236_u32 as i32,
         5,
     );
-    etw::relay_counters(p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
     etw::relay_configured(p, backend.as_bytes(), 2, 1024, 16384, 5000, 300_000);
     etw::relay_off(p, "no BackendAddress");
     etw::bans_started(p, 10_000, 3, 7, 1234);
@@ -170,7 +169,12 @@ fn values_round_trip() {
         .skip(1)
         .map(|f| f.as_u64().unwrap())
         .collect();
-    assert_eq!(counts, (1..=34).collect::<Vec<u64>>());
+    assert_eq!(counts, (1..=46).collect::<Vec<u64>>());
+    // Version 2 carries the relay's figures last (RelayCounters, id 23, is retired).
+    assert_eq!(c.u64("PendingInUse"), Some(34));
+    assert_eq!(c.u64("RelaysActive"), Some(35));
+    assert_eq!(c.u64("RelayBytesToClient"), Some(46));
+    assert!(!evs.iter().any(|e| e.name == "RelayCounters"));
 
     assert_eq!(
         by_name(&evs, "DriverLoaded").value("Version"),
@@ -284,7 +288,17 @@ fn decision_helper_picks_the_event_of_the_action() {
         accept_queue_full: 7,
         ..Default::default()
     };
-    etw::counters_from(p, 1000, &gate.counters(), 1, 65536, &stats, 3);
+    let relay = gate_driver::relay::RelaySnapshot {
+        active: 2,
+        opened: 5,
+        closed: 3,
+        failed: 1,
+        refused_at_limit: 1,
+        bytes_to_backend: 4096,
+        bytes_to_client: 8192,
+        ..Default::default()
+    };
+    etw::counters_from(p, 1000, &gate.counters(), 1, 65536, &stats, 3, &relay);
     etw::config_loaded_from(p, 443, etw::ListenerMode::ConditionalAccept, &cfg);
     let evs = sim::take_for(p.reg_handle());
     for e in &evs {
@@ -310,6 +324,21 @@ fn decision_helper_picks_the_event_of_the_action() {
     );
     assert_eq!(evs[2].u64("WithinRate"), Some(1));
     assert_eq!(evs[2].u64("RateExceeded"), Some(1));
+    assert_eq!(evs[2].u64("PendingInUse"), Some(3));
+    assert_eq!(
+        [
+            "RelaysActive",
+            "RelaysOpened",
+            "RelaysClosed",
+            "RelaysFailed",
+            "RelaysRefusedAtLimit",
+            "RelaysNoMemory",
+            "RelayBytesToBackend",
+            "RelayBytesToClient"
+        ]
+        .map(|f| evs[2].u64(f)),
+        [2, 5, 3, 1, 1, 0, 4096, 8192].map(Some)
+    );
     assert_eq!(evs[3].u64("RateMilli"), Some(1000));
     p.unregister();
 }

@@ -254,7 +254,6 @@ fn wait_while_listening(
             let elapsed_ms = now.saturating_sub(*last_counters) / 10_000;
             if elapsed_ms >= u64::from(period) {
                 telemetry::counters(d, u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
-                crate::relay::counters(u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
                 *last_counters = now;
             }
         }

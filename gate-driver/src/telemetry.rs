@@ -215,7 +215,9 @@ pub fn counters(d: &crate::state::Driver, interval_ms: u32) {
     let tracked = u32::try_from(d.gate.tracked_keys()).unwrap_or(u32::MAX);
     let stats = d.stats.snapshot();
     let in_use = u32::try_from(d.pending.in_use()).unwrap_or(u32::MAX);
-    etw::counters_from(&ETW, interval_ms, &c, tracked, cap, &stats, in_use);
+    // All zero when no relay runs (no backend, or it could not start).
+    let relay = crate::relay::snapshot().unwrap_or_default();
+    etw::counters_from(&ETW, interval_ms, &c, tracked, cap, &stats, in_use, &relay);
     bans_started(d, interval_ms, &c);
 }
 
@@ -414,26 +416,6 @@ pub fn relay_failed(
         sa(backend).as_bytes(),
         status,
         cause as u8,
-    );
-}
-
-/// The relay's periodic counters.
-pub fn relay_counters(interval_ms: u32, s: &crate::relay::RelaySnapshot) {
-    etw::relay_counters(
-        &ETW,
-        interval_ms,
-        s.active,
-        s.opened,
-        s.closed,
-        s.failed,
-        s.refused_at_limit,
-        s.no_memory,
-        s.connect_timeouts,
-        s.backend_refused,
-        s.idle_timeouts,
-        s.resets,
-        s.bytes_to_backend,
-        s.bytes_to_client,
     );
 }
 

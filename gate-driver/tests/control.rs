@@ -15,6 +15,7 @@ use common::*;
 use gate_ioctl::*;
 use gate_usersim::etw::Value;
 use gate_usersim::*;
+use std::time::Duration;
 
 const RW: u32 = FILE_READ_ACCESS | FILE_WRITE_ACCESS;
 
@@ -168,7 +169,7 @@ fn device_is_named_linked_secured_and_removed_on_unload() {
         )]
     );
     let h = open(&sim, RW);
-    assert_eq!(status(&h).version, VERSION);
+    assert_eq!(status(&h).version, STATUS_REPLY_VERSION);
     h.close();
     driver.unload(&sim).assert_clean();
     assert!(sim.devices().is_empty() && sim.symbolic_links().is_empty());
@@ -204,6 +205,134 @@ fn status_reports_listener_config_and_counters() {
     assert_eq!(s.inspects, 3);
     assert_eq!(s.tracked_keys, 1);
     assert_eq!(s.port, u32::from(l.addr.port()));
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// Status as a version 1 caller sees it: an output buffer of the old size.
+fn status_v1(h: &DeviceHandle) -> Vec<u8> {
+    let req = StatusRequest {
+        version: VERSION,
+        flags: 0,
+    };
+    let r = h.ioctl(IOCTL_GATE_STATUS, req.as_bytes(), STATUS_REPLY_V1_SIZE);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.information, STATUS_REPLY_V1_SIZE);
+    r.output[..STATUS_REPLY_V1_SIZE].to_vec()
+}
+
+#[test]
+fn status_without_a_backend_says_the_relay_is_off_and_serves_version_1_callers() {
+    let sim = Sim::new();
+    let (driver, l) = start(&sim, &[("MaxConnections", RegValue::Dword(77))]);
+    verdict(&sim, &l, "10.0.0.1:4000");
+    let h = open(&sim, FILE_READ_ACCESS);
+    let s = status(&h);
+    assert_eq!(s.version, STATUS_REPLY_VERSION);
+    assert_eq!(s.size as usize, StatusReply::SIZE);
+    assert_eq!(
+        s.relay,
+        WireRelay {
+            state: relay_state::OFF,
+            max_connections: 77,
+            ..WireRelay::default()
+        }
+    );
+    // An older caller's 600-byte buffer gets version 1: the same bytes up
+    // to the relay, with its own version and size.
+    let v1 = status_v1(&h);
+    let s2: StatusReply = call(
+        &h,
+        &StatusRequest {
+            version: VERSION,
+            flags: 0,
+        },
+    )
+    .unwrap();
+    let mut want = s2.as_bytes()[..STATUS_REPLY_V1_SIZE].to_vec();
+    want[0..4].copy_from_slice(&1u32.to_le_bytes());
+    want[4..8].copy_from_slice(&(STATUS_REPLY_V1_SIZE as u32).to_le_bytes());
+    // uptime_ms (offset 16) may have moved between the two calls.
+    want[16..24].copy_from_slice(&v1[16..24]);
+    assert_eq!(v1, want);
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+#[test]
+fn status_reports_the_relay_counters_and_configuration() {
+    let sim = Sim::new();
+    let backend = addr("10.9.0.1:9000");
+    sim.backend_listen(backend, BackendMode::Accept);
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("BackendAddress", RegValue::Sz("10.9.0.1:9000".into())),
+            ("MaxConnections", RegValue::Dword(2)),
+            ("ProxyProtocol", RegValue::Dword(0)),
+            ("RateMilliPerSecond", RegValue::Dword(10_000_000)),
+            ("Burst", RegValue::Dword(1_000_000)),
+        ],
+    );
+    let local = local_of(&l);
+    let h = open(&sim, FILE_READ_ACCESS);
+    wait_for("the relay running", Duration::from_secs(5), || {
+        status(&h).relay.state == relay_state::RUNNING
+    });
+    let r = status(&h).relay;
+    assert_eq!(r.max_connections, 2);
+    assert_eq!(r.backend, WireAddr::host(backend.ip()));
+    assert_eq!(r.backend_port, 9000);
+    assert_eq!((r.active, r.opened, r.failed), (0, 0, 0));
+    // Two relays, a third refused at MaxConnections.
+    let relay = |src: &str, n: usize| {
+        let c = sim.connect(addr(src), local).conn().unwrap();
+        wait_for("the backend connection", Duration::from_secs(20), || {
+            sim.quiesce();
+            sim.backend_conns(backend).len() == n
+        });
+        (c, *sim.backend_conns(backend).last().unwrap())
+    };
+    let (c1, b1) = relay("192.0.2.70:4000", 1);
+    let (c2, _b2) = relay("192.0.2.70:4001", 2);
+    sim.connect(addr("192.0.2.70:4002"), local).conn().unwrap();
+    wait_for("third refused", Duration::from_secs(20), || {
+        sim.quiesce();
+        status(&h).relay.refused_at_limit == 1
+    });
+    c1.peer_send(&[7; 1000]);
+    wait_for("1000 bytes at the backend", Duration::from_secs(20), || {
+        sim.quiesce();
+        b1.unread() == 1000
+    });
+    b1.peer_send(&[9; 300]);
+    let mut down = Vec::new();
+    wait_for("300 bytes at the client", Duration::from_secs(20), || {
+        sim.quiesce();
+        down.extend(c1.take_sent());
+        down.len() == 300
+    });
+    let r = status(&h).relay;
+    assert_eq!(r.state, relay_state::RUNNING);
+    assert_eq!((r.active, r.opened, r.closed), (2, 2, 0));
+    assert_eq!((r.failed, r.refused_at_limit), (1, 1));
+    assert_eq!((r.bytes_to_backend, r.bytes_to_client), (1000, 300));
+    // One ends: closed counts it, active drops.
+    c2.peer_reset();
+    wait_for("one relay closed", Duration::from_secs(20), || {
+        sim.quiesce();
+        let r = status(&h).relay;
+        r.active == 1 && r.closed == 1
+    });
+    // The same figures as the relay's own counters.
+    let s = gate_driver::relay::snapshot().unwrap();
+    let r = status(&h).relay;
+    assert_eq!(
+        (r.active, r.opened, r.closed, r.failed),
+        (s.active, s.opened, s.closed, s.failed)
+    );
     drop(h);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
@@ -981,7 +1110,7 @@ fn random_bytes_to_every_code_never_break_the_driver() {
     }
     // Still deciding, still answering.
     assert!(verdict(&sim, &l, "10.9.9.9:9999").is_some());
-    assert_eq!(status(&h).version, VERSION);
+    assert_eq!(status(&h).version, STATUS_REPLY_VERSION);
     drop(h);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();

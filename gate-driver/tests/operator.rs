@@ -96,6 +96,9 @@ fn declined_connections_are_counted_and_reported() {
     let c = evs.iter().rfind(|e| e.name == "Counters").unwrap();
     assert_eq!(c.u64("Declined"), Some(extra as u64));
     assert_eq!(c.u64("AcceptedSockets"), Some(queue as u64));
+    // No BackendAddress: no relay runs, its figures are zero.
+    assert_eq!(c.u64("RelaysActive"), Some(0));
+    assert_eq!(c.u64("RelaysOpened"), Some(0));
 }
 
 /// A botnet getting its addresses banned reaches the Event Log as one

@@ -759,3 +759,37 @@ fn a_refusing_backend_writes_one_down_and_a_working_one_one_up() {
     assert_eq!(gate_driver::relay::snapshot().unwrap().failed, 6);
     finish(&sim, d);
 }
+
+#[test]
+fn the_counters_event_carries_the_relay_figures() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(
+        &sim,
+        &[
+            ("CountersIntervalMs", RegValue::Dword(1000)),
+            ("MaxConnections", RegValue::Dword(1)),
+        ],
+    );
+    let (c, b) = open(&sim, local, "192.0.2.80:4000");
+    let c2 = sim.connect(addr("192.0.2.80:4001"), local).conn().unwrap();
+    until(&sim, "the second refused", || closed(&c2));
+    c.peer_send(&[5; 700]);
+    until(&sim, "700 bytes at the backend", || b.unread() == 700);
+    let before = count(&sim.events(), "Counters");
+    sim.advance_ms(1100);
+    until(&sim, "a Counters event", || {
+        count(&sim.events(), "Counters") > before
+    });
+    let evs = events(&sim, "Counters");
+    let e = evs.last().unwrap();
+    assert_eq!(e.u64("RelaysActive"), Some(1));
+    assert_eq!(e.u64("RelaysOpened"), Some(1));
+    assert_eq!(e.u64("RelaysClosed"), Some(0));
+    assert_eq!(e.u64("RelaysFailed"), Some(1));
+    assert_eq!(e.u64("RelaysRefusedAtLimit"), Some(1));
+    assert_eq!(e.u64("RelayBytesToBackend"), Some(700));
+    assert_eq!(e.u64("RelayBytesToClient"), Some(0));
+    // The relay's figures are in Counters only: RelayCounters (id 23) is retired.
+    assert_eq!(count(&sim.events(), "RelayCounters"), 0);
+    finish(&sim, d);
+}

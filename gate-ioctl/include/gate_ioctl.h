@@ -19,6 +19,11 @@
 #define IOCTL_GATE_BAN 0x8A7EA048u
 #define IOCTL_GATE_UNBAN 0x8A7EA04Cu
 #define IOCTL_GATE_RESET 0x8A7EA050u
+#define GATE_STATUS_REPLY_VERSION 2u
+#define GATE_STATUS_REPLY_V1_SIZE 600u
+#define GATE_RELAY_OFF 0u
+#define GATE_RELAY_RUNNING 1u
+#define GATE_RELAY_NOT_RUNNING 2u
 #define GATE_FLAG_PERSIST 1u
 #define GATE_FLAG_COUNT_KEYS 2u
 #define GATE_AF_INET 2u
@@ -98,6 +103,34 @@ _Static_assert(sizeof(GATE_STATUS_REQUEST) == 8, "GATE_STATUS_REQUEST size");
 _Static_assert(offsetof(GATE_STATUS_REQUEST, version) == 0, "GATE_STATUS_REQUEST.version");
 _Static_assert(offsetof(GATE_STATUS_REQUEST, flags) == 4, "GATE_STATUS_REQUEST.flags");
 
+typedef struct GATE_RELAY {
+    uint32_t state;
+    uint32_t max_connections;
+    GATE_ADDR backend;
+    uint32_t backend_port;
+    uint32_t active;
+    uint32_t proxy_protocol;
+    uint64_t opened;
+    uint64_t closed;
+    uint64_t failed;
+    uint64_t refused_at_limit;
+    uint64_t bytes_to_backend;
+    uint64_t bytes_to_client;
+} GATE_RELAY;
+_Static_assert(sizeof(GATE_RELAY) == 88, "GATE_RELAY size");
+_Static_assert(offsetof(GATE_RELAY, state) == 0, "GATE_RELAY.state");
+_Static_assert(offsetof(GATE_RELAY, max_connections) == 4, "GATE_RELAY.max_connections");
+_Static_assert(offsetof(GATE_RELAY, backend) == 8, "GATE_RELAY.backend");
+_Static_assert(offsetof(GATE_RELAY, backend_port) == 28, "GATE_RELAY.backend_port");
+_Static_assert(offsetof(GATE_RELAY, active) == 32, "GATE_RELAY.active");
+_Static_assert(offsetof(GATE_RELAY, proxy_protocol) == 36, "GATE_RELAY.proxy_protocol");
+_Static_assert(offsetof(GATE_RELAY, opened) == 40, "GATE_RELAY.opened");
+_Static_assert(offsetof(GATE_RELAY, closed) == 48, "GATE_RELAY.closed");
+_Static_assert(offsetof(GATE_RELAY, failed) == 56, "GATE_RELAY.failed");
+_Static_assert(offsetof(GATE_RELAY, refused_at_limit) == 64, "GATE_RELAY.refused_at_limit");
+_Static_assert(offsetof(GATE_RELAY, bytes_to_backend) == 72, "GATE_RELAY.bytes_to_backend");
+_Static_assert(offsetof(GATE_RELAY, bytes_to_client) == 80, "GATE_RELAY.bytes_to_client");
+
 typedef struct GATE_STATUS_REPLY {
     uint32_t version;
     uint32_t size;
@@ -124,8 +157,9 @@ typedef struct GATE_STATUS_REPLY {
     uint64_t null_inspect;
     uint64_t manual_ban_hits;
     uint64_t changes;
+    GATE_RELAY relay;
 } GATE_STATUS_REPLY;
-_Static_assert(sizeof(GATE_STATUS_REPLY) == 600, "GATE_STATUS_REPLY size");
+_Static_assert(sizeof(GATE_STATUS_REPLY) == 688, "GATE_STATUS_REPLY size");
 _Static_assert(offsetof(GATE_STATUS_REPLY, version) == 0, "GATE_STATUS_REPLY.version");
 _Static_assert(offsetof(GATE_STATUS_REPLY, size) == 4, "GATE_STATUS_REPLY.size");
 _Static_assert(offsetof(GATE_STATUS_REPLY, listener) == 8, "GATE_STATUS_REPLY.listener");
@@ -151,6 +185,7 @@ _Static_assert(offsetof(GATE_STATUS_REPLY, listeners_up) == 568, "GATE_STATUS_RE
 _Static_assert(offsetof(GATE_STATUS_REPLY, null_inspect) == 576, "GATE_STATUS_REPLY.null_inspect");
 _Static_assert(offsetof(GATE_STATUS_REPLY, manual_ban_hits) == 584, "GATE_STATUS_REPLY.manual_ban_hits");
 _Static_assert(offsetof(GATE_STATUS_REPLY, changes) == 592, "GATE_STATUS_REPLY.changes");
+_Static_assert(offsetof(GATE_STATUS_REPLY, relay) == 600, "GATE_STATUS_REPLY.relay");
 
 typedef struct GATE_QUERY_REQUEST {
     uint32_t version;

@@ -21,6 +21,11 @@
 //!   no padding: the layout is the same for the x64 driver, a Linux host and
 //!   C (`include/gate_ioctl.h`, checked against these structs by this
 //!   crate's tests).
+//! - Versions: requests carry [`VERSION`]. A reply that gains fields
+//!   appends them at its end (every older field keeps its offset) and gets
+//!   a version of its own, higher by one ([`STATUS_REPLY_VERSION`]); the
+//!   driver still answers a caller whose output buffer only holds an older
+//!   version with that version's bytes (see [`STATUS_REPLY_V1_SIZE`]).
 //! - A request of the wrong length, version or value is refused with a
 //!   precise NTSTATUS (see [`status`]) and the driver names the field in an
 //!   ETW event. Units: durations in milliseconds, rates in

@@ -305,11 +305,68 @@ pub mod listener_mode {
 /// and events today; unused slots are zero).
 pub const COUNTER_SLOTS: usize = 16;
 
-/// [`crate::IOCTL_GATE_STATUS`] output. 600 bytes.
+/// [`WireRelay::state`].
+pub mod relay_state {
+    /// No `BackendAddress` configured: accepted connections are closed.
+    pub const OFF: u32 = 0;
+    /// The relay runs and carries accepted connections to the backend.
+    pub const RUNNING: u32 = 1;
+    /// A backend is configured but the relay is not running (the listener
+    /// worker has not started it yet, or it could not: no memory or no
+    /// thread); accepted connections are closed.
+    pub const NOT_RUNNING: u32 = 2;
+}
+
+/// The relay to the protected backend (issue 12), part of [`StatusReply`]
+/// version 2. 88 bytes. Counters are totals since the relay started, all
+/// zero when it does not run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireRelay {
+    /// [`relay_state`].
+    pub state: u32,
+    /// `MaxConnections` in force: relays at once.
+    pub max_connections: u32,
+    /// `BackendAddress`'s address (full-length prefix); all zero when
+    /// [`relay_state::OFF`].
+    pub backend: WireAddr,
+    /// `BackendAddress`'s port (host order); 0 when [`relay_state::OFF`].
+    pub backend_port: u32,
+    /// Relays alive now (connecting, relaying or tearing down).
+    pub active: u32,
+    /// `ProxyProtocol` in force: 0 none, 1 v1, 2 v2.
+    pub proxy_protocol: u32,
+    /// Backend connections established (RelayOpened events).
+    pub opened: u64,
+    /// Relays that ended after being opened (RelayClosed events).
+    pub closed: u64,
+    /// Connections that never reached the backend (RelayFailed events),
+    /// including `refused_at_limit`.
+    pub failed: u64,
+    /// Connections closed abortively because `MaxConnections` relays ran.
+    pub refused_at_limit: u64,
+    /// Bytes relayed client -> backend (without PROXY headers).
+    pub bytes_to_backend: u64,
+    /// Bytes relayed backend -> client.
+    pub bytes_to_client: u64,
+}
+
+/// [`StatusReply::version`] of this crate's [`StatusReply`]. Version 1 was
+/// the first [`STATUS_REPLY_V1_SIZE`] bytes (without `relay`).
+pub const STATUS_REPLY_VERSION: u32 = 2;
+
+/// Size of a version 1 [`StatusReply`]: the same fields at the same
+/// offsets, ending before `relay`. The driver answers a caller whose output
+/// buffer holds at least this but less than a version 2 reply with version
+/// 1 (those bytes only), so an older tool keeps working.
+pub const STATUS_REPLY_V1_SIZE: usize = 600;
+
+/// [`crate::IOCTL_GATE_STATUS`] output, version [`STATUS_REPLY_VERSION`].
+/// 688 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatusReply {
-    /// [`crate::VERSION`].
+    /// [`STATUS_REPLY_VERSION`] (1 for a [`STATUS_REPLY_V1_SIZE`]-byte reply).
     pub version: u32,
     /// Size of this struct in bytes.
     pub size: u32,
@@ -360,6 +417,8 @@ pub struct StatusReply {
     pub manual_ban_hits: u64,
     /// Configuration changes applied since start.
     pub changes: u64,
+    /// The relay (version 2).
+    pub relay: WireRelay,
 }
 
 /// [`StatusRequest::flags`]: also count the tracked keys (one shard lock
@@ -782,7 +841,8 @@ wire! {
     WireAddr = 20,
     WireConfig = 80,
     StatusRequest = 8,
-    StatusReply = 600,
+    WireRelay = 88,
+    StatusReply = 688,
     QueryRequest = 28,
     QueryReply = 72,
     TopRequest = 24,

@@ -79,6 +79,24 @@ fn structs() -> Vec<Struct> {
             [("uint32_t", version), ("uint32_t", flags)]
         ),
         c_struct!(
+            WireRelay,
+            "GATE_RELAY",
+            [
+                ("uint32_t", state),
+                ("uint32_t", max_connections),
+                ("GATE_ADDR", backend),
+                ("uint32_t", backend_port),
+                ("uint32_t", active),
+                ("uint32_t", proxy_protocol),
+                ("uint64_t", opened),
+                ("uint64_t", closed),
+                ("uint64_t", failed),
+                ("uint64_t", refused_at_limit),
+                ("uint64_t", bytes_to_backend),
+                ("uint64_t", bytes_to_client),
+            ]
+        ),
+        c_struct!(
             StatusReply,
             "GATE_STATUS_REPLY",
             [
@@ -107,6 +125,7 @@ fn structs() -> Vec<Struct> {
                 ("uint64_t", null_inspect),
                 ("uint64_t", manual_ban_hits),
                 ("uint64_t", changes),
+                ("GATE_RELAY", relay),
             ]
         ),
         c_struct!(
@@ -337,6 +356,24 @@ fn render() -> String {
     for (code, name) in ALL_CODES {
         writeln!(h, "#define {name} 0x{code:08X}u").unwrap();
     }
+    writeln!(
+        h,
+        "#define GATE_STATUS_REPLY_VERSION {STATUS_REPLY_VERSION}u"
+    )
+    .unwrap();
+    writeln!(
+        h,
+        "#define GATE_STATUS_REPLY_V1_SIZE {STATUS_REPLY_V1_SIZE}u"
+    )
+    .unwrap();
+    writeln!(h, "#define GATE_RELAY_OFF {}u", relay_state::OFF).unwrap();
+    writeln!(h, "#define GATE_RELAY_RUNNING {}u", relay_state::RUNNING).unwrap();
+    writeln!(
+        h,
+        "#define GATE_RELAY_NOT_RUNNING {}u",
+        relay_state::NOT_RUNNING
+    )
+    .unwrap();
     writeln!(h, "#define GATE_FLAG_PERSIST {FLAG_PERSIST}u").unwrap();
     writeln!(h, "#define GATE_FLAG_COUNT_KEYS {FLAG_COUNT_KEYS}u").unwrap();
     writeln!(h, "#define GATE_AF_INET {AF_INET}u").unwrap();
@@ -434,4 +471,17 @@ fn a_c_compiler_agrees_with_the_header() {
         "cc rejects the header: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn status_reply_v2_only_appends_the_relay_after_the_v1_bytes() {
+    // Version 1 callers read the first STATUS_REPLY_V1_SIZE bytes: every
+    // version 1 field keeps its offset and the relay starts right after.
+    assert_eq!(offset_of!(StatusReply, relay), STATUS_REPLY_V1_SIZE);
+    assert_eq!(offset_of!(StatusReply, changes) + 8, STATUS_REPLY_V1_SIZE);
+    assert_eq!(
+        size_of::<StatusReply>(),
+        STATUS_REPLY_V1_SIZE + size_of::<WireRelay>()
+    );
+    assert_eq!(STATUS_REPLY_VERSION, VERSION + 1);
 }

@@ -216,6 +216,7 @@ enum ListOp {
 }
 
 /// A failure with its exit code.
+#[derive(Debug)]
 struct Failure {
     code: u8,
     message: String,
@@ -306,14 +307,16 @@ impl Gate {
         Ok(r.output)
     }
 
+    /// Status. A driver that answers with a version 1 reply (no relay
+    /// figures) is read too: its relay part is left zero, and
+    /// [`StatusReply::version`] says it is missing.
     fn status(&mut self, count_keys: bool) -> Result<StatusReply, Failure> {
-        self.call(
-            "status",
-            &StatusRequest {
-                version: VERSION,
-                flags: if count_keys { FLAG_COUNT_KEYS } else { 0 },
-            },
-        )
+        let req = StatusRequest {
+            version: VERSION,
+            flags: if count_keys { FLAG_COUNT_KEYS } else { 0 },
+        };
+        let b = self.call_raw("status", IOCTL_GATE_STATUS, req.as_bytes())?;
+        status_from_bytes(b)
     }
 
     fn top(&mut self, n: u32, by: TopBy) -> Result<Vec<TopEntry>, Failure> {
@@ -459,7 +462,98 @@ fn status_json(s: &StatusReply) -> Value {
         "accepted_connections": s.accepted_sockets, "closed_connections": s.closed_sockets,
         "listeners_created": s.listeners_up, "null_inspect_ids": s.null_inspect,
         "manual_ban_hits": s.manual_ban_hits, "changes": s.changes,
+        "relay": relay_json(s),
     })
+}
+
+/// Reads a status reply: version 2, or version 1 (its
+/// [`STATUS_REPLY_V1_SIZE`] bytes; the relay part is left zero).
+fn status_from_bytes(mut b: Vec<u8>) -> Result<StatusReply, Failure> {
+    let version = b
+        .get(..4)
+        .and_then(|v| v.try_into().ok())
+        .map(u32::from_le_bytes);
+    if version == Some(1) && b.len() >= STATUS_REPLY_V1_SIZE {
+        b.truncate(STATUS_REPLY_V1_SIZE);
+        b.resize(StatusReply::SIZE, 0);
+    }
+    StatusReply::from_prefix(&b).ok_or_else(|| Failure {
+        code: 6,
+        message: format!("status: short reply ({} bytes)", b.len()),
+    })
+}
+
+/// The relay's state name ([`relay_state`]).
+fn relay_state_name(state: u32) -> &'static str {
+    match state {
+        relay_state::OFF => "off",
+        relay_state::RUNNING => "running",
+        relay_state::NOT_RUNNING => "not_running",
+        _ => "unknown",
+    }
+}
+
+/// `IP:port` of the configured backend (`[IPv6]:port`).
+fn backend_text(r: &WireRelay) -> String {
+    match r.backend.decode("backend") {
+        Ok((ip, _)) => std::net::SocketAddr::new(ip, r.backend_port as u16).to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// The relay part of `status --json`; `null` when the driver's reply is
+/// version 1 (it has no relay figures).
+fn relay_json(s: &StatusReply) -> Value {
+    if s.version < 2 {
+        return Value::Null;
+    }
+    let r = &s.relay;
+    json!({
+        "state": relay_state_name(r.state),
+        "backend": if r.state == relay_state::OFF { Value::Null } else { json!(backend_text(r)) },
+        "max_connections": r.max_connections,
+        "proxy_protocol": r.proxy_protocol,
+        "active": r.active, "opened": r.opened, "closed": r.closed, "failed": r.failed,
+        "refused_at_limit": r.refused_at_limit,
+        "bytes_to_backend": r.bytes_to_backend, "bytes_to_client": r.bytes_to_client,
+    })
+}
+
+/// The relay line(s) of `status`.
+fn relay_text(s: &StatusReply) -> String {
+    if s.version < 2 {
+        return "not reported (the driver's status reply is version 1)".into();
+    }
+    let r = &s.relay;
+    match r.state {
+        relay_state::OFF => format!(
+            "off: no BackendAddress, accepted connections are closed (MaxConnections {})",
+            r.max_connections
+        ),
+        state => format!(
+            "{} to {}{}, {} open of {} max\n            \
+             {} opened, {} closed, {} failed ({} at MaxConnections); \
+             {} bytes to backend, {} bytes to clients",
+            if state == relay_state::RUNNING {
+                "running"
+            } else {
+                "NOT RUNNING"
+            },
+            backend_text(r),
+            match r.proxy_protocol {
+                0 => String::new(),
+                v => format!(" (PROXY v{v})"),
+            },
+            r.active,
+            r.max_connections,
+            r.opened,
+            r.closed,
+            r.failed,
+            r.refused_at_limit,
+            r.bytes_to_backend,
+            r.bytes_to_client
+        ),
+    }
 }
 
 fn print_status(s: &StatusReply) {
@@ -519,6 +613,7 @@ fn print_status(s: &StatusReply) {
         "connections {} inspected, {} accepted, {} closed, {} aborts",
         s.inspects, s.accepted_sockets, s.closed_sockets, s.aborts
     );
+    println!("relays      {}", relay_text(s));
     println!("decisions");
     for (n, v) in reason_names().iter().zip(s.by_reason.iter()) {
         println!("  {n:<22} {v}");
@@ -971,5 +1066,53 @@ fn main() -> ExitCode {
             eprintln!("gatectl: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2() -> StatusReply {
+        let mut s = StatusReply::zeroed();
+        s.version = STATUS_REPLY_VERSION;
+        s.size = StatusReply::SIZE as u32;
+        s.changes = 5;
+        s.relay.state = relay_state::RUNNING;
+        s.relay.backend = WireAddr::host("2001:db8::5".parse().unwrap());
+        s.relay.backend_port = 443;
+        s.relay.opened = 9;
+        s
+    }
+
+    #[test]
+    fn a_version_2_reply_shows_the_relay() {
+        let s = status_from_bytes(v2().as_bytes().to_vec()).unwrap();
+        assert_eq!(s, v2());
+        assert_eq!(relay_json(&s)["backend"], "[2001:db8::5]:443");
+        assert_eq!(relay_json(&s)["opened"], 9);
+        assert!(relay_text(&s).starts_with("running to [2001:db8::5]:443, 0 open"));
+    }
+
+    #[test]
+    fn a_version_1_reply_is_read_without_relay_figures() {
+        let mut b = v2().as_bytes()[..STATUS_REPLY_V1_SIZE].to_vec();
+        b[0..4].copy_from_slice(&1u32.to_le_bytes());
+        let s = status_from_bytes(b).unwrap();
+        assert_eq!((s.version, s.changes), (1, 5));
+        assert_eq!(s.relay, WireRelay::default());
+        assert_eq!(relay_json(&s), Value::Null);
+        assert!(relay_text(&s).contains("version 1"));
+    }
+
+    #[test]
+    fn a_short_reply_is_an_error_naming_its_length() {
+        let e = status_from_bytes(vec![2, 0, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(e.code, 6);
+        assert!(e.message.contains("6 bytes"), "{}", e.message);
+        // Version 1 but shorter than a version 1 reply.
+        let mut b = vec![0; STATUS_REPLY_V1_SIZE - 1];
+        b[0] = 1;
+        assert!(status_from_bytes(b).is_err());
     }
 }

@@ -56,6 +56,10 @@ fn gatectl_drives_the_driver_over_the_control_socket() {
     let s = ok_json(sock, &["status", "--json", "--count-keys"]);
     assert_eq!(s["config"]["burst"], 1);
     assert_eq!(s["config"]["rate_milli"], 1000);
+    // No BackendAddress: the relay is off, with the default MaxConnections.
+    assert_eq!(s["relay"]["state"], "off");
+    assert_eq!(s["relay"]["backend"], Value::Null);
+    assert_eq!(s["relay"]["max_connections"], 1024);
 
     // set: live, named errors, read-only handle refused.
     let r = gatectl(sock, &["set", "--burst", "3", "--rate", "2.5"]);
@@ -139,6 +143,118 @@ fn gatectl_drives_the_driver_over_the_control_socket() {
     let r = gatectl(sock, &["status"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("not running"), "{}", r.stderr);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits (real time, the simulation quiesced each turn) for `cond`.
+fn until(sim: &Sim, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        sim.quiesce();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn status_shows_the_relay_figures() {
+    let sim = Sim::new();
+    let backend: std::net::SocketAddr = "10.9.0.1:9000".parse().unwrap();
+    sim.backend_listen(backend, BackendMode::Accept);
+    sim.registry_set(
+        PARAMS,
+        "BackendAddress",
+        RegValue::Sz("10.9.0.1:9000".into()),
+    );
+    sim.registry_set(PARAMS, "MaxConnections", RegValue::Dword(1));
+    sim.registry_set(PARAMS, "ProxyProtocol", RegValue::Dword(2));
+    let driver = sim
+        .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+        .expect("DriverEntry");
+    let l = sim.wait_listener(Duration::from_secs(5)).expect("listener");
+    let local = std::net::SocketAddr::new("192.0.2.1".parse().unwrap(), l.addr.port());
+    let dir = std::env::temp_dir().join(format!("gatectl-relay-{}", std::process::id()));
+    let sock_path = dir.join("control.sock");
+    let server = ControlServer::start(&sock_path).expect("control socket");
+    let sock = sock_path.to_str().unwrap();
+    until(&sim, "the relay running", || {
+        gate_driver::relay::snapshot().is_some()
+    });
+
+    // One relay carries 1000 bytes up and 300 down; a second is refused
+    // at MaxConnections 1.
+    let c = sim
+        .connect("10.5.0.1:4000".parse().unwrap(), local)
+        .conn()
+        .unwrap();
+    until(&sim, "the backend connection", || {
+        sim.backend_conns(backend).len() == 1
+    });
+    let b = sim.backend_conns(backend)[0];
+    sim.connect("10.5.0.2:4000".parse().unwrap(), local);
+    until(&sim, "the second refused", || {
+        gate_driver::relay::snapshot().unwrap().refused_at_limit == 1
+    });
+    c.peer_send(&[1; 1000]);
+    let mut down = Vec::new();
+    b.peer_send(&[2; 300]);
+    until(&sim, "bytes both ways", || {
+        down.extend(c.take_sent());
+        let s = gate_driver::relay::snapshot().unwrap();
+        down.len() == 300 && s.bytes_to_backend == 1000
+    });
+
+    let s = ok_json(sock, &["status", "--json"]);
+    let r = &s["relay"];
+    assert_eq!(r["state"], "running", "{r}");
+    assert_eq!(r["backend"], "10.9.0.1:9000");
+    assert_eq!(
+        (
+            r["max_connections"].as_u64(),
+            r["proxy_protocol"].as_u64(),
+            r["active"].as_u64(),
+            r["opened"].as_u64(),
+            r["closed"].as_u64(),
+            r["failed"].as_u64(),
+            r["refused_at_limit"].as_u64(),
+            r["bytes_to_backend"].as_u64(),
+            r["bytes_to_client"].as_u64(),
+        ),
+        (
+            Some(1),
+            Some(2),
+            Some(1),
+            Some(1),
+            Some(0),
+            Some(1),
+            Some(1),
+            Some(1000),
+            Some(300)
+        ),
+        "{r}"
+    );
+    let t = gatectl(sock, &["status"]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(
+        t.stdout
+            .contains("relays      running to 10.9.0.1:9000 (PROXY v2), 1 open of 1 max"),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.contains(
+            "1 opened, 0 closed, 1 failed (1 at MaxConnections); 1000 bytes to backend, 300 bytes to clients"
+        ),
+        "{}",
+        t.stdout
+    );
+
+    server.stop();
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
     let _ = std::fs::remove_dir_all(dir);

@@ -121,7 +121,13 @@ impl Io {
 
     /// Checks there is room for a `T` reply (call before changing anything).
     pub fn need_output<T: Wire>(&self) -> Result<(), Refusal> {
-        if self.out_len < T::SIZE || self.buf.is_null() {
+        self.need_output_bytes(T::SIZE)
+    }
+
+    /// Refuses an output buffer shorter than `len` bytes (an older,
+    /// shorter version of a reply).
+    pub fn need_output_bytes(&self, len: usize) -> Result<(), Refusal> {
+        if self.out_len < len || self.buf.is_null() {
             return Err(Refusal {
                 status: STATUS_BUFFER_TOO_SMALL,
                 field: "output_length",
@@ -132,13 +138,32 @@ impl Io {
         Ok(())
     }
 
+    /// Output buffer length in bytes.
+    pub fn out_len(&self) -> usize {
+        self.out_len
+    }
+
     /// Writes the reply; returns its size (IoStatus.Information).
     pub fn reply<T: Wire>(&self, r: &T) -> Result<usize, Refusal> {
-        self.need_output::<T>()?;
-        // SAFETY: the buffer has at least `out_len` >= SIZE bytes; the
+        self.reply_prefix(r, T::SIZE)
+    }
+
+    /// Writes the first `len` bytes of the reply (an older version that
+    /// is a prefix of `T`); returns `len` (IoStatus.Information).
+    pub fn reply_prefix<T: Wire>(&self, r: &T, len: usize) -> Result<usize, Refusal> {
+        self.need_output_bytes(len)?;
+        let Some(bytes) = r.as_bytes().get(..len) else {
+            return Err(Refusal {
+                status: STATUS_BUFFER_TOO_SMALL,
+                field: "output_length",
+                value: len as u64,
+                reason: "at most the size of the reply struct",
+            });
+        };
+        // SAFETY: the buffer has at least `out_len` >= `len` bytes; the
         // input was copied out before any reply is written.
-        unsafe { core::ptr::copy_nonoverlapping(r.as_bytes().as_ptr(), self.buf, T::SIZE) };
-        Ok(T::SIZE)
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.buf, len) };
+        Ok(len)
     }
 }
 

@@ -58,16 +58,55 @@ fn copy_counts(dst: &mut [u64; COUNTER_SLOTS], src: &[u64]) {
     }
 }
 
-/// IOCTL_GATE_STATUS.
+/// The relay's part of the status reply: configuration from the
+/// registry values in force, counters from the running relay (zero when it
+/// does not run).
+fn wire_relay(d: &Driver) -> WireRelay {
+    let cfg = &d.cfg.relay;
+    let mut r = WireRelay {
+        max_connections: cfg.max_connections,
+        proxy_protocol: u32::from(cfg.proxy_protocol),
+        ..WireRelay::default()
+    };
+    let Some(backend) = cfg.backend else {
+        r.state = relay_state::OFF;
+        return r;
+    };
+    r.backend = WireAddr::host(backend.ip());
+    r.backend_port = u32::from(backend.port());
+    // The relay stops only in DriverUnload, which the I/O manager never
+    // runs concurrently with a control request (see relay::snapshot).
+    match crate::relay::snapshot() {
+        None => r.state = relay_state::NOT_RUNNING,
+        Some(s) => {
+            r.state = relay_state::RUNNING;
+            r.active = s.active;
+            r.opened = s.opened;
+            r.closed = s.closed;
+            r.failed = s.failed;
+            r.refused_at_limit = s.refused_at_limit;
+            r.bytes_to_backend = s.bytes_to_backend;
+            r.bytes_to_client = s.bytes_to_client;
+        }
+    }
+    r
+}
+
+/// IOCTL_GATE_STATUS. A caller whose output buffer holds a version 1
+/// reply but not a version 2 one gets version 1 (its first
+/// [`STATUS_REPLY_V1_SIZE`] bytes).
 pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     let req: StatusRequest = io.request(FLAG_COUNT_KEYS)?;
-    io.need_output::<StatusReply>()?;
+    let v1 = io.out_len() < StatusReply::SIZE;
+    if v1 {
+        io.need_output_bytes(STATUS_REPLY_V1_SIZE)?;
+    }
     let now = clock::now();
     let (listener, mode) = super::listener();
     let c = d.gate.counters();
     let s = d.stats.snapshot();
     let mut r = StatusReply {
-        version: VERSION,
+        version: STATUS_REPLY_VERSION,
         size: reply_size::<StatusReply>(),
         listener,
         mode,
@@ -92,6 +131,7 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         null_inspect: s.null_inspect,
         manual_ban_hits: d.gate.manual_ban_hits(),
         changes: u64::from(super::changes()),
+        relay: wire_relay(d),
     };
     copy_counts(&mut r.by_reason, &c.by_reason);
     copy_counts(&mut r.observed, &c.observed);
@@ -99,6 +139,11 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     if req.flags & FLAG_COUNT_KEYS != 0 {
         // One shard lock at a time.
         r.tracked_keys = d.gate.tracked_keys() as u64;
+    }
+    if v1 {
+        r.version = 1;
+        r.size = STATUS_REPLY_V1_SIZE as u32;
+        return io.reply_prefix(&r, STATUS_REPLY_V1_SIZE);
     }
     io.reply(&r)
 }

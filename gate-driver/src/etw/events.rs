@@ -222,7 +222,7 @@ gate_events! {
     /// Periodic counters (totals since the driver started).
     Counters = 12 {
         fn counters;
-        version: 1, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        version: 2, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
         /// Time since the previous Counters event, in milliseconds.
         interval_ms "IntervalMs": U32,
         /// Decisions with reason within_rate.
@@ -293,6 +293,30 @@ gate_events! {
         closed_sockets "ClosedSockets": U64,
         /// Pending-table slots in use now.
         pending_in_use "PendingInUse": U32,
+        /// Relays alive now (0 when no relay runs; the relay's figures are totals since it started).
+        relays_active "RelaysActive": U32,
+        /// Backend connections established (RelayOpened events).
+        relays_opened "RelaysOpened": U64,
+        /// Relays that ended after being opened (RelayClosed events).
+        relays_closed "RelaysClosed": U64,
+        /// Connections that never reached the backend (every RelayFailed).
+        relays_failed "RelaysFailed": U64,
+        /// Connections refused because MaxConnections relays ran.
+        relays_refused_at_limit "RelaysRefusedAtLimit": U64,
+        /// Connections refused for lack of memory for a relay.
+        relays_no_memory "RelaysNoMemory": U64,
+        /// Backends that did not answer within ConnectTimeoutMs.
+        relay_connect_timeouts "RelayConnectTimeouts": U64,
+        /// Backends that refused the connection.
+        relay_backend_refused "RelayBackendRefused": U64,
+        /// Relays aborted after IdleTimeoutMs without traffic.
+        relay_idle_timeouts "RelayIdleTimeouts": U64,
+        /// Relays aborted by a reset or error on either side.
+        relay_resets "RelayResets": U64,
+        /// Bytes relayed client to backend (without PROXY headers).
+        relay_bytes_to_backend "RelayBytesToBackend": U64,
+        /// Bytes relayed backend to client.
+        relay_bytes_to_client "RelayBytesToClient": U64,
     }
 
     /// A connection the stack accepted was declined by the driver
@@ -376,37 +400,8 @@ gate_events! {
         cause "Cause": U8 => "RelayCauseMap",
     }
 
-    /// Periodic relay counters (totals since the relay started), written with Counters.
-    RelayCounters = 23 {
-        fn relay_counters;
-        version: 0, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
-        /// Time since the previous counters event, in milliseconds.
-        interval_ms "IntervalMs": U32,
-        /// Relays alive now.
-        active "Active": U32,
-        /// Backend connections established.
-        opened "Opened": U64,
-        /// Relays that ended after being opened.
-        closed "Closed": U64,
-        /// Relays that never reached the backend (every RelayFailed).
-        failed "Failed": U64,
-        /// Connections refused because MaxConnections relays ran.
-        refused_at_limit "RefusedAtLimit": U64,
-        /// Connections refused for lack of memory.
-        no_memory "NoMemory": U64,
-        /// Backends that did not answer within ConnectTimeoutMs.
-        connect_timeouts "ConnectTimeouts": U64,
-        /// Backends that refused the connection.
-        backend_refused "BackendRefused": U64,
-        /// Relays aborted after IdleTimeoutMs without traffic.
-        idle_timeouts "IdleTimeouts": U64,
-        /// Relays aborted by a reset or error on either side.
-        resets "Resets": U64,
-        /// Bytes relayed client to backend.
-        bytes_to_backend "BytesToBackend": U64,
-        /// Bytes relayed backend to client.
-        bytes_to_client "BytesToClient": U64,
-    }
+    // Id 23 was RelayCounters (version 0): its figures moved into Counters
+    // version 2. Ids are never reused: 23 stays retired.
 
     /// The relay's configuration in force (the relay is on).
     RelayConfigured = 24 {
@@ -515,7 +510,9 @@ gate_events! {
 }
 
 /// Writes a [`Counters`](def::Counters) event from gate-core's counters
-/// snapshot plus the driver's own figures.
+/// snapshot plus the driver's own figures and the relay's (`r`, all zero
+/// when no relay runs).
+#[allow(clippy::too_many_arguments)] // one argument per source of the event's fields
 pub fn counters_from(
     provider: &super::Provider,
     interval_ms: u32,
@@ -524,6 +521,7 @@ pub fn counters_from(
     table_capacity: u32,
     s: &crate::state::StatsSnapshot,
     pending_in_use: u32,
+    r: &crate::relay::RelaySnapshot,
 ) {
     use gate_core::telemetry::{Event as E, Reason as R};
     counters(
@@ -563,6 +561,18 @@ pub fn counters_from(
         s.accept_queue_full,
         s.closed_sockets,
         pending_in_use,
+        r.active,
+        r.opened,
+        r.closed,
+        r.failed,
+        r.refused_at_limit,
+        r.no_memory,
+        r.connect_timeouts,
+        r.backend_refused,
+        r.idle_timeouts,
+        r.resets,
+        r.bytes_to_backend,
+        r.bytes_to_client,
     );
 }
 

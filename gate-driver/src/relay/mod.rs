@@ -358,8 +358,10 @@ pub fn adopt(d: &Driver, acc: Accepted) -> Result<(), bool> {
     Ok(())
 }
 
-/// The running relay's counters (`None` without a relay). For tools and
-/// tests; must not race with unload.
+/// The running relay's counters (`None` without a relay). For the
+/// listener worker's Counters event (the thread that starts and stops the
+/// relay), control requests (the relay stops only in DriverUnload, never
+/// concurrent with one) and tests; must not race with unload.
 pub fn snapshot() -> Option<RelaySnapshot> {
     let r = CURRENT.load(Ordering::Acquire);
     if r.is_null() {
@@ -367,12 +369,4 @@ pub fn snapshot() -> Option<RelaySnapshot> {
     }
     // SAFETY: set while the relay runs; tools do not race with unload.
     Some(unsafe { (*r).stats.snapshot() })
-}
-
-/// Writes the RelayCounters event if a relay runs (listener worker, with
-/// the Counters event).
-pub fn counters(interval_ms: u32) {
-    if let Some(s) = snapshot() {
-        telemetry::relay_counters(interval_ms, &s);
-    }
 }
