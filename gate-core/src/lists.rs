@@ -49,20 +49,27 @@ impl fmt::Display for CidrError {
 }
 
 impl Cidr {
-    /// A CIDR; host bits of `addr` are ignored. An IPv4-mapped IPv6 address
-    /// with prefix >= 96 becomes the IPv4 CIDR.
+    /// A CIDR, stored as its network address (host bits of `addr` cleared).
+    /// An IPv4-mapped IPv6 address with prefix >= 96 becomes the IPv4 CIDR.
     pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Cidr, CidrError> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix_len > max {
             return Err(CidrError::PrefixTooLong { prefix_len, max });
         }
-        match (addr, canonical(addr)) {
-            (IpAddr::V6(_), v4 @ IpAddr::V4(_)) if prefix_len >= 96 => Ok(Cidr {
-                addr: v4,
-                prefix_len: prefix_len.saturating_sub(96),
-            }),
-            _ => Ok(Cidr { addr, prefix_len }),
-        }
+        let (addr, prefix_len) = match (addr, canonical(addr)) {
+            (IpAddr::V6(_), v4 @ IpAddr::V4(_)) if prefix_len >= 96 => {
+                (v4, prefix_len.saturating_sub(96))
+            }
+            _ => (addr, prefix_len),
+        };
+        // Stored as its network address (host bits cleared), as `ip route`
+        // and nftables show a prefix: `10.0.0.1/8` and `10.0.0.0/8` are one
+        // entry, so a list entry can be removed by either spelling.
+        let addr = match addr {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & v4_mask(prefix_len)).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & v6_mask(prefix_len)).into()),
+        };
+        Ok(Cidr { addr, prefix_len })
     }
 
     /// Parses `"192.0.2.0/24"`, `"2001:db8::/32"` or a bare address (full length).
@@ -76,7 +83,7 @@ impl Cidr {
         Cidr::new(addr, len)
     }
 
-    /// The address as given (host bits kept).
+    /// The network address (host bits cleared).
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
@@ -232,6 +239,44 @@ mod tests {
         let m = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
         assert_eq!(m.addr(), ip("10.0.0.0"));
         assert_eq!(m.prefix_len(), 8);
+    }
+
+    /// Regression (newcomer review, 2026-11-29): `allow add 10.0.0.1/8` was
+    /// stored with its host bits, so `allow remove 10.0.0.0/8` found nothing
+    /// and the two spellings counted as two entries.
+    #[test]
+    fn host_bits_are_cleared_so_every_spelling_is_one_entry() {
+        let a = Cidr::parse("10.0.0.1/8").unwrap();
+        assert_eq!(a, Cidr::parse("10.0.0.0/8").unwrap());
+        assert_eq!(a.addr(), ip("10.0.0.0"));
+        assert_eq!(alloc::format!("{a}"), "10.0.0.0/8");
+        let b = Cidr::parse("2001:db8::1:2/64").unwrap();
+        assert_eq!(b, Cidr::parse("2001:db8::/64").unwrap());
+        let m = Cidr::parse("::ffff:10.1.2.3/104").unwrap();
+        assert_eq!(m, Cidr::parse("10.0.0.0/8").unwrap());
+        assert_eq!(Cidr::parse("10.1.2.3/0").unwrap().addr(), ip("0.0.0.0"));
+        assert_eq!(Cidr::parse("10.1.2.3").unwrap().addr(), ip("10.1.2.3"));
+    }
+
+    proptest::proptest! {
+        /// The kind: any spelling of a prefix (any host bits) is the same
+        /// entry as its network address, and covers exactly the same set.
+        #[test]
+        fn any_spelling_is_its_network(a in proptest::prelude::any::<u32>(), len in 0u8..=32, probe in proptest::prelude::any::<u32>()) {
+            let given = Cidr::new(IpAddr::V4(a.into()), len).unwrap();
+            let net = Cidr::new(IpAddr::V4((a & v4_mask(len)).into()), len).unwrap();
+            proptest::prop_assert_eq!(given, net);
+            let (s1, s2) = (CidrSet::build(&[given]).unwrap(), CidrSet::build(&[net]).unwrap());
+            let p = IpAddr::V4(probe.into());
+            proptest::prop_assert_eq!(s1.contains(p), s2.contains(p));
+        }
+
+        #[test]
+        fn any_v6_spelling_is_its_network(a in proptest::prelude::any::<u128>(), len in 0u8..=128) {
+            let given = Cidr::new(IpAddr::V6(a.into()), len).unwrap();
+            let net = Cidr::new(IpAddr::V6((a & v6_mask(len)).into()), len).unwrap();
+            proptest::prop_assert_eq!(given, net);
+        }
     }
 
     #[test]
