@@ -49,6 +49,23 @@ const CURVE_COLOURS: [RGBColor; 8] = [
 
 const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
 
+/// Draws a chart's series legend the way every panel does: a translucent
+/// white box with a thin border, at `position`, text of `font_px`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_px: u32,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", font_px))
+        .draw()
+        .map_err(err)
+}
+
 fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("plot: {e}")
 }
@@ -285,15 +302,7 @@ fn outcomes_panel<DB: DrawingBackend>(
                     + PathElement::new(vec![(10, 0), (16, 0)], BLACK)
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
 
 fn latency_panel<DB: DrawingBackend>(
@@ -374,15 +383,7 @@ fn latency_panel<DB: DrawingBackend>(
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 12))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
 
 /// Labels only whole seconds (plotters may pick fractional tick positions).
@@ -549,15 +550,7 @@ fn draw_spectrum<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)
 }
 
 /// Which histogram of a group a spectrum shows.
