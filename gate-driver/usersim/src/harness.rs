@@ -566,7 +566,9 @@ pub struct Request {
 }
 
 impl Request {
-    /// The provider's key of this request (its WSK_INSPECT_ID fields).
+    /// The provider's key of this request (its WSK_INSPECT_ID fields); the
+    /// NFQUEUE front's only.
+    #[cfg(feature = "nfq")]
     pub(crate) fn key(&self) -> (usize, u32) {
         self.key
     }

@@ -11,41 +11,10 @@ use common::*;
 use gate_ksys::*;
 use gate_usersim::wsk::real;
 use gate_usersim::*;
-use std::ffi::c_void;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// `MDL` (wdm.h) for a nonpaged buffer.
-#[repr(C)]
-struct Mdl {
-    next: *mut Mdl,
-    size: i16,
-    flags: i16,
-    processor: u16,
-    reserved: u16,
-    process: *mut c_void,
-    mapped: *mut u8,
-    start: *mut u8,
-    byte_count: u32,
-    byte_offset: u32,
-}
-
-fn mdl_for(buf: &mut [u8]) -> Mdl {
-    Mdl {
-        next: std::ptr::null_mut(),
-        size: 48,
-        flags: 0x4,
-        processor: 0,
-        reserved: 0,
-        process: std::ptr::null_mut(),
-        mapped: buf.as_mut_ptr(),
-        start: buf.as_mut_ptr(),
-        byte_count: buf.len() as u32,
-        byte_offset: 0,
-    }
-}
 
 /// WskReceive into `buf`; returns (status, bytes).
 fn receive(sock: *mut WSK_SOCKET, buf: &mut [u8]) -> (NTSTATUS, usize) {

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use gate_ksys::*;
 use gate_usersim::*;
-use std::ffi::c_void;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -833,37 +832,6 @@ fn dual_stack_listener_sees_v4_mapped_addresses_and_options() {
     assert_eq!(unsafe { close_socket(sock) }, STATUS_SUCCESS);
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();
-}
-
-/// `MDL` (wdm.h) for a nonpaged buffer, as MmBuildMdlForNonPagedPool
-/// leaves it.
-#[repr(C)]
-struct Mdl {
-    next: *mut Mdl,
-    size: i16,
-    flags: i16,
-    processor: u16,
-    reserved: u16,
-    process: *mut c_void,
-    mapped: *mut u8,
-    start: *mut u8,
-    byte_count: u32,
-    byte_offset: u32,
-}
-
-fn mdl_for(buf: &mut [u8]) -> Mdl {
-    Mdl {
-        next: std::ptr::null_mut(),
-        size: 48,
-        flags: 0x4,
-        processor: 0,
-        reserved: 0,
-        process: std::ptr::null_mut(),
-        mapped: buf.as_mut_ptr(),
-        start: buf.as_mut_ptr(),
-        byte_count: buf.len() as u32,
-        byte_offset: 0,
-    }
 }
 
 #[test]

@@ -409,3 +409,34 @@ pub fn state() -> *mut State {
 pub fn v4(s: &str) -> std::net::SocketAddr {
     s.parse().unwrap()
 }
+
+/// `MDL` (wdm.h) for a nonpaged buffer, as MmBuildMdlForNonPagedPool
+/// leaves it.
+#[repr(C)]
+pub struct Mdl {
+    next: *mut Mdl,
+    size: i16,
+    flags: i16,
+    processor: u16,
+    reserved: u16,
+    process: *mut c_void,
+    mapped: *mut u8,
+    start: *mut u8,
+    byte_count: u32,
+    byte_offset: u32,
+}
+
+pub fn mdl_for(buf: &mut [u8]) -> Mdl {
+    Mdl {
+        next: std::ptr::null_mut(),
+        size: 48,
+        flags: 0x4,
+        processor: 0,
+        reserved: 0,
+        process: std::ptr::null_mut(),
+        mapped: buf.as_mut_ptr(),
+        start: buf.as_mut_ptr(),
+        byte_count: buf.len() as u32,
+        byte_offset: 0,
+    }
+}
