@@ -37,6 +37,8 @@ fn cases() -> Vec<Case> {
         (name::COUNTERS_INTERVAL_MS, Dword(5), none()),
         (name::COUNTERS_INTERVAL_MS, Dword(3_600_001), none()),
         (name::ABORTIVE_CLOSE, Dword(2), none()),
+        (name::CLOSE_TIMEOUT_MS, Dword(99), none()),
+        (name::CLOSE_TIMEOUT_MS, Dword(600_001), none()),
         (name::TABLE_CAPACITY, Dword(1000), none()),
         (name::TABLE_CAPACITY, Dword(1 << 23), none()),
         (name::TABLE_SHARDS, Dword(3), none()),
