@@ -138,6 +138,12 @@ impl Sim {
         pool::inject_failures(skip, count);
     }
 
+    /// Lets `skip` PsCreateSystemThread calls succeed, then fails the next
+    /// `count` with STATUS_INSUFFICIENT_RESOURCES (no thread is created).
+    pub fn fail_thread_creations(&self, skip: u64, count: u64) {
+        crate::objects::fail_thread_creations(skip, count);
+    }
+
     /// Fails the next `n` IoAllocateIrp calls.
     pub fn fail_next_irp_allocations(&self, n: u64) {
         irp::fail_next_allocations(n);
