@@ -749,12 +749,15 @@ pub fn parse<D: AsRef<[u8]>>(
 ///
 /// # Safety
 /// `registry_path` is NULL or the valid UNICODE_STRING DriverEntry received.
-pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, LoadError> {
+pub unsafe fn load(
+    registry_path: *const UNICODE_STRING,
+    report: &mut dyn FnMut(&Rejected),
+) -> Result<DriverConfig, LoadError> {
     // SAFETY: per the caller.
     let path = unsafe { WideString::from_unicode_and(registry_path, "\\Parameters") }?;
     let key = RegKey::open(&path);
     if let Some(k) = &key {
-        k.check_names()?;
+        k.check_names(report)?;
     }
     parse(|n| match &key {
         Some(k) => k.query(n),
@@ -773,8 +776,11 @@ impl RegKey {
     /// Every value name under the key must be one the driver reads: a
     /// misspelt name (`TableCapcity`) would otherwise be ignored silently.
     /// Refused under [`UNKNOWN_VALUE`] with the name; the value is its
-    /// index in the key.
-    fn check_names(&self) -> Result<(), LoadError> {
+    /// index in the key. Every unknown name is named: each but the last is
+    /// passed to `report` as it is found, the last is the error (which the
+    /// caller reports), so an administrator fixes them all in one go.
+    fn check_names(&self, report: &mut dyn FnMut(&Rejected)) -> Result<(), LoadError> {
+        let mut last: Option<Rejected> = None;
         // KEY_VALUE_BASIC_INFORMATION: 12-byte header, then the name (at
         // most 16383 characters in the registry; longer than any known
         // name is refused anyway, so a 256-character buffer suffices).
@@ -795,9 +801,12 @@ impl RegKey {
                 )
             };
             if st == STATUS_NO_MORE_ENTRIES {
-                return Ok(());
+                break;
             }
             if !NT_SUCCESS(st) && st != STATUS_BUFFER_OVERFLOW {
+                if let Some(prev) = last.take() {
+                    report(&prev);
+                }
                 return Err(reject(
                     UNKNOWN_VALUE,
                     "value names could not be listed",
@@ -837,16 +846,22 @@ impl RegKey {
                         })
                 });
             if !known {
-                return Err(LoadError::Rejected(Rejected {
+                let r = Rejected {
                     name: UNKNOWN_VALUE,
                     problem:
                         "not a value the driver reads (misspelt?): see CONFIG.md for the names",
                     value: u64::from(index),
                     unknown: Some(ValueName::from_units(name)),
-                }));
+                };
+                if let Some(prev) = last.replace(r) {
+                    report(&prev);
+                }
             }
         }
-        Ok(())
+        match last {
+            Some(r) => Err(LoadError::Rejected(r)),
+            None => Ok(()),
+        }
     }
 
     /// Opens `path` for reading; `None` if it does not exist or cannot be opened.
