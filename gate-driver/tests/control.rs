@@ -1190,6 +1190,7 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         ),
     ];
     let before = status(&h).config;
+    let mut config_cases = 0;
     for (i, c) in cases.iter().enumerate() {
         sim.take_events();
         let r = h.ioctl(c.code, &c.input, c.out_len);
@@ -1205,6 +1206,25 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         let ev = events_named(&sim, "ControlRejected");
         assert_eq!(ev.len(), 1, "case {i}: one ControlRejected event");
         assert_eq!(str_field(&ev[0], "Field"), c.field, "case {i}");
+        // A refused configuration value is also the ConfigRejected,
+        // named by its registry value; framing refusals are not.
+        let cfg = events_named(&sim, "ConfigRejected");
+        if gate_core::field::ALL.contains(&c.field) {
+            assert_eq!(cfg.len(), 1, "case {i} ({}): one ConfigRejected", c.field);
+            assert_eq!(
+                str_field(&cfg[0], "ValueName"),
+                gate_driver::config::value_name_of_field(c.field),
+                "case {i}"
+            );
+            assert_eq!(str_field(&cfg[0], "Value"), str_field(&ev[0], "Value"));
+            config_cases += 1;
+        } else {
+            assert!(
+                cfg.is_empty(),
+                "case {i} ({}): not a configuration value",
+                c.field
+            );
+        }
         assert_eq!(
             ev[0].field("Status").unwrap().as_u64(),
             Some(u64::from(c.status as u32)),
@@ -1213,6 +1233,10 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         assert!(events_named(&sim, "ConfigChanged").is_empty(), "case {i}");
     }
     assert_eq!(status(&h).config, before, "nothing changed");
+    assert!(
+        config_cases >= 3,
+        "{config_cases} configuration-value cases"
+    );
     // The bad entry is named by its index.
     sim.take_events();
     h.ioctl(IOCTL_GATE_LIST_CHANGE, &lc_bad_entry, 16);
