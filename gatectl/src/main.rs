@@ -162,15 +162,15 @@ struct SetArgs {
     /// Rejections within the ban window that ban a key (0 = no bans).
     #[arg(long)]
     ban_threshold: Option<u32>,
-    /// Ban window (e.g. 10s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    ban_window: Option<Duration>,
-    /// Automatic ban length (e.g. 1m).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    ban_time: Option<Duration>,
-    /// Longest pend delay (e.g. 500ms).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    max_delay: Option<Duration>,
+    /// Ban window, 1ms to 1h (e.g. 10s).
+    #[arg(long)]
+    ban_window: Option<String>,
+    /// Automatic ban length, 1ms to 1day (e.g. 1m).
+    #[arg(long)]
+    ban_time: Option<String>,
+    /// Longest pend delay, 1ms to 1m (e.g. 500ms).
+    #[arg(long)]
+    max_delay: Option<String>,
     /// Full-table policy.
     #[arg(long, value_enum)]
     full_table: Option<Policy>,
@@ -485,16 +485,19 @@ fn parse_rate(field: &str, s: &str) -> Result<u64, Failure> {
     Ok(v)
 }
 
-/// A duration option in ms, checked against `1ms..=max_ms`; the error
-/// names `--{field}`, the value and the range.
-fn ms(field: &str, d: Duration, max_ms: u32) -> Result<u32, Failure> {
+/// A duration option (`500ms`, `10s`, `1h`) in ms, checked against
+/// `1ms..=max_ms`; the error names `--{field}`, the value as typed and the
+/// range.
+fn ms(field: &str, s: &str, max_ms: u32) -> Result<u32, Failure> {
+    let range = format!(
+        "expected 1ms to {}",
+        humantime::format_duration(Duration::from_millis(u64::from(max_ms)))
+    );
+    let d =
+        humantime::parse_duration(s).map_err(|e| usage(format!("--{field} {s}: {e}; {range}")))?;
     match u32::try_from(d.as_millis()) {
         Ok(v) if (1..=max_ms).contains(&v) => Ok(v),
-        _ => Err(usage(format!(
-            "--{field} {}: expected 1ms to {}",
-            humantime::format_duration(d),
-            humantime::format_duration(Duration::from_millis(u64::from(max_ms)))
-        ))),
+        _ => Err(usage(format!("--{field} {s}: {range}"))),
     }
 }
 
@@ -1067,15 +1070,15 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         w.ban_threshold = t;
         mask |= set_field::BAN_THRESHOLD;
     }
-    if let Some(d) = a.ban_window {
+    if let Some(d) = &a.ban_window {
         w.ban_window_ms = ms("ban-window", d, gate_core::config::MAX_BAN_WINDOW_MS)?;
         mask |= set_field::BAN_WINDOW_MS;
     }
-    if let Some(d) = a.ban_time {
+    if let Some(d) = &a.ban_time {
         w.ban_ms = ms("ban-time", d, gate_core::config::MAX_BAN_MS)?;
         mask |= set_field::BAN_MS;
     }
-    if let Some(d) = a.max_delay {
+    if let Some(d) = &a.max_delay {
         w.max_delay_ms = ms("max-delay", d, gate_core::config::MAX_DELAY_MS)?;
         mask |= set_field::MAX_DELAY_MS;
     }
