@@ -229,7 +229,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     if (MIN_INTERVAL..=MAX_INTERVAL).contains(&d) {
         Ok(d)
     } else {
-        Err(format!("{range}"))
+        Err(range.to_string())
     }
 }
 

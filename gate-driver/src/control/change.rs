@@ -409,7 +409,7 @@ pub(super) fn list_change_text(op: u32, entries: &[Cidr], len: usize, changed_n:
             let _ = write!(
                 l,
                 " +{} more ({} in all)",
-                entries.len() - NAMED_ENTRIES,
+                entries.len().saturating_sub(NAMED_ENTRIES),
                 entries.len()
             );
         }
