@@ -15,14 +15,17 @@ pub enum TransportError {
     /// no Linux front serves this path).
     NotFound(String),
     /// The path exists but is not a socket (Linux: a wrong `--device`).
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
     NotSocket(String),
     /// A socket nobody listens on (ECONNREFUSED): left behind by a Linux
     /// front that is gone.
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
     Refused(String),
     /// Opening the device or socket was refused.
     AccessDenied(String),
     /// The driver or Linux front went away during the request (the channel
     /// closed under us).
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
     Closed(String),
     /// Any other I/O error.
     Io(String),
