@@ -4,7 +4,9 @@
 //! Order of checks for one SYN, all under the key's shard lock and against
 //! one snapshot of the live configuration (see `live`): deny list, manual
 //! bans, allow list (all matched against the address and, for a NAT64
-//! address, the IPv4 address it embeds), then
+//! address, the IPv4 address it embeds; out of line, and looked at only
+//! when the configuration has any list entry or manual ban: one flag on the
+//! common path), then
 //! the key's entry (found or placed in the table, or the full-table
 //! policy), its ban, its bucket and the global bucket; a key out of tokens
 //! whose next token is within `max_delay_ms` then asks for a pend slot
