@@ -1,12 +1,23 @@
 #!/usr/bin/env python3
-"""new/old ratios of criterion's median estimates under target/criterion/decide."""
-import json, os
+"""Per case: criterion's median time of old and new in each round, the round's
+new/old ratio, and the median ratio over rounds (target/criterion/decide)."""
+import json, os, re, statistics
 base = 'target/criterion/decide'
-cases = sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d, 'old')))
-print(f"{'case':<12} {'old ns':>8} {'new ns':>8} {'new/old':>8}")
-for c in cases:
-    v = {}
-    for side in ('old', 'new'):
-        e = json.load(open(os.path.join(base, c, side, 'new', 'estimates.json')))
-        v[side] = e['median']['point_estimate']
-    print(f"{c:<12} {v['old']:8.2f} {v['new']:8.2f} {v['new']/v['old']:8.3f}")
+print(f"{'case':<10} {'old ns':>8} {'new ns':>8} {'new/old (median of rounds)':>27}  per round")
+for c in sorted(os.listdir(base)):
+    d = os.path.join(base, c)
+    if not os.path.isdir(d) or c == 'report':
+        continue
+    t = {}
+    for sub in os.listdir(d):
+        m = re.fullmatch(r'(old|new)_r(\d+)', sub)
+        if m:
+            e = json.load(open(os.path.join(d, sub, 'new', 'estimates.json')))
+            t[(m.group(1), int(m.group(2)))] = e['median']['point_estimate']
+    rounds = sorted({r for (_, r) in t if ('old', r) in t and ('new', r) in t})
+    if not rounds:
+        continue
+    ratios = [t[('new', r)] / t[('old', r)] for r in rounds]
+    o = statistics.median(t[('old', r)] for r in rounds)
+    n = statistics.median(t[('new', r)] for r in rounds)
+    print(f"{c:<10} {o:8.2f} {n:8.2f} {statistics.median(ratios):27.3f}  " + " ".join(f"{x:.3f}" for x in ratios))
