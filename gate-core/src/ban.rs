@@ -150,7 +150,7 @@ mod tests {
     use crate::time::{TICKS_PER_MS, TICKS_PER_SEC};
 
     fn entry() -> Entry {
-        Entry::new(&Key::new([10, 0, 0, 1].into(), 32, 64), 0, 0)
+        Entry::new(&Key::new([10, 0, 0, 1].into(), 32, 64), 0, 0, 0)
     }
 
     /// Moves `e` to `now` as a decision does; returns whether banned.

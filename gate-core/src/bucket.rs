@@ -16,6 +16,17 @@
 //! up: the delivered rate never exceeds the configured one and is within
 //! 2^-12 of it. The caller's `now` is in whole ticks.
 //!
+//! **Units across a live change.** A live change builds every bucket's
+//! parameters afresh, in the new rate's own units, so the new rate too is
+//! delivered within 2^-12 (a gate started at 1/s, whole ticks, and changed
+//! live to 3 M/s gets `T` = 3.3335 ticks, not 4). A `tat` kept from before
+//! the change is converted to the new units, never scanned for: a table
+//! entry records its units (`Entry::units`) and the decision that touches
+//! it converts it (`time::rescale`: exact to finer units, rounded up, i.e.
+//! later, to coarser ones); the global bucket, one value, is converted by
+//! the change itself (`Gate::reconfigure`), while no decision can touch it
+//! ([`AtomicBucket::hold`]).
+//!
 //! **Tolerance of one tick.** A caller stamps times in whole ticks, so a
 //! SYN stamped `now` arrived somewhere in `[now, now + 1 tick)`. When
 //! `(burst - 1) * T` is less than one tick (burst 1, `shift > 0`), the
@@ -110,9 +121,10 @@ impl BucketParams {
         Self::with_interval(Interval::of_rate_milli(rate_milli)?, burst)
     }
 
-    /// From a rate in the units of a running bucket (`shift` of its
-    /// [`Interval`]), for a live change that keeps the bucket's state;
-    /// `None` when `burst * T` would not fit in 64 bits in those units.
+    /// From a rate in units of `2^-shift` ticks rather than the rate's own
+    /// (tests: buckets whose `PerMille` must divide); `None` when
+    /// `burst * T` would not fit in 64 bits in those units.
+    #[cfg(test)]
     pub(crate) fn with_shift(rate_milli: u64, burst: u32, shift: u32) -> Option<BucketParams> {
         let iv = Interval::with_shift(rate_milli, shift)?;
         iv.units.checked_mul(u64::from(burst))?;
@@ -194,6 +206,9 @@ impl BucketParams {
     }
 }
 
+/// The global bucket's `tat` while [`AtomicBucket::hold`] holds it.
+pub(crate) const HELD: u64 = u64::MAX;
+
 /// The global bucket over all sources: one atomic `tat`, updated by compare-and-swap
 /// (no lock; every CPU may take from it).
 #[derive(Debug)]
@@ -212,6 +227,22 @@ impl AtomicBucket {
     /// while no decision uses it.
     pub(crate) fn reset(&self) {
         self.tat.store(0, Ordering::Relaxed);
+    }
+
+    /// Holds the bucket for a change of its units: returns its `tat` and
+    /// leaves [`HELD`] (`u64::MAX`) in its place, which no take and no give
+    /// back can change (a take from it fails: its debt is beyond every
+    /// tolerance while times are exact, i.e. below `2^(64 - shift)` ticks;
+    /// a give back compares against its own take). [`Self::release`] puts
+    /// the converted value back once no decision can still hold the old
+    /// parameters.
+    pub(crate) fn hold(&self) -> u64 {
+        self.tat.swap(HELD, Ordering::AcqRel)
+    }
+
+    /// Ends [`Self::hold`] with `tat` (in the new units).
+    pub(crate) fn release(&self, tat: u64) {
+        self.tat.store(tat, Ordering::Release);
     }
 
     /// Takes a token at `now` if one is there; returns the `tat` it set.
@@ -233,18 +264,16 @@ impl AtomicBucket {
         }
     }
 
-    /// Gives back the token whose take set `tat` to `set` (a pend aborted),
-    /// only if no take has happened since (`tat` is still `set`): a later
-    /// take was computed from this one and depends on it (x/time/rate's
-    /// rule for a cancelled reservation). Returns whether it gave it back.
-    pub(crate) fn give_back(&self, p: &BucketParams, set: u64) -> bool {
+    /// Gives back the token whose take moved `tat` from `was` to `set` (a
+    /// pend aborted), only if no take has happened since (`tat` is still
+    /// `set`): a later take was computed from this one and depends on it
+    /// (x/time/rate's rule for a cancelled reservation). Restores `was`,
+    /// not `set - T` of the parameters now in force: a live change may
+    /// have changed `T` since. The caller checks the units are still those
+    /// of the take. Returns whether it gave it back.
+    pub(crate) fn give_back(&self, set: u64, was: u64) -> bool {
         self.tat
-            .compare_exchange(
-                set,
-                set.saturating_sub(p.t),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(set, was, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     }
 }
@@ -341,11 +370,17 @@ mod tests {
         assert!(g.try_take(&p, now).is_some());
         let second = g.try_take(&p, now).unwrap();
         assert!(g.try_take(&p, now).is_none());
-        assert!(g.give_back(&p, second));
-        assert!(!g.give_back(&p, second), "given back twice");
+        assert!(g.give_back(second, second - p.t));
+        assert!(!g.give_back(second, second - p.t), "given back twice");
         let again = g.try_take(&p, now + TICKS_PER_SEC).unwrap();
         let _later = g.try_take(&p, now + TICKS_PER_SEC).unwrap();
-        assert!(!g.give_back(&p, again), "a later take depends on it");
+        assert!(!g.give_back(again, again - p.t), "a later take depends on it");
+        // Held (a change of units): nothing takes and nothing gives back.
+        let held = g.hold();
+        assert!(g.try_take(&p, now + 100 * TICKS_PER_SEC).is_none());
+        assert!(!g.give_back(held, held - p.t));
+        g.release(held);
+        assert!(g.try_take(&p, now + 100 * TICKS_PER_SEC).is_some());
     }
 
     /// `tokens_milli` against the plain formula, for every kind of bucket

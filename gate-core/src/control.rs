@@ -101,7 +101,6 @@ impl From<BuildError> for ChangeError {
     fn from(e: BuildError) -> Self {
         match e {
             BuildError::Config(c) => ChangeError::Config(c),
-            BuildError::NeedsRestart { field, value } => ChangeError::NeedsRestart { field, value },
             BuildError::OutOfMemory => ChangeError::OutOfMemory,
         }
     }
@@ -200,14 +199,27 @@ impl<L: RawLock> Gate<L> {
             bans.extend_from_slice(&cur.ban_list);
             f(&mut cfg, &mut bans)?;
             check_fixed(&cur.config, &cfg)?;
-            let new =
-                try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
+            let new = try_box(Live::build(cfg, bans)?).ok_or(ChangeError::OutOfMemory)?;
             if cur.p.global.is_none() && new.p.global.is_some() {
                 // Switched on: start full (no decision reads it while off).
                 self.global.0.reset();
             }
+            // The global bucket changes units: held (no decision takes from
+            // it, old parameters or new) from before the swap until no
+            // decision can still hold the old parameters, then converted.
+            // The key buckets' entries are converted by the decisions that
+            // touch them (see `bucket`).
+            let rescale = match (&cur.p.global, &new.p.global) {
+                (Some(a), Some(b)) if a.iv.shift != b.iv.shift => {
+                    Some((self.global.0.hold(), a.iv.shift, b.iv))
+                }
+                _ => None,
+            };
             let old = self.live.replace(new);
             self.grace_period();
+            if let Some((tat, from, iv)) = rescale {
+                self.global.0.release(iv.rescale(tat, from));
+            }
             Ok(old)
         })();
         // SAFETY: acquired just above.
@@ -334,12 +346,14 @@ impl<L: RawLock> Gate<L> {
         };
         let iv = p.key.iv;
         let nu = p.key.units(now);
-        let debt = iv.ceil_ticks(e.tat.saturating_sub(nu));
+        // In the units in force (as the key's next decision converts it).
+        let tat = iv.rescale(e.tat, e.units());
+        let debt = iv.ceil_ticks(tat.saturating_sub(nu));
         KeyState {
             key,
             tracked: true,
-            tokens_milli: p.key.tokens_milli(e.tat, nu),
-            next_token: iv.ceil_ticks(e.tat.saturating_sub(p.key.limit)).max(now),
+            tokens_milli: p.key.tokens_milli(tat, nu),
+            next_token: iv.ceil_ticks(tat.saturating_sub(p.key.limit)).max(now),
             debt,
             rejects: if p.ban.active(e, now) { e.rejects } else { 0 },
             auto_ban_until,

@@ -50,7 +50,7 @@ use crate::lists::CidrSet;
 use crate::live::{Live, LiveCell, Params};
 use crate::lock::{RawLock, SpinLock};
 use crate::nat64::Nat64;
-use crate::pend::{PendSlots, PendTicket, Refused, Reservation, StaleTicket};
+use crate::pend::{PendSlots, PendTicket, Refused, Reservation, StaleTicket, Taken};
 use crate::table::{self, Entry, Probe};
 use crate::telemetry::{
     Action, Counters, Decision, Event, Pended, Reason, EVENT_COUNT, NO_BUCKET, REASON_COUNT,
@@ -243,16 +243,9 @@ impl<L: RawLock> Gate<L> {
             bytes: config.memory_bytes(),
         };
         let cfg = crate::control::try_clone_config(config).ok_or(oom)?;
-        let live = match Live::build(cfg, Vec::new(), None) {
+        let live = match Live::build(cfg, Vec::new()) {
             Ok(l) => l,
             Err(crate::live::BuildError::Config(e)) => return Err(Error::Config(e)),
-            Err(crate::live::BuildError::NeedsRestart { field, value }) => {
-                return Err(Error::Config(ConfigError {
-                    field,
-                    value,
-                    expected: "a usable rate",
-                }))
-            }
             Err(crate::live::BuildError::OutOfMemory) => return Err(oom),
         };
         let live = crate::control::try_box(live).ok_or(oom)?;
@@ -501,7 +494,7 @@ impl<L: RawLock> Gate<L> {
     ) -> Outcome {
         let starts = self.starts(h);
         let now_u = p.key.units(now);
-        let idle = |e: &Entry| p.key.is_full(e.tat, now_u) && !p.ban.active(e, now);
+        let idle = |e: &Entry| Self::is_full(p, e, now, now_u) && !p.ban.active(e, now);
         // The slot for the key, and whether it must be (re)initialised for it.
         let (i, fresh) = match table::probe(slots, starts, &key, idle) {
             Probe::Hit(i) => (i, false),
@@ -530,7 +523,10 @@ impl<L: RawLock> Gate<L> {
             return Outcome::bare(Reason::TableFull);
         };
         if fresh {
-            *e = Entry::new(&key, now, now_u);
+            *e = Entry::new(&key, now, now_u, p.key.iv.shift);
+        } else if e.units() != p.key.iv.shift {
+            // Kept from before a live change of the key bucket's units.
+            Self::rescale(e, p);
         }
         // `now >= e.last`: every `last` of this shard was set from a `now`
         // clamped to the shard's clock, which never goes back. (Were it not
@@ -547,7 +543,14 @@ impl<L: RawLock> Gate<L> {
         }
         let global = || match &p.global {
             None => Ok(None),
-            Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),
+            Some(g) => match self.global.0.try_take(g, now) {
+                Some(set) => Ok(Some(Taken {
+                    set,
+                    was: set.saturating_sub(g.t),
+                    units: g.iv.shift,
+                })),
+                None => Err(()),
+            },
         };
         match p.key.take(e.tat, now_u) {
             Take::Ok(next) => {
@@ -588,7 +591,11 @@ impl<L: RawLock> Gate<L> {
                     let res = Reservation {
                         key,
                         at,
-                        key_tat: tat_if_taken,
+                        key_tat: Taken {
+                            set: tat_if_taken,
+                            was: tat_if_taken.saturating_sub(p.key.t),
+                            units: p.key.iv.shift,
+                        },
                         global_tat: None,
                     };
                     self.pend.0.take(res, global).map(Some)
@@ -607,6 +614,32 @@ impl<L: RawLock> Gate<L> {
                 }
             }
         }
+    }
+
+    /// Whether the entry's bucket is full at `now` (`now_u` in the key
+    /// bucket's units), whatever units the entry is kept in.
+    #[inline]
+    fn is_full(p: &Params, e: &Entry, now: Ticks, now_u: u64) -> bool {
+        if e.units() == p.key.iv.shift {
+            p.key.is_full(e.tat, now_u)
+        } else {
+            Self::is_full_rescaled(p, e, now)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn is_full_rescaled(p: &Params, e: &Entry, now: Ticks) -> bool {
+        p.key
+            .is_full(p.key.iv.rescale(e.tat, e.units()), p.key.units(now))
+    }
+
+    /// Converts an entry kept from before a live change of the key
+    /// bucket's units (out of line: after such a change, once per entry).
+    #[cold]
+    #[inline(never)]
+    fn rescale(e: &mut Entry, p: &Params) {
+        e.rescale(p.key.iv.shift);
     }
 
     /// A pended connection was accepted: frees its pend slot.
@@ -654,25 +687,30 @@ impl<L: RawLock> Gate<L> {
             return Ok(());
         };
         let starts = self.starts(h);
-        let (in_time, global) = self.locked(shard, |slots| {
+        self.locked(shard, |slots| {
             // SAFETY: the shard lock is held while `live` is used.
             let p = &unsafe { self.live.get() }.p;
-            let (t, global) = (p.key.t, p.global);
             let Some(e) = table::find(slots, starts, &res.key).and_then(|i| slots.get_mut(i))
             else {
-                return (false, global);
+                return;
             };
             if e.last >= res.at {
-                return (false, global);
+                return;
             }
-            if e.tat == res.key_tat {
-                e.tat = res.key_tat.saturating_sub(t);
+            // Only in the units of the take (a live change of units since,
+            // converted or not, gives nothing back: never a token more).
+            let k = res.key_tat;
+            if e.units() == k.units && e.tat == k.set {
+                e.tat = k.was;
             }
-            (true, global)
+            // Under the shard lock, so no change of the global bucket's
+            // units (which waits for every shard lock) runs meanwhile.
+            if let (Some(g), Some(gt)) = (&p.global, res.global_tat) {
+                if g.iv.shift == gt.units {
+                    self.global.0.give_back(gt.set, gt.was);
+                }
+            }
         });
-        if let (true, Some(g), Some(set)) = (in_time, &global, res.global_tat) {
-            self.global.0.give_back(g, set);
-        }
         Ok(())
     }
 

@@ -52,31 +52,13 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    /// From a validated configuration. With `prev` (a live change), the
-    /// buckets keep the running buckets' units (see `bucket`), so every
-    /// `tat` in the table and the global bucket stays valid.
-    pub(crate) fn from_config(
-        config: &Config,
-        prev: Option<&Params>,
-    ) -> Result<Params, BuildError> {
-        let p = Self::fresh(config).map_err(BuildError::Config)?;
-        let Some(prev) = prev else { return Ok(p) };
-        let restart = |field, value| BuildError::NeedsRestart { field, value };
-        let key = BucketParams::with_shift(config.rate_milli, config.burst, prev.key.iv.shift)
-            .ok_or_else(|| restart(crate::config::field::RATE_MILLI, config.rate_milli))?;
-        let global = match (p.global, prev.global) {
-            (Some(_), Some(g)) => Some(
-                BucketParams::with_shift(config.global_rate_milli, config.global_burst, g.iv.shift)
-                    .ok_or_else(|| {
-                        restart(
-                            crate::config::field::GLOBAL_RATE_MILLI,
-                            config.global_rate_milli,
-                        )
-                    })?,
-            ),
-            (g, _) => g,
-        };
-        Ok(Params { key, global, ..p })
+    /// From a validated configuration, at start or at a live change alike:
+    /// every bucket in its own rate's units. A live change leaves the
+    /// state kept in older units to be converted where it lives (see
+    /// `bucket`: table entries when a decision touches them, the global
+    /// bucket by the change).
+    pub(crate) fn from_config(config: &Config) -> Result<Params, BuildError> {
+        Self::fresh(config).map_err(BuildError::Config)
     }
 
     fn fresh(config: &Config) -> Result<Params, ConfigError> {
@@ -121,11 +103,6 @@ impl Params {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BuildError {
     Config(ConfigError),
-    /// A rate the running bucket's units cannot hold (see `bucket`).
-    NeedsRestart {
-        field: &'static str,
-        value: u64,
-    },
     OutOfMemory,
 }
 
@@ -146,15 +123,10 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// Validates and builds (allocates: control path only); `prev`: the
-    /// parameters in force (a live change keeps their bucket units).
-    pub(crate) fn build(
-        config: Config,
-        ban_list: Vec<ManualBan>,
-        prev: Option<&Params>,
-    ) -> Result<Live, BuildError> {
+    /// Validates and builds (allocates: control path only).
+    pub(crate) fn build(config: Config, ban_list: Vec<ManualBan>) -> Result<Live, BuildError> {
         config.validate().map_err(BuildError::Config)?;
-        let p = Params::from_config(&config, prev)?;
+        let p = Params::from_config(&config)?;
         let allow = CidrSet::build(&config.allow).map_err(|_| BuildError::OutOfMemory)?;
         let deny = CidrSet::build(&config.deny).map_err(|_| BuildError::OutOfMemory)?;
         let bans = BanSet::build(&ban_list).ok_or(BuildError::OutOfMemory)?;

@@ -70,6 +70,18 @@ impl core::fmt::Display for StaleTicket {
     }
 }
 
+/// One bucket's part of a reservation: the take moved the bucket's `tat`
+/// from `was` to `set`, both in units of `2^-units` ticks. A give back
+/// restores `was` if the bucket is still at `set` in the same units: it
+/// depends neither on the parameters in force at the abort (a live change
+/// may have changed the interval or the units since) nor on rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub set: u64,
+    pub was: u64,
+    pub units: u32,
+}
+
 /// What a pend reserved, kept until it is done or aborted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Reservation {
@@ -77,10 +89,10 @@ pub(crate) struct Reservation {
     pub key: Key,
     /// When the caller accepts (ticks).
     pub at: Ticks,
-    /// The key bucket's `tat` the reservation set (units of the key bucket).
-    pub key_tat: u64,
-    /// The global bucket's `tat` it set, if a global limit is on.
-    pub global_tat: Option<u64>,
+    /// The key bucket's take.
+    pub key_tat: Taken,
+    /// The global bucket's take, if a global limit is on.
+    pub global_tat: Option<Taken>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -141,7 +153,11 @@ impl<L: RawLock> PendSlots<L> {
                 res: Reservation {
                     key: filler,
                     at: 0,
-                    key_tat: 0,
+                    key_tat: Taken {
+                        set: 0,
+                        was: 0,
+                        units: 0,
+                    },
                     global_tat: None,
                 },
                 generation: 0,
@@ -185,7 +201,7 @@ impl<L: RawLock> PendSlots<L> {
     pub(crate) fn take(
         &self,
         mut res: Reservation,
-        global: impl FnOnce() -> Result<Option<u64>, ()>,
+        global: impl FnOnce() -> Result<Option<Taken>, ()>,
     ) -> Result<PendTicket, Refused> {
         let t = self.with(|inner| {
             let Some(&i) = inner.free.last() else {
@@ -214,7 +230,7 @@ impl<L: RawLock> PendSlots<L> {
         &self,
         at: Ticks,
         now: Ticks,
-        global: impl FnOnce() -> Result<Option<u64>, ()>,
+        global: impl FnOnce() -> Result<Option<Taken>, ()>,
     ) -> Result<(), Refused> {
         self.with(|inner| {
             let h = &mut inner.observed;
@@ -320,11 +336,17 @@ mod tests {
     use super::*;
     use crate::lock::SpinLock;
 
+    const G5: Taken = Taken {
+        set: 5,
+        was: 4,
+        units: 0,
+    };
+
     fn res(k: Key) -> Reservation {
         Reservation {
             key: k,
             at: 7,
-            key_tat: 8,
+            key_tat: G5,
             global_tat: None,
         }
     }
@@ -334,13 +356,13 @@ mod tests {
         let k = Key::new([10, 0, 0, 1].into(), 32, 64);
         let p: PendSlots<SpinLock> = PendSlots::new(2, k).unwrap();
         let a = p.take(res(k), || Ok(None)).unwrap();
-        let b = p.take(res(k), || Ok(Some(5))).unwrap();
+        let b = p.take(res(k), || Ok(Some(G5))).unwrap();
         assert_ne!(a, b);
         assert_eq!(p.take(res(k), || Ok(None)), Err(Refused::Budget));
         assert_eq!(p.outstanding(), 2);
         assert_eq!(p.release(a), Ok(res(k)));
         assert_eq!(p.release(a), Err(StaleTicket(a)));
-        assert_eq!(p.release(b).unwrap().global_tat, Some(5));
+        assert_eq!(p.release(b).unwrap().global_tat, Some(G5));
         // A refused global token takes no slot.
         assert_eq!(p.take(res(k), || Err(())), Err(Refused::Global));
         assert_eq!(p.outstanding(), 0);

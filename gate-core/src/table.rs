@@ -61,6 +61,10 @@ pub const WINDOW: usize = 8;
 const OCCUPIED: u8 = 1;
 pub(crate) const V6: u8 = 2;
 pub(crate) const BANNED: u8 = 4;
+/// Where the entry's `tat` units (its bucket's `Interval::shift`, 0..=12)
+/// sit in `meta`: the high four bits.
+const UNITS_POS: u32 = 4;
+const UNITS: u8 = 0xf0;
 
 /// One tracked key: 40 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +72,9 @@ pub(crate) const BANNED: u8 = 4;
 pub(crate) struct Entry {
     /// Key bytes (network address).
     pub key: [u8; 16],
-    /// Bucket state: theoretical arrival time, in the key bucket's units
-    /// (see `bucket`).
+    /// Bucket state: theoretical arrival time, in units of `2^-units()`
+    /// ticks (the key bucket's units when the entry was last decided; a
+    /// live change may since have changed them: see `Entry::units`).
     pub tat: u64,
     /// Latest `now` seen for this key (exact ticks; orders LRU, anchors the span).
     pub last: Ticks,
@@ -77,7 +82,8 @@ pub(crate) struct Entry {
     span_lo: u32,
     /// Rejections in the current window.
     pub rejects: u16,
-    /// `OCCUPIED | V6? | BANNED?`
+    /// `OCCUPIED | V6? | BANNED?`, and the units of `tat` in the high
+    /// four bits.
     pub meta: u8,
     /// High 8 bits of the span.
     span_hi: u8,
@@ -105,18 +111,36 @@ impl Entry {
         span_hi: 0,
     };
 
-    /// A fresh entry for `key` seen at `now`: bucket at `tat` (full: the
-    /// bucket's `full_at(now)`), no rejections.
-    pub(crate) fn new(key: &Key, now: Ticks, tat: u64) -> Entry {
+    /// A fresh entry for `key` seen at `now`: bucket at `tat` (full: `now`
+    /// in the bucket's units) in units of `2^-shift` ticks (0..=12), no
+    /// rejections.
+    pub(crate) fn new(key: &Key, now: Ticks, tat: u64, shift: u32) -> Entry {
         Entry {
             key: key.bytes(),
             tat,
             last: now,
             span_lo: 0,
             rejects: 0,
-            meta: family_bits(key),
+            meta: family_bits(key) | ((shift as u8) << UNITS_POS),
             span_hi: 0,
         }
+    }
+
+    /// The units of `tat`: the `Interval::shift` (0..=12) of the key
+    /// bucket that last wrote it. A live change that changes the key
+    /// bucket's units leaves every entry as it is (no scan of the table);
+    /// a decision converts the entry it touches (`Gate::decide_keyed`).
+    #[inline]
+    pub(crate) fn units(&self) -> u32 {
+        u32::from(self.meta >> UNITS_POS)
+    }
+
+    /// Converts `tat` to units of `2^-shift` ticks (0..=12), rounding up
+    /// (see `time::rescale`), and records them.
+    #[inline]
+    pub(crate) fn rescale(&mut self, shift: u32) {
+        self.tat = crate::time::rescale(self.tat, self.units(), shift);
+        self.meta = (self.meta & !UNITS) | (((shift as u8) << UNITS_POS) & UNITS);
     }
 
     /// The 40-bit span (see `ban`), in ticks.
@@ -233,9 +257,9 @@ mod tests {
     fn insert_find_and_stop_at_empty() {
         let mut slots = vec![Entry::EMPTY; 64];
         assert_eq!(probe(&slots, [62, 30], &k(1), |_| false), Probe::Vacant(62));
-        slots[62] = Entry::new(&k(1), 5, 0);
+        slots[62] = Entry::new(&k(1), 5, 0, 0);
         assert_eq!(probe(&slots, [62, 30], &k(2), |_| false), Probe::Vacant(63));
-        slots[63] = Entry::new(&k(2), 6, 0);
+        slots[63] = Entry::new(&k(2), 6, 0, 0);
         // Wraps within the shard.
         assert_eq!(probe(&slots, [62, 30], &k(3), |_| false), Probe::Vacant(0));
         assert_eq!(find(&slots, [62, 30], &k(2)), Some(63));
@@ -246,7 +270,7 @@ mod tests {
     fn full_window_prefers_idle_then_lru() {
         let mut slots = vec![Entry::EMPTY; 64];
         for (i, s) in slots.iter_mut().take(WINDOW).enumerate() {
-            *s = Entry::new(&k(i as u8 + 1), 100 - i as u64, 0);
+            *s = Entry::new(&k(i as u8 + 1), 100 - i as u64, 0, 0);
         }
         // Oldest `last` is the last slot of the window.
         assert_eq!(
@@ -265,15 +289,15 @@ mod tests {
     fn overflows_into_second_window_and_is_found_there() {
         let mut slots = vec![Entry::EMPTY; 64];
         for (i, s) in slots.iter_mut().take(WINDOW).enumerate() {
-            *s = Entry::new(&k(i as u8 + 1), 100, 0);
+            *s = Entry::new(&k(i as u8 + 1), 100, 0, 0);
         }
         assert_eq!(probe(&slots, [0, 32], &k(50), |_| false), Probe::Vacant(32));
-        slots[32] = Entry::new(&k(50), 100, 0);
+        slots[32] = Entry::new(&k(50), 100, 0, 0);
         assert_eq!(find(&slots, [0, 32], &k(50)), Some(32));
         assert_eq!(probe(&slots, [0, 32], &k(51), |_| false), Probe::Vacant(33));
         // Both windows full: least recently seen of both.
         for (i, s) in slots.iter_mut().skip(32).take(WINDOW).enumerate() {
-            *s = Entry::new(&k(60 + i as u8), 200 + i as u64, 0);
+            *s = Entry::new(&k(60 + i as u8), 200 + i as u64, 0, 0);
         }
         slots[3].last = 50;
         assert_eq!(probe(&slots, [0, 32], &k(99), |_| false), Probe::Full(3));
@@ -287,7 +311,7 @@ mod tests {
         let v6 = Key::new("102:304::".parse().unwrap(), 32, 64);
         assert_eq!(v4.bytes(), v6.bytes());
         let mut slots = vec![Entry::EMPTY; 64];
-        slots[0] = Entry::new(&v4, 1, 0);
+        slots[0] = Entry::new(&v4, 1, 0, 0);
         assert_eq!(probe(&slots, [0, 0], &v6, |_| false), Probe::Vacant(1));
     }
 }

@@ -132,11 +132,47 @@ impl Interval {
         }
     }
 
+    /// A bucket time `u` kept in units of `2^-from` ticks (an older
+    /// configuration's), in these units: exact when these are finer
+    /// (saturating, like every time in units), else rounded *up* by less
+    /// than one of these units (a later `tat`: never a token more; see
+    /// the rounding rule in the module docs).
+    #[inline]
+    pub const fn rescale(self, u: u64, from: u32) -> u64 {
+        rescale(u, from, self.shift)
+    }
+
     /// A time in these units, in whole ticks, rounded up (never early).
     #[inline]
     pub const fn ceil_ticks(self, u: u64) -> Ticks {
         let q = u >> self.shift;
         if u & self.tick().saturating_sub(1) != 0 {
+            q.saturating_add(1)
+        } else {
+            q
+        }
+    }
+}
+
+/// A time `u` in units of `2^-from` ticks, in units of `2^-to` ticks
+/// (shifts 0..=63): exact when `to >= from` (saturating at `u64::MAX`),
+/// else rounded up (toward the later time).
+#[inline]
+pub const fn rescale(u: u64, from: u32, to: u32) -> u64 {
+    if to >= from {
+        let d = to.saturating_sub(from);
+        if d >= 64 || u > (u64::MAX >> d) {
+            u64::MAX
+        } else {
+            u << d
+        }
+    } else {
+        let d = from.saturating_sub(to);
+        if d >= 64 {
+            return (u != 0) as u64;
+        }
+        let q = u >> d;
+        if u & ((1u64 << d).wrapping_sub(1)) != 0 {
             q.saturating_add(1)
         } else {
             q
@@ -223,6 +259,27 @@ mod tests {
             assert!(lhs * 4096 < exact * 4097, "rate {r}: error >= 2^-12");
             assert!(i.units >= 4096 || i.shift == 0, "rate {r}: {i:?}");
         }
+    }
+
+    #[test]
+    fn rescale_is_exact_to_finer_units_and_rounds_up_to_coarser() {
+        assert_eq!(rescale(5, 0, 11), 5 << 11);
+        assert_eq!(rescale(5 << 11, 11, 0), 5);
+        assert_eq!(rescale((5 << 11) + 1, 11, 0), 6);
+        assert_eq!(rescale((5 << 11) - 1, 11, 0), 5);
+        assert_eq!(rescale(7, 3, 3), 7);
+        assert_eq!(rescale(u64::MAX >> 4, 0, 4), u64::MAX - 15);
+        assert_eq!(rescale((u64::MAX >> 4) + 1, 0, 4), u64::MAX);
+        assert_eq!(rescale(u64::MAX, 12, 0), 1 << 52);
+        assert_eq!(rescale(0, 12, 0), 0);
+        // There and back never moves a time earlier.
+        for u in [0u64, 1, 4095, 4096, 4097, 123_456_789, u64::MAX >> 12] {
+            for (a, b) in [(0, 12), (12, 0), (3, 11), (11, 3)] {
+                assert!(rescale(rescale(u, a, b), b, a) >= u, "{u} {a} {b}");
+            }
+        }
+        let i = iv(3_000_000_000);
+        assert_eq!(i.rescale(5, 0), 5 << 11);
     }
 
     #[test]

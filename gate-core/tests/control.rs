@@ -367,7 +367,11 @@ fn concurrent_changes_are_never_torn_and_the_bound_holds() {
         for _ in 0..3 {
             s.spawn(|| {
                 let (mut in_a, mut in_b) = (0u64, 0u64);
-                while !stop.load(Ordering::Relaxed) {
+                // At least one round: under load the changer may finish
+                // before this thread first runs.
+                let mut last = false;
+                while !last {
+                    last = stop.load(Ordering::Relaxed);
                     let now = clock.load(Ordering::Relaxed);
                     let d = g.decide(x, l, now);
                     match (d.action, d.reason, d.observed) {
@@ -471,9 +475,10 @@ mod model {
 }
 
 #[test]
-fn rate_changes_keep_the_running_bucket_units() {
+fn rate_changes_keep_the_bucket_state() {
     // A fast per-key rate (fractional ticks per token) changed to another:
-    // the bucket's debt (time, GCRA's state) carries over in the same units.
+    // the bucket's debt (time, GCRA's state) carries over, converted to the
+    // new rate's units (2^-11 to 2^-10 ticks here).
     let g = gate(Config {
         rate_milli: 3_000_000_000, // 3M/s: 3.33 ticks per token
         burst: 4,
@@ -492,22 +497,24 @@ fn rate_changes_keep_the_running_bucket_units() {
     assert_eq!(g.decide(x, l, T0).reason, Reason::RateExceeded);
     let (s, _) = g.query(x, T0);
     assert_eq!(s.tokens_milli, 0);
-    // A rate the running units cannot hold with this burst: a restart.
+    // A rate whose units cannot hold the old bucket's (fine units, a slow
+    // rate with a huge burst) used to need a restart: now every valid
+    // configuration applies live, in its own units.
     let g = gate(Config {
         rate_milli: 10_000_000_000,
         burst: 1,
         ..small()
     });
-    match g
-        .reconfigure(|c| {
-            c.rate_milli = 1;
-            c.burst = 1_000_000;
-        })
-        .unwrap_err()
-    {
-        ChangeError::NeedsRestart { field, .. } => assert_eq!(field, "rate_milli"),
-        e => panic!("{e:?}"),
-    }
+    assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    g.reconfigure(|c| {
+        c.rate_milli = 1;
+        c.burst = 1_000_000;
+    })
+    .unwrap();
+    let (s, _) = g.query(x, T0 + 1);
+    assert_eq!(s.tokens_milli, 1_000_000_000);
+    assert_eq!(g.decide(x, l, T0 + 1).reason, Reason::WithinRate);
+    assert_eq!(g.query(x, T0 + 1).0.tokens_milli, 999_999_000);
     // The global bucket switched on live starts full.
     let g = gate(small());
     g.reconfigure(|c| {
@@ -572,13 +579,13 @@ mod changes_model {
                     Op::Change { rate, burst } => {
                         let debt = |k: u8| g.query(IpAddr::from([10, 0, 0, k]), now).0.debt;
                         let before = [debt(0), debt(1), debt(2)];
-                        // A change the running units cannot hold is refused
-                        // whole (and nothing changes).
-                        if g.reconfigure(|c| { c.rate_milli = RATES[rate]; c.burst = burst; }).is_ok() {
-                            r_min = r_min.min(RATES[rate]);
-                            r_max = r_max.max(RATES[rate]);
-                            b_max = b_max.max(burst);
-                        }
+                        // Every valid change applies, in the new rate's own
+                        // units (entries are converted lazily).
+                        let ok = g.reconfigure(|c| { c.rate_milli = RATES[rate]; c.burst = burst; }).is_ok();
+                        prop_assert!(ok);
+                        r_min = r_min.min(RATES[rate]);
+                        r_max = r_max.max(RATES[rate]);
+                        b_max = b_max.max(burst);
                         // The state is kept: each key's debt (a time) is the
                         // same under the new parameters, to the tick.
                         for k in 0..3u8 {

@@ -461,6 +461,136 @@ fn three_million_per_second_per_key_is_delivered() {
     assert_eq!(n, 3000);
 }
 
+/// Issue input 4 after a live change (second session): a gate started at
+/// 1/s (whole-tick units) and changed live to 3 M/s kept whole ticks, so
+/// `T` was 4 ticks and a per-tick flood for 1 ms got 2500 (-17 %). The
+/// key's entry is converted to the new units at its next decision: 3000
+/// (+-0.1 %). Per key, with the key seen (and its entry in the old units)
+/// before the change.
+#[test]
+fn three_million_per_second_per_key_after_a_live_change_from_one_per_second() {
+    let g = gate(small(1000, 1));
+    let a = ip("192.0.2.1");
+    assert_eq!(g.decide(a, local(), T0 - SEC).action, Action::Accept);
+    g.reconfigure(|c| c.rate_milli = 3_000_000_000).unwrap();
+    let n = (T0..T0 + 10_000)
+        .filter(|&t| g.decide(a, local(), t).action == Action::Accept)
+        .count();
+    assert!((2997..=3003).contains(&n), "{n}");
+    assert_eq!(n, 3000);
+}
+
+/// The same for the global bucket: started at 1/s, changed live to 3 M/s
+/// (the global bucket is converted by the change).
+#[test]
+fn three_million_per_second_global_after_a_live_change_from_one_per_second() {
+    let g = gate(Config {
+        global_rate_milli: 1000,
+        global_burst: 1,
+        ..small(10_000_000_000, 1000)
+    });
+    let a = ip("192.0.2.1");
+    assert_eq!(g.decide(a, local(), T0 - SEC).action, Action::Accept);
+    g.reconfigure(|c| c.global_rate_milli = 3_000_000_000)
+        .unwrap();
+    let n = (T0..T0 + 10_000)
+        .filter(|&t| g.decide(a, local(), t).reason == Reason::WithinRate)
+        .count();
+    assert!((2997..=3003).contains(&n), "{n}");
+    assert_eq!(n, 3000);
+}
+
+/// A change of units keeps each bucket's debt, rounded toward the stricter
+/// side by less than one new unit: from 3 M/s (2^-11 tick units) to 1/s
+/// (whole ticks) and back, a key and the global bucket owe what they owed.
+#[test]
+fn a_change_of_units_keeps_the_debt() {
+    let g = gate(Config {
+        global_rate_milli: 3_000_000_000,
+        global_burst: 4,
+        ..small(3_000_000_000, 4)
+    });
+    let a = ip("192.0.2.1");
+    for _ in 0..4 {
+        assert_eq!(g.decide(a, local(), T0).reason, Reason::WithinRate);
+    }
+    // Debt 4 x 3.33 = 13.3 ticks for both buckets.
+    assert_eq!(g.query(a, T0).0.debt, 14);
+    g.reconfigure(|c| {
+        c.rate_milli = 1000;
+        c.global_rate_milli = 1000;
+    })
+    .unwrap();
+    // 13.3 ticks rounded up to 14 whole ticks: at 1/s with a burst of 4,
+    // 4 - 14e-7 tokens: 3 now, the 4th after 14 ticks.
+    assert_eq!(g.query(a, T0).0.debt, 14);
+    for _ in 0..3 {
+        assert_eq!(g.decide(a, local(), T0).reason, Reason::WithinRate);
+    }
+    assert_eq!(g.decide(a, local(), T0).reason, Reason::RateExceeded);
+    let b = ip("192.0.2.2");
+    // The global bucket: 3 tokens left at T0 too, the 4th 14 ticks later.
+    let g2 = gate(Config {
+        global_rate_milli: 3_000_000_000,
+        global_burst: 4,
+        ..small(10_000_000_000, 1000)
+    });
+    for _ in 0..4 {
+        assert_eq!(g2.decide(a, local(), T0).reason, Reason::WithinRate);
+    }
+    g2.reconfigure(|c| c.global_rate_milli = 1000).unwrap();
+    for _ in 0..3 {
+        assert_eq!(g2.decide(b, local(), T0).reason, Reason::WithinRate);
+    }
+    assert_eq!(g2.decide(b, local(), T0 + 13).reason, Reason::GlobalLimit);
+    assert_eq!(g2.decide(b, local(), T0 + 14).reason, Reason::WithinRate);
+}
+
+/// An abort after a live change gives back exactly what the pend took, in
+/// the units it took it in, or nothing: never `T` of the new rate, and
+/// nothing once the entry is in other units.
+#[test]
+fn abort_after_a_live_change_gives_back_only_what_the_pend_took() {
+    let cfg = Config {
+        max_pending: 4,
+        max_delay_ms: 1500,
+        ..small(1000, 1)
+    };
+    let a = ip("192.0.2.1");
+    let pended = |g: &Gate| {
+        assert_eq!(g.decide(a, local(), T0).action, Action::Accept);
+        let p = g.decide(a, local(), T0).pend.unwrap();
+        assert_eq!(p.at, T0 + SEC);
+        p.ticket
+    };
+    // Same units (1/s -> 0.5/s, whole ticks): the pend's token goes back,
+    // the bucket as before the pend (its token at T0 + 1 s), not 2 s (the
+    // new T) back, which would mint one.
+    let g = gate(cfg.clone());
+    let t = pended(&g);
+    g.reconfigure(|c| c.rate_milli = 500).unwrap();
+    g.pend_abort(t).unwrap();
+    assert_eq!(g.query(a, T0).0.debt, SEC);
+    assert_eq!(g.decide(a, local(), T0 + SEC - 1).reason, Reason::PendDelayed);
+    assert_eq!(g.query(a, T0 + SEC - 1).0.debt, 2 * SEC + 1);
+    // Other units (1/s -> 3 M/s), the entry not touched since: still in
+    // the take's units, so the exact state before the pend comes back
+    // (and is converted at the key's next decision).
+    let g = gate(cfg.clone());
+    let t = pended(&g);
+    g.reconfigure(|c| c.rate_milli = 3_000_000_000).unwrap();
+    g.pend_abort(t).unwrap();
+    assert_eq!(g.query(a, T0).0.debt, SEC);
+    // Other units, the entry converted by a decision (refused: its token is
+    // 2 s away, beyond max_delay): nothing goes back.
+    let g = gate(cfg);
+    let t = pended(&g);
+    g.reconfigure(|c| c.rate_milli = 3_000_000_000).unwrap();
+    assert_eq!(g.decide(a, local(), T0).reason, Reason::RateExceeded);
+    g.pend_abort(t).unwrap();
+    assert_eq!(g.query(a, T0).0.debt, 2 * SEC);
+}
+
 // ---- Also: NAT64, the shard clock ---------------------------------------
 
 fn nat64(prefixes: &[&str], extra: Config) -> Gate {
