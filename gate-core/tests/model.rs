@@ -670,15 +670,15 @@ fn fastest_rates_deliver_to_a_per_tick_flood() {
 /// `b` (burst `bb`), per key or against the global bucket: drained at `a`,
 /// changed live `gap` ticks later, then asks at every time it could be
 /// admitted. Returns `(admitted at the first post-change admission time,
-/// admitted after it, span in ticks)`; `Err` if an admission took far
-/// longer than one interval.
+/// admitted after it, span in ticks, the first post-change admission
+/// time)`; `Err` if an admission took far longer than one interval.
 fn greedy_after_change(
     (a, ba): (u64, u32),
     (b, bb): (u64, u32),
     global: bool,
     gap: u64,
     n_after: usize,
-) -> Result<(u64, u64, u64), String> {
+) -> Result<(u64, u64, u64, u64), String> {
     let cfg = |rate_milli, burst| {
         if global {
             Config {
@@ -756,7 +756,7 @@ fn greedy_after_change(
             after += 1;
         }
     }
-    Ok((first, after, now - start))
+    Ok((first, after, now - start, start))
 }
 
 proptest! {
@@ -776,8 +776,24 @@ proptest! {
         global in any::<bool>(),
         gap in prop_oneof![Just(0u64), 0u64..100, 0u64..10 * TICKS_PER_SEC],
     ) {
-        let (first, after, span) =
+        let (first, after, span, start) =
             greedy_after_change((a, ba), (b, bb), global, gap, 2_000).map_err(TestCaseError::fail)?;
+        // The debt is kept (converted, rounded later, never lost): drained
+        // at t0 under `a`, the bucket's tat is t0 + ba * T_a, and under
+        // `b` the first admission is at tat - tau_b at the earliest (or,
+        // with debt beyond what `b` allows dropped, at t0 + T_b). In
+        // units of 2^-24 ticks.
+        let (ia, ib) = (Interval::of_rate_milli(a).unwrap(), Interval::of_rate_milli(b).unwrap());
+        let d = |units: u64, shift: u32| i128::from(units) << (24 - shift);
+        let t0 = i128::from(10_000_000_000u64) << 24;
+        let tat = t0 + i128::from(ba) * d(ia.units, ia.shift);
+        let tau = d((u64::from(bb) - 1) * ib.units, ib.shift).max(d((1 << ib.shift) - 1, ib.shift));
+        let earliest = tat.min(t0 + tau + d(ib.units, ib.shift)) - tau;
+        prop_assert!(
+            (i128::from(start) + 1) << 24 >= earliest,
+            "first admission under {} at {}, debt allowed it at {} at the earliest",
+            b, start, earliest >> 24
+        );
         let r = u128::from(b);
         let n = u128::from(first + after);
         let w = u128::from(span + extra_tick(b, bb));
