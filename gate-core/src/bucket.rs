@@ -374,7 +374,10 @@ mod tests {
         assert!(!g.give_back(second, second - p.t), "given back twice");
         let again = g.try_take(&p, now + TICKS_PER_SEC).unwrap();
         let _later = g.try_take(&p, now + TICKS_PER_SEC).unwrap();
-        assert!(!g.give_back(again, again - p.t), "a later take depends on it");
+        assert!(
+            !g.give_back(again, again - p.t),
+            "a later take depends on it"
+        );
         // Held (a change of units): nothing takes and nothing gives back.
         let held = g.hold();
         assert!(g.try_take(&p, now + 100 * TICKS_PER_SEC).is_none());

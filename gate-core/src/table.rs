@@ -204,35 +204,44 @@ pub(crate) fn probe(
     let mask = slots.len().wrapping_sub(1);
     let fam = family_bits(key);
     let bytes = key.bytes();
-    let mut vacant = None;
-    let mut idle = None;
-    let mut lru = (starts[0] & mask, Ticks::MAX);
+    // First the key or a vacant slot; only when both windows are full of
+    // other keys, the idle test (which reads each entry's bucket state) on
+    // slots already in cache.
     for start in starts {
         for k in 0..WINDOW {
             let i = start.wrapping_add(k) & mask;
             let Some(e) = slots.get(i) else { break };
             if !e.occupied() {
-                vacant = Some(i);
-                break;
+                return Probe::Vacant(i);
             }
             if e.holds(fam, &bytes) {
                 return Probe::Hit(i);
             }
-            if idle.is_none() && is_idle(e) {
-                idle = Some(i);
+        }
+    }
+    evict(slots, starts, is_idle)
+}
+
+/// Where a key goes when both its windows hold other keys: the first idle
+/// slot, else the least recently seen (out of line: the common decision
+/// finds its key or a vacant slot).
+#[inline(never)]
+fn evict(slots: &[Entry], starts: [usize; 2], is_idle: impl Fn(&Entry) -> bool) -> Probe {
+    let mask = slots.len().wrapping_sub(1);
+    let mut lru = (starts[0] & mask, Ticks::MAX);
+    for start in starts {
+        for k in 0..WINDOW {
+            let i = start.wrapping_add(k) & mask;
+            let Some(e) = slots.get(i) else { break };
+            if is_idle(e) {
+                return Probe::Idle(i);
             }
             if e.last < lru.1 {
                 lru = (i, e.last);
             }
         }
-        if let Some(i) = vacant {
-            return Probe::Vacant(i);
-        }
     }
-    match idle {
-        Some(i) => Probe::Idle(i),
-        None => Probe::Full(lru.0),
-    }
+    Probe::Full(lru.0)
 }
 
 /// Looks `key` up only (no placement).

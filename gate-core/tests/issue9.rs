@@ -571,7 +571,10 @@ fn abort_after_a_live_change_gives_back_only_what_the_pend_took() {
     g.reconfigure(|c| c.rate_milli = 500).unwrap();
     g.pend_abort(t).unwrap();
     assert_eq!(g.query(a, T0).0.debt, SEC);
-    assert_eq!(g.decide(a, local(), T0 + SEC - 1).reason, Reason::PendDelayed);
+    assert_eq!(
+        g.decide(a, local(), T0 + SEC - 1).reason,
+        Reason::PendDelayed
+    );
     assert_eq!(g.query(a, T0 + SEC - 1).0.debt, 2 * SEC + 1);
     // Other units (1/s -> 3 M/s), the entry not touched since: still in
     // the take's units, so the exact state before the pend comes back

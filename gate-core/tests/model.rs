@@ -723,8 +723,14 @@ fn greedy_after_change(
         }
     }
     let swap = t0 + gap;
-    g.reconfigure(|c| *c = Config { capacity: 1024, shards: 1, ..cfg(b, bb) })
-        .map_err(|e| e.to_string())?;
+    g.reconfigure(|c| {
+        *c = Config {
+            capacity: 1024,
+            shards: 1,
+            ..cfg(b, bb)
+        }
+    })
+    .map_err(|e| e.to_string())?;
     // The first admission after the change: galloping forward (what it
     // owed under `a` may take long to pay).
     let mut step = 1u64;
