@@ -594,6 +594,36 @@ fn abort_after_a_live_change_gives_back_only_what_the_pend_took() {
     assert_eq!(g.query(a, T0).0.debt, 2 * SEC);
 }
 
+/// A key in debt is not idle, whatever units its entry is still kept in:
+/// after a live change of units, entries not yet converted are judged in
+/// their own units when a new key looks for a slot (read in the new units,
+/// a debt in whole ticks would look long paid: evicted as idle, the key
+/// would come back with a full bucket).
+#[test]
+fn entries_in_older_units_in_debt_are_not_evicted_as_idle() {
+    let g = gate(small(1000, 1));
+    let key = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+    for i in 0..3000 {
+        g.decide(key(i), local(), T0);
+    }
+    g.reconfigure(|c| c.rate_milli = 3_000_000_000).unwrap();
+    let before = g.counters();
+    for i in 3000..6000 {
+        g.decide(key(i), local(), T0 + 1);
+    }
+    let after = g.counters();
+    assert_eq!(
+        after.event(Event::EvictedIdle),
+        before.event(Event::EvictedIdle)
+    );
+    assert!(after.event(Event::EvictedLru) > before.event(Event::EvictedLru));
+    // Once their debt is paid (1 s at 1/s) they are idle, in any units.
+    for i in 6000..9000 {
+        g.decide(key(i), local(), T0 + SEC + 1);
+    }
+    assert!(g.counters().event(Event::EvictedIdle) > after.event(Event::EvictedIdle));
+}
+
 // ---- Also: NAT64, the shard clock ---------------------------------------
 
 fn nat64(prefixes: &[&str], extra: Config) -> Gate {
