@@ -25,7 +25,7 @@
 //! it converts it (`time::rescale`: exact to finer units, rounded up, i.e.
 //! later, to coarser ones); the global bucket, one value, is converted by
 //! the change itself (`Gate::reconfigure`), while no decision can touch it
-//! ([`AtomicBucket::hold`]).
+//! (`AtomicBucket::hold`).
 //!
 //! **Tolerance of one tick.** A caller stamps times in whole ticks, so a
 //! SYN stamped `now` arrived somewhere in `[now, now + 1 tick)`. When

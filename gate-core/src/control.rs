@@ -230,7 +230,11 @@ impl<L: RawLock> Gate<L> {
     /// Changes the configuration live: `f` edits a copy of the one in force;
     /// the result is validated whole and swapped in atomically (every
     /// decision sees the whole old or the whole new configuration); table
-    /// state is kept. Returns the replaced configuration.
+    /// state is kept, every bucket's `tat` converted to the new rate's own
+    /// units (table entries lazily, by the decision that touches each; the
+    /// global bucket here, during which no decision takes from it: see
+    /// `bucket`). Every valid rate and burst can be set live. Returns the
+    /// replaced configuration.
     ///
     /// Errors: [`ChangeError::Config`] for a bad value,
     /// [`ChangeError::NeedsRestart`] for `capacity`, `shards`, the prefix

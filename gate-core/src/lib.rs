@@ -18,7 +18,8 @@
 //!   mix; a key counts a pend at its accept time, the global bucket when it
 //!   is decided. The configured rate is
 //!   delivered to within 2^-12 (0.025 %) over a long run, for every valid
-//!   rate ([`time::Interval`]).
+//!   rate ([`time::Interval`]), also after a live change from any rate to
+//!   any other (buckets are converted to the new rate's units: [`bucket`]).
 //! * **Aborts** give back only what no later decision depends on
 //!   ([`Gate::pend_abort`]).
 //! * **Rounding.** Every limit rounds toward its stricter side and none

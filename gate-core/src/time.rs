@@ -30,6 +30,9 @@
 //!   exactly `ban_ms`, and a rejection counts towards a ban exactly when it
 //!   falls less than `ban_window_ms` after the one that opened the window.
 //! * Tokens reported in a decision are rounded down.
+//! * A bucket time converted to coarser units (a live change to a slower
+//!   rate, see `bucket`) is rounded *up*, by less than one new unit (a
+//!   later `tat`: never a token more); to finer units it is exact.
 //!
 //! The one place where the caller's tick is taken as a span rather than an
 //! instant: a SYN stamped `now` may have arrived anywhere in `[now, now + 1
