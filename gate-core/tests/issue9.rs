@@ -624,6 +624,139 @@ fn entries_in_older_units_in_debt_are_not_evicted_as_idle() {
     assert!(g.counters().event(Event::EvictedIdle) > after.event(Event::EvictedIdle));
 }
 
+/// The global bucket's change of units while three threads decide: one
+/// thread flips the global rate between 1/s (whole ticks) and 3 M/s (2^-11
+/// tick units) 200 times. A decision that read a `tat` in the other units
+/// and wrote it back would leave the bucket days in debt or handing out
+/// bursts; held during each change, it works as configured once the debt
+/// (a time, kept across changes) is paid: 3000 per ms at 3 M/s.
+#[test]
+fn global_units_change_under_concurrent_decisions() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let cfg = |r: u64| Config {
+        global_rate_milli: r,
+        global_burst: 4,
+        ..small(10_000_000_000, 1_000_000)
+    };
+    let g = gate(cfg(1000));
+    let clock = AtomicU64::new(T0);
+    let stop = AtomicBool::new(false);
+    let decided = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for i in 0..200 {
+                let r = if i % 2 == 0 { 3_000_000_000 } else { 1000 };
+                g.reconfigure(|c| *c = cfg(r)).unwrap();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                clock.fetch_add(x % 2000, Ordering::Relaxed);
+                if x.is_multiple_of(3) {
+                    std::thread::yield_now();
+                }
+            }
+            g.reconfigure(|c| *c = cfg(3_000_000_000)).unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        for t in 0..3u8 {
+            let (g, clock, stop, decided) = (&g, &clock, &stop, &decided);
+            s.spawn(move || {
+                let mut i = 0u8;
+                let mut last = false;
+                while !last {
+                    last = stop.load(Ordering::Relaxed);
+                    i = i.wrapping_add(1);
+                    let now = clock.load(Ordering::Relaxed);
+                    g.decide(IpAddr::from([10, t, 0, i]), local(), now);
+                    decided.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert!(decided.load(Ordering::Relaxed) >= 3);
+    // Past any debt a 1/s phase can leave (burst 4: at most 4 s).
+    let t = clock.load(Ordering::Relaxed) + 5 * SEC;
+    let a = ip("192.0.2.1");
+    let n = (t..t + 10_000)
+        .filter(|&now| g.decide(a, local(), now).reason == Reason::WithinRate)
+        .count();
+    // 3000 plus what the bucket held at `t` (up to its burst of 4).
+    assert!((3000..=3004).contains(&n), "{n}");
+}
+
+/// A lock that runs a hook once, right after some later unlock (set by
+/// the test on the control path): it puts a decision exactly inside a live
+/// change's grace period.
+mod hooked {
+    use gate_core::{RawLock, SpinLock};
+    use std::cell::RefCell;
+
+    thread_local! {
+        pub static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub struct HookLock(SpinLock);
+
+    // SAFETY: mutual exclusion is `SpinLock`'s; the hook runs after the
+    // unlock, outside the lock.
+    unsafe impl RawLock for HookLock {
+        type State = ();
+        fn new() -> Self {
+            HookLock(SpinLock::new())
+        }
+        fn lock(&self) {
+            self.0.lock()
+        }
+        unsafe fn unlock(&self, _: ()) {
+            // SAFETY: the caller holds the lock.
+            unsafe { self.0.unlock(()) };
+            if let Some(f) = HOOK.with(|h| h.borrow_mut().take()) {
+                f();
+            }
+        }
+    }
+}
+
+/// A decision made while a live change converts the global bucket (after
+/// the new configuration is in force, before every shard lock has been
+/// handed off once) takes nothing from it: `GlobalLimit`. Without the hold
+/// it would read the whole-tick `tat` as 2^-11-tick units, find the bucket
+/// long full, and take a token the conversion then loses (one per decision
+/// in that window: tokens minted).
+#[test]
+fn no_global_token_is_taken_while_the_global_bucket_changes_units() {
+    use hooked::{HookLock, HOOK};
+    let cfg = Config {
+        global_rate_milli: 1000,
+        global_burst: 1,
+        ..small(10_000_000_000, 1_000_000)
+    };
+    let g: &'static Gate<HookLock> = Box::leak(Box::new(Gate::new(&cfg, [1, 2]).unwrap()));
+    let a = ip("192.0.2.1");
+    assert_eq!(g.decide(a, local(), T0).reason, Reason::WithinRate);
+    let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    let s2 = seen.clone();
+    g.reconfigure(move |c| {
+        c.global_rate_milli = 3_000_000_000;
+        // Runs after the next unlock: the first shard of the grace period
+        // (the control lock is held until the change ends).
+        HOOK.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                s2.set(Some(g.decide(ip("192.0.2.2"), local(), T0 + 1).reason));
+            }))
+        });
+    })
+    .unwrap();
+    assert_eq!(seen.get(), Some(Reason::GlobalLimit));
+    // After the change: the debt (1 s at 1/s, kept) paid, then 3 M/s.
+    assert_eq!(
+        g.decide(a, local(), T0 + SEC - 1).reason,
+        Reason::GlobalLimit
+    );
+    assert_eq!(g.decide(a, local(), T0 + SEC).reason, Reason::WithinRate);
+}
+
 // ---- Also: NAT64, the shard clock ---------------------------------------
 
 fn nat64(prefixes: &[&str], extra: Config) -> Gate {
