@@ -68,8 +68,9 @@ pub(crate) struct BucketParams {
 /// integers using multiplication", PLDI 1994, Thm 4.2, with the dividend
 /// bounded by `cap`). [`PerMille::new`] checks that bound for `cap` once
 /// per configuration; where it fails (a bucket with `t <= 1000` units, or
-/// `cap * 1000` beyond `u64`, possible only after a live rate change that
-/// kept small units) `magic` is 0 and `tokens_milli` divides.
+/// `cap * 1000` beyond `u64`: no valid configuration builds one, since every
+/// bucket is built in its own rate's units, but the check stays) `magic` is
+/// 0 and `tokens_milli` divides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PerMille {
     /// `ceil(1000 * 2^(64 + shift) / t)`, or 0: divide instead.

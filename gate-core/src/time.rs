@@ -102,9 +102,10 @@ impl Interval {
     }
 
     /// The interval for `rate_milli` in units of `2^-shift` ticks (a given
-    /// `shift`, 0..=12: a live rate change keeps the running bucket's units
-    /// so its state stays valid), rounded up. `None` for a rate of 0 or
-    /// above 10^10, or a shift above 12.
+    /// `shift`, 0..=12, rather than the rate's own: the engine uses
+    /// [`Self::of_rate_milli`] at start and at every live change, and
+    /// converts kept times with [`Self::rescale`]), rounded up. `None` for
+    /// a rate of 0 or above 10^10, or a shift above 12.
     pub const fn with_shift(rate_milli: u64, shift: u32) -> Option<Interval> {
         const NUM: u64 = TICKS_PER_SEC * 1000;
         if shift > INTERVAL_PRECISION_BITS || rate_milli == 0 || rate_milli > NUM {
