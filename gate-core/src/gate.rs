@@ -554,7 +554,13 @@ impl<L: RawLock> Gate<L> {
         };
         match p.key.take(e.tat, now_u) {
             Take::Ok(next) => {
-                if global().is_err() {
+                // The global token, if a global limit is on (the closure
+                // above is the pend path's).
+                let taken = match &p.global {
+                    None => true,
+                    Some(g) => self.global.0.try_take(g, now).is_some(),
+                };
+                if !taken {
                     return Outcome {
                         reason: Reason::GlobalLimit,
                         tokens_milli: p.key.tokens_milli(e.tat, now_u),
