@@ -7,7 +7,8 @@
 //! | `driver` | builds gate.sys (and gate.pdb) for x86_64-pc-windows-msvc |
 //! | `package` | the Windows operator's package (gate.sys, INF, install/uninstall scripts, guide) and its zip |
 //!
-//! Each command lives in its own module; `deps` installs the Debian packages
+//! Each command lives in its own module; `wine` is the Wine session the
+//! driver's, the package's and the demo's Wine runs share; `deps` installs the Debian packages
 //! a command needs (when root) or names exactly what is missing.
 
 mod ci;
@@ -16,6 +17,7 @@ mod deps;
 mod driver;
 mod leakcheck;
 mod package;
+mod wine;
 
 use clap::{Parser, Subcommand};
 

@@ -196,16 +196,16 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     std::fs::write(out.join("scenario.toml"), scenario::SCENARIO_TOML)?;
 
     println!("gate demo: the driver's code (gate-sim on gate-usersim) in front of nginx, real SYNs through NFQUEUE\n");
-    let net = topology::Net::up()?;
+    let net = topology::Net::up(topology::NAME)?;
     let site = topology::site();
-    let mut nginx = topology::Nginx::start(&out.join("backend"), &site)?;
+    let mut nginx = topology::Nginx::start(&out.join("backend"), &site, net.backend_ns())?;
     println!(
         "namespaces: clients {} (sources {}), gate {} ({}), backend {} (nginx {} pid {}, PROXY protocol on)",
         net.client_ns(),
         net.topo.sources_cidr(),
         net.gate_ns(),
         topology::GATE_ADDR,
-        topology::BACKEND_NS,
+        net.backend_ns(),
         topology::BACKEND_ADDR,
         nginx.pid()
     );
@@ -227,12 +227,9 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         topology::BACKEND_ADDR,
         if relay { "" } else { " (NOT IN THIS BUILD)" }
     );
-    let ctl = control::Gatectl {
-        bin: gatectl_bin,
-        socket: sim.control.clone(),
-    };
+    let ctl = control::Gatectl::native(gatectl_bin, sim.control.clone());
     let t0 = Instant::now();
-    ctl.wait_ready(t0)?;
+    ctl.wait_ready(t0, Duration::from_secs(5))?;
 
     // The load, the pages and the live changes, all from t0.
     println!(
@@ -259,9 +256,9 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         .context("starting gate-load")?;
     let pages_thread = {
         let (plan, site) = (plan.clone(), site.clone());
-        load_tests::topology::in_netns(&net.client_ns(), move || Ok(pages::run(&plan, &site, t0)))?
+        load_tests::topology::in_netns(&net.client_ns(), move || Ok(pages::run(&plan, &site, t0, pages::ReadTo::Eof)))?
     };
-    let steps = control::run_live(&ctl, &live, &live.greedy.to_string(), t0);
+    let steps = control::run_live(&ctl, &live, &live.greedy.to_string(), t0, 0.2);
     let load_status = loop {
         if let Some(s) = load.try_wait()? {
             break s;
@@ -298,7 +295,11 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         .groups
         .push(summary::pages_group(&fetches, &intended));
     report.derive_stats();
-    let model = scenario::model(&sc, &policy, &live, &plan);
+    let (early, late) = match &steps {
+        Ok(s) => control::effect_window(s, &live),
+        Err(_) => (live.clone(), live.clone()),
+    };
+    let model = scenario::model_window(&sc, &policy, &early, &late, &plan);
     let verdicts = summary::verdicts(&report, &model);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
     let (etw_names, etw_reasons, etw_bad) = summary::etw_counts(&events)?;

@@ -121,6 +121,71 @@ pub fn scenario() -> Result<Scenario> {
     Scenario::parse(SCENARIO_TOML).context("the demo's scenario.toml")
 }
 
+/// How long a post-accept client waits after its handshake for the gate to
+/// close the connection (gate-load's `confirm_ms`): a connection still open
+/// then was accepted, one closed or reset before was refused after the
+/// handshake (the driver's post-accept rejection).
+pub const POST_ACCEPT_CONFIRM_MS: i64 = 1000;
+
+/// The scenario for a gate in post-accept mode (gate.sys under Wine): the
+/// same groups without the syn-flood ones (their spoofed SYNs never
+/// complete a handshake, so the driver never sees them), with a confirm
+/// window ([`POST_ACCEPT_CONFIRM_MS`]). Returns the TOML text and the
+/// names of the groups left out.
+pub fn post_accept_scenario() -> Result<(String, Vec<String>)> {
+    let mut t: toml::Table = toml::from_str(SCENARIO_TOML).context("the demo's scenario.toml")?;
+    let mut left_out = Vec::new();
+    if let Some(toml::Value::Array(groups)) = t.get_mut("group") {
+        groups.retain(|g| {
+            let flood = g.get("kind").and_then(|k| k.as_str()) == Some("syn-flood");
+            if flood {
+                left_out.push(g.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string());
+            }
+            !flood
+        });
+    }
+    t.insert("name".into(), toml::Value::String("gate-demo-wine".into()));
+    t.insert(
+        "confirm_ms".into(),
+        toml::Value::Integer(POST_ACCEPT_CONFIRM_MS),
+    );
+    let text = format!(
+        "# Written by cargo xtask demo --wine from xtask/src/demo/scenario.toml: the same\n\
+         # groups without {left_out:?} (spoofed SYNs never reach a post-accept gate),\n\
+         # and a confirm window: a connection the gate closes within it was refused.\n{}",
+        toml::to_string(&t).context("writing the post-accept scenario")?
+    );
+    Scenario::parse(&text).context("the post-accept scenario")?;
+    Ok((text, left_out))
+}
+
+/// The model with each live change anywhere between its call's start
+/// (`early`) and return (`late`): the model's count at the midpoint, and
+/// the union of the intervals at the three times (a group's count moves
+/// monotonically with the time of a change: an earlier unban or rate
+/// raise admits at least as much, so the ends bound every time between).
+pub fn model_window(
+    sc: &Scenario,
+    p: &Policy,
+    early: &Live,
+    late: &Live,
+    pages: &PagePlan,
+) -> Vec<Expectation> {
+    let mid = Live {
+        unban_at_s: (early.unban_at_s + late.unban_at_s) / 2.0,
+        set_rate_at_s: (early.set_rate_at_s + late.set_rate_at_s) / 2.0,
+        ..early.clone()
+    };
+    let mut v = model(sc, p, &mid, pages);
+    for other in [model(sc, p, early, pages), model(sc, p, late, pages)] {
+        for (e, o) in v.iter_mut().zip(other) {
+            e.lo = e.lo.min(o.lo);
+            e.hi = e.hi.max(o.hi);
+        }
+    }
+    v
+}
+
 /// Tolerance of one group's interval.
 #[derive(Clone, Copy, Debug)]
 pub struct Tolerance {
