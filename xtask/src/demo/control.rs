@@ -49,7 +49,10 @@ impl Gatectl {
     }
 
     /// Any other way of reaching the driver (gatectl.exe under Wine).
-    pub fn from_command(program: String, command: Box<dyn Fn() -> Command + Send + Sync>) -> Gatectl {
+    pub fn from_command(
+        program: String,
+        command: Box<dyn Fn() -> Command + Send + Sync>,
+    ) -> Gatectl {
         Gatectl { command, program }
     }
 

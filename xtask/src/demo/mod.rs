@@ -26,6 +26,7 @@ mod pages;
 mod scenario;
 mod summary;
 mod topology;
+mod wine;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -99,7 +100,7 @@ fn utc_stamp() -> String {
 
 pub fn run(args: Args) -> Result<()> {
     if args.wine {
-        bail!("cargo xtask demo --wine is not built yet: run `cargo xtask demo` (the Linux front) or `cargo xtask driver --wine-test` (gate.sys under Wine)");
+        return wine_main(args.out);
     }
     if args.in_process {
         return inprocess::run(args.seed);
@@ -114,13 +115,36 @@ pub fn run(args: Args) -> Result<()> {
     }
     deps::ensure("the demo", DEMO_PACKAGES)?;
     build()?;
-    let out = args
-        .out
-        .unwrap_or_else(|| target_dir().join("demo").join(utc_stamp()));
+    finish(args.out, real_demo)
+}
+
+/// `--wine`: builds gate.sys, gatectl.exe and gate-load, then runs
+/// [`wine::run`]. Needs root (namespaces) like the root demo.
+fn wine_main(out: Option<PathBuf>) -> Result<()> {
+    if !deps::is_root() {
+        bail!("cargo xtask demo --wine needs root: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine)");
+    }
+    deps::ensure("the demo", DEMO_PACKAGES)?;
+    deps::ensure("the demo under Wine", crate::wine::PKGS)?;
+    let gate_sys = crate::driver::build(crate::driver::Profile::Release)?.sys;
+    let gatectl_exe = crate::driver::build_gatectl(crate::driver::Profile::Release)?;
+    build()?;
+    let b = wine::Builds {
+        gate_sys,
+        gatectl_exe,
+        gate_load: control::binary(&target_dir(), "gate-load")?,
+    };
+    finish(out, |o| wine::run(o, &b))
+}
+
+/// Makes the output folder, runs `demo` in it, prints how long it took and
+/// the folder's path as the last line, and exits 1 on any failure.
+fn finish(out: Option<PathBuf>, demo: impl FnOnce(&Path) -> Result<Vec<String>>) -> Result<()> {
+    let out = out.unwrap_or_else(|| target_dir().join("demo").join(utc_stamp()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;
     let started = Instant::now();
-    let r = real_demo(&out);
+    let r = demo(&out);
     println!(
         "\ndemo ran in {:.1} s (after the build)",
         started.elapsed().as_secs_f64()
@@ -182,6 +206,84 @@ fn has_relay(gate_sim: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// What the traffic phase produced.
+struct Traffic {
+    /// The load's start: every time in the report is from here.
+    t0: Instant,
+    load_status: std::process::ExitStatus,
+    fetches: Vec<pages::Fetch>,
+    steps: Result<Vec<control::Step>>,
+}
+
+/// The load, the pages and the live changes, all from one start: gate-load
+/// with `out/scenario.toml` from `client_ns` (report `out/gate-load.json`),
+/// the page fetches from the same namespace on their own thread, and the
+/// gatectl steps (each key queried `lead_s` before its change) on this
+/// one. Returns once gate-load exits (killed after 90 s).
+#[allow(clippy::too_many_arguments)]
+fn run_traffic(
+    client_ns: &str,
+    gate_load: &Path,
+    out: &Path,
+    sc: &load_tests::scenario::Scenario,
+    plan: &scenario::PagePlan,
+    site: &[topology::Page],
+    ctl: &control::Gatectl,
+    live: &scenario::Live,
+    lead_s: f64,
+    read_to: pages::ReadTo,
+) -> Result<Traffic> {
+    println!(
+        "running: {} attempts from gate-load, {} page fetches, live changes at {} s and {} s ...",
+        sc.total_attempts(),
+        plan.schedule().len(),
+        live.unban_at_s,
+        live.set_rate_at_s
+    );
+    let load_log = std::fs::File::create(out.join("gate-load.log"))?;
+    let t0 = Instant::now();
+    let mut load = Command::new("ip")
+        .args(["netns", "exec", client_ns])
+        .arg(gate_load)
+        .args(["run", "--quiet", "--scenario"])
+        .arg(out.join("scenario.toml"))
+        .arg("--json")
+        .arg(out.join("gate-load.json"))
+        .stdin(Stdio::null())
+        .stdout(load_log.try_clone()?)
+        .stderr(load_log)
+        .spawn()
+        .context("starting gate-load")?;
+    let pages_thread = {
+        let (plan, site) = (plan.clone(), site.to_vec());
+        load_tests::topology::in_netns(client_ns, move || {
+            Ok(pages::run(&plan, &site, t0, read_to))
+        })?
+    };
+    let steps = control::run_live(ctl, live, &live.greedy.to_string(), t0, lead_s);
+    let load_status = loop {
+        if let Some(s) = load.try_wait()? {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(90) {
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(load.id() as i32, libc::SIGKILL) };
+            let _ = load.wait();
+            bail!("gate-load did not finish within 90 s (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let fetches = pages_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the page fetcher panicked"))??;
+    Ok(Traffic {
+        t0,
+        load_status,
+        fetches,
+        steps,
+    })
+}
+
 /// Runs the demo; returns the failures (empty: PASS).
 fn real_demo(out: &Path) -> Result<Vec<String>> {
     let t = target_dir();
@@ -198,7 +300,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     println!("gate demo: the driver's code (gate-sim on gate-usersim) in front of nginx, real SYNs through NFQUEUE\n");
     let net = topology::Net::up(topology::NAME)?;
     let site = topology::site();
-    let mut nginx = topology::Nginx::start(&out.join("backend"), &site, net.backend_ns())?;
+    let mut nginx = topology::Nginx::start(&out.join("backend"), &site, net.backend_ns(), 60)?;
     println!(
         "namespaces: clients {} (sources {}), gate {} ({}), backend {} (nginx {} pid {}, PROXY protocol on)",
         net.client_ns(),
@@ -228,52 +330,25 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         if relay { "" } else { " (NOT IN THIS BUILD)" }
     );
     let ctl = control::Gatectl::native(gatectl_bin, sim.control.clone());
-    let t0 = Instant::now();
-    ctl.wait_ready(t0, Duration::from_secs(5))?;
+    ctl.wait_ready(Instant::now(), Duration::from_secs(5))?;
 
-    // The load, the pages and the live changes, all from t0.
-    println!(
-        "running: {} attempts from gate-load, {} page fetches, live changes at {} s and {} s ...",
-        sc.total_attempts(),
-        plan.schedule().len(),
-        live.unban_at_s,
-        live.set_rate_at_s
-    );
-    let load_json = out.join("gate-load.json");
-    let load_log = std::fs::File::create(out.join("gate-load.log"))?;
-    let t0 = Instant::now();
-    let mut load = Command::new("ip")
-        .args(["netns", "exec", &net.client_ns()])
-        .arg(&gate_load)
-        .args(["run", "--quiet", "--scenario"])
-        .arg(out.join("scenario.toml"))
-        .arg("--json")
-        .arg(&load_json)
-        .stdin(Stdio::null())
-        .stdout(load_log.try_clone()?)
-        .stderr(load_log)
-        .spawn()
-        .context("starting gate-load")?;
-    let pages_thread = {
-        let (plan, site) = (plan.clone(), site.clone());
-        load_tests::topology::in_netns(&net.client_ns(), move || Ok(pages::run(&plan, &site, t0, pages::ReadTo::Eof)))?
-    };
-    let steps = control::run_live(&ctl, &live, &live.greedy.to_string(), t0, 0.2);
-    let load_status = loop {
-        if let Some(s) = load.try_wait()? {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(90) {
-            // SAFETY: kill(2) on our own child's PID.
-            unsafe { libc::kill(load.id() as i32, libc::SIGKILL) };
-            let _ = load.wait();
-            bail!("gate-load did not finish within 90 s (killed)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let fetches = pages_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the page fetcher panicked"))??;
+    let Traffic {
+        t0,
+        load_status,
+        fetches,
+        steps,
+    } = run_traffic(
+        &net.client_ns(),
+        &gate_load,
+        out,
+        &sc,
+        &plan,
+        &site,
+        &ctl,
+        &live,
+        0.2,
+        pages::ReadTo::Eof,
+    )?;
     let finals = control::final_reads(&ctl, t0);
     let events = sim.events.clone();
     let sim_report = sim.stop()?;
@@ -289,7 +364,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     }
 
     // Results.
-    let mut report = load_tests::report::Report::load(&load_json)?;
+    let mut report = load_tests::report::Report::load(&out.join("gate-load.json"))?;
     let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
     report
         .groups
@@ -321,7 +396,8 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         }
     };
     println!("\nrelay (pages through the gate to nginx):");
-    print!("{}", summary::pages_text(&pages_sum, &sim_report));
+    print!("{}", summary::pages_text(&pages_sum));
+    print!("{}", summary::sim_sockets_text(&sim_report));
     println!(
         "  the relay's ETW events: {} opened, {} closed, {} failed; {} bytes to the backend, {} to clients; causes {:?}",
         relay_sum.opened,

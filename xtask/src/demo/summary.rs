@@ -339,13 +339,12 @@ pub fn counts_table(title: &str, m: &BTreeMap<String, u64>) -> String {
     t.to_string()
 }
 
-/// The pages line.
-pub fn pages_text(p: &PagesSummary, sim: &SimReport) -> String {
+/// The pages lines.
+pub fn pages_text(p: &PagesSummary) -> String {
     format!(
         "  {} fetches: {} connected ({} refused, {} timed out); {} bodies verified byte for byte ({} bytes), {} wrong or short\n  \
          nginx logged {} of the verified fetches with the client's own address from the PROXY header ({} missing)\n  \
-         latency (intended start to last byte) p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n  \
-         gate-sim's real sockets: bytes_in={} bytes_out={} connects={} handshakes={}\n",
+         latency (intended start to last byte) p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
         p.attempts,
         p.connected,
         p.refused,
@@ -359,6 +358,13 @@ pub fn pages_text(p: &PagesSummary, sim: &SimReport) -> String {
         p.latency_ms.p90,
         p.latency_ms.p99,
         p.latency_ms.max,
+    )
+}
+
+/// gate-sim's real-socket counters line.
+pub fn sim_sockets_text(sim: &SimReport) -> String {
+    format!(
+        "  gate-sim's real sockets: bytes_in={} bytes_out={} connects={} handshakes={}\n",
         sim.real.get("bytes_in").map_or("?", String::as_str),
         sim.real.get("bytes_out").map_or("?", String::as_str),
         sim.real.get("connects").map_or("?", String::as_str),

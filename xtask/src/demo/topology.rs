@@ -133,8 +133,9 @@ pub struct Nginx {
 
 /// The nginx configuration: PROXY protocol on the listener, the client's
 /// real address ($proxy_protocol_addr) and the relay's ($remote_addr) in
-/// the access log.
-pub fn nginx_conf(dir: &Path) -> String {
+/// the access log. `header_timeout_s`: nginx's `client_header_timeout`
+/// (its default is 60 s).
+pub fn nginx_conf(dir: &Path, header_timeout_s: u32) -> String {
     let d = dir.display();
     format!(
         r#"# Written by cargo xtask demo.
@@ -156,6 +157,7 @@ http {{
         root {d}/site;
         access_log {d}/access.log demo;
         keepalive_timeout 0;
+        client_header_timeout {header_timeout_s}s;
     }}
 }}
 "#
@@ -165,8 +167,9 @@ http {{
 impl Nginx {
     /// Writes the site and the configuration under `dir` and starts nginx
     /// (in the foreground, so the process we hold is its master) in the
-    /// backend namespace `netns`; waits until it answers on its port.
-    pub fn start(dir: &Path, pages: &[Page], netns: &str) -> Result<Nginx> {
+    /// backend namespace `netns` with `client_header_timeout` =
+    /// `header_timeout_s`; waits until it answers on its port.
+    pub fn start(dir: &Path, pages: &[Page], netns: &str, header_timeout_s: u32) -> Result<Nginx> {
         let site = dir.join("site");
         for p in pages {
             let f = site.join(p.path.trim_start_matches('/'));
@@ -179,7 +182,7 @@ impl Nginx {
         // nginx's workers run as an unprivileged user: the site must be readable.
         sh(&["chmod", "-R", "a+rX", &dir.display().to_string()])?;
         let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir))?;
+        std::fs::write(&conf, nginx_conf(dir, header_timeout_s))?;
         let test = Command::new("ip")
             .args(["netns", "exec", netns, "nginx", "-t", "-q", "-c"])
             .arg(&conf)
@@ -317,7 +320,7 @@ mod tests {
         assert_eq!(s.len(), 4);
         assert_eq!(s[3].body.len(), 1 << 20);
         assert_ne!(s[1].body[..1024], s[2].body[..1024]);
-        let conf = nginx_conf(Path::new("/tmp/x"));
+        let conf = nginx_conf(Path::new("/tmp/x"), 60);
         assert!(
             conf.contains("listen 10.78.0.2:8081 proxy_protocol;"),
             "{conf}"
