@@ -22,6 +22,7 @@
 mod control;
 mod gatesim;
 pub mod inprocess;
+mod lag;
 mod pages;
 mod scenario;
 mod summary;
@@ -219,9 +220,11 @@ struct Traffic {
 /// with `out/scenario.toml` from `client_ns` (report `out/gate-load.json`),
 /// the page fetches from the same namespace on their own thread, and the
 /// gatectl steps (each key queried `lead_s` before its change) on this
-/// one. Returns once gate-load exits (killed after 90 s).
+/// one, all timed from `t0` (now). Returns once gate-load exits (killed
+/// after 90 s).
 #[allow(clippy::too_many_arguments)]
 fn run_traffic(
+    t0: Instant,
     client_ns: &str,
     gate_load: &Path,
     out: &Path,
@@ -241,7 +244,6 @@ fn run_traffic(
         live.set_rate_at_s
     );
     let load_log = std::fs::File::create(out.join("gate-load.log"))?;
-    let t0 = Instant::now();
     let mut load = Command::new("ip")
         .args(["netns", "exec", client_ns])
         .arg(gate_load)
@@ -338,6 +340,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         fetches,
         steps,
     } = run_traffic(
+        Instant::now(),
         &net.client_ns(),
         &gate_load,
         out,

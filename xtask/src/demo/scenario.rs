@@ -163,7 +163,11 @@ pub fn post_accept_scenario() -> Result<(String, Vec<String>)> {
             !flood
         });
         for g in groups.iter_mut() {
-            let name = g.get("name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+            let name = g
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("")
+                .to_string();
             let Some(t) = g.as_table_mut() else { continue };
             for (_, key, value) in POST_ACCEPT_CHANGES.iter().filter(|c| c.0 == name) {
                 let v = match value.parse::<i64>() {
@@ -202,13 +206,38 @@ pub fn model_window(
     late: &Live,
     pages: &PagePlan,
 ) -> Vec<Expectation> {
+    model_window_delayed(sc, p, early, late, pages, None)
+}
+
+/// [`model_window`], and with `delay` (a post-accept gate's measured
+/// decision lag) the union with the same three models replayed at the
+/// delayed decision times; the count shown is the delayed midpoint's.
+pub fn model_window_delayed(
+    sc: &Scenario,
+    p: &Policy,
+    early: &Live,
+    late: &Live,
+    pages: &PagePlan,
+    delay: Option<&dyn Fn(f64) -> f64>,
+) -> Vec<Expectation> {
     let mid = Live {
         unban_at_s: (early.unban_at_s + late.unban_at_s) / 2.0,
         set_rate_at_s: (early.set_rate_at_s + late.set_rate_at_s) / 2.0,
         ..early.clone()
     };
-    let mut v = model(sc, p, &mid, pages);
-    for other in [model(sc, p, early, pages), model(sc, p, late, pages)] {
+    let zero = |_: f64| 0.0;
+    let d: &dyn Fn(f64) -> f64 = delay.unwrap_or(&zero);
+    let mut v = model_delayed(sc, p, &mid, pages, d);
+    let mut others = vec![
+        model_delayed(sc, p, early, pages, d),
+        model_delayed(sc, p, late, pages, d),
+    ];
+    if delay.is_some() {
+        for l in [&mid, early, late] {
+            others.push(model(sc, p, l, pages));
+        }
+    }
+    for other in others {
         for (e, o) in v.iter_mut().zip(other) {
             e.lo = e.lo.min(o.lo);
             e.hi = e.hi.max(o.hi);
@@ -306,21 +335,37 @@ fn jitter(group: usize, i: u64) -> f64 {
 /// Replays the load and the page fetches through the policy with the live
 /// changes; returns one expectation per scenario group, then the pages group.
 pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Expectation> {
-    // Every attempt: (time s, group index, source).
-    let mut events: Vec<(f64, usize, IpAddr)> = Vec::new();
+    model_delayed(sc, p, live, pages, &|_| 0.0)
+}
+
+/// [`model`] with every attempt decided `delay(t)` seconds after its
+/// intended time `t` (a post-accept gate's measured decision lag, see
+/// lag.rs); the live changes stay at their own times, and the expected
+/// counts per second stay by intended second.
+pub fn model_delayed(
+    sc: &Scenario,
+    p: &Policy,
+    live: &Live,
+    pages: &PagePlan,
+    delay: &dyn Fn(f64) -> f64,
+) -> Vec<Expectation> {
+    // Every attempt: (decision time s, group index, source, intended time s).
+    let mut events: Vec<(f64, usize, IpAddr, f64)> = Vec::new();
     for (gi, g) in sc.groups.iter().enumerate() {
         for i in 0..g.count {
-            events.push((
-                g.intended_ns(i) as f64 / 1e9 + jitter(gi, i),
-                gi,
-                g.source(i),
-            ));
+            let t = g.intended_ns(i) as f64 / 1e9;
+            events.push((t + jitter(gi, i) + delay(t), gi, g.source(i), t));
         }
     }
     let pages_gi = sc.groups.len();
     for (t, c) in pages.schedule() {
         if let Some(a) = pages.clients.get(c) {
-            events.push((t + jitter(pages_gi, t.to_bits()), pages_gi, IpAddr::V4(*a)));
+            events.push((
+                t + jitter(pages_gi, t.to_bits()) + delay(t),
+                pages_gi,
+                IpAddr::V4(*a),
+                t,
+            ));
         }
     }
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -335,7 +380,7 @@ pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Ex
     let mut keys: HashMap<IpAddr, KeyState> = HashMap::new();
     let mut global_tat = 0.0f64;
     let mut unbanned = false;
-    for &(t, gi, src) in &events {
+    for &(t, gi, src, intended) in &events {
         if !unbanned && t >= live.unban_at_s {
             unbanned = true;
             if let Some(k) = keys.get_mut(&IpAddr::V4(live.unban)) {
@@ -397,7 +442,7 @@ pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Ex
         };
         if ok {
             accepted[gi] += 1;
-            let sec = t as usize;
+            let sec = intended as usize;
             let v = &mut per_second[gi];
             if v.len() <= sec {
                 v.resize(sec + 1, 0);

@@ -42,7 +42,7 @@
 
 use super::control::{self, Gatectl};
 use super::scenario::{self, PAGES_GROUP};
-use super::{gatesim, pages, summary, topology, Traffic};
+use super::{gatesim, lag, pages, summary, topology, Traffic};
 use crate::wine::{self, Session};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -68,6 +68,11 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// while the relay waits for nginx (a relay ends when both directions did).
 /// nginx ends those connections itself after this, and so the relays.
 const NGINX_HEADER_TIMEOUT_S: u32 = 2;
+
+/// The decision-lag probe's source (on the deny list, 10.77.131.0/24, so
+/// it takes no token) and period.
+const LAG_PROBE_SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 77, 131, 2);
+const LAG_PROBE_EVERY_S: f64 = 0.25;
 
 /// The driver's accept reasons (gate_core::Reason names): the rest refuse.
 const ACCEPT_REASONS: [&str; 4] = [
@@ -228,8 +233,20 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         scenario::POST_ACCEPT_CONFIRM_MS
     );
 
+    // The decision-lag probe, from a deny-listed source of its own.
+    let t0 = Instant::now();
+    let probe = load_tests::topology::in_netns(&net.client_ns(), move || {
+        Ok(lag::run(
+            LAG_PROBE_SOURCE,
+            topology::GATE_ADDR,
+            LAG_PROBE_EVERY_S,
+            21.0,
+            t0,
+        ))
+    });
     // Each key is queried before its change, one call's time ahead.
     let traffic = super::run_traffic(
+        t0,
         &net.client_ns(),
         &b.gate_load,
         out,
@@ -241,6 +258,13 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         (call_s * 1.5).max(0.2),
         pages::ReadTo::ContentLength,
     );
+    let lag_samples = match probe {
+        Ok(h) => h
+            .join()
+            .map_err(|_| anyhow::anyhow!("the lag probe panicked"))
+            .and_then(|r| r),
+        Err(e) => Err(e),
+    };
     let Traffic {
         t0,
         load_status,
@@ -299,7 +323,12 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         Ok(s) => control::effect_window(s, &live),
         Err(_) => (live.clone(), live.clone()),
     };
-    let model = scenario::model_window(&sc, &policy, &early, &late, &plan);
+    let lag_samples = lag_samples.unwrap_or_else(|e| {
+        println!("decision-lag probe failed: {e:#}");
+        Vec::new()
+    });
+    let delay = |t: f64| lag::lag_at(&lag_samples, t);
+    let model = scenario::model_window_delayed(&sc, &policy, &early, &late, &plan, Some(&delay));
     let verdicts = summary::verdicts(&report, &model);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
     let plots = summary::plots(&report, &model, out)?;
@@ -310,7 +339,12 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     for g in &left_out {
         println!("{g}: not applicable (not run): spoofed SYNs never reach a post-accept gate");
     }
-    println!("model: the documented policy replayed at every attempt's intended time (GCRA per key and global, bans, lists, the live changes anywhere within their gatectl.exe call); interval = model ± (5 % + 3), bans ± (10 % + 5), lists exact");
+    let (lag50, lag99, lag_max, lag_failed) = lag::summary(&lag_samples);
+    println!("model: the documented policy replayed at every attempt's intended time and again at that time plus the measured decision lag (GCRA per key and global, bans, lists, the live changes anywhere within their gatectl.exe call); interval = the union, ± (5 % + 3), bans ± (10 % + 5), lists exact");
+    println!(
+        "decision lag (a deny-listed probe from {LAG_PROBE_SOURCE} every {LAG_PROBE_EVERY_S} s, handshake to the gate's close): p50 {lag50:.1} ms, p99 {lag99:.1} ms, max {lag_max:.1} ms; {lag_failed} of {} probes saw no close",
+        lag_samples.len()
+    );
     println!("\nlive changes (gatectl.exe under Wine, through the driver's control device):");
     let steps_ok = match &steps {
         Ok(s) => {
@@ -358,10 +392,13 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     let driver_accepted: u64 = ACCEPT_REASONS.iter().map(|r| n(decisions, r)).sum();
     let groups = || report.groups.iter().filter(|g| g.name != PAGES_GROUP);
     use load_tests::report::Outcome;
+    // The lag probes that saw their close were decided (refused) too.
+    let probes_decided = lag_samples.iter().filter(|s| s.lag_ms.is_some()).count() as u64;
     let handshakes: u64 = groups()
         .map(|g| g.counts.get(Outcome::Accepted) + g.counts.get(Outcome::Closed))
         .sum::<u64>()
-        + pages_sum.connected;
+        + pages_sum.connected
+        + probes_decided;
     let client_accepted: u64 = groups()
         .map(|g| g.counts.get(Outcome::Accepted))
         .sum::<u64>()
@@ -369,7 +406,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     let close = |a: u64, b: u64| a.abs_diff(b) * 200 <= a.max(b); // within 0.5 %
     let accounting_ok = close(handshakes, decided) && close(client_accepted, driver_accepted);
     println!(
-        "\naccounting: {handshakes} connections completed a handshake, the driver decided {decided}; clients saw {client_accepted} accepted, the driver accepted {driver_accepted}: {}",
+        "\naccounting: {handshakes} connections completed a handshake (with {probes_decided} lag probes), the driver decided {decided}; clients saw {client_accepted} accepted, the driver accepted {driver_accepted}: {}",
         if accounting_ok { "PASS (within 0.5 %)" } else { "FAIL" }
     );
 
@@ -483,6 +520,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         })).collect::<Vec<_>>(),
         "confirm_ms": scenario::POST_ACCEPT_CONFIRM_MS,
         "scaled_down": scenario::POST_ACCEPT_CHANGES,
+        "decision_lag": { "p50_ms": lag50, "p99_ms": lag99, "max_ms": lag_max, "failed": lag_failed, "samples": &lag_samples },
         "policy": format!("{policy:?}"),
         "live": format!("{live:?}"),
         "groups": verdicts,
