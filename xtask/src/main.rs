@@ -2,7 +2,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `demo` | the main job: real clients, the driver's code (gate-sim) and nginx in namespaces, checked against the model (as root; otherwise the in-process gate-core demo) |
+//! | `demo` | the main job: real clients, the driver's code (gate-sim) and nginx in namespaces, checked against the model (as root; otherwise the in-process gate-core demo); `--wine`: the same clients against the shipped gate.sys under Wine |
 //! | `ci` | every check and test (what CI runs) |
 //! | `driver` | builds gate.sys (and gate.pdb) for x86_64-pc-windows-msvc |
 //! | `package` | the Windows operator's package (gate.sys, INF, install/uninstall scripts, guide) and its zip |

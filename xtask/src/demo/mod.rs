@@ -18,6 +18,11 @@
 //!
 //! Without root (no namespaces) it says so and runs the in-process gate-core
 //! demo ([`inprocess`]) instead.
+//!
+//! `--wine` ([`wine`]): the same kinds of clients against the shipped
+//! gate.sys under Wine (post-accept mode), relaying to the same nginx,
+//! gatectl.exe for the live changes, the decision lag measured by a probe
+//! ([`lag`]).
 
 mod control;
 mod gatesim;
@@ -47,8 +52,9 @@ pub struct Args {
     /// target/demo/<UTC time>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// The same clients against the shipped gate.sys under Wine.
-    #[arg(long)]
+    /// The same clients against the shipped gate.sys under Wine (post-accept
+    /// mode), relaying to the same nginx, with gatectl.exe (as root).
+    #[arg(long, conflicts_with = "in_process")]
     wine: bool,
 }
 
