@@ -39,14 +39,20 @@ static ROUTINE: AtomicUsize = AtomicUsize::new(0);
 static QPC_FREQUENCY: AtomicU64 = AtomicU64::new(0);
 
 /// 100 ns ticks in `counts` of a counter running at `frequency` counts per
-/// second (`frequency` > 0), without overflow for any `counts`: whole
-/// seconds, then the remainder (< `frequency`, so `rem * 10^7` fits for any
-/// frequency below 1.8e12 Hz). Integer only (no floating point in the driver).
+/// second, without overflow for any `counts`: whole seconds, then the
+/// remainder (< `frequency`, so `rem * 10^7` fits for any frequency below
+/// 1.8e12 Hz); saturates at u64::MAX, and is 0 for a zero frequency.
+/// Integer only (no floating point in the driver).
 pub const fn counts_to_100ns(counts: u64, frequency: u64) -> u64 {
-    let secs = counts / frequency;
-    let rem = counts % frequency;
-    secs.saturating_mul(10_000_000)
-        .saturating_add(rem.saturating_mul(10_000_000) / frequency)
+    let (Some(secs), Some(rem)) = (counts.checked_div(frequency), counts.checked_rem(frequency))
+    else {
+        return 0;
+    };
+    let frac = match rem.saturating_mul(10_000_000).checked_div(frequency) {
+        Some(f) => f,
+        None => 0,
+    };
+    secs.saturating_mul(10_000_000).saturating_add(frac)
 }
 
 /// Resolves the clock routine (PASSIVE_LEVEL, from DriverEntry).
@@ -120,9 +126,7 @@ pub fn now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::counts_to_100ns;
-    use std::vec;
 
     /// Against exact 128-bit arithmetic, over counter frequencies seen in
     /// practice (ACPI PM timer, 10 MHz, TSC rates) and the extremes, for
@@ -137,20 +141,23 @@ mod tests {
             2_400_000_000,
             999_999_999_999,
         ];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut counts = vec![0u64, 1, u64::MAX, u64::MAX - 1];
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            counts.push(x >> (x % 64));
-        }
-        for &f in &freqs {
-            for &c in &counts {
+        let check = |c: u64| {
+            for &f in &freqs {
                 let exact = u128::from(c) * 10_000_000 / u128::from(f);
                 let want = u64::try_from(exact).unwrap_or(u64::MAX);
                 assert_eq!(counts_to_100ns(c, f), want, "counts {c} at {f} Hz");
             }
+        };
+        for c in [0u64, 1, u64::MAX, u64::MAX - 1] {
+            check(c);
         }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(x >> (x % 64));
+        }
+        assert_eq!(counts_to_100ns(12345, 0), 0);
     }
 }
