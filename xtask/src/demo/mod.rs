@@ -384,7 +384,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         Err(_) => (live.clone(), live.clone()),
     };
     let model = scenario::model_window(&sc, &policy, &early, &late, &plan);
-    let verdicts = summary::verdicts(&report, &model);
+    let verdicts = summary::verdicts(&report, &model, false);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
     let (etw_names, etw_reasons, etw_bad) = summary::etw_counts(&events)?;
     let relay_sum = summary::relay_summary(&events, &plan.clients);

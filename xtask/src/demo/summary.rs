@@ -69,7 +69,9 @@ pub fn pages_group(fetches: &[Fetch], intended_s: &[f64]) -> GroupReport {
 }
 
 /// Verdicts: each report group against its expectation (by name).
-pub fn verdicts(report: &Report, model: &[Expectation]) -> Vec<Verdict> {
+/// `post_accept`: the gate refuses by closing an established connection,
+/// so gate-load's `closed` outcome is the refusal (else it is "other").
+pub fn verdicts(report: &Report, model: &[Expectation], post_accept: bool) -> Vec<Verdict> {
     report
         .groups
         .iter()
@@ -82,9 +84,19 @@ pub fn verdicts(report: &Report, model: &[Expectation]) -> Vec<Verdict> {
                 group: g.name.clone(),
                 attempts: g.attempted,
                 accepted,
-                refused: g.counts.get(Outcome::Refused),
+                refused: g.counts.get(Outcome::Refused)
+                    + if post_accept {
+                        g.counts.get(Outcome::Closed)
+                    } else {
+                        0
+                    },
                 timed_out: g.counts.get(Outcome::TimedOut),
-                other: g.counts.get(Outcome::Closed) + g.counts.get(Outcome::Other),
+                other: g.counts.get(Outcome::Other)
+                    + if post_accept {
+                        0
+                    } else {
+                        g.counts.get(Outcome::Closed)
+                    },
                 p50_ms: st.p50_us as f64 / 1000.0,
                 p99_ms: st.p99_us as f64 / 1000.0,
                 max_ms: st.max_us as f64 / 1000.0,

@@ -223,7 +223,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         return Err(e.context("gatectl.exe status under Wine"));
     }
     println!(
-        "gatectl.exe under Wine answers through \\\\.\\TcpFrontGate ({call_s:.2} s a call, mostly Wine's process start)"
+        "gatectl.exe under Wine answers through \\\\.\\TcpFrontGate ({call_s:.2} s for the first call)"
     );
     for g in &left_out {
         println!("{g}: NOT APPLICABLE under Wine: its raw spoofed SYNs never complete a handshake, and a post-accept gate decides only after one; the group is not run");
@@ -329,12 +329,12 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     });
     let delay = |t: f64| lag::lag_at(&lag_samples, t);
     let model = scenario::model_window_delayed(&sc, &policy, &early, &late, &plan, Some(&delay));
-    let verdicts = summary::verdicts(&report, &model);
+    let verdicts = summary::verdicts(&report, &model, true);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
     let plots = summary::plots(&report, &model, out)?;
     let st = status.json.clone().unwrap_or_default();
 
-    println!("\nper group (accepted = handshake completed and still open after the confirm window; refused = closed by the gate within it; latency of accepted attempts from their intended start to the handshake):");
+    println!("\nper group (accepted = handshake completed and still open after the confirm window; refused = closed or reset by the gate within it; latency of accepted attempts from their intended start to the handshake):");
     println!("{}", summary::groups_table(&verdicts));
     for g in &left_out {
         println!("{g}: not applicable (not run): spoofed SYNs never reach a post-accept gate");
