@@ -162,8 +162,9 @@ pub fn run_live(
 
 /// The earliest and the latest times the live changes can have taken
 /// effect: each change's call started at `at_s` and returned at `done_s`
-/// (`live` as planned when a call is missing).
-pub fn effect_window(steps: &[Step], live: &Live) -> (Live, Live) {
+/// (`live` as planned when a call, or every call, is missing).
+pub fn effect_window(steps: Option<&[Step]>, live: &Live) -> (Live, Live) {
+    let steps = steps.unwrap_or_default();
     let call = |prefix: &str| steps.iter().find(|s| s.command.starts_with(prefix));
     let (mut early, mut late) = (live.clone(), live.clone());
     if let Some(s) = call("gatectl unban") {

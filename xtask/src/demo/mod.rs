@@ -309,31 +309,14 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let net = topology::Net::up(topology::NAME)?;
     let site = topology::site();
     let mut nginx = topology::Nginx::start(&out.join("backend"), &site, net.backend_ns(), 60)?;
-    println!(
-        "namespaces: clients {} (sources {}), gate {} ({}), backend {} (nginx {} pid {}, PROXY protocol on)",
-        net.client_ns(),
-        net.topo.sources_cidr(),
-        net.gate_ns(),
-        topology::GATE_ADDR,
-        net.backend_ns(),
-        topology::BACKEND_ADDR,
-        nginx.pid()
-    );
+    println!("{}", net.describe("", nginx.pid()));
     if !relay {
         println!("relay: this build of the driver has no relay (no BackendAddress value): pages cannot be fetched");
     }
     let sim = gatesim::GateSim::start(&gate_sim, out, &policy, &net.gate_ns(), relay)?;
     println!(
-        "gate-sim: per key {}/s burst {}, global {}/s burst {}, ban after {} refusals in {} s for {} s, allow {:?}, deny {:?}, relay to {} with PROXY v1{}",
-        policy.rate,
-        policy.burst,
-        policy.global_rate,
-        policy.global_burst,
-        policy.ban_threshold,
-        policy.ban_window_s,
-        policy.ban_s,
-        policy.allow,
-        policy.deny,
+        "gate-sim: {}, relay to {} with PROXY v1{}",
+        policy.describe(),
         topology::BACKEND_ADDR,
         if relay { "" } else { " (NOT IN THIS BUILD)" }
     );
@@ -365,24 +348,10 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let access = nginx.access_lines()?;
     drop(nginx);
     drop(net);
-    if !load_status.success() {
-        bail!(
-            "gate-load failed ({load_status}): see {}",
-            out.join("gate-load.log").display()
-        );
-    }
 
     // Results.
-    let mut report = load_tests::report::Report::load(&out.join("gate-load.json"))?;
-    let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
-    report
-        .groups
-        .push(summary::pages_group(&fetches, &intended));
-    report.derive_stats();
-    let (early, late) = match &steps {
-        Ok(s) => control::effect_window(s, &live),
-        Err(_) => (live.clone(), live.clone()),
-    };
+    let report = summary::load_report(out, load_status, &fetches, &plan)?;
+    let (early, late) = control::effect_window(steps.as_deref().ok(), &live);
     let model = scenario::model_window(&sc, &policy, &early, &late, &plan);
     let verdicts = summary::verdicts(&report, &model, false);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
@@ -467,16 +436,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         sim_report.nfq.get("lost").map_or("?", String::as_str),
     );
 
-    let mut failed: Vec<String> = verdicts
-        .iter()
-        .filter(|v| !v.pass)
-        .map(|v| {
-            format!(
-                "group {} accepted {} outside {}..{}",
-                v.group, v.accepted, v.lo, v.hi
-            )
-        })
-        .collect();
+    let mut failed = summary::common_failures(&verdicts, &pages_sum);
     if !relay {
         failed.push("the driver has no relay in this build".into());
     }
@@ -489,21 +449,6 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     if !accounting_ok {
         failed.push(format!(
             "accounting: {sent} SYNs sent vs {etw_decided} decided, {client_accepted} accepted by the clients' count vs {etw_accepted} by the driver's"
-        ));
-    }
-    if pages_sum.failed > 0 {
-        failed.push(format!(
-            "{} page(s) with wrong or missing bytes",
-            pages_sum.failed
-        ));
-    }
-    if pages_sum.verified == 0 {
-        failed.push("no page was fetched through the relay".into());
-    }
-    if pages_sum.proxy_addr_missing > 0 {
-        failed.push(format!(
-            "{} verified page(s) not logged by nginx with the client's address from the PROXY header",
-            pages_sum.proxy_addr_missing
         ));
     }
     if !sim_report.clean() {
@@ -534,20 +479,13 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         "gate_sim": sim_report,
         "load": report,
     });
-    let report_path = out.join("demo-report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(&doc)?)?;
-    println!("\nwritten: {}", report_path.display());
-    for p in &plots {
-        println!("written: {}", p.display());
-    }
-    println!("written: {} (ETW events, JSON lines)", events.display());
-    if !failed.is_empty() {
-        println!("\nFAIL:");
-        for f in &failed {
-            println!("  {f}");
-        }
-        return Ok(failed);
-    }
-    println!("\nPASS: every group within the model's interval, every page byte right, the client's address at the backend, the driver clean");
+    summary::write_and_conclude(
+        out,
+        &doc,
+        &plots,
+        &format!("{} (ETW events, JSON lines)", events.display()),
+        &failed,
+        "every group within the model's interval, every page byte right, the client's address at the backend, the driver clean",
+    )?;
     Ok(failed)
 }

@@ -40,6 +40,24 @@ pub struct Policy {
     pub deny: Vec<&'static str>,
 }
 
+impl Policy {
+    /// One line for the output, e.g. "per key 5/s burst 10, global ...".
+    pub fn describe(&self) -> String {
+        format!(
+            "per key {}/s burst {}, global {}/s burst {}, ban after {} refusals in {} s for {} s, allow {:?}, deny {:?}",
+            self.rate,
+            self.burst,
+            self.global_rate,
+            self.global_burst,
+            self.ban_threshold,
+            self.ban_window_s,
+            self.ban_s,
+            self.allow,
+            self.deny,
+        )
+    }
+}
+
 /// The demo's policy.
 pub fn policy() -> Policy {
     Policy {

@@ -384,6 +384,88 @@ pub fn sim_sockets_text(sim: &SimReport) -> String {
     )
 }
 
+/// The failures every front shares: groups outside their interval, pages
+/// with wrong bytes, no page at all, pages nginx did not log with the
+/// client's own address.
+pub fn common_failures(verdicts: &[Verdict], pages: &PagesSummary) -> Vec<String> {
+    let mut failed: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.pass)
+        .map(|v| {
+            format!(
+                "group {} accepted {} outside {}..{}",
+                v.group, v.accepted, v.lo, v.hi
+            )
+        })
+        .collect();
+    if pages.failed > 0 {
+        failed.push(format!(
+            "{} page(s) with wrong or missing bytes",
+            pages.failed
+        ));
+    }
+    if pages.verified == 0 {
+        failed.push("no page was fetched through the relay".into());
+    }
+    if pages.proxy_addr_missing > 0 {
+        failed.push(format!(
+            "{} verified page(s) not logged by nginx with the client's address from the PROXY header",
+            pages.proxy_addr_missing
+        ));
+    }
+    failed
+}
+
+/// Writes `doc` as `demo-report.json` into `out`, lists what was written
+/// (`also`: more lines after the plots), then FAIL with `failed` or PASS
+/// with `pass_text`.
+pub fn write_and_conclude(
+    out: &Path,
+    doc: &serde_json::Value,
+    plots: &[std::path::PathBuf],
+    also: &str,
+    failed: &[String],
+    pass_text: &str,
+) -> Result<()> {
+    let report_path = out.join("demo-report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(doc)?)?;
+    println!("\nwritten: {}", report_path.display());
+    for p in plots {
+        println!("written: {}", p.display());
+    }
+    println!("written: {also}");
+    if failed.is_empty() {
+        println!("\nPASS: {pass_text}");
+    } else {
+        println!("\nFAIL:");
+        for f in failed {
+            println!("  {f}");
+        }
+    }
+    Ok(())
+}
+
+/// gate-load's report with the page fetches added as one more group
+/// ([`pages_group`]), statistics derived; an error if gate-load failed.
+pub fn load_report(
+    out: &Path,
+    status: std::process::ExitStatus,
+    fetches: &[Fetch],
+    plan: &super::scenario::PagePlan,
+) -> Result<Report> {
+    if !status.success() {
+        anyhow::bail!(
+            "gate-load failed ({status}): see {}",
+            out.join("gate-load.log").display()
+        );
+    }
+    let mut report = Report::load(&out.join("gate-load.json"))?;
+    let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
+    report.groups.push(pages_group(fetches, &intended));
+    report.derive_stats();
+    Ok(report)
+}
+
 /// Writes the run plot as PNG and SVG, with the model's expected accepted
 /// count per second drawn over each group.
 pub fn plots(

@@ -68,6 +68,20 @@ impl Net {
         &self.backend_ns
     }
 
+    /// One line naming the namespaces and what runs where (`gate_note`:
+    /// what runs in the gate's).
+    pub fn describe(&self, gate_note: &str, nginx_pid: u32) -> String {
+        format!(
+            "namespaces: clients {} (sources {}), gate {} ({}{gate_note}), backend {} (nginx {} pid {nginx_pid}, PROXY protocol on)",
+            self.client_ns(),
+            self.topo.sources_cidr(),
+            self.gate_ns(),
+            GATE_ADDR,
+            self.backend_ns(),
+            BACKEND_ADDR,
+        )
+    }
+
     pub fn client_ns(&self) -> String {
         self.topo.client_ns()
     }

@@ -162,14 +162,8 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         NGINX_HEADER_TIMEOUT_S,
     )?;
     println!(
-        "namespaces: clients {} (sources {}), gate {} ({}, wineserver and winedevice.exe), backend {} (nginx {} pid {}, PROXY protocol on)",
-        net.client_ns(),
-        net.topo.sources_cidr(),
-        net.gate_ns(),
-        topology::GATE_ADDR,
-        net.backend_ns(),
-        topology::BACKEND_ADDR,
-        nginx.pid()
+        "{}",
+        net.describe(", wineserver and winedevice.exe", nginx.pid())
     );
     let prefix = super::target_dir().join("demo").join("wine-prefix");
     let session = wine::start_session(&prefix, Some(&net.gate_ns()))?;
@@ -202,16 +196,8 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
             .join("; ")
     );
     println!(
-        "registry: per key {}/s burst {}, global {}/s burst {}, ban after {} refusals in {} s for {} s, allow {:?}, deny {:?}, relay to {} with PROXY v1",
-        policy.rate,
-        policy.burst,
-        policy.global_rate,
-        policy.global_burst,
-        policy.ban_threshold,
-        policy.ban_window_s,
-        policy.ban_s,
-        policy.allow,
-        policy.deny,
+        "registry: {}, relay to {} with PROXY v1",
+        policy.describe(),
         topology::BACKEND_ADDR,
     );
     let ctl = gate.gatectl();
@@ -305,24 +291,10 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     drop(net);
     std::fs::write(out.join("driver-debug.log"), debug_lines.join("\n") + "\n")?;
     let _ = std::fs::copy(&log_path, out.join("wine.log"));
-    if !load_status.success() {
-        anyhow::bail!(
-            "gate-load failed ({load_status}): see {}",
-            out.join("gate-load.log").display()
-        );
-    }
 
     // Results.
-    let mut report = load_tests::report::Report::load(&out.join("gate-load.json"))?;
-    let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
-    report
-        .groups
-        .push(summary::pages_group(&fetches, &intended));
-    report.derive_stats();
-    let (early, late) = match &steps {
-        Ok(s) => control::effect_window(s, &live),
-        Err(_) => (live.clone(), live.clone()),
-    };
+    let report = summary::load_report(out, load_status, &fetches, &plan)?;
+    let (early, late) = control::effect_window(steps.as_deref().ok(), &live);
     let lag_samples = lag_samples.unwrap_or_else(|e| {
         println!("decision-lag probe failed: {e:#}");
         Vec::new()
@@ -450,16 +422,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         if port_closed { "closed" } else { "STILL OPEN" },
     );
 
-    let mut failed: Vec<String> = verdicts
-        .iter()
-        .filter(|v| !v.pass)
-        .map(|v| {
-            format!(
-                "group {} accepted {} outside {}..{}",
-                v.group, v.accepted, v.lo, v.hi
-            )
-        })
-        .collect();
+    let mut failed = summary::common_failures(&verdicts, &pages_sum);
     if !bytes_match {
         failed.push(format!(
             "the relay's byte counts ({} to clients, {} to the backend) differ from what the page clients read ({}) and wrote ({})",
@@ -469,21 +432,6 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     if !accounting_ok {
         failed.push(format!(
             "accounting: {handshakes} handshakes vs {decided} decided, {client_accepted} accepted by the clients' count vs {driver_accepted} by the driver's"
-        ));
-    }
-    if pages_sum.failed > 0 {
-        failed.push(format!(
-            "{} page(s) with wrong or missing bytes",
-            pages_sum.failed
-        ));
-    }
-    if pages_sum.verified == 0 {
-        failed.push("no page was fetched through the relay".into());
-    }
-    if pages_sum.proxy_addr_missing > 0 {
-        failed.push(format!(
-            "{} verified page(s) not logged by nginx with the client's address from the PROXY header",
-            pages_sum.proxy_addr_missing
         ));
     }
     if crashed {
@@ -538,25 +486,18 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         },
         "load": report,
     });
-    let report_path = out.join("demo-report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(&doc)?)?;
-    println!("\nwritten: {}", report_path.display());
-    for p in &plots {
-        println!("written: {}", p.display());
-    }
-    println!(
-        "written: {} (the driver's debug output; ETW is not available under Wine), {} (Wine's log)",
-        out.join("driver-debug.log").display(),
-        out.join("wine.log").display()
-    );
-    if !failed.is_empty() {
-        println!("\nFAIL:");
-        for f in &failed {
-            println!("  {f}");
-        }
-        return Ok(failed);
-    }
-    println!("\nPASS: every group within the model's interval, every page byte right, the client's address at the backend, gate.sys did not crash, left no relay open and unloaded");
+    summary::write_and_conclude(
+        out,
+        &doc,
+        &plots,
+        &format!(
+            "{} (the driver's debug output; ETW is not available under Wine), {} (Wine's log)",
+            out.join("driver-debug.log").display(),
+            out.join("wine.log").display()
+        ),
+        &failed,
+        "every group within the model's interval, every page byte right, the client's address at the backend, gate.sys did not crash, left no relay open and unloaded",
+    )?;
     Ok(failed)
 }
 
