@@ -239,9 +239,32 @@ fn control_device(s: &Session) -> Result<()> {
     if accepted < 1 {
         bail!("gatectl status counts {accepted} accepted connections, expected the test's one");
     }
-    let (code, _, err) = s.gatectl(&exe, &["set", "--burst", "7"])?;
-    if code != 0 {
-        bail!("gatectl set --burst 7 exited {code}: {}", tail(&err, 10));
+    // The driver's clock runs at wall-clock speed (Wine's
+    // KeQueryInterruptTime returns milliseconds; the driver must not use it).
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let st2 = gatectl_json(s, &exe, &["status", "--json"])?;
+    let wall_ms = wall.elapsed().as_millis() as u64;
+    let up = |v: &serde_json::Value| v["uptime_ms"].as_u64().unwrap_or(0);
+    let driver_ms = up(&st2).saturating_sub(up(&st));
+    // gatectl.exe's own start under Wine lies between the reads: allow it.
+    if driver_ms < 1500 || driver_ms > wall_ms + 500 {
+        bail!(
+            "the driver's uptime advanced {driver_ms} ms in {wall_ms} ms of wall time: its clock is wrong under Wine"
+        );
+    }
+    // --persist: the driver opens (or creates) Parameters with ZwCreateKey
+    // and writes REG_DWORD Burst there.
+    let (code, out, err) = s.gatectl(&exe, &["set", "--burst", "7", "--persist"])?;
+    if code != 0 || !out.contains("burst 1000 -> 7 (persisted)") {
+        bail!(
+            "gatectl set --burst 7 --persist exited {code}: {out} {}",
+            tail(&err, 10)
+        );
+    }
+    let (ok, reg) = s.run(&["reg", "query", crate::wine::PARAMETERS_KEY, "/v", "Burst"])?;
+    if !ok || !reg.to_ascii_lowercase().contains("0x7") {
+        bail!("after set --burst 7 --persist, Parameters\\Burst reads: {reg}");
     }
     // A change on a read-only handle: the I/O manager refuses (CTL_CODE access bits).
     let (code, _, err) = s.gatectl(&exe, &["--read-only", "set", "--burst", "9"])?;
@@ -275,6 +298,6 @@ fn control_device(s: &Session) -> Result<()> {
     if q["tracked"] != true {
         bail!("gatectl query 127.0.0.1: the test's connection is not tracked: {q}");
     }
-    eprintln!("xtask wine-test: gatectl.exe status, set, ban, query, unban passed; a change on a read-only handle was refused");
+    eprintln!("xtask wine-test: gatectl.exe status (uptime advances at wall-clock speed), set --persist (registry written), ban, query, unban passed; a change on a read-only handle was refused");
     Ok(())
 }
