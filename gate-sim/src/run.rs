@@ -95,10 +95,11 @@ pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
 fn real_line() -> String {
     let r = real::stats();
     format!(
-        "handshakes={} handshake_timeouts={} half_open_evicted={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
+        "handshakes={} handshake_timeouts={} half_open_evicted={} superseded={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
         r.handshakes,
         r.handshake_timeouts,
         r.half_open_evicted,
+        r.superseded,
         r.unmatched,
         real::awaiting_count(),
         r.connects,

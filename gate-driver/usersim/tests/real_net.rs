@@ -293,8 +293,8 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let long = Duration::from_secs(60);
     // Two spoofed requests fill the table; a third drops the oldest.
-    let a = real::connect_expecting_handshake("10.9.0.1:1000".parse().unwrap(), local, long);
-    let b = real::connect_expecting_handshake("10.9.0.2:1000".parse().unwrap(), local, long);
+    let a = real::connect_expecting_handshake("10.9.0.1:1000".parse().unwrap(), local, None, long);
+    let b = real::connect_expecting_handshake("10.9.0.2:1000".parse().unwrap(), local, None, long);
     assert_eq!(
         (a.state(), b.state()),
         (RequestState::Accepted, RequestState::Accepted)
@@ -307,7 +307,7 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     // A real client: its request waits, then its handshake delivers it.
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (s, peer) = l.accept().unwrap();
-    let r = real::connect_expecting_handshake(peer, local, long);
+    let r = real::connect_expecting_handshake(peer, local, None, long);
     assert_eq!(
         a.state(),
         RequestState::Aborted,
@@ -343,6 +343,60 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     sim.assert_no_violations();
 }
 
+/// A SYN of a 4-tuple whose accepted request waits for its handshake is a
+/// retransmission only if it repeats the sequence number; with another
+/// sequence number it is a new connection (the client reset the first and
+/// reconnected from the same port): the waiting request gets WskAbortEvent
+/// at once, the SYN is a new request, and the old request's deadline never
+/// removes its successor. (Before: every such SYN passed undecided.)
+#[test]
+fn a_new_isn_on_a_waiting_4_tuple_is_a_new_request() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    let before = real::stats();
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let remote: std::net::SocketAddr = "10.9.1.1:4000".parse().unwrap();
+    let first =
+        real::connect_expecting_handshake(remote, local, Some(1000), Duration::from_millis(400));
+    assert_eq!(first.state(), RequestState::Accepted);
+    // The same ISN again: a retransmission, nothing changes.
+    assert!(real::syn_arrived(remote, local, 1000));
+    assert_eq!(first.state(), RequestState::Accepted);
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 0);
+    // Another ISN: a new connection.
+    assert!(!real::syn_arrived(remote, local, 5_000_000));
+    assert_eq!(first.state(), RequestState::Aborted, "abandoned at once");
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(real::stats().superseded, before.superseded + 1);
+    assert!(!real::awaiting_handshake(remote, local));
+    // The new SYN is decided as a new request, waiting with its own ISN.
+    let inspects = INSPECT_CALLS.load(Ordering::SeqCst);
+    let second =
+        real::connect_expecting_handshake(remote, local, Some(5_000_000), Duration::from_secs(60));
+    assert_eq!(INSPECT_CALLS.load(Ordering::SeqCst), inspects + 1);
+    assert_eq!(second.state(), RequestState::Accepted);
+    assert!(real::syn_arrived(remote, local, 5_000_000));
+    // The first request's deadline (400 ms) passes: it must not take the
+    // second's entry with it.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(second.state(), RequestState::Accepted);
+    assert!(real::awaiting_handshake(remote, local));
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(real::stats().handshake_timeouts, before.handshake_timeouts);
+    // A request for the same 4-tuple made without going through
+    // syn_arrived (e.g. its SYN came through another queue) supersedes
+    // the waiting one too: never two requests on one 4-tuple.
+    let third = real::connect_expecting_handshake(remote, local, Some(9), Duration::from_secs(60));
+    assert_eq!(second.state(), RequestState::Aborted);
+    assert_eq!(third.state(), RequestState::Accepted);
+    assert_eq!(real::stats().superseded, before.superseded + 2);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
 /// Regression (demo run, 2026-11-29): a client that resets right after its
 /// handshake, before the acceptor's accept(2), leaves a socket whose
 /// getpeername(2) fails. The request was still established by the stack, so
@@ -359,7 +413,7 @@ fn a_handshake_reset_before_accept_is_still_delivered() {
     let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let client = c.local_addr().unwrap();
-    let r = real::connect_expecting_handshake(client, local, Duration::from_secs(60));
+    let r = real::connect_expecting_handshake(client, local, None, Duration::from_secs(60));
     assert_eq!(r.state(), RequestState::Accepted);
     // Close with RST (SO_LINGER 0) before the server side accepts.
     let linger = libc::linger {

@@ -66,13 +66,28 @@ struct RealSock {
     registered: bool,
 }
 
+/// (remote, local) of a connection.
+type Tuple = (SocketAddr, SocketAddr);
+
+/// An accepted request waiting for its handshake.
+#[derive(Clone, Copy)]
+struct Waiting {
+    rk: (usize, u32),
+    /// The sequence number of the SYN that made the request (None: not
+    /// known, e.g. [`connect_expecting_handshake`] without one).
+    isn: Option<u32>,
+}
+
 #[derive(Default)]
 struct Real {
     socks: HashMap<usize, RealSock>,
-    /// Accepted requests waiting for their handshake, by (remote, local).
-    awaiting: HashMap<(SocketAddr, SocketAddr), (usize, u32)>,
-    /// Handshake deadlines in order (timeouts are equal, so FIFO is sorted).
-    deadlines: VecDeque<(Instant, (SocketAddr, SocketAddr))>,
+    /// Accepted requests waiting for their handshake, by (remote, local):
+    /// the request and its SYN's sequence number (ISN), when known.
+    awaiting: HashMap<Tuple, Waiting>,
+    /// Handshake deadlines in order (timeouts are equal, so FIFO is
+    /// sorted), each naming its request: an entry whose 4-tuple now belongs
+    /// to a newer request (same 4-tuple, new ISN) is stale and skipped.
+    deadlines: VecDeque<(Instant, Tuple, (usize, u32))>,
     epfd: Option<OwnedFd>,
     wake: Option<OwnedFd>,
 }
@@ -107,6 +122,11 @@ pub struct RealStats {
     /// Accepted requests dropped (WskAbortEvent) because the half-open
     /// table was full ([`set_max_half_open`]).
     pub half_open_evicted: u64,
+    /// Accepted requests dropped (WskAbortEvent) because a SYN of the same
+    /// 4-tuple with another sequence number arrived while they waited for
+    /// their handshake: the client gave that connection up (reset) and
+    /// opened a new one, which is a new request ([`syn_arrived`]).
+    pub superseded: u64,
     /// Real connections opened by WskConnect.
     pub connects: u64,
     /// Bytes received from / sent to real sockets.
@@ -118,6 +138,7 @@ static HANDSHAKES: AtomicU64 = AtomicU64::new(0);
 static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 static UNMATCHED: AtomicU64 = AtomicU64::new(0);
 static EVICTED: AtomicU64 = AtomicU64::new(0);
+static SUPERSEDED: AtomicU64 = AtomicU64::new(0);
 static CONNECTS: AtomicU64 = AtomicU64::new(0);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
@@ -130,6 +151,7 @@ pub fn stats() -> RealStats {
         handshake_timeouts: l(&TIMEOUTS),
         unmatched: l(&UNMATCHED),
         half_open_evicted: l(&EVICTED),
+        superseded: l(&SUPERSEDED),
         connects: l(&CONNECTS),
         bytes_in: l(&BYTES_IN),
         bytes_out: l(&BYTES_OUT),
@@ -295,7 +317,7 @@ fn reactor() {
             let Some(ep) = r.epfd.as_ref().map(|e| e.as_raw_fd()) else {
                 return;
             };
-            let t = r.deadlines.front().map_or(-1, |(d, _)| {
+            let t = r.deadlines.front().map_or(-1, |(d, _, _)| {
                 i32::try_from(d.saturating_duration_since(Instant::now()).as_millis())
                     .unwrap_or(i32::MAX)
                     .saturating_add(1)
@@ -342,9 +364,9 @@ fn reactor() {
             // Handshakes that did not complete in time.
             let now = Instant::now();
             let mut expired = Vec::new();
-            while r.deadlines.front().is_some_and(|(d, _)| *d <= now) {
-                if let Some((_, t)) = r.deadlines.pop_front() {
-                    if let Some(rk) = r.awaiting.remove(&t) {
+            while r.deadlines.front().is_some_and(|(d, _, _)| *d <= now) {
+                if let Some((_, t, rk)) = r.deadlines.pop_front() {
+                    if remove_waiting(&mut r, &t, rk) {
                         expired.push(rk);
                     }
                 }
@@ -827,18 +849,33 @@ fn to_sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, u32) {
 
 // ---- handshakes ----
 
+/// Removes the waiting entry of `t` if it is request `rk`'s (a deadline
+/// of a superseded request must not remove its successor's entry).
+fn remove_waiting(r: &mut Real, t: &Tuple, rk: (usize, u32)) -> bool {
+    if r.awaiting.get(t).is_some_and(|w| w.rk == rk) {
+        r.awaiting.remove(t);
+        true
+    } else {
+        false
+    }
+}
+
 /// An accepted request (held: `Accepted`, not delivered) waits for the
 /// real handshake of (remote, local) for at most `timeout`; then it gets
-/// WskAbortEvent.
+/// WskAbortEvent. `isn` is the sequence number of its SYN, when known
+/// ([`syn_arrived`] compares it). A request still waiting on the same
+/// 4-tuple is superseded (WskAbortEvent now).
 pub(crate) fn expect_handshake(
     rk: (usize, u32),
     remote: SocketAddr,
     local: SocketAddr,
+    isn: Option<u32>,
     timeout: Duration,
 ) {
     let t = (norm(remote), norm(local));
     let cap = MAX_HALF_OPEN.load(Ordering::Relaxed).max(1);
     let mut evicted = Vec::new();
+    let mut superseded = None;
     {
         let mut r = real();
         if start_reactor(&mut r).is_err() {
@@ -853,16 +890,18 @@ pub(crate) fn expect_handshake(
         // handshake is dropped now (WskAbortEvent), as a stack with a
         // bounded half-open table drops its oldest embryonic connection.
         while r.awaiting.len() >= cap || r.deadlines.len() >= 2 * cap {
-            let Some((_, old)) = r.deadlines.pop_front() else {
+            let Some((_, old, ork)) = r.deadlines.pop_front() else {
                 break;
             };
-            if let Some(k) = r.awaiting.remove(&old) {
-                evicted.push(k);
+            if remove_waiting(&mut r, &old, ork) {
+                evicted.push(ork);
             }
         }
-        r.awaiting.insert(t, rk);
+        if let Some(old) = r.awaiting.insert(t, Waiting { rk, isn }) {
+            superseded = (old.rk != rk).then_some(old.rk);
+        }
         let first = r.deadlines.is_empty();
-        r.deadlines.push_back((Instant::now() + timeout, t));
+        r.deadlines.push_back((Instant::now() + timeout, t, rk));
         if first {
             wake(&r);
         }
@@ -871,15 +910,20 @@ pub(crate) fn expect_handshake(
         EVICTED.fetch_add(1, Ordering::Relaxed);
         let _ = super::net::abort(k);
     }
+    if let Some(k) = superseded {
+        SUPERSEDED.fetch_add(1, Ordering::Relaxed);
+        let _ = super::net::abort(k);
+    }
 }
 
-/// A connection request (a SYN) from `remote` to `local` decided by the
-/// driver; if accepted, it waits for its real handshake (delivered by
-/// [`handshake_done`], or WskAbortEvent after `timeout`), as the NFQUEUE
-/// front does for every SYN it lets through.
+/// A connection request (a SYN with sequence number `isn`, if known) from
+/// `remote` to `local` decided by the driver; if accepted, it waits for its
+/// real handshake (delivered by [`handshake_done`], or WskAbortEvent after
+/// `timeout`), as the NFQUEUE front does for every SYN it lets through.
 pub fn connect_expecting_handshake(
     remote: SocketAddr,
     local: SocketAddr,
+    isn: Option<u32>,
     timeout: Duration,
 ) -> crate::Request {
     let rk = super::net::connect(remote, local, true);
@@ -888,15 +932,45 @@ pub fn connect_expecting_handshake(
         .get(&rk)
         .is_some_and(|r| r.state == RequestState::Accepted);
     if accepted {
-        expect_handshake(rk, remote, local, timeout);
+        expect_handshake(rk, remote, local, isn, timeout);
     }
     crate::Request::from_key(rk)
 }
 
 /// Whether an accepted request of (remote, local) still waits for its
-/// handshake (a retransmitted SYN of it needs no new request).
+/// handshake.
 pub fn awaiting_handshake(remote: SocketAddr, local: SocketAddr) -> bool {
     real().awaiting.contains_key(&(norm(remote), norm(local)))
+}
+
+/// A SYN of (remote, local) with sequence number `isn` arrived. Returns
+/// true if it is a retransmission of the SYN of an accepted request still
+/// waiting for its handshake (same 4-tuple, same sequence number — or a
+/// request whose sequence number is not known): it needs no new request.
+///
+/// A SYN of the same 4-tuple with another sequence number is a new
+/// connection (RFC 9293 3.4: each connection starts from its own ISN): the
+/// client gave the waiting one up (it reset it, e.g. after a connect
+/// timeout, and reconnected from the same port). That request gets
+/// WskAbortEvent now, as the stack indicates when a half-open connection is
+/// reset, and the SYN is a new request for the driver to decide (false).
+pub fn syn_arrived(remote: SocketAddr, local: SocketAddr, isn: u32) -> bool {
+    let t = (norm(remote), norm(local));
+    let gone = {
+        let mut r = real();
+        match r.awaiting.get(&t) {
+            None => return false,
+            Some(w) if w.isn.is_none_or(|i| i == isn) => return true,
+            Some(w) => {
+                let rk = w.rk;
+                r.awaiting.remove(&t);
+                rk
+            }
+        }
+    };
+    SUPERSEDED.fetch_add(1, Ordering::Relaxed);
+    let _ = super::net::abort(gone);
+    false
 }
 
 /// Requests waiting for their handshake now.
@@ -919,7 +993,10 @@ pub fn handshake_done(stream: TcpStream, remote: SocketAddr) {
         reset_stream(stream);
         return;
     };
-    let rk = real().awaiting.remove(&(norm(remote), norm(local)));
+    let rk = real()
+        .awaiting
+        .remove(&(norm(remote), norm(local)))
+        .map(|w| w.rk);
     match rk {
         Some(rk) => {
             HANDSHAKES.fetch_add(1, Ordering::Relaxed);
