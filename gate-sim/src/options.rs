@@ -73,6 +73,15 @@ pub struct FrontArgs {
     /// Netlink socket receive buffer per queue, bytes.
     #[arg(long)]
     pub rcvbuf_bytes: Option<usize>,
+    /// Scheduling priority (nice value, -20..19) of every gate-sim thread.
+    /// Default -20: the driver's decisions, WskAbortEvent and the stack's
+    /// handshakes run in the kernel on Windows, ahead of every user-mode
+    /// process; gate-sim stands in for that kernel path, so it runs ahead
+    /// of the processes beside it (a flood tool, the clients). 0 keeps the
+    /// priority gate-sim was started with (lowering the value needs
+    /// CAP_SYS_NICE).
+    #[arg(long, allow_hyphen_values = true)]
+    pub nice: Option<i32>,
     /// Don't install NFQUEUE rules (the caller manages them).
     #[arg(long)]
     pub no_rules: bool,
@@ -95,6 +104,10 @@ pub struct FrontArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The default `--nice`: ahead of user-mode processes, as the kernel path
+/// gate-sim stands in for.
+pub const DEFAULT_NICE: i32 = -20;
+
 /// Everything gate-sim was asked for, merged and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -107,6 +120,8 @@ pub struct Options {
     pub queue_maxlen: u32,
     pub rcvbuf: usize,
     pub rules: bool,
+    /// Nice value for every thread (None: leave as started).
+    pub nice: Option<i32>,
     pub duration: Option<Duration>,
     pub events: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
@@ -238,7 +253,7 @@ fn typed_toml(name: &'static str, ty: RegType, v: &toml::Value) -> Result<RegVal
 
 /// The front options a TOML `[front]` table may set (names as the flags,
 /// with `_`).
-const FRONT_KEYS: [&str; 12] = [
+const FRONT_KEYS: [&str; 13] = [
     "netns",
     "queues",
     "reject",
@@ -248,6 +263,7 @@ const FRONT_KEYS: [&str; 12] = [
     "queue_maxlen",
     "rcvbuf_bytes",
     "no_rules",
+    "nice",
     "duration_s",
     "events",
     "stats_interval_ms",
@@ -281,6 +297,13 @@ fn front_from_toml(a: &mut FrontArgs, t: &toml::Table) -> Result<()> {
                 a.reject = a.reject.or(Some(r));
             }
             "fail_open" => a.fail_open |= v.as_bool().ok_or_else(bad)?,
+            "nice" => {
+                let n = v
+                    .as_integer()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .ok_or_else(bad)?;
+                a.nice = a.nice.or(Some(n));
+            }
             "no_rules" => a.no_rules |= v.as_bool().ok_or_else(bad)?,
             "max_half_open" => {
                 a.max_half_open = a
@@ -459,6 +482,10 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
     if max_half_open == 0 || max_half_open > 4_194_304 {
         bail!("--max-half-open {max_half_open}: must be 1-4194304");
     }
+    let nice = a.nice.unwrap_or(DEFAULT_NICE);
+    if !(-20..=19).contains(&nice) {
+        bail!("--nice {nice}: must be -20..19");
+    }
     let maxlen = a.queue_maxlen.unwrap_or(65_536);
     if maxlen == 0 {
         bail!("--queue-maxlen 0: must be at least 1");
@@ -477,6 +504,7 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
         queue_maxlen: maxlen,
         rcvbuf,
         rules: !a.no_rules,
+        nice: (nice != 0).then_some(nice),
         duration,
         events: a.events,
         control: a.control,
@@ -535,6 +563,11 @@ mod tests {
         assert!(m.contains("--netns"), "{m}");
         let m = e("--netns ../x");
         assert!(m.contains("../x"), "{m}");
+        let m = e("--netns n --nice 20");
+        assert!(m.contains("--nice") && m.contains("20"), "{m}");
+        assert_eq!(p("--netns n --nice -5").unwrap().nice, Some(-5));
+        assert_eq!(p("--netns n --nice 0").unwrap().nice, None);
+        assert_eq!(p("--netns n").unwrap().nice, Some(DEFAULT_NICE));
         let m = e("--netns n --ListenPort 70000");
         assert!(m.contains("--ListenPort") && m.contains("70000"), "{m}");
     }

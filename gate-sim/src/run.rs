@@ -8,7 +8,7 @@
 use crate::events::{self, EventLog};
 use crate::options::{Options, Reject};
 use crate::rules::Rules;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use gate_usersim::nfq::{self, Counters, FrontConfig, NfqStats, RejectMode, DEFAULT_REJECT_MARK};
 use gate_usersim::wsk::real::{self, Acceptor};
 use gate_usersim::{etw, Sim};
@@ -128,6 +128,16 @@ fn wait_queues_bound(q: (u16, u16), limit: Duration) -> bool {
 pub fn run(o: &Options) -> Result<i32> {
     let text_to_err = o.events.as_deref() == Some(std::path::Path::new("-"));
     install_signal_handlers();
+    if let Some(n) = o.nice {
+        // Before any thread starts: Linux nice values are per thread and
+        // a new thread inherits its creator's.
+        // SAFETY: setpriority(2) on the calling thread (who = 0).
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            bail!("--nice {n}: cannot set the scheduling priority: {e} (lowering it needs CAP_SYS_NICE; --nice 0 keeps it)");
+        }
+    }
     if let Some(ns) = &o.netns {
         // Every thread started from here on lives in the namespace.
         nfq::enter_netns(ns)
@@ -241,7 +251,7 @@ pub fn run(o: &Options) -> Result<i32> {
     };
     say!(
         text_to_err,
-        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {}, fail-open {}, handshake timeout {}",
+        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {}, fail-open {}, handshake timeout {}, nice {}",
         l.addr,
         l.conditional_accept,
         o.queues.0,
@@ -253,7 +263,8 @@ pub fn run(o: &Options) -> Result<i32> {
         },
         o.fail_open,
         o.handshake_timeout
-            .map_or("off".to_string(), |d| format!("{} ms", d.as_millis()))
+            .map_or("off".to_string(), |d| format!("{} ms", d.as_millis())),
+        o.nice.map_or("unchanged".to_string(), |n| n.to_string())
     );
     let counters = Counters::default();
     let (served, elapsed) = std::thread::scope(|s| {
