@@ -83,6 +83,18 @@ pub fn run(_args: Args) -> Result<()> {
             ]),
         )?;
         run_step(
+            "gate-sim: IPv6 clients through ip6tables/NFQUEUE, decided by prefix",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "ipv6",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+        run_step(
             "gate-sim: --events - on stdout is pure JSON lines",
             cargo().args([
                 "test",
