@@ -789,6 +789,27 @@ mod tests {
     }
 
     #[test]
+    fn gate_sim_flags_follow_the_gate() {
+        let a = gate_sim_args(8080, &gate(24)).unwrap().join(" ");
+        assert_eq!(
+            a,
+            "--ListenPort 8080 --RateMilliPerSecond 10000 --Burst 20 --Ipv4PrefixLength 24 \
+             --Ipv6PrefixLength 64 --GlobalRateMilliPerSecond 1000000 --GlobalBurst 1000"
+        );
+        let mut g = gate(32);
+        g.global_rate = None;
+        g.per_key_rate = 0.5;
+        let a = gate_sim_args(8080, &g).unwrap().join(" ");
+        assert!(
+            a.contains("--RateMilliPerSecond 500 ") && !a.contains("Global"),
+            "{a}"
+        );
+        g.per_key_burst = 2.5;
+        let e = gate_sim_args(8080, &g).unwrap_err().to_string();
+        assert!(e.contains("per_key_burst") && e.contains("2.5"), "{e}");
+    }
+
+    #[test]
     fn nft_rules_follow_the_gate() {
         let r = nft_meter_rules(8080, &gate(24)).unwrap();
         assert!(
