@@ -107,6 +107,18 @@ pub fn run(_args: Args) -> Result<()> {
             ]),
         )?;
         run_step(
+            "gate-sim: a live --control socket is refused, --events written live",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "control",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+        run_step(
             "flood check: gate-sim under hping3 --flood --rand-source (10 s, test namespaces)",
             cargo().args([
                 "test",
@@ -156,6 +168,17 @@ pub fn run(_args: Args) -> Result<()> {
             "--wine-test",
         ]),
     )?;
+    if deps::is_root() {
+        // ~40 s after the builds above (gate.sys, gatectl.exe, gate-load).
+        run_step(
+            "demo --wine (the same clients against the shipped gate.sys under Wine, nginx, gatectl.exe)",
+            cargo().args([
+                "run", "--quiet", "--package", "xtask", "--", "demo", "--wine",
+            ]),
+        )?;
+    } else {
+        eprintln!("xtask ci: SKIPPED demo --wine: it needs root (ip netns)");
+    }
     run_step(
         "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
         cargo().args([

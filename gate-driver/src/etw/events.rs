@@ -207,11 +207,11 @@ gate_events! {
         deny_entries "DenyEntries": U32,
     }
 
-    /// A registry value was refused; the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER).
+    /// A configuration value was refused. At start (from the registry): the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER). In a live change through the control device: nothing changed, the driver runs on; ControlRejected (31) carries the request's details.
     ConfigRejected = 11 {
         fn config_rejected;
         version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: ADMIN;
-        /// Registry value name.
+        /// Registry value name (the configuration field's name in CONFIG.md, also for a live change).
         value_name "ValueName": Str,
         /// The refused value, as text.
         value "Value": Str,
@@ -222,7 +222,7 @@ gate_events! {
     /// Periodic counters (totals since the driver started).
     Counters = 12 {
         fn counters;
-        version: 2, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        version: 3, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
         /// Time since the previous Counters event, in milliseconds.
         interval_ms "IntervalMs": U32,
         /// Decisions with reason within_rate.
@@ -291,6 +291,8 @@ gate_events! {
         declined "Declined": U64,
         /// Accepted connections closed by the worker.
         closed_sockets "ClosedSockets": U64,
+        /// Graceful closes that ended abortively: the peer did not finish within CloseTimeoutMs, unload came first, or the close pool was full.
+        graceful_closes_aborted "GracefulClosesAborted": U64,
         /// Pending-table slots in use now.
         pending_in_use "PendingInUse": U32,
         /// Relays alive now (0 when no relay runs; the relay's figures are totals since it started).
@@ -490,7 +492,7 @@ gate_events! {
         persisted "Persisted": Bool32,
     }
 
-    /// The control device refused a request; nothing changed.
+    /// The control device refused a request; nothing changed. Every refusal (a bad length, version, code or value); a refused configuration value also writes ConfigRejected (11) naming its registry value.
     ControlRejected = 31 {
         fn control_rejected;
         version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;
@@ -560,6 +562,7 @@ pub fn counters_from(
         s.accepted_sockets,
         s.accept_queue_full,
         s.closed_sockets,
+        s.graceful_closes_aborted,
         pending_in_use,
         r.active,
         r.opened,

@@ -88,6 +88,17 @@ impl Sim {
         registry::create_key(key);
     }
 
+    /// Removes a key with its values and subkeys.
+    pub fn registry_delete_key(&self, key: &str) {
+        registry::delete_key(key);
+    }
+
+    /// Whether a key exists (set, created by a test or by the driver's
+    /// ZwCreateKey).
+    pub fn registry_key_exists(&self, key: &str) -> bool {
+        registry::key_exists(key)
+    }
+
     /// Removes a value.
     pub fn registry_delete_value(&self, key: &str, name: &str) {
         registry::delete_value(key, name);
@@ -132,10 +143,22 @@ impl Sim {
         routines::hide(name, hidden);
     }
 
+    /// Makes `KeQueryInterruptTime` return milliseconds instead of 100 ns
+    /// units, as Wine 8's does (it returns `NtGetTickCount()`).
+    pub fn wine_interrupt_time(&self, on: bool) {
+        crate::clock::set_wine_interrupt_time(on);
+    }
+
     /// Lets `skip` allocations succeed, then fails the next `count`. Counts
     /// pool blocks and IRPs (IoAllocateIrp) together, in call order.
     pub fn inject_pool_failures(&self, skip: u64, count: u64) {
         pool::inject_failures(skip, count);
+    }
+
+    /// Lets `skip` PsCreateSystemThread calls succeed, then fails the next
+    /// `count` with STATUS_INSUFFICIENT_RESOURCES (no thread is created).
+    pub fn fail_thread_creations(&self, skip: u64, count: u64) {
+        crate::objects::fail_thread_creations(skip, count);
     }
 
     /// Fails the next `n` IoAllocateIrp calls.
@@ -186,6 +209,28 @@ impl Sim {
     /// models a stub, not Windows.
     pub fn set_disconnect_supported(&self, supported: bool) {
         crate::wsk::wsk().disconnect_stub = !supported;
+    }
+
+    /// With `true`, a graceful WskDisconnect on a simulated connection
+    /// pends like one whose peer does not take the data or acknowledge the
+    /// FIN (a slow or hostile peer): the IRP completes when
+    /// [`Sim::finish_disconnects`] is called (STATUS_SUCCESS), or when an
+    /// abortive WskDisconnect or WskCloseSocket on the socket cancels it
+    /// (STATUS_CONNECTION_ABORTED / STATUS_CANCELLED). Abortive
+    /// disconnects never pend.
+    pub fn set_slow_peer_close(&self, on: bool) {
+        crate::wsk::wsk().disconnect_pends = on;
+    }
+
+    /// Completes every graceful disconnect pending for a slow peer
+    /// ([`Sim::set_slow_peer_close`]); returns how many.
+    pub fn finish_disconnects(&self) -> usize {
+        crate::wsk::conn::finish_disconnects()
+    }
+
+    /// Graceful disconnects pending for a slow peer now.
+    pub fn pending_disconnects(&self) -> usize {
+        crate::wsk::conn::pending_disconnects()
     }
 
     /// With `true`, KeBugCheckEx parks the calling thread instead of
