@@ -281,10 +281,18 @@ fn mark_pending(irp: usize) {
 /// IRPs to complete: (irp, status, information).
 type Done = Vec<(usize, NTSTATUS, usize)>;
 
+/// Completes a batch on the I/O thread as one job (one queue lock and
+/// one wake-up of the I/O thread per reactor round, not one per IRP), in
+/// order.
 fn post_done(done: Done) {
-    for (i, st, n) in done {
-        irp::post(move || irp::complete(i as *mut IRP, st, n));
+    if done.is_empty() {
+        return;
     }
+    irp::post(move || {
+        for (i, st, n) in done {
+            irp::complete(i as *mut IRP, st, n);
+        }
+    });
 }
 
 fn reactor() {
