@@ -5,7 +5,8 @@
 # :8080; bench/relay.py measures short request/response connections/s and
 # one bulk stream's MB/s against each, one after the other, and the ratios
 # of the gate to HAProxy are printed. With PERF=1, `perf record -g` samples
-# gate-sim during its run and the report goes to $OUT/perf.txt.
+# gate-sim during its run (PERF_ARGS: other perf record options, e.g.
+# "--call-graph dwarf -F 499") and the report goes to $OUT/perf.txt.
 # Every process started here is stopped by its PID.
 # Usage: gate-sim/bench/relay.sh [CONNECTIONS] [THREADS] [OUTDIR]
 set -eu
@@ -79,7 +80,7 @@ threads() {
 }
 threads > "$OUT/threads.before"
 if [ "${PERF:-0}" = 1 ]; then
-    perf record -g -o "$OUT/perf.data" -p "$GS" >"$OUT/perf.log" 2>&1 &
+    perf record ${PERF_ARGS:--g} -o "$OUT/perf.data" -p "$GS" >"$OUT/perf.log" 2>&1 &
     PF=$!
     sleep 1
 fi

@@ -386,3 +386,14 @@ pub fn snapshot() -> Option<RelaySnapshot> {
     // SAFETY: set while the relay runs; tools do not race with unload.
     Some(unsafe { (*r).stats.snapshot() })
 }
+
+/// The running relay's abandoned relays: (given up on, freed later when
+/// their last IRP came back). For tests and tools, like [`snapshot`].
+pub fn abandoned() -> Option<(u64, u64)> {
+    let r = CURRENT.load(Ordering::Acquire);
+    if r.is_null() {
+        return None;
+    }
+    // SAFETY: as in `snapshot`.
+    Some(unsafe { (*r).stats.snapshot_abandoned() })
+}

@@ -188,6 +188,10 @@ unsafe extern "system" fn WskConnConnect(
 #[cfg(target_os = "linux")]
 fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
     match r {
+        Some((st, n)) if super::real::fast_completion() => {
+            irp::complete(irp, st, n);
+            st
+        }
         Some((st, n)) => irp::finish(irp, st, n),
         None => STATUS_PENDING,
     }
@@ -430,6 +434,7 @@ unsafe extern "system" fn WskDisconnect(
         }
         _ => STATUS_NOT_SUPPORTED,
     };
+    let mut cancel = super::connect::hold_or_cancel(&mut g, cancel);
     if abortive {
         cancel.extend(super::connect::drain(&mut g, guard.sock));
     }

@@ -455,12 +455,14 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
     }
     let mut cancel: Vec<usize> = Vec::new();
     let mut close_conns: Vec<usize> = Vec::new();
+    let mut receives: Vec<usize> = Vec::new();
     if let Some(s) = g.sockets.get_mut(&key) {
         s.state = SocketState::Closed;
         cancel.extend(s.pending_accepts.drain(..).map(|a| a.irp));
-        cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
+        receives.extend(s.pending_rx.drain(..).map(|r| r.irp));
         close_conns.extend(s.backlog.drain(..));
     }
+    cancel.extend(super::connect::hold_or_cancel(&mut g, receives));
     cancel.extend(super::connect::drain(&mut g, key));
     for c in close_conns {
         if let Some(s) = g.sockets.get_mut(&c) {
