@@ -154,7 +154,11 @@ pub(crate) unsafe fn signal(p: *mut c_void) -> i32 {
     let old = unsafe { signal_state(p) };
     // SAFETY: per the contract.
     unsafe { set_signal_state(p, 1) };
-    for w in g.waiters.iter().filter(|w| w.objects.contains(&(p as usize))) {
+    for w in g
+        .waiters
+        .iter()
+        .filter(|w| w.objects.contains(&(p as usize)))
+    {
         w.cv.notify_one();
     }
     old
