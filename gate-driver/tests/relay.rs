@@ -775,6 +775,11 @@ fn the_counters_event_carries_the_relay_figures() {
     until(&sim, "the second refused", || closed(&c2));
     c.peer_send(&[5; 700]);
     until(&sim, "700 bytes at the backend", || b.unread() == 700);
+    // The bytes reach the backend when the send is made; the relay counts
+    // them when the worker takes its completion (not part of quiesce).
+    until(&sim, "the send counted", || {
+        gate_driver::relay::snapshot().is_some_and(|s| s.bytes_to_backend == 700)
+    });
     let before = count(&sim.events(), "Counters");
     sim.advance_ms(1100);
     until(&sim, "a Counters event", || {
