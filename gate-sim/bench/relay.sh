@@ -7,6 +7,8 @@
 # of the gate to HAProxy are printed. With PERF=1, `perf record -g` samples
 # gate-sim during its run (PERF_ARGS: other perf record options, e.g.
 # "--call-graph dwarf -F 499") and the report goes to $OUT/perf.txt.
+# GATE_SIM=path runs that gate-sim binary instead of this tree's release
+# build (e.g. an older build, for a before/after comparison).
 # Every process started here is stopped by its PID.
 # Usage: gate-sim/bench/relay.sh [CONNECTIONS] [THREADS] [OUTDIR]
 set -eu
@@ -16,6 +18,7 @@ OUT=${3:-/tmp/gate-relay-bench}
 mkdir -p "$OUT/www" "$OUT/tmp"
 cargo build --release -q -p gate-sim --bin gate-sim
 T=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
+GS_BIN=${GATE_SIM:-$T/gate-sim}
 BENCH=$(dirname "$0")/relay.py
 NS=grb$$
 [ -f "$OUT/www/small.txt" ] || printf 'hello\n' > "$OUT/www/small.txt"
@@ -64,7 +67,7 @@ run() { ip netns exec "$NS" python3 "$BENCH" "127.0.0.1:$1" "$N" "$TH" | tee -a 
 : > "$OUT/results.txt"
 run 9000
 run 9100
-"$T/gate-sim" --netns "$NS" --ListenAddress 127.0.0.1 --ListenPort 8080 \
+"$GS_BIN" --netns "$NS" --ListenAddress 127.0.0.1 --ListenPort 8080 \
     --BackendAddress 127.0.0.1:9000 --RateMilliPerSecond 100000000 --Burst 100000 \
     --MaxConnections 4096 >"$OUT/gate-sim.out" 2>"$OUT/gate-sim.err" &
 GS=$!
