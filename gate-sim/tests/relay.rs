@@ -159,7 +159,12 @@ fn spawn_gate(
 ) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut gate = Command::new(env!("CARGO_BIN_EXE_gate-sim"))
         .args(["--netns", ns, "--queues", "0:0", "--stats-interval-ms", "0"])
-        .args(["--ListenPort", &port.to_string(), "--BackendAddress", backend])
+        .args([
+            "--ListenPort",
+            &port.to_string(),
+            "--BackendAddress",
+            backend,
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
@@ -295,7 +300,14 @@ http {{
         }
         let mut out = Vec::new();
         for i in 0..6 {
-            out.push(get("127.0.0.1:18092", if i % 2 == 0 { "/page.bin" } else { "/small.txt" }));
+            out.push(get(
+                "127.0.0.1:18092",
+                if i % 2 == 0 {
+                    "/page.bin"
+                } else {
+                    "/small.txt"
+                },
+            ));
         }
         out
     })
@@ -307,7 +319,11 @@ http {{
     assert!(st.success(), "gate-sim exit {st}:\n{}", report.join("\n"));
     for (i, (_, body)) in fetched.iter().enumerate() {
         if i % 2 == 0 {
-            assert!(body == &page, "page {i}: {} bytes, not the page", body.len());
+            assert!(
+                body == &page,
+                "page {i}: {} bytes, not the page",
+                body.len()
+            );
         } else {
             assert_eq!(body, b"small\n");
         }

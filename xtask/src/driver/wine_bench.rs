@@ -110,7 +110,10 @@ fn serve(mut c: TcpStream, proxy: bool, down: &[u8]) -> Result<()> {
     if proxy {
         let mut h = [0u8; 16];
         c.read_exact(&mut h)?;
-        if h[..12] != [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
+        if h[..12]
+            != [
+                0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+            ]
             || h[12] != 0x21
         {
             bail!("bad PROXY v2 header {h:02x?}");
