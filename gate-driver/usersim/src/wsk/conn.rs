@@ -172,7 +172,7 @@ unsafe extern "system" fn WskConnConnect(
         // None: pended (marked pending before the reactor could see it;
         // it may be complete already, so the IRP is not touched here).
         return match r {
-            Some(st) => irp::finish(irp, st, 0),
+            Some(st) => real_finish(irp, st, 0),
             None => STATUS_PENDING,
         };
     }
@@ -188,12 +188,20 @@ unsafe extern "system" fn WskConnConnect(
 #[cfg(target_os = "linux")]
 fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
     match r {
-        Some((st, n)) if super::real::fast_completion() => {
-            irp::complete(irp, st, n);
-            st
-        }
-        Some((st, n)) => irp::finish(irp, st, n),
+        Some((st, n)) => real_finish(irp, st, n),
         None => STATUS_PENDING,
+    }
+}
+
+/// Finishes a taken IRP of a real socket now: inline with
+/// [`super::real::set_fast_completion`], else per the completion mode.
+#[cfg(target_os = "linux")]
+pub(crate) fn real_finish(irp: *mut IRP, st: NTSTATUS, n: usize) -> NTSTATUS {
+    if super::real::fast_completion() {
+        irp::complete(irp, st, n);
+        st
+    } else {
+        irp::finish(irp, st, n)
     }
 }
 
@@ -412,9 +420,9 @@ unsafe extern "system" fn WskDisconnect(
             let pending = super::real::abort_conn(sock);
             drop(guard);
             for i in pending {
-                irp::finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
+                real_finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
             }
-            return irp::finish(irp, STATUS_SUCCESS, 0);
+            return real_finish(irp, STATUS_SUCCESS, 0);
         }
         // Graceful: the final data (if any), then FIN once all is written.
         let r = super::real::send(sock, data, irp as usize, true);

@@ -473,6 +473,8 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         history::socket_closed(&mut g, c);
     }
     #[cfg(target_os = "linux")]
+    let was_real = super::real::is_real(key);
+    #[cfg(target_os = "linux")]
     cancel.extend(super::real::close(key));
     // Only this listener's requests in flight (an index: a connection
     // socket's close touches no request at all).
@@ -491,6 +493,13 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
     history::socket_closed(&mut g, key);
     WSK_CV.notify_all();
     drop(g);
+    #[cfg(target_os = "linux")]
+    if was_real {
+        for i in cancel {
+            super::conn::real_finish(i as *mut IRP, STATUS_CANCELLED, 0);
+        }
+        return super::conn::real_finish(irp, STATUS_SUCCESS, 0);
+    }
     for i in cancel {
         irp::finish(i as *mut IRP, STATUS_CANCELLED, 0);
     }
