@@ -121,7 +121,7 @@ unsafe extern "system" fn WskConnBind(
     };
     drop(g);
     drop(guard);
-    irp::finish(irp, status, 0)
+    finish_connection_setup(irp, status, 0)
 }
 
 /// WskConnect of a bound connection socket: a real TCP connection when
@@ -191,6 +191,17 @@ fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
         Some((st, n)) => real_finish(irp, st, n),
         None => STATUS_PENDING,
     }
+}
+
+/// Finishes a WskSocket (connection) or WskBind IRP: inline when the
+/// socket is to be a real connection ([`super::real::set_connect_real`])
+/// and fast completion is on, else per the completion mode.
+pub(crate) fn finish_connection_setup(irp: *mut IRP, st: NTSTATUS, n: usize) -> NTSTATUS {
+    #[cfg(target_os = "linux")]
+    if super::real::connect_real() {
+        return real_finish(irp, st, n);
+    }
+    irp::finish(irp, st, n)
 }
 
 /// Finishes a taken IRP of a real socket now: inline with

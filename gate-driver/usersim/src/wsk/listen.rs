@@ -129,6 +129,9 @@ unsafe extern "system" fn WskSocket(
         format!("WskSocket -> {kind:?} socket {p:#x} family {family}"),
     );
     drop(g);
+    if kind == Kind::Connection {
+        return super::conn::finish_connection_setup(irp, STATUS_SUCCESS, p);
+    }
     irp::finish(irp, STATUS_SUCCESS, p)
 }
 

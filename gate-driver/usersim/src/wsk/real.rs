@@ -159,8 +159,10 @@ pub(crate) fn connect_real() -> bool {
 /// Whether IRPs on real sockets complete without the I/O thread (default
 /// off: the unit tests' completion mode applies). On: a WskReceive,
 /// WskSend, WskDisconnect, WskConnect or WskCloseSocket on a real socket
-/// that can complete at once completes its IRP inline (the completion
-/// routine runs before the call returns, which returns the IRP's status),
+/// (and, with [`set_connect_real`], WskSocket and WskBind of a connection
+/// socket) that can complete at once completes its IRP inline (the
+/// completion routine runs before the call returns, which returns the
+/// IRP's status),
 /// and the reactor runs the completion routines of the IRPs it finishes on
 /// its own thread at DISPATCH_LEVEL. Saves two thread switches per relayed
 /// chunk (see gate-driver/README.md, relay figures).
