@@ -189,31 +189,6 @@ pub fn run() -> Result<()> {
 }
 
 fn exercise(s: &Session, sys: &Path) -> Result<()> {
-    let port = free_port()?;
-    let (backend, headers) = echo_backend(port)?;
-    let addr = install_and_start(s, sys, port, backend, &[("IdleTimeoutMs", "10000")])?;
-    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to the gate on {addr}"))?;
-    eprintln!("xtask wine-test: listening on {addr}, a connection was accepted");
-    relay_check(s, addr, &headers)?;
-    control_device(s)?;
-    stop_driver(s, addr)?;
-    eprintln!("xtask wine-test: sc stop unloaded the driver");
-    let _ = s.run(&["sc", "delete", "gate"])?;
-    Ok(())
-}
-
-/// Installs `sys` as the service `gate` listening on 127.0.0.1:`port` and
-/// relaying to `backend` with PROXY v2 (every connection let in), plus
-/// `extra` DWORD values; starts it and waits for its listener. Returns the
-/// gate's address.
-pub fn install_and_start(
-    s: &Session,
-    sys: &Path,
-    port: u16,
-    backend: SocketAddr,
-    extra: &[(&str, &str)],
-) -> Result<SocketAddr> {
     let drivers = s.prefix.join("drive_c/windows/system32/drivers");
     std::fs::copy(sys, drivers.join("gate.sys"))
         .with_context(|| format!("copying {} into {}", sys.display(), drivers.display()))?;
@@ -232,18 +207,19 @@ pub fn install_and_start(
     if !ok {
         bail!("wine sc create gate failed: {out}");
     }
+    let port = free_port()?;
+    let (backend, headers) = echo_backend(port)?;
     let key = r"HKLM\System\CurrentControlSet\Services\gate\Parameters";
-    let mut values = vec![
+    for (name, kind, value) in [
         ("ListenAddress", "REG_SZ", "127.0.0.1".to_string()),
         ("ListenPort", "REG_DWORD", port.to_string()),
         ("BackendAddress", "REG_SZ", backend.to_string()),
         ("ProxyProtocol", "REG_DWORD", "2".to_string()),
+        ("IdleTimeoutMs", "REG_DWORD", "10000".to_string()),
         // Every test connection is let in (the default burst is 20).
-        ("Burst", "REG_DWORD", "100000".to_string()),
-        ("RateMilliPerSecond", "REG_DWORD", "100000000".to_string()),
-    ];
-    values.extend(extra.iter().map(|(n, v)| (*n, "REG_DWORD", v.to_string())));
-    for (name, kind, value) in values {
+        ("Burst", "REG_DWORD", "1000".to_string()),
+        ("RateMilliPerSecond", "REG_DWORD", "1000000".to_string()),
+    ] {
         let (ok, out) = s.run(&[
             "reg", "add", key, "/v", name, "/t", kind, "/d", &value, "/f",
         ])?;
@@ -274,11 +250,13 @@ pub fn install_and_start(
             tail(&s.log_text(), 30)
         );
     }
-    Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-}
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the gate on {addr}"))?;
+    eprintln!("xtask wine-test: listening on {addr}, a connection was accepted");
+    relay_check(s, addr, &headers)?;
+    control_device(s)?;
 
-/// `sc stop gate`, waits until it is STOPPED and `addr` no longer accepts.
-pub fn stop_driver(s: &Session, addr: SocketAddr) -> Result<()> {
     let (ok, out) = s.run(&["sc", "stop", "gate"])?;
     if !ok {
         bail!("wine sc stop gate failed: {out}");
@@ -300,6 +278,8 @@ pub fn stop_driver(s: &Session, addr: SocketAddr) -> Result<()> {
     if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
         bail!("{addr} still accepts connections after the driver stopped");
     }
+    eprintln!("xtask wine-test: sc stop unloaded the driver");
+    let _ = s.run(&["sc", "delete", "gate"])?;
     Ok(())
 }
 
