@@ -25,7 +25,10 @@
 //!   rejections straddling two windows may not ban).
 //!
 //! Rejections that count: `RateExceeded` and `PendBudgetSpent` (not
-//! `GlobalLimit`, which honest clients hit during a flood).
+//! `GlobalLimit`, which honest clients hit during a flood). While a key is
+//! banned, its count holds the rejections that banned it plus every
+//! refusal during the ban (the control API's top-N ranks by it); the count
+//! is cleared when the ban ends.
 
 use crate::table::{Entry, BANNED};
 use crate::time::Ticks;
@@ -111,12 +114,23 @@ pub(crate) fn record_reject(e: &mut Entry, p: &BanParams) -> bool {
     }
     e.rejects = e.rejects.saturating_add(1);
     if e.rejects >= p.threshold {
+        // The count stays: while banned it goes on counting the refusals
+        // ([`record_banned`]), so an operator's top-N ranks banned keys by
+        // what they sent; it is cleared when the ban ends ([`advance`]).
         e.meta |= BANNED;
         e.set_span(p.ban);
-        e.rejects = 0;
         return true;
     }
     false
+}
+
+/// Records a refusal of a banned key (call after [`advance`] said it is
+/// banned): the rejection count goes on growing during the ban (it is
+/// only read by the control API's query and top; the ban's end does not
+/// depend on it).
+#[inline]
+pub(crate) fn record_banned(e: &mut Entry) {
+    e.rejects = e.rejects.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -192,6 +206,29 @@ mod tests {
         assert!(!reject(&mut e, &p, 50));
         assert!(p.active(&e, 149));
         assert!(!p.active(&e, 150));
+    }
+
+    #[test]
+    fn the_count_survives_the_ban_start_and_grows_while_banned_then_clears() {
+        let p = BanParams::new(3, 10 * TICKS_PER_SEC, 60 * TICKS_PER_SEC);
+        let mut e = entry();
+        let t0 = 1000 * TICKS_PER_SEC;
+        assert!(!reject(&mut e, &p, t0));
+        assert!(!reject(&mut e, &p, t0 + 1));
+        assert!(reject(&mut e, &p, t0 + 2));
+        assert_eq!(e.rejects, 3, "the ban start keeps the count");
+        for i in 0..5 {
+            assert!(at(&mut e, &p, t0 + 3 + i));
+            record_banned(&mut e);
+        }
+        assert_eq!(e.rejects, 8);
+        // The ban's end is exact whatever the count, and clears it.
+        assert!(at(&mut e, &p, t0 + 2 + 60 * TICKS_PER_SEC - 1));
+        assert!(!at(&mut e, &p, t0 + 2 + 60 * TICKS_PER_SEC));
+        assert_eq!(e.rejects, 0);
+        // A new window then counts from 1.
+        assert!(!record_reject(&mut e, &p));
+        assert_eq!(e.rejects, 1);
     }
 
     #[test]

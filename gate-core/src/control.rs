@@ -130,7 +130,10 @@ pub struct KeyState {
     pub next_token: Ticks,
     /// How far the bucket is ahead of `now` (its debt), ticks.
     pub debt: Ticks,
-    /// Rejections counted toward a ban in the current window.
+    /// Rejections in the key's current ban window: those counted toward a
+    /// ban and, while banned, those that banned it plus every refusal
+    /// during the ban; 0 once the window or the ban has ended (see `ban`).
+    /// Counted only while bans are on; saturates at 65535.
     pub rejects: u16,
     /// End of an automatic ban in force (to within 6.6 ms).
     pub auto_ban_until: Option<Ticks>,
@@ -338,7 +341,7 @@ impl<L: RawLock> Gate<L> {
             tokens_milli: p.key.tokens_milli(e.tat, nu),
             next_token: iv.ceil_ticks(e.tat.saturating_sub(p.key.limit)).max(now),
             debt,
-            rejects: e.rejects,
+            rejects: if p.ban.active(e, now) { e.rejects } else { 0 },
             auto_ban_until,
             last_seen: Some(e.last),
         }

@@ -506,6 +506,7 @@ impl<L: RawLock> Gate<L> {
         let prior_last = e.last;
         e.last = now;
         if ban::advance(e, &p.ban, now, prior_last) {
+            ban::record_banned(e);
             return Outcome {
                 reason: Reason::Banned,
                 tokens_milli: p.key.tokens_milli(e.tat, now_u),

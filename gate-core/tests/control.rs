@@ -208,6 +208,40 @@ fn query_reports_tokens_bans_and_membership() {
     assert_eq!(m.manual_ban_until, Some(T0 + TICKS_PER_SEC));
 }
 
+/// Review of issue 13, item 4: a key's rejection figure went back to 0
+/// when its automatic ban started, so `top --by rejections` ranked the
+/// worst offenders last. The figure now counts the rejections that banned
+/// the key and every refusal during the ban, and scan (top) ranks by it.
+#[test]
+fn the_rejection_figure_keeps_counting_through_an_automatic_ban() {
+    let g = gate(banning()); // burst 1, threshold 2
+    let l = ip(LOCAL);
+    let (worst, mild) = (ip("192.0.2.1"), ip("192.0.2.2"));
+    // 1 accepted + 2 rejections (the 2nd bans) + 10 banned refusals.
+    for i in 0..13 {
+        g.decide(worst, l, T0 + i);
+    }
+    // 1 accepted + 1 rejection (not banned).
+    for i in 0..2 {
+        g.decide(mild, l, T0 + i);
+    }
+    let (s, _) = g.query(worst, T0 + 20);
+    assert!(s.auto_ban_until.is_some());
+    assert_eq!(s.rejects, 12, "2 that banned it + 10 while banned");
+    assert_eq!(g.query(mild, T0 + 20).0.rejects, 1);
+    let mut seen = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        cursor = g.scan(c, 4096, T0 + 20, |k| seen.push((k.rejects, k.key)));
+    }
+    seen.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+    assert_eq!(seen[0].0, 12);
+    assert_eq!(seen[1].0, 1);
+    // The ban's end clears the figure, without a decision in between.
+    let end = s.auto_ban_until.unwrap();
+    assert_eq!(g.query(worst, end).0.rejects, 0);
+}
+
 #[test]
 fn unban_lifts_automatic_bans_by_key_and_by_prefix_scan() {
     let g = gate(banning());

@@ -440,6 +440,18 @@ pub fn control_rejected(operation: &str, r: &crate::control::dispatch::Refusal, 
     let _ = write!(value, "{}", r.value);
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
     etw::control_rejected(&ETW, operation, r.field, text, r.reason, r.status, pid);
+    // A refused configuration value is also the ConfigRejected,
+    // named by its registry value (RateMilliPerSecond, ...), like a value
+    // refused at start; framing refusals (length, version, code) are not
+    // configuration and stay ControlRejected only.
+    if gate_core::field::ALL.contains(&r.field) {
+        etw::config_rejected(
+            &ETW,
+            crate::config::value_name_of_field(r.field),
+            text,
+            r.reason,
+        );
+    }
     crate::dbg_print!(
         gate_ksys::DPFLTR_WARNING_LEVEL,
         "gate: {} refused: {} = {}: expected {} ({:#x}, pid {})",

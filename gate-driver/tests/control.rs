@@ -447,6 +447,149 @@ fn persist_writes_the_registry_parameters() {
     sim.assert_no_violations();
 }
 
+/// Review of issue 13, item 2: `--persist` on a default install (no
+/// Parameters key: the installer writes one only when values are given)
+/// failed with STATUS_REGISTRY_IO_FAILED, since the driver only opened
+/// the key. It now opens or creates it (ZwCreateKey).
+#[test]
+fn persist_creates_the_parameters_key_when_it_is_missing() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    assert!(!sim.registry_key_exists(PARAMS), "a default install");
+    let h = open(&sim, RW);
+    let mut req = set_req(set_field::BURST, |c| c.burst = 5);
+    req.flags = FLAG_PERSIST;
+    call(&h, &req).expect("set --persist on a default install");
+    assert!(sim.registry_key_exists(PARAMS));
+    assert_eq!(
+        gate_usersim::registry::get_raw(PARAMS, "Burst"),
+        Some((4, 5u32.to_le_bytes().to_vec()))
+    );
+    let b = list_change(
+        list_kind::ALLOW,
+        list_op::ADD,
+        FLAG_PERSIST,
+        &["198.51.100.0/24"],
+    );
+    assert_eq!(
+        h.ioctl(IOCTL_GATE_LIST_CHANGE, &b, ListChangeReply::SIZE)
+            .status,
+        0
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    let (driver, _l) = start(&sim, &[]);
+    let h = open(&sim, FILE_READ_ACCESS);
+    let s = status(&h);
+    assert_eq!((s.config.burst, s.config.allow_count), (5, 1));
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// A `--persist` that fails keeps the live change and names the real
+/// cause: ControlRejected's field `persist` carries the registry call's
+/// NTSTATUS, and the debug output names the call, the value and why.
+#[test]
+fn a_failed_persist_names_the_registry_call_and_its_status() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    // The service key is gone (uninstalled under a running driver): the
+    // Parameters key cannot be created.
+    sim.registry_delete_key(SERVICE_KEY);
+    let h = open(&sim, RW);
+    sim.take_events();
+    let mut req = set_req(set_field::BURST, |c| c.burst = 6);
+    req.flags = FLAG_PERSIST;
+    assert_eq!(
+        call(&h, &req).unwrap_err(),
+        status::STATUS_REGISTRY_IO_FAILED
+    );
+    assert_eq!(status(&h).config.burst, 6, "the live change stands");
+    let ev = events_named(&sim, "ControlRejected");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(str_field(&ev[0], "Field"), "persist");
+    assert_eq!(
+        str_field(&ev[0], "Value"),
+        u64::from(0xC000_0034u32).to_string(),
+        "STATUS_OBJECT_NAME_NOT_FOUND from ZwCreateKey"
+    );
+    let changed = events_named(&sim, "ConfigChanged");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        changed[0].field("Persisted").unwrap().value,
+        Value::Bool(false)
+    );
+    let text: Vec<String> = sim.debug_output().into_iter().map(|d| d.text).collect();
+    assert!(
+        text.iter().any(
+            |t| t.contains("--persist Burst: ZwCreateKey failed with 0xc0000034")
+                && t.contains("service key is missing")
+        ),
+        "{text:?}"
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// Review of issue 13, item 9: a list change's ConfigChanged said `op 1`
+/// and named no CIDR. It names the op and the CIDRs (the first three and
+/// how many more).
+#[test]
+fn list_change_events_name_the_op_and_the_cidrs() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    let h = open(&sim, RW);
+    let run = |list, op, entries: &[&str]| -> String {
+        sim.take_events();
+        let r = h.ioctl(
+            IOCTL_GATE_LIST_CHANGE,
+            &list_change(list, op, 0, entries),
+            ListChangeReply::SIZE,
+        );
+        assert_eq!(r.status, 0);
+        let ev = events_named(&sim, "ConfigChanged");
+        assert_eq!(ev.len(), 1);
+        format!(
+            "{} | {} -> {}",
+            str_field(&ev[0], "What"),
+            str_field(&ev[0], "Old"),
+            str_field(&ev[0], "New")
+        )
+    };
+    assert_eq!(
+        run(list_kind::ALLOW, list_op::ADD, &["10.0.0.1/8"]),
+        "allow | 0 entries -> 1 entries after add 10.0.0.0/8 (1 changed)"
+    );
+    assert_eq!(
+        run(
+            list_kind::DENY,
+            list_op::REPLACE,
+            &[
+                "192.0.2.0/24",
+                "2001:db8::/32",
+                "198.51.100.0/24",
+                "203.0.113.0/24",
+                "10.9.0.0/16"
+            ]
+        ),
+        "deny | 0 entries -> 5 entries after replace with 10.9.0.0/16, 192.0.2.0/24, \
+         198.51.100.0/24 +2 more (5 in all) (5 changed)"
+    );
+    assert_eq!(
+        run(list_kind::DENY, list_op::REMOVE, &["192.0.2.0/24"]),
+        "deny | 5 entries -> 4 entries after remove 192.0.2.0/24 (1 changed)"
+    );
+    assert_eq!(
+        run(list_kind::DENY, list_op::CLEAR, &[]),
+        "deny | 4 entries -> 0 entries after clear (4 changed)"
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
 #[test]
 fn manual_ban_query_and_unban() {
     let sim = Sim::new();
@@ -1047,6 +1190,7 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         ),
     ];
     let before = status(&h).config;
+    let mut config_cases = 0;
     for (i, c) in cases.iter().enumerate() {
         sim.take_events();
         let r = h.ioctl(c.code, &c.input, c.out_len);
@@ -1062,6 +1206,25 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         let ev = events_named(&sim, "ControlRejected");
         assert_eq!(ev.len(), 1, "case {i}: one ControlRejected event");
         assert_eq!(str_field(&ev[0], "Field"), c.field, "case {i}");
+        // A refused configuration value is also the issue's ConfigRejected,
+        // named by its registry value; framing refusals are not.
+        let cfg = events_named(&sim, "ConfigRejected");
+        if gate_core::field::ALL.contains(&c.field) {
+            assert_eq!(cfg.len(), 1, "case {i} ({}): one ConfigRejected", c.field);
+            assert_eq!(
+                str_field(&cfg[0], "ValueName"),
+                gate_driver::config::value_name_of_field(c.field),
+                "case {i}"
+            );
+            assert_eq!(str_field(&cfg[0], "Value"), str_field(&ev[0], "Value"));
+            config_cases += 1;
+        } else {
+            assert!(
+                cfg.is_empty(),
+                "case {i} ({}): not a configuration value",
+                c.field
+            );
+        }
         assert_eq!(
             ev[0].field("Status").unwrap().as_u64(),
             Some(u64::from(c.status as u32)),
@@ -1070,6 +1233,10 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         assert!(events_named(&sim, "ConfigChanged").is_empty(), "case {i}");
     }
     assert_eq!(status(&h).config, before, "nothing changed");
+    assert!(
+        config_cases >= 3,
+        "{config_cases} configuration-value cases"
+    );
     // The bad entry is named by its index.
     sim.take_events();
     h.ioctl(IOCTL_GATE_LIST_CHANGE, &lc_bad_entry, 16);

@@ -239,7 +239,7 @@ typedef struct GATE_TOP_ENTRY {
     GATE_ADDR key;
     uint32_t rejects;
     uint32_t tokens_milli;
-    uint32_t banned;
+    uint32_t auto_ban_left_ms;
     uint64_t debt_ms;
     uint64_t last_seen_ms;
 } GATE_TOP_ENTRY;
@@ -247,7 +247,7 @@ _Static_assert(sizeof(GATE_TOP_ENTRY) == 48, "GATE_TOP_ENTRY size");
 _Static_assert(offsetof(GATE_TOP_ENTRY, key) == 0, "GATE_TOP_ENTRY.key");
 _Static_assert(offsetof(GATE_TOP_ENTRY, rejects) == 20, "GATE_TOP_ENTRY.rejects");
 _Static_assert(offsetof(GATE_TOP_ENTRY, tokens_milli) == 24, "GATE_TOP_ENTRY.tokens_milli");
-_Static_assert(offsetof(GATE_TOP_ENTRY, banned) == 28, "GATE_TOP_ENTRY.banned");
+_Static_assert(offsetof(GATE_TOP_ENTRY, auto_ban_left_ms) == 28, "GATE_TOP_ENTRY.auto_ban_left_ms");
 _Static_assert(offsetof(GATE_TOP_ENTRY, debt_ms) == 32, "GATE_TOP_ENTRY.debt_ms");
 _Static_assert(offsetof(GATE_TOP_ENTRY, last_seen_ms) == 40, "GATE_TOP_ENTRY.last_seen_ms");
 

@@ -518,12 +518,18 @@ pub mod top_order {
 pub struct TopEntry {
     /// The key.
     pub key: WireAddr,
-    /// Recent rejections counted toward a ban.
+    /// The key's rejections in its current ban window: the rate and
+    /// pend-budget rejections that count toward an automatic ban, and while
+    /// the key is banned, those that banned it plus every refusal during the
+    /// ban (reset when the window or the ban ends; counted only while bans
+    /// are on, `BanThreshold > 0`). Saturates at 65535.
     pub rejects: u32,
     /// Tokens left, thousandths.
     pub tokens_milli: u32,
-    /// 1 when under an automatic ban.
-    pub banned: u32,
+    /// Automatic ban time left, ms (rounded up); 0 when the key is not
+    /// under an automatic ban. (Up to version 1 of this document the field
+    /// was `banned`, 1 when banned: non-zero still means banned.)
+    pub auto_ban_left_ms: u32,
     /// How far the key's bucket is ahead of now (its debt), ms: 0 when it
     /// has tokens; grows with the rate it sends above its limit.
     pub debt_ms: u64,

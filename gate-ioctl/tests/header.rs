@@ -171,7 +171,7 @@ fn structs() -> Vec<Struct> {
                 ("GATE_ADDR", key),
                 ("uint32_t", rejects),
                 ("uint32_t", tokens_milli),
-                ("uint32_t", banned),
+                ("uint32_t", auto_ban_left_ms),
                 ("uint64_t", debt_ms),
                 ("uint64_t", last_seen_ms),
             ]

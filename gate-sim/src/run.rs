@@ -122,6 +122,14 @@ fn wait_queues_bound(q: (u16, u16), limit: Duration) -> bool {
     false
 }
 
+/// The `--control` path, for messages.
+fn c_path(o: &Options) -> String {
+    o.control
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
 /// Runs gate-sim; returns the process exit code (0 clean, 1 leaks or
 /// violations or a failed front, 2 setup errors).
 pub fn run(o: &Options) -> Result<i32> {
@@ -132,12 +140,24 @@ pub fn run(o: &Options) -> Result<i32> {
         nfq::enter_netns(ns)
             .with_context(|| format!("--netns {ns}: cannot enter /var/run/netns/{ns}"))?;
     }
+    // Claim the control socket before anything else: a path another
+    // gate-sim serves is refused (exit 2), not taken over; a stale one is
+    // replaced. Clients wait in the backlog until the driver is loaded.
+    let control = match &o.control {
+        Some(p) => Some(
+            gate_usersim::ControlServer::bind(p)
+                .with_context(|| format!("--control {}", p.display()))?,
+        ),
+        None => None,
+    };
     let out: Option<Box<dyn Write + Send>> = match &o.events {
         None => None,
         Some(p) if p.as_os_str() == "-" => {
             Some(Box::new(std::io::LineWriter::new(std::io::stdout())))
         }
-        Some(p) => Some(Box::new(std::io::BufWriter::new(
+        // Line-buffered like stdout: each event reaches the file as it
+        // happens (an operator's `tail -f` audits live changes).
+        Some(p) => Some(Box::new(std::io::LineWriter::new(
             std::fs::File::create(p)
                 .with_context(|| format!("--events {}: cannot create", p.display()))?,
         ))),
@@ -191,10 +211,10 @@ pub fn run(o: &Options) -> Result<i32> {
     let port = l.addr.port();
     // gatectl's way in: the control socket into the driver's own
     // IRP_MJ_DEVICE_CONTROL handler (stopped before the unload).
-    let control = match &o.control {
-        Some(p) => Some(
-            gate_usersim::ControlServer::start(p)
-                .with_context(|| format!("serving the control socket {}", p.display()))?,
+    let control = match control {
+        Some(c) => Some(
+            c.serve()
+                .with_context(|| format!("serving the control socket {}", c_path(o)))?,
         ),
         None => None,
     };

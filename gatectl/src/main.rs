@@ -6,10 +6,10 @@
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | done |
-//! | 2 | bad command line or value (the message names it) |
-//! | 3 | the gate is not running (no device / no control socket) |
-//! | 4 | access denied (the device admits SYSTEM and Administrators; a change needs write access) |
+//! | 0 | done (also when stdout is a pipe that closed: `gatectl status \| head -1`) |
+//! | 2 | bad command line or value (the message names the option, the value and its range) |
+//! | 3 | the gate is not reachable: no device / socket, not a socket, a stale socket, or it stopped during the request |
+//! | 4 | access denied (Windows: SYSTEM and Administrators, a change needs write access; Linux: the 0600 socket) |
 //! | 5 | the driver refused the request (the status names why; ETW ControlRejected names the field) |
 //! | 6 | I/O error talking to the driver |
 
@@ -103,8 +103,8 @@ enum Cmd {
     },
     /// A refreshing view of status and top talkers (Ctrl-C stops).
     Watch {
-        /// Refresh period.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        /// Refresh period, 100ms to 1h.
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: Duration,
         /// Top keys shown.
         #[arg(short = 'n', long, default_value_t = 10)]
@@ -162,15 +162,15 @@ struct SetArgs {
     /// Rejections within the ban window that ban a key (0 = no bans).
     #[arg(long)]
     ban_threshold: Option<u32>,
-    /// Ban window (e.g. 10s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    ban_window: Option<Duration>,
-    /// Automatic ban length (e.g. 1m).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    ban_time: Option<Duration>,
-    /// Longest pend delay (e.g. 500ms).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    max_delay: Option<Duration>,
+    /// Ban window, 1ms to 1h (e.g. 10s).
+    #[arg(long)]
+    ban_window: Option<String>,
+    /// Automatic ban length, 1ms to 1day (e.g. 1m).
+    #[arg(long)]
+    ban_time: Option<String>,
+    /// Longest pend delay, 1ms to 1m (e.g. 500ms).
+    #[arg(long)]
+    max_delay: Option<String>,
     /// Full-table policy.
     #[arg(long, value_enum)]
     full_table: Option<Policy>,
@@ -215,11 +215,57 @@ enum ListOp {
     },
 }
 
-/// A failure with its exit code.
+/// Shortest `watch --interval`: each refresh is a status and a whole top
+/// walk of the table (one request per shard slice).
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest `watch --interval`.
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// `watch --interval`: a duration from [`MIN_INTERVAL`] to [`MAX_INTERVAL`]
+/// (clap prefixes the error with the option and the value).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let range = "expected 100ms to 1h";
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e}; {range}"))?;
+    if (MIN_INTERVAL..=MAX_INTERVAL).contains(&d) {
+        Ok(d)
+    } else {
+        Err(range.to_string())
+    }
+}
+
+/// A failure with its exit code (an empty message prints nothing).
 #[derive(Debug)]
 struct Failure {
     code: u8,
     message: String,
+}
+
+impl Failure {
+    /// Writing to stdout failed. A closed pipe (`gatectl status | head -1`)
+    /// ends gatectl quietly with 0, as Unix tools do; anything else is an
+    /// I/O error (6).
+    fn output(e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure {
+                code: 0,
+                message: String::new(),
+            }
+        } else {
+            Failure {
+                code: 6,
+                message: format!("writing to stdout: {e}"),
+            }
+        }
+    }
+}
+
+/// `println!` that returns a [`Failure`] instead of panicking when stdout
+/// fails (a closed pipe in particular).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*).map_err(Failure::output)?
+    }};
 }
 
 fn usage(message: String) -> Failure {
@@ -228,13 +274,8 @@ fn usage(message: String) -> Failure {
 
 impl From<TransportError> for Failure {
     fn from(e: TransportError) -> Failure {
-        let code = match e {
-            TransportError::NotLoaded(_) => 3,
-            TransportError::AccessDenied(_) => 4,
-            TransportError::Io(_) => 6,
-        };
         Failure {
-            code,
+            code: e.exit_code(),
             message: e.to_string(),
         }
     }
@@ -262,10 +303,30 @@ fn refused(op: &str, st: i32) -> Failure {
         STATUS_INFO_LENGTH_MISMATCH => "request size mismatch (gatectl and driver versions differ?)",
         STATUS_BUFFER_TOO_SMALL => "reply larger than expected (gatectl and driver versions differ?)",
         STATUS_INVALID_DEVICE_REQUEST => "unknown control code (an older driver?)",
-        STATUS_QUOTA_EXCEEDED => "a list or the manual ban table is full",
+        STATUS_QUOTA_EXCEEDED => match op {
+            "allow" | "deny" => {
+                return Failure {
+                    code: 5,
+                    message: format!(
+                        "{op}: the {op} list is full (at most {MAX_LIST_ENTRIES} entries; {} {st:#010x})",
+                        status::name(st)
+                    ),
+                }
+            }
+            "ban" => {
+                return Failure {
+                    code: 5,
+                    message: format!(
+                        "ban: the manual ban table is full (at most {MAX_MANUAL_BANS} bans in force; {} {st:#010x})",
+                        status::name(st)
+                    ),
+                }
+            }
+            _ => "a list or the manual ban table is full",
+        },
         STATUS_DEVICE_BUSY => "another change is being applied; retry",
         STATUS_INSUFFICIENT_RESOURCES => "the driver has no memory for the change",
-        STATUS_REGISTRY_IO_FAILED => "the live change stands, but writing it to the registry failed",
+        STATUS_REGISTRY_IO_FAILED => "the live change stands, but writing it to the registry Parameters key failed (the driver's debug output names the value and the cause)",
         _ => "refused",
     };
     Failure {
@@ -383,15 +444,25 @@ fn parse_cidr(s: &str) -> Result<WireAddr, Failure> {
     Ok(WireAddr::prefix(c.addr(), c.prefix_len()))
 }
 
-/// "12.5" connections/s -> 12500 milli.
+/// The range of `--rate` (and of a non-zero `--global-rate`) in the
+/// user's units: gate-core's 1 to [`gate_core::config::MAX_RATE_MILLI`] milli.
+const RATE_RANGE: &str = "0.001 to 10000000 connections per second (at most 3 decimals)";
+
+/// "12.5" connections/s -> 12500 milli; the error names `--{field}`, the
+/// value and the range.
 fn parse_rate(field: &str, s: &str) -> Result<u64, Failure> {
-    let bad = || {
-        usage(format!(
-            "bad --{field} '{s}': expected connections per second, e.g. 10 or 0.5"
-        ))
+    let range = if field == "global-rate" {
+        format!("0 (off) or {RATE_RANGE}")
+    } else {
+        RATE_RANGE.to_string()
     };
+    let bad = || usage(format!("--{field} {s}: expected {range}"));
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if frac.len() > 3 || (int.is_empty() && frac.is_empty()) {
+        return Err(bad());
+    }
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
+    if (!int.is_empty() && !digits(int)) || (!frac.is_empty() && !digits(frac)) {
         return Err(bad());
     }
     let i: u64 = if int.is_empty() {
@@ -404,13 +475,71 @@ fn parse_rate(field: &str, s: &str) -> Result<u64, Failure> {
     } else {
         format!("{frac:0<3}").parse().map_err(|_| bad())?
     };
-    i.checked_mul(1000)
+    let v = i
+        .checked_mul(1000)
         .and_then(|v| v.checked_add(f))
-        .ok_or_else(bad)
+        .ok_or_else(bad)?;
+    if v > gate_core::config::MAX_RATE_MILLI || (v == 0 && field != "global-rate") {
+        return Err(bad());
+    }
+    Ok(v)
 }
 
-fn ms(field: &str, d: Duration) -> Result<u32, Failure> {
-    u32::try_from(d.as_millis()).map_err(|_| usage(format!("--{field} {d:?} is too long")))
+/// A duration option (`500ms`, `10s`, `1h`) in ms, checked against
+/// `1ms..=max_ms`; the error names `--{field}`, the value as typed and the
+/// range.
+fn ms(field: &str, s: &str, max_ms: u32) -> Result<u32, Failure> {
+    let range = format!(
+        "expected 1ms to {}",
+        humantime::format_duration(Duration::from_millis(u64::from(max_ms)))
+    );
+    let d =
+        humantime::parse_duration(s).map_err(|e| usage(format!("--{field} {s}: {e}; {range}")))?;
+    match u32::try_from(d.as_millis()) {
+        Ok(v) if (1..=max_ms).contains(&v) => Ok(v),
+        _ => Err(usage(format!("--{field} {s}: {range}"))),
+    }
+}
+
+/// A gate-core [`gate_core::ConfigError`] for a `set`, in the CLI's terms:
+/// the option the user typed, the value and the range in its units.
+fn set_error(e: &gate_core::ConfigError) -> Failure {
+    use gate_core::field;
+    let (opt, range) = match e.field {
+        field::RATE_MILLI => ("--rate", RATE_RANGE.to_string()),
+        field::GLOBAL_RATE_MILLI => ("--global-rate", format!("0 (off) or {RATE_RANGE}")),
+        field::BURST => ("--burst", format!("1 to {}", gate_core::config::MAX_BURST)),
+        field::GLOBAL_BURST => (
+            "--global-burst",
+            format!(
+                "1 to {} while a global rate is set",
+                gate_core::config::MAX_GLOBAL_BURST
+            ),
+        ),
+        field::BAN_THRESHOLD => ("--ban-threshold", "0 (bans off) to 65535".to_string()),
+        field::BAN_WINDOW_MS => ("--ban-window", "1ms to 1h while bans are on".to_string()),
+        field::BAN_MS => ("--ban-time", "1ms to 1day while bans are on".to_string()),
+        field::MAX_DELAY_MS => ("--max-delay", "1ms to 1m while pends are on".to_string()),
+        _ => return usage(format!("set: {e}")),
+    };
+    let value = match e.field {
+        field::RATE_MILLI | field::GLOBAL_RATE_MILLI => rate_text(e.value),
+        field::BAN_WINDOW_MS | field::BAN_MS | field::MAX_DELAY_MS => {
+            humantime::format_duration(Duration::from_millis(e.value)).to_string()
+        }
+        _ => e.value.to_string(),
+    };
+    usage(format!("{opt} {value}: expected {range}"))
+}
+
+/// Milli-connections per second as the user writes them ("2.5").
+fn rate_text(milli: u64) -> String {
+    match milli % 1000 {
+        0 => format!("{}", milli / 1000),
+        f => format!("{}.{f:03}", milli / 1000)
+            .trim_end_matches('0')
+            .to_string(),
+    }
 }
 
 fn reason_names() -> Vec<&'static str> {
@@ -435,7 +564,9 @@ fn config_json(c: &WireConfig) -> Value {
     })
 }
 
-fn status_json(s: &StatusReply) -> Value {
+/// `status --json`; `tracked_keys` is `null` unless `keys_counted`
+/// (`--count-keys`: counting takes every shard lock in turn).
+fn status_json(s: &StatusReply, keys_counted: bool) -> Value {
     let names = reason_names();
     let by = |a: &[u64; COUNTER_SLOTS]| {
         let mut m = serde_json::Map::new();
@@ -457,7 +588,8 @@ fn status_json(s: &StatusReply) -> Value {
         "decisions": by(&s.by_reason), "observed": by(&s.observed),
         "events": Value::Object(events),
         "pends_outstanding": s.pends_outstanding, "pending_in_use": s.pending_in_use,
-        "tracked_keys": s.tracked_keys, "capacity": s.capacity,
+        "tracked_keys": if keys_counted { json!(s.tracked_keys) } else { Value::Null },
+        "capacity": s.capacity,
         "inspects": s.inspects, "aborts": s.aborts,
         "accepted_connections": s.accepted_sockets, "closed_connections": s.closed_sockets,
         "listeners_created": s.listeners_up, "null_inspect_ids": s.null_inspect,
@@ -556,9 +688,9 @@ fn relay_text(s: &StatusReply) -> String {
     }
 }
 
-fn print_status(s: &StatusReply) {
+fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
     let c = &s.config;
-    println!(
+    out!(
         "listener    {} ({}) port {}, up {}",
         if s.listener == listener_state::UP {
             "up"
@@ -573,7 +705,7 @@ fn print_status(s: &StatusReply) {
         s.port,
         humantime::format_duration(Duration::from_secs(s.uptime_ms / 1000))
     );
-    println!(
+    out!(
         "limits      {}.{:03}/s burst {} per key; global {}; observe {}",
         c.rate_milli / 1000,
         c.rate_milli % 1000,
@@ -590,51 +722,74 @@ fn print_status(s: &StatusReply) {
         },
         if c.observe != 0 { "ON" } else { "off" }
     );
-    println!(
+    out!(
         "bans        threshold {} in {} ms, {} ms; {} manual ({} hits)",
-        c.ban_threshold, c.ban_window_ms, c.ban_ms, c.manual_bans, s.manual_ban_hits
+        c.ban_threshold,
+        c.ban_window_ms,
+        c.ban_ms,
+        c.manual_bans,
+        s.manual_ban_hits
     );
-    println!("lists       {} allow, {} deny", c.allow_count, c.deny_count);
-    println!(
+    out!("lists       {} allow, {} deny", c.allow_count, c.deny_count);
+    out!(
         "table       {} slots in {} shards{}",
         s.capacity,
         c.shards,
-        if s.tracked_keys > 0 {
+        if keys_counted {
             format!(", {} keys tracked", s.tracked_keys)
         } else {
             String::new()
         }
     );
-    println!(
+    out!(
         "pends       {} outstanding (max {}), {} ms max delay",
-        s.pends_outstanding, c.max_pending, c.max_delay_ms
+        s.pends_outstanding,
+        c.max_pending,
+        c.max_delay_ms
     );
-    println!(
+    out!(
         "connections {} inspected, {} accepted, {} closed, {} aborts",
-        s.inspects, s.accepted_sockets, s.closed_sockets, s.aborts
+        s.inspects,
+        s.accepted_sockets,
+        s.closed_sockets,
+        s.aborts
     );
-    println!("relays      {}", relay_text(s));
-    println!("decisions");
+    out!("relays      {}", relay_text(s));
+    out!("decisions");
     for (n, v) in reason_names().iter().zip(s.by_reason.iter()) {
-        println!("  {n:<22} {v}");
+        out!("  {n:<22} {v}");
     }
+    Ok(())
 }
 
-fn print_top(entries: &[TopEntry]) {
-    println!(
-        "{:<44} {:>8} {:>10} {:>9} {:>8}",
-        "key", "rejects", "debt_ms", "tokens", "banned"
+fn print_top(entries: &[TopEntry]) -> Result<(), Failure> {
+    if entries.is_empty() {
+        out!("no tracked keys");
+        return Ok(());
+    }
+    out!(
+        "{:<44} {:>8} {:>10} {:>9}  {}",
+        "key",
+        "rejects",
+        "debt_ms",
+        "tokens",
+        "auto ban left"
     );
     for e in entries {
-        println!(
-            "{:<44} {:>8} {:>10} {:>9.3} {:>8}",
+        out!(
+            "{:<44} {:>8} {:>10} {:>9.3}  {}",
             addr_text(&e.key),
             e.rejects,
             e.debt_ms,
             e.tokens_milli as f64 / 1000.0,
-            if e.banned != 0 { "auto" } else { "" }
+            if e.auto_ban_left_ms != 0 {
+                left_text(u64::from(e.auto_ban_left_ms))
+            } else {
+                String::new()
+            }
         );
     }
+    Ok(())
 }
 
 fn top_json(entries: &[TopEntry]) -> Value {
@@ -643,7 +798,8 @@ fn top_json(entries: &[TopEntry]) -> Value {
             .iter()
             .map(|e| {
                 json!({"key": addr_text(&e.key), "rejects": e.rejects, "debt_ms": e.debt_ms,
-                       "tokens_milli": e.tokens_milli, "auto_banned": e.banned != 0,
+                       "tokens_milli": e.tokens_milli, "auto_banned": e.auto_ban_left_ms != 0,
+                       "auto_ban_left_ms": if e.auto_ban_left_ms != 0 { json!(e.auto_ban_left_ms) } else { Value::Null },
                        "last_seen_ms": e.last_seen_ms})
             })
             .collect(),
@@ -675,17 +831,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Status { json, count_keys } => {
             let s = g.status(count_keys)?;
             if json {
-                println!("{}", status_json(&s));
+                out!("{}", status_json(&s, count_keys));
             } else {
-                print_status(&s);
+                print_status(&s, count_keys)?;
             }
         }
         Cmd::Top { count, by, json } => {
             let t = g.top(count, by)?;
             if json {
-                println!("{}", top_json(&t));
+                out!("{}", top_json(&t));
             } else {
-                print_top(&t);
+                print_top(&t)?;
             }
         }
         Cmd::Query { addr, json } => {
@@ -699,7 +855,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             )?;
             let has = |b| q.state & b != 0;
             if json {
-                println!(
+                out!(
                     "{}",
                     json!({
                         "address": addr.to_string(), "key": addr_text(&q.key),
@@ -713,8 +869,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     })
                 );
             } else {
-                println!("address     {addr}");
-                println!(
+                out!("address     {addr}");
+                out!(
                     "key         {}{}",
                     addr_text(&q.key),
                     if has(query_state::TRACKED) {
@@ -723,26 +879,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         " (not tracked: full bucket)"
                     }
                 );
-                println!(
+                out!(
                     "tokens      {:.3} (next in {} ms), {} recent rejections",
                     q.tokens_milli as f64 / 1000.0,
                     q.next_token_ms,
                     q.rejects
                 );
                 if has(query_state::AUTO_BANNED) {
-                    println!(
+                    out!(
                         "ban         automatic, {} left",
                         left_text(q.auto_ban_left_ms)
                     );
                 }
                 if has(query_state::MANUAL_BANNED) {
-                    println!("ban         manual, {}", left_text(q.manual_ban_left_ms));
+                    out!("ban         manual, {}", left_text(q.manual_ban_left_ms));
                 }
                 if has(query_state::ALLOWED) {
-                    println!("lists       on the allow list");
+                    out!("lists       on the allow list");
                 }
                 if has(query_state::DENIED) {
-                    println!("lists       on the deny list");
+                    out!("lists       on the deny list");
                 }
             }
         }
@@ -756,12 +912,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             if list {
-                let bans = g.list(list_kind::BANS)?;
+                // A ban that ended stays in the driver's table until the
+                // next ban or unban purges it (left 0 ms): not listed.
+                let bans: Vec<ListEntry> = g
+                    .list(list_kind::BANS)?
+                    .into_iter()
+                    .filter(|b| b.left_ms != 0)
+                    .collect();
                 if json {
-                    println!("{}", Value::Array(bans.iter().map(|b| json!({"prefix": addr_text(&b.cidr), "left_ms": if b.left_ms == FOREVER { Value::Null } else { json!(b.left_ms) }})).collect()));
+                    out!("{}", Value::Array(bans.iter().map(|b| json!({"prefix": addr_text(&b.cidr), "left_ms": if b.left_ms == FOREVER { Value::Null } else { json!(b.left_ms) }})).collect()));
+                } else if bans.is_empty() {
+                    out!("no manual bans");
                 } else {
                     for b in &bans {
-                        println!("{:<44} {}", addr_text(&b.cidr), left_text(b.left_ms));
+                        out!("{:<44} {}", addr_text(&b.cidr), left_text(b.left_ms));
                     }
                 }
                 return Ok(());
@@ -792,7 +956,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     duration_ms,
                 },
             )?;
-            println!(
+            out!(
                 "banned {t} {} ({} manual bans{})",
                 if duration_ms == FOREVER {
                     "until unban".to_string()
@@ -828,7 +992,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 cursor = r.next_cursor;
             }
-            println!("unbanned {target}: {manual} manual, {auto} automatic bans lifted");
+            out!("unbanned {target}: {manual} manual, {auto} automatic bans lifted");
         }
         Cmd::Reset {
             what: ResetWhat::Counters,
@@ -841,7 +1005,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     what: reset_what::COUNTERS,
                 },
             )?;
-            println!("counters reset");
+            out!("counters reset");
         }
         Cmd::Watch {
             interval,
@@ -854,15 +1018,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let s = g.status(false)?;
                 let t = g.top(count, TopBy::Rejections)?;
                 if json {
-                    println!(
+                    out!(
                         "{}",
-                        json!({"status": status_json(&s), "top": top_json(&t)})
+                        json!({"status": status_json(&s, false), "top": top_json(&t)})
                     );
                 } else {
-                    print!("\x1b[2J\x1b[H");
-                    print_status(&s);
-                    println!();
-                    print_top(&t);
+                    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        use std::io::Write as _;
+                        write!(std::io::stdout().lock(), "\x1b[2J\x1b[H")
+                            .map_err(Failure::output)?;
+                    }
+                    print_status(&s, false)?;
+                    out!("");
+                    print_top(&t)?;
                 }
                 i += 1;
                 if iterations != 0 && i >= iterations {
@@ -902,16 +1070,16 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         w.ban_threshold = t;
         mask |= set_field::BAN_THRESHOLD;
     }
-    if let Some(d) = a.ban_window {
-        w.ban_window_ms = ms("ban-window", d)?;
+    if let Some(d) = &a.ban_window {
+        w.ban_window_ms = ms("ban-window", d, gate_core::config::MAX_BAN_WINDOW_MS)?;
         mask |= set_field::BAN_WINDOW_MS;
     }
-    if let Some(d) = a.ban_time {
-        w.ban_ms = ms("ban-time", d)?;
+    if let Some(d) = &a.ban_time {
+        w.ban_ms = ms("ban-time", d, gate_core::config::MAX_BAN_MS)?;
         mask |= set_field::BAN_MS;
     }
-    if let Some(d) = a.max_delay {
-        w.max_delay_ms = ms("max-delay", d)?;
+    if let Some(d) = &a.max_delay {
+        w.max_delay_ms = ms("max-delay", d, gate_core::config::MAX_DELAY_MS)?;
         mask |= set_field::MAX_DELAY_MS;
     }
     if let Some(p) = a.full_table {
@@ -972,7 +1140,7 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         c.max_delay_ms = w.max_delay_ms;
     }
     if let Err(e) = c.validate() {
-        return Err(usage(format!("set: {e}")));
+        return Err(set_error(&e));
     }
     let r: SetReply = g.call(
         "set",
@@ -985,19 +1153,104 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         },
     )?;
     if a.json {
-        println!("{}", config_json(&r.config));
+        out!("{}", config_json(&r.config));
     } else {
-        let names: Vec<&str> = (0..10)
-            .filter(|b| mask & (1 << b) != 0)
-            .map(|b| set_field::NAMES[b])
-            .collect();
-        println!(
+        let changes = set_changes(&cur, &r.config, mask);
+        out!(
             "set {}{}",
-            names.join(", "),
+            changes.join(", "),
             if a.persist { " (persisted)" } else { "" }
         );
     }
     Ok(())
+}
+
+/// Each field in `mask` as `name old -> new`, in the units `status`
+/// shows (`old` is the configuration read just before the change).
+fn set_changes(old: &WireConfig, new: &WireConfig, mask: u32) -> Vec<String> {
+    let rate = |m: u64| {
+        if m == 0 {
+            "off".to_string()
+        } else {
+            format!("{}/s", rate_text(m))
+        }
+    };
+    let dur = |v: u32| humantime::format_duration(Duration::from_millis(u64::from(v))).to_string();
+    let on = |v: u32| if v != 0 { "on" } else { "off" }.to_string();
+    let policy = |v: u32| {
+        ["evict-lru", "fail-open", "fail-closed"]
+            .get(v as usize)
+            .copied()
+            .unwrap_or("?")
+            .to_string()
+    };
+    let fields: [(u32, &str, String, String); 10] = [
+        (
+            set_field::RATE_MILLI,
+            "rate",
+            rate(old.rate_milli),
+            rate(new.rate_milli),
+        ),
+        (
+            set_field::BURST,
+            "burst",
+            old.burst.to_string(),
+            new.burst.to_string(),
+        ),
+        (
+            set_field::GLOBAL_RATE_MILLI,
+            "global rate",
+            rate(old.global_rate_milli),
+            rate(new.global_rate_milli),
+        ),
+        (
+            set_field::GLOBAL_BURST,
+            "global burst",
+            old.global_burst.to_string(),
+            new.global_burst.to_string(),
+        ),
+        (
+            set_field::OBSERVE,
+            "observe",
+            on(old.observe),
+            on(new.observe),
+        ),
+        (
+            set_field::BAN_THRESHOLD,
+            "ban threshold",
+            old.ban_threshold.to_string(),
+            new.ban_threshold.to_string(),
+        ),
+        (
+            set_field::BAN_WINDOW_MS,
+            "ban window",
+            dur(old.ban_window_ms),
+            dur(new.ban_window_ms),
+        ),
+        (
+            set_field::BAN_MS,
+            "ban time",
+            dur(old.ban_ms),
+            dur(new.ban_ms),
+        ),
+        (
+            set_field::MAX_DELAY_MS,
+            "max delay",
+            dur(old.max_delay_ms),
+            dur(new.max_delay_ms),
+        ),
+        (
+            set_field::FULL_TABLE,
+            "full table",
+            policy(old.full_table),
+            policy(new.full_table),
+        ),
+    ];
+    fields
+        .into_iter()
+        .filter(|(bit, ..)| mask & bit != 0)
+        .map(|(_, name, o, n)| format!("{name} {o} -> {n}"))
+        .collect()
 }
 
 fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
@@ -1010,13 +1263,15 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
         ListOp::List { json } => {
             let entries = g.list(list)?;
             if json {
-                println!(
+                out!(
                     "{}",
                     Value::Array(entries.iter().map(|e| json!(addr_text(&e.cidr))).collect())
                 );
+            } else if entries.is_empty() {
+                out!("{name} list is empty");
             } else {
                 for e in &entries {
-                    println!("{}", addr_text(&e.cidr));
+                    out!("{}", addr_text(&e.cidr));
                 }
             }
             return Ok(());
@@ -1049,7 +1304,7 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
         code: 6,
         message: "short reply".into(),
     })?;
-    println!(
+    out!(
         "{name} list: {} entries ({} changed){}",
         r.len,
         r.changed,
@@ -1063,7 +1318,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("gatectl: {}", f.message);
+            if !f.message.is_empty() {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "gatectl: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }

@@ -5,28 +5,75 @@
 
 use std::fmt;
 
-/// What went wrong reaching the driver.
+/// What went wrong reaching the driver. Each names the path; [`exit_code`]
+/// gives gatectl's exit code.
+///
+/// [`exit_code`]: TransportError::exit_code
 #[derive(Debug)]
 pub enum TransportError {
     /// The device or socket does not exist: the driver is not loaded (or
-    /// the Linux front is not running).
-    NotLoaded(String),
+    /// no Linux front serves this path).
+    NotFound(String),
+    /// The path exists but is not a socket (Linux: a wrong `--device`).
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
+    NotSocket(String),
+    /// A socket nobody listens on (ECONNREFUSED): left behind by a Linux
+    /// front that is gone.
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
+    Refused(String),
     /// Opening the device or socket was refused.
     AccessDenied(String),
+    /// The driver or Linux front went away during the request (the channel
+    /// closed under us).
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
+    Closed(String),
     /// Any other I/O error.
     Io(String),
+}
+
+impl TransportError {
+    /// gatectl's exit code: 3 the gate is not reachable there or stopped,
+    /// 4 access denied, 6 other I/O.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TransportError::NotFound(_)
+            | TransportError::NotSocket(_)
+            | TransportError::Refused(_)
+            | TransportError::Closed(_) => 3,
+            TransportError::AccessDenied(_) => 4,
+            TransportError::Io(_) => 6,
+        }
+    }
 }
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TransportError::NotLoaded(p) => {
+            TransportError::NotFound(p) if cfg!(windows) => {
                 write!(f, "the gate is not running: {p} does not exist (driver not loaded?)")
             }
+            TransportError::NotFound(p) => write!(
+                f,
+                "the gate is not running: {p} does not exist (no gate-sim serving --control {p}?)"
+            ),
+            TransportError::NotSocket(p) => {
+                write!(f, "{p} is not a socket (is --device or $GATE_CONTROL right?)")
+            }
+            TransportError::Refused(p) => write!(
+                f,
+                "the gate is not running: {p}: connection refused (a stale socket: the gate-sim that made it is gone)"
+            ),
+            TransportError::AccessDenied(p) if cfg!(windows) => write!(
+                f,
+                "access denied opening {p} (the control device admits SYSTEM and Administrators only: run elevated)"
+            ),
             TransportError::AccessDenied(p) => write!(
                 f,
-                "access denied opening {p} (the control device admits SYSTEM and Administrators only)"
+                "access denied opening {p} (the control socket is mode 0600, owned by the user that runs gate-sim, normally root)"
             ),
+            TransportError::Closed(p) => {
+                write!(f, "the gate stopped (control channel {p} closed)")
+            }
             TransportError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -72,24 +119,42 @@ mod unix {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
+    use std::io::ErrorKind;
+    use std::os::unix::fs::FileTypeExt;
+
     pub struct Socket {
         s: UnixStream,
         access: u32,
+        path: String,
+    }
+
+    /// Why connecting to `path` failed (`e` is connect's error; the path's
+    /// file type tells a wrong path from a stale socket, since Linux
+    /// answers ECONNREFUSED for both).
+    pub(super) fn connect_error(path: &str, e: &std::io::Error) -> TransportError {
+        let p = path.to_string();
+        match std::fs::metadata(path) {
+            Err(m) if m.kind() == ErrorKind::NotFound => return TransportError::NotFound(p),
+            Ok(m) if !m.file_type().is_socket() => return TransportError::NotSocket(p),
+            _ => {}
+        }
+        match e.kind() {
+            ErrorKind::NotFound => TransportError::NotFound(p),
+            ErrorKind::ConnectionRefused => TransportError::Refused(p),
+            ErrorKind::PermissionDenied => TransportError::AccessDenied(p),
+            _ => TransportError::Io(format!("{path}: {e}")),
+        }
     }
 
     impl Socket {
         pub fn open(path: &str, access: u32) -> Result<Socket, TransportError> {
             match UnixStream::connect(path) {
-                Ok(s) => Ok(Socket { s, access }),
-                Err(e) => Err(match e.kind() {
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                        TransportError::NotLoaded(path.to_string())
-                    }
-                    std::io::ErrorKind::PermissionDenied => {
-                        TransportError::AccessDenied(path.to_string())
-                    }
-                    _ => TransportError::Io(format!("{path}: {e}")),
+                Ok(s) => Ok(Socket {
+                    s,
+                    access,
+                    path: path.to_string(),
                 }),
+                Err(e) => Err(connect_error(path, &e)),
             }
         }
     }
@@ -101,7 +166,14 @@ mod unix {
             input: &[u8],
             out_len: usize,
         ) -> Result<Reply, TransportError> {
-            let io = |e: std::io::Error| TransportError::Io(e.to_string());
+            // The peer closing the channel mid-request means the gate stopped.
+            let io = |e: std::io::Error| match e.kind() {
+                ErrorKind::BrokenPipe
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof => TransportError::Closed(self.path.clone()),
+                _ => TransportError::Io(format!("{}: {e}", self.path)),
+            };
             let req = ChannelRequest {
                 code,
                 access: self.access,
@@ -225,7 +297,7 @@ mod windows {
                 let e = unsafe { GetLastError() };
                 return Err(match e {
                     ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => {
-                        TransportError::NotLoaded(path.to_string())
+                        TransportError::NotFound(path.to_string())
                     }
                     ERROR_ACCESS_DENIED => TransportError::AccessDenied(path.to_string()),
                     e => TransportError::Io(format!("CreateFile({path}): Win32 error {e}")),

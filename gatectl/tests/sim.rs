@@ -74,10 +74,20 @@ fn gatectl_drives_the_driver_over_the_control_socket() {
     );
     let r = gatectl(sock, &["set", "--rate", "0"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("rate_milli = 0"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--rate 0: expected 0.001 to 10000000 connections per second"),
+        "{}",
+        r.stderr
+    );
     let r = gatectl(sock, &["set", "--ban-threshold", "70000"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("ban_threshold"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--ban-threshold 70000: expected 0 (bans off) to 65535"),
+        "{}",
+        r.stderr
+    );
     let r = gatectl(sock, &["--read-only", "set", "--burst", "9"]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("access denied"), "{}", r.stderr);
@@ -258,4 +268,377 @@ fn status_shows_the_relay_figures() {
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A driver on the simulation behind a control socket, for one test.
+struct Gate {
+    sim: Sim,
+    driver: Option<Driver>,
+    server: Option<ControlServer>,
+    dir: std::path::PathBuf,
+    sock: String,
+    local: std::net::SocketAddr,
+}
+
+impl Gate {
+    fn start(tag: &str, values: &[(&str, RegValue)]) -> Gate {
+        let sim = Sim::new();
+        for (n, v) in values {
+            sim.registry_set(PARAMS, n, v.clone());
+        }
+        let driver = sim
+            .load_driver(gate_driver::DriverEntry, SERVICE_KEY)
+            .expect("DriverEntry");
+        let l = sim.wait_listener(Duration::from_secs(5)).expect("listener");
+        let local = std::net::SocketAddr::new("192.0.2.1".parse().unwrap(), l.addr.port());
+        let dir = std::env::temp_dir().join(format!("gatectl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sock_path = dir.join("control.sock");
+        let server = ControlServer::start(&sock_path).expect("control socket");
+        Gate {
+            sim,
+            driver: Some(driver),
+            server: Some(server),
+            dir,
+            sock: sock_path.to_str().unwrap().to_string(),
+            local,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        gatectl(&self.sock, args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        ok_json(&self.sock, args)
+    }
+
+    fn stop(mut self) {
+        self.server.take().unwrap().stop();
+        self.driver.take().unwrap().unload(&self.sim).assert_clean();
+        self.sim.assert_no_violations();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Review of issue 13, item 5: every failure to reach the gate printed
+/// "PATH does not exist (driver not loaded?)". Each now names its cause.
+#[test]
+fn transport_failures_name_their_cause_and_path() {
+    let dir = std::env::temp_dir().join(format!("gatectl-transport-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+
+    let missing = p("missing.sock");
+    let r = gatectl(&missing, &["status"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "the gate is not running: {missing} does not exist"
+        )),
+        "{}",
+        r.stderr
+    );
+
+    let file = p("file");
+    std::fs::write(&file, b"x").unwrap();
+    let dirp = dir.to_str().unwrap().to_string();
+    for path in [&file, &dirp] {
+        let r = gatectl(path, &["status"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("{path} is not a socket")),
+            "{}",
+            r.stderr
+        );
+    }
+
+    let stale = p("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let r = gatectl(&stale, &["status"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{stale}: connection refused (a stale socket")),
+        "{}",
+        r.stderr
+    );
+
+    // The gate goes away mid-request (review item 10: it was "I/O error:
+    // Broken pipe", rc 6).
+    let gone = p("gone.sock");
+    let l = std::os::unix::net::UnixListener::bind(&gone).unwrap();
+    let t = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut c, _) = l.accept().unwrap();
+        let mut b = [0u8; 8];
+        let _ = c.read(&mut b);
+        // Closed without a reply.
+    });
+    let r = gatectl(&gone, &["status"]);
+    t.join().unwrap();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("the gate stopped (control channel {gone} closed)")),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Linux wording for a refused open: the socket is mode 0600 (not the
+/// Windows device's SYSTEM/Administrators DACL). Needs root to run
+/// gatectl as another user; as non-root it checks nothing.
+#[test]
+fn access_denied_uses_the_linux_wording() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("not root: access_denied_uses_the_linux_wording checks nothing");
+        return;
+    }
+    let g = Gate::start("denied", &[]);
+    // The directory must be traversable by the other user.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&g.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_gatectl"))
+        .args(["--device", &g.sock, "status"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run gatectl as nobody");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("Permission denied (os error 13)") && o.status.code().is_none() {
+        // The binary itself is not executable by nobody here.
+        g.stop();
+        return;
+    }
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!("access denied opening {}", g.sock)) && err.contains("0600"),
+        "{err}"
+    );
+    assert!(!err.contains("Administrators"), "{err}");
+    g.stop();
+}
+
+/// Review of issue 13, item 6: `status | head -1` and `watch | head -5`
+/// panicked (rc 134) when the pipe closed. gatectl now ends quietly.
+#[test]
+fn a_closed_stdout_pipe_ends_gatectl_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let g = Gate::start("pipe", &[]);
+    // The reader is gone before gatectl writes: every print fails.
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["top"],
+        &["allow", "list"],
+        &["ban", "--list"],
+        &["query", "192.0.2.9"],
+        &["watch", "--iterations", "1"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_gatectl"))
+            .args(["--device", &g.sock])
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: quiet, got {err}");
+    }
+    // `watch --json | head -1`: the reader takes one refresh and closes.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatectl"))
+        .args([
+            "--device",
+            &g.sock,
+            "watch",
+            "--json",
+            "--interval",
+            "100ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("{\"status\""), "{first}");
+    // The pipe's read end is dropped: the next refresh ends gatectl.
+    let t = std::time::Instant::now();
+    let st = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "watch did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    g.stop();
+}
+
+/// Review of issue 13, items 7 and 12: option errors name the option and
+/// its range in the user's units; `watch --interval` has a lower bound;
+/// `set` shows old -> new; empty lists say so; expired bans are not
+/// listed; a full list is named with its capacity; `tracked_keys` is null
+/// when not counted; text `watch` to a pipe has no screen escapes.
+#[test]
+fn operator_messages_name_options_ranges_and_results() {
+    let g = Gate::start(
+        "msgs",
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(2000)),
+        ],
+    );
+    for (args, want) in [
+        (&["watch", "--interval", "0s"][..], "--interval"),
+        (&["watch", "--interval", "0s"], "expected 100ms to 1h"),
+        (&["watch", "--interval", "2h"], "expected 100ms to 1h"),
+        (
+            &["set", "--rate", "0.0001"],
+            "--rate 0.0001: expected 0.001 to 10000000 connections per second",
+        ),
+        (
+            &["set", "--rate", "20000000"],
+            "--rate 20000000: expected 0.001 to 10000000",
+        ),
+        (&["set", "--rate", "abc"], "--rate abc: expected"),
+        (
+            &["set", "--max-delay", "99999h"],
+            "--max-delay 99999h: expected 1ms to 1m",
+        ),
+        (
+            &["set", "--ban-window", "2h"],
+            "--ban-window 2h: expected 1ms to 1h",
+        ),
+        (&["set", "--burst", "0"], "--burst 0: expected 1 to 1000000"),
+        (
+            &["set", "--global-rate", "5", "--global-burst", "0"],
+            "--global-burst 0: expected 1 to 100000000",
+        ),
+    ] {
+        let r = g.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(want),
+            "{args:?}: want {want:?} in {}",
+            r.stderr
+        );
+    }
+
+    let out = g.ok(&["set", "--burst", "4", "--rate", "3.5"]);
+    assert_eq!(out.trim(), "set rate 2/s -> 3.5/s, burst 1 -> 4");
+
+    assert_eq!(g.ok(&["allow", "list"]).trim(), "allow list is empty");
+    assert_eq!(g.ok(&["deny", "list"]).trim(), "deny list is empty");
+    assert_eq!(g.ok(&["ban", "--list"]).trim(), "no manual bans");
+
+    // An expired ban is not listed (it stays in the driver's table until
+    // the next ban or unban purges it).
+    g.ok(&["ban", "10.7.0.0/16", "--for", "1s"]);
+    assert!(g.ok(&["ban", "--list"]).contains("10.7.0.0/16"));
+    g.sim.advance_ms(1500);
+    assert_eq!(g.ok(&["ban", "--list"]).trim(), "no manual bans");
+    assert_eq!(g.json(&["ban", "--list", "--json"]), serde_json::json!([]));
+
+    // A full list names itself and its capacity.
+    let many: Vec<String> = (0..4096u32)
+        .map(|i| format!("10.{}.{}.0/24", 100 + i / 256, i % 256))
+        .collect();
+    let mut args = vec!["deny", "replace"];
+    args.extend(many.iter().map(String::as_str));
+    g.ok(&args);
+    let r = g.run(&["deny", "add", "203.0.113.0/24"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("deny: the deny list is full (at most 4096 entries"),
+        "{}",
+        r.stderr
+    );
+    g.ok(&["deny", "clear"]);
+
+    // tracked_keys: null unless counted.
+    g.sim.connect("10.8.0.1:4000".parse().unwrap(), g.local);
+    assert_eq!(g.json(&["status", "--json"])["tracked_keys"], Value::Null);
+    assert_eq!(
+        g.json(&["status", "--json", "--count-keys"])["tracked_keys"],
+        1
+    );
+
+    // Text watch into a pipe: no clear-screen escapes.
+    let out = g.ok(&["watch", "--iterations", "1"]);
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(out.contains("listener"), "{out}");
+    g.stop();
+}
+
+/// Review of issue 13, item 4: `top --by rejections` ranked auto-banned
+/// keys last (their count went back to 0 when the ban started). They now
+/// rank by the rejections that banned them plus those during the ban, and
+/// show the ban time left.
+#[test]
+fn top_ranks_banned_keys_by_their_rejections_and_shows_ban_time_left() {
+    let g = Gate::start(
+        "top",
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(3)),
+            ("BanWindowMs", RegValue::Dword(10_000)),
+            ("BanMs", RegValue::Dword(60_000)),
+        ],
+    );
+    let send = |from: &str, n: u16| {
+        for p in 0..n {
+            g.sim
+                .connect(format!("{from}:{}", 5000 + p).parse().unwrap(), g.local);
+        }
+    };
+    send("10.3.0.1", 20); // 1 accepted, 3 rejections ban it, 16 refused while banned
+    send("10.3.0.2", 3); // 1 accepted, 2 rejections: not banned
+    let t = g.json(&["top", "--json", "-n", "2"]);
+    assert_eq!(t[0]["key"], "10.3.0.1/32", "{t}");
+    assert_eq!(t[0]["rejects"], 19, "{t}");
+    assert_eq!(t[0]["auto_banned"], true);
+    let left = t[0]["auto_ban_left_ms"].as_u64().unwrap();
+    assert!((59_000..=60_000).contains(&left), "{t}");
+    assert_eq!(t[1]["key"], "10.3.0.2/32", "{t}");
+    assert_eq!(t[1]["rejects"], 2);
+    assert_eq!(t[1]["auto_ban_left_ms"], Value::Null);
+    let text = g.ok(&["top", "-n", "1"]);
+    assert!(text.contains("auto ban left"), "{text}");
+    let line = text.lines().nth(1).unwrap();
+    assert!(
+        line.starts_with("10.3.0.1/32") && line.contains(" 19 "),
+        "{text}"
+    );
+    assert!(
+        line.trim_end().ends_with(" 1m"),
+        "ban time left shown: {text}"
+    );
+    g.stop();
 }

@@ -97,6 +97,18 @@ pub fn run(_args: Args) -> Result<()> {
             ]),
         )?;
         run_step(
+            "gate-sim: a live --control socket is refused, --events written live",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "control",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+        run_step(
             "flood check: gate-sim under hping3 --flood --rand-source (10 s, test namespaces)",
             cargo().args([
                 "test",

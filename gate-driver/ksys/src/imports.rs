@@ -195,6 +195,19 @@ extern "system" {
     ) -> NTSTATUS;
 
     // ---- registry writes (--persist) ----
+    /// Opens `attributes`' key, or creates it (its parent must exist).
+    /// Prototype: wdm.h `ZwCreateKey` (learn.microsoft.com, "ZwCreateKey
+    /// function (wdm.h)"); PASSIVE_LEVEL. Exported by Wine 8's ntoskrnl.exe
+    /// (forwarded to NtCreateKey).
+    pub fn ZwCreateKey(
+        key: *mut HANDLE,
+        access: u32,
+        attributes: *mut OBJECT_ATTRIBUTES,
+        title_index: u32,
+        class: *mut UNICODE_STRING,
+        create_options: u32,
+        disposition: *mut u32,
+    ) -> NTSTATUS;
     pub fn ZwSetValueKey(
         key: HANDLE,
         name: *mut UNICODE_STRING,

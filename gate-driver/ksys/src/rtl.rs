@@ -53,6 +53,14 @@ pub const REG_QWORD: u32 = 11;
 pub const KEY_READ: u32 = 0x0002_0019;
 /// `KEY_SET_VALUE` access mask.
 pub const KEY_SET_VALUE: u32 = 0x0002;
+/// ZwCreateKey `CreateOptions`: the key is kept across restarts.
+pub const REG_OPTION_NON_VOLATILE: u32 = 0;
+/// ZwCreateKey `CreateOptions`: the key lives until the next boot.
+pub const REG_OPTION_VOLATILE: u32 = 1;
+/// ZwCreateKey `Disposition`: a new key was created.
+pub const REG_CREATED_NEW_KEY: u32 = 1;
+/// ZwCreateKey `Disposition`: an existing key was opened.
+pub const REG_OPENED_EXISTING_KEY: u32 = 2;
 
 /// `POOL_FLAGS` for ExAllocatePool2.
 pub const POOL_FLAG_UNINITIALIZED: u64 = 0x0000_0002;

@@ -45,6 +45,19 @@ fn change_refusal(e: ChangeError) -> Refusal {
     }
 }
 
+/// The refusal for a `--persist` that failed after the live change stood:
+/// STATUS_REGISTRY_IO_FAILED, with the registry call's own NTSTATUS as the
+/// value ETW ControlRejected reports (the debug output names the call and
+/// the value name too).
+fn persist_refusal(e: persist::PersistError) -> Refusal {
+    Refusal {
+        status: STATUS_REGISTRY_IO_FAILED,
+        field: "persist",
+        value: u64::from(e.status as u32),
+        reason: "a writable Parameters key (the live change stands; the value is the registry call's NTSTATUS)",
+    }
+}
+
 fn text(args: core::fmt::Arguments<'_>) -> Line {
     let mut l = Line::new();
     let _ = l.write_fmt(args);
@@ -129,7 +142,7 @@ pub fn set(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             }
         })
         .map_err(change_refusal)?;
-    let mut persist_failed = false;
+    let mut persist_failed: Option<persist::PersistError> = None;
     let persist = req.flags & FLAG_PERSIST != 0;
     let (now_cfg, bans) = d.gate.with_config(|c, b| {
         let mut scalars = [0u64; 10];
@@ -152,7 +165,9 @@ pub fn set(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                 persist::dword(name, u32::try_from(after).unwrap_or(u32::MAX))
             };
             persisted = r.is_ok();
-            persist_failed |= r.is_err();
+            if let Err(e) = r {
+                persist_failed = persist_failed.or(Some(e));
+            }
         }
         if before != after || persisted {
             changed(
@@ -164,13 +179,8 @@ pub fn set(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             );
         }
     }
-    if persist_failed {
-        return Err(Refusal {
-            status: STATUS_REGISTRY_IO_FAILED,
-            field: "flags",
-            value: u64::from(req.flags),
-            reason: "a writable Parameters key (the live change stands)",
-        });
+    if let Some(e) = persist_failed {
+        return Err(persist_refusal(e));
     }
     let r = SetReply {
         version: VERSION,
@@ -328,11 +338,16 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         old.deny.len()
     };
     let mut persisted = persisted;
-    let mut persist_failed = false;
+    let mut persist_failed: Option<persist::PersistError> = None;
     if head.flags & FLAG_PERSIST != 0 {
         let mut copy: Vec<Cidr> = Vec::new();
         let ok = copy.try_reserve_exact(len).is_ok();
-        if ok {
+        if !ok {
+            persist_failed = Some(persist::PersistError {
+                call: "allocation",
+                status: STATUS_INSUFFICIENT_RESOURCES,
+            });
+        } else {
             d.gate.with_config(|c, _| {
                 for e in if is_allow { &c.allow } else { &c.deny } {
                     push_reserved(&mut copy, *e);
@@ -343,27 +358,21 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             } else {
                 crate::config::name::DENY
             };
-            persisted = persist::cidrs(name, &copy).is_ok();
+            match persist::cidrs(name, &copy) {
+                Ok(()) => persisted = true,
+                Err(e) => persist_failed = Some(e),
+            }
         }
-        persist_failed = !persisted;
     }
     changed(
         what,
         &text(format_args!("{old_len} entries")),
-        &text(format_args!(
-            "{len} entries (op {}, {changed_n} changed)",
-            head.op
-        )),
+        &list_change_text(head.op, &entries, len, changed_n),
         io.pid,
         persisted,
     );
-    if persist_failed {
-        return Err(Refusal {
-            status: STATUS_REGISTRY_IO_FAILED,
-            field: "flags",
-            value: u64::from(head.flags),
-            reason: "a writable Parameters key (the live change stands)",
-        });
+    if let Some(e) = persist_failed {
+        return Err(persist_refusal(e));
     }
     io.reply(&ListChangeReply {
         version: VERSION,
@@ -371,6 +380,42 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         len: len as u32,
         changed: changed_n,
     })
+}
+
+/// Entries a ConfigChanged text names before "+N more".
+const NAMED_ENTRIES: usize = 3;
+
+/// The `New` text of a list change's ConfigChanged event: the op by name,
+/// the CIDRs it named (the first [`NAMED_ENTRIES`] and how many more), and
+/// the result, e.g. `3 entries after add 10.0.0.0/8, 192.0.2.0/24 (2
+/// changed)` or `0 entries after clear (5 changed)`.
+pub(super) fn list_change_text(op: u32, entries: &[Cidr], len: usize, changed_n: u32) -> Line {
+    let mut l = Line::new();
+    let name = match op {
+        list_op::ADD => "add",
+        list_op::REMOVE => "remove",
+        list_op::REPLACE => "replace with",
+        _ => "clear",
+    };
+    let _ = write!(l, "{len} entries after {name}");
+    if op != list_op::CLEAR {
+        if entries.is_empty() {
+            let _ = write!(l, " nothing");
+        }
+        for (i, c) in entries.iter().take(NAMED_ENTRIES).enumerate() {
+            let _ = write!(l, "{}{c}", if i == 0 { " " } else { ", " });
+        }
+        if entries.len() > NAMED_ENTRIES {
+            let _ = write!(
+                l,
+                " +{} more ({} in all)",
+                entries.len().saturating_sub(NAMED_ENTRIES),
+                entries.len()
+            );
+        }
+    }
+    let _ = write!(l, " ({changed_n} changed)");
+    l
 }
 
 /// IOCTL_GATE_BAN: a manual ban.

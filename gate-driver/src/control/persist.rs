@@ -1,7 +1,10 @@
 //! `--persist`: writes a live change to `<registry path>\Parameters` (the
-//! values and formats of CONFIG.md) so the next start keeps it. The key
-//! must exist (the installer creates it); a failure is reported with
-//! STATUS_REGISTRY_IO_FAILED after the live change stands.
+//! values and formats of CONFIG.md) so the next start keeps it. The key is
+//! opened or created (ZwCreateKey, REG_OPTION_NON_VOLATILE: a default
+//! install has no Parameters key). A failure is a [`PersistError`] naming
+//! the registry call and its NTSTATUS, also printed to the debug output;
+//! the IOCTL then completes with STATUS_REGISTRY_IO_FAILED after the live
+//! change stands.
 
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -23,9 +26,36 @@ impl Drop for Key {
     }
 }
 
-fn open() -> Result<Key, NTSTATUS> {
+/// Why writing a value failed: the registry call and its NTSTATUS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistError {
+    /// `ZwCreateKey` (the Parameters key) or `ZwSetValueKey`, or
+    /// `allocation`.
+    pub call: &'static str,
+    /// The call's status.
+    pub status: NTSTATUS,
+}
+
+impl PersistError {
+    /// What the status means for an operator, when it is a common one.
+    fn hint(&self) -> &'static str {
+        match self.status {
+            STATUS_OBJECT_NAME_NOT_FOUND => {
+                " (the service key is missing: is the driver installed?)"
+            }
+            STATUS_ACCESS_DENIED => " (access denied)",
+            STATUS_INSUFFICIENT_RESOURCES => " (no memory)",
+            _ => "",
+        }
+    }
+}
+
+fn open() -> Result<Key, PersistError> {
     let Some(path) = super::device::parameters_path() else {
-        return Err(STATUS_REGISTRY_IO_FAILED);
+        return Err(PersistError {
+            call: "allocation",
+            status: STATUS_INSUFFICIENT_RESOURCES,
+        });
     };
     let mut us = path.as_unicode();
     let mut attrs = OBJECT_ATTRIBUTES {
@@ -37,20 +67,61 @@ fn open() -> Result<Key, NTSTATUS> {
         SecurityQualityOfService: core::ptr::null_mut(),
     };
     let mut h: HANDLE = core::ptr::null_mut();
-    // SAFETY: valid attributes and name for the call (PASSIVE_LEVEL).
-    let st = unsafe { ZwOpenKey(&mut h, KEY_SET_VALUE, &mut attrs) };
+    let mut disposition = 0u32;
+    // SAFETY: valid attributes and name for the call (PASSIVE_LEVEL); no
+    // class; `disposition` is writable.
+    let st = unsafe {
+        ZwCreateKey(
+            &mut h,
+            KEY_SET_VALUE,
+            &mut attrs,
+            0,
+            core::ptr::null_mut(),
+            REG_OPTION_NON_VOLATILE,
+            &mut disposition,
+        )
+    };
     if NT_SUCCESS(st) && !h.is_null() {
         Ok(Key(h))
     } else {
-        Err(STATUS_REGISTRY_IO_FAILED)
+        Err(PersistError {
+            call: "ZwCreateKey",
+            status: if NT_SUCCESS(st) {
+                STATUS_REGISTRY_IO_FAILED
+            } else {
+                st
+            },
+        })
     }
 }
 
-fn set(name: &str, kind: u32, data: &[u8]) -> Result<(), NTSTATUS> {
+fn set(name: &str, kind: u32, data: &[u8]) -> Result<(), PersistError> {
+    let r = write(name, kind, data);
+    if let Err(e) = r {
+        crate::dbg_print!(
+            DPFLTR_ERROR_LEVEL,
+            "gate: --persist {}: {} failed with {:#010x}{} (the live change stands)",
+            name,
+            e.call,
+            e.status as u32,
+            e.hint()
+        );
+    }
+    r
+}
+
+fn write(name: &str, kind: u32, data: &[u8]) -> Result<(), PersistError> {
     let key = open()?;
-    let wname = WideString::from_text(name).map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
+    let oom = PersistError {
+        call: "allocation",
+        status: STATUS_INSUFFICIENT_RESOURCES,
+    };
+    let wname = WideString::from_text(name).map_err(|_| oom)?;
     let mut us = wname.as_unicode();
-    let len = u32::try_from(data.len()).map_err(|_| STATUS_REGISTRY_IO_FAILED)?;
+    let len = u32::try_from(data.len()).map_err(|_| PersistError {
+        call: "ZwSetValueKey",
+        status: STATUS_INVALID_PARAMETER,
+    })?;
     // SAFETY: an open key handle, a valid name and `len` readable bytes.
     let st = unsafe {
         ZwSetValueKey(
@@ -65,26 +136,32 @@ fn set(name: &str, kind: u32, data: &[u8]) -> Result<(), NTSTATUS> {
     if NT_SUCCESS(st) {
         Ok(())
     } else {
-        Err(STATUS_REGISTRY_IO_FAILED)
+        Err(PersistError {
+            call: "ZwSetValueKey",
+            status: st,
+        })
     }
 }
 
 /// Writes a REG_DWORD.
-pub fn dword(name: &str, v: u32) -> Result<(), NTSTATUS> {
+pub fn dword(name: &str, v: u32) -> Result<(), PersistError> {
     set(name, REG_DWORD, &v.to_le_bytes())
 }
 
 /// Writes a REG_QWORD.
-pub fn qword(name: &str, v: u64) -> Result<(), NTSTATUS> {
+pub fn qword(name: &str, v: u64) -> Result<(), PersistError> {
     set(name, REG_QWORD, &v.to_le_bytes())
 }
 
 /// Writes a list as REG_MULTI_SZ of `address/prefix` strings.
-pub fn cidrs(name: &str, list: &[Cidr]) -> Result<(), NTSTATUS> {
+pub fn cidrs(name: &str, list: &[Cidr]) -> Result<(), PersistError> {
     let mut data: Vec<u8> = Vec::new();
     // ~40 UTF-16 units per entry at most, plus the final NUL.
     data.try_reserve(list.len().saturating_mul(100).saturating_add(2))
-        .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
+        .map_err(|_| PersistError {
+            call: "allocation",
+            status: STATUS_INSUFFICIENT_RESOURCES,
+        })?;
     for c in list {
         let mut line = Line::new();
         let _ = write!(line, "{c}");

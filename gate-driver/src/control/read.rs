@@ -244,7 +244,10 @@ pub fn top(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             key: wire_key(&k.key),
             rejects: u32::from(k.rejects),
             tokens_milli: k.tokens_milli,
-            banned: u32::from(k.auto_ban_until.is_some()),
+            // At least 1 while banned (the longest ban, a day, fits in u32 ms).
+            auto_ban_left_ms: k.auto_ban_until.map_or(0, |u| {
+                u32::try_from(left_ms(u, now).max(1)).unwrap_or(u32::MAX)
+            }),
             debt_ms: k.debt / TICKS_PER_MS,
             last_seen_ms: k
                 .last_seen

@@ -207,11 +207,11 @@ gate_events! {
         deny_entries "DenyEntries": U32,
     }
 
-    /// A registry value was refused; the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER).
+    /// A configuration value was refused. At start (from the registry): the driver does not start (DriverEntry returns STATUS_INVALID_PARAMETER). In a live change through the control device: nothing changed, the driver runs on; ControlRejected (31) carries the request's details.
     ConfigRejected = 11 {
         fn config_rejected;
         version: 0, level: ERROR, keyword: CONFIG, task: CONFIG, opcode: INFO, channel: ADMIN;
-        /// Registry value name.
+        /// Registry value name (the configuration field's name in CONFIG.md, also for a live change).
         value_name "ValueName": Str,
         /// The refused value, as text.
         value "Value": Str,
@@ -490,7 +490,7 @@ gate_events! {
         persisted "Persisted": Bool32,
     }
 
-    /// The control device refused a request; nothing changed.
+    /// The control device refused a request; nothing changed. Every refusal (a bad length, version, code or value); a refused configuration value also writes ConfigRejected (11) naming its registry value.
     ControlRejected = 31 {
         fn control_rejected;
         version: 0, level: WARNING, keyword: CONFIG, task: CONFIG, opcode: INFO;

@@ -13,6 +13,14 @@
 //! file's: it is created mode 0600 (root, like the Windows device's
 //! SYSTEM/Administrators DACL).
 //!
+//! One path, one server: [`ControlServer::bind`] first connects to an
+//! existing socket at the path. If a server answers, it refuses
+//! ([`io::ErrorKind::AddrInUse`], naming the path) rather than take the
+//! path over; only a stale socket (ECONNREFUSED: nobody listens) is
+//! replaced, and anything that is not a socket is left alone (an error).
+//! At exit the path is removed only if it is still this server's socket
+//! (same device and inode), so a server never deletes another's.
+//!
 //! ```ignore
 //! let server = ControlServer::start("/run/gate/control.sock")?; // one line in gate-sim
 //! ```
@@ -30,9 +38,79 @@ use std::time::Duration;
 
 /// A running control socket (stopped and removed on [`ControlServer::stop`] or drop).
 pub struct ControlServer {
-    path: PathBuf,
+    path: Owned,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A bound control socket not serving yet ([`ControlServer::bind`]):
+/// clients that connect wait in the listen backlog until
+/// [`ControlSocket::serve`]. Dropped unserved, its path is removed.
+pub struct ControlSocket {
+    path: Owned,
+    listener: UnixListener,
+}
+
+/// The socket file this server created: removed on drop if the path still
+/// names it (device and inode unchanged).
+struct Owned {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Owned {
+    fn id_of(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if Owned::id_of(&self.path) == Some(self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Makes `path` free for a new socket: nothing there, or a stale socket
+/// (connecting is refused) which is removed. A live socket or a file that
+/// is not a socket is an error naming the path.
+fn claim(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket (not removed; choose another path)",
+                path.display()
+            ),
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "control socket {} is in use by a running gate-sim (stop it, or choose another --control path)",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            // Stale: its server is gone.
+            std::fs::remove_file(path)
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("control socket {}: {e}", path.display()),
+        )),
+    }
 }
 
 fn peer_pid(s: &UnixStream) -> usize {
@@ -110,16 +188,58 @@ fn serve_connection(mut s: UnixStream, stop: &AtomicBool) -> io::Result<()> {
 }
 
 impl ControlServer {
-    /// Listens on `path` (an existing socket file there is replaced) and
-    /// serves every connection on its own thread until stopped.
-    pub fn start(path: impl AsRef<Path>) -> io::Result<ControlServer> {
+    /// Claims `path` (see the module: a live socket there is an
+    /// [`io::ErrorKind::AddrInUse`] error naming it, a stale one is
+    /// replaced) and binds it, mode 0600; serve with
+    /// [`ControlSocket::serve`].
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<ControlSocket> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        claim(&path)?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", path.display())))?;
+        let id = Owned::id_of(&path)
+            .ok_or_else(|| io::Error::other(format!("{} vanished after bind", path.display())))?;
+        let path = Owned { path, id };
+        std::fs::set_permissions(&path.path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ControlSocket { path, listener })
+    }
+
+    /// [`ControlServer::bind`] then [`ControlSocket::serve`].
+    pub fn start(path: impl AsRef<Path>) -> io::Result<ControlServer> {
+        Self::bind(path)?.serve()
+    }
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path.path
+    }
+
+    /// Stops serving (waits for open connections to notice, at most ~200 ms
+    /// each) and removes the socket file. Call before unloading the driver.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // The path itself goes when `self.path` drops, if still ours.
+    }
+}
+
+impl ControlSocket {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path.path
+    }
+
+    /// Serves every connection on its own thread until stopped.
+    pub fn serve(self) -> io::Result<ControlServer> {
+        let ControlSocket { path, listener } = self;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
@@ -157,25 +277,6 @@ impl ControlServer {
             stop,
             thread: Some(thread),
         })
-    }
-
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Stops serving (waits for open connections to notice, at most ~200 ms
-    /// each) and removes the socket file. Call before unloading the driver.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -88,6 +88,17 @@ impl Sim {
         registry::create_key(key);
     }
 
+    /// Removes a key with its values and subkeys.
+    pub fn registry_delete_key(&self, key: &str) {
+        registry::delete_key(key);
+    }
+
+    /// Whether a key exists (set, created by a test or by the driver's
+    /// ZwCreateKey).
+    pub fn registry_key_exists(&self, key: &str) -> bool {
+        registry::key_exists(key)
+    }
+
     /// Removes a value.
     pub fn registry_delete_value(&self, key: &str, name: &str) {
         registry::delete_value(key, name);

@@ -103,7 +103,7 @@ pub mod violation;
 pub mod wsk;
 
 #[cfg(target_os = "linux")]
-pub use control_channel::ControlServer;
+pub use control_channel::{ControlServer, ControlSocket};
 pub use debug::{BugCheck, DebugLine};
 pub use device::{DeviceHandle, DeviceView, IoctlResult};
 pub use harness::{Conn, Driver, DriverEntryFn, LeakReport, Request, Sim};

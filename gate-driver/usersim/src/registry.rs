@@ -1,5 +1,5 @@
-//! An in-memory registry tests populate: ZwOpenKey (absolute, or relative
-//! to an open key) and ZwQueryValueKey with KeyValuePartialInformation,
+//! An in-memory registry tests populate: ZwOpenKey and ZwCreateKey
+//! (absolute, or relative to an open key) and ZwQueryValueKey with KeyValuePartialInformation,
 //! including the STATUS_BUFFER_TOO_SMALL / STATUS_BUFFER_OVERFLOW split,
 //! and ZwSetValueKey (the driver persisting a live change).
 //!
@@ -82,6 +82,15 @@ pub(crate) fn create_key(key: &str) {
         .or_default();
 }
 
+/// Removes a key, its values and every key below it.
+pub(crate) fn delete_key(key: &str) {
+    let k = norm(key);
+    let under = format!("{k}\\");
+    REG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p, _| p != &k && !p.starts_with(&under));
+}
+
 pub(crate) fn delete_value(key: &str, name: &str) {
     if let Some(k) = REG
         .lock()
@@ -118,6 +127,54 @@ pub(crate) unsafe fn read_unicode(s: *const UNICODE_STRING) -> Option<String> {
     Some(String::from_utf16_lossy(units))
 }
 
+/// The normalised key path named by `attributes` (absolute, or relative
+/// to an open key), checked as the kernel routines `call` do.
+///
+/// # Safety
+/// `attributes` NULL or a valid OBJECT_ATTRIBUTES.
+unsafe fn path_of(call: &str, attributes: *const OBJECT_ATTRIBUTES) -> Result<String, NTSTATUS> {
+    // SAFETY: the caller passes NULL (checked by the callers) or valid attributes.
+    let oa = unsafe { attributes.read() };
+    if oa.Length as usize != std::mem::size_of::<OBJECT_ATTRIBUTES>() {
+        record(
+            ViolationKind::Other,
+            format!("{call}: OBJECT_ATTRIBUTES.Length {}", oa.Length),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    if oa.Attributes & OBJ_KERNEL_HANDLE == 0 {
+        record(
+            ViolationKind::Other,
+            format!("{call} without OBJ_KERNEL_HANDLE (a user-mode handle)"),
+        );
+    }
+    // SAFETY: ObjectName is NULL or a valid UNICODE_STRING.
+    let Some(name) = (unsafe { read_unicode(oa.ObjectName) }) else {
+        record(
+            ViolationKind::Other,
+            format!("{call}: malformed ObjectName"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    let path = if oa.RootDirectory.is_null() {
+        name
+    } else {
+        let Some(root) = objects::key_path(oa.RootDirectory) else {
+            record(
+                ViolationKind::BadHandle,
+                format!("{call}: RootDirectory {:p} is not a key", oa.RootDirectory),
+            );
+            return Err(STATUS_INVALID_PARAMETER);
+        };
+        if name.is_empty() {
+            root
+        } else {
+            format!("{root}\\{name}")
+        }
+    };
+    Ok(norm(&path))
+}
+
 /// # Safety
 /// `key` writable; `attributes` a valid OBJECT_ATTRIBUTES.
 #[no_mangle]
@@ -133,51 +190,88 @@ pub unsafe extern "system" fn ZwOpenKey(
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: checked non-null; the caller passes valid attributes.
-    let oa = unsafe { attributes.read() };
-    if oa.Length as usize != std::mem::size_of::<OBJECT_ATTRIBUTES>() {
-        record(
-            ViolationKind::Other,
-            format!("ZwOpenKey: OBJECT_ATTRIBUTES.Length {}", oa.Length),
-        );
-        return STATUS_INVALID_PARAMETER;
-    }
-    if oa.Attributes & OBJ_KERNEL_HANDLE == 0 {
-        record(
-            ViolationKind::Other,
-            "ZwOpenKey without OBJ_KERNEL_HANDLE (a user-mode handle)",
-        );
-    }
-    // SAFETY: ObjectName is NULL or a valid UNICODE_STRING.
-    let Some(name) = (unsafe { read_unicode(oa.ObjectName) }) else {
-        record(ViolationKind::Other, "ZwOpenKey: malformed ObjectName");
-        return STATUS_INVALID_PARAMETER;
+    let p = match unsafe { path_of("ZwOpenKey", attributes) } {
+        Ok(p) => p,
+        Err(st) => return st,
     };
-    let path = if oa.RootDirectory.is_null() {
-        name
-    } else {
-        let Some(root) = objects::key_path(oa.RootDirectory) else {
-            record(
-                ViolationKind::BadHandle,
-                format!(
-                    "ZwOpenKey: RootDirectory {:p} is not a key",
-                    oa.RootDirectory
-                ),
-            );
-            return STATUS_INVALID_PARAMETER;
-        };
-        if name.is_empty() {
-            root
-        } else {
-            format!("{root}\\{name}")
-        }
-    };
-    let p = norm(&path);
     if !REG
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .contains_key(&p)
     {
         return STATUS_OBJECT_NAME_NOT_FOUND;
+    }
+    let h = objects::open_handle(HandleObject::Key(p));
+    // SAFETY: checked non-null.
+    unsafe { key.write(h) };
+    STATUS_SUCCESS
+}
+
+/// ZwCreateKey: opens the key, or creates it (the last path component
+/// only, as on Windows: a missing parent is STATUS_OBJECT_NAME_NOT_FOUND).
+/// `create_options` must be REG_OPTION_NON_VOLATILE or
+/// REG_OPTION_VOLATILE (the simulation keeps both in memory);
+/// `disposition`, if given, receives REG_CREATED_NEW_KEY or
+/// REG_OPENED_EXISTING_KEY.
+///
+/// # Safety
+/// `key` writable; `attributes` a valid OBJECT_ATTRIBUTES; `class` NULL or
+/// a valid UNICODE_STRING; `disposition` NULL or writable.
+#[no_mangle]
+pub unsafe extern "system" fn ZwCreateKey(
+    key: *mut HANDLE,
+    _access: u32,
+    attributes: *mut OBJECT_ATTRIBUTES,
+    _title_index: u32,
+    _class: *mut UNICODE_STRING,
+    create_options: u32,
+    disposition: *mut u32,
+) -> NTSTATUS {
+    crate::hold::point("ZwCreateKey");
+    irql::require_passive("ZwCreateKey");
+    if key.is_null() || attributes.is_null() {
+        record(ViolationKind::Other, "ZwCreateKey with a NULL argument");
+        return STATUS_INVALID_PARAMETER;
+    }
+    if create_options & !(REG_OPTION_VOLATILE) != 0 {
+        record(
+            ViolationKind::Other,
+            format!("ZwCreateKey: CreateOptions {create_options:#x}"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: checked non-null; the caller passes valid attributes.
+    let p = match unsafe { path_of("ZwCreateKey", attributes) } {
+        Ok(p) => p,
+        Err(st) => return st,
+    };
+    let created = {
+        let mut reg = REG.lock().unwrap_or_else(|e| e.into_inner());
+        if reg.contains_key(&p) {
+            false
+        } else {
+            // The parent must exist: as a key, or as the path above one
+            // (the simulation stores only keys tests or drivers made).
+            let parent = p.rsplit_once('\\').map(|(a, _)| a).unwrap_or("");
+            let under = format!("{parent}\\");
+            if parent.is_empty()
+                || !(reg.contains_key(parent) || reg.keys().any(|k| k.starts_with(&under)))
+            {
+                return STATUS_OBJECT_NAME_NOT_FOUND;
+            }
+            reg.insert(p.clone(), Key::new());
+            true
+        }
+    };
+    if !disposition.is_null() {
+        // SAFETY: non-null, writable per the contract.
+        unsafe {
+            disposition.write(if created {
+                REG_CREATED_NEW_KEY
+            } else {
+                REG_OPENED_EXISTING_KEY
+            })
+        };
     }
     let h = objects::open_handle(HandleObject::Key(p));
     // SAFETY: checked non-null.
@@ -287,6 +381,13 @@ pub unsafe extern "system" fn ZwSetValueKey(
         .or_default()
         .insert(vname.to_ascii_lowercase(), (vname.clone(), kind, bytes));
     STATUS_SUCCESS
+}
+
+/// Whether `key` exists.
+pub(crate) fn key_exists(key: &str) -> bool {
+    REG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&norm(key))
 }
 
 /// A value as stored: (type, bytes), for tests.

@@ -495,9 +495,19 @@ fn control_device(s: &Session) -> Result<()> {
     if accepted < 1 {
         bail!("gatectl status counts {accepted} accepted connections, expected the test's one");
     }
-    let (code, _, err) = gatectl(s, &exe, &["set", "--burst", "7"])?;
-    if code != 0 {
-        bail!("gatectl set --burst 7 exited {code}: {}", tail(&err, 10));
+    // --persist: the driver opens (or creates) Parameters with ZwCreateKey
+    // and writes REG_DWORD Burst there.
+    let (code, out, err) = gatectl(s, &exe, &["set", "--burst", "7", "--persist"])?;
+    if code != 0 || !out.contains("burst 1000 -> 7 (persisted)") {
+        bail!(
+            "gatectl set --burst 7 --persist exited {code}: {out} {}",
+            tail(&err, 10)
+        );
+    }
+    let key = r"HKLM\System\CurrentControlSet\Services\gate\Parameters";
+    let (ok, reg) = s.run(&["reg", "query", key, "/v", "Burst"])?;
+    if !ok || !reg.to_ascii_lowercase().contains("0x7") {
+        bail!("after set --burst 7 --persist, Parameters\\Burst reads: {reg}");
     }
     // A change on a read-only handle: the I/O manager refuses (CTL_CODE access bits).
     let (code, _, err) = gatectl(s, &exe, &["--read-only", "set", "--burst", "9"])?;
@@ -531,7 +541,7 @@ fn control_device(s: &Session) -> Result<()> {
     if q["tracked"] != true {
         bail!("gatectl query 127.0.0.1: the test's connection is not tracked: {q}");
     }
-    eprintln!("xtask wine-test: gatectl.exe status, set, ban, query, unban passed; a change on a read-only handle was refused");
+    eprintln!("xtask wine-test: gatectl.exe status, set --persist (registry written), ban, query, unban passed; a change on a read-only handle was refused");
     Ok(())
 }
 

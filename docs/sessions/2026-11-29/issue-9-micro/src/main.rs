@@ -29,12 +29,27 @@ macro_rules! cases {
         let glob = mk(true, 1_000_000_000);
         let rej = mk(false, 1);
         let cold = mk(false, 1_000_000_000);
+        let banned: Gate = Gate::new(
+            &Config {
+                capacity: 1 << 11,
+                shards: 32,
+                rate_milli: 1,
+                burst: 1,
+                ban_threshold: 1,
+                ban_window_ms: 1000,
+                ban_ms: 86_400_000,
+                ..Config::default()
+            },
+            [0xfeed, 0xbeef],
+        )
+        .unwrap();
         let mut now = T0;
         let mut fresh = 0u32;
         let f: Vec<(&'static str, Box<dyn FnMut(u32) -> u32>)> = vec![
             ("warm16 (accept)", Box::new(move |i| { now += 1; black_box(warm.decide(addr(i & 15), local, now)).tokens_milli })),
             ("warm16, global on", Box::new(move |i| { now += 1; black_box(glob.decide(addr(i & 15), local, now)).tokens_milli })),
             ("reject16 (rate exceeded)", Box::new(move |i| { black_box(rej.decide(addr(i & 15), local, T0 + u64::from(i))).tokens_milli })),
+            ("banned16 (auto ban)", Box::new(move |i| { black_box(banned.decide(addr(i & 15), local, T0 + u64::from(i))).tokens_milli })),
             ("cold (idle slot reused)", Box::new(move |_| { fresh = fresh.wrapping_add(1); black_box(cold.decide(addr(fresh), local, T0 + 100 * 10_000_000 + u64::from(fresh))).tokens_milli })),
         ];
         f
@@ -81,7 +96,7 @@ fn main() {
             }
         }
     }
-    println!("old = 42c2c11, new = this branch; median of {rounds} interleaved rounds of {OPS}");
+    println!("old = the base gate-core, new = this branch; median of {rounds} interleaved rounds of {OPS}");
     for k in 0..n {
         let (o, nw) = (median(&mut t[k].0), median(&mut t[k].1));
         println!("  {:<28} old {:6.1} ns  new {:6.1} ns  new/old {:5.3}", old[k].0, o, nw, nw / o);
