@@ -255,12 +255,15 @@ unsafe extern "system" fn WskSend(
     };
     #[cfg(target_os = "linux")]
     if super::real::is_real(guard.sock) {
-        let mut data = Vec::with_capacity(b.Length);
-        for (p, n) in &pieces {
-            // SAFETY: each piece lies inside the driver's buffer.
-            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
-        }
-        let r = super::real::send(guard.sock, data, irp as usize, false);
+        // Written from the driver's buffer in place (lent until the IRP
+        // completes), not copied.
+        let lent = pieces.iter().map(|&(p, n)| (p as usize, n)).collect();
+        let r = super::real::send(
+            guard.sock,
+            super::real::SendBytes::Lent(lent),
+            irp as usize,
+            false,
+        );
         drop(guard);
         return real_result(irp, r);
     }
@@ -436,7 +439,12 @@ unsafe extern "system" fn WskDisconnect(
             return real_finish(irp, STATUS_SUCCESS, 0);
         }
         // Graceful: the final data (if any), then FIN once all is written.
-        let r = super::real::send(sock, data, irp as usize, true);
+        let r = super::real::send(
+            sock,
+            super::real::SendBytes::Owned(data),
+            irp as usize,
+            true,
+        );
         drop(guard);
         return real_result(irp, r);
     }

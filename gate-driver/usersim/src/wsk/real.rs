@@ -52,10 +52,31 @@ struct Recv {
     length: usize,
 }
 
+/// The bytes of a send.
+pub(crate) enum SendBytes {
+    /// The driver's buffer, described by its MDL chain: (address, length)
+    /// pieces, lent until the IRP completes (written from in place: no
+    /// copy).
+    Lent(Vec<(usize, usize)>),
+    /// A copy (a graceful WskDisconnect's final data).
+    Owned(Vec<u8>),
+}
+
+impl SendBytes {
+    fn len(&self) -> usize {
+        match self {
+            SendBytes::Lent(p) => p.iter().map(|(_, n)| n).sum(),
+            SendBytes::Owned(v) => v.len(),
+        }
+    }
+}
+
 /// A send not yet fully written.
 struct Send {
     irp: usize,
-    data: Vec<u8>,
+    data: SendBytes,
+    /// `data.len()`.
+    total: usize,
     written: usize,
     /// A WskDisconnect's final data: shut down writing once written.
     disconnect: bool,
@@ -426,7 +447,7 @@ fn service(s: &mut RealSock, done: &mut Done) {
     while let Some(t) = s.tx.front_mut() {
         match write_some(fd, t) {
             Some(st) => {
-                let (irp, n, disc) = (t.irp, t.data.len(), t.disconnect);
+                let (irp, n, disc) = (t.irp, t.total, t.disconnect);
                 s.tx.pop_front();
                 if disc && st == STATUS_SUCCESS {
                     // SAFETY: shutdown(2) on a live socket.
@@ -487,17 +508,37 @@ fn read_into(fd: RawFd, r: &Recv) -> Option<(NTSTATUS, usize)> {
 /// Writes what it can of a send: Some(status) when all is written (or it
 /// failed), None when the socket buffer is full.
 fn write_some(fd: RawFd, t: &mut Send) -> Option<NTSTATUS> {
-    while t.written < t.data.len() {
-        let rest = &t.data[t.written..];
-        // SAFETY: send(2) from our buffer; MSG_NOSIGNAL: no SIGPIPE.
-        let n = unsafe {
-            libc::send(
-                fd,
-                rest.as_ptr().cast(),
-                rest.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+    while t.written < t.total {
+        // What is left, as iovecs (the lent pieces from `written` on).
+        let mut iov: Vec<libc::iovec> = Vec::new();
+        match &t.data {
+            SendBytes::Owned(v) => iov.push(libc::iovec {
+                iov_base: v[t.written..].as_ptr().cast_mut().cast(),
+                iov_len: v.len() - t.written,
+            }),
+            SendBytes::Lent(pieces) => {
+                let mut skip = t.written;
+                for &(p, n) in pieces {
+                    if skip >= n {
+                        skip -= n;
+                        continue;
+                    }
+                    iov.push(libc::iovec {
+                        iov_base: (p + skip) as *mut libc::c_void,
+                        iov_len: n - skip,
+                    });
+                    skip = 0;
+                }
+            }
+        }
+        // SAFETY: all-zero msghdr, then the iovecs set.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = iov.as_mut_ptr();
+        m.msg_iovlen = iov.len();
+        // SAFETY: sendmsg(2) from the driver's buffer pieces (lent while
+        // the IRP is pending, which it is until this send completes) or our
+        // copy; MSG_NOSIGNAL: no SIGPIPE.
+        let n = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -684,7 +725,7 @@ pub(crate) fn receive(
 /// Some((status, bytes)) when done now, None when pended.
 pub(crate) fn send(
     sock: usize,
-    data: Vec<u8>,
+    data: SendBytes,
     irp: usize,
     disconnect: bool,
 ) -> Option<(NTSTATUS, usize)> {
@@ -693,9 +734,11 @@ pub(crate) fn send(
     let Some(fd) = s.fd.as_ref().map(|f| f.as_raw_fd()) else {
         return Some((STATUS_CONNECTION_ABORTED, 0));
     };
+    let total = data.len();
     let mut t = Send {
         irp,
         data,
+        total,
         written: 0,
         disconnect,
     };
@@ -706,7 +749,7 @@ pub(crate) fn send(
                 unsafe { libc::shutdown(fd, libc::SHUT_WR) };
             }
             let n = if st == STATUS_SUCCESS && !disconnect {
-                t.data.len()
+                t.total
             } else {
                 0
             };
