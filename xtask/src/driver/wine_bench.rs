@@ -10,9 +10,9 @@
 //! (WskDisconnect is a stub), so the backend ends each exchange and the
 //! client reads exactly what it asked for.
 
-use super::wine::{self, Session};
 use super::Profile;
 use crate::deps;
+use crate::wine::{self, Session};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -34,7 +34,7 @@ pub fn run() -> Result<()> {
     deps::ensure("the Wine benchmark", wine::PKGS)?;
     let image = super::build(Profile::Release)?;
     let prefix = super::target_dir(&super::workspace_root()).join("wine-prefix");
-    let session = wine::start_session(&prefix)?;
+    let session = wine::start_session(&prefix, None)?;
     let result = measure(&session, &image.sys);
     let log = session.log.clone();
     session.end();
@@ -48,93 +48,31 @@ struct Figures {
     bulk_mb_per_s: f64,
 }
 
-/// Installs `sys` as the service `gate` on 127.0.0.1:`port` relaying to
-/// `backend` with PROXY v2, every connection let in; starts it and waits
-/// for its listener.
-fn install_and_start(s: &Session, sys: &Path, port: u16, backend: SocketAddr) -> Result<()> {
-    let drivers = s.prefix.join("drive_c/windows/system32/drivers");
-    std::fs::copy(sys, drivers.join("gate.sys"))
-        .with_context(|| format!("copying {} into {}", sys.display(), drivers.display()))?;
-    let _ = s.run(&["sc", "delete", "gate"])?;
-    let (ok, out) = s.run(&[
-        "sc",
-        "create",
-        "gate",
-        "type=",
-        "kernel",
-        "start=",
-        "demand",
-        "binPath=",
-        r"C:\windows\system32\drivers\gate.sys",
-    ])?;
-    if !ok {
-        bail!("wine sc create gate failed: {out}");
-    }
-    let key = r"HKLM\System\CurrentControlSet\Services\gate\Parameters";
-    for (name, kind, value) in [
-        ("ListenAddress", "REG_SZ", "127.0.0.1".to_string()),
-        ("ListenPort", "REG_DWORD", port.to_string()),
-        ("BackendAddress", "REG_SZ", backend.to_string()),
-        ("ProxyProtocol", "REG_DWORD", "2".to_string()),
-        ("MaxConnections", "REG_DWORD", "4096".to_string()),
-        ("IdleTimeoutMs", "REG_DWORD", "20000".to_string()),
-        ("Burst", "REG_DWORD", "100000".to_string()),
-        ("RateMilliPerSecond", "REG_DWORD", "100000000".to_string()),
-    ] {
-        let (ok, out) = s.run(&[
-            "reg", "add", key, "/v", name, "/t", kind, "/d", &value, "/f",
-        ])?;
-        if !ok {
-            bail!("wine reg add {name} failed: {out}");
-        }
-    }
-    let (ok, out) = s.run(&["sc", "start", "gate"])?;
-    if !ok {
-        bail!(
-            "wine sc start gate failed: {out}\n{}",
-            wine::tail(&s.log_text(), 30)
-        );
-    }
-    let listening = format!("gate: listening on 127.0.0.1:{port}");
-    if !s.wait_log(&listening, Duration::from_secs(15)) {
-        bail!(
-            "the listener did not come up:\n{}",
-            wine::tail(&s.log_text(), 30)
-        );
-    }
-    Ok(())
-}
-
-/// `sc stop gate` and waits (bounded) for STOPPED; then deletes it.
-fn stop(s: &Session) -> Result<()> {
-    let (ok, out) = s.run(&["sc", "stop", "gate"])?;
-    if !ok {
-        bail!("wine sc stop gate failed: {out}");
-    }
-    let t = Instant::now();
-    while s.state()? != "STOPPED" {
-        if t.elapsed() > Duration::from_secs(30) {
-            bail!(
-                "sc stop did not unload the driver:\n{}",
-                wine::tail(&s.log_text(), 30)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = s.run(&["sc", "delete", "gate"])?;
-    Ok(())
-}
-
 fn measure(s: &Session, sys: &Path) -> Result<()> {
     let direct = backend(false)?;
     let relayed = backend(true)?;
     let port = wine::free_port()?;
-    install_and_start(s, sys, port, relayed)?;
+    s.install_driver(
+        sys,
+        &[
+            ("ListenAddress", "REG_SZ", "127.0.0.1".to_string()),
+            ("ListenPort", "REG_DWORD", port.to_string()),
+            ("BackendAddress", "REG_SZ", relayed.to_string()),
+            ("ProxyProtocol", "REG_DWORD", "2".to_string()),
+            ("MaxConnections", "REG_DWORD", "4096".to_string()),
+            ("IdleTimeoutMs", "REG_DWORD", "20000".to_string()),
+            // Every connection is let in.
+            ("Burst", "REG_DWORD", "100000".to_string()),
+            ("RateMilliPerSecond", "REG_DWORD", "100000000".to_string()),
+        ],
+    )?;
     let gate = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    s.start_driver(&gate.to_string(), Duration::from_secs(15))?;
     let d = figures(direct)?;
     let g = figures(gate)?;
-    stop(s)?;
-    if s.log_text().contains("Unhandled page fault") {
+    s.stop_driver(Duration::from_secs(30))?;
+    let _ = s.run(&["sc", "delete", wine::SERVICE])?;
+    if s.crashed() {
         bail!("winedevice crashed:\n{}", wine::tail(&s.log_text(), 30));
     }
     println!(
