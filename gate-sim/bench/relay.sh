@@ -51,7 +51,7 @@ backend b
   server s1 127.0.0.1:9000
 EOF
 cleanup() {
-    for p in ${GS:-} ${HA:-} ${NG:-}; do kill "$p" 2>/dev/null || true; done
+    for p in ${PF:-} ${GS:-} ${HA:-} ${NG:-}; do kill "$p" 2>/dev/null || true; done
     sleep 1
     ip netns del "$NS" 2>/dev/null || true
 }
@@ -90,6 +90,7 @@ fi
 run 8080
 if [ -n "${PF:-}" ]; then
     kill -INT "$PF"; wait "$PF" || true
+    PF=
     perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | head -150 > "$OUT/perf.txt"
     perf report -i "$OUT/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | head -120 > "$OUT/perf-children.txt"
 fi
