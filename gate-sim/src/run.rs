@@ -258,6 +258,9 @@ pub fn run(o: &Options) -> Result<i32> {
     // A connection socket the driver opens (WskConnect: the relay to its
     // backend) is a real TCP connection from the namespace.
     real::set_connect_real(true);
+    // Real-socket IRPs complete inline when they can and on the reactor
+    // otherwise (as Windows' WSK does), not through the I/O thread.
+    real::set_fast_completion(true);
     let mut cfg = FrontConfig::queues(o.queues.0, o.queues.1);
     cfg.rcvbuf = o.rcvbuf;
     cfg.queue_maxlen = o.queue_maxlen;

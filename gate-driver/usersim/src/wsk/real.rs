@@ -16,7 +16,11 @@
 //! - WskReceive, WskSend, WskDisconnect and WskCloseSocket on such a socket
 //!   act on the real socket: non-blocking calls complete at once when they
 //!   can, otherwise they pend and one reactor thread (`epoll`) completes
-//!   them on the provider's I/O thread.
+//!   them on the provider's I/O thread. With [`set_fast_completion`] (what
+//!   gate-sim runs with) a call that can complete at once completes its
+//!   IRP inline, before it returns (as Windows' WSK does), and the reactor
+//!   completes pended IRPs itself at DISPATCH_LEVEL (as the stack's DPC
+//!   would), without the hop through the I/O thread.
 //!
 //! A connection socket is backed either by the harness's in-memory peer
 //! (the unit tests' [`crate::Conn`]) or by a real descriptor (this module);
@@ -27,6 +31,8 @@
 
 use super::*;
 use crate::irp;
+use crate::irql;
+use std::collections::HashMap;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -46,10 +52,31 @@ struct Recv {
     length: usize,
 }
 
+/// The bytes of a send.
+pub(crate) enum SendBytes {
+    /// The driver's buffer, described by its MDL chain: (address, length)
+    /// pieces, lent until the IRP completes (written from in place: no
+    /// copy).
+    Lent(Vec<(usize, usize)>),
+    /// A copy (a graceful WskDisconnect's final data).
+    Owned(Vec<u8>),
+}
+
+impl SendBytes {
+    fn len(&self) -> usize {
+        match self {
+            SendBytes::Lent(p) => p.iter().map(|(_, n)| n).sum(),
+            SendBytes::Owned(v) => v.len(),
+        }
+    }
+}
+
 /// A send not yet fully written.
 struct Send {
     irp: usize,
-    data: Vec<u8>,
+    data: SendBytes,
+    /// `data.len()`.
+    total: usize,
     written: usize,
     /// A WskDisconnect's final data: shut down writing once written.
     disconnect: bool,
@@ -93,6 +120,7 @@ struct Real {
 
 static REAL: LazyLock<Mutex<Real>> = LazyLock::new(|| Mutex::new(Real::default()));
 static CONNECT_REAL: AtomicBool = AtomicBool::new(false);
+static FAST_COMPLETION: AtomicBool = AtomicBool::new(false);
 static MAX_HALF_OPEN: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_HALF_OPEN);
 
@@ -169,6 +197,24 @@ pub fn set_connect_real(on: bool) {
 
 pub(crate) fn connect_real() -> bool {
     CONNECT_REAL.load(Ordering::SeqCst)
+}
+
+/// Whether IRPs on real sockets complete without the I/O thread (default
+/// off: the unit tests' completion mode applies). On: a WskReceive,
+/// WskSend, WskDisconnect, WskConnect or WskCloseSocket on a real socket
+/// (and, with [`set_connect_real`], WskSocket and WskBind of a connection
+/// socket) that can complete at once completes its IRP inline (the
+/// completion routine runs before the call returns, which returns the
+/// IRP's status),
+/// and the reactor runs the completion routines of the IRPs it finishes on
+/// its own thread at DISPATCH_LEVEL. Saves two thread switches per relayed
+/// chunk (see gate-driver/README.md, relay figures).
+pub fn set_fast_completion(on: bool) {
+    FAST_COMPLETION.store(on, Ordering::SeqCst);
+}
+
+pub(crate) fn fast_completion() -> bool {
+    FAST_COMPLETION.load(Ordering::Relaxed)
 }
 
 /// Whether `sock` is backed by a real socket.
@@ -302,10 +348,26 @@ fn mark_pending(irp: usize) {
 /// IRPs to complete: (irp, status, information).
 type Done = Vec<(usize, NTSTATUS, usize)>;
 
+/// Completes a batch on the I/O thread as one job (one queue lock and
+/// one wake-up of the I/O thread per reactor round, not one per IRP), in
+/// order.
 fn post_done(done: Done) {
-    for (i, st, n) in done {
-        irp::post(move || irp::complete(i as *mut IRP, st, n));
+    if done.is_empty() {
+        return;
     }
+    if fast_completion() {
+        irql::run_at(DISPATCH_LEVEL, "I/O completion", || {
+            for (i, st, n) in done {
+                irp::complete(i as *mut IRP, st, n);
+            }
+        });
+        return;
+    }
+    irp::post(move || {
+        for (i, st, n) in done {
+            irp::complete(i as *mut IRP, st, n);
+        }
+    });
 }
 
 fn reactor() {
@@ -407,7 +469,7 @@ fn service(s: &mut RealSock, done: &mut Done) {
     while let Some(t) = s.tx.front_mut() {
         match write_some(fd, t) {
             Some(st) => {
-                let (irp, n, disc) = (t.irp, t.data.len(), t.disconnect);
+                let (irp, n, disc) = (t.irp, t.total, t.disconnect);
                 s.tx.pop_front();
                 if disc && st == STATUS_SUCCESS {
                     // SAFETY: shutdown(2) on a live socket.
@@ -468,17 +530,37 @@ fn read_into(fd: RawFd, r: &Recv) -> Option<(NTSTATUS, usize)> {
 /// Writes what it can of a send: Some(status) when all is written (or it
 /// failed), None when the socket buffer is full.
 fn write_some(fd: RawFd, t: &mut Send) -> Option<NTSTATUS> {
-    while t.written < t.data.len() {
-        let rest = &t.data[t.written..];
-        // SAFETY: send(2) from our buffer; MSG_NOSIGNAL: no SIGPIPE.
-        let n = unsafe {
-            libc::send(
-                fd,
-                rest.as_ptr().cast(),
-                rest.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+    while t.written < t.total {
+        // What is left, as iovecs (the lent pieces from `written` on).
+        let mut iov: Vec<libc::iovec> = Vec::new();
+        match &t.data {
+            SendBytes::Owned(v) => iov.push(libc::iovec {
+                iov_base: v[t.written..].as_ptr().cast_mut().cast(),
+                iov_len: v.len() - t.written,
+            }),
+            SendBytes::Lent(pieces) => {
+                let mut skip = t.written;
+                for &(p, n) in pieces {
+                    if skip >= n {
+                        skip -= n;
+                        continue;
+                    }
+                    iov.push(libc::iovec {
+                        iov_base: (p + skip) as *mut libc::c_void,
+                        iov_len: n - skip,
+                    });
+                    skip = 0;
+                }
+            }
+        }
+        // SAFETY: all-zero msghdr, then the iovecs set.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = iov.as_mut_ptr();
+        m.msg_iovlen = iov.len();
+        // SAFETY: sendmsg(2) from the driver's buffer pieces (lent while
+        // the IRP is pending, which it is until this send completes) or our
+        // copy; MSG_NOSIGNAL: no SIGPIPE.
+        let n = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -665,7 +747,7 @@ pub(crate) fn receive(
 /// Some((status, bytes)) when done now, None when pended.
 pub(crate) fn send(
     sock: usize,
-    data: Vec<u8>,
+    data: SendBytes,
     irp: usize,
     disconnect: bool,
 ) -> Option<(NTSTATUS, usize)> {
@@ -674,9 +756,11 @@ pub(crate) fn send(
     let Some(fd) = s.fd.as_ref().map(|f| f.as_raw_fd()) else {
         return Some((STATUS_CONNECTION_ABORTED, 0));
     };
+    let total = data.len();
     let mut t = Send {
         irp,
         data,
+        total,
         written: 0,
         disconnect,
     };
@@ -687,7 +771,7 @@ pub(crate) fn send(
                 unsafe { libc::shutdown(fd, libc::SHUT_WR) };
             }
             let n = if st == STATUS_SUCCESS && !disconnect {
-                t.data.len()
+                t.total
             } else {
                 0
             };
