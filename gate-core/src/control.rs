@@ -208,6 +208,20 @@ impl<L: RawLock> Gate<L> {
             }
             let old = self.live.replace(new);
             self.grace_period();
+            // SAFETY: the control lock is held.
+            let now_p = unsafe { self.live.get() };
+            if let (Some(_), Some(g)) = (&old.p.global, &now_p.p.global) {
+                // The global bucket's debt beyond what the new limits
+                // allow, at the latest time any shard has seen (a bounded
+                // pass over the shards, no lock): see `BucketParams::clamp`.
+                let seen = self
+                    .shards
+                    .iter()
+                    .map(|s| s.clock.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0);
+                self.global.0.clamp(g, g.units(seen));
+            }
             Ok(old)
         })();
         // SAFETY: acquired just above.
@@ -326,7 +340,7 @@ impl<L: RawLock> Gate<L> {
         let p = &live.p;
         let now = now.max(e.last);
         // While banned, the span is the ban time left after `last` (see `ban`).
-        let auto_ban_until = if e.meta & BANNED != 0 {
+        let auto_ban_until = if e.meta & BANNED != 0 && p.ban.threshold != 0 {
             let until = e.last.saturating_add(e.span());
             (until > now).then_some(until)
         } else {
@@ -334,12 +348,14 @@ impl<L: RawLock> Gate<L> {
         };
         let iv = p.key.iv;
         let nu = p.key.units(now);
-        let debt = iv.ceil_ticks(e.tat.saturating_sub(nu));
+        // As the next decision sees it (see `BucketParams::clamp`).
+        let tat = p.key.clamp(e.tat, p.key.units(e.last));
+        let debt = iv.ceil_ticks(tat.saturating_sub(nu));
         KeyState {
             key,
             tracked: true,
-            tokens_milli: p.key.tokens_milli(e.tat, nu),
-            next_token: iv.ceil_ticks(e.tat.saturating_sub(p.key.limit)).max(now),
+            tokens_milli: p.key.tokens_milli(tat, nu),
+            next_token: iv.ceil_ticks(tat.saturating_sub(p.key.limit)).max(now),
             debt,
             rejects: if p.ban.active(e, now) { e.rejects } else { 0 },
             auto_ban_until,

@@ -141,7 +141,7 @@ pub(crate) struct Shard<L: RawLock> {
     /// The latest `now` any decision of this shard has seen (ticks); a
     /// decision's `now` is raised to it (see `time`). Written only with
     /// `lock` held (a plain load and store).
-    clock: AtomicU64,
+    pub(crate) clock: AtomicU64,
     pub(crate) counters: ShardCounters,
     /// Slots of this shard holding a key. Written under `lock` (slots never
     /// become vacant again, so it only grows); read without it by
@@ -500,6 +500,10 @@ impl<L: RawLock> Gate<L> {
         if fresh {
             *e = Entry::new(&key, now, now_u);
         }
+        // Debt left by limits since changed live, beyond what these allow
+        // at the key's last decision (a no-op for a key only ever decided
+        // under these limits; see `BucketParams::clamp`).
+        e.tat = p.key.clamp(e.tat, p.key.units(e.last));
         // `now >= e.last`: every `last` of this shard was set from a `now`
         // clamped to the shard's clock, which never goes back. (Were it not
         // so, every use below saturates and an older `now` is only stricter.)
