@@ -500,10 +500,6 @@ impl<L: RawLock> Gate<L> {
         if fresh {
             *e = Entry::new(&key, now, now_u);
         }
-        // Debt left by limits since changed live, beyond what these allow
-        // at the key's last decision (a no-op for a key only ever decided
-        // under these limits; see `BucketParams::clamp`).
-        e.tat = p.key.clamp(e.tat, p.key.units(e.last));
         // `now >= e.last`: every `last` of this shard was set from a `now`
         // clamped to the shard's clock, which never goes back. (Were it not
         // so, every use below saturates and an older `now` is only stricter.)
@@ -517,6 +513,10 @@ impl<L: RawLock> Gate<L> {
                 pend: None,
             };
         }
+        // Debt left by limits since changed live, beyond what these allow
+        // at the key's last decision (a no-op for a key only ever decided
+        // under these limits; see `BucketParams::clamp`).
+        e.tat = p.key.clamp(e.tat, p.key.units(prior_last));
         let global = || match &p.global {
             None => Ok(None),
             Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),
