@@ -156,6 +156,7 @@ fn bench(c: &mut Criterion) {
                 44,
                 45,
                 46,
+                47,
             )
         })
     });

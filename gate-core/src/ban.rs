@@ -87,6 +87,16 @@ impl BanParams {
 /// `now`.
 #[inline]
 pub(crate) fn advance(e: &mut Entry, p: &BanParams, now: Ticks, prior_last: Ticks) -> bool {
+    // The common case, no ban and no rejection counted: nothing to move.
+    if e.meta & BANNED == 0 && e.rejects == 0 {
+        return false;
+    }
+    advance_state(e, p, now, prior_last)
+}
+
+/// [`advance`] for an entry with ban or window state (out of line).
+#[inline(never)]
+fn advance_state(e: &mut Entry, p: &BanParams, now: Ticks, prior_last: Ticks) -> bool {
     let d = now.saturating_sub(prior_last);
     if e.meta & BANNED != 0 {
         let left = e.span();

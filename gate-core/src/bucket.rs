@@ -50,61 +50,52 @@ pub(crate) struct BucketParams {
     pub ceil: u64,
     /// The largest time in ticks that converts to units without saturating.
     max_ticks: Ticks,
-    /// Division by `t` (for the tokens reported), as a multiplication.
-    per_t: Divisor,
+    /// Division by `t` of the tokens reported, as a multiplication.
+    per_mille: PerMille,
 }
 
-/// Unsigned division by a fixed divisor as a multiply and shifts
-/// (Granlund and Montgomery, "Division by invariant integers using
-/// multiplication", PLDI 1994; the branch-free form of libdivide's
-/// `u64` algorithm): exact for every `u64` dividend, and cheaper than a
-/// `div` on the decision path, where `tokens_milli` divides by `t` once per
-/// decision.
+/// `floor(avail * 1000 / t)` for every `avail <= cap`, as one 64x64-bit
+/// multiplication and a shift: with `k = 64 + shift` and
+/// `magic = ceil(1000 * 2^k / t)`, the error `e = magic * t - 1000 * 2^k`
+/// is below `t`, and `floor(avail * magic / 2^k)` is exact whenever
+/// `avail * e < 2^k` (Granlund and Montgomery, "Division by invariant
+/// integers using multiplication", PLDI 1994, Thm 4.2, with the dividend
+/// bounded by `cap`). [`PerMille::new`] checks that bound for `cap` once
+/// per configuration; where it fails (a bucket with `t <= 1000` units, or
+/// `cap * 1000` beyond `u64`, possible only after a live rate change that
+/// kept small units) `magic` is 0 and `tokens_milli` divides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Divisor {
+struct PerMille {
+    /// `ceil(1000 * 2^(64 + shift) / t)`, or 0: divide instead.
     magic: u64,
     shift: u32,
 }
 
-impl Divisor {
-    /// For `d >= 1`.
-    fn new(d: u64) -> Divisor {
-        let d = d.max(1);
-        let log2 = 63u32.saturating_sub(d.leading_zeros());
-        if d.is_power_of_two() {
-            // magic 0: q = 0, t = n / 2, result = t >> (log2 - 1) = n >> log2
-            // (log2 >= 1 here; d = 1 is handled in `div`).
-            return Divisor {
-                magic: 0,
-                shift: log2.saturating_sub(1),
+impl PerMille {
+    /// For an interval of `t >= 1` units and a capacity of `cap` units.
+    fn new(t: u64, cap: u64) -> PerMille {
+        const DIVIDE: PerMille = PerMille { magic: 0, shift: 0 };
+        let t128 = u128::from(t.max(1));
+        if cap.checked_mul(1000).is_none() {
+            return DIVIDE;
+        }
+        // The largest shift whose magic fits in 64 bits (the most precise);
+        // 1000 << (64 + 53) < 2^127.
+        for shift in (0..=53u32).rev() {
+            let k = 64u32.saturating_add(shift);
+            let num = 1000u128 << k;
+            let magic = num.div_ceil(t128);
+            let Ok(m) = u64::try_from(magic) else {
+                continue;
+            };
+            let e = magic.saturating_mul(t128).saturating_sub(num);
+            return if u128::from(cap).saturating_mul(e) < (1u128 << k) {
+                PerMille { magic: m, shift }
+            } else {
+                DIVIDE
             };
         }
-        // m = floor(2^(64 + log2) / d), then 2m (+1 if the doubled
-        // remainder reaches d), plus one: the 65-bit magic minus 2^64.
-        let num = 1u128 << (64u32.saturating_add(log2));
-        let d128 = u128::from(d);
-        let m = num.checked_div(d128).unwrap_or(0) as u64;
-        let rem = num.checked_rem(d128).unwrap_or(0) as u64;
-        let mut m2 = m.wrapping_add(m);
-        let twice_rem = rem.wrapping_add(rem);
-        if twice_rem >= d || twice_rem < rem {
-            m2 = m2.wrapping_add(1);
-        }
-        Divisor {
-            magic: m2.wrapping_add(1),
-            shift: log2,
-        }
-    }
-
-    /// `n / d`, exactly.
-    #[inline]
-    fn div(self, n: u64, d: u64) -> u64 {
-        if d == 1 {
-            return n;
-        }
-        let q = (u128::from(self.magic).wrapping_mul(u128::from(n)) >> 64) as u64;
-        let t = (n.wrapping_sub(q) >> 1).wrapping_add(q);
-        t >> self.shift
+        DIVIDE
     }
 }
 
@@ -152,7 +143,7 @@ impl BucketParams {
             limit,
             ceil: limit.saturating_add(t),
             max_ticks: u64::MAX >> iv.shift,
-            per_t: Divisor::new(t),
+            per_mille: PerMille::new(t, t.saturating_mul(u64::from(burst))),
         })
     }
 
@@ -217,14 +208,21 @@ impl BucketParams {
     }
 
     /// Tokens in a bucket at `tat`, at `now` (units), in thousandths (scale
-    /// 1000), rounded down. One division: `avail * 1000` fits in `u64`
-    /// because `cap <= 10^6 * 10^10` under a valid configuration with
-    /// `shift` 0, and `cap < 2^13 * 10^8` otherwise (saturating regardless).
+    /// 1000), rounded down: `floor(avail * 1000 / t)` with `avail` the
+    /// tokens' worth of units left (`avail * 1000` saturating), computed
+    /// with a multiplication (see [`PerMille`]).
     #[inline]
     pub(crate) fn tokens_milli(&self, tat: u64, now: u64) -> u32 {
         let debt = tat.saturating_sub(now);
         let avail = self.cap.saturating_sub(debt);
-        let m = self.per_t.div(avail.saturating_mul(1000), self.t);
+        let pm = self.per_mille;
+        let m = if pm.magic != 0 {
+            // avail <= cap: exact (see `PerMille`).
+            // A 64x64-bit product: cannot wrap.
+            (u128::from(avail).wrapping_mul(u128::from(pm.magic)) >> 64) as u64 >> pm.shift
+        } else {
+            avail.saturating_mul(1000).checked_div(self.t).unwrap_or(0)
+        };
         u32::try_from(m).unwrap_or(u32::MAX)
     }
 }
@@ -395,52 +393,99 @@ mod tests {
         assert!(!g.give_back(&p, again), "a later take depends on it");
     }
 
+    /// `tokens_milli` against the plain formula, for every kind of bucket
+    /// (fresh configurations over the whole valid range, and the units a
+    /// live change may keep) and `avail` at the edges and at random.
     #[test]
-    fn divisor_is_exact() {
+    fn tokens_milli_is_exact() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut ds: alloc::vec::Vec<u64> = (1..300).collect();
-        ds.extend([
-            4096,
-            4097,
-            6827,
-            8191,
-            8192,
-            10_000_000_000,
-            u64::MAX,
-            u64::MAX - 1,
-            1 << 63,
-            (1 << 63) + 1,
-        ]);
-        for _ in 0..2000 {
+        let mut rnd = move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            ds.push(x >> (x % 64));
-        }
-        for d in ds.into_iter().filter(|&d| d > 0) {
-            let dv = Divisor::new(d);
-            let mut ns = alloc::vec![
-                0,
-                1,
-                d - 1,
-                d,
-                d.wrapping_add(1),
-                u64::MAX,
-                u64::MAX - 1,
-                u64::MAX / d * d,
-                (u64::MAX / d * d).wrapping_sub(1)
-            ];
-            for _ in 0..50 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ns.push(x);
-                ns.push(x >> (x % 64));
-            }
-            for n in ns {
-                assert_eq!(dv.div(n, d), n / d, "{n} / {d}");
+            x
+        };
+        let mut buckets = alloc::vec::Vec::new();
+        for e in 0..=10u32 {
+            let p = 10u64.pow(e);
+            for r in [p.saturating_sub(1).max(1), p, p + 1, 3 * p, 7 * p] {
+                for burst in [1, 2, 3, 999, 1000, 65_535, 1_000_000] {
+                    buckets.extend(BucketParams::new(r, burst));
+                    for shift in [0, 5, 12] {
+                        buckets.extend(BucketParams::with_shift(r, burst, shift));
+                    }
+                }
             }
         }
+        for _ in 0..300 {
+            let r = rnd() % 10_000_000_000 + 1;
+            let burst = (rnd() % 1_000_000) as u32 + 1;
+            buckets.extend(BucketParams::new(r, burst));
+            buckets.extend(BucketParams::with_shift(r, burst, (rnd() % 13) as u32));
+        }
+        let mut fast = 0;
+        for p in &buckets {
+            let reference = |avail: u64| {
+                let m = avail.saturating_mul(1000) / p.t;
+                u32::try_from(m).unwrap_or(u32::MAX)
+            };
+            let mut avails =
+                alloc::vec![0, 1, p.t - 1, p.t, p.t + 1, p.cap, p.cap.saturating_sub(1)];
+            for j in 1..50 {
+                avails.push(p.cap / 50 * j);
+                avails.push(p.t.saturating_mul(j).min(p.cap));
+                avails.push(p.t.saturating_mul(j).saturating_sub(1).min(p.cap));
+                avails.push(rnd() % p.cap.saturating_add(1).max(1));
+            }
+            for avail in avails.into_iter().filter(|&a| a <= p.cap) {
+                // tat - now = cap - avail.
+                let got = p.tokens_milli(p.cap - avail, 0);
+                assert_eq!(
+                    got,
+                    reference(avail),
+                    "t {} cap {} avail {avail}",
+                    p.t,
+                    p.cap
+                );
+            }
+            fast += usize::from(p.per_mille.magic != 0);
+        }
+        // Every fresh configuration takes the multiplication.
+        for r in [
+            1,
+            17,
+            1000,
+            2_441_406,
+            2_441_407,
+            3_000_000_000,
+            10_000_000_000,
+        ] {
+            for burst in [1, 1000, 1_000_000] {
+                let p = BucketParams::new(r, burst).unwrap();
+                assert_ne!(p.per_mille.magic, 0, "rate {r} burst {burst}");
+            }
+        }
+        assert!(fast > buckets.len() / 2, "{fast} of {}", buckets.len());
+    }
+
+    /// Why `PerMille::new` checks `cap * e < 2^k`: for this interval the
+    /// most precise 64-bit magic is off by one at an `avail` below the
+    /// capacity, so such a bucket must divide.
+    #[test]
+    fn per_mille_falls_back_where_the_magic_is_not_exact() {
+        let (t, avail) = (10_000_000_007u64, 16_717_321_441_702_125u64);
+        let shift = 23;
+        let k = 64 + shift;
+        let magic = (1000u128 << k).div_ceil(u128::from(t));
+        assert!(
+            magic <= u128::from(u64::MAX)
+                && (1000u128 << (k + 1)).div_ceil(u128::from(t)) > u128::from(u64::MAX)
+        );
+        let unchecked = (u128::from(avail) * magic) >> k;
+        assert_eq!(unchecked, 1_671_732_143);
+        assert_eq!(avail * 1000 / t, 1_671_732_142);
+        assert_eq!(PerMille::new(t, avail).magic, 0);
+        assert_ne!(PerMille::new(t, avail / 4).magic, 0);
     }
 
     #[test]

@@ -154,7 +154,11 @@ pub struct Config {
     pub ban_ms: u32,
     /// Most outstanding pends (0 = never pend), at most 65536.
     pub max_pending: u32,
-    /// Longest delay a pend may carry, 1..=60_000 ms (when pends are on).
+    /// Longest delay a pend may carry, 1..=60_000 ms (when pends are on),
+    /// inclusive: a SYN whose next token is exactly `max_delay_ms` away
+    /// (after rounding its accept time up to a whole tick) is pended, one
+    /// further away is rejected (`RateExceeded`). Issue #9's inputs pend
+    /// exactly this far out (see `tests/issue9.rs`).
     pub max_delay_ms: u32,
     /// Addresses that bypass every limit (at most 4096 entries).
     pub allow: Vec<Cidr>,

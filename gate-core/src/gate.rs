@@ -4,7 +4,9 @@
 //! Order of checks for one SYN, all under the key's shard lock and against
 //! one snapshot of the live configuration (see `live`): deny list, manual
 //! bans, allow list (all matched against the address and, for a NAT64
-//! address, the IPv4 address it embeds), then
+//! address, the IPv4 address it embeds; out of line, and looked at only
+//! when the configuration has any list entry or manual ban: one flag on the
+//! common path), then
 //! the key's entry (found or placed in the table, or the full-table
 //! policy), its ban, its bucket and the global bucket; a key out of tokens
 //! whose next token is within `max_delay_ms` then asks for a pend slot
@@ -43,7 +45,7 @@ use crate::ban;
 use crate::bucket::{AtomicBucket, Take};
 use crate::config::{Config, ConfigError, FullTablePolicy};
 use crate::hash::{hash_key, Seed};
-use crate::key::Key;
+use crate::key::{Key, Prefixes};
 use crate::lists::CidrSet;
 use crate::live::{Live, LiveCell, Params};
 use crate::lock::{RawLock, SpinLock};
@@ -180,6 +182,15 @@ impl Outcome {
     }
 }
 
+/// A [`Decision`] without its key (what the locked part returns).
+struct Verdict {
+    action: Action,
+    reason: Reason,
+    observed: Option<Reason>,
+    tokens_milli: u32,
+    pend: Option<Pended>,
+}
+
 /// Puts `T` on cache lines of its own (128 bytes: a line and the adjacent
 /// line the CPU's pair prefetcher fetches with it), so that writes to it do
 /// not invalidate the read-only fields next to it on other CPUs.
@@ -203,9 +214,9 @@ pub struct Gate<L: RawLock = SpinLock> {
     /// Serializes configuration changes and control-path reads of `live`
     /// (decisions never take it).
     pub(crate) control: L,
-    /// Key prefix lengths: fixed at start (they place keys in the table).
-    v4_prefix: u8,
-    v6_prefix: u8,
+    /// Key prefix lengths and masks: fixed at start (they place keys in
+    /// the table).
+    prefixes: Prefixes,
     pub(crate) seed: Seed,
     pub(crate) shards: Vec<Shard<L>>,
     shard_mask: usize,
@@ -270,8 +281,7 @@ impl<L: RawLock> Gate<L> {
         Ok(Gate {
             live: LiveCell::new(live),
             control: L::new(),
-            v4_prefix: config.ipv4_prefix,
-            v6_prefix: config.ipv6_prefix,
+            prefixes: Prefixes::new(config.ipv4_prefix, config.ipv6_prefix),
             seed,
             shards,
             shard_mask: n_shards.saturating_sub(1),
@@ -293,19 +303,26 @@ impl<L: RawLock> Gate<L> {
     /// The IPv4 address `remote` embeds, if it is in a configured NAT64 prefix.
     #[inline]
     fn embedded_v4(&self, remote: IpAddr) -> Option<Ipv4Addr> {
-        if self.nat64.is_empty() {
-            None
-        } else {
-            self.nat64.embedded(remote)
+        match remote {
+            IpAddr::V6(_) if !self.nat64.is_empty() => self.nat64_embedded(remote),
+            _ => None,
         }
+    }
+
+    /// [`Self::embedded_v4`] for an IPv6 address with NAT64 prefixes
+    /// configured (out of line: off by default).
+    #[cold]
+    #[inline(never)]
+    fn nat64_embedded(&self, remote: IpAddr) -> Option<Ipv4Addr> {
+        self.nat64.embedded(remote)
     }
 
     /// The key of `remote`, or of the IPv4 address it embeds.
     #[inline]
     fn key_with(&self, remote: IpAddr, v4: Option<Ipv4Addr>) -> Key {
         match v4 {
-            None => Key::new(remote, self.v4_prefix, self.v6_prefix),
-            Some(a) => Key::new(IpAddr::V4(a), self.v4_prefix, self.v6_prefix),
+            None => self.prefixes.key(remote),
+            Some(a) => self.prefixes.key(IpAddr::V4(a)),
         }
     }
 
@@ -315,6 +332,32 @@ impl<L: RawLock> Gate<L> {
     fn manually_banned(live: &Live, remote: IpAddr, v4: Option<Ipv4Addr>, now: Ticks) -> bool {
         live.bans.banned_until(remote, now).is_some()
             || v4.is_some_and(|a| live.bans.banned_until(IpAddr::V4(a), now).is_some())
+    }
+
+    /// The deny list, manual bans and allow list, in that order, for a
+    /// configuration that has any (out of line: the common configuration
+    /// has none, and then a decision pays one test for all three). The
+    /// shard lock is held (`c` are its counters).
+    #[cold]
+    #[inline(never)]
+    fn screen(
+        live: &Live,
+        c: &ShardCounters,
+        remote: IpAddr,
+        v4: Option<Ipv4Addr>,
+        now: Ticks,
+    ) -> Option<Outcome> {
+        if !live.deny.is_empty() && Self::listed(&live.deny, remote, v4) {
+            return Some(Outcome::bare(Reason::DenyListed));
+        }
+        if !live.bans.is_empty() && Self::manually_banned(live, remote, v4, now) {
+            add_locked(core::slice::from_ref(&c.manual), 0);
+            return Some(Outcome::bare(Reason::Banned));
+        }
+        if !live.allow.is_empty() && Self::listed(&live.allow, remote, v4) {
+            return Some(Outcome::bare(Reason::AllowListed));
+        }
+        None
     }
 
     /// Whether a list holds `remote` or the IPv4 address it embeds.
@@ -345,35 +388,31 @@ impl<L: RawLock> Gate<L> {
             };
         };
         self.prefetch(shard_i, h);
-        self.locked(shard, |slots| {
+        let v = self.locked(shard, |slots| {
             // SAFETY: the shard lock is held while `live` is used.
             let live = unsafe { self.live.get() };
             let c = &shard.counters;
-            if !live.deny.is_empty() && Self::listed(&live.deny, remote, v4) {
-                let out = Outcome::bare(Reason::DenyListed);
-                return self.finish(&live.p, c, false, key, out);
-            }
-            if !live.bans.is_empty() && Self::manually_banned(live, remote, v4, now) {
-                add_locked(core::slice::from_ref(&c.manual), 0);
-                let out = Outcome::bare(Reason::Banned);
-                return self.finish(&live.p, c, false, key, out);
-            }
-            if !live.allow.is_empty() && Self::listed(&live.allow, remote, v4) {
-                let out = Outcome::bare(Reason::AllowListed);
-                return self.finish(&live.p, c, false, key, out);
+            if live.screened {
+                if let Some(out) = Self::screen(live, c, remote, v4, now) {
+                    return Self::finish(&live.p, c, false, out);
+                }
             }
             // Per-shard monotonic clock (see `time`): under the lock, a plain
             // load and store on the lock's own line.
-            let seen = shard.clock.load(Ordering::Relaxed);
-            let now = if now > seen {
-                shard.clock.store(now, Ordering::Relaxed);
-                now
-            } else {
-                seen
-            };
+            let now = now.max(shard.clock.load(Ordering::Relaxed));
+            shard.clock.store(now, Ordering::Relaxed);
             let out = self.decide_keyed(&live.p, slots, c, &shard.occupied, key, h, now);
-            self.finish(&live.p, c, true, key, out)
-        })
+            Self::finish(&live.p, c, true, out)
+        });
+        // Built here, after the lock, straight into the caller's place.
+        Decision {
+            action: v.action,
+            reason: v.reason,
+            observed: v.observed,
+            tokens_milli: v.tokens_milli,
+            key,
+            pend: v.pend,
+        }
     }
 
     /// The shard of a key hash (bits 32 and up; see [`Self::starts`] for
@@ -400,16 +439,10 @@ impl<L: RawLock> Gate<L> {
     }
 
     /// Applies observe mode, counts (the shard lock is held; `keyed`: the
-    /// keyed part decided, else a list or a manual ban), builds the decision.
+    /// keyed part decided, else a list or a manual ban): the decision
+    /// without its key.
     #[inline]
-    fn finish(
-        &self,
-        p: &Params,
-        c: &ShardCounters,
-        keyed: bool,
-        key: Key,
-        out: Outcome,
-    ) -> Decision {
+    fn finish(p: &Params, c: &ShardCounters, keyed: bool, out: Outcome) -> Verdict {
         let action = Self::action_of(p, out.reason);
         let (action, reason, observed) = if p.observe && action != Action::Accept {
             (Action::Accept, Reason::ObserveWouldReject, Some(out.reason))
@@ -427,12 +460,11 @@ impl<L: RawLock> Gate<L> {
                 add_locked(&c.listed_observed, o.index());
             }
         }
-        Decision {
+        Verdict {
             action,
             reason,
             observed,
             tokens_milli: out.tokens_milli,
-            key,
             pend: out.pend,
         }
     }

@@ -35,33 +35,9 @@ pub struct Key {
 impl Key {
     /// The key of `addr` with the given prefix lengths (values above the
     /// family's width are treated as the full width).
+    #[inline]
     pub fn new(addr: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> Key {
-        match canonical(addr) {
-            IpAddr::V4(a) => {
-                let len = ipv4_prefix.min(32);
-                let bits = u32::from(a) & v4_mask(len);
-                let mut bytes = [0u8; 16];
-                let [b0, b1, b2, b3] = bits.to_be_bytes();
-                bytes[0] = b0;
-                bytes[1] = b1;
-                bytes[2] = b2;
-                bytes[3] = b3;
-                Key {
-                    family: Family::V4,
-                    prefix_len: len,
-                    bytes,
-                }
-            }
-            IpAddr::V6(a) => {
-                let len = ipv6_prefix.min(128);
-                let bits = u128::from(a) & v6_mask(len);
-                Key {
-                    family: Family::V6,
-                    prefix_len: len,
-                    bytes: bits.to_be_bytes(),
-                }
-            }
-        }
+        Prefixes::new(ipv4_prefix, ipv6_prefix).key(addr)
     }
 
     /// Address family.
@@ -91,7 +67,59 @@ impl Key {
     }
 }
 
+/// Prefix lengths with their masks computed once (what a gate keeps, so
+/// that making a key costs no mask arithmetic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Prefixes {
+    v4_len: u8,
+    v6_len: u8,
+    v4_mask: u32,
+    v6_mask: u128,
+}
+
+impl Prefixes {
+    /// For prefix lengths as [`Key::new`] takes them (clamped to the
+    /// family's width).
+    pub(crate) fn new(ipv4_prefix: u8, ipv6_prefix: u8) -> Prefixes {
+        let v4_len = ipv4_prefix.min(32);
+        let v6_len = ipv6_prefix.min(128);
+        Prefixes {
+            v4_len,
+            v6_len,
+            v4_mask: v4_mask(v4_len),
+            v6_mask: v6_mask(v6_len),
+        }
+    }
+
+    /// The key of `addr`.
+    #[inline]
+    pub(crate) fn key(&self, addr: IpAddr) -> Key {
+        match canonical(addr) {
+            IpAddr::V4(a) => {
+                let bits = u32::from(a) & self.v4_mask;
+                let mut bytes = [0u8; 16];
+                let [b0, b1, b2, b3] = bits.to_be_bytes();
+                bytes[0] = b0;
+                bytes[1] = b1;
+                bytes[2] = b2;
+                bytes[3] = b3;
+                Key {
+                    family: Family::V4,
+                    prefix_len: self.v4_len,
+                    bytes,
+                }
+            }
+            IpAddr::V6(a) => Key {
+                family: Family::V6,
+                prefix_len: self.v6_len,
+                bytes: (u128::from(a) & self.v6_mask).to_be_bytes(),
+            },
+        }
+    }
+}
+
 /// `addr` with an IPv4-mapped IPv6 address turned into IPv4.
+#[inline]
 pub fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
@@ -103,6 +131,7 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 }
 
 /// Network mask of an IPv4 prefix length (0..=32).
+#[inline]
 pub(crate) fn v4_mask(len: u8) -> u32 {
     u32::MAX
         .checked_shl(32u32.saturating_sub(u32::from(len)))
@@ -110,6 +139,7 @@ pub(crate) fn v4_mask(len: u8) -> u32 {
 }
 
 /// Network mask of an IPv6 prefix length (0..=128).
+#[inline]
 pub(crate) fn v6_mask(len: u8) -> u128 {
     u128::MAX
         .checked_shl(128u32.saturating_sub(u32::from(len)))

@@ -143,6 +143,10 @@ pub(crate) enum BuildError {
 /// The configuration in force, whole.
 pub(crate) struct Live {
     pub p: Params,
+    /// Whether any allow or deny entry or manual ban is in force: a
+    /// decision looks at the lists and bans only then (one test on the
+    /// common path instead of one per list).
+    pub screened: bool,
     pub allow: CidrSet,
     pub deny: CidrSet,
     pub bans: BanSet,
@@ -162,11 +166,15 @@ impl Live {
     ) -> Result<Live, BuildError> {
         config.validate().map_err(BuildError::Config)?;
         let p = Params::from_config(&config, prev)?;
+        let allow = CidrSet::build(&config.allow).map_err(|_| BuildError::OutOfMemory)?;
+        let deny = CidrSet::build(&config.deny).map_err(|_| BuildError::OutOfMemory)?;
+        let bans = BanSet::build(&ban_list).ok_or(BuildError::OutOfMemory)?;
         Ok(Live {
             p,
-            allow: CidrSet::build(&config.allow).map_err(|_| BuildError::OutOfMemory)?,
-            deny: CidrSet::build(&config.deny).map_err(|_| BuildError::OutOfMemory)?,
-            bans: BanSet::build(&ban_list).ok_or(BuildError::OutOfMemory)?,
+            screened: !(allow.is_empty() && deny.is_empty() && bans.is_empty()),
+            allow,
+            deny,
+            bans,
             config,
             ban_list,
         })

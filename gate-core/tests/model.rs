@@ -290,6 +290,100 @@ proptest! {
         }
     }
 
+    /// With pends and aborts: the engine equals the bucket model extended
+    /// with reservations on every decision (reason, tokens, pend time), for
+    /// aborts of any outstanding pend, in any order, at any later time. The
+    /// model's rules are the documented ones: a key out of tokens whose
+    /// next token is at most `max_delay_ms` away (rounded up to a whole
+    /// tick) takes a pend slot if one is free and reserves that token; an
+    /// abort gives the token back (x/time/rate's rule) only if no take or
+    /// reservation of the key came after it (a stack of takes per key: only
+    /// the top one can be given back) and the key has not been seen at or
+    /// after the pend's time.
+    #[test]
+    fn engine_with_pends_and_aborts_equals_model(
+        rate_milli in prop_oneof![any_rate(), 500u64..5_000, Just(3_000_000_000u64)],
+        burst in 1u32..5,
+        max_pending in 1u32..6,
+        max_delay_ms in prop_oneof![1u32..3_000, Just(1_000u32)],
+        ops in ops(),
+    ) {
+        let cfg = Config {
+            capacity: 1024, shards: 1, rate_milli, burst, max_pending, max_delay_ms,
+            ..Config::default()
+        };
+        let g: Gate = Gate::new(&cfg, [11, 12]).unwrap();
+        let mut m = Model::new(rate_milli, burst);
+        let max_delay = u64::from(max_delay_ms) * 10_000;
+        // Per key: the takes since the start, newest last (`Some(id)` for a
+        // reservation still given back-able), and the last time seen.
+        let mut takes: HashMap<usize, Vec<Option<u64>>> = HashMap::new();
+        let mut seen: HashMap<usize, u64> = HashMap::new();
+        // Outstanding pends: (key, at, ticket, id).
+        let mut outstanding: Vec<(usize, u64, PendTicket, u64)> = Vec::new();
+        let mut next_id = 0u64;
+        let mut t = 1_000 * TICKS_PER_SEC;
+        for op in ops {
+            match op {
+                Op::Decide(k, dt, back) => {
+                    t += dt;
+                    let now = t - back;
+                    let d = g.decide(addr(k), local(), now);
+                    let (mt, cap, tau, shift) = (m.t, m.cap, m.tau, m.iv.shift);
+                    m.refill(k, now);
+                    let clock = m.clock;
+                    seen.insert(k, clock);
+                    let b = m.keys.get_mut(&k).unwrap();
+                    if b.credit >= cap - tau {
+                        b.credit -= mt;
+                        takes.entry(k).or_default().push(None);
+                        let milli = (b.credit.max(0) * 1000 / mt) as u32;
+                        prop_assert_eq!((d.reason, d.tokens_milli), (Reason::WithinRate, milli), "key {} at {}", k, now);
+                        continue;
+                    }
+                    let milli = (b.credit.max(0) * 1000 / mt) as u32;
+                    let now_u = i128::from(clock) << shift;
+                    let at_u = now_u + (cap - b.credit) - tau;
+                    let at = ((at_u + (1i128 << shift) - 1) >> shift) as u64;
+                    let want = if at - clock > max_delay {
+                        Reason::RateExceeded
+                    } else if outstanding.len() >= max_pending as usize {
+                        Reason::PendBudgetSpent
+                    } else {
+                        Reason::PendDelayed
+                    };
+                    if want == Reason::PendDelayed {
+                        b.credit -= mt;
+                        takes.entry(k).or_default().push(Some(next_id));
+                        let p = d.pend;
+                        prop_assert_eq!((d.reason, p.map(|p| p.at)), (want, Some(at)), "key {} at {}", k, now);
+                        outstanding.push((k, at, p.unwrap().ticket, next_id));
+                        next_id += 1;
+                    } else {
+                        prop_assert_eq!((d.reason, d.tokens_milli), (want, milli), "key {} at {}", k, now);
+                    }
+                }
+                Op::Abort(i) if !outstanding.is_empty() => {
+                    let (k, at, ticket, id) = outstanding.remove(i % outstanding.len());
+                    g.pend_abort(ticket).unwrap();
+                    let chain = takes.entry(k).or_default();
+                    let in_time = seen.get(&k).is_none_or(|&s| s < at);
+                    if in_time && chain.last() == Some(&Some(id)) {
+                        chain.pop();
+                        let cap = m.cap;
+                        let b = m.keys.get_mut(&k).unwrap();
+                        b.credit = (b.credit + m.t).min(cap);
+                    }
+                }
+                Op::Done(i) if !outstanding.is_empty() => {
+                    let (_, _, ticket, _) = outstanding.remove(i % outstanding.len());
+                    g.pend_done(ticket).unwrap();
+                }
+                Op::Abort(_) | Op::Done(_) => {}
+            }
+        }
+    }
+
     /// Per key, accepted connections plus completed pends (at their accept
     /// time) in any window never exceed `burst + rate * w`, with pends
     /// aborted in any order at any later time (before or after their time,

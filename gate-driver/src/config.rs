@@ -31,6 +31,9 @@ pub struct DriverConfig {
     pub counters_interval_ms: u32,
     /// Close accepted connections abortively (RST) instead of gracefully.
     pub abortive_close: bool,
+    /// Longest wait (ms) for a graceful close of a connection the worker
+    /// closes itself (no relay): then it is closed abortively (RST).
+    pub close_timeout_ms: u32,
     /// The decision engine's options.
     pub core: Config,
     /// The relay to the protected backend (issue 12).
@@ -117,6 +120,8 @@ fn backend_address(v: RegValue<'_>) -> Result<Option<SocketAddr>, Rejected> {
 pub const DEFAULT_PORT: u16 = 8080;
 /// Default counters period (ms).
 pub const DEFAULT_COUNTERS_MS: u32 = 10_000;
+/// Default `CloseTimeoutMs`.
+pub const DEFAULT_CLOSE_TIMEOUT_MS: u32 = 5_000;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -125,6 +130,7 @@ impl Default for DriverConfig {
             listen_port: DEFAULT_PORT,
             counters_interval_ms: DEFAULT_COUNTERS_MS,
             abortive_close: false,
+            close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
             core: Config::default(),
             relay: RelayConfig::default(),
         }
@@ -284,6 +290,8 @@ pub mod name {
     pub const COUNTERS_INTERVAL_MS: &str = "CountersIntervalMs";
     /// REG_DWORD 0/1.
     pub const ABORTIVE_CLOSE: &str = "AbortiveClose";
+    /// REG_DWORD 100..=600000.
+    pub const CLOSE_TIMEOUT_MS: &str = "CloseTimeoutMs";
     /// gate-core `capacity`.
     pub const TABLE_CAPACITY: &str = "TableCapacity";
     /// gate-core `shards`.
@@ -335,11 +343,12 @@ pub mod name {
 }
 
 /// Every registry value the driver reads.
-pub const VALUES: [ValueSpec; 28] = [
+pub const VALUES: [ValueSpec; 29] = [
     spec(name::LISTEN_ADDRESS, RegType::Sz, None),
     spec(name::LISTEN_PORT, RegType::Dword, None),
     spec(name::COUNTERS_INTERVAL_MS, RegType::Dword, None),
     spec(name::ABORTIVE_CLOSE, RegType::Dword, None),
+    spec(name::CLOSE_TIMEOUT_MS, RegType::Dword, None),
     spec(name::TABLE_CAPACITY, RegType::Dword, Some(field::CAPACITY)),
     spec(name::TABLE_SHARDS, RegType::Dword, Some(field::SHARDS)),
     spec(name::IPV4_PREFIX, RegType::Dword, Some(field::IPV4_PREFIX)),
@@ -630,6 +639,16 @@ pub fn parse<D: AsRef<[u8]>>(
                 cfg.counters_interval_ms = u32::try_from(x).unwrap_or(DEFAULT_COUNTERS_MS);
             }
             name::ABORTIVE_CLOSE => cfg.abortive_close = flag(s.name, v)?,
+            name::CLOSE_TIMEOUT_MS => {
+                let x = ranged(
+                    s.name,
+                    number(s.name, v)?,
+                    100,
+                    600_000,
+                    "expected 100 to 600000 ms",
+                )?;
+                cfg.close_timeout_ms = u32::try_from(x).unwrap_or(DEFAULT_CLOSE_TIMEOUT_MS);
+            }
             name::TABLE_CAPACITY => c.capacity = u32_of(s.name, v)?,
             name::TABLE_SHARDS => c.shards = u32_of(s.name, v)?,
             name::IPV4_PREFIX => c.ipv4_prefix = u8_of(s.name, v)?,
@@ -730,12 +749,15 @@ pub fn parse<D: AsRef<[u8]>>(
 ///
 /// # Safety
 /// `registry_path` is NULL or the valid UNICODE_STRING DriverEntry received.
-pub unsafe fn load(registry_path: *const UNICODE_STRING) -> Result<DriverConfig, LoadError> {
+pub unsafe fn load(
+    registry_path: *const UNICODE_STRING,
+    report: &mut dyn FnMut(&Rejected),
+) -> Result<DriverConfig, LoadError> {
     // SAFETY: per the caller.
     let path = unsafe { WideString::from_unicode_and(registry_path, "\\Parameters") }?;
     let key = RegKey::open(&path);
     if let Some(k) = &key {
-        k.check_names()?;
+        k.check_names(report)?;
     }
     parse(|n| match &key {
         Some(k) => k.query(n),
@@ -754,8 +776,11 @@ impl RegKey {
     /// Every value name under the key must be one the driver reads: a
     /// misspelt name (`TableCapcity`) would otherwise be ignored silently.
     /// Refused under [`UNKNOWN_VALUE`] with the name; the value is its
-    /// index in the key.
-    fn check_names(&self) -> Result<(), LoadError> {
+    /// index in the key. Every unknown name is named: each but the last is
+    /// passed to `report` as it is found, the last is the error (which the
+    /// caller reports), so an administrator fixes them all in one go.
+    fn check_names(&self, report: &mut dyn FnMut(&Rejected)) -> Result<(), LoadError> {
+        let mut last: Option<Rejected> = None;
         // KEY_VALUE_BASIC_INFORMATION: 12-byte header, then the name (at
         // most 16383 characters in the registry; longer than any known
         // name is refused anyway, so a 256-character buffer suffices).
@@ -776,9 +801,12 @@ impl RegKey {
                 )
             };
             if st == STATUS_NO_MORE_ENTRIES {
-                return Ok(());
+                break;
             }
             if !NT_SUCCESS(st) && st != STATUS_BUFFER_OVERFLOW {
+                if let Some(prev) = last.take() {
+                    report(&prev);
+                }
                 return Err(reject(
                     UNKNOWN_VALUE,
                     "value names could not be listed",
@@ -818,16 +846,22 @@ impl RegKey {
                         })
                 });
             if !known {
-                return Err(LoadError::Rejected(Rejected {
+                let r = Rejected {
                     name: UNKNOWN_VALUE,
                     problem:
                         "not a value the driver reads (misspelt?): see CONFIG.md for the names",
                     value: u64::from(index),
                     unknown: Some(ValueName::from_units(name)),
-                }));
+                };
+                if let Some(prev) = last.replace(r) {
+                    report(&prev);
+                }
             }
         }
-        Ok(())
+        match last {
+            Some(r) => Err(LoadError::Rejected(r)),
+            None => Ok(()),
+        }
     }
 
     /// Opens `path` for reading; `None` if it does not exist or cannot be opened.

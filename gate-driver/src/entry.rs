@@ -91,8 +91,11 @@ fn refuse(r: &Rejected) -> NTSTATUS {
 
 /// Everything after the routines are resolved.
 unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
+    // Each unknown value name but the last is reported as found; the
+    // error (the last one, or another refusal) is reported below.
+    let mut report = |r: &Rejected| telemetry::config_rejected(r);
     // SAFETY: per DriverEntry's contract.
-    let cfg = unsafe { config::load(registry_path) }.map_err(|e| match e {
+    let cfg = unsafe { config::load(registry_path, &mut report) }.map_err(|e| match e {
         config::LoadError::Rejected(r) => refuse(&r),
         config::LoadError::NoMemory(m) => {
             crate::dbg_print!(

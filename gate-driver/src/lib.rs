@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`entry`] | DriverEntry and DriverUnload: start-up and tear-down order |
 //! | [`listener`] | the worker thread: the listener's whole life cycle |
+//! | [`closer`] | graceful closes in flight, with a deadline, for connections the worker closes |
 //! | [`decision`] | the listen callbacks: inspect, abort, accept |
 //! | [`pending`] | pended requests: the bounded table, its timer, completion |
 //! | [`deadline`] | pended slots ordered by deadline (indexed min-heap) |
@@ -47,6 +48,7 @@ extern crate std;
 use gate_usersim as _;
 
 pub mod addr;
+pub mod closer;
 pub mod config;
 pub mod control;
 pub mod deadline;

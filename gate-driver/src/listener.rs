@@ -8,13 +8,15 @@
 //!    SO_CONDITIONAL_ACCEPT = 1, enable the accept event, bind (a stack
 //!    without conditional accept gets [`crate::post_accept`] mode instead);
 //! 3. wait for: the listener died (a callback said so), accepted
-//!    connections to close, the counters period, or unload;
+//!    connections to close, a graceful close finishing or running out of
+//!    time ([`crate::closer`]), the counters period, or unload;
 //! 4. close the listener: stop completions, reject (unload) or drop (dead
 //!    listener) pended requests, WskCloseSocket, wait for completions;
 //! 5. unless unloading, back off (100 ms doubling to 30 s, reset after a
 //!    listener that lived a minute) and go to 2;
-//! 6. stop the relay (every relayed connection torn down, bounded), release
-//!    the provider NPI and end.
+//! 6. close what is still queued (abortively) and give up on the graceful
+//!    closes in flight, stop the relay (every relayed connection torn down,
+//!    bounded), release the provider NPI and end.
 //!
 //! With a backend configured, step 1 is followed by starting the relay
 //! worker ([`crate::relay::start`]), and accepted connections are handed to
@@ -31,6 +33,7 @@ use core::sync::atomic::Ordering;
 use gate_ksys::*;
 
 use crate::addr::{self, SockAddrStorage};
+use crate::closer::{self, Closer};
 use crate::decision::LISTEN_DISPATCH;
 use crate::etw::{CloseCause, ListenerMode};
 use crate::kernel::irp::SyncIrp;
@@ -84,8 +87,12 @@ fn run(d: &Driver) {
     };
     // Issue 12: the relay worker, when a backend is configured.
     let relay = crate::relay::start(d, &npi);
-    life_cycle(d, &npi, &mut irp);
-    close_all_accepted(d, &mut irp);
+    let mut closer = Closer::new(d);
+    life_cycle(d, &npi, &mut irp, &mut closer);
+    // `stopping` is set: what is still queued is closed abortively, and
+    // every graceful close in flight is given up on.
+    close_all_accepted(d, &mut irp, &mut closer);
+    closer.finish(d, &mut irp);
     // Issue 12: tear every relay down (bounded) before the NPI goes.
     if let Some(r) = relay {
         r.stop();
@@ -138,7 +145,7 @@ fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
 }
 
 /// Steps 2-5 until unload.
-fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
+fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp, closer: &mut Closer) {
     let local = addr::listen_addr(d.cfg.listen_address, d.cfg.listen_port);
     let mut backoff = BACKOFF_MIN_MS;
     let mut attempt: u32 = 0;
@@ -167,7 +174,14 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
                     // the backlog undecided. Close it and retry with back-off.
                     d.signal_listener_dead(CloseCause::Error, STATUS_INSUFFICIENT_RESOURCES);
                 }
-                wait_while_listening(d, irp, socket, acceptor.as_deref_mut(), &mut last_counters);
+                wait_while_listening(
+                    d,
+                    irp,
+                    closer,
+                    socket,
+                    acceptor.as_deref_mut(),
+                    &mut last_counters,
+                );
                 // This listener's own report (reset for each listener), or
                 // unload with status 0.
                 let (cause, status) = match d.dead_report() {
@@ -193,14 +207,14 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp) {
             break;
         }
         attempt = attempt.saturating_add(1);
-        back_off(d, irp, backoff);
+        back_off(d, irp, closer, backoff);
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     }
 }
 
 /// Waits `ms` before the next attempt; unload (which sets `wake` and
 /// `stopping`) cuts it short. Other wake-ups are served and waited out.
-fn back_off(d: &Driver, irp: &mut SyncIrp, ms: u32) {
+fn back_off(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer, ms: u32) {
     let start = crate::kernel::clock::now();
     loop {
         let waited = crate::kernel::clock::now().saturating_sub(start) / 10_000;
@@ -208,8 +222,10 @@ fn back_off(d: &Driver, irp: &mut SyncIrp, ms: u32) {
         if left == 0 || d.stopping.load(Ordering::Acquire) {
             return;
         }
-        d.wake.wait(Some(u32::try_from(left).unwrap_or(ms)));
-        close_accepted(d, irp);
+        let left = Some(u32::try_from(left).unwrap_or(ms));
+        d.wake.wait(closer::earlier(left, closer.next_due_ms()));
+        close_accepted(d, irp, closer);
+        closer.poll(d, irp);
     }
 }
 
@@ -227,6 +243,7 @@ fn cause_of(v: u8) -> CloseCause {
 fn wait_while_listening(
     d: &Driver,
     irp: &mut SyncIrp,
+    closer: &mut Closer,
     socket: *mut WSK_SOCKET,
     mut acceptor: Option<&mut Acceptor>,
     last_counters: &mut u64,
@@ -242,13 +259,14 @@ fn wait_while_listening(
         }
         let period = d.cfg.counters_interval_ms;
         let timeout = if period == 0 { None } else { Some(period) };
-        d.wake.wait(timeout);
+        d.wake.wait(closer::earlier(timeout, closer.next_due_ms()));
         if let Some(a) = acceptor.as_deref_mut() {
             if !a.poll(d, irp) {
                 d.signal_listener_dead(CloseCause::Error, STATUS_UNSUCCESSFUL);
             }
         }
-        close_accepted(d, irp);
+        close_accepted(d, irp, closer);
+        closer.poll(d, irp);
         if period != 0 {
             let now = crate::kernel::clock::now();
             let elapsed_ms = now.saturating_sub(*last_counters) / 10_000;
@@ -471,13 +489,14 @@ pub const CLOSES_PER_PASS: usize = 16;
 
 /// Hands up to [`CLOSES_PER_PASS`] accepted connections waiting in the
 /// queue to the relay (issue 12), or closes them: without a relay as
-/// configured (`AbortiveClose`), abortively when the relay refused one.
-fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
+/// configured (`AbortiveClose`; graceful closes go on in the background,
+/// [`crate::closer`]), abortively when the relay refused one.
+fn close_accepted(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer) {
     for _ in 0..CLOSES_PER_PASS {
         let Some(a) = d.accepted.lock().pop() else {
             return;
         };
-        hand_over(d, irp, a);
+        hand_over(d, irp, closer, a);
     }
     if !d.accepted.lock().is_empty() {
         // More next pass, after the periodic duties.
@@ -486,34 +505,17 @@ fn close_accepted(d: &Driver, irp: &mut SyncIrp) {
 }
 
 /// Hands every accepted connection still queued over (the worker's end).
-fn close_all_accepted(d: &Driver, irp: &mut SyncIrp) {
+fn close_all_accepted(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer) {
     loop {
         let Some(a) = d.accepted.lock().pop() else {
             return;
         };
-        hand_over(d, irp, a);
+        hand_over(d, irp, closer, a);
     }
 }
 
-fn hand_over(d: &Driver, irp: &mut SyncIrp, a: crate::state::Accepted) {
+fn hand_over(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer, a: crate::state::Accepted) {
     if let Err(abortive) = crate::relay::adopt(d, a) {
-        close_connection(d, irp, a.socket, abortive || d.cfg.abortive_close);
+        closer.close(d, irp, a.socket, abortive || d.cfg.abortive_close);
     }
-}
-
-/// Closes one connection we own: WskDisconnect (graceful, or abortive: RST)
-/// then WskCloseSocket.
-pub(crate) fn close_connection(d: &Driver, irp: &mut SyncIrp, s: *mut WSK_SOCKET, abortive: bool) {
-    // SAFETY: a connection socket's Dispatch is the connection dispatch.
-    let disp = unsafe { &*(*s).Dispatch.cast::<WSK_PROVIDER_CONNECTION_DISPATCH>() };
-    if let Some(disconnect) = disp.WskDisconnect {
-        let flags = if abortive { WSK_FLAG_ABORTIVE } else { 0 };
-        // SAFETY: live socket we own; no buffer; waits for completion.
-        irp.call(|irp| unsafe { disconnect(s, core::ptr::null_mut(), flags, irp) });
-    }
-    if let Some(close) = disp.Basic.WskCloseSocket {
-        // SAFETY: we own the socket and no other call on it is in progress.
-        irp.call(|irp| unsafe { close(s, irp) });
-    }
-    Stats::bump(&d.stats.closed_sockets);
 }

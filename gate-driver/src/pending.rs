@@ -129,11 +129,17 @@ pub enum AbortOutcome {
 }
 
 /// Requests taken under one hold of the lock by the DPC.
-const BATCH: usize = 16;
+const BATCH: usize = 8;
 /// Requests one DPC run completes at most; if more are due it queues the
 /// DPC again (KeInsertQueueDpc: it runs right after, letting other DPCs on
-/// the CPU in between), so no run is long whatever `MaxPending` is.
-pub const MAX_PER_DPC: usize = 2 * BATCH;
+/// the CPU in between), so no run is long whatever `MaxPending` is. Eight:
+/// a run is then eight WskInspectComplete calls plus one lock hold of
+/// eight heap pops, which stays under the 100 us a DPC should take
+/// (Microsoft's DPC guidance; issue 10) even at the simulation's cost per
+/// call (~5-10 us on the shared test host; `cargo bench -p gate-driver
+/// --bench scale` reports it apart from the DPC's own work). With 32 per
+/// run a run took ~285 us there.
+pub const MAX_PER_DPC: usize = BATCH;
 
 /// The pending table.
 pub struct PendingTable {

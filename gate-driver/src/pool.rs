@@ -240,6 +240,20 @@ impl<T> PoolVec<T> {
         Ok(PoolVec { ptr, len: 0, cap })
     }
 
+    /// `cap` copies of `value` (full at once; a relay's buffer).
+    pub fn filled(cap: usize, value: T) -> Result<PoolVec<T>, NoMemory>
+    where
+        T: Copy,
+    {
+        let mut v: PoolVec<T> = PoolVec::with_capacity(cap)?;
+        for i in 0..cap {
+            // SAFETY: `i < cap`: inside the block, written once.
+            unsafe { v.ptr.as_ptr().add(i).write(value) };
+        }
+        v.len = cap;
+        Ok(v)
+    }
+
     /// Appends; `Err(value)` when full (never allocates).
     pub fn push(&mut self, value: T) -> Result<(), T> {
         if self.len >= self.cap {

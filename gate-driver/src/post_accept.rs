@@ -131,7 +131,7 @@ impl Acceptor {
         };
         let (Some(remote), Some(local)) = (remote, local) else {
             Stats::bump(&d.stats.bad_addresses);
-            crate::listener::close_connection(d, irp, socket, true);
+            crate::closer::close_abortively(d, irp, socket);
             return true;
         };
         Stats::bump(&d.stats.inspects);
@@ -151,7 +151,7 @@ impl Acceptor {
         if dec.action == Action::Accept && d.accepted.lock().push(acc) {
             Stats::bump(&d.stats.accepted_sockets);
         } else {
-            crate::listener::close_connection(d, irp, socket, true);
+            crate::closer::close_abortively(d, irp, socket);
         }
         true
     }

@@ -145,6 +145,10 @@ pub struct Stats {
     pub accept_queue_full: AtomicU64,
     /// Accepted connections closed by the worker.
     pub closed_sockets: AtomicU64,
+    /// Graceful closes that ended abortively instead: the peer did not
+    /// finish within `CloseTimeoutMs`, unload came first, or no slot of
+    /// the close pool (or no IRP) was free.
+    pub graceful_closes_aborted: AtomicU64,
 }
 
 /// A plain copy of [`Stats`] (for the Counters event, tools and tests).
@@ -163,6 +167,7 @@ pub struct StatsSnapshot {
     pub accepted_sockets: u64,
     pub accept_queue_full: u64,
     pub closed_sockets: u64,
+    pub graceful_closes_aborted: u64,
 }
 
 impl Stats {
@@ -183,6 +188,7 @@ impl Stats {
             accepted_sockets: r(&self.accepted_sockets),
             accept_queue_full: r(&self.accept_queue_full),
             closed_sockets: r(&self.closed_sockets),
+            graceful_closes_aborted: r(&self.graceful_closes_aborted),
         }
     }
 
@@ -202,6 +208,7 @@ impl Stats {
             &self.accepted_sockets,
             &self.accept_queue_full,
             &self.closed_sockets,
+            &self.graceful_closes_aborted,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -7,7 +7,9 @@
 //! for every k: DriverEntry either succeeds or returns
 //! STATUS_INSUFFICIENT_RESOURCES with nothing left behind, the worker
 //! retries what it could not allocate, and every run ends with a clean
-//! unload, no violation and no bug check.
+//! unload, no violation and no bug check. A third run relays a connection
+//! to a backend (the relay allocates through the same pool): a relay that
+//! cannot be allocated closes its connection, the rest goes on.
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_macros,
@@ -38,10 +40,74 @@ fn listener_after(sim: &Sim, old: Option<usize>) -> ListenerInfo {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    ConditionalAccept,
+    PostAccept,
+    /// Conditional accept with `BackendAddress`: one connection relayed.
+    Relay,
+}
+
+const BACKEND: &str = "10.9.0.1:9000";
+
+/// Waits (bounded) for `cond`, letting the simulation's I/O settle.
+fn until(sim: &Sim, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        sim.quiesce();
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    false
+}
+
+/// Relays one connection if the relay could be allocated: 100 bytes each
+/// way. Otherwise the driver must have closed the client.
+fn relay_one(sim: &Sim, local: std::net::SocketAddr) {
+    let backend = addr(BACKEND);
+    let r = sim.connect(addr("10.6.0.1:1"), local);
+    let Some(c) = r.conn() else {
+        return;
+    };
+    let closed = |c: &Conn| c.info().is_some_and(|i| i.state == SocketState::Closed);
+    assert!(
+        until(sim, || !sim.backend_conns(backend).is_empty() || closed(&c)),
+        "neither relayed nor closed"
+    );
+    let Some(b) = sim.backend_conns(backend).last().copied() else {
+        return;
+    };
+    c.peer_send(&[1; 100]);
+    let relayed = until(sim, || b.unread() == 100 || closed(&c));
+    assert!(
+        relayed,
+        "the client's bytes neither relayed nor the relay ended"
+    );
+    if closed(&c) {
+        return;
+    }
+    b.peer_send(&[2; 100]);
+    let mut down = Vec::new();
+    assert!(
+        until(sim, || {
+            down.extend(c.take_sent());
+            down.len() == 100 || closed(&c)
+        }),
+        "the backend's bytes neither relayed nor the relay ended"
+    );
+}
+
 /// The run; `Err` when DriverEntry failed.
-fn run(sim: &Sim, post_accept: bool) -> Result<LeakReport, gate_ksys::NTSTATUS> {
+fn run(sim: &Sim, mode: Mode) -> Result<LeakReport, gate_ksys::NTSTATUS> {
+    let post_accept = mode == Mode::PostAccept;
     sim.park_on_bugcheck(true);
     sim.set_conditional_accept_supported(!post_accept);
+    if mode == Mode::Relay {
+        sim.backend_listen(addr(BACKEND), BackendMode::Accept);
+        sim.registry_set(PARAMS, "BackendAddress", RegValue::Sz(BACKEND.into()));
+    }
     for (n, v) in [
         ("RateMilliPerSecond", RegValue::Dword(1000)),
         ("Burst", RegValue::Dword(1)),
@@ -57,7 +123,11 @@ fn run(sim: &Sim, post_accept: bool) -> Result<LeakReport, gate_ksys::NTSTATUS> 
     let driver = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY)?;
     let l = listener_after(sim, None);
     let local = local_of(&l);
-    // Accept (and the connection is handed to the worker, which closes it).
+    if mode == Mode::Relay {
+        relay_one(sim, local);
+    }
+    // Accept (and the connection is handed to the worker, which closes it,
+    // or to the relay).
     sim.connect(addr("10.5.0.1:1"), local);
     // A pend, aborted.
     let p = sim.connect(addr("10.5.0.1:2"), local);
@@ -74,29 +144,54 @@ fn run(sim: &Sim, post_accept: bool) -> Result<LeakReport, gate_ksys::NTSTATUS> 
         let l2 = listener_after(sim, Some(l.socket));
         sim.connect(addr("10.5.0.3:1"), local_of(&l2));
     }
+    if mode == Mode::Relay {
+        // Every accepted connection handed over before unload (the relay
+        // allocates at the hand-over), so each run allocates the same.
+        until(sim, || {
+            let Some(s) = gate_driver::entry::snapshot() else {
+                return true;
+            };
+            let handled = match gate_driver::relay::snapshot() {
+                Some(r) => u64::from(r.active) + r.closed + r.failed,
+                None => s.stats.closed_sockets,
+            };
+            handled == s.stats.accepted_sockets
+        });
+    }
     sim.quiesce();
     Ok(driver.unload(sim))
 }
 
 #[test]
 fn every_allocation_of_a_full_run_can_fail() {
-    every_allocation_can_fail(false);
+    every_allocation_can_fail(Mode::ConditionalAccept);
 }
 
 /// Post-accept mode (no conditional accept, as on Wine) also allocates
 /// the listener's acceptor.
 #[test]
 fn every_allocation_of_a_post_accept_run_can_fail() {
-    every_allocation_can_fail(true);
+    every_allocation_can_fail(Mode::PostAccept);
 }
 
-fn every_allocation_can_fail(post_accept: bool) {
+/// With a backend: the relay, its worker's state and a relayed
+/// connection's pair (buffers, IRPs) are allocated too.
+#[test]
+fn every_allocation_of_a_relay_run_can_fail() {
+    every_allocation_can_fail(Mode::Relay);
+}
+
+fn every_allocation_can_fail(mode: Mode) {
     let total = {
         let sim = Sim::new();
-        run(&sim, post_accept)
-            .expect("reference run")
-            .assert_clean();
+        run(&sim, mode).expect("reference run").assert_clean();
         sim.assert_no_violations();
+        if mode == Mode::Relay {
+            assert!(
+                count(&sim.events(), "RelayOpened") >= 2,
+                "the reference run relays"
+            );
+        }
         sim.pool_stats().allocations + sim.irp_stats().allocated
     };
     assert!(total > 20, "the run allocates: {total}");
@@ -104,7 +199,7 @@ fn every_allocation_can_fail(post_accept: bool) {
     for k in 0..total {
         let sim = Sim::new();
         sim.inject_pool_failures(k, 1);
-        match run(&sim, post_accept) {
+        match run(&sim, mode) {
             Ok(report) => {
                 started += 1;
                 assert!(report.is_clean(), "k = {k}: {report:#?}");

@@ -314,6 +314,12 @@ fn status_reports_the_relay_counters_and_configuration() {
         down.extend(c1.take_sent());
         down.len() == 300
     });
+    // The relay counts a send's bytes when its worker processes the send's
+    // completion, which can come after the client already holds them.
+    wait_for("the 300 bytes counted", Duration::from_secs(20), || {
+        sim.quiesce();
+        status(&h).relay.bytes_to_client == 300
+    });
     let r = status(&h).relay;
     assert_eq!(r.state, relay_state::RUNNING);
     assert_eq!((r.active, r.opened, r.closed), (2, 2, 0));

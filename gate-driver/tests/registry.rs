@@ -37,6 +37,8 @@ fn cases() -> Vec<Case> {
         (name::COUNTERS_INTERVAL_MS, Dword(5), none()),
         (name::COUNTERS_INTERVAL_MS, Dword(3_600_001), none()),
         (name::ABORTIVE_CLOSE, Dword(2), none()),
+        (name::CLOSE_TIMEOUT_MS, Dword(99), none()),
+        (name::CLOSE_TIMEOUT_MS, Dword(600_001), none()),
         (name::TABLE_CAPACITY, Dword(1000), none()),
         (name::TABLE_CAPACITY, Dword(1 << 23), none()),
         (name::TABLE_SHARDS, Dword(3), none()),
@@ -203,28 +205,46 @@ fn valid_values_take_effect() {
 }
 
 /// A misspelt value name is not ignored: the start is refused, naming it
-/// (debug output and ConfigRejected's ValueName); the check is
+/// (debug output and ConfigRejected's ValueName), and every other unknown
+/// name too (one report each, so all are fixed in one go); the check is
 /// case-insensitive like the registry.
 #[test]
 fn unknown_value_names_refuse_the_start_naming_them() {
     let sim = Sim::new();
+    let unknown = ["TableCapcity", "Brust", "ListenPrt"];
     sim.registry_set(PARAMS, "tablecapacity", RegValue::Dword(1 << 16));
-    sim.registry_set(PARAMS, "TableCapcity", RegValue::Dword(1 << 16));
+    for (i, n) in unknown.iter().enumerate() {
+        sim.registry_set(PARAMS, n, RegValue::Dword(1 << 16));
+        if i == 0 {
+            sim.registry_set(PARAMS, "Burst", RegValue::Dword(5));
+        }
+    }
     let r = sim.load_driver(gate_driver::DriverEntry, SERVICE_KEY);
     assert_eq!(r.err(), Some(STATUS_INVALID_PARAMETER));
     let lines: Vec<String> = sim.debug_output().into_iter().map(|l| l.text).collect();
-    assert!(
-        lines
-            .iter()
-            .any(|t| t.contains("registry value TableCapcity rejected")),
-        "{lines:?}"
-    );
     let evs = checked_events(&sim);
-    let e = evs
-        .iter()
-        .find(|e| e.name == "ConfigRejected")
-        .expect("event");
-    assert!(format!("{e:?}").contains("TableCapcity"), "{e:?}");
+    let rejected: Vec<_> = evs.iter().filter(|e| e.name == "ConfigRejected").collect();
+    assert_eq!(
+        rejected.len(),
+        unknown.len(),
+        "one report per unknown name: {rejected:?}"
+    );
+    for n in unknown {
+        let line = format!("registry value {n} rejected");
+        assert_eq!(
+            lines.iter().filter(|t| t.contains(&line)).count(),
+            1,
+            "{n} named once: {lines:?}"
+        );
+        assert_eq!(
+            rejected
+                .iter()
+                .filter(|e| format!("{e:?}").contains(&format!("\"{n}\"")))
+                .count(),
+            1,
+            "{n}: {rejected:?}"
+        );
+    }
     sim.leaks().assert_clean();
     sim.assert_no_violations();
     drop(sim);

@@ -27,9 +27,12 @@ use std::time::{Duration, Instant};
 
 /// The scenario: a listener, an accepted request, a pend completed by the
 /// timer with Accept (asynchronously), another pend still waiting at
-/// unload (rejected by the worker), then DriverUnload.
+/// unload (rejected by the worker), then DriverUnload. Peers are slow to
+/// close: the accepted connections' graceful disconnects are still pending
+/// at unload, which gives them up (their completion routine runs then).
 fn scenario(sim: &Sim, post_accept: bool) -> LeakReport {
     sim.set_completion_mode(CompletionMode::Parallel);
+    sim.set_slow_peer_close(true);
     if post_accept {
         sim.set_conditional_accept_supported(false);
     }
@@ -54,6 +57,11 @@ fn scenario(sim: &Sim, post_accept: bool) -> LeakReport {
     sim.advance_ms(1100);
     sim.connect(addr("10.1.0.1:1002"), local);
     sim.advance_ms(10);
+    if !post_accept {
+        wait_for("graceful closes pending", Duration::from_secs(5), || {
+            sim.pending_disconnects() >= 1
+        });
+    }
     driver.unload(sim)
 }
 

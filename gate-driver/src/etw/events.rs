@@ -222,7 +222,7 @@ gate_events! {
     /// Periodic counters (totals since the driver started).
     Counters = 12 {
         fn counters;
-        version: 2, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        version: 3, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
         /// Time since the previous Counters event, in milliseconds.
         interval_ms "IntervalMs": U32,
         /// Decisions with reason within_rate.
@@ -291,6 +291,8 @@ gate_events! {
         declined "Declined": U64,
         /// Accepted connections closed by the worker.
         closed_sockets "ClosedSockets": U64,
+        /// Graceful closes that ended abortively: the peer did not finish within CloseTimeoutMs, unload came first, or the close pool was full.
+        graceful_closes_aborted "GracefulClosesAborted": U64,
         /// Pending-table slots in use now.
         pending_in_use "PendingInUse": U32,
         /// Relays alive now (0 when no relay runs; the relay's figures are totals since it started).
@@ -560,6 +562,7 @@ pub fn counters_from(
         s.accepted_sockets,
         s.accept_queue_full,
         s.closed_sockets,
+        s.graceful_closes_aborted,
         pending_in_use,
         r.active,
         r.opened,

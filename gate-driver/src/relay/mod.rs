@@ -27,7 +27,6 @@ pub mod pair;
 pub mod proxy;
 pub mod worker;
 
-use alloc::boxed::Box;
 use core::ffi::c_void;
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
@@ -38,6 +37,7 @@ use crate::config::RelayConfig;
 use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::thread::SystemThread;
+use crate::pool::PoolBox;
 use crate::state::{Accepted, Driver};
 use crate::telemetry;
 
@@ -267,7 +267,7 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
         );
         return None;
     };
-    let r = Box::into_raw(r);
+    let r = PoolBox::into_raw(r);
     // SAFETY: `r` is a fresh allocation at its final address; nobody uses
     // its event yet.
     unsafe { (*r).wake.init(true) };
@@ -283,7 +283,7 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
             // No thread exists (a started thread is always joinable: see
             // kernel::thread); nothing else knows `r`.
             // SAFETY: as above.
-            drop(unsafe { Box::from_raw(r) });
+            drop(unsafe { PoolBox::from_raw(r) });
             None
         }
     }
@@ -314,7 +314,7 @@ impl Running {
         // SAFETY: the worker ended: every pair is freed, every IRP
         // completed; completion routines set the event under the queue
         // lock, which the worker took after each of them.
-        drop(unsafe { Box::from_raw(self.relay) });
+        drop(unsafe { PoolBox::from_raw(self.relay) });
     }
 }
 
@@ -354,7 +354,7 @@ pub fn adopt(d: &Driver, acc: Accepted) -> Result<(), bool> {
         return Err(true);
     };
     r.stats.active.fetch_add(1, Ordering::AcqRel);
-    r.signal(Box::into_raw(p), NEW);
+    r.signal(PoolBox::into_raw(p), NEW);
     Ok(())
 }
 

@@ -19,8 +19,6 @@
 //! A call that returns without completing its IRP (Wine's stubs return
 //! STATUS_NOT_IMPLEMENTED that way) is taken as completed with that status.
 
-use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::net::SocketAddr;
@@ -31,6 +29,7 @@ use gate_ksys::*;
 use super::{proxy, Relay};
 use crate::addr::SockAddrStorage;
 use crate::kernel::irp::OwnedIrp;
+use crate::pool::{PoolBox, PoolVec};
 use crate::state::Accepted;
 
 /// How long a pair being torn down waits for its cancelled IRPs before
@@ -128,26 +127,11 @@ impl Side {
     }
 }
 
-/// A boxed `v`, or `None` when the pool is exhausted (`Box::new` would bug
-/// check instead).
-pub(crate) fn try_box<T>(v: T) -> Option<Box<T>> {
-    let layout = core::alloc::Layout::new::<T>();
-    if layout.size() == 0 {
-        // A zero-sized Box allocates nothing, so cannot fail.
-        #[allow(clippy::disallowed_methods)]
-        return Some(Box::new(v));
-    }
-    // SAFETY: non-zero size; the global allocator returns NULL on failure.
-    let p = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: `p` is a fresh allocation for one T; Box::from_raw takes it
-    // with the same layout.
-    unsafe {
-        p.write(v);
-        Some(Box::from_raw(p))
-    }
+/// `v` in its own pool block, or `None` when the pool is exhausted
+/// (`Box::new` would bug check instead). Through [`PoolBox`], so the
+/// simulation's failure injection and leak accounting see it.
+pub(crate) fn try_box<T>(v: T) -> Option<PoolBox<T>> {
+    PoolBox::try_new(v).ok()
 }
 
 /// The ready-queue link, guarded by [`Relay::ready`]'s lock.
@@ -263,7 +247,7 @@ pub struct Pair {
     pub(crate) tlink: UnsafeCell<TimerLink>,
     pub(crate) slots: [Slot; 3],
     pub(crate) st: UnsafeCell<State>,
-    bufs: [Vec<u8>; 2],
+    bufs: [PoolVec<u8>; 2],
     mdls: [PMDL; 2],
 }
 
@@ -279,13 +263,8 @@ impl Drop for Pair {
     }
 }
 
-fn buffer(n: usize) -> Option<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    // Within the reserved capacity: no allocation.
-    #[allow(clippy::disallowed_methods)]
-    v.resize(n, 0);
-    Some(v)
+fn buffer(n: usize) -> Option<PoolVec<u8>> {
+    PoolVec::filled(n, 0).ok()
 }
 
 fn mdl_for(buf: &mut [u8]) -> PMDL {
@@ -323,7 +302,7 @@ fn slot(relay: &Relay, index: u8) -> Option<Slot> {
 impl Pair {
     /// Allocates a pair for an accepted connection (PASSIVE_LEVEL); `None`
     /// when any part cannot be allocated (nothing is kept then).
-    pub(crate) fn new(relay: &Relay, acc: Accepted) -> Option<Box<Pair>> {
+    pub(crate) fn new(relay: &Relay, acc: Accepted) -> Option<PoolBox<Pair>> {
         let n = usize::try_from(relay.cfg.buffer_bytes).ok()?;
         let mut bufs = [buffer(n)?, buffer(n)?];
         let slots = [slot(relay, 0)?, slot(relay, 1)?, slot(relay, 2)?];

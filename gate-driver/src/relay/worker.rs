@@ -623,7 +623,7 @@ impl Worker {
         // SAFETY: every slot is idle (no IRP outstanding, every completion
         // taken from the queue), both sockets are closed, and the pair is
         // in no list: nothing refers to it any more.
-        drop(unsafe { alloc::boxed::Box::from_raw(p) });
+        drop(unsafe { crate::pool::PoolBox::from_raw(p) });
         if abandoned {
             r.stats.abandoned_freed.fetch_add(1, Ordering::AcqRel);
         } else {

@@ -149,6 +149,12 @@ impl Sim {
         pool::inject_failures(skip, count);
     }
 
+    /// Lets `skip` PsCreateSystemThread calls succeed, then fails the next
+    /// `count` with STATUS_INSUFFICIENT_RESOURCES (no thread is created).
+    pub fn fail_thread_creations(&self, skip: u64, count: u64) {
+        crate::objects::fail_thread_creations(skip, count);
+    }
+
     /// Fails the next `n` IoAllocateIrp calls.
     pub fn fail_next_irp_allocations(&self, n: u64) {
         irp::fail_next_allocations(n);
@@ -197,6 +203,28 @@ impl Sim {
     /// models a stub, not Windows.
     pub fn set_disconnect_supported(&self, supported: bool) {
         crate::wsk::wsk().disconnect_stub = !supported;
+    }
+
+    /// With `true`, a graceful WskDisconnect on a simulated connection
+    /// pends like one whose peer does not take the data or acknowledge the
+    /// FIN (a slow or hostile peer): the IRP completes when
+    /// [`Sim::finish_disconnects`] is called (STATUS_SUCCESS), or when an
+    /// abortive WskDisconnect or WskCloseSocket on the socket cancels it
+    /// (STATUS_CONNECTION_ABORTED / STATUS_CANCELLED). Abortive
+    /// disconnects never pend.
+    pub fn set_slow_peer_close(&self, on: bool) {
+        crate::wsk::wsk().disconnect_pends = on;
+    }
+
+    /// Completes every graceful disconnect pending for a slow peer
+    /// ([`Sim::set_slow_peer_close`]); returns how many.
+    pub fn finish_disconnects(&self) -> usize {
+        crate::wsk::conn::finish_disconnects()
+    }
+
+    /// Graceful disconnects pending for a slow peer now.
+    pub fn pending_disconnects(&self) -> usize {
+        crate::wsk::conn::pending_disconnects()
     }
 
     /// With `true`, KeBugCheckEx parks the calling thread instead of

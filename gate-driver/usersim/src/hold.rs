@@ -74,6 +74,43 @@ pub struct Timing {
     pub total: Duration,
     /// Runs that took at least 100 us.
     pub over_100us: u64,
+    /// Of `total`, the time spent inside simulated WSK provider calls
+    /// (WskInspectComplete: the simulation's own work, plus any completion
+    /// routine it ran inline), so `total - in_provider` is the routine's own.
+    pub in_provider: Duration,
+    /// The longest run's own time (without provider calls).
+    pub longest_own: Duration,
+    /// Runs whose own time was at least 100 us.
+    pub own_over_100us: u64,
+    /// Runs by time, log2 buckets: bucket `i` counts runs of `[2^i, 2^(i+1))`
+    /// microseconds (bucket 0 also counts runs under 1 us; the last, longer).
+    pub hist: [u64; HIST_BUCKETS],
+    /// The same for the runs' own time (without provider calls).
+    pub own_hist: [u64; HIST_BUCKETS],
+}
+
+/// Buckets of [`Timing::hist`].
+pub const HIST_BUCKETS: usize = 20;
+
+/// The bucket of a run that took `d`.
+pub fn hist_bucket(d: Duration) -> usize {
+    let us = d.as_micros().max(1);
+    (127 - us.leading_zeros() as usize).min(HIST_BUCKETS - 1)
+}
+
+/// The smallest bucket upper bound (us) under which at least `q` (0..=1)
+/// of the runs counted in `hist` fall: a percentile to within a factor 2.
+pub fn hist_quantile_us(hist: &[u64; HIST_BUCKETS], q: f64) -> u64 {
+    let n: u64 = hist.iter().sum();
+    let want = (q * n as f64).ceil() as u64;
+    let mut seen = 0;
+    for (i, c) in hist.iter().enumerate() {
+        seen += c;
+        if seen >= want.max(1) {
+            return 1u64 << (i + 1);
+        }
+    }
+    1u64 << HIST_BUCKETS
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -92,6 +129,21 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 thread_local! {
     /// The routine this thread is running: kind, address, points so far.
     static CURRENT: Cell<Option<(Routine, usize, u32)>> = const { Cell::new(None) };
+    /// Time the current routine spent inside provider calls so far.
+    static PROVIDER: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// Runs a WSK provider function the driver called (`f`), adding its time
+/// to the current routine's `in_provider` (see [`Timing`]).
+pub(crate) fn provider_call<R>(f: impl FnOnce() -> R) -> R {
+    if CURRENT.with(|c| c.get()).is_none() {
+        return f();
+    }
+    let started = Instant::now();
+    let r = f();
+    let took = started.elapsed();
+    PROVIDER.with(|p| p.set(p.get() + took));
+    r
 }
 
 /// Runs the driver routine `address` of kind `kind` (calling `f`), counting
@@ -99,10 +151,13 @@ thread_local! {
 /// call the DPC made) count as their own.
 pub(crate) fn in_routine<R>(kind: Routine, address: usize, f: impl FnOnce() -> R) -> R {
     let outer = CURRENT.with(|c| c.replace(Some((kind, address, 0))));
+    let outer_provider = PROVIDER.with(|p| p.replace(Duration::ZERO));
     let started = Instant::now();
     let r = f();
     let took = started.elapsed();
     let mine = CURRENT.with(|c| c.replace(outer));
+    let provider = PROVIDER.with(|p| p.replace(outer_provider));
+    let own = took.saturating_sub(provider);
     if let Some((k, a, n)) = mine {
         with(|s| {
             let e = s.seen.entry((k, a)).or_insert(0);
@@ -113,6 +168,13 @@ pub(crate) fn in_routine<R>(kind: Routine, address: usize, f: impl FnOnce() -> R
             t.total += took;
             if took >= Duration::from_micros(100) {
                 t.over_100us += 1;
+            }
+            t.in_provider += provider;
+            t.hist[hist_bucket(took)] += 1;
+            t.own_hist[hist_bucket(own)] += 1;
+            t.longest_own = t.longest_own.max(own);
+            if own >= Duration::from_micros(100) {
+                t.own_over_100us += 1;
             }
         });
     }

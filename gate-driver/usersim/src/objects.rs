@@ -45,6 +45,10 @@ struct Objects {
     handles: HashMap<usize, HandleObject>,
     next_handle: usize,
     threads: HashMap<usize, ThreadInfo>,
+    /// PsCreateSystemThread calls to let succeed before failing.
+    thread_skip: u64,
+    /// PsCreateSystemThread calls to fail after those.
+    thread_failures: u64,
 }
 
 static OBJ: LazyLock<Mutex<Objects>> = LazyLock::new(|| Mutex::new(Objects::default()));
@@ -106,6 +110,30 @@ pub(crate) fn reset() {
     let mut g = obj();
     g.handles.clear();
     g.threads.clear();
+    g.thread_skip = 0;
+    g.thread_failures = 0;
+}
+
+/// Lets `skip` PsCreateSystemThread calls succeed, then fails the next
+/// `count` with STATUS_INSUFFICIENT_RESOURCES (no thread, no handle).
+pub(crate) fn fail_thread_creations(skip: u64, count: u64) {
+    let mut g = obj();
+    g.thread_skip = skip;
+    g.thread_failures = count;
+}
+
+/// Whether this PsCreateSystemThread call is to fail (counts it).
+fn thread_creation_fails() -> bool {
+    let mut g = obj();
+    if g.thread_failures == 0 {
+        return false;
+    }
+    if g.thread_skip > 0 {
+        g.thread_skip -= 1;
+        return false;
+    }
+    g.thread_failures -= 1;
+    true
 }
 
 fn thread_exit(t: usize, status: NTSTATUS) {
@@ -159,6 +187,9 @@ pub unsafe extern "system" fn PsCreateSystemThread(
             "PsCreateSystemThread with a NULL handle pointer",
         );
         return STATUS_INVALID_PARAMETER;
+    }
+    if thread_creation_fails() {
+        return STATUS_INSUFFICIENT_RESOURCES;
     }
     let object = Box::into_raw(Box::new(ThreadObject { header: [0; 3] }));
     // SAFETY: a fresh, leaked, 8-aligned 24-byte object.

@@ -419,7 +419,19 @@ unsafe extern "system" fn WskDisconnect(
     }
     let mut g = wsk();
     let mut cancel = Vec::new();
+    let slow_peer = g.disconnect_pends && !abortive;
     let status = match g.sockets.get_mut(&guard.sock) {
+        Some(s) if s.kind == Kind::Connection && slow_peer && s.pending_disconnect == 0 => {
+            // A slow peer: the FIN is not acknowledged until the harness
+            // says so (Sim::finish_disconnects), or an abortive disconnect
+            // or WskCloseSocket completes the IRP (cancelled).
+            s.tx.extend_from_slice(&data);
+            s.disconnected = Some(false);
+            // SAFETY: taken IRP; IoMarkIrpPending on the provider's location.
+            unsafe { (*(*irp).Tail.CurrentStackLocation).Control |= 0x01 };
+            s.pending_disconnect = irp as usize;
+            STATUS_PENDING
+        }
         Some(s) if s.kind == Kind::Connection => {
             s.tx.extend_from_slice(&data);
             s.disconnected = Some(abortive);
@@ -430,6 +442,15 @@ unsafe extern "system" fn WskDisconnect(
         }
         _ => STATUS_NOT_SUPPORTED,
     };
+    if status == STATUS_PENDING {
+        log(
+            &mut g,
+            format!("WskDisconnect({socket:p}): graceful, pending (slow peer)"),
+        );
+        drop(g);
+        drop(guard);
+        return STATUS_PENDING;
+    }
     if abortive {
         cancel.extend(super::connect::drain(&mut g, guard.sock));
     }
@@ -485,4 +506,30 @@ pub(crate) fn service_receives(sock: usize) {
     for (i, st, n) in done {
         irp::complete(i as *mut IRP, st, n);
     }
+}
+
+/// Completes every graceful disconnect waiting for a slow peer with
+/// STATUS_SUCCESS (the peers finally acknowledged). Returns how many.
+pub(crate) fn finish_disconnects() -> usize {
+    let irps: Vec<usize> = {
+        let mut g = wsk();
+        g.sockets
+            .values_mut()
+            .map(|s| std::mem::take(&mut s.pending_disconnect))
+            .filter(|i| *i != 0)
+            .collect()
+    };
+    for i in &irps {
+        irp::complete(*i as *mut IRP, STATUS_SUCCESS, 0);
+    }
+    irps.len()
+}
+
+/// Graceful disconnects waiting for a slow peer now.
+pub(crate) fn pending_disconnects() -> usize {
+    wsk()
+        .sockets
+        .values()
+        .filter(|s| s.pending_disconnect != 0)
+        .count()
 }

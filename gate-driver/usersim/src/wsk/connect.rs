@@ -188,13 +188,17 @@ pub(crate) fn service_sends(sock: usize) {
     }
 }
 
-/// IRPs a socket's abortive disconnect or close cancels: queued sends and
-/// a waiting connect.
+/// IRPs a socket's abortive disconnect or close cancels: queued sends, a
+/// waiting connect and a graceful disconnect waiting for a slow peer.
 pub(crate) fn drain(g: &mut Wsk, sock: usize) -> Vec<usize> {
     let mut out = Vec::new();
     let Some(s) = g.sockets.get_mut(&sock) else {
         return out;
     };
+    let disconnect_irp = std::mem::take(&mut s.pending_disconnect);
+    if disconnect_irp != 0 {
+        out.push(disconnect_irp);
+    }
     out.extend(s.ext.pending_tx.drain(..).map(|(i, _)| i));
     let connect_irp = std::mem::take(&mut s.ext.connect_irp);
     if connect_irp != 0 {

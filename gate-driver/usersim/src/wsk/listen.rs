@@ -650,6 +650,19 @@ unsafe extern "system" fn WskInspectComplete(
     action: WSK_INSPECT_ACTION,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    // Timed apart from the calling routine's own work (hold::Timing).
+    crate::hold::provider_call(|| {
+        // SAFETY: the caller's arguments, passed on.
+        unsafe { inspect_complete(listen_socket, inspect_id, action, irp) }
+    })
+}
+
+unsafe fn inspect_complete(
+    listen_socket: *mut WSK_SOCKET,
+    inspect_id: *const WSK_INSPECT_ID,
+    action: WSK_INSPECT_ACTION,
+    irp: *mut IRP,
+) -> NTSTATUS {
     crate::irql::require_at_most_dispatch("WskInspectComplete");
     if !irp::take(irp, "WskInspectComplete") {
         return STATUS_INVALID_PARAMETER;

@@ -118,6 +118,9 @@ pub(crate) struct Socket {
     pub peer_reset: bool,
     pub pending_rx: VecDeque<PendingRecv>,
     pub disconnected: Option<bool>,
+    /// A graceful WskDisconnect's IRP waiting for a slow peer
+    /// (`Sim::set_slow_peer_close`); 0: none.
+    pub pending_disconnect: usize,
     /// Connection delivered to (and owned by) the driver.
     pub owned: bool,
     /// Outgoing connections and flow control ([`connect`]).
@@ -151,6 +154,7 @@ impl Socket {
             peer_reset: false,
             pending_rx: VecDeque::new(),
             disconnected: None,
+            pending_disconnect: 0,
             owned: false,
             ext: connect::SockExt::default(),
         }
@@ -249,6 +253,9 @@ pub(crate) struct Wsk {
     pub conditional_accept_stub: bool,
     /// WskDisconnect is a Wine-style stub (`Sim::set_disconnect_supported(false)`).
     pub disconnect_stub: bool,
+    /// A graceful WskDisconnect pends until the peer finishes
+    /// (`Sim::set_slow_peer_close`, `Sim::finish_disconnects`).
+    pub disconnect_pends: bool,
     /// Backends and flow control ([`connect`]).
     pub relay: connect::Net,
 }
@@ -270,6 +277,7 @@ impl Default for Wsk {
             deregister_timeout: None,
             conditional_accept_stub: false,
             disconnect_stub: false,
+            disconnect_pends: false,
             relay: connect::Net::default(),
         }
     }
