@@ -172,6 +172,15 @@ impl<L: RawLock> Gate<L> {
         self.with_live(|l| f(&l.config, &l.ban_list))
     }
 
+    /// [`Self::with_config`] with the configuration's generation: a number
+    /// that grows by one with every change installed (limits, lists or
+    /// manual bans; wrapping). Two reads that see the same generation saw
+    /// the same configuration, so a list copied in several reads (the
+    /// control API's pages) is one that was in force when they all agree.
+    pub fn with_config_generation<R>(&self, f: impl FnOnce(&Config, &[ManualBan], u64) -> R) -> R {
+        self.with_live(|l| f(&l.config, &l.ban_list, l.generation))
+    }
+
     /// Waits until no decision can still use a replaced live object: takes
     /// and releases each shard lock once.
     fn grace_period(&self) {
@@ -200,8 +209,9 @@ impl<L: RawLock> Gate<L> {
             bans.extend_from_slice(&cur.ban_list);
             f(&mut cfg, &mut bans)?;
             check_fixed(&cur.config, &cfg)?;
-            let new =
+            let mut new =
                 try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
+            new.generation = cur.generation.wrapping_add(1);
             if cur.p.global.is_none() && new.p.global.is_some() {
                 // Switched on: start full (no decision reads it while off).
                 self.global.0.reset();

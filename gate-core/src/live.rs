@@ -154,6 +154,10 @@ pub(crate) struct Live {
     pub config: Config,
     /// The manual bans as given, for reports and changes.
     pub ban_list: Vec<ManualBan>,
+    /// Changes installed before this object (0 for the first): a reader
+    /// that copies a list in pages checks that it did not change between
+    /// them ([`crate::Gate::with_config_generation`]).
+    pub generation: u64,
 }
 
 impl Live {
@@ -177,6 +181,7 @@ impl Live {
             bans,
             config,
             ban_list,
+            generation: 0,
         })
     }
 

@@ -819,7 +819,34 @@ fn bans_off_lifts_automatic_bans_and_keeps_manual_ones() {
     assert_eq!(g.query(x, T0 + TICKS_PER_SEC + 5).0.rejects, 0);
     // Turned on again: the lifted ban does not come back.
     g.reconfigure(|c| c.ban_threshold = 2).unwrap();
-    assert!(g.query(x, T0 + TICKS_PER_SEC + 5).0.auto_ban_until.is_none());
+    assert!(g
+        .query(x, T0 + TICKS_PER_SEC + 5)
+        .0
+        .auto_ban_until
+        .is_none());
     // Manual bans are not affected.
     assert_eq!(g.decide(m, l, T0 + 5).action, Action::Reject);
+}
+
+/// Review 13b, item 2: list pages read by index could mix two lists. The
+/// configuration carries a generation that every change (limits, lists,
+/// manual bans) moves and nothing else does, so a paged reader can tell.
+#[test]
+fn every_change_and_only_a_change_moves_the_generation() {
+    let g = gate(small());
+    let gen = || g.with_config_generation(|_, _, n| n);
+    assert_eq!(gen(), 0);
+    g.decide(ip("192.0.2.1"), ip(LOCAL), T0);
+    g.reset_counters();
+    assert_eq!(gen(), 0);
+    g.reconfigure(|c| c.allow = vec![cidr("10.0.0.0/8")])
+        .unwrap();
+    assert_eq!(gen(), 1);
+    g.ban(cidr("198.18.0.0/16"), Ticks::MAX, T0).unwrap();
+    assert_eq!(gen(), 2);
+    g.unban(cidr("198.18.0.0/16"), T0).unwrap();
+    assert_eq!(gen(), 3);
+    // A refused change installs nothing.
+    assert!(g.reconfigure(|c| c.burst = 0).is_err());
+    assert_eq!(gen(), 3);
 }

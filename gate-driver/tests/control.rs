@@ -624,6 +624,26 @@ fn manual_ban_query_and_unban() {
     .unwrap();
     assert_eq!((page.total, page.count), (1, 1));
     assert_eq!(page.entries[0].cidr, cidr("10.1.0.0/16"));
+    // The page carries the configuration's generation: a change moves it
+    // (review 13b, item 2: a reader of several pages restarts then).
+    let gen_of = |h| {
+        let p: ListGetReply = call(
+            h,
+            &ListGetRequest {
+                version: VERSION,
+                flags: 0,
+                list: list_kind::ALLOW,
+                start: 0,
+            },
+        )
+        .unwrap();
+        p.generation
+    };
+    let g0 = gen_of(&h);
+    assert_eq!(g0, page.generation);
+    call(&h, &ban_req("10.9.0.0/16", 1_000)).unwrap();
+    assert_eq!(gen_of(&h), g0.wrapping_add(1));
+    assert_eq!(gen_of(&h), g0.wrapping_add(1), "a read moves nothing");
     // Runs out by itself.
     sim.advance_ms(60_001);
     assert_eq!(verdict(&sim, &l, "10.1.2.3:4001"), Some(Verdict::Accept));
@@ -634,7 +654,10 @@ fn manual_ban_query_and_unban() {
     assert_eq!(verdict(&sim, &l, "10.1.2.3:4002"), Some(Verdict::Accept));
     let ev = events_named(&sim, "ConfigChanged");
     let whats: Vec<String> = ev.iter().map(|e| str_field(e, "What")).collect();
-    assert_eq!(whats, ["ban.manual", "ban.manual", "unban.manual"]);
+    assert_eq!(
+        whats,
+        ["ban.manual", "ban.manual", "ban.manual", "unban.manual"]
+    );
     drop(h);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();

@@ -324,14 +324,18 @@ typedef struct GATE_LIST_GET_REPLY {
     uint32_t size;
     uint32_t total;
     uint32_t count;
+    uint32_t generation;
+    uint32_t reserved;
     GATE_LIST_ENTRY entries[64];
 } GATE_LIST_GET_REPLY;
-_Static_assert(sizeof(GATE_LIST_GET_REPLY) == 2064, "GATE_LIST_GET_REPLY size");
+_Static_assert(sizeof(GATE_LIST_GET_REPLY) == 2072, "GATE_LIST_GET_REPLY size");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, version) == 0, "GATE_LIST_GET_REPLY.version");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, size) == 4, "GATE_LIST_GET_REPLY.size");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, total) == 8, "GATE_LIST_GET_REPLY.total");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, count) == 12, "GATE_LIST_GET_REPLY.count");
-_Static_assert(offsetof(GATE_LIST_GET_REPLY, entries) == 16, "GATE_LIST_GET_REPLY.entries");
+_Static_assert(offsetof(GATE_LIST_GET_REPLY, generation) == 16, "GATE_LIST_GET_REPLY.generation");
+_Static_assert(offsetof(GATE_LIST_GET_REPLY, reserved) == 20, "GATE_LIST_GET_REPLY.reserved");
+_Static_assert(offsetof(GATE_LIST_GET_REPLY, entries) == 24, "GATE_LIST_GET_REPLY.entries");
 
 typedef struct GATE_BAN_REQUEST {
     uint32_t version;

@@ -646,7 +646,7 @@ pub struct ListEntry {
     pub left_ms: u64,
 }
 
-/// [`crate::IOCTL_GATE_LIST_GET`] output. 2064 bytes.
+/// [`crate::IOCTL_GATE_LIST_GET`] output. 2072 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListGetReply {
@@ -658,6 +658,13 @@ pub struct ListGetReply {
     pub total: u32,
     /// Valid entries in `entries` (from `start`).
     pub count: u32,
+    /// The configuration's generation when this page was copied (low 32
+    /// bits of a count of changes installed: limits, lists, manual bans).
+    /// A reader of several pages restarts when it differs between pages:
+    /// the pages then come from different lists.
+    pub generation: u32,
+    /// Reserved (0).
+    pub reserved: u32,
     /// The page.
     pub entries: [ListEntry; LIST_PAGE],
 }
@@ -858,7 +865,7 @@ wire! {
     ListChangeReply = 16,
     ListGetRequest = 16,
     ListEntry = 32,
-    ListGetReply = 16 + 32 * LIST_PAGE,
+    ListGetReply = 24 + 32 * LIST_PAGE,
     BanRequest = 40,
     BanReply = 16,
     UnbanRequest = 40,

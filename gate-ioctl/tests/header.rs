@@ -238,6 +238,8 @@ fn structs() -> Vec<Struct> {
                 ("uint32_t", size),
                 ("uint32_t", total),
                 ("uint32_t", count),
+                ("uint32_t", generation),
+                ("uint32_t", reserved),
                 ("GATE_LIST_ENTRY", entries, LIST_PAGE),
             ]
         ),

@@ -412,25 +412,48 @@ impl Gate {
         }
     }
 
+    /// A whole list, page by page, as one list that was in force: every
+    /// page must carry the generation of the first, else the list changed
+    /// between pages and the read starts again (at most [`LIST_READS`]
+    /// times; then exit code 7). A later page refused because the list
+    /// shrank under it is a change too.
     fn list(&mut self, list: u32) -> Result<Vec<ListEntry>, Failure> {
-        let mut out = Vec::new();
-        loop {
-            let r: ListGetReply = self.call(
-                "list",
-                &ListGetRequest {
+        'read: for _ in 0..LIST_READS {
+            let mut out: Vec<ListEntry> = Vec::new();
+            let mut gen = None;
+            loop {
+                let req = ListGetRequest {
                     version: VERSION,
                     flags: 0,
                     list,
                     start: out.len() as u32,
-                },
-            )?;
-            out.extend_from_slice(r.entries.get(..r.count as usize).unwrap_or(&[]));
-            if r.count == 0 || out.len() as u32 >= r.total {
-                return Ok(out);
+                };
+                let r: ListGetReply = match self.call("list", &req) {
+                    Ok(r) => r,
+                    Err(_) if gen.is_some() => continue 'read,
+                    Err(e) => return Err(e),
+                };
+                if *gen.get_or_insert(r.generation) != r.generation {
+                    continue 'read;
+                }
+                out.extend_from_slice(r.entries.get(..r.count as usize).unwrap_or(&[]));
+                if r.count == 0 || out.len() as u32 >= r.total {
+                    return Ok(out);
+                }
             }
         }
+        Err(Failure {
+            code: 7,
+            message: format!(
+                "the list changed while it was being read, {LIST_READS} times in a row (it is read in pages of {LIST_PAGE}); try again when changes are less frequent"
+            ),
+        })
     }
 }
+
+/// Attempts at reading a list whose pages keep coming from different
+/// generations (see `Client::list`).
+const LIST_READS: usize = 8;
 
 fn addr_text(a: &WireAddr) -> String {
     match a.decode("addr") {

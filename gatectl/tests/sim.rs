@@ -642,3 +642,139 @@ fn top_ranks_banned_keys_by_their_rejections_and_shows_ban_time_left() {
     );
     g.stop();
 }
+
+/// A fake control socket: answers every request on one connection with
+/// `answer(code, input, call number)` (status, output bytes), or stays
+/// silent when it returns `None`. For replies a real driver gives only
+/// under a race (list pages of two generations) or a hung gate.
+fn fake_gate(
+    path: &std::path::Path,
+    mut answer: impl FnMut(u32, &[u8], usize) -> Option<(i32, Vec<u8>)> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    use gate_ioctl::{ChannelReply, ChannelRequest, Wire};
+    use std::io::{Read, Write};
+    let _ = std::fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut c, _)) = l.accept() else { return };
+        let mut n = 0;
+        loop {
+            let mut head = [0u8; ChannelRequest::SIZE];
+            if c.read_exact(&mut head).is_err() {
+                return;
+            }
+            let req = ChannelRequest::from_bytes(&head).unwrap();
+            let mut input = vec![0u8; req.in_len as usize];
+            if c.read_exact(&mut input).is_err() {
+                return;
+            }
+            let Some((status, out)) = answer(req.code, &input, n) else {
+                // Hold the connection open, silent, until the client goes.
+                let _ = c.read(&mut [0u8; 1]);
+                return;
+            };
+            n += 1;
+            let rep = ChannelReply {
+                status,
+                reserved: 0,
+                information: out.len() as u64,
+            };
+            if c.write_all(rep.as_bytes())
+                .and_then(|()| c.write_all(&out))
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// One page of a list of `total` entries `base.i.j.0/24` at generation `gen`.
+fn list_page(input: &[u8], base: u8, total: u32, gen: u32) -> Vec<u8> {
+    use gate_ioctl::{
+        list_kind, ListEntry, ListGetReply, ListGetRequest, Wire, WireAddr, FOREVER, LIST_PAGE,
+        VERSION,
+    };
+    let req = ListGetRequest::from_bytes(input).unwrap();
+    let mut r = ListGetReply {
+        version: VERSION,
+        size: ListGetReply::SIZE as u32,
+        total,
+        count: 0,
+        generation: gen,
+        reserved: 0,
+        entries: [ListEntry::default(); LIST_PAGE],
+    };
+    for (k, slot) in r.entries.iter_mut().enumerate() {
+        let i = req.start + k as u32;
+        if i >= total {
+            break;
+        }
+        let a = std::net::IpAddr::from([base, (i / 256) as u8, (i % 256) as u8, 0]);
+        *slot = ListEntry {
+            cidr: WireAddr::prefix(a, 24),
+            reserved: 0,
+            left_ms: if req.list == list_kind::BANS {
+                FOREVER
+            } else {
+                0
+            },
+        };
+        r.count += 1;
+    }
+    r.as_bytes().to_vec()
+}
+
+/// Review 13b, item 2: `allow list` concatenated pages fetched by index,
+/// so a change between two pages gave a list never in force (4032
+/// entries of A and 64 of B). Every page now carries the configuration's
+/// generation; gatectl restarts the read when it moves, and gives up with
+/// exit code 7 when it keeps moving. `deny list` and `ban --list` read the
+/// same way.
+#[test]
+fn a_list_read_across_a_change_starts_again_and_never_mixes_two_lists() {
+    let dir = std::env::temp_dir().join(format!("gatectl-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("fake.sock");
+    let s = sock.to_str().unwrap();
+    // Call 0: page 0 of list A (10.x, generation 1); calls 1..: list B
+    // (11.x, generation 2): the first read sees the change at page 1.
+    for args in [
+        &["allow", "list"][..],
+        &["deny", "list"],
+        &["ban", "--list"],
+    ] {
+        let t = fake_gate(&sock, |_, input, n| {
+            Some(if n == 0 {
+                (0, list_page(input, 10, 4096, 1))
+            } else {
+                (0, list_page(input, 11, 4096, 2))
+            })
+        });
+        let r = gatectl(s, args);
+        t.join().unwrap();
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let lines: Vec<&str> = r.stdout.lines().filter(|l| l.contains("/24")).collect();
+        assert_eq!(lines.len(), 4096, "{args:?}: {}", r.stdout);
+        assert!(
+            lines.iter().all(|l| l.contains("11.")),
+            "{args:?}: a line of list A in the read: {:?}",
+            lines.iter().find(|l| l.contains("10."))
+        );
+    }
+    // A list that changes between every two pages: a clear failure.
+    let t = fake_gate(&sock, |_, input, n| {
+        Some((0, list_page(input, 10, 4096, n as u32)))
+    });
+    let r = gatectl(s, &["allow", "list", "--json"]);
+    t.join().unwrap();
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the list changed while it was being read, 8 times in a row"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -292,7 +292,9 @@ pub fn top(d: &Driver, io: &Io) -> Result<usize, Refusal> {
 }
 
 /// IOCTL_GATE_LIST_GET: one page of the allow list, the deny list or the
-/// manual bans (copied under the control lock: at most one page).
+/// manual bans (copied under the control lock: at most one page), with the
+/// configuration's generation (a reader of several pages restarts when it
+/// moves).
 pub fn list_get(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     let req: ListGetRequest = io.request(0)?;
     io.need_output::<ListGetReply>()?;
@@ -309,10 +311,13 @@ pub fn list_get(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         size: reply_size::<ListGetReply>(),
         total: 0,
         count: 0,
+        generation: 0,
+        reserved: 0,
         entries: [ListEntry::default(); LIST_PAGE],
     };
     let start = req.start as usize;
-    let bad_start = d.gate.with_config(|c, bans: &[ManualBan]| {
+    let bad_start = d.gate.with_config_generation(|c, bans: &[ManualBan], gen| {
+        r.generation = gen as u32;
         let cidr_entry = |c: &gate_core::Cidr, left_ms: u64| ListEntry {
             cidr: WireAddr::prefix(c.addr(), c.prefix_len()),
             reserved: 0,
