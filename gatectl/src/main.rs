@@ -36,6 +36,12 @@ struct Cli {
     /// Open the device for reading only (changes are then refused).
     #[arg(long, global = true)]
     read_only: bool,
+    /// Longest wait for each request's answer on the Linux control socket
+    /// (read and write timeouts), 100ms to 10m; then exit code 3. On
+    /// Windows the driver never blocks a DeviceIoControl (every handler
+    /// answers at once, without waiting), so there is nothing to time out.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_timeout)]
+    timeout: Duration,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -223,6 +229,16 @@ const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// `watch --interval`: a duration from [`MIN_INTERVAL`] to [`MAX_INTERVAL`]
 /// (clap prefixes the error with the option and the value).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let range = "expected 100ms to 10m";
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e}; {range}"))?;
+    if (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err(range.to_string())
+    }
+}
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let range = "expected 100ms to 1h";
     let d = humantime::parse_duration(s).map_err(|e| format!("{e}; {range}"))?;
@@ -848,7 +864,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         FILE_READ_ACCESS | FILE_WRITE_ACCESS
     };
     let mut g = Gate {
-        t: transport::open(&path, access)?,
+        t: transport::open(&path, access, cli.timeout)?,
     };
     match cli.cmd {
         Cmd::Status { json, count_keys } => {

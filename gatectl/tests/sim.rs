@@ -778,3 +778,33 @@ fn a_list_read_across_a_change_starts_again_and_never_mixes_two_lists() {
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Review 13b, item 6: a control socket that accepts and never answers
+/// hung gatectl for ever. `--timeout` (default 5 s) bounds each request.
+#[test]
+fn a_silent_gate_times_out_with_exit_code_3() {
+    let dir = std::env::temp_dir().join(format!("gatectl-mute-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("mute.sock");
+    let s = sock.to_str().unwrap();
+    let t = fake_gate(&sock, |_, _, _| None);
+    let start = std::time::Instant::now();
+    let r = gatectl(s, &["--timeout", "300ms", "status"]);
+    let took = start.elapsed();
+    t.join().unwrap();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("the gate did not answer within 300ms on {s}")),
+        "{}",
+        r.stderr
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    // Out of range: a usage error naming the range.
+    for bad in ["0s", "11m", "soon"] {
+        let r = gatectl(s, &["--timeout", bad, "status"]);
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("expected 100ms to 10m"), "{}", r.stderr);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
