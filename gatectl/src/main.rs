@@ -191,21 +191,27 @@ struct SetArgs {
 enum ListOp {
     /// Add prefixes.
     Add {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from")]
         cidrs: Vec<String>,
+        #[command(flatten)]
+        from: FromFile,
         #[arg(long)]
         persist: bool,
     },
     /// Remove prefixes (exact match).
     Remove {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from")]
         cidrs: Vec<String>,
+        #[command(flatten)]
+        from: FromFile,
         #[arg(long)]
         persist: bool,
     },
-    /// Replace the whole list.
+    /// Replace the whole list (in one atomic change).
     Replace {
         cidrs: Vec<String>,
+        #[command(flatten)]
+        from: FromFile,
         #[arg(long)]
         persist: bool,
     },
@@ -219,6 +225,55 @@ enum ListOp {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--from FILE`: prefixes read from a file, for lists longer than a
+/// command line holds (Windows: 32767 characters, about 2000 IPv4
+/// prefixes).
+#[derive(clap::Args)]
+struct FromFile {
+    /// Also take prefixes from FILE ('-' = standard input): one per line,
+    /// '#' starts a comment, blank lines are skipped.
+    #[arg(long, value_name = "FILE")]
+    from: Option<String>,
+}
+
+impl FromFile {
+    /// The command-line prefixes followed by the file's, each with where
+    /// it came from (for error messages).
+    fn entries(&self, args: Vec<String>) -> Result<Vec<(String, String)>, Failure> {
+        let mut out: Vec<(String, String)> = args.into_iter().map(|a| (a, String::new())).collect();
+        let Some(path) = &self.from else {
+            return Ok(out);
+        };
+        let text = if path == "-" {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                .map_err(|e| usage(format!("--from -: reading standard input: {e}")))?;
+            t
+        } else {
+            std::fs::read_to_string(path).map_err(|e| usage(format!("--from {path}: {e}")))?
+        };
+        let name = if path == "-" {
+            "<stdin>"
+        } else {
+            path.as_str()
+        };
+        for (i, line) in text.lines().enumerate() {
+            let body = line.split('#').next().unwrap_or("").trim();
+            if body.is_empty() {
+                continue;
+            }
+            let at = format!("{name}:{}", i + 1);
+            if body.split_whitespace().nth(1).is_some() {
+                return Err(usage(format!(
+                    "{at}: '{body}': expected one address or prefix per line"
+                )));
+            }
+            out.push((body.to_string(), at));
+        }
+        Ok(out)
+    }
 }
 
 /// Shortest `watch --interval`: each refresh is a status and a whole top
@@ -1315,9 +1370,21 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
             }
             return Ok(());
         }
-        ListOp::Add { cidrs, persist } => (list_op::ADD, cidrs, persist),
-        ListOp::Remove { cidrs, persist } => (list_op::REMOVE, cidrs, persist),
-        ListOp::Replace { cidrs, persist } => (list_op::REPLACE, cidrs, persist),
+        ListOp::Add {
+            cidrs,
+            from,
+            persist,
+        } => (list_op::ADD, from.entries(cidrs)?, persist),
+        ListOp::Remove {
+            cidrs,
+            from,
+            persist,
+        } => (list_op::REMOVE, from.entries(cidrs)?, persist),
+        ListOp::Replace {
+            cidrs,
+            from,
+            persist,
+        } => (list_op::REPLACE, from.entries(cidrs)?, persist),
         ListOp::Clear { persist } => (list_op::CLEAR, Vec::new(), persist),
     };
     if cidrs.len() > MAX_LIST_ENTRIES as usize {
@@ -1335,8 +1402,12 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
         reserved: 0,
     };
     let mut b = head.as_bytes().to_vec();
-    for c in &cidrs {
-        b.extend_from_slice(parse_cidr(c)?.as_bytes());
+    for (c, at) in &cidrs {
+        let w = parse_cidr(c).map_err(|f| match at.is_empty() {
+            true => f,
+            false => usage(format!("{at}: {}", f.message)),
+        })?;
+        b.extend_from_slice(w.as_bytes());
     }
     let out = g.call_raw(name, IOCTL_GATE_LIST_CHANGE, &b)?;
     let r = ListChangeReply::from_prefix(&out).ok_or_else(|| Failure {

@@ -808,3 +808,79 @@ fn a_silent_gate_times_out_with_exit_code_3() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Review 13b, item 5: a Windows command line holds 32767 characters, so
+/// `allow replace` of a full list (4096 IPv4 /24s: 57120 characters) could
+/// not run. `--from FILE` (`-` = stdin) takes one prefix per line, with
+/// comments; a bad line is named by its number.
+#[test]
+fn lists_come_from_a_file_or_stdin_with_line_numbered_errors() {
+    use std::io::Write;
+    let g = Gate::start("from", &[]);
+    let file = g.dir.join("allow.txt");
+    let mut text = String::from("# full allow list\n\n");
+    for i in 0..4096u32 {
+        text.push_str(&format!("10.{}.{}.0/24  # entry {i}\n", i / 256, i % 256));
+    }
+    std::fs::write(&file, &text).unwrap();
+    let f = file.to_str().unwrap();
+    let out = g.ok(&["allow", "replace", "--from", f]);
+    assert!(out.contains("allow list: 4096 entries"), "{out}");
+    let list = g.json(&["allow", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 4096);
+    assert_eq!(list[4095], "10.15.255.0/24");
+    // stdin, mixed with arguments, for remove.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatectl"))
+        .args([
+            "--device",
+            &g.sock,
+            "allow",
+            "remove",
+            "10.0.0.0/24",
+            "--from",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"10.0.1.0/24\n# gone\n10.0.2.0/24\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4093 entries (3 changed)"));
+    // Errors name the file and line; nothing changes.
+    std::fs::write(&file, "10.0.0.0/8\n\n# ok so far\n10.300.0.0/16\n").unwrap();
+    let r = g.run(&["deny", "add", "--from", f]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{f}:4: bad address or prefix '10.300.0.0/16'")),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&file, "10.0.0.0/8 10.1.0.0/16\n").unwrap();
+    let r = g.run(&["deny", "add", "--from", f]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{f}:1: '10.0.0.0/8 10.1.0.0/16': expected one address or prefix per line"
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = g.run(&["deny", "add", "--from", "/nonexistent/list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--from /nonexistent/list:"),
+        "{}",
+        r.stderr
+    );
+    assert!(g.ok(&["deny", "list"]).contains("deny list is empty"));
+    // Without arguments or --from, add still needs something.
+    assert_eq!(g.run(&["deny", "add"]).code, 2);
+    g.stop();
+}
