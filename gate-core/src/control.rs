@@ -504,7 +504,6 @@ impl<L: RawLock> Gate<L> {
                 .chain(&c.events)
                 .chain(&c.listed)
                 .chain(&c.listed_observed)
-                .chain(core::iter::once(&c.manual))
             {
                 a.store(0, Ordering::Relaxed);
             }
@@ -516,11 +515,16 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Decisions rejected by a manual ban since start (or the last reset).
+    /// Decisions a manual ban decided since start (or the last reset):
+    /// those counted under [`crate::Reason::ManualBan`], plus, in observe
+    /// mode, those it would have rejected.
     pub fn manual_ban_hits(&self) -> u64 {
+        let i = crate::Reason::ManualBan as usize;
+        let at =
+            |a: &[core::sync::atomic::AtomicU64]| a.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
         self.shards
             .iter()
-            .map(|s| s.counters.manual.load(Ordering::Relaxed))
+            .map(|s| at(&s.counters.listed).saturating_add(at(&s.counters.listed_observed)))
             .fold(0u64, |a, b| a.saturating_add(b))
     }
 }

@@ -125,13 +125,20 @@ fn manual_bans_reject_until_their_end_and_unban_lifts_them() {
     let o = g.ban(cidr("10.1.0.0/16"), end, T0).unwrap();
     assert_eq!((o.replaced, o.count), (false, 1));
     let d = g.decide(ip("10.1.2.3"), l, T0);
-    assert_eq!((d.action, d.reason), (Action::Reject, Reason::Banned));
+    assert_eq!((d.action, d.reason), (Action::Reject, Reason::ManualBan));
     assert_eq!(g.decide(ip("10.2.0.1"), l, T0).action, Action::Accept);
     assert_eq!(g.manual_ban_hits(), 1);
+    // Review 13b, item 6: a reason of its own, counted apart from
+    // automatic bans (in the per-decision ETW event and the counters).
+    let c = g.counters();
+    assert_eq!(
+        (c.reason(Reason::ManualBan), c.reason(Reason::Banned)),
+        (1, 0)
+    );
     // A manual ban wins over the allow list; the deny list wins over both.
     g.reconfigure(|c| c.allow.push(cidr("10.1.2.0/24")))
         .unwrap();
-    assert_eq!(g.decide(ip("10.1.2.3"), l, T0).reason, Reason::Banned);
+    assert_eq!(g.decide(ip("10.1.2.3"), l, T0).reason, Reason::ManualBan);
     g.reconfigure(|c| c.deny.push(cidr("10.1.2.3"))).unwrap();
     assert_eq!(g.decide(ip("10.1.2.3"), l, T0).reason, Reason::DenyListed);
     // Runs out by itself.
@@ -139,14 +146,14 @@ fn manual_bans_reject_until_their_end_and_unban_lifts_them() {
     // Re-ban forever, then lift with a wider prefix.
     let o = g.ban(cidr("10.1.0.0/16"), Ticks::MAX, end).unwrap();
     assert!(o.replaced || o.count == 1);
-    assert_eq!(g.decide(ip("10.1.9.9"), l, end).reason, Reason::Banned);
+    assert_eq!(g.decide(ip("10.1.9.9"), l, end).reason, Reason::ManualBan);
     assert_eq!(g.unban(cidr("10.0.0.0/8"), end).unwrap(), 1);
     assert_eq!(g.decide(ip("10.1.9.9"), l, end).action, Action::Accept);
     g.with_config(|_, bans| assert!(bans.is_empty()));
     // A narrower unban does not lift a wider ban.
     g.ban(cidr("10.1.0.0/16"), Ticks::MAX, end).unwrap();
     assert_eq!(g.unban(cidr("10.1.2.4"), end).unwrap(), 0);
-    assert_eq!(g.decide(ip("10.1.2.4"), l, end).reason, Reason::Banned);
+    assert_eq!(g.decide(ip("10.1.2.4"), l, end).reason, Reason::ManualBan);
 }
 
 #[test]
@@ -464,7 +471,7 @@ mod model {
                         let want = model.iter().filter(|b| b.0.0 <= addr && addr <= b.0.1).map(|b| b.1).max().filter(|u| *u > now);
                         prop_assert_eq!(g.query(a, now).1.manual_ban_until, want);
                         let d = g.decide(a, l, now);
-                        prop_assert_eq!(d.reason == Reason::Banned, want.is_some());
+                        prop_assert_eq!(d.reason == Reason::ManualBan, want.is_some());
                     }
                     Op::Tick { by } => now += by,
                 }

@@ -39,7 +39,7 @@ fn status(h: &DeviceHandle) -> StatusReply {
         h,
         &StatusRequest {
             version: VERSION,
-            flags: FLAG_COUNT_KEYS,
+            flags: FLAG_COUNT_BANS,
         },
     )
     .unwrap()
@@ -611,6 +611,15 @@ fn manual_ban_query_and_unban() {
     assert!((59_000..=60_000).contains(&q.manual_ban_left_ms));
     let s = status(&h);
     assert_eq!((s.config.manual_bans, s.manual_ban_hits), (1, 1));
+    // A reason of its own (review 13b, item 6), in the counters and in
+    // the per-connection ETW event.
+    assert_eq!(s.by_reason[gate_core::Reason::ManualBan as usize], 1);
+    assert_eq!(s.by_reason[gate_core::Reason::Banned as usize], 0);
+    let rej = events_named(&sim, "ConnectionRejected");
+    assert_eq!(
+        rej.last().and_then(|e| e.u64("Reason")),
+        Some(gate_core::Reason::ManualBan as u64)
+    );
     // The ban list page.
     let page: ListGetReply = call(
         &h,
@@ -685,8 +694,22 @@ fn unban_lifts_automatic_bans() {
     let q = query(&h, "10.5.0.1");
     assert_ne!(q.state & query_state::AUTO_BANNED, 0);
     assert!(q.auto_ban_left_ms > 590_000);
+    // Review 13b, item 6: status counts the automatic bans in force (with
+    // FLAG_COUNT_BANS; not without), and the tracked keys always.
+    let s = status(&h);
+    assert_eq!((s.auto_bans, s.tracked_keys), (2, 2));
+    let bare: StatusReply = call(
+        &h,
+        &StatusRequest {
+            version: VERSION,
+            flags: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!((bare.auto_bans, bare.tracked_keys), (NOT_COUNTED, 2));
     // One address: one lookup; a prefix: the bounded scan, call by call.
     assert_eq!(unban_all(&h, "10.5.0.1"), (0, 1));
+    assert_eq!(status(&h).auto_bans, 1);
     assert_eq!(query(&h, "10.5.0.1").state & query_state::AUTO_BANNED, 0);
     assert_eq!(unban_all(&h, "10.5.0.0/24"), (0, 1));
     sim.advance_ms(2000);

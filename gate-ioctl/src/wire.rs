@@ -382,8 +382,9 @@ pub struct StatusReply {
     pub reasons: u32,
     /// Number of used slots in `events` (gate-core's EVENT_COUNT).
     pub events_used: u32,
-    /// Reserved (0).
-    pub reserved: u32,
+    /// Automatic bans in force (with [`FLAG_COUNT_BANS`], which scans the
+    /// table shard by shard; [`NOT_COUNTED`] without it).
+    pub auto_bans: u32,
     /// The configuration in force.
     pub config: WireConfig,
     /// Decisions by reason (gate-core's `Reason` order).
@@ -396,8 +397,8 @@ pub struct StatusReply {
     pub pends_outstanding: u64,
     /// Pending-table slots in use in the driver.
     pub pending_in_use: u64,
-    /// Keys tracked in the table (0 unless `FLAG_COUNT_KEYS`, which scans
-    /// shard by shard).
+    /// Keys tracked in the table (a sum of per-shard counts: no lock, no
+    /// scan).
     pub tracked_keys: u64,
     /// Table capacity (slots).
     pub capacity: u64,
@@ -421,9 +422,14 @@ pub struct StatusReply {
     pub relay: WireRelay,
 }
 
-/// [`StatusRequest::flags`]: also count the tracked keys (one shard lock
-/// at a time).
-pub const FLAG_COUNT_KEYS: u32 = 2;
+/// [`StatusRequest::flags`]: also count the automatic bans in force
+/// ([`StatusReply::auto_bans`]): a scan of the table, one shard lock and at
+/// most 64 slots per lock hold. (Before, this flag counted the tracked
+/// keys, which the reply now always carries.)
+pub const FLAG_COUNT_BANS: u32 = 2;
+
+/// [`StatusReply::auto_bans`] when the request did not ask for the count.
+pub const NOT_COUNTED: u32 = u32::MAX;
 
 /// [`crate::IOCTL_GATE_QUERY`] input. 28 bytes.
 #[repr(C)]

@@ -48,12 +48,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Listener state and mode, configuration, counters by reason, table, pends, uptime.
+    /// Listener state and mode, configuration, counters by reason, table
+    /// (keys tracked), automatic bans in force, pends, uptime.
     Status {
         #[arg(long)]
         json: bool,
-        /// Also count tracked keys (one shard lock at a time).
-        #[arg(long)]
+        /// Accepted for older scripts, no effect: the tracked keys are
+        /// always shown (a cheap sum now).
+        #[arg(long, hide = true)]
         count_keys: bool,
     },
     /// The keys with the most rejections (or the highest recent rate).
@@ -442,10 +444,12 @@ impl Gate {
     /// Status. A driver that answers with a version 1 reply (no relay
     /// figures) is read too: its relay part is left zero, and
     /// [`StatusReply::version`] says it is missing.
-    fn status(&mut self, count_keys: bool) -> Result<StatusReply, Failure> {
+    /// `count_bans`: also count the automatic bans in force (the driver
+    /// scans its table, one shard lock at a time).
+    fn status(&mut self, count_bans: bool) -> Result<StatusReply, Failure> {
         let req = StatusRequest {
             version: VERSION,
-            flags: if count_keys { FLAG_COUNT_KEYS } else { 0 },
+            flags: if count_bans { FLAG_COUNT_BANS } else { 0 },
         };
         let b = self.call_raw("status", IOCTL_GATE_STATUS, req.as_bytes())?;
         status_from_bytes(b)
@@ -658,9 +662,9 @@ fn config_json(c: &WireConfig) -> Value {
     })
 }
 
-/// `status --json`; `tracked_keys` is `null` unless `keys_counted`
-/// (`--count-keys`: counting takes every shard lock in turn).
-fn status_json(s: &StatusReply, keys_counted: bool) -> Value {
+/// `status --json`; `auto_bans_in_force` is `null` when not counted, and
+/// `mode` `null` while the listener is down.
+fn status_json(s: &StatusReply) -> Value {
     let names = reason_names();
     let by = |a: &[u64; COUNTER_SLOTS]| {
         let mut m = serde_json::Map::new();
@@ -676,13 +680,16 @@ fn status_json(s: &StatusReply, keys_counted: bool) -> Value {
     }
     json!({
         "listener": if s.listener == listener_state::UP { "up" } else { "down" },
-        "mode": if s.mode == listener_mode::POST_ACCEPT { "post_accept" } else { "conditional_accept" },
+        "mode": if s.listener != listener_state::UP { Value::Null }
+            else if s.mode == listener_mode::POST_ACCEPT { json!("post_accept") }
+            else { json!("conditional_accept") },
         "port": s.port, "uptime_ms": s.uptime_ms,
         "config": config_json(&s.config),
         "decisions": by(&s.by_reason), "observed": by(&s.observed),
         "events": Value::Object(events),
         "pends_outstanding": s.pends_outstanding, "pending_in_use": s.pending_in_use,
-        "tracked_keys": if keys_counted { json!(s.tracked_keys) } else { Value::Null },
+        "tracked_keys": s.tracked_keys,
+        "auto_bans_in_force": if s.auto_bans == NOT_COUNTED { Value::Null } else { json!(s.auto_bans) },
         "capacity": s.capacity,
         "inspects": s.inspects, "aborts": s.aborts,
         "accepted_connections": s.accepted_sockets, "closed_connections": s.closed_sockets,
@@ -782,19 +789,18 @@ fn relay_text(s: &StatusReply) -> String {
     }
 }
 
-fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
+fn print_status(s: &StatusReply) -> Result<(), Failure> {
     let c = &s.config;
     out!(
-        "listener    {} ({}) port {}, up {}",
-        if s.listener == listener_state::UP {
-            "up"
+        "listener    {} port {}, up {}",
+        // The mode only of a listener that is up (review 13b: "DOWN
+        // (conditional accept)" while no listener ever came up).
+        if s.listener != listener_state::UP {
+            "DOWN".to_string()
+        } else if s.mode == listener_mode::POST_ACCEPT {
+            "up (post-accept)".to_string()
         } else {
-            "DOWN"
-        },
-        if s.mode == listener_mode::POST_ACCEPT {
-            "post-accept"
-        } else {
-            "conditional accept"
+            "up (conditional accept)".to_string()
         },
         s.port,
         humantime::format_duration(Duration::from_secs(s.uptime_ms / 1000))
@@ -817,10 +823,15 @@ fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
         if c.observe != 0 { "ON" } else { "off" }
     );
     out!(
-        "bans        threshold {} in {} ms, {} ms; {} manual ({} hits)",
-        c.ban_threshold,
-        c.ban_window_ms,
-        c.ban_ms,
+        "bans        {}; {} manual ({} hits)",
+        match (c.ban_threshold, s.auto_bans) {
+            (0, _) => "automatic bans off".to_string(),
+            (t, NOT_COUNTED) => format!("threshold {t} in {} ms, {} ms", c.ban_window_ms, c.ban_ms),
+            (t, n) => format!(
+                "threshold {t} in {} ms, {} ms; {n} automatic in force",
+                c.ban_window_ms, c.ban_ms
+            ),
+        },
         c.manual_bans,
         s.manual_ban_hits
     );
@@ -829,11 +840,7 @@ fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
         "table       {} slots in {} shards{}",
         s.capacity,
         c.shards,
-        if keys_counted {
-            format!(", {} keys tracked", s.tracked_keys)
-        } else {
-            String::new()
-        }
+        format!(", {} keys tracked", s.tracked_keys)
     );
     out!(
         "pends       {} outstanding (max {}), {} ms max delay",
@@ -923,11 +930,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.cmd {
         Cmd::Status { json, count_keys } => {
-            let s = g.status(count_keys)?;
+            let _ = count_keys;
+            let s = g.status(true)?;
             if json {
-                out!("{}", status_json(&s, count_keys));
+                out!("{}", status_json(&s));
             } else {
-                print_status(&s, count_keys)?;
+                print_status(&s)?;
             }
         }
         Cmd::Top { count, by, json } => {
@@ -1109,12 +1117,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let mut i = 0u64;
             loop {
-                let s = g.status(false)?;
+                let s = g.status(true)?;
                 let t = g.top(count, TopBy::Rejections)?;
                 if json {
                     out!(
                         "{}",
-                        json!({"status": status_json(&s, false), "top": top_json(&t)})
+                        json!({"status": status_json(&s), "top": top_json(&t)})
                     );
                 } else {
                     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -1122,7 +1130,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         write!(std::io::stdout().lock(), "\x1b[2J\x1b[H")
                             .map_err(Failure::output)?;
                     }
-                    print_status(&s, false)?;
+                    print_status(&s)?;
                     out!("");
                     print_top(&t)?;
                 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gate_usersim::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const SERVICE_KEY: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate";
 const PARAMS: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate\Parameters";
@@ -581,12 +581,23 @@ fn operator_messages_name_options_ranges_and_results() {
     );
     g.ok(&["deny", "clear"]);
 
-    // tracked_keys: null unless counted.
+    // tracked_keys: always (review 13b item 7: a cheap sum now);
+    // --count-keys is still accepted. Automatic bans in force: counted.
     g.sim.connect("10.8.0.1:4000".parse().unwrap(), g.local);
-    assert_eq!(g.json(&["status", "--json"])["tracked_keys"], Value::Null);
+    let s = g.json(&["status", "--json"]);
+    assert_eq!(
+        (&s["tracked_keys"], &s["auto_bans_in_force"]),
+        (&json!(1), &json!(0))
+    );
     assert_eq!(
         g.json(&["status", "--json", "--count-keys"])["tracked_keys"],
         1
+    );
+    let text = g.ok(&["status"]);
+    assert!(text.contains(", 1 keys tracked"), "{text}");
+    assert!(
+        text.contains("listener    up (conditional accept) port"),
+        "{text}"
     );
 
     // Text watch into a pipe: no clear-screen escapes.
@@ -640,6 +651,27 @@ fn top_ranks_banned_keys_by_their_rejections_and_shows_ban_time_left() {
         line.trim_end().ends_with(" 1m"),
         "ban time left shown: {text}"
     );
+    // Review 13b, item 6: status counts the automatic bans in force.
+    let st = g.ok(&["status"]);
+    assert!(st.contains("; 1 automatic in force; 0 manual"), "{st}");
+    // Review 13b, item 3: bans off lifts them (lazily: at the key's next
+    // SYN, not by a scan), stops counting, and says so.
+    g.ok(&["set", "--ban-threshold", "0"]);
+    let st = g.ok(&["status"]);
+    assert!(
+        st.contains("bans        automatic bans off; 0 manual"),
+        "{st}"
+    );
+    let q = g.json(&["query", "10.3.0.1", "--json"]);
+    assert_eq!(
+        (&q["auto_banned"], &q["rejects"]),
+        (&json!(false), &json!(0)),
+        "{q}"
+    );
+    g.sim.advance_ms(1000);
+    send("10.3.0.1", 1);
+    let st = g.json(&["status", "--json"]);
+    assert_eq!(st["decisions"]["within_rate"], 3, "{st}");
     g.stop();
 }
 

@@ -92,11 +92,27 @@ fn wire_relay(d: &Driver) -> WireRelay {
     r
 }
 
+/// Automatic bans in force at `now`: a scan of the table, one shard lock
+/// and at most [`gate_core::control::SCAN_CHUNK`] slots per lock hold
+/// (the bounded walk `top` and `unban` use).
+fn count_auto_bans(d: &Driver, now: u64) -> u32 {
+    let mut n = 0u32;
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        cursor = d.gate.scan(c, usize::MAX, now, |k| {
+            if k.auto_ban_until.is_some() {
+                n = n.saturating_add(1);
+            }
+        });
+    }
+    n
+}
+
 /// IOCTL_GATE_STATUS. A caller whose output buffer holds a version 1
 /// reply but not a version 2 one gets version 1 (its first
 /// [`STATUS_REPLY_V1_SIZE`] bytes).
 pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
-    let req: StatusRequest = io.request(FLAG_COUNT_KEYS)?;
+    let req: StatusRequest = io.request(FLAG_COUNT_BANS)?;
     let v1 = io.out_len() < StatusReply::SIZE;
     if v1 {
         io.need_output_bytes(STATUS_REPLY_V1_SIZE)?;
@@ -114,14 +130,15 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         port: u32::from(d.cfg.listen_port),
         reasons: gate_core::REASON_COUNT as u32,
         events_used: gate_core::EVENT_COUNT as u32,
-        reserved: 0,
+        auto_bans: NOT_COUNTED,
         config: d.gate.with_config(|c, b| wire_config(c, b.len())),
         by_reason: [0; COUNTER_SLOTS],
         observed: [0; COUNTER_SLOTS],
         events: [0; COUNTER_SLOTS],
         pends_outstanding: c.pends_outstanding,
         pending_in_use: d.pending.in_use() as u64,
-        tracked_keys: 0,
+        // A sum of per-shard atomics: no lock, no scan.
+        tracked_keys: d.gate.tracked_keys() as u64,
         capacity: d.gate.capacity() as u64,
         inspects: s.inspects,
         aborts: s.aborts,
@@ -136,9 +153,8 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     copy_counts(&mut r.by_reason, &c.by_reason);
     copy_counts(&mut r.observed, &c.observed);
     copy_counts(&mut r.events, &c.events);
-    if req.flags & FLAG_COUNT_KEYS != 0 {
-        // One shard lock at a time.
-        r.tracked_keys = d.gate.tracked_keys() as u64;
+    if req.flags & FLAG_COUNT_BANS != 0 {
+        r.auto_bans = count_auto_bans(d, now);
     }
     if v1 {
         r.version = 1;
