@@ -916,3 +916,125 @@ fn lists_come_from_a_file_or_stdin_with_line_numbered_errors() {
     assert_eq!(g.run(&["deny", "add"]).code, 2);
     g.stop();
 }
+
+/// Review 13b, item 7: no-op changes make no audit event (per field, and
+/// for lists); `unban.auto` names the key it lifted; `ban` prints the
+/// prefix as stored; a raw `ban_ms` 0 is refused and gatectl names the
+/// value in force, not an option the user did not type; `--json` on every
+/// change command; a bare `reset` is refused.
+#[test]
+fn change_commands_are_consistent() {
+    let g = Gate::start(
+        "consistent",
+        &[
+            ("Ipv4PrefixLength", RegValue::Dword(24)),
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(3)),
+        ],
+    );
+    let audits = || -> Vec<(String, String, String)> {
+        g.sim
+            .events()
+            .into_iter()
+            .filter(|e| e.name == "ConfigChanged")
+            .map(|e| {
+                let s = |n: &str| match &e.field(n).unwrap().value {
+                    gate_usersim::etw::Value::Str(s) => s.clone(),
+                    v => format!("{v:?}"),
+                };
+                (s("What"), s("Old"), s("New"))
+            })
+            .collect()
+    };
+    // No-ops: one field unchanged inside a multi-field set, a clear of an
+    // empty list, an add of an entry already there.
+    let out = g.ok(&["set", "--rate", "5", "--ban-threshold", "3"]);
+    assert!(
+        out.contains("rate 1/s -> 5/s, ban threshold 3 (unchanged)"),
+        "{out}"
+    );
+    g.ok(&["deny", "clear"]);
+    g.ok(&["allow", "add", "10.0.0.0/8"]);
+    g.ok(&["allow", "add", "10.0.0.0/8"]);
+    let a = audits();
+    let whats: Vec<&str> = a.iter().map(|(w, ..)| w.as_str()).collect();
+    assert_eq!(whats, ["rate_milli", "allow"], "{a:?}");
+    // unban.auto names the /24 key (outside the allowed 10/8), which is not inside the /32 target.
+    for p in 0..6 {
+        g.sim.connect(
+            format!("203.0.113.2:{}", 5000 + p).parse().unwrap(),
+            g.local,
+        );
+    }
+    let out = g.ok(&["unban", "203.0.113.2"]);
+    assert!(
+        out.contains("unbanned 203.0.113.2/32: 0 manual, 1 automatic"),
+        "{out}"
+    );
+    let (_, old, _) = audits().pop().unwrap();
+    assert_eq!(
+        old,
+        "automatic ban of key 203.0.113.0/24 (holding 203.0.113.2/32)"
+    );
+    // ban prints the stored prefix.
+    let out = g.ok(&["ban", "10.213.0.7/24"]);
+    assert!(out.starts_with("banned 10.213.0.0/24 until unban"), "{out}");
+    // --json on every change command.
+    let j = g.json(&["ban", "10.9.0.1/16", "--for", "1m", "--json"]);
+    assert_eq!(
+        (&j["banned"], &j["for_ms"]),
+        (&json!("10.9.0.0/16"), &json!(60_000))
+    );
+    let j = g.json(&["unban", "10.9.0.0/16", "--json"]);
+    assert_eq!(j["manual_lifted"], 1);
+    let j = g.json(&["deny", "add", "192.0.2.0/24", "--json"]);
+    assert_eq!(
+        (&j["list"], &j["entries"], &j["changed"]),
+        (&json!("deny"), &json!(1), &json!(1))
+    );
+    let j = g.json(&["deny", "clear", "--json"]);
+    assert_eq!(j["entries"], 0);
+    let j = g.json(&["reset", "counters", "--json"]);
+    assert_eq!(j["reset"], "counters");
+    assert_eq!(g.json(&["set", "--burst", "2", "--json"])["burst"], 2);
+    // A bare reset is refused, naming the choice.
+    let r = g.run(&["reset"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("counters"), "{}", r.stderr);
+    // ban_ms 0 by a raw SET: refused by the driver, naming the field.
+    g.ok(&["set", "--ban-threshold", "0"]);
+    let mut req = gate_ioctl::SetRequest {
+        version: gate_ioctl::VERSION,
+        flags: 0,
+        mask: gate_ioctl::set_field::BAN_MS,
+        reserved: 0,
+        config: gate_ioctl::WireConfig::default(),
+    };
+    req.config.ban_ms = 0;
+    let st = raw_ioctl(
+        &g.sock,
+        gate_ioctl::IOCTL_GATE_SET,
+        gate_ioctl::Wire::as_bytes(&req),
+    );
+    assert_eq!(st as u32, 0xC000_000D, "STATUS_INVALID_PARAMETER");
+    g.stop();
+}
+
+/// One raw IOCTL over the control socket; its NTSTATUS.
+fn raw_ioctl(sock: &str, code: u32, input: &[u8]) -> i32 {
+    use gate_ioctl::{ChannelReply, ChannelRequest, Wire, FILE_READ_ACCESS, FILE_WRITE_ACCESS};
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    let req = ChannelRequest {
+        code,
+        access: FILE_READ_ACCESS | FILE_WRITE_ACCESS,
+        in_len: input.len() as u32,
+        out_len: 4096,
+    };
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(input).unwrap();
+    let mut head = [0u8; ChannelReply::SIZE];
+    s.read_exact(&mut head).unwrap();
+    ChannelReply::from_bytes(&head).unwrap().status
+}
