@@ -787,10 +787,10 @@ mod swap_model {
             let (rate, burst, pend, delay) = b;
             let extra = if pend { u128::from(delay) * u128::from(TICKS_PER_MS) } else { 0 };
             for times in &accepted {
-                for j in 0..times.len() {
-                    // Accepts stamped in [swap, times[j]].
+                for (j, &t) in times.iter().enumerate() {
+                    // Accepts stamped in [swap, t].
                     let n = (j + 1) as u128;
-                    let w = u128::from(times[j] - swap) + 1 + extra;
+                    let w = u128::from(t - swap) + 1 + extra;
                     // n <= burst + rate * w / 10^10 + 1
                     let rhs = (u128::from(burst) + 1) * 10_000_000_000 + u128::from(rate) * w;
                     prop_assert!(n * 10_000_000_000 <= rhs,
