@@ -156,6 +156,17 @@ pub fn run(_args: Args) -> Result<()> {
             "--wine-test",
         ]),
     )?;
+    if deps::is_root() {
+        // ~40 s after the builds above (gate.sys, gatectl.exe, gate-load).
+        run_step(
+            "demo --wine (the same clients against the shipped gate.sys under Wine, nginx, gatectl.exe)",
+            cargo().args([
+                "run", "--quiet", "--package", "xtask", "--", "demo", "--wine",
+            ]),
+        )?;
+    } else {
+        eprintln!("xtask ci: SKIPPED demo --wine: it needs root (ip netns)");
+    }
     run_step(
         "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
         cargo().args([
