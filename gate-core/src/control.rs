@@ -450,8 +450,11 @@ impl<L: RawLock> Gate<L> {
             IpAddr::V4(_) => self.v4_prefix_len(),
             IpAddr::V6(_) => self.v6_prefix_len(),
         };
+        // Bans off: a ban still recorded is not in force (see `ban`), so
+        // lifting it lifts nothing.
+        let enforced = self.with_live(|l| l.p.ban.threshold != 0);
         let lift = |e: &mut Entry| {
-            let was = e.meta & BANNED != 0;
+            let was = enforced && e.meta & BANNED != 0;
             e.meta &= !BANNED;
             e.rejects = 0;
             e.set_span(0);

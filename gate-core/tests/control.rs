@@ -819,6 +819,8 @@ fn bans_off_lifts_automatic_bans_and_keeps_manual_ones() {
     // Not reported, not enforced: a token is back after 1 s at 1/s.
     let (s, _) = g.query(x, T0 + 4);
     assert_eq!((s.auto_ban_until, s.rejects), (None, 0));
+    // Nothing in force to lift (unban reports what it lifted).
+    assert_eq!(g.lift_auto_bans(cidr("192.0.2.1"), 0, 64).0, 0);
     let d = g.decide(x, l, T0 + TICKS_PER_SEC + 3);
     assert_eq!(d.reason, Reason::WithinRate);
     // Refusals are not counted while bans are off.
