@@ -25,11 +25,10 @@
 #define GATE_RELAY_RUNNING 1u
 #define GATE_RELAY_NOT_RUNNING 2u
 #define GATE_FLAG_PERSIST 1u
-#define GATE_FLAG_COUNT_BANS 2u
+#define GATE_FLAG_COUNT_KEYS 2u
 #define GATE_AF_INET 2u
 #define GATE_AF_INET6 23u
 #define GATE_FOREVER 0xFFFFFFFFFFFFFFFFull
-#define GATE_NOT_COUNTED 0xFFFFFFFFu
 #define GATE_CURSOR_DONE 0xFFFFFFFFFFFFFFFFull
 #define GATE_TOP_MAX 32u
 #define GATE_LIST_PAGE 64u
@@ -141,7 +140,7 @@ typedef struct GATE_STATUS_REPLY {
     uint32_t port;
     uint32_t reasons;
     uint32_t events_used;
-    uint32_t auto_bans;
+    uint32_t reserved;
     GATE_CONFIG config;
     uint64_t by_reason[16];
     uint64_t observed[16];
@@ -169,7 +168,7 @@ _Static_assert(offsetof(GATE_STATUS_REPLY, uptime_ms) == 16, "GATE_STATUS_REPLY.
 _Static_assert(offsetof(GATE_STATUS_REPLY, port) == 24, "GATE_STATUS_REPLY.port");
 _Static_assert(offsetof(GATE_STATUS_REPLY, reasons) == 28, "GATE_STATUS_REPLY.reasons");
 _Static_assert(offsetof(GATE_STATUS_REPLY, events_used) == 32, "GATE_STATUS_REPLY.events_used");
-_Static_assert(offsetof(GATE_STATUS_REPLY, auto_bans) == 36, "GATE_STATUS_REPLY.auto_bans");
+_Static_assert(offsetof(GATE_STATUS_REPLY, reserved) == 36, "GATE_STATUS_REPLY.reserved");
 _Static_assert(offsetof(GATE_STATUS_REPLY, config) == 40, "GATE_STATUS_REPLY.config");
 _Static_assert(offsetof(GATE_STATUS_REPLY, by_reason) == 120, "GATE_STATUS_REPLY.by_reason");
 _Static_assert(offsetof(GATE_STATUS_REPLY, observed) == 248, "GATE_STATUS_REPLY.observed");
@@ -259,16 +258,20 @@ typedef struct GATE_TOP_REPLY {
     uint32_t scanned;
     uint32_t count;
     uint64_t slots_total;
+    uint32_t auto_bans;
+    uint32_t reserved;
     GATE_TOP_ENTRY entries[32];
 } GATE_TOP_REPLY;
-_Static_assert(sizeof(GATE_TOP_REPLY) == 1568, "GATE_TOP_REPLY size");
+_Static_assert(sizeof(GATE_TOP_REPLY) == 1576, "GATE_TOP_REPLY size");
 _Static_assert(offsetof(GATE_TOP_REPLY, version) == 0, "GATE_TOP_REPLY.version");
 _Static_assert(offsetof(GATE_TOP_REPLY, size) == 4, "GATE_TOP_REPLY.size");
 _Static_assert(offsetof(GATE_TOP_REPLY, next_cursor) == 8, "GATE_TOP_REPLY.next_cursor");
 _Static_assert(offsetof(GATE_TOP_REPLY, scanned) == 16, "GATE_TOP_REPLY.scanned");
 _Static_assert(offsetof(GATE_TOP_REPLY, count) == 20, "GATE_TOP_REPLY.count");
 _Static_assert(offsetof(GATE_TOP_REPLY, slots_total) == 24, "GATE_TOP_REPLY.slots_total");
-_Static_assert(offsetof(GATE_TOP_REPLY, entries) == 32, "GATE_TOP_REPLY.entries");
+_Static_assert(offsetof(GATE_TOP_REPLY, auto_bans) == 32, "GATE_TOP_REPLY.auto_bans");
+_Static_assert(offsetof(GATE_TOP_REPLY, reserved) == 36, "GATE_TOP_REPLY.reserved");
+_Static_assert(offsetof(GATE_TOP_REPLY, entries) == 40, "GATE_TOP_REPLY.entries");
 
 typedef struct GATE_LIST_CHANGE_HEADER {
     uint32_t version;

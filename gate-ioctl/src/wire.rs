@@ -382,9 +382,8 @@ pub struct StatusReply {
     pub reasons: u32,
     /// Number of used slots in `events` (gate-core's EVENT_COUNT).
     pub events_used: u32,
-    /// Automatic bans in force (with [`FLAG_COUNT_BANS`], which scans the
-    /// table shard by shard; [`NOT_COUNTED`] without it).
-    pub auto_bans: u32,
+    /// Reserved (0).
+    pub reserved: u32,
     /// The configuration in force.
     pub config: WireConfig,
     /// Decisions by reason (gate-core's `Reason` order).
@@ -422,14 +421,10 @@ pub struct StatusReply {
     pub relay: WireRelay,
 }
 
-/// [`StatusRequest::flags`]: also count the automatic bans in force
-/// ([`StatusReply::auto_bans`]): a scan of the table, one shard lock and at
-/// most 64 slots per lock hold. (Before, this flag counted the tracked
-/// keys, which the reply now always carries.)
-pub const FLAG_COUNT_BANS: u32 = 2;
-
-/// [`StatusReply::auto_bans`] when the request did not ask for the count.
-pub const NOT_COUNTED: u32 = u32::MAX;
+/// [`StatusRequest::flags`]: accepted, no effect. (It asked for the
+/// tracked keys, which the reply now always carries: a sum of per-shard
+/// counts.)
+pub const FLAG_COUNT_KEYS: u32 = 2;
 
 /// [`crate::IOCTL_GATE_QUERY`] input. 28 bytes.
 #[repr(C)]
@@ -543,7 +538,7 @@ pub struct TopEntry {
     pub last_seen_ms: u64,
 }
 
-/// [`crate::IOCTL_GATE_TOP`] output. 1568 bytes.
+/// [`crate::IOCTL_GATE_TOP`] output. 1576 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopReply {
@@ -559,6 +554,12 @@ pub struct TopReply {
     pub count: u32,
     /// Total slots in the table (for progress).
     pub slots_total: u64,
+    /// Keys of this slice under an automatic ban in force (all of them,
+    /// not only the `count` returned): summed over a walk, the automatic
+    /// bans in force, each call bounded like the ranking.
+    pub auto_bans: u32,
+    /// Reserved (0).
+    pub reserved: u32,
     /// The best `count` keys of this slice, in the requested order.
     pub entries: [TopEntry; TOP_MAX],
 }
@@ -866,7 +867,7 @@ wire! {
     QueryReply = 72,
     TopRequest = 24,
     TopEntry = 48,
-    TopReply = 32 + 48 * TOP_MAX,
+    TopReply = 40 + 48 * TOP_MAX,
     ListChangeHeader = 24,
     ListChangeReply = 16,
     ListGetRequest = 16,

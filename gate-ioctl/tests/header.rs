@@ -108,7 +108,7 @@ fn structs() -> Vec<Struct> {
                 ("uint32_t", port),
                 ("uint32_t", reasons),
                 ("uint32_t", events_used),
-                ("uint32_t", auto_bans),
+                ("uint32_t", reserved),
                 ("GATE_CONFIG", config),
                 ("uint64_t", by_reason, COUNTER_SLOTS),
                 ("uint64_t", observed, COUNTER_SLOTS),
@@ -186,6 +186,8 @@ fn structs() -> Vec<Struct> {
                 ("uint32_t", scanned),
                 ("uint32_t", count),
                 ("uint64_t", slots_total),
+                ("uint32_t", auto_bans),
+                ("uint32_t", reserved),
                 ("GATE_TOP_ENTRY", entries, TOP_MAX),
             ]
         ),
@@ -377,11 +379,10 @@ fn render() -> String {
     )
     .unwrap();
     writeln!(h, "#define GATE_FLAG_PERSIST {FLAG_PERSIST}u").unwrap();
-    writeln!(h, "#define GATE_FLAG_COUNT_BANS {FLAG_COUNT_BANS}u").unwrap();
+    writeln!(h, "#define GATE_FLAG_COUNT_KEYS {FLAG_COUNT_KEYS}u").unwrap();
     writeln!(h, "#define GATE_AF_INET {AF_INET}u").unwrap();
     writeln!(h, "#define GATE_AF_INET6 {AF_INET6}u").unwrap();
     writeln!(h, "#define GATE_FOREVER 0xFFFFFFFFFFFFFFFFull").unwrap();
-    writeln!(h, "#define GATE_NOT_COUNTED 0xFFFFFFFFu").unwrap();
     writeln!(h, "#define GATE_CURSOR_DONE 0xFFFFFFFFFFFFFFFFull").unwrap();
     writeln!(h, "#define GATE_TOP_MAX {TOP_MAX}u").unwrap();
     writeln!(h, "#define GATE_LIST_PAGE {LIST_PAGE}u").unwrap();

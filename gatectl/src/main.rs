@@ -466,19 +466,20 @@ impl Gate {
     /// Status. A driver that answers with a version 1 reply (no relay
     /// figures) is read too: its relay part is left zero, and
     /// [`StatusReply::version`] says it is missing.
-    /// `count_bans`: also count the automatic bans in force (the driver
-    /// scans its table, one shard lock at a time).
-    fn status(&mut self, count_bans: bool) -> Result<StatusReply, Failure> {
+    fn status(&mut self) -> Result<StatusReply, Failure> {
         let req = StatusRequest {
             version: VERSION,
-            flags: if count_bans { FLAG_COUNT_BANS } else { 0 },
+            flags: 0,
         };
         let b = self.call_raw("status", IOCTL_GATE_STATUS, req.as_bytes())?;
         status_from_bytes(b)
     }
 
-    fn top(&mut self, n: u32, by: TopBy) -> Result<Vec<TopEntry>, Failure> {
+    /// The `n` best keys by `by`, and the automatic bans in force (summed
+    /// over the walk's slices: each call scans one bounded slice).
+    fn top(&mut self, n: u32, by: TopBy) -> Result<(Vec<TopEntry>, u64), Failure> {
         let mut all: Vec<TopEntry> = Vec::new();
+        let mut auto_bans = 0u64;
         let mut cursor = CURSOR_START;
         let order = match by {
             TopBy::Rejections => top_order::REJECTIONS,
@@ -499,11 +500,12 @@ impl Gate {
                     order,
                 },
             )?;
+            auto_bans += u64::from(r.auto_bans);
             all.extend_from_slice(r.entries.get(..r.count as usize).unwrap_or(&[]));
             all.sort_by_key(|e| std::cmp::Reverse(key(e)));
             all.truncate(n as usize);
             if r.next_cursor == CURSOR_DONE {
-                return Ok(all);
+                return Ok((all, auto_bans));
             }
             cursor = r.next_cursor;
         }
@@ -704,9 +706,9 @@ fn config_json(c: &WireConfig) -> Value {
     })
 }
 
-/// `status --json`; `auto_bans_in_force` is `null` when not counted, and
-/// `mode` `null` while the listener is down.
-fn status_json(s: &StatusReply) -> Value {
+/// `status --json`; `auto_bans`: the automatic bans in force (from a
+/// `top` walk); `mode` is `null` while the listener is down.
+fn status_json(s: &StatusReply, auto_bans: u64) -> Value {
     let names = reason_names();
     let by = |a: &[u64; COUNTER_SLOTS]| {
         let mut m = serde_json::Map::new();
@@ -731,7 +733,7 @@ fn status_json(s: &StatusReply) -> Value {
         "events": Value::Object(events),
         "pends_outstanding": s.pends_outstanding, "pending_in_use": s.pending_in_use,
         "tracked_keys": s.tracked_keys,
-        "auto_bans_in_force": if s.auto_bans == NOT_COUNTED { Value::Null } else { json!(s.auto_bans) },
+        "auto_bans_in_force": auto_bans,
         "capacity": s.capacity,
         "inspects": s.inspects, "aborts": s.aborts,
         "accepted_connections": s.accepted_sockets, "closed_connections": s.closed_sockets,
@@ -831,7 +833,7 @@ fn relay_text(s: &StatusReply) -> String {
     }
 }
 
-fn print_status(s: &StatusReply) -> Result<(), Failure> {
+fn print_status(s: &StatusReply, auto_bans: u64) -> Result<(), Failure> {
     let c = &s.config;
     out!(
         "listener    {} port {}, up {}",
@@ -866,9 +868,8 @@ fn print_status(s: &StatusReply) -> Result<(), Failure> {
     );
     out!(
         "bans        {}; {} manual ({} hits)",
-        match (c.ban_threshold, s.auto_bans) {
+        match (c.ban_threshold, auto_bans) {
             (0, _) => "automatic bans off".to_string(),
-            (t, NOT_COUNTED) => format!("threshold {t} in {} ms, {} ms", c.ban_window_ms, c.ban_ms),
             (t, n) => format!(
                 "threshold {t} in {} ms, {} ms; {n} automatic in force",
                 c.ban_window_ms, c.ban_ms
@@ -973,15 +974,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.cmd {
         Cmd::Status { json, count_keys } => {
             let _ = count_keys;
-            let s = g.status(true)?;
+            let s = g.status()?;
+            // The automatic bans in force: a walk of the table in bounded
+            // slices (IOCTL_GATE_TOP, one entry wanted per slice).
+            let (_, auto_bans) = g.top(1, TopBy::Rejections)?;
             if json {
-                out!("{}", status_json(&s));
+                out!("{}", status_json(&s, auto_bans));
             } else {
-                print_status(&s)?;
+                print_status(&s, auto_bans)?;
             }
         }
         Cmd::Top { count, by, json } => {
-            let t = g.top(count, by)?;
+            let (t, _) = g.top(count, by)?;
             if json {
                 out!("{}", top_json(&t));
             } else {
@@ -1190,12 +1194,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let mut i = 0u64;
             loop {
-                let s = g.status(true)?;
-                let t = g.top(count, TopBy::Rejections)?;
+                let s = g.status()?;
+                let (t, auto_bans) = g.top(count, TopBy::Rejections)?;
                 if json {
                     out!(
                         "{}",
-                        json!({"status": status_json(&s), "top": top_json(&t)})
+                        json!({"status": status_json(&s, auto_bans), "top": top_json(&t)})
                     );
                 } else {
                     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -1203,7 +1207,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         write!(std::io::stdout().lock(), "\x1b[2J\x1b[H")
                             .map_err(Failure::output)?;
                     }
-                    print_status(&s)?;
+                    print_status(&s, auto_bans)?;
                     out!("");
                     print_top(&t)?;
                 }
@@ -1268,7 +1272,7 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
     }
     // Check the result with gate-core's own rules first, so the message
     // names the field and what it accepts.
-    let cur = g.status(false)?.config;
+    let cur = g.status()?.config;
     let mut c = Config {
         capacity: cur.capacity,
         shards: cur.shards,

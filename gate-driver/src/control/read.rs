@@ -92,27 +92,13 @@ fn wire_relay(d: &Driver) -> WireRelay {
     r
 }
 
-/// Automatic bans in force at `now`: a scan of the table, one shard lock
-/// and at most [`gate_core::control::SCAN_CHUNK`] slots per lock hold
-/// (the bounded walk `top` and `unban` use).
-fn count_auto_bans(d: &Driver, now: u64) -> u32 {
-    let mut n = 0u32;
-    let mut cursor = Some(0);
-    while let Some(c) = cursor {
-        cursor = d.gate.scan(c, usize::MAX, now, |k| {
-            if k.auto_ban_until.is_some() {
-                n = n.saturating_add(1);
-            }
-        });
-    }
-    n
-}
-
 /// IOCTL_GATE_STATUS. A caller whose output buffer holds a version 1
 /// reply but not a version 2 one gets version 1 (its first
 /// [`STATUS_REPLY_V1_SIZE`] bytes).
 pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
-    let req: StatusRequest = io.request(FLAG_COUNT_BANS)?;
+    // Checked (version, flags), not otherwise read: FLAG_COUNT_KEYS has
+    // no effect now, `tracked_keys` is always filled.
+    let _req: StatusRequest = io.request(FLAG_COUNT_KEYS)?;
     let v1 = io.out_len() < StatusReply::SIZE;
     if v1 {
         io.need_output_bytes(STATUS_REPLY_V1_SIZE)?;
@@ -130,7 +116,7 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         port: u32::from(d.cfg.listen_port),
         reasons: gate_core::REASON_COUNT as u32,
         events_used: gate_core::EVENT_COUNT as u32,
-        auto_bans: NOT_COUNTED,
+        reserved: 0,
         config: d.gate.with_config(|c, b| wire_config(c, b.len())),
         by_reason: [0; COUNTER_SLOTS],
         observed: [0; COUNTER_SLOTS],
@@ -153,9 +139,6 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     copy_counts(&mut r.by_reason, &c.by_reason);
     copy_counts(&mut r.observed, &c.observed);
     copy_counts(&mut r.events, &c.events);
-    if req.flags & FLAG_COUNT_BANS != 0 {
-        r.auto_bans = count_auto_bans(d, now);
-    }
     if v1 {
         r.version = 1;
         r.size = STATUS_REPLY_V1_SIZE as u32;
@@ -255,7 +238,11 @@ pub fn top(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         top_order::RATE => (e.debt_ms, u64::from(e.rejects)),
         _ => (u64::from(e.rejects), e.debt_ms),
     };
+    let mut auto_bans = 0u32;
     let next = d.gate.scan(req.cursor, TOP_SCAN_SLOTS, now, |k| {
+        if k.auto_ban_until.is_some() {
+            auto_bans = auto_bans.saturating_add(1);
+        }
         let e = TopEntry {
             key: wire_key(&k.key),
             rejects: u32::from(k.rejects),
@@ -302,6 +289,8 @@ pub fn top(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         .unwrap_or(0),
         count: n as u32,
         slots_total: slots,
+        auto_bans,
+        reserved: 0,
         entries: best,
     };
     io.reply(&r)
