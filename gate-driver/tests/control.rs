@@ -228,6 +228,17 @@ fn status_without_a_backend_says_the_relay_is_off_and_serves_version_1_callers()
     let (driver, l) = start(&sim, &[("MaxConnections", RegValue::Dword(77))]);
     verdict(&sim, &l, "10.0.0.1:4000");
     let h = open(&sim, FILE_READ_ACCESS);
+    // The worker reports the listener up just after the bind completes,
+    // and closes the accepted connection (no relay) after the verdict: the
+    // two replies compared below must not straddle either.
+    wait_for(
+        "listener up and the connection closed in status",
+        std::time::Duration::from_secs(5),
+        || {
+            let s = status(&h);
+            s.listener == listener_state::UP && s.closed_sockets == 1
+        },
+    );
     let s = status(&h);
     assert_eq!(s.version, STATUS_REPLY_VERSION);
     assert_eq!(s.size as usize, StatusReply::SIZE);
