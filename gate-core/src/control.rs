@@ -171,6 +171,15 @@ impl<L: RawLock> Gate<L> {
         self.with_live(|l| f(&l.config, &l.ban_list))
     }
 
+    /// [`Self::with_config`] with the configuration's generation: a number
+    /// that grows by one with every change installed (limits, lists or
+    /// manual bans; wrapping). Two reads that see the same generation saw
+    /// the same configuration, so a list copied in several reads (the
+    /// control API's pages) is one that was in force when they all agree.
+    pub fn with_config_generation<R>(&self, f: impl FnOnce(&Config, &[ManualBan], u64) -> R) -> R {
+        self.with_live(|l| f(&l.config, &l.ban_list, l.generation))
+    }
+
     /// Waits until no decision can still use a replaced live object: takes
     /// and releases each shard lock once.
     fn grace_period(&self) {
@@ -199,7 +208,8 @@ impl<L: RawLock> Gate<L> {
             bans.extend_from_slice(&cur.ban_list);
             f(&mut cfg, &mut bans)?;
             check_fixed(&cur.config, &cfg)?;
-            let new = try_box(Live::build(cfg, bans)?).ok_or(ChangeError::OutOfMemory)?;
+            let mut new = try_box(Live::build(cfg, bans)?).ok_or(ChangeError::OutOfMemory)?;
+            new.generation = cur.generation.wrapping_add(1);
             if cur.p.global.is_none() && new.p.global.is_some() {
                 // Switched on: start full (no decision reads it while off).
                 self.global.0.reset();
@@ -219,6 +229,21 @@ impl<L: RawLock> Gate<L> {
             self.grace_period();
             if let Some((tat, from, iv)) = rescale {
                 self.global.0.release(iv.rescale(tat, from));
+            }
+            // Units first (above), then the clamp.
+            // SAFETY: the control lock is held.
+            let now_p = unsafe { self.live.get() };
+            if let (Some(_), Some(g)) = (&old.p.global, &now_p.p.global) {
+                // The global bucket's debt beyond what the new limits
+                // allow, at the latest time any shard has seen (a bounded
+                // pass over the shards, no lock): see `BucketParams::clamp`.
+                let seen = self
+                    .shards
+                    .iter()
+                    .map(|s| s.clock.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0);
+                self.global.0.clamp(g, g.units(seen));
             }
             Ok(old)
         })();
@@ -342,7 +367,7 @@ impl<L: RawLock> Gate<L> {
         let p = &live.p;
         let now = now.max(e.last);
         // While banned, the span is the ban time left after `last` (see `ban`).
-        let auto_ban_until = if e.meta & BANNED != 0 {
+        let auto_ban_until = if e.meta & BANNED != 0 && p.ban.threshold != 0 {
             let until = e.last.saturating_add(e.span());
             (until > now).then_some(until)
         } else {
@@ -350,8 +375,11 @@ impl<L: RawLock> Gate<L> {
         };
         let iv = p.key.iv;
         let nu = p.key.units(now);
-        // In the units in force (as the key's next decision converts it).
-        let tat = iv.rescale(e.tat, e.units());
+        // In the units in force (as the key's next decision converts it),
+        // then as the next decision sees it (see `BucketParams::clamp`).
+        let tat = p
+            .key
+            .clamp(iv.rescale(e.tat, e.units()), p.key.units(e.last));
         let debt = iv.ceil_ticks(tat.saturating_sub(nu));
         KeyState {
             key,
@@ -442,8 +470,11 @@ impl<L: RawLock> Gate<L> {
             IpAddr::V4(_) => self.v4_prefix_len(),
             IpAddr::V6(_) => self.v6_prefix_len(),
         };
+        // Bans off: a ban still recorded is not in force (see `ban`), so
+        // lifting it lifts nothing.
+        let enforced = self.with_live(|l| l.p.ban.threshold != 0);
         let lift = |e: &mut Entry| {
-            let was = e.meta & BANNED != 0;
+            let was = enforced && e.meta & BANNED != 0;
             e.meta &= !BANNED;
             e.rejects = 0;
             e.set_span(0);
@@ -496,7 +527,6 @@ impl<L: RawLock> Gate<L> {
                 .chain(&c.events)
                 .chain(&c.listed)
                 .chain(&c.listed_observed)
-                .chain(core::iter::once(&c.manual))
             {
                 a.store(0, Ordering::Relaxed);
             }
@@ -508,11 +538,16 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Decisions rejected by a manual ban since start (or the last reset).
+    /// Decisions a manual ban decided since start (or the last reset):
+    /// those counted under [`crate::Reason::ManualBan`], plus, in observe
+    /// mode, those it would have rejected.
     pub fn manual_ban_hits(&self) -> u64 {
+        let i = crate::Reason::ManualBan as usize;
+        let at =
+            |a: &[core::sync::atomic::AtomicU64]| a.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
         self.shards
             .iter()
-            .map(|s| s.counters.manual.load(Ordering::Relaxed))
+            .map(|s| at(&s.counters.listed).saturating_add(at(&s.counters.listed_observed)))
             .fold(0u64, |a, b| a.saturating_add(b))
     }
 }

@@ -775,6 +775,11 @@ fn the_counters_event_carries_the_relay_figures() {
     until(&sim, "the second refused", || closed(&c2));
     c.peer_send(&[5; 700]);
     until(&sim, "700 bytes at the backend", || b.unread() == 700);
+    // The bytes reach the backend when the send is made; the relay counts
+    // them when the worker takes its completion (not part of quiesce).
+    until(&sim, "the send counted", || {
+        gate_driver::relay::snapshot().is_some_and(|s| s.bytes_to_backend == 700)
+    });
     let before = count(&sim.events(), "Counters");
     sim.advance_ms(1100);
     until(&sim, "a Counters event", || {
@@ -792,4 +797,116 @@ fn the_counters_event_carries_the_relay_figures() {
     // The relay's figures are in Counters only: RelayCounters (id 23) is retired.
     assert_eq!(count(&sim.events(), "RelayCounters"), 0);
     finish(&sim, d);
+}
+
+/// The "abandon" path (issue 12): a provider that neither cancels nor
+/// completes a pending receive when the connection is reset, disconnected
+/// or closed (Wine was seen doing so; Windows' close completes every IRP).
+/// The relay gives up on the pair after two teardown graces — bounded —
+/// with both sockets closed and the relay reported; the pair stays
+/// allocated while its IRP is out and is freed when it comes back, so the
+/// unload after that finds nothing leaked and no driver code runs after it.
+#[test]
+fn a_relay_whose_receive_never_comes_back_is_abandoned_in_bounded_time_then_freed() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let (c, b) = open(&sim, local, "192.0.2.140:4000");
+    c.peer_send(b"req");
+    until(&sim, "relayed", || b.unread() == 3);
+    sim.set_hold_receives(true);
+    // The client resets: its receive completes with the reset; the relay
+    // aborts both sides, and the receive pending on the backend is held.
+    c.peer_reset();
+    until(&sim, "backend reset", || {
+        b.info().unwrap().disconnected == Some(true) && sim.held_receives() == 1
+    });
+    // The relay waits for the held receive (a cancel is ignored) before
+    // it closes the sockets, one grace at most.
+    let grace = u64::from(gate_driver::relay::pair::TEARDOWN_GRACE_MS);
+    sim.advance_ms(grace - 10);
+    sim.quiesce();
+    assert!(!closed(&b), "closed before the grace ran out");
+    sim.advance_ms(20);
+    until(&sim, "both closed", || closed(&c) && closed(&b));
+    assert_eq!(sim.held_receives(), 1, "the close did not complete it");
+    assert_eq!(active(), 1, "still waiting for its IRP");
+    assert_eq!(gate_driver::relay::abandoned(), Some((0, 0)));
+    sim.advance_ms(grace + 10);
+    until(&sim, "abandoned", || active() == 0);
+    assert_eq!(gate_driver::relay::abandoned(), Some((1, 0)));
+    assert!(
+        sim.debug_output()
+            .iter()
+            .any(|l| l.text.contains("abandoned with 1 IRP(s) still pending")),
+        "the abandon is reported"
+    );
+    let e = events(&sim, "RelayClosed");
+    assert_eq!(e.len(), 1, "reported once, when abandoned");
+    assert_eq!(field_u64(&e[0], "Cause"), 1, "client_error");
+    // The relay goes on working meanwhile.
+    sim.set_hold_receives(false);
+    let (c2, b2) = open(&sim, local, "192.0.2.140:4001");
+    c2.peer_send(b"more");
+    until(&sim, "relayed", || b2.unread() == 4);
+    // The held IRP comes back at last: the pair is freed, not reported again.
+    assert_eq!(sim.release_held_receives(gate_ksys::STATUS_CANCELLED), 1);
+    until(&sim, "freed", || {
+        gate_driver::relay::abandoned() == Some((1, 1))
+    });
+    assert_eq!(events(&sim, "RelayClosed").len(), 1);
+    finish(&sim, d);
+}
+
+/// The same at unload: the IRP never comes back. Unload still returns
+/// after the bounded teardown (two graces of virtual time, not forever);
+/// what it leaves is exactly the abandoned relays' state (the relay, the
+/// pairs, their buffers, IRPs and MDLs — kept so that a late completion
+/// would find valid memory), and no driver code runs after it.
+#[test]
+fn unload_with_an_irp_that_never_comes_back_is_bounded_and_leaks_only_that_relay() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[]);
+    let (c, b) = open(&sim, local, "192.0.2.141:4000");
+    let (c2, b2) = open(&sim, local, "192.0.2.141:4001");
+    c.peer_send(b"req");
+    until(&sim, "relayed", || b.unread() == 3);
+    sim.set_hold_receives(true);
+    sim.quiesce();
+    let grace = u64::from(gate_driver::relay::pair::TEARDOWN_GRACE_MS);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let advanced = std::sync::atomic::AtomicU64::new(0);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                sim.advance_ms(100);
+                advanced.fetch_add(100, std::sync::atomic::Ordering::AcqRel);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let r = d.unload(&sim);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        r
+    });
+    let took = advanced.load(std::sync::atomic::Ordering::Acquire);
+    assert!(
+        took <= 2 * grace + 1000,
+        "unload took {took} ms of virtual time (bound: two graces of {grace} ms)"
+    );
+    for x in [&c, &b, &c2, &b2] {
+        assert!(closed(x), "every socket closed");
+    }
+    // Both relays' receives on both sides were held: two abandoned pairs.
+    assert_eq!(sim.held_receives(), 4);
+    assert!(sim
+        .debug_output()
+        .iter()
+        .any(|l| l.text.contains("abandoned relay(s) not freed")));
+    // Each abandoned pair keeps its three IRPs and two MDLs; four IRPs
+    // are the held receives, still in flight.
+    assert_eq!(report.irps, 6, "{report:?}");
+    assert_eq!(report.irps_in_flight, 4, "{report:?}");
+    assert_eq!(report.mdls, 4, "{report:?}");
+    assert_eq!(report.sockets_open, 0, "{report:?}");
+    assert_eq!(report.threads_running, 0, "{report:?}");
+    sim.assert_no_violations();
 }

@@ -37,6 +37,48 @@ fn runs_without_optional_routines_like_wine() {
     gate_usersim::etw::set_routines_available(true);
 }
 
+/// Wine 8 has neither KeQueryInterruptTimePrecise nor
+/// KeQueryUnbiasedInterruptTime, and its KeQueryInterruptTime returns
+/// milliseconds: the driver must take KeQueryPerformanceCounter (scaled by
+/// its frequency) before it, or a bucket refills 10,000 times too slowly.
+#[test]
+fn the_clock_runs_at_the_right_speed_on_wines_routines() {
+    let sim = Sim::new();
+    sim.hide_routine("KeQueryInterruptTimePrecise", true);
+    sim.hide_routine("KeQueryUnbiasedInterruptTime", true);
+    sim.wine_interrupt_time(true);
+    // One connection per second, no burst beyond it.
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+        ],
+    );
+    let local = local_of(&l);
+    let mut verdicts = Vec::new();
+    for i in 0..4u16 {
+        verdicts.push(
+            sim.connect(addr(&format!("10.0.0.1:{}", 100 + 2 * i)), local)
+                .verdict(),
+        );
+        verdicts.push(
+            sim.connect(addr(&format!("10.0.0.1:{}", 101 + 2 * i)), local)
+                .verdict(),
+        );
+        sim.advance_ms(1000);
+    }
+    let want: Vec<_> = (0..4)
+        .flat_map(|_| [Some(Verdict::Accept), Some(Verdict::Reject)])
+        .collect();
+    assert_eq!(verdicts, want, "one token a second, refilled each second");
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+    sim.wine_interrupt_time(false);
+    sim.hide_routine("KeQueryInterruptTimePrecise", false);
+    sim.hide_routine("KeQueryUnbiasedInterruptTime", false);
+}
+
 #[test]
 fn irp_allocation_failure_in_the_pending_table_refuses_the_start() {
     let sim = Sim::new();

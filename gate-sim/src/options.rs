@@ -15,11 +15,16 @@
 //! DenyList = ["203.0.113.0/24"]
 //! ```
 //!
+//! Registry value names match ASCII case-insensitively, as the registry
+//! and the driver's reader compare them (`--burst 10` is `--Burst 10`,
+//! `[parameters] ratemillipersecond = 5000` is `RateMilliPerSecond`); the
+//! same value given twice under two spellings is refused.
+//!
 //! Every bad option is refused with its name and value.
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
-use gate_driver::config::{RegType, VALUES};
+use gate_driver::config::{RegType, ValueSpec, VALUES};
 use gate_usersim::RegValue;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +73,15 @@ pub struct FrontArgs {
     /// Netlink socket receive buffer per queue, bytes.
     #[arg(long)]
     pub rcvbuf_bytes: Option<usize>,
+    /// Scheduling priority (nice value, -20..19) of every gate-sim thread.
+    /// Default -20: the driver's decisions, WskAbortEvent and the stack's
+    /// handshakes run in the kernel on Windows, ahead of every user-mode
+    /// process; gate-sim stands in for that kernel path, so it runs ahead
+    /// of the processes beside it (a flood tool, the clients). 0 keeps the
+    /// priority gate-sim was started with (lowering the value needs
+    /// CAP_SYS_NICE).
+    #[arg(long, allow_hyphen_values = true)]
+    pub nice: Option<i32>,
     /// Don't install NFQUEUE rules (the caller manages them).
     #[arg(long)]
     pub no_rules: bool,
@@ -90,6 +104,10 @@ pub struct FrontArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The default `--nice`: ahead of user-mode processes, as the kernel path
+/// gate-sim stands in for.
+pub const DEFAULT_NICE: i32 = -20;
+
 /// Everything gate-sim was asked for, merged and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -102,6 +120,8 @@ pub struct Options {
     pub queue_maxlen: u32,
     pub rcvbuf: usize,
     pub rules: bool,
+    /// Nice value for every thread (None: leave as started).
+    pub nice: Option<i32>,
     pub duration: Option<Duration>,
     pub events: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
@@ -127,7 +147,8 @@ pub fn command() -> Command {
             .about("The gate's driver code on gate-usersim, deciding real SYNs through NFQUEUE")
             .after_help(
                 "Registry values (gate-driver/CONFIG.md) are flags named like the values, \
-                 e.g. --RateMilliPerSecond 5000 --DenyList 10.0.0.0/8,192.0.2.7",
+                 e.g. --RateMilliPerSecond 5000 --DenyList 10.0.0.0/8,192.0.2.7; \
+                 as in the registry, their names match in any case (--burst is --Burst)",
             ),
     );
     for v in VALUES {
@@ -140,6 +161,46 @@ pub fn command() -> Command {
         );
     }
     c
+}
+
+/// The registry value `name` names, compared ASCII case-insensitively as
+/// the registry and the driver's reader (gate-driver config.rs, its check
+/// of the names under `Parameters`) compare value names.
+fn registry_value(name: &str) -> Option<&'static ValueSpec> {
+    VALUES.iter().find(|v| v.name.eq_ignore_ascii_case(name))
+}
+
+/// The command line with registry-value flags spelt in any case rewritten
+/// to the value's own spelling (`--burst=5` -> `--Burst=5`), so clap, whose
+/// long flags are case-sensitive, sees one flag per value (and refuses a
+/// value given twice under two spellings). Flags of the front itself are
+/// left as they are; nothing after `--` is touched.
+fn canonical_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for a in args {
+        let fixed = match a.to_str() {
+            Some("--") => {
+                rest = true;
+                None
+            }
+            Some(s) if !rest && s.starts_with("--") => {
+                let (name, tail) = match s[2..].split_once('=') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (&s[2..], None),
+                };
+                registry_value(name)
+                    .filter(|v| v.name != name)
+                    .map(|v| match tail {
+                        Some(t) => format!("--{}={t}", v.name),
+                        None => format!("--{}", v.name),
+                    })
+            }
+            _ => None,
+        };
+        out.push(fixed.map_or(a, Into::into));
+    }
+    out
 }
 
 /// Types a registry value given as text, by its documented type.
@@ -192,7 +253,7 @@ fn typed_toml(name: &'static str, ty: RegType, v: &toml::Value) -> Result<RegVal
 
 /// The front options a TOML `[front]` table may set (names as the flags,
 /// with `_`).
-const FRONT_KEYS: [&str; 12] = [
+const FRONT_KEYS: [&str; 13] = [
     "netns",
     "queues",
     "reject",
@@ -202,6 +263,7 @@ const FRONT_KEYS: [&str; 12] = [
     "queue_maxlen",
     "rcvbuf_bytes",
     "no_rules",
+    "nice",
     "duration_s",
     "events",
     "stats_interval_ms",
@@ -235,6 +297,13 @@ fn front_from_toml(a: &mut FrontArgs, t: &toml::Table) -> Result<()> {
                 a.reject = a.reject.or(Some(r));
             }
             "fail_open" => a.fail_open |= v.as_bool().ok_or_else(bad)?,
+            "nice" => {
+                let n = v
+                    .as_integer()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .ok_or_else(bad)?;
+                a.nice = a.nice.or(Some(n));
+            }
             "no_rules" => a.no_rules |= v.as_bool().ok_or_else(bad)?,
             "max_half_open" => {
                 a.max_half_open = a
@@ -300,10 +369,11 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let m = command()
-        .try_get_matches_from(
+        .try_get_matches_from(canonical_args(
             std::iter::once(std::ffi::OsString::from("gate-sim"))
-                .chain(args.into_iter().map(Into::into)),
-        )
+                .chain(args.into_iter().map(Into::into))
+                .collect(),
+        ))
         .map_err(|e| {
             if matches!(
                 e.kind(),
@@ -325,8 +395,18 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
             .with_context(|| format!("--config {}: cannot read", path.display()))?;
         let mut t: toml::Table = toml::from_str(&text)
             .with_context(|| format!("--config {}: not valid TOML", path.display()))?;
+        // The key name `Parameters` compares case-insensitively too (it is
+        // a registry key); `[front]` is gate-sim's own.
+        let mut params_key = None;
         for k in t.keys() {
-            if k != "front" && k != "Parameters" {
+            if k.eq_ignore_ascii_case("Parameters") {
+                if let Some(other) = params_key.replace(k.clone()) {
+                    bail!(
+                        "--config {}: [{other}] and [{k}] are one registry key (names compare case-insensitively): merge them",
+                        path.display()
+                    );
+                }
+            } else if k != "front" {
                 bail!(
                     "--config {}: unknown table [{k}] (known: [front], [Parameters])",
                     path.display()
@@ -339,14 +419,25 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
                 .ok_or_else(|| anyhow!("--config {}: [front] must be a table", path.display()))?;
             front_from_toml(&mut a, f)?;
         }
-        if let Some(p) = t.remove("Parameters") {
-            file_params = p.as_table().cloned().ok_or_else(|| {
+        if let Some(p) = params_key.and_then(|k| t.remove(&k)) {
+            let given = p.as_table().cloned().ok_or_else(|| {
                 anyhow!("--config {}: [Parameters] must be a table", path.display())
             })?;
-            for k in file_params.keys() {
-                if !VALUES.iter().any(|v| v.name == k) {
+            // Keys by the value's own spelling, matched as the registry
+            // matches names; two spellings of one value are refused.
+            let mut seen: Vec<(&'static str, String)> = Vec::new();
+            for (k, v) in given {
+                let Some(spec) = registry_value(&k) else {
                     bail!("[Parameters] {k}: not a registry value of the driver (see gate-driver/CONFIG.md)");
+                };
+                if let Some((_, first)) = seen.iter().find(|(n, _)| *n == spec.name) {
+                    bail!(
+                        "[Parameters] {first} and {k}: the same registry value {} (names compare case-insensitively)",
+                        spec.name
+                    );
                 }
+                seen.push((spec.name, k));
+                file_params.insert(spec.name.to_string(), v);
             }
         }
     }
@@ -391,6 +482,10 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
     if max_half_open == 0 || max_half_open > 4_194_304 {
         bail!("--max-half-open {max_half_open}: must be 1-4194304");
     }
+    let nice = a.nice.unwrap_or(DEFAULT_NICE);
+    if !(-20..=19).contains(&nice) {
+        bail!("--nice {nice}: must be -20..19");
+    }
     let maxlen = a.queue_maxlen.unwrap_or(65_536);
     if maxlen == 0 {
         bail!("--queue-maxlen 0: must be at least 1");
@@ -409,6 +504,7 @@ fn from_matches(m: &ArgMatches) -> Result<Options> {
         queue_maxlen: maxlen,
         rcvbuf,
         rules: !a.no_rules,
+        nice: (nice != 0).then_some(nice),
         duration,
         events: a.events,
         control: a.control,
@@ -467,8 +563,83 @@ mod tests {
         assert!(m.contains("--netns"), "{m}");
         let m = e("--netns ../x");
         assert!(m.contains("../x"), "{m}");
+        let m = e("--netns n --nice 20");
+        assert!(m.contains("--nice") && m.contains("20"), "{m}");
+        assert_eq!(p("--netns n --nice -5").unwrap().nice, Some(-5));
+        assert_eq!(p("--netns n --nice 0").unwrap().nice, None);
+        assert_eq!(p("--netns n").unwrap().nice, Some(DEFAULT_NICE));
         let m = e("--netns n --ListenPort 70000");
         assert!(m.contains("--ListenPort") && m.contains("70000"), "{m}");
+    }
+
+    /// Registry value names compare case-insensitively (the registry and
+    /// the driver's reader): any spelling of every value is that value, in
+    /// flags (`--x v` and `--x=v`) and in the TOML file; two spellings of
+    /// one value are refused, naming both.
+    #[test]
+    fn registry_names_match_in_any_case() {
+        for v in VALUES {
+            let sample = match v.ty {
+                RegType::Dword | RegType::DwordOrQword => "7",
+                RegType::Sz => "x",
+                RegType::MultiSz => "a,b",
+            };
+            let want = typed(v.name, v.ty, sample).unwrap();
+            for spelling in [v.name.to_ascii_lowercase(), v.name.to_ascii_uppercase()] {
+                for args in [
+                    format!("--netns n --{spelling} {sample}"),
+                    format!("--netns n --{spelling}={sample}"),
+                ] {
+                    let o = p(&args).unwrap_or_else(|e| panic!("{args}: {e:#}"));
+                    assert_eq!(o.registry, vec![(v.name, want.clone())], "{args}");
+                }
+            }
+        }
+        let m = format!("{:#}", p("--netns n --burst 5 --Burst 6").unwrap_err());
+        assert!(m.contains("--Burst"), "{m}");
+        // Front flags are not registry names and stay case-sensitive.
+        assert!(p("--NETNS n").is_err());
+        let dir = std::env::temp_dir().join(format!("gate-sim-case-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        let cfg = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            parse(["--config", f.to_str().unwrap(), "--netns", "n"])
+        };
+        let o = cfg("[parameters]\nburst = 5\nRATEMILLIPERSECOND = 7000\n").unwrap();
+        assert_eq!(
+            o.registry,
+            vec![
+                ("RateMilliPerSecond", RegValue::Dword(7000)),
+                ("Burst", RegValue::Dword(5))
+            ]
+        );
+        // A flag still wins over the file under any spelling.
+        std::fs::write(&f, "[Parameters]\nburst = 5\n").unwrap();
+        let o = parse([
+            "--config",
+            f.to_str().unwrap(),
+            "--netns",
+            "n",
+            "--BURST",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(o.registry, vec![("Burst", RegValue::Dword(9))]);
+        let m = format!(
+            "{:#}",
+            cfg("[Parameters]\nBurst = 5\nburst = 6\n").unwrap_err()
+        );
+        assert!(m.contains("Burst") && m.contains("burst"), "{m}");
+        let m = format!(
+            "{:#}",
+            cfg("[Parameters]\nBurst = 5\n[parameters]\nTableShards = 4\n").unwrap_err()
+        );
+        assert!(
+            m.contains("[Parameters]") && m.contains("[parameters]"),
+            "{m}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

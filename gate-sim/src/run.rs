@@ -8,7 +8,7 @@
 use crate::events::{self, EventLog};
 use crate::options::{Options, Reject};
 use crate::rules::Rules;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use gate_usersim::nfq::{self, Counters, FrontConfig, NfqStats, RejectMode, DEFAULT_REJECT_MARK};
 use gate_usersim::wsk::real::{self, Acceptor};
 use gate_usersim::{etw, Sim};
@@ -95,10 +95,11 @@ pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
 fn real_line() -> String {
     let r = real::stats();
     format!(
-        "handshakes={} handshake_timeouts={} half_open_evicted={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
+        "handshakes={} handshake_timeouts={} half_open_evicted={} superseded={} unmatched={} awaiting={} connects={} bytes_in={} bytes_out={}",
         r.handshakes,
         r.handshake_timeouts,
         r.half_open_evicted,
+        r.superseded,
         r.unmatched,
         real::awaiting_count(),
         r.connects,
@@ -135,6 +136,16 @@ fn c_path(o: &Options) -> String {
 pub fn run(o: &Options) -> Result<i32> {
     let text_to_err = o.events.as_deref() == Some(std::path::Path::new("-"));
     install_signal_handlers();
+    if let Some(n) = o.nice {
+        // Before any thread starts: Linux nice values are per thread and
+        // a new thread inherits its creator's.
+        // SAFETY: setpriority(2) on the calling thread (who = 0).
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            bail!("--nice {n}: cannot set the scheduling priority: {e} (lowering it needs CAP_SYS_NICE; --nice 0 keeps it)");
+        }
+    }
     if let Some(ns) = &o.netns {
         // Every thread started from here on lives in the namespace.
         nfq::enter_netns(ns)
@@ -247,6 +258,9 @@ pub fn run(o: &Options) -> Result<i32> {
     // A connection socket the driver opens (WskConnect: the relay to its
     // backend) is a real TCP connection from the namespace.
     real::set_connect_real(true);
+    // Real-socket IRPs complete inline when they can and on the reactor
+    // otherwise (as Windows' WSK does), not through the I/O thread.
+    real::set_fast_completion(true);
     let mut cfg = FrontConfig::queues(o.queues.0, o.queues.1);
     cfg.rcvbuf = o.rcvbuf;
     cfg.queue_maxlen = o.queue_maxlen;
@@ -260,7 +274,7 @@ pub fn run(o: &Options) -> Result<i32> {
     };
     say!(
         text_to_err,
-        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {}, fail-open {}, handshake timeout {}",
+        "gate-sim: listening on {} (conditional accept {}), queues {}:{}, netns {}, reject {}, fail-open {}, handshake timeout {}, nice {}",
         l.addr,
         l.conditional_accept,
         o.queues.0,
@@ -272,7 +286,8 @@ pub fn run(o: &Options) -> Result<i32> {
         },
         o.fail_open,
         o.handshake_timeout
-            .map_or("off".to_string(), |d| format!("{} ms", d.as_millis()))
+            .map_or("off".to_string(), |d| format!("{} ms", d.as_millis())),
+        o.nice.map_or("unchanged".to_string(), |n| n.to_string())
     );
     let counters = Counters::default();
     let (served, elapsed) = std::thread::scope(|s| {

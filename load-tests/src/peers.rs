@@ -4,7 +4,9 @@
 //! per-source meter (`reject with tcp reset` over the limit, before the
 //! handshake) and HAProxy (stick-table `conn_rate(1s)` with
 //! `tcp-request connection reject`, after the handshake, so its runs use a
-//! confirm window). Reports accuracy (observed / model accepted per group)
+//! confirm window). With `--gate-sim PATH`, also gate-sim: the driver's
+//! own code on gate-usersim deciding each SYN through NFQUEUE, with the
+//! scenario's limits as its registry values. Reports accuracy (observed / model accepted per group)
 //! and the highest new-connection rate each sustains, as ratios.
 //!
 //! With `--relay`, the relay comparison instead: the same payload run (see
@@ -74,6 +76,10 @@ pub struct Args {
     /// Leave HAProxy out.
     #[arg(long)]
     pub skip_haproxy: bool,
+    /// Also compare gate-sim (the driver's code behind NFQUEUE, reject =
+    /// reset), run from this binary (`cargo build --release -p gate-sim`).
+    #[arg(long, value_name = "PATH")]
+    pub gate_sim: Option<PathBuf>,
     /// Write the results table (Markdown) here too.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
@@ -85,6 +91,8 @@ pub enum Peer {
     Plain,
     NftMeter,
     Haproxy,
+    /// gate-sim: the driver's code on gate-usersim behind NFQUEUE.
+    GateSim,
     /// Relay comparison: the backend itself.
     Direct,
     /// Relay comparison: HAProxy `mode tcp` relaying to the backend.
@@ -97,6 +105,7 @@ impl Peer {
             Peer::Plain => "plain listener",
             Peer::NftMeter => "nftables meter",
             Peer::Haproxy => "HAProxy stick-table",
+            Peer::GateSim => "gate-sim (driver code)",
             Peer::Direct => "direct to backend",
             Peer::HaproxyRelay => "HAProxy TCP relay",
         }
@@ -246,8 +255,10 @@ fn start_haproxy(ns: &str, name: &str, config: &str, front: SocketAddr) -> Resul
 struct Running {
     topo: Guard,
     target: SocketAddr,
-    _listener: Background,
+    /// The real listener (gate-sim has its own).
+    _listener: Option<Background>,
     haproxy: Option<Child>,
+    gate_sim: Option<Child>,
 }
 
 impl Drop for Running {
@@ -256,10 +267,84 @@ impl Drop for Running {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some(c) = self.gate_sim.as_mut() {
+            // SIGINT: gate-sim removes its rules and unloads the driver.
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            let _ = c.wait();
+        }
     }
 }
 
-fn start(peer: Peer, gate: &GateConfig, name: &str) -> Result<Running> {
+/// The gate-sim flags for the scenario's `[gate]` limits (registry values
+/// of gate-driver/CONFIG.md).
+pub fn gate_sim_args(port: u16, gate: &GateConfig) -> Result<Vec<String>> {
+    let milli = |what: &str, r: f64| -> Result<String> {
+        let m = (r * 1000.0).round();
+        if !(1.0..=1e10).contains(&m) {
+            bail!("{what} = {r}: gate-sim needs 0.001 to 10000000 per second");
+        }
+        Ok(format!("{}", m as u64))
+    };
+    let whole = |what: &str, b: f64| -> Result<String> {
+        if b.fract() != 0.0 || b < 1.0 || b > f64::from(u32::MAX) {
+            bail!("{what} = {b}: gate-sim needs a whole number of tokens");
+        }
+        Ok(format!("{}", b as u64))
+    };
+    let mut a: Vec<String> = vec![
+        "--ListenPort".into(),
+        port.to_string(),
+        "--RateMilliPerSecond".into(),
+        milli("per_key_rate", gate.per_key_rate)?,
+        "--Burst".into(),
+        whole("per_key_burst", gate.per_key_burst)?,
+        "--Ipv4PrefixLength".into(),
+        gate.ipv4_prefix.to_string(),
+        "--Ipv6PrefixLength".into(),
+        gate.ipv6_prefix.to_string(),
+    ];
+    if let Some(g) = gate.global_rate {
+        a.extend([
+            "--GlobalRateMilliPerSecond".into(),
+            milli("global_rate", g)?,
+            "--GlobalBurst".into(),
+            whole("global_burst", gate.global_burst.unwrap_or(g))?,
+        ]);
+    }
+    Ok(a)
+}
+
+/// Starts gate-sim in namespace `ns` and waits for its `ready` line.
+fn start_gate_sim(bin: &std::path::Path, ns: &str, args: &[String]) -> Result<Child> {
+    use std::io::BufRead;
+    let mut child = Command::new(bin)
+        .args(["--netns", ns, "--stats-interval-ms", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting gate-sim {}", bin.display()))?;
+    let out = child.stdout.take().context("gate-sim stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if l == "ready" {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("gate-sim did not get ready within 20 s");
+    }
+    Ok(child)
+}
+
+fn start(peer: Peer, gate: &GateConfig, name: &str, args: &Args) -> Result<Running> {
     let topo = Guard(Topology::up(name, crate::topology::MAX_ADDRESSES)?);
     let sns = topo.0.server_ns();
     let port = 8080u16;
@@ -271,12 +356,26 @@ fn start(peer: Peer, gate: &GateConfig, name: &str) -> Result<Running> {
         ),
         _ => (front, Duration::ZERO),
     };
-    let listener = in_netns(&sns, move || Background::start(listen_at, hold, None))?
-        .join()
-        .map_err(|_| anyhow::anyhow!("listener start panicked"))??;
+    let listener = if peer == Peer::GateSim {
+        None
+    } else {
+        Some(
+            in_netns(&sns, move || Background::start(listen_at, hold, None))?
+                .join()
+                .map_err(|_| anyhow::anyhow!("listener start panicked"))??,
+        )
+    };
     let mut haproxy = None;
+    let mut gate_sim = None;
     match peer {
         Peer::Plain => {}
+        Peer::GateSim => {
+            let bin = args
+                .gate_sim
+                .as_deref()
+                .context("gate-sim needs --gate-sim PATH")?;
+            gate_sim = Some(start_gate_sim(bin, &sns, &gate_sim_args(port, gate)?)?);
+        }
         Peer::NftMeter => {
             let rules = nft_meter_rules(port, gate)?;
             let path = std::env::temp_dir().join(format!("gate-load-{name}.nft"));
@@ -300,6 +399,7 @@ fn start(peer: Peer, gate: &GateConfig, name: &str) -> Result<Running> {
         target: front,
         _listener: listener,
         haproxy,
+        gate_sim,
     })
 }
 
@@ -346,7 +446,7 @@ fn measure(peer: Peer, sc: &Scenario, gate: &GateConfig, args: &Args) -> Result<
     let confirm = if peer == Peer::Haproxy { 200 } else { 0 };
     let mut sc = sc.clone();
     sc.confirm = Duration::from_millis(confirm);
-    let running = start(peer, gate, &tag)?;
+    let running = start(peer, gate, &tag, args)?;
     let report = run_in_client(&running, &sc)?;
     drop(running);
     eprint!("{}: {}", peer.name(), report.summary());
@@ -364,7 +464,7 @@ fn measure(peer: Peer, sc: &Scenario, gate: &GateConfig, args: &Args) -> Result<
     let mut sustained = 0;
     for &rate in &args.steps {
         // A fresh peer per step: no meter or stick-table state carries over.
-        let running = start(peer, gate, &tag)?;
+        let running = start(peer, gate, &tag, args)?;
         let r = run_in_client(&running, &ramp_scenario(rate, args.step_s, confirm)?)?;
         drop(running);
         let g = r.groups.first().context("ramp report has no group")?;
@@ -457,6 +557,9 @@ pub fn run(args: &Args) -> Result<bool> {
     if !args.skip_haproxy {
         peers.push(Peer::Haproxy);
     }
+    if args.gate_sim.is_some() {
+        peers.push(Peer::GateSim);
+    }
     let mut results = Vec::new();
     for p in peers {
         results.push(measure(p, &sc, &gate, args)?);
@@ -518,8 +621,9 @@ pub fn relay_run(peer: Peer, sc: &Scenario, mode: ServeMode, name: &str) -> Resu
     let running = Running {
         topo,
         target: front,
-        _listener: backend,
+        _listener: Some(backend),
         haproxy,
+        gate_sim: None,
     };
     run_in_client(&running, sc)
 }
@@ -682,6 +786,27 @@ mod tests {
             );
         }
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn gate_sim_flags_follow_the_gate() {
+        let a = gate_sim_args(8080, &gate(24)).unwrap().join(" ");
+        assert_eq!(
+            a,
+            "--ListenPort 8080 --RateMilliPerSecond 10000 --Burst 20 --Ipv4PrefixLength 24 \
+             --Ipv6PrefixLength 64 --GlobalRateMilliPerSecond 1000000 --GlobalBurst 1000"
+        );
+        let mut g = gate(32);
+        g.global_rate = None;
+        g.per_key_rate = 0.5;
+        let a = gate_sim_args(8080, &g).unwrap().join(" ");
+        assert!(
+            a.contains("--RateMilliPerSecond 500 ") && !a.contains("Global"),
+            "{a}"
+        );
+        g.per_key_burst = 2.5;
+        let e = gate_sim_args(8080, &g).unwrap_err().to_string();
+        assert!(e.contains("per_key_burst") && e.contains("2.5"), "{e}");
     }
 
     #[test]

@@ -266,7 +266,8 @@ fn outcomes_panel<DB: DrawingBackend>(
         .y_desc("attempts")
         .x_labels(secs.min(20) + 1)
         .x_label_formatter(&|x| whole_seconds(*x))
-        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_labels(count_ticks(ymax * 1.4))
+        .y_label_formatter(&|y| whole_seconds(*y))
         .bold_line_style(GRID)
         .light_line_style(TRANSPARENT)
         .draw()
@@ -386,7 +387,16 @@ fn latency_panel<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
 
-/// Labels only whole seconds (plotters may pick fractional tick positions).
+/// How many ticks a count axis from 0 to `top` asks plotters for: at most
+/// one per whole number (so small counts do not get fractional ticks), at
+/// most 10.
+fn count_ticks(top: f64) -> usize {
+    (top.max(0.0).floor() as usize + 1).clamp(2, 10)
+}
+
+/// Labels only whole numbers (plotters may pick fractional tick positions,
+/// which rounded to integers would repeat a label: "2, 2, 2, 1, 1, 0"):
+/// whole seconds on the time axis, whole counts on the attempts axis.
 fn whole_seconds(x: f64) -> String {
     if (x - x.round()).abs() < 1e-6 {
         format!("{x:.0}")
@@ -660,7 +670,49 @@ mod tests {
         assert!(e.contains("a.jpg") && e.contains(".svg or .png"), "{e}");
     }
 
+    /// The labels plotters' own tick positions get on a count axis from 0
+    /// to `top`, as the outcomes panel configures it.
+    fn count_axis_labels(top: f64) -> Vec<(f64, String)> {
+        use plotters::coord::ranged1d::Ranged;
+        let axis: plotters::coord::types::RangedCoordf64 = (0f64..top).into();
+        axis.key_points(count_ticks(top))
+            .into_iter()
+            .map(|y| (y, whole_seconds(y)))
+            .collect()
+    }
+
+    #[test]
+    fn tiny_counts_get_one_label_per_whole_number() {
+        // The reported case: a group at 2/s (axis 0..2.8) was labelled
+        // "2, 2, 2, 1, 1, 0".
+        let labels: Vec<String> = count_axis_labels(2.0 * 1.4)
+            .into_iter()
+            .map(|(_, l)| l)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(labels, vec!["0", "1", "2"]);
+    }
+
     proptest::proptest! {
+        /// The kind of the y-label bug (a fractional tick rounded to a
+        /// label another tick has): on any count axis, every label is the
+        /// whole number of its tick, no label repeats, and at least two
+        /// ticks are labelled.
+        #[test]
+        fn count_axis_labels_are_whole_and_distinct(
+            ymax in proptest::prop_oneof![1u32..30, 1u32..200_000]
+        ) {
+            let labels = count_axis_labels(f64::from(ymax) * 1.4);
+            let shown: Vec<&(f64, String)> = labels.iter().filter(|(_, l)| !l.is_empty()).collect();
+            proptest::prop_assert!(shown.len() >= 2, "{labels:?}");
+            let mut seen = std::collections::HashSet::new();
+            for (y, l) in &shown {
+                proptest::prop_assert_eq!(l.parse::<f64>().ok(), Some(y.round()));
+                proptest::prop_assert!((y - y.round()).abs() < 1e-6);
+                proptest::prop_assert!(seen.insert(l.clone()), "{labels:?}");
+            }
+        }
+
         /// The kind of the plot bug (lines between per-second points: a
         /// count drawn as a ramp, the last second cut off): every count holds
         /// flat over exactly its own second, and the steps cover the run.

@@ -29,6 +29,8 @@ const TEST_PACKAGES: &[Pkg] = &[
     Pkg::new("nftables", "/usr/sbin/nft"),
     Pkg::new("iptables", "/usr/sbin/iptables-nft"),
     Pkg::new("haproxy", "/usr/sbin/haproxy"),
+    // gate-sim's relay test puts nginx (PROXY v2) behind the gate.
+    Pkg::new("nginx-light", "/usr/sbin/nginx"),
     Pkg::new("iproute2", "/usr/sbin/ip"),
     // gate-load's syn-flood test compares its offered rate with hping3's.
     Pkg::new("hping3", "/usr/sbin/hping3"),
@@ -78,6 +80,18 @@ pub fn run(_args: Args) -> Result<()> {
                 "gate-sim",
                 "--test",
                 "relay",
+                "--",
+                "--ignored",
+            ]),
+        )?;
+        run_step(
+            "gate-sim: IPv6 clients through ip6tables/NFQUEUE, decided by prefix",
+            cargo().args([
+                "test",
+                "--package",
+                "gate-sim",
+                "--test",
+                "ipv6",
                 "--",
                 "--ignored",
             ]),
@@ -156,6 +170,17 @@ pub fn run(_args: Args) -> Result<()> {
             "--wine-test",
         ]),
     )?;
+    if deps::is_root() {
+        // ~40 s after the builds above (gate.sys, gatectl.exe, gate-load).
+        run_step(
+            "demo --wine (the same clients against the shipped gate.sys under Wine, nginx, gatectl.exe)",
+            cargo().args([
+                "run", "--quiet", "--package", "xtask", "--", "demo", "--wine",
+            ]),
+        )?;
+    } else {
+        eprintln!("xtask ci: SKIPPED demo --wine: it needs root (ip netns)");
+    }
     run_step(
         "the operator's package under Wine (install.cmd, connect, uninstall.cmd, nothing left)",
         cargo().args([

@@ -19,6 +19,7 @@ mod pdb_symbols;
 pub mod resources;
 pub mod sign;
 pub mod wine;
+mod wine_bench;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -78,6 +79,11 @@ pub struct Args {
     /// unloads it (installs wine and wine64 as root).
     #[arg(long, conflicts_with_all = ["release", "ci", "check"])]
     wine_test: bool,
+    /// The relay's figures under Wine, for the record: short connections/s
+    /// and one bulk stream's MB/s, direct to a loopback backend and through
+    /// the release gate.sys (PROXY v2), with their ratio.
+    #[arg(long, conflicts_with_all = ["release", "ci", "check", "wine_test"])]
+    wine_bench: bool,
 }
 
 /// Debug or release image.
@@ -365,6 +371,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.wine_test {
         return wine::run();
+    }
+    if args.wine_bench {
+        return wine_bench::run();
     }
     if let Some(sys) = args.check {
         let pdb = args.pdb.unwrap_or_else(|| sys.with_file_name("gate.pdb"));

@@ -2,12 +2,13 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `demo` | the main job: real clients, the driver's code (gate-sim) and nginx in namespaces, checked against the model (as root; otherwise the in-process gate-core demo) |
+//! | `demo` | the main job: real clients, the driver's code (gate-sim) and nginx in namespaces, checked against the model (as root; otherwise the in-process gate-core demo); `--wine`: the same clients against the shipped gate.sys under Wine |
 //! | `ci` | every check and test (what CI runs) |
 //! | `driver` | builds gate.sys (and gate.pdb) for x86_64-pc-windows-msvc |
 //! | `package` | the Windows operator's package (gate.sys, INF, install/uninstall scripts, guide) and its zip |
 //!
-//! Each command lives in its own module; `deps` installs the Debian packages
+//! Each command lives in its own module; `wine` is the Wine session the
+//! driver's, the package's and the demo's Wine runs share; `deps` installs the Debian packages
 //! a command needs (when root) or names exactly what is missing.
 
 mod ci;
@@ -16,6 +17,7 @@ mod deps;
 mod driver;
 mod leakcheck;
 mod package;
+mod wine;
 
 use clap::{Parser, Subcommand};
 

@@ -87,3 +87,8 @@ pub const DPFLTR_INFO_LEVEL: u32 = 3;
 /// `KeQueryUnbiasedInterruptTime` / `KeQueryInterruptTime` (both take no
 /// argument and return 100 ns units), resolved at run time.
 pub type PFN_KeQueryInterruptTime = unsafe extern "system" fn() -> u64;
+
+/// `KeQueryPerformanceCounter` (HAL): the performance counter, and its
+/// frequency in counts per second through `frequency` (may be NULL);
+/// resolved at run time. LARGE_INTEGER is returned in RAX on x64.
+pub type PFN_KeQueryPerformanceCounter = unsafe extern "system" fn(frequency: *mut i64) -> i64;

@@ -138,6 +138,10 @@ fn bump(c: &AtomicU64) {
 pub(crate) struct ReadyQueue {
     head: *mut pair::Pair,
     tail: *mut pair::Pair,
+    /// The worker found the queue empty and waits (or is about to) on
+    /// [`Relay::wake`]: the next [`Relay::signal`] sets the event. While
+    /// the worker runs, completions only queue (no KeSetEvent each).
+    sleeping: bool,
 }
 
 // SAFETY: the raw pointers are only followed under the queue's spin lock
@@ -203,8 +207,19 @@ impl Relay {
             }
             q.tail = pm;
         }
-        self.wake.set();
+        if q.sleeping {
+            q.sleeping = false;
+            self.wake.set();
+        }
         drop(q);
+    }
+
+    /// The worker is about to wait: true (and marked sleeping) when the
+    /// queue is empty, false when a pair is queued (process it instead).
+    pub(crate) fn may_sleep(&self) -> bool {
+        let mut q = self.ready.lock();
+        q.sleeping = q.head.is_null();
+        q.sleeping
     }
 
     /// Takes the next queued pair and its completion bits.
@@ -253,6 +268,7 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
         ready: SpinMutex::new(ReadyQueue {
             head: core::ptr::null_mut(),
             tail: core::ptr::null_mut(),
+            sleeping: false,
         }),
         wake: KEvent::uninit(),
         stopping: AtomicBool::new(false),
@@ -369,4 +385,15 @@ pub fn snapshot() -> Option<RelaySnapshot> {
     }
     // SAFETY: set while the relay runs; tools do not race with unload.
     Some(unsafe { (*r).stats.snapshot() })
+}
+
+/// The running relay's abandoned relays: (given up on, freed later when
+/// their last IRP came back). For tests and tools, like [`snapshot`].
+pub fn abandoned() -> Option<(u64, u64)> {
+    let r = CURRENT.load(Ordering::Acquire);
+    if r.is_null() {
+        return None;
+    }
+    // SAFETY: as in `snapshot`.
+    Some(unsafe { (*r).stats.snapshot_abandoned() })
 }

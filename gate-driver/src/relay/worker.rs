@@ -122,6 +122,9 @@ impl Worker {
                 drop(r.ready.lock());
                 return;
             }
+            if !r.may_sleep() {
+                continue;
+            }
             let now = clock::now();
             let sleep = self
                 .next_deadline()

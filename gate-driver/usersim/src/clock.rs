@@ -16,6 +16,12 @@ pub const VIRTUAL_START: u64 = 3600 * 10_000_000;
 pub const SYSTEM_TIME_AT_BOOT: u64 = 134_116_992_000_000_000;
 
 static REAL: AtomicBool = AtomicBool::new(false);
+/// Wine 8's KeQueryInterruptTime: milliseconds (NtGetTickCount), not 100 ns.
+static WINE_INTERRUPT_TIME: AtomicBool = AtomicBool::new(false);
+
+/// The simulated performance counter's frequency (the ACPI PM timer's
+/// 3.579545 MHz: not a divisor of 10^7, so a caller's scaling shows).
+pub const QPC_FREQUENCY: u64 = 3_579_545;
 static VIRTUAL_NOW: AtomicU64 = AtomicU64::new(VIRTUAL_START);
 static REAL_BASE: AtomicU64 = AtomicU64::new(VIRTUAL_START);
 
@@ -62,8 +68,15 @@ pub(crate) fn set_virtual(t: u64) {
     VIRTUAL_NOW.fetch_max(t, Ordering::SeqCst);
 }
 
+/// Makes `KeQueryInterruptTime` return milliseconds as Wine 8's does
+/// (`KeQueryTickCount` -> `NtGetTickCount()`), or 100 ns units again.
+pub(crate) fn set_wine_interrupt_time(on: bool) {
+    WINE_INTERRUPT_TIME.store(on, Ordering::SeqCst);
+}
+
 pub(crate) fn reset() {
     REAL.store(false, Ordering::SeqCst);
+    WINE_INTERRUPT_TIME.store(false, Ordering::SeqCst);
     VIRTUAL_NOW.store(VIRTUAL_START, Ordering::SeqCst);
 }
 
@@ -79,9 +92,29 @@ pub fn deadline_from(due: i64) -> u64 {
 }
 
 /// `KeQueryInterruptTime` (resolved through MmGetSystemRoutineAddress).
+/// With [`set_wine_interrupt_time`] on it returns milliseconds, as Wine 8.
 pub unsafe extern "system" fn KeQueryInterruptTime() -> u64 {
     crate::hold::point("KeQueryInterruptTime");
-    now()
+    if WINE_INTERRUPT_TIME.load(Ordering::SeqCst) {
+        now() / 10_000
+    } else {
+        now()
+    }
+}
+
+/// `KeQueryPerformanceCounter` (HAL): interrupt time as a counter at
+/// [`QPC_FREQUENCY`]; the frequency goes to `frequency` when not NULL.
+///
+/// # Safety
+/// `frequency` must be NULL or writable.
+pub unsafe extern "system" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i64 {
+    crate::hold::point("KeQueryPerformanceCounter");
+    if !frequency.is_null() {
+        // SAFETY: the caller passes a writable i64.
+        unsafe { frequency.write(QPC_FREQUENCY as i64) };
+    }
+    let counts = u128::from(now()) * u128::from(QPC_FREQUENCY) / 10_000_000;
+    i64::try_from(counts).unwrap_or(i64::MAX)
 }
 
 /// `KeQueryUnbiasedInterruptTime` (the simulation never sleeps, so it equals

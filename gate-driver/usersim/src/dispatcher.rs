@@ -5,8 +5,12 @@
 //! Object state lives in the object's own memory, laid out like the real
 //! DISPATCHER_HEADER (type byte at 0, SignalState at 4) plus a magic word at
 //! 8 that marks it initialised. All state changes happen under one global
-//! lock with one condition variable (every signal wakes every waiter, which
-//! re-checks), so waits are exact rather than fast.
+//! lock. A waiting thread registers the objects it waits on with a
+//! condition variable of its own: signalling an object wakes only the
+//! threads waiting on it (KeSetEvent per relayed I/O would otherwise wake
+//! every system thread and the timer thread); a moved clock, an armed or
+//! fired timer wakes everyone, and every wait also re-checks every 20 ms,
+//! so waits are exact (a waiter re-checks its condition on each wake).
 //!
 //! Timers are kept in a table keyed by address. In virtual-clock mode they
 //! expire only inside `advance`, one due time after another, and each
@@ -19,7 +23,7 @@ use crate::violation::{record, ViolationKind};
 use gate_ksys::*;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
-use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
 /// Marks an initialised dispatcher object or DPC ("SIMDISP\0").
@@ -39,10 +43,34 @@ struct TimerEntry {
     seq: u64,
 }
 
+/// A thread inside `wait_objects`: the objects it waits on and its own
+/// condition variable.
+struct Waiter {
+    id: u64,
+    objects: Vec<usize>,
+    cv: Arc<Condvar>,
+}
+
 #[derive(Default)]
 struct DispState {
     timers: HashMap<usize, TimerEntry>,
     seq: u64,
+    waiters: Vec<Waiter>,
+    next_waiter: u64,
+}
+
+impl DispState {
+    /// Wakes every waiter (a moved clock, a timer armed or fired).
+    fn wake_everyone(&self) {
+        DISP_CV.notify_all();
+        for w in &self.waiters {
+            w.cv.notify_one();
+        }
+    }
+}
+
+thread_local! {
+    static MY_CV: Arc<Condvar> = Arc::new(Condvar::new());
 }
 
 static DISP: LazyLock<Mutex<DispState>> = LazyLock::new(|| Mutex::new(DispState::default()));
@@ -68,8 +96,7 @@ fn dpcq() -> MutexGuard<'static, DpcQueue> {
 /// Wakes every waiter so it re-checks its condition (clock moved, object
 /// signalled).
 pub(crate) fn notify_all() {
-    let _g = disp();
-    DISP_CV.notify_all();
+    disp().wake_everyone();
 }
 
 // ---- header access (caller holds DISP) ----
@@ -122,12 +149,18 @@ pub(crate) unsafe fn init_header(p: *mut c_void, ty: u8, signalled: bool) {
 /// # Safety
 /// `p` must be an object initialised with `init_header`.
 pub(crate) unsafe fn signal(p: *mut c_void) -> i32 {
-    let _g = disp();
+    let g = disp();
     // SAFETY: per the contract.
     let old = unsafe { signal_state(p) };
     // SAFETY: per the contract.
     unsafe { set_signal_state(p, 1) };
-    DISP_CV.notify_all();
+    for w in g
+        .waiters
+        .iter()
+        .filter(|w| w.objects.contains(&(p as usize)))
+    {
+        w.cv.notify_one();
+    }
     old
 }
 
@@ -220,7 +253,7 @@ pub(crate) fn wait_objects(
         );
     }
     let deadline = timeout.map(clock::deadline_from);
-    let mut g = disp();
+    let g = disp();
     for &o in objects {
         // SAFETY: the caller passes dispatcher object pointers; reading the
         // first 16 bytes is how the kernel reads the header too.
@@ -232,7 +265,9 @@ pub(crate) fn wait_objects(
             return STATUS_INVALID_PARAMETER;
         }
     }
-    loop {
+    let cv = MY_CV.with(Arc::clone);
+    let (mut g, id) = register(g, objects, &cv);
+    let st = loop {
         // SAFETY: all objects were validated and are only touched under DISP.
         unsafe {
             if wait_all {
@@ -240,23 +275,42 @@ pub(crate) fn wait_objects(
                     for &o in objects {
                         consume(o);
                     }
-                    return STATUS_WAIT_0;
+                    break STATUS_WAIT_0;
                 }
             } else if let Some(i) = objects.iter().position(|&o| signal_state(o) > 0) {
                 consume(objects[i]);
-                return STATUS_WAIT_0 + i as i32;
+                break STATUS_WAIT_0 + i as i32;
             }
         }
         if let Some(d) = deadline {
             if clock::now() >= d {
-                return STATUS_TIMEOUT;
+                break STATUS_TIMEOUT;
             }
         }
-        g = DISP_CV
+        g = cv
             .wait_timeout(g, Duration::from_millis(20))
             .unwrap_or_else(|e| e.into_inner())
             .0;
-    }
+    };
+    g.waiters.retain(|w| w.id != id);
+    st
+}
+
+/// Registers the calling thread as waiting on `objects` (woken by their
+/// signal through `cv`); the caller removes the entry by the id returned.
+fn register(
+    mut g: MutexGuard<'static, DispState>,
+    objects: &[*mut c_void],
+    cv: &Arc<Condvar>,
+) -> (MutexGuard<'static, DispState>, u64) {
+    g.next_waiter = g.next_waiter.wrapping_add(1);
+    let id = g.next_waiter;
+    g.waiters.push(Waiter {
+        id,
+        objects: objects.iter().map(|&o| o as usize).collect(),
+        cv: Arc::clone(cv),
+    });
+    (g, id)
 }
 
 /// Satisfying a wait resets synchronization events and timers.
@@ -441,7 +495,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
             .is_some();
         // SAFETY: validated timer.
         unsafe { set_signal_state(timer.cast(), 0) };
-        DISP_CV.notify_all();
+        g.wake_everyone();
     }
     if clock::is_real() {
         start_timer_thread();
@@ -502,7 +556,7 @@ fn fire_due(now: u64) {
                 (sys >> 32) as usize,
             );
         }
-        DISP_CV.notify_all();
+        g.wake_everyone();
     }
 }
 

@@ -143,6 +143,12 @@ impl Sim {
         routines::hide(name, hidden);
     }
 
+    /// Makes `KeQueryInterruptTime` return milliseconds instead of 100 ns
+    /// units, as Wine 8's does (it returns `NtGetTickCount()`).
+    pub fn wine_interrupt_time(&self, on: bool) {
+        crate::clock::set_wine_interrupt_time(on);
+    }
+
     /// Lets `skip` allocations succeed, then fails the next `count`. Counts
     /// pool blocks and IRPs (IoAllocateIrp) together, in call order.
     pub fn inject_pool_failures(&self, skip: u64, count: u64) {

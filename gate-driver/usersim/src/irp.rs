@@ -12,9 +12,10 @@
 use crate::irql;
 use crate::recent::RecentSet;
 use crate::violation::{record, ViolationKind};
+use crate::FastMap as HashMap;
 use gate_ksys::*;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, Once};

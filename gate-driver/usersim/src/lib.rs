@@ -78,6 +78,11 @@
 //! Set `GATE_SIM_DEBUG=1` to echo debug output and violations to stderr.
 #![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
 
+/// Hash maps and sets of the provider's tables (hit several times per SYN):
+/// foldhash's fast hasher instead of SipHash, still seeded per process.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 pub mod clock;
 #[cfg(target_os = "linux")]
 pub mod control_channel;

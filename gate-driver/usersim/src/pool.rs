@@ -9,9 +9,10 @@
 use crate::irql;
 use crate::recent::RecentSet;
 use crate::violation::{record, ViolationKind};
+use crate::FastMap as HashMap;
 use gate_ksys::{DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_UNINITIALIZED, SIZE_T};
 use std::alloc::{alloc, dealloc, Layout};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::sync::Mutex;
 

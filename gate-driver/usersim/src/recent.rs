@@ -8,7 +8,8 @@
 //! a run of any length holds memory proportional to its windows, not to its
 //! traffic.
 
-use std::collections::{HashSet, VecDeque};
+use crate::FastSet as HashSet;
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 /// The most recent `limit` items pushed, and how many were pushed in all.
@@ -114,7 +115,7 @@ pub struct RecentSet<T: Hash + Eq + Copy> {
 impl<T: Hash + Eq + Copy> RecentSet<T> {
     pub fn new(limit: usize) -> Self {
         RecentSet {
-            set: HashSet::new(),
+            set: HashSet::default(),
             order: VecDeque::new(),
             limit,
         }

@@ -46,6 +46,9 @@ pub(crate) fn resolve(name: &str) -> *mut c_void {
         "KeQueryInterruptTimePrecise" => {
             crate::clock::KeQueryInterruptTimePrecise as *const () as *mut c_void
         }
+        "KeQueryPerformanceCounter" => {
+            crate::clock::KeQueryPerformanceCounter as *const () as *mut c_void
+        }
         _ => crate::etw_routine(name),
     }
 }

@@ -134,6 +134,16 @@ fn spoofed_syn(src: [u8; 4], sport: u16) {
     }
 }
 
+/// Sets the front's stop flag when dropped (also while unwinding).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        gate_usersim::nfq::wake_all();
+    }
+}
+
 #[test]
 #[ignore = "needs root, ip netns and iptables-nft"]
 fn real_syns_are_decided_before_the_handshake() {
@@ -166,6 +176,9 @@ fn real_syns_are_decided_before_the_handshake() {
             enter_netns(&front_ns).unwrap();
             serve(sim_ref, cfg, stop_ref, counters).unwrap()
         });
+        // A failed assertion below must still stop the front, or the scope
+        // would wait for it forever.
+        let _stop_on_panic = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(100));
 
         // Accepted: the handshake completes, then (only then) the driver
@@ -268,6 +281,60 @@ fn real_syns_are_decided_before_the_handshake() {
         );
         assert_eq!(ACCEPT_CALLS.load(Ordering::SeqCst), accepts);
         assert!(real::stats().handshake_timeouts >= 1);
+
+        // A new connection on the 4-tuple of an accepted request still
+        // waiting for its handshake is a new request, not a retransmission:
+        // a SYN from 127.0.0.1:5601 nobody owns is accepted (its SYN-ACK is
+        // answered with a reset by the namespace's stack), then a real
+        // client bound to 127.0.0.1:5601 connects with its own ISN while
+        // the gate now rejects: it is refused (decided), and the first
+        // request gets WskAbortEvent at once. Before, this SYN passed
+        // undecided as a "retransmission".
+        let (aborts, inspects) = (
+            ABORT_CALLS.load(Ordering::SeqCst),
+            INSPECT_CALLS.load(Ordering::SeqCst),
+        );
+        let superseded = real::stats().superseded;
+        let reuse_ns = ns.0.clone();
+        let refused = std::thread::spawn(move || {
+            enter_netns(&reuse_ns).unwrap();
+            spoofed_syn([127, 0, 0, 1], 5601);
+            let t = Instant::now();
+            while INSPECT_CALLS.load(Ordering::SeqCst) == inspects
+                && t.elapsed() < Duration::from_secs(2)
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            INSPECT_ACTION.store(WskInspectReject, Ordering::SeqCst);
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_reuse_address(true).unwrap();
+            s.bind(
+                &"127.0.0.1:5601"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+            s.connect_timeout(
+                &format!("127.0.0.1:{PORT_NUM}")
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+                Duration::from_secs(3),
+            )
+        })
+        .join()
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "the new connection was decided (rejected): {refused}"
+        );
+        assert_eq!(INSPECT_CALLS.load(Ordering::SeqCst), inspects + 2);
+        assert_eq!(real::stats().superseded, superseded + 1);
+        assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), aborts + 1);
 
         stop.store(true, Ordering::SeqCst);
         let stats = server.join().unwrap();

@@ -293,8 +293,8 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let long = Duration::from_secs(60);
     // Two spoofed requests fill the table; a third drops the oldest.
-    let a = real::connect_expecting_handshake("10.9.0.1:1000".parse().unwrap(), local, long);
-    let b = real::connect_expecting_handshake("10.9.0.2:1000".parse().unwrap(), local, long);
+    let a = real::connect_expecting_handshake("10.9.0.1:1000".parse().unwrap(), local, None, long);
+    let b = real::connect_expecting_handshake("10.9.0.2:1000".parse().unwrap(), local, None, long);
     assert_eq!(
         (a.state(), b.state()),
         (RequestState::Accepted, RequestState::Accepted)
@@ -307,7 +307,7 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     // A real client: its request waits, then its handshake delivers it.
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (s, peer) = l.accept().unwrap();
-    let r = real::connect_expecting_handshake(peer, local, long);
+    let r = real::connect_expecting_handshake(peer, local, None, long);
     assert_eq!(
         a.state(),
         RequestState::Aborted,
@@ -343,6 +343,60 @@ fn handshake_delivers_and_a_full_half_open_table_drops_the_oldest() {
     sim.assert_no_violations();
 }
 
+/// A SYN of a 4-tuple whose accepted request waits for its handshake is a
+/// retransmission only if it repeats the sequence number; with another
+/// sequence number it is a new connection (the client reset the first and
+/// reconnected from the same port): the waiting request gets WskAbortEvent
+/// at once, the SYN is a new request, and the old request's deadline never
+/// removes its successor. (Before: every such SYN passed undecided.)
+#[test]
+fn a_new_isn_on_a_waiting_4_tuple_is_a_new_request() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    let before = real::stats();
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let remote: std::net::SocketAddr = "10.9.1.1:4000".parse().unwrap();
+    let first =
+        real::connect_expecting_handshake(remote, local, Some(1000), Duration::from_millis(400));
+    assert_eq!(first.state(), RequestState::Accepted);
+    // The same ISN again: a retransmission, nothing changes.
+    assert!(real::syn_arrived(remote, local, 1000));
+    assert_eq!(first.state(), RequestState::Accepted);
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 0);
+    // Another ISN: a new connection.
+    assert!(!real::syn_arrived(remote, local, 5_000_000));
+    assert_eq!(first.state(), RequestState::Aborted, "abandoned at once");
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(real::stats().superseded, before.superseded + 1);
+    assert!(!real::awaiting_handshake(remote, local));
+    // The new SYN is decided as a new request, waiting with its own ISN.
+    let inspects = INSPECT_CALLS.load(Ordering::SeqCst);
+    let second =
+        real::connect_expecting_handshake(remote, local, Some(5_000_000), Duration::from_secs(60));
+    assert_eq!(INSPECT_CALLS.load(Ordering::SeqCst), inspects + 1);
+    assert_eq!(second.state(), RequestState::Accepted);
+    assert!(real::syn_arrived(remote, local, 5_000_000));
+    // The first request's deadline (400 ms) passes: it must not take the
+    // second's entry with it.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(second.state(), RequestState::Accepted);
+    assert!(real::awaiting_handshake(remote, local));
+    assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(real::stats().handshake_timeouts, before.handshake_timeouts);
+    // A request for the same 4-tuple made without going through
+    // syn_arrived (e.g. its SYN came through another queue) supersedes
+    // the waiting one too: never two requests on one 4-tuple.
+    let third = real::connect_expecting_handshake(remote, local, Some(9), Duration::from_secs(60));
+    assert_eq!(second.state(), RequestState::Aborted);
+    assert_eq!(third.state(), RequestState::Accepted);
+    assert_eq!(real::stats().superseded, before.superseded + 2);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
 /// Regression (demo run, 2026-11-29): a client that resets right after its
 /// handshake, before the acceptor's accept(2), leaves a socket whose
 /// getpeername(2) fails. The request was still established by the stack, so
@@ -359,7 +413,7 @@ fn a_handshake_reset_before_accept_is_still_delivered() {
     let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let client = c.local_addr().unwrap();
-    let r = real::connect_expecting_handshake(client, local, Duration::from_secs(60));
+    let r = real::connect_expecting_handshake(client, local, None, Duration::from_secs(60));
     assert_eq!(r.state(), RequestState::Accepted);
     // Close with RST (SO_LINGER 0) before the server side accepts.
     let linger = libc::linger {
@@ -433,6 +487,191 @@ fn io_cancel_irp_completes_a_receive_pended_on_a_real_socket() {
     // SAFETY: a live socket with nothing pending.
     let st = unsafe { close_socket(sock as *mut WSK_SOCKET) };
     assert_eq!(st, STATUS_SUCCESS);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// Where and how each completion of [`record_completion`] ran: (thread
+/// name, IRQL, whether the WSK call had returned yet).
+static COMPLETIONS: std::sync::Mutex<Vec<(String, u8, bool)>> = std::sync::Mutex::new(Vec::new());
+static RETURNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+unsafe extern "system" fn record_completion(_dev: PVOID, _irp: *mut IRP, _ctx: PVOID) -> NTSTATUS {
+    COMPLETIONS.lock().unwrap().push((
+        std::thread::current().name().unwrap_or("").to_string(),
+        irql::current(),
+        RETURNED.load(Ordering::SeqCst),
+    ));
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// Calls `f(irp)` with an IRP whose completion routine records where it
+/// ran; returns what the call returned and the IRP (the caller frees it).
+fn recorded_call(f: impl FnOnce(*mut IRP) -> NTSTATUS) -> (NTSTATUS, *mut IRP) {
+    // SAFETY: a fresh IRP with our completion routine.
+    unsafe {
+        let irp = IoAllocateIrp(1, FALSE);
+        assert!(!irp.is_null());
+        IoSetCompletionRoutine(
+            irp,
+            record_completion,
+            std::ptr::null_mut(),
+            true,
+            true,
+            true,
+        );
+        RETURNED.store(false, Ordering::SeqCst);
+        let st = f(irp);
+        RETURNED.store(true, Ordering::SeqCst);
+        (st, irp)
+    }
+}
+
+/// `real::set_fast_completion` (what gate-sim runs with): a send that can
+/// complete at once completes inline — its routine runs on the caller's
+/// thread before the call returns, which returns the status, not
+/// STATUS_PENDING — and a pended receive is completed by the reactor
+/// thread itself at DISPATCH_LEVEL (not the I/O thread).
+#[test]
+fn fast_completion_completes_inline_or_on_the_reactor() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    real::set_fast_completion(true);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let req = real::accept_real(s);
+    let sock = req.conn().unwrap().socket();
+    let sp = sock as *mut WSK_SOCKET;
+    COMPLETIONS.lock().unwrap().clear();
+    // A send with room in the socket buffer.
+    let mut data = b"fast".to_vec();
+    let mut m = mdl_for(&mut data);
+    let mut b = WSK_BUF {
+        Mdl: (&mut m as *mut Mdl).cast(),
+        Offset: 0,
+        Length: 4,
+    };
+    // SAFETY: a live connection socket.
+    let f = unsafe { conn_dispatch(sp) }.WskSend.unwrap();
+    // SAFETY: buffer and MDL outlive the call (completed inline).
+    let (st, irp) = recorded_call(|irp| unsafe { f(sp, &mut b, 0, irp) });
+    assert_eq!(st, STATUS_SUCCESS, "the call returns the IRP's status");
+    {
+        let done = COMPLETIONS.lock().unwrap();
+        assert_eq!(done.len(), 1, "completed before the call returned");
+        let here = std::thread::current().name().unwrap_or("").to_string();
+        assert_eq!(
+            done[0],
+            (here, PASSIVE_LEVEL, false),
+            "inline, on the caller"
+        );
+    }
+    // SAFETY: completed; ours to free.
+    unsafe { IoFreeIrp(irp) };
+    let mut got = [0u8; 4];
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"fast");
+    // A receive with nothing to read pends; the reactor completes it.
+    let mut buf = [0u8; 8];
+    let mut rm = mdl_for(&mut buf);
+    let mut rb = WSK_BUF {
+        Mdl: (&mut rm as *mut Mdl).cast(),
+        Offset: 0,
+        Length: 8,
+    };
+    // SAFETY: a live connection socket.
+    let r = unsafe { conn_dispatch(sp) }.WskReceive.unwrap();
+    // SAFETY: buffer and MDL outlive the IRP (waited for below).
+    let (st, irp) = recorded_call(|irp| unsafe { r(sp, &mut rb, 0, irp) });
+    assert_eq!(st, STATUS_PENDING);
+    c.write_all(b"late").unwrap();
+    let t = std::time::Instant::now();
+    while COMPLETIONS.lock().unwrap().len() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the receive never completed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        COMPLETIONS.lock().unwrap()[1],
+        ("sim-real".to_string(), DISPATCH_LEVEL, true),
+        "on the reactor, at DISPATCH_LEVEL"
+    );
+    // SAFETY: completed; read its result, then free it.
+    unsafe {
+        assert_eq!(
+            ((*irp).IoStatus.Status, (*irp).IoStatus.Information),
+            (STATUS_SUCCESS, 4)
+        );
+        IoFreeIrp(irp);
+    }
+    assert_eq!(&buf[..4], b"late");
+    real::set_fast_completion(false);
+    drop(c);
+    ACCEPTED.lock().unwrap().retain(|a| *a != sock);
+    // SAFETY: a live socket with nothing pending.
+    assert_eq!(unsafe { close_socket(sp) }, STATUS_SUCCESS);
+    sim.set_real_time(false);
+    d.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// A send far larger than the socket buffers pends and is written by the
+/// reactor straight from the driver's buffer (two chained MDLs, starting
+/// at an offset into the first: no copy), byte-exact, in both completion
+/// paths (through the I/O thread, and fast completion).
+#[test]
+fn a_big_send_from_chained_mdls_is_written_in_place_byte_exact() {
+    let sim = Sim::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let d = load(&sim, port);
+    for fast in [false, true] {
+        real::set_fast_completion(fast);
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let req = real::accept_real(s);
+        let sock = req.conn().unwrap().socket();
+        let sp = sock as *mut WSK_SOCKET;
+        let mut a: Vec<u8> = (0..8_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut b2: Vec<u8> = (0..4_000_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
+        let off = 1234usize;
+        let len = a.len() - off + b2.len();
+        let mut want = a[off..].to_vec();
+        want.extend_from_slice(&b2);
+        let mut ma = mdl_for(&mut a);
+        let mut mb = mdl_for(&mut b2);
+        chain(&mut ma, &mut mb);
+        let reader = std::thread::spawn(move || {
+            let mut c = c;
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            // Let the send fill the socket buffers and pend first.
+            std::thread::sleep(Duration::from_millis(100));
+            let mut got = vec![0u8; len];
+            c.read_exact(&mut got).unwrap();
+            got
+        });
+        let mut b = WSK_BUF {
+            Mdl: (&mut ma as *mut Mdl).cast(),
+            Offset: off as u32,
+            Length: len,
+        };
+        // SAFETY: a live connection socket.
+        let f = unsafe { conn_dispatch(sp) }.WskSend.unwrap();
+        // SAFETY: buffers and MDLs outlive the call (sync_call waits).
+        let r = sync_call(|irp| unsafe { f(sp, &mut b, 0, irp) });
+        assert_eq!(r, (STATUS_SUCCESS, len), "fast {fast}");
+        assert!(reader.join().unwrap() == want, "fast {fast}: bytes differ");
+        ACCEPTED.lock().unwrap().retain(|x| *x != sock);
+        // SAFETY: a live socket with nothing pending.
+        assert_eq!(unsafe { close_socket(sp) }, STATUS_SUCCESS);
+    }
+    real::set_fast_completion(false);
     sim.set_real_time(false);
     d.unload(&sim).assert_clean();
     sim.assert_no_violations();

@@ -16,15 +16,76 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// One registry value's data (gate-driver/CONFIG.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegData {
+    Dword(u64),
+    Sz(String),
+    MultiSz(Vec<String>),
+}
+
+/// The driver's registry values for the demo's policy: the same values
+/// go to gate-sim's `[Parameters]` ([`config_toml`]) and to gate.sys's
+/// Parameters key under Wine. `relay`: relay to nginx with PROXY v1.
+pub fn driver_values(p: &Policy, relay: bool) -> Vec<(&'static str, RegData)> {
+    use RegData::*;
+    let list = |v: &[&str]| MultiSz(v.iter().map(|c| c.to_string()).collect());
+    let mut v = vec![
+        ("ListenAddress", Sz(topology::GATE_ADDR.ip().to_string())),
+        ("ListenPort", Dword(u64::from(topology::GATE_ADDR.port()))),
+        ("RateMilliPerSecond", Dword((p.rate * 1000.0) as u64)),
+        ("Burst", Dword(u64::from(p.burst))),
+        (
+            "GlobalRateMilliPerSecond",
+            Dword((p.global_rate * 1000.0) as u64),
+        ),
+        ("GlobalBurst", Dword(u64::from(p.global_burst))),
+        ("BanThreshold", Dword(u64::from(p.ban_threshold))),
+        ("BanWindowMs", Dword((p.ban_window_s * 1000.0) as u64)),
+        ("BanMs", Dword((p.ban_s * 1000.0) as u64)),
+        ("MaxPending", Dword(0)),
+        ("CountersIntervalMs", Dword(1000)),
+        ("AllowList", list(&p.allow)),
+        ("DenyList", list(&p.deny)),
+    ];
+    if relay {
+        v.push(("BackendAddress", Sz(topology::backend_value())));
+        v.push(("ProxyProtocol", Dword(1)));
+    }
+    v
+}
+
+/// The values as `reg add` takes them (type name, data; MULTI_SZ entries
+/// separated by `\0`).
+pub fn reg_values(p: &Policy, relay: bool) -> Vec<crate::wine::RegValue> {
+    driver_values(p, relay)
+        .into_iter()
+        .map(|(name, d)| match d {
+            RegData::Dword(n) => (name, "REG_DWORD", n.to_string()),
+            RegData::Sz(s) => (name, "REG_SZ", s),
+            RegData::MultiSz(v) => (name, "REG_MULTI_SZ", v.join("\\0")),
+        })
+        .collect()
+}
+
 /// The gate-sim configuration file (its `--config` format).
 /// `relay`: whether to relay to nginx (the driver's relay values).
 pub fn config_toml(p: &Policy, netns: &str, events: &Path, relay: bool) -> String {
-    let list = |v: &[&str]| {
-        v.iter()
-            .map(|c| format!("{c:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let mut params = String::new();
+    for (name, d) in driver_values(p, relay) {
+        let value = match d {
+            RegData::Dword(n) => n.to_string(),
+            RegData::Sz(s) => format!("{s:?}"),
+            RegData::MultiSz(v) => format!(
+                "[{}]",
+                v.iter()
+                    .map(|c| format!("{c:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        params.push_str(&format!("{name} = {value}\n"));
+    }
     format!(
         r#"# Written by cargo xtask demo: the driver's registry values (gate-driver/CONFIG.md).
 [front]
@@ -35,40 +96,8 @@ stats_interval_ms = 0
 events = "{events}"
 
 [Parameters]
-ListenAddress = "{listen}"
-ListenPort = {port}
-RateMilliPerSecond = {rate}
-Burst = {burst}
-GlobalRateMilliPerSecond = {grate}
-GlobalBurst = {gburst}
-BanThreshold = {ban}
-BanWindowMs = {window}
-BanMs = {banms}
-MaxPending = 0
-CountersIntervalMs = 1000
-AllowList = [{allow}]
-DenyList = [{deny}]
-{relay}"#,
+{params}"#,
         events = events.display(),
-        listen = topology::GATE_ADDR.ip(),
-        port = topology::GATE_ADDR.port(),
-        rate = (p.rate * 1000.0) as u64,
-        burst = p.burst,
-        grate = (p.global_rate * 1000.0) as u64,
-        gburst = p.global_burst,
-        ban = p.ban_threshold,
-        window = (p.ban_window_s * 1000.0) as u64,
-        banms = (p.ban_s * 1000.0) as u64,
-        allow = list(&p.allow),
-        deny = list(&p.deny),
-        relay = if relay {
-            format!(
-                "BackendAddress = \"{}\"\nProxyProtocol = 1\n",
-                topology::backend_value()
-            )
-        } else {
-            String::new()
-        },
     )
 }
 
@@ -296,5 +325,20 @@ mod tests {
         assert_eq!(p["RateMilliPerSecond"].as_integer(), Some(5000));
         assert_eq!(p["BackendAddress"].as_str(), Some("10.78.0.2:8081"));
         assert_eq!(p["DenyList"].as_array().unwrap().len(), 1);
+        assert_eq!(p["ListenPort"].as_integer(), Some(8080));
+        assert_eq!(p["ProxyProtocol"].as_integer(), Some(1));
+        // The same values, as reg add takes them for gate.sys under Wine.
+        let reg = reg_values(&super::super::scenario::policy(), true);
+        assert_eq!(reg.len(), p.len());
+        let get = |n: &str| reg.iter().find(|r| r.0 == n).cloned().unwrap();
+        assert_eq!(
+            get("RateMilliPerSecond"),
+            ("RateMilliPerSecond", "REG_DWORD", "5000".into())
+        );
+        assert_eq!(
+            get("AllowList"),
+            ("AllowList", "REG_MULTI_SZ", "10.77.130.0/24".into())
+        );
+        assert_eq!(get("BackendAddress").2, "10.78.0.2:8081");
     }
 }

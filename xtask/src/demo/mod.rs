@@ -18,14 +18,21 @@
 //!
 //! Without root (no namespaces) it says so and runs the in-process gate-core
 //! demo ([`inprocess`]) instead.
+//!
+//! `--wine` ([`wine`]): the same kinds of clients against the shipped
+//! gate.sys under Wine (post-accept mode), relaying to the same nginx,
+//! gatectl.exe for the live changes, the decision lag measured by a probe
+//! ([`lag`]).
 
 mod control;
 mod gatesim;
 pub mod inprocess;
+mod lag;
 mod pages;
 mod scenario;
 mod summary;
 mod topology;
+mod wine;
 
 use crate::deps::{self, Pkg};
 use anyhow::{bail, Context, Result};
@@ -45,8 +52,9 @@ pub struct Args {
     /// target/demo/<UTC time>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// The same clients against the shipped gate.sys under Wine.
-    #[arg(long)]
+    /// The same clients against the shipped gate.sys under Wine (post-accept
+    /// mode), relaying to the same nginx, with gatectl.exe (as root).
+    #[arg(long, conflicts_with = "in_process")]
     wine: bool,
 }
 
@@ -99,7 +107,7 @@ fn utc_stamp() -> String {
 
 pub fn run(args: Args) -> Result<()> {
     if args.wine {
-        bail!("cargo xtask demo --wine is not built yet: run `cargo xtask demo` (the Linux front) or `cargo xtask driver --wine-test` (gate.sys under Wine)");
+        return wine_main(args.out);
     }
     if args.in_process {
         return inprocess::run(args.seed);
@@ -114,13 +122,36 @@ pub fn run(args: Args) -> Result<()> {
     }
     deps::ensure("the demo", DEMO_PACKAGES)?;
     build()?;
-    let out = args
-        .out
-        .unwrap_or_else(|| target_dir().join("demo").join(utc_stamp()));
+    finish(args.out, real_demo)
+}
+
+/// `--wine`: builds gate.sys, gatectl.exe and gate-load, then runs
+/// [`wine::run`]. Needs root (namespaces) like the root demo.
+fn wine_main(out: Option<PathBuf>) -> Result<()> {
+    if !deps::is_root() {
+        bail!("cargo xtask demo --wine needs root: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine)");
+    }
+    deps::ensure("the demo", DEMO_PACKAGES)?;
+    deps::ensure("the demo under Wine", crate::wine::PKGS)?;
+    let gate_sys = crate::driver::build(crate::driver::Profile::Release)?.sys;
+    let gatectl_exe = crate::driver::build_gatectl(crate::driver::Profile::Release)?;
+    build()?;
+    let b = wine::Builds {
+        gate_sys,
+        gatectl_exe,
+        gate_load: control::binary(&target_dir(), "gate-load")?,
+    };
+    finish(out, |o| wine::run(o, &b))
+}
+
+/// Makes the output folder, runs `demo` in it, prints how long it took and
+/// the folder's path as the last line, and exits 1 on any failure.
+fn finish(out: Option<PathBuf>, demo: impl FnOnce(&Path) -> Result<Vec<String>>) -> Result<()> {
+    let out = out.unwrap_or_else(|| target_dir().join("demo").join(utc_stamp()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;
     let started = Instant::now();
-    let r = real_demo(&out);
+    let r = demo(&out);
     println!(
         "\ndemo ran in {:.1} s (after the build)",
         started.elapsed().as_secs_f64()
@@ -182,59 +213,35 @@ fn has_relay(gate_sim: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs the demo; returns the failures (empty: PASS).
-fn real_demo(out: &Path) -> Result<Vec<String>> {
-    let t = target_dir();
-    let gate_sim = control::binary(&t, "gate-sim")?;
-    let gatectl_bin = control::binary(&t, "gatectl")?;
-    let gate_load = control::binary(&t, "gate-load")?;
-    let sc = scenario::scenario()?;
-    let policy = scenario::policy();
-    let live = scenario::live();
-    let plan = scenario::page_plan();
-    let relay = has_relay(&gate_sim);
-    std::fs::write(out.join("scenario.toml"), scenario::SCENARIO_TOML)?;
+/// What the traffic phase produced.
+struct Traffic {
+    /// The load's start: every time in the report is from here.
+    t0: Instant,
+    load_status: std::process::ExitStatus,
+    fetches: Vec<pages::Fetch>,
+    steps: Result<Vec<control::Step>>,
+}
 
-    println!("gate demo: the driver's code (gate-sim on gate-usersim) in front of nginx, real SYNs through NFQUEUE\n");
-    let net = topology::Net::up()?;
-    let site = topology::site();
-    let mut nginx = topology::Nginx::start(&out.join("backend"), &site)?;
-    println!(
-        "namespaces: clients {} (sources {}), gate {} ({}), backend {} (nginx {} pid {}, PROXY protocol on)",
-        net.client_ns(),
-        net.topo.sources_cidr(),
-        net.gate_ns(),
-        topology::GATE_ADDR,
-        topology::BACKEND_NS,
-        topology::BACKEND_ADDR,
-        nginx.pid()
-    );
-    if !relay {
-        println!("relay: this build of the driver has no relay (no BackendAddress value): pages cannot be fetched");
-    }
-    let sim = gatesim::GateSim::start(&gate_sim, out, &policy, &net.gate_ns(), relay)?;
-    println!(
-        "gate-sim: per key {}/s burst {}, global {}/s burst {}, ban after {} refusals in {} s for {} s, allow {:?}, deny {:?}, relay to {} with PROXY v1{}",
-        policy.rate,
-        policy.burst,
-        policy.global_rate,
-        policy.global_burst,
-        policy.ban_threshold,
-        policy.ban_window_s,
-        policy.ban_s,
-        policy.allow,
-        policy.deny,
-        topology::BACKEND_ADDR,
-        if relay { "" } else { " (NOT IN THIS BUILD)" }
-    );
-    let ctl = control::Gatectl {
-        bin: gatectl_bin,
-        socket: sim.control.clone(),
-    };
-    let t0 = Instant::now();
-    ctl.wait_ready(t0)?;
-
-    // The load, the pages and the live changes, all from t0.
+/// The load, the pages and the live changes, all from one start: gate-load
+/// with `out/scenario.toml` from `client_ns` (report `out/gate-load.json`),
+/// the page fetches from the same namespace on their own thread, and the
+/// gatectl steps (each key queried `lead_s` before its change) on this
+/// one, all timed from `t0` (now). Returns once gate-load exits (killed
+/// after 90 s).
+#[allow(clippy::too_many_arguments)]
+fn run_traffic(
+    t0: Instant,
+    client_ns: &str,
+    gate_load: &Path,
+    out: &Path,
+    sc: &load_tests::scenario::Scenario,
+    plan: &scenario::PagePlan,
+    site: &[topology::Page],
+    ctl: &control::Gatectl,
+    live: &scenario::Live,
+    lead_s: f64,
+    read_to: pages::ReadTo,
+) -> Result<Traffic> {
     println!(
         "running: {} attempts from gate-load, {} page fetches, live changes at {} s and {} s ...",
         sc.total_attempts(),
@@ -242,26 +249,26 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         live.unban_at_s,
         live.set_rate_at_s
     );
-    let load_json = out.join("gate-load.json");
     let load_log = std::fs::File::create(out.join("gate-load.log"))?;
-    let t0 = Instant::now();
     let mut load = Command::new("ip")
-        .args(["netns", "exec", &net.client_ns()])
-        .arg(&gate_load)
+        .args(["netns", "exec", client_ns])
+        .arg(gate_load)
         .args(["run", "--quiet", "--scenario"])
         .arg(out.join("scenario.toml"))
         .arg("--json")
-        .arg(&load_json)
+        .arg(out.join("gate-load.json"))
         .stdin(Stdio::null())
         .stdout(load_log.try_clone()?)
         .stderr(load_log)
         .spawn()
         .context("starting gate-load")?;
     let pages_thread = {
-        let (plan, site) = (plan.clone(), site.clone());
-        load_tests::topology::in_netns(&net.client_ns(), move || Ok(pages::run(&plan, &site, t0)))?
+        let (plan, site) = (plan.clone(), site.to_vec());
+        load_tests::topology::in_netns(client_ns, move || {
+            Ok(pages::run(&plan, &site, t0, read_to))
+        })?
     };
-    let steps = control::run_live(&ctl, &live, &live.greedy.to_string(), t0);
+    let steps = control::run_live(ctl, live, &live.greedy.to_string(), t0, lead_s);
     let load_status = loop {
         if let Some(s) = load.try_wait()? {
             break s;
@@ -277,6 +284,63 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let fetches = pages_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the page fetcher panicked"))??;
+    Ok(Traffic {
+        t0,
+        load_status,
+        fetches,
+        steps,
+    })
+}
+
+/// Runs the demo; returns the failures (empty: PASS).
+fn real_demo(out: &Path) -> Result<Vec<String>> {
+    let t = target_dir();
+    let gate_sim = control::binary(&t, "gate-sim")?;
+    let gatectl_bin = control::binary(&t, "gatectl")?;
+    let gate_load = control::binary(&t, "gate-load")?;
+    let sc = scenario::scenario()?;
+    let policy = scenario::policy();
+    let live = scenario::live();
+    let plan = scenario::page_plan();
+    let relay = has_relay(&gate_sim);
+    std::fs::write(out.join("scenario.toml"), scenario::SCENARIO_TOML)?;
+
+    println!("gate demo: the driver's code (gate-sim on gate-usersim) in front of nginx, real SYNs through NFQUEUE\n");
+    let net = topology::Net::up(topology::NAME)?;
+    let site = topology::site();
+    let mut nginx = topology::Nginx::start(&out.join("backend"), &site, net.backend_ns(), 60)?;
+    println!("{}", net.describe("", nginx.pid()));
+    if !relay {
+        println!("relay: this build of the driver has no relay (no BackendAddress value): pages cannot be fetched");
+    }
+    let sim = gatesim::GateSim::start(&gate_sim, out, &policy, &net.gate_ns(), relay)?;
+    println!(
+        "gate-sim: {}, relay to {} with PROXY v1{}",
+        policy.describe(),
+        topology::BACKEND_ADDR,
+        if relay { "" } else { " (NOT IN THIS BUILD)" }
+    );
+    let ctl = control::Gatectl::native(gatectl_bin, sim.control.clone());
+    ctl.wait_ready(Instant::now(), Duration::from_secs(5))?;
+
+    let Traffic {
+        t0,
+        load_status,
+        fetches,
+        steps,
+    } = run_traffic(
+        Instant::now(),
+        &net.client_ns(),
+        &gate_load,
+        out,
+        &sc,
+        &plan,
+        &site,
+        &ctl,
+        &live,
+        0.2,
+        pages::ReadTo::Eof,
+    )?;
     let finals = control::final_reads(&ctl, t0);
     let events = sim.events.clone();
     let sim_report = sim.stop()?;
@@ -284,22 +348,12 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let access = nginx.access_lines()?;
     drop(nginx);
     drop(net);
-    if !load_status.success() {
-        bail!(
-            "gate-load failed ({load_status}): see {}",
-            out.join("gate-load.log").display()
-        );
-    }
 
     // Results.
-    let mut report = load_tests::report::Report::load(&load_json)?;
-    let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
-    report
-        .groups
-        .push(summary::pages_group(&fetches, &intended));
-    report.derive_stats();
-    let model = scenario::model(&sc, &policy, &live, &plan);
-    let verdicts = summary::verdicts(&report, &model);
+    let report = summary::load_report(out, load_status, &fetches, &plan)?;
+    let (early, late) = control::effect_window(steps.as_deref().ok(), &live);
+    let model = scenario::model_window(&sc, &policy, &early, &late, &plan);
+    let verdicts = summary::verdicts(&report, &model, false);
     let pages_sum = pages::summarize(&fetches, &access, topology::GATE_BACKEND_SIDE);
     let (etw_names, etw_reasons, etw_bad) = summary::etw_counts(&events)?;
     let relay_sum = summary::relay_summary(&events, &plan.clients);
@@ -320,7 +374,8 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         }
     };
     println!("\nrelay (pages through the gate to nginx):");
-    print!("{}", summary::pages_text(&pages_sum, &sim_report));
+    print!("{}", summary::pages_text(&pages_sum));
+    print!("{}", summary::sim_sockets_text(&sim_report));
     println!(
         "  the relay's ETW events: {} opened, {} closed, {} failed; {} bytes to the backend, {} to clients; causes {:?}",
         relay_sum.opened,
@@ -381,16 +436,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         sim_report.nfq.get("lost").map_or("?", String::as_str),
     );
 
-    let mut failed: Vec<String> = verdicts
-        .iter()
-        .filter(|v| !v.pass)
-        .map(|v| {
-            format!(
-                "group {} accepted {} outside {}..{}",
-                v.group, v.accepted, v.lo, v.hi
-            )
-        })
-        .collect();
+    let mut failed = summary::common_failures(&verdicts, &pages_sum);
     if !relay {
         failed.push("the driver has no relay in this build".into());
     }
@@ -403,21 +449,6 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     if !accounting_ok {
         failed.push(format!(
             "accounting: {sent} SYNs sent vs {etw_decided} decided, {client_accepted} accepted by the clients' count vs {etw_accepted} by the driver's"
-        ));
-    }
-    if pages_sum.failed > 0 {
-        failed.push(format!(
-            "{} page(s) with wrong or missing bytes",
-            pages_sum.failed
-        ));
-    }
-    if pages_sum.verified == 0 {
-        failed.push("no page was fetched through the relay".into());
-    }
-    if pages_sum.proxy_addr_missing > 0 {
-        failed.push(format!(
-            "{} verified page(s) not logged by nginx with the client's address from the PROXY header",
-            pages_sum.proxy_addr_missing
         ));
     }
     if !sim_report.clean() {
@@ -448,20 +479,13 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         "gate_sim": sim_report,
         "load": report,
     });
-    let report_path = out.join("demo-report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(&doc)?)?;
-    println!("\nwritten: {}", report_path.display());
-    for p in &plots {
-        println!("written: {}", p.display());
-    }
-    println!("written: {} (ETW events, JSON lines)", events.display());
-    if !failed.is_empty() {
-        println!("\nFAIL:");
-        for f in &failed {
-            println!("  {f}");
-        }
-        return Ok(failed);
-    }
-    println!("\nPASS: every group within the model's interval, every page byte right, the client's address at the backend, the driver clean");
+    summary::write_and_conclude(
+        out,
+        &doc,
+        &plots,
+        &format!("{} (ETW events, JSON lines)", events.display()),
+        &failed,
+        "every group within the model's interval, every page byte right, the client's address at the backend, the driver clean",
+    )?;
     Ok(failed)
 }

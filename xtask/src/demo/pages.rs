@@ -50,8 +50,39 @@ fn split_response(buf: &[u8]) -> Option<(u16, usize, Option<usize>)> {
     Some((status, end + 4, len))
 }
 
+/// How a fetch knows the response ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadTo {
+    /// The server's close (EOF): the relay must pass nginx's FIN on.
+    Eof,
+    /// The headers and `Content-Length` bytes, then the client closes (a
+    /// relay that cannot half-close, as under Wine, where WskDisconnect is
+    /// a stub, ends when the client does).
+    ContentLength,
+}
+
+/// Reads a response from `t` as `to` says.
+fn read_response(t: &mut TcpStream, to: ReadTo, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    if to == ReadTo::Eof {
+        return t.read_to_end(buf).map(|_| ());
+    }
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        if let Some((_, at, Some(len))) = split_response(buf) {
+            if buf.len() >= at + len {
+                return Ok(());
+            }
+        }
+        let n = t.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
 /// One GET of `page` from `src`; `intended` is when it was due.
-pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant) -> Fetch {
+pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant, to: ReadTo) -> Fetch {
     let mut f = Fetch {
         client: src,
         path: page.path.clone(),
@@ -79,7 +110,7 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant) -> Fetch {
         t.write_all(req.as_bytes())?;
         sent = req.len() as u64;
         let mut buf = Vec::with_capacity(page.body.len() + 512);
-        t.read_to_end(&mut buf)?;
+        read_response(&mut t, to, &mut buf)?;
         Ok(buf)
     })();
     f.latency_us = intended.elapsed().as_micros() as u64;
@@ -119,7 +150,7 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant) -> Fetch {
 
 /// Runs the plan from `t0` (on the calling thread, which must be in the
 /// client namespace): pages in turn, each fetch at its intended time.
-pub fn run(plan: &PagePlan, site: &[Page], t0: Instant) -> Vec<Fetch> {
+pub fn run(plan: &PagePlan, site: &[Page], t0: Instant, to: ReadTo) -> Vec<Fetch> {
     let mut out = Vec::new();
     for (k, (t, c)) in plan.schedule().into_iter().enumerate() {
         let due = t0 + Duration::from_secs_f64(t);
@@ -129,7 +160,7 @@ pub fn run(plan: &PagePlan, site: &[Page], t0: Instant) -> Vec<Fetch> {
         let (Some(src), Some(page)) = (plan.clients.get(c), site.get(k % site.len().max(1))) else {
             continue;
         };
-        out.push(fetch(*src, page, due));
+        out.push(fetch(*src, page, due, to));
     }
     out
 }

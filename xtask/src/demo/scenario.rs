@@ -40,6 +40,24 @@ pub struct Policy {
     pub deny: Vec<&'static str>,
 }
 
+impl Policy {
+    /// One line for the output, e.g. "per key 5/s burst 10, global ...".
+    pub fn describe(&self) -> String {
+        format!(
+            "per key {}/s burst {}, global {}/s burst {}, ban after {} refusals in {} s for {} s, allow {:?}, deny {:?}",
+            self.rate,
+            self.burst,
+            self.global_rate,
+            self.global_burst,
+            self.ban_threshold,
+            self.ban_window_s,
+            self.ban_s,
+            self.allow,
+            self.deny,
+        )
+    }
+}
+
 /// The demo's policy.
 pub fn policy() -> Policy {
     Policy {
@@ -119,6 +137,131 @@ pub const PAGES_GROUP: &str = "pages (relay)";
 /// The parsed scenario.
 pub fn scenario() -> Result<Scenario> {
     Scenario::parse(SCENARIO_TOML).context("the demo's scenario.toml")
+}
+
+/// How long a post-accept client waits after its handshake for the gate to
+/// close the connection (gate-load's `confirm_ms`): a connection still open
+/// then was accepted, one closed or reset before was refused after the
+/// handshake (the driver's post-accept rejection).
+pub const POST_ACCEPT_CONFIRM_MS: i64 = 2000;
+
+/// What changes per group under Wine (group, key, value): fewer sources
+/// and a lower allow-listed rate. Wine's user-mode WSK decides ~100
+/// connections a second on this shared 2-core machine (one WskAccept at a
+/// time through Wine's thread pool), and a gate that falls behind decides
+/// late, which the model cannot replay; worse, Wine's WskAccept fails for a
+/// connection its client reset while it waited in the backlog. These keep
+/// the peak offered rate near 100/s (root demo: ~1000/s plus the flood).
+pub const POST_ACCEPT_CHANGES: [(&str, &str, &str); 3] = [
+    ("fair", "sources", "10.77.128.10-10.77.128.17"),
+    ("allow-listed", "rate_per_source", "8"),
+    ("botnet", "sources", "10.77.132.1-10.77.132.2"),
+];
+
+/// The scenario for a gate in post-accept mode (gate.sys under Wine): the
+/// same groups without the syn-flood ones (their spoofed SYNs never
+/// complete a handshake, so the driver never sees them), scaled down
+/// ([`POST_ACCEPT_CHANGES`]), and a confirm window
+/// ([`POST_ACCEPT_CONFIRM_MS`]). Returns the TOML text and the names of
+/// the groups left out.
+pub fn post_accept_scenario() -> Result<(String, Vec<String>)> {
+    let mut t: toml::Table = toml::from_str(SCENARIO_TOML).context("the demo's scenario.toml")?;
+    let mut left_out = Vec::new();
+    if let Some(toml::Value::Array(groups)) = t.get_mut("group") {
+        groups.retain(|g| {
+            let flood = g.get("kind").and_then(|k| k.as_str()) == Some("syn-flood");
+            if flood {
+                left_out.push(
+                    g.get("name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("?")
+                        .to_string(),
+                );
+            }
+            !flood
+        });
+        for g in groups.iter_mut() {
+            let name = g
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("")
+                .to_string();
+            let Some(t) = g.as_table_mut() else { continue };
+            for (_, key, value) in POST_ACCEPT_CHANGES.iter().filter(|c| c.0 == name) {
+                let v = match value.parse::<i64>() {
+                    Ok(n) => toml::Value::Integer(n),
+                    Err(_) => toml::Value::String(value.to_string()),
+                };
+                t.insert(key.to_string(), v);
+            }
+        }
+    }
+    t.insert("name".into(), toml::Value::String("gate-demo-wine".into()));
+    t.insert(
+        "confirm_ms".into(),
+        toml::Value::Integer(POST_ACCEPT_CONFIRM_MS),
+    );
+    let text = format!(
+        "# Written by cargo xtask demo --wine from xtask/src/demo/scenario.toml: the same\n\
+         # groups without {left_out:?} (spoofed SYNs never reach a post-accept gate),\n\
+         # scaled down for Wine's slow WSK ({POST_ACCEPT_CHANGES:?}),\n\
+         # and a confirm window: a connection the gate closes within it was refused.\n{}",
+        toml::to_string(&t).context("writing the post-accept scenario")?
+    );
+    Scenario::parse(&text).context("the post-accept scenario")?;
+    Ok((text, left_out))
+}
+
+/// The model with each live change anywhere between its call's start
+/// (`early`) and return (`late`): the model's count at the midpoint, and
+/// the union of the intervals at the three times (a group's count moves
+/// monotonically with the time of a change: an earlier unban or rate
+/// raise admits at least as much, so the ends bound every time between).
+pub fn model_window(
+    sc: &Scenario,
+    p: &Policy,
+    early: &Live,
+    late: &Live,
+    pages: &PagePlan,
+) -> Vec<Expectation> {
+    model_window_delayed(sc, p, early, late, pages, None)
+}
+
+/// [`model_window`], and with `delay` (a post-accept gate's measured
+/// decision lag) the union with the same three models replayed at the
+/// delayed decision times; the count shown is the delayed midpoint's.
+pub fn model_window_delayed(
+    sc: &Scenario,
+    p: &Policy,
+    early: &Live,
+    late: &Live,
+    pages: &PagePlan,
+    delay: Option<&dyn Fn(f64) -> f64>,
+) -> Vec<Expectation> {
+    let mid = Live {
+        unban_at_s: (early.unban_at_s + late.unban_at_s) / 2.0,
+        set_rate_at_s: (early.set_rate_at_s + late.set_rate_at_s) / 2.0,
+        ..early.clone()
+    };
+    let zero = |_: f64| 0.0;
+    let d: &dyn Fn(f64) -> f64 = delay.unwrap_or(&zero);
+    let mut v = model_delayed(sc, p, &mid, pages, d);
+    let mut others = vec![
+        model_delayed(sc, p, early, pages, d),
+        model_delayed(sc, p, late, pages, d),
+    ];
+    if delay.is_some() {
+        for l in [&mid, early, late] {
+            others.push(model(sc, p, l, pages));
+        }
+    }
+    for other in others {
+        for (e, o) in v.iter_mut().zip(other) {
+            e.lo = e.lo.min(o.lo);
+            e.hi = e.hi.max(o.hi);
+        }
+    }
+    v
 }
 
 /// Tolerance of one group's interval.
@@ -210,21 +353,37 @@ fn jitter(group: usize, i: u64) -> f64 {
 /// Replays the load and the page fetches through the policy with the live
 /// changes; returns one expectation per scenario group, then the pages group.
 pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Expectation> {
-    // Every attempt: (time s, group index, source).
-    let mut events: Vec<(f64, usize, IpAddr)> = Vec::new();
+    model_delayed(sc, p, live, pages, &|_| 0.0)
+}
+
+/// [`model`] with every attempt decided `delay(t)` seconds after its
+/// intended time `t` (a post-accept gate's measured decision lag, see
+/// lag.rs); the live changes stay at their own times, and the expected
+/// counts per second stay by intended second.
+pub fn model_delayed(
+    sc: &Scenario,
+    p: &Policy,
+    live: &Live,
+    pages: &PagePlan,
+    delay: &dyn Fn(f64) -> f64,
+) -> Vec<Expectation> {
+    // Every attempt: (decision time s, group index, source, intended time s).
+    let mut events: Vec<(f64, usize, IpAddr, f64)> = Vec::new();
     for (gi, g) in sc.groups.iter().enumerate() {
         for i in 0..g.count {
-            events.push((
-                g.intended_ns(i) as f64 / 1e9 + jitter(gi, i),
-                gi,
-                g.source(i),
-            ));
+            let t = g.intended_ns(i) as f64 / 1e9;
+            events.push((t + jitter(gi, i) + delay(t), gi, g.source(i), t));
         }
     }
     let pages_gi = sc.groups.len();
     for (t, c) in pages.schedule() {
         if let Some(a) = pages.clients.get(c) {
-            events.push((t + jitter(pages_gi, t.to_bits()), pages_gi, IpAddr::V4(*a)));
+            events.push((
+                t + jitter(pages_gi, t.to_bits()) + delay(t),
+                pages_gi,
+                IpAddr::V4(*a),
+                t,
+            ));
         }
     }
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -239,7 +398,7 @@ pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Ex
     let mut keys: HashMap<IpAddr, KeyState> = HashMap::new();
     let mut global_tat = 0.0f64;
     let mut unbanned = false;
-    for &(t, gi, src) in &events {
+    for &(t, gi, src, intended) in &events {
         if !unbanned && t >= live.unban_at_s {
             unbanned = true;
             if let Some(k) = keys.get_mut(&IpAddr::V4(live.unban)) {
@@ -301,7 +460,7 @@ pub fn model(sc: &Scenario, p: &Policy, live: &Live, pages: &PagePlan) -> Vec<Ex
         };
         if ok {
             accepted[gi] += 1;
-            let sec = t as usize;
+            let sec = intended as usize;
             let v = &mut per_second[gi];
             if v.len() <= sec {
                 v.resize(sec + 1, 0);

@@ -69,7 +69,9 @@ pub fn pages_group(fetches: &[Fetch], intended_s: &[f64]) -> GroupReport {
 }
 
 /// Verdicts: each report group against its expectation (by name).
-pub fn verdicts(report: &Report, model: &[Expectation]) -> Vec<Verdict> {
+/// `post_accept`: the gate refuses by closing an established connection,
+/// so gate-load's `closed` outcome is the refusal (else it is "other").
+pub fn verdicts(report: &Report, model: &[Expectation], post_accept: bool) -> Vec<Verdict> {
     report
         .groups
         .iter()
@@ -82,9 +84,19 @@ pub fn verdicts(report: &Report, model: &[Expectation]) -> Vec<Verdict> {
                 group: g.name.clone(),
                 attempts: g.attempted,
                 accepted,
-                refused: g.counts.get(Outcome::Refused),
+                refused: g.counts.get(Outcome::Refused)
+                    + if post_accept {
+                        g.counts.get(Outcome::Closed)
+                    } else {
+                        0
+                    },
                 timed_out: g.counts.get(Outcome::TimedOut),
-                other: g.counts.get(Outcome::Closed) + g.counts.get(Outcome::Other),
+                other: g.counts.get(Outcome::Other)
+                    + if post_accept {
+                        0
+                    } else {
+                        g.counts.get(Outcome::Closed)
+                    },
                 p50_ms: st.p50_us as f64 / 1000.0,
                 p99_ms: st.p99_us as f64 / 1000.0,
                 max_ms: st.max_us as f64 / 1000.0,
@@ -339,13 +351,12 @@ pub fn counts_table(title: &str, m: &BTreeMap<String, u64>) -> String {
     t.to_string()
 }
 
-/// The pages line.
-pub fn pages_text(p: &PagesSummary, sim: &SimReport) -> String {
+/// The pages lines.
+pub fn pages_text(p: &PagesSummary) -> String {
     format!(
         "  {} fetches: {} connected ({} refused, {} timed out); {} bodies verified byte for byte ({} bytes), {} wrong or short\n  \
          nginx logged {} of the verified fetches with the client's own address from the PROXY header ({} missing)\n  \
-         latency (intended start to last byte) p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n  \
-         gate-sim's real sockets: bytes_in={} bytes_out={} connects={} handshakes={}\n",
+         latency (intended start to last byte) p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
         p.attempts,
         p.connected,
         p.refused,
@@ -359,11 +370,100 @@ pub fn pages_text(p: &PagesSummary, sim: &SimReport) -> String {
         p.latency_ms.p90,
         p.latency_ms.p99,
         p.latency_ms.max,
+    )
+}
+
+/// gate-sim's real-socket counters line.
+pub fn sim_sockets_text(sim: &SimReport) -> String {
+    format!(
+        "  gate-sim's real sockets: bytes_in={} bytes_out={} connects={} handshakes={}\n",
         sim.real.get("bytes_in").map_or("?", String::as_str),
         sim.real.get("bytes_out").map_or("?", String::as_str),
         sim.real.get("connects").map_or("?", String::as_str),
         sim.real.get("handshakes").map_or("?", String::as_str),
     )
+}
+
+/// The failures every front shares: groups outside their interval, pages
+/// with wrong bytes, no page at all, pages nginx did not log with the
+/// client's own address.
+pub fn common_failures(verdicts: &[Verdict], pages: &PagesSummary) -> Vec<String> {
+    let mut failed: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.pass)
+        .map(|v| {
+            format!(
+                "group {} accepted {} outside {}..{}",
+                v.group, v.accepted, v.lo, v.hi
+            )
+        })
+        .collect();
+    if pages.failed > 0 {
+        failed.push(format!(
+            "{} page(s) with wrong or missing bytes",
+            pages.failed
+        ));
+    }
+    if pages.verified == 0 {
+        failed.push("no page was fetched through the relay".into());
+    }
+    if pages.proxy_addr_missing > 0 {
+        failed.push(format!(
+            "{} verified page(s) not logged by nginx with the client's address from the PROXY header",
+            pages.proxy_addr_missing
+        ));
+    }
+    failed
+}
+
+/// Writes `doc` as `demo-report.json` into `out`, lists what was written
+/// (`also`: more lines after the plots), then FAIL with `failed` or PASS
+/// with `pass_text`.
+pub fn write_and_conclude(
+    out: &Path,
+    doc: &serde_json::Value,
+    plots: &[std::path::PathBuf],
+    also: &str,
+    failed: &[String],
+    pass_text: &str,
+) -> Result<()> {
+    let report_path = out.join("demo-report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(doc)?)?;
+    println!("\nwritten: {}", report_path.display());
+    for p in plots {
+        println!("written: {}", p.display());
+    }
+    println!("written: {also}");
+    if failed.is_empty() {
+        println!("\nPASS: {pass_text}");
+    } else {
+        println!("\nFAIL:");
+        for f in failed {
+            println!("  {f}");
+        }
+    }
+    Ok(())
+}
+
+/// gate-load's report with the page fetches added as one more group
+/// ([`pages_group`]), statistics derived; an error if gate-load failed.
+pub fn load_report(
+    out: &Path,
+    status: std::process::ExitStatus,
+    fetches: &[Fetch],
+    plan: &super::scenario::PagePlan,
+) -> Result<Report> {
+    if !status.success() {
+        anyhow::bail!(
+            "gate-load failed ({status}): see {}",
+            out.join("gate-load.log").display()
+        );
+    }
+    let mut report = Report::load(&out.join("gate-load.json"))?;
+    let intended: Vec<f64> = plan.schedule().iter().map(|(t, _)| *t).collect();
+    report.groups.push(pages_group(fetches, &intended));
+    report.derive_stats();
+    Ok(report)
 }
 
 /// Writes the run plot as PNG and SVG, with the model's expected accepted

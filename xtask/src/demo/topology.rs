@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// load-tests topology name: namespaces gl-demo-c and gl-demo-s.
+/// load-tests topology names: namespaces gl-NAME-c, gl-NAME-s and the
+/// backend's gl-NAME-b (the root demo's, and the Wine demo's, so that the
+/// two never remove each other's namespaces).
 pub const NAME: &str = "demo";
+pub const WINE_NAME: &str = "demow";
 /// Source addresses in the client namespace (10.77.128.0/18).
 pub const ADDRESSES: u32 = 16_000;
-/// The backend namespace.
-pub const BACKEND_NS: &str = "gl-demo-b";
 /// The gate's address on the backend link, and the backend's.
 pub const GATE_BACKEND_SIDE: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
 pub const BACKEND_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 78, 0, 2), 8081);
@@ -34,30 +35,51 @@ pub const GATE_ADDR: SocketAddrV4 = SocketAddrV4::new(load_tests::topology::SERV
 /// The three namespaces; removed on drop.
 pub struct Net {
     pub topo: Topology,
+    backend_ns: String,
 }
 
 impl Net {
-    /// Makes the namespaces (replacing leftovers of an earlier run).
-    pub fn up() -> Result<Net> {
-        let _ = sh(&["ip", "netns", "del", BACKEND_NS]);
-        let topo = Topology::up(NAME, ADDRESSES).context("client and gate namespaces")?;
-        let net = Net { topo };
-        let s = net.topo.server_ns();
-        let gate_if = "gldemob0";
-        let be_if = "gldemob1";
-        sh(&["ip", "netns", "add", BACKEND_NS])?;
+    /// Makes the namespaces of topology `name` (replacing leftovers of an
+    /// earlier run).
+    pub fn up(name: &str) -> Result<Net> {
+        let backend_ns = format!("gl-{name}-b");
+        let _ = sh(&["ip", "netns", "del", &backend_ns]);
+        let topo = Topology::up(name, ADDRESSES).context("client and gate namespaces")?;
+        let net = Net { topo, backend_ns };
+        let (s, b_ns) = (net.topo.server_ns(), net.backend_ns.as_str());
+        let gate_if = format!("gl{name}b0");
+        let be_if = format!("gl{name}b1");
+        sh(&["ip", "netns", "add", b_ns])?;
         sh(&[
-            "ip", "link", "add", gate_if, "netns", &s, "type", "veth", "peer", "name", be_if,
-            "netns", BACKEND_NS,
+            "ip", "link", "add", &gate_if, "netns", &s, "type", "veth", "peer", "name", &be_if,
+            "netns", b_ns,
         ])?;
         let g = format!("{GATE_BACKEND_SIDE}/24");
         let b = format!("{}/24", BACKEND_ADDR.ip());
-        sh(&["ip", "-n", &s, "addr", "add", &g, "dev", gate_if])?;
-        sh(&["ip", "-n", BACKEND_NS, "addr", "add", &b, "dev", be_if])?;
-        sh(&["ip", "-n", &s, "link", "set", gate_if, "up"])?;
-        sh(&["ip", "-n", BACKEND_NS, "link", "set", be_if, "up"])?;
-        sh(&["ip", "-n", BACKEND_NS, "link", "set", "lo", "up"])?;
+        sh(&["ip", "-n", &s, "addr", "add", &g, "dev", &gate_if])?;
+        sh(&["ip", "-n", b_ns, "addr", "add", &b, "dev", &be_if])?;
+        sh(&["ip", "-n", &s, "link", "set", &gate_if, "up"])?;
+        sh(&["ip", "-n", b_ns, "link", "set", &be_if, "up"])?;
+        sh(&["ip", "-n", b_ns, "link", "set", "lo", "up"])?;
         Ok(net)
+    }
+
+    pub fn backend_ns(&self) -> &str {
+        &self.backend_ns
+    }
+
+    /// One line naming the namespaces and what runs where (`gate_note`:
+    /// what runs in the gate's).
+    pub fn describe(&self, gate_note: &str, nginx_pid: u32) -> String {
+        format!(
+            "namespaces: clients {} (sources {}), gate {} ({}{gate_note}), backend {} (nginx {} pid {nginx_pid}, PROXY protocol on)",
+            self.client_ns(),
+            self.topo.sources_cidr(),
+            self.gate_ns(),
+            GATE_ADDR,
+            self.backend_ns(),
+            BACKEND_ADDR,
+        )
     }
 
     pub fn client_ns(&self) -> String {
@@ -71,7 +93,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        let _ = sh(&["ip", "netns", "del", BACKEND_NS]);
+        let _ = sh(&["ip", "netns", "del", &self.backend_ns]);
         let _ = self.topo.down();
     }
 }
@@ -119,13 +141,15 @@ pub fn site() -> Vec<Page> {
 /// nginx serving the site in the backend namespace, stopped on drop.
 pub struct Nginx {
     child: Child,
+    netns: String,
     pub access_log: PathBuf,
 }
 
 /// The nginx configuration: PROXY protocol on the listener, the client's
 /// real address ($proxy_protocol_addr) and the relay's ($remote_addr) in
-/// the access log.
-pub fn nginx_conf(dir: &Path) -> String {
+/// the access log. `header_timeout_s`: nginx's `client_header_timeout`
+/// (its default is 60 s).
+pub fn nginx_conf(dir: &Path, header_timeout_s: u32) -> String {
     let d = dir.display();
     format!(
         r#"# Written by cargo xtask demo.
@@ -147,6 +171,7 @@ http {{
         root {d}/site;
         access_log {d}/access.log demo;
         keepalive_timeout 0;
+        client_header_timeout {header_timeout_s}s;
     }}
 }}
 "#
@@ -156,8 +181,9 @@ http {{
 impl Nginx {
     /// Writes the site and the configuration under `dir` and starts nginx
     /// (in the foreground, so the process we hold is its master) in the
-    /// backend namespace; waits until it answers on its port.
-    pub fn start(dir: &Path, pages: &[Page]) -> Result<Nginx> {
+    /// backend namespace `netns` with `client_header_timeout` =
+    /// `header_timeout_s`; waits until it answers on its port.
+    pub fn start(dir: &Path, pages: &[Page], netns: &str, header_timeout_s: u32) -> Result<Nginx> {
         let site = dir.join("site");
         for p in pages {
             let f = site.join(p.path.trim_start_matches('/'));
@@ -170,9 +196,9 @@ impl Nginx {
         // nginx's workers run as an unprivileged user: the site must be readable.
         sh(&["chmod", "-R", "a+rX", &dir.display().to_string()])?;
         let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir))?;
+        std::fs::write(&conf, nginx_conf(dir, header_timeout_s))?;
         let test = Command::new("ip")
-            .args(["netns", "exec", BACKEND_NS, "nginx", "-t", "-q", "-c"])
+            .args(["netns", "exec", netns, "nginx", "-t", "-q", "-c"])
             .arg(&conf)
             .output()
             .context("running nginx -t")?;
@@ -185,7 +211,7 @@ impl Nginx {
         }
         let log = std::fs::File::create(dir.join("nginx.stderr"))?;
         let child = Command::new("ip")
-            .args(["netns", "exec", BACKEND_NS, "nginx", "-c"])
+            .args(["netns", "exec", netns, "nginx", "-c"])
             .arg(&conf)
             .args(["-g", "daemon off;"])
             .stdin(Stdio::null())
@@ -195,6 +221,7 @@ impl Nginx {
             .context("starting nginx")?;
         let n = Nginx {
             child,
+            netns: netns.to_string(),
             access_log: dir.join("access.log"),
         };
         // Ready when its port answers (from the gate's side of the link).
@@ -212,7 +239,7 @@ impl Nginx {
     }
 
     fn listening(&self) -> bool {
-        sh(&["ip", "netns", "exec", BACKEND_NS, "ss", "-Htln"])
+        sh(&["ip", "netns", "exec", &self.netns, "ss", "-Htln"])
             .map(|o| o.contains(&BACKEND_ADDR.to_string()))
             .unwrap_or(false)
     }
@@ -307,7 +334,7 @@ mod tests {
         assert_eq!(s.len(), 4);
         assert_eq!(s[3].body.len(), 1 << 20);
         assert_ne!(s[1].body[..1024], s[2].body[..1024]);
-        let conf = nginx_conf(Path::new("/tmp/x"));
+        let conf = nginx_conf(Path::new("/tmp/x"), 60);
         assert!(
             conf.contains("listen 10.78.0.2:8081 proxy_protocol;"),
             "{conf}"

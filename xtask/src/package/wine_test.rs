@@ -24,6 +24,7 @@
 //!    service key, no EventLog\System\gate key, no gate.sys in
 //!    system32\drivers, no `Program Files\gate`, and the port is closed.
 //!
+//! The Wine session (prefix, wineserver, debug log) is [`crate::wine`].
 //! Wine facts (shared/design/platform-facts.md): its wevtutil is a stub
 //! that returns 0 (so manifest registration is exercised only as a step
 //! that must not fail), IoAllocateErrorLogEntry returns NULL (no System log
@@ -31,7 +32,7 @@
 
 use super::Package;
 use crate::deps;
-use crate::driver::wine::{self, Session};
+use crate::wine::{self, Session};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -53,7 +54,7 @@ pub fn run(package: &Package) -> Result<()> {
         .parent()
         .map(|p| p.join("wine-prefix"))
         .context("package directory has no parent")?;
-    let session = wine::start_session(&prefix)?;
+    let session = wine::start_session(&prefix, None)?;
     let result = exercise(&session, package);
     let log = session.log.clone();
     session.end();
@@ -198,7 +199,7 @@ fn exercise(s: &Session, package: &Package) -> Result<()> {
     // 3. A good install, relaying to an echo backend with PROXY v2.
     let port = wine::free_port()?;
     let port_arg = format!("ListenPort={port}");
-    let (backend, headers) = wine::echo_backend(port)?;
+    let (backend, headers) = crate::driver::wine::echo_backend(port)?;
     let backend_arg = format!("BackendAddress={backend}");
     let (code, out) = script(
         s,
@@ -371,7 +372,7 @@ fn inf_install_and_uninstall(s: &Session) -> Result<()> {
     Ok(())
 }
 
-/// One connection through the installed gate to [`wine::echo_backend`]:
+/// One connection through the installed gate to [`crate::driver::wine::echo_backend`]:
 /// a length-prefixed payload comes back byte-exact, and the backend saw a
 /// PROXY v2 header naming this client's port.
 fn relay_echo(

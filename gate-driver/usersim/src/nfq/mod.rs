@@ -135,8 +135,11 @@ pub struct NfqStats {
     pub other: u64,
     /// Packets that came back with the reject mark (no reset rule): dropped.
     pub looped: u64,
-    /// SYNs of an accepted request still waiting for its handshake (a
-    /// client's retransmission): accepted without a new request.
+    /// SYNs of an accepted request still waiting for its handshake with
+    /// the same sequence number (a client's retransmission): accepted
+    /// without a new request. (A SYN of that 4-tuple with another sequence
+    /// number is a new connection: a new request, and the waiting one gets
+    /// WskAbortEvent — see [`crate::wsk::real::syn_arrived`].)
     pub retransmits: u64,
     /// `recvmmsg` calls that returned packets.
     pub batches: u64,
@@ -183,10 +186,20 @@ fn inc(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Source and destination of a TCP SYN (SYN set, ACK clear) in an IPv4 or
-/// IPv6 packet (possibly cut at the copy range); None for anything else.
-/// Parsed with etherparse (IPv6 extension headers included).
-pub fn parse_syn(packet: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
+/// A TCP SYN as the front sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syn {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// Its sequence number (the client's ISN): a retransmission repeats
+    /// it, a new connection on the same 4-tuple has another.
+    pub isn: u32,
+}
+
+/// The TCP SYN (SYN set, ACK clear) in an IPv4 or IPv6 packet (possibly
+/// cut at the copy range); None for anything else. Parsed with etherparse
+/// (IPv6 extension headers included).
+pub fn parse_syn(packet: &[u8]) -> Option<Syn> {
     use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
     let p = LaxSlicedPacket::from_ip(packet).ok()?;
     let (src, dst): (IpAddr, IpAddr) = match p.net? {
@@ -206,10 +219,11 @@ pub fn parse_syn(packet: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
     if !tcp.syn() || tcp.ack() {
         return None;
     }
-    Some((
-        SocketAddr::new(src, tcp.source_port()),
-        SocketAddr::new(dst, tcp.destination_port()),
-    ))
+    Some(Syn {
+        src: SocketAddr::new(src, tcp.source_port()),
+        dst: SocketAddr::new(dst, tcp.destination_port()),
+        isn: tcp.sequence_number(),
+    })
 }
 
 /// The verdict for a request: Some(accept?) once decided, None while held.
@@ -366,11 +380,11 @@ fn apply(
     c: &Counters,
     id: u32,
     accept: bool,
-    req: Option<(Request, SocketAddr, SocketAddr)>,
+    req: Option<(Request, Syn)>,
 ) -> io::Result<()> {
-    if let (true, Some(t), Some((req, src, dst))) = (accept, cfg.handshake_timeout, req) {
+    if let (true, Some(t), Some((req, syn))) = (accept, cfg.handshake_timeout, req) {
         if req.state() == RequestState::Accepted {
-            crate::wsk::real::expect_handshake(req.key(), src, dst, t);
+            crate::wsk::real::expect_handshake(req.key(), syn.src, syn.dst, Some(syn.isn), t);
         }
     }
     if accept {
@@ -414,7 +428,7 @@ fn serve_queue(
     };
     let mut proc_base = read_proc();
     let mut proc_at = Instant::now();
-    let mut held: HashMap<(SocketAddr, SocketAddr), (Request, u32)> = HashMap::new();
+    let mut held: HashMap<(SocketAddr, SocketAddr), (Request, u32, u32)> = HashMap::new();
     let mut by_key: HashMap<(usize, u32), (SocketAddr, SocketAddr)> = HashMap::new();
     let mut pkts: Vec<Packet> = Vec::with_capacity(netlink::BATCH);
     let reject_mark = match cfg.reject {
@@ -484,13 +498,18 @@ fn serve_queue(
                 let Some(t) = by_key.get(&rk).copied() else {
                     continue;
                 };
-                let Some((req, _)) = held.get(&t) else {
+                let Some((req, _, _)) = held.get(&t) else {
                     continue;
                 };
                 if let Some(accept) = decision(req.state()) {
                     by_key.remove(&rk);
-                    if let Some((req, id)) = held.remove(&t) {
-                        apply(&mut q, cfg, c, id, accept, Some((req, t.0, t.1)))?;
+                    if let Some((req, id, isn)) = held.remove(&t) {
+                        let syn = Syn {
+                            src: t.0,
+                            dst: t.1,
+                            isn,
+                        };
+                        apply(&mut q, cfg, c, id, accept, Some((req, syn)))?;
                     }
                 } else {
                     // Still unresolved (e.g. Pended -> Inspecting race):
@@ -510,7 +529,7 @@ fn serve_queue(
                 got += n;
                 inc(&c.batches);
                 for p in pkts.drain(..) {
-                    let Some((src, dst)) = parse_syn(&p.payload) else {
+                    let Some(syn) = parse_syn(&p.payload) else {
                         inc(&c.other);
                         q.verdict(p.id, Verdict::Accept)?;
                         continue;
@@ -521,13 +540,14 @@ fn serve_queue(
                         q.verdict(p.id, Verdict::Drop)?;
                         continue;
                     }
+                    let (src, dst) = (syn.src, syn.dst);
                     if held.contains_key(&(src, dst)) {
                         inc(&c.duplicates);
                         q.verdict(p.id, Verdict::Drop)?;
                         continue;
                     }
                     if cfg.handshake_timeout.is_some()
-                        && crate::wsk::real::awaiting_handshake(src, dst)
+                        && crate::wsk::real::syn_arrived(src, dst, syn.isn)
                     {
                         inc(&c.retransmits);
                         q.verdict(p.id, Verdict::Accept)?;
@@ -540,11 +560,11 @@ fn serve_queue(
                         sim.connect(src, dst)
                     };
                     match decision(req.state()) {
-                        Some(accept) => apply(&mut q, cfg, c, p.id, accept, Some((req, src, dst)))?,
+                        Some(accept) => apply(&mut q, cfg, c, p.id, accept, Some((req, syn)))?,
                         None => {
                             inc(&c.pended);
                             let rk = req.key();
-                            held.insert((src, dst), (req, p.id));
+                            held.insert((src, dst), (req, p.id, syn.isn));
                             by_key.insert(rk, (src, dst));
                             hold_again(rk, index);
                             // Resolved between connect and registration?
@@ -571,7 +591,7 @@ fn serve_queue(
             proc_at = Instant::now();
         }
     }
-    for (_, (_, id)) in held.drain() {
+    for (_, (_, id, _)) in held.drain() {
         apply(&mut q, cfg, c, id, false, None)?;
     }
     q.flush()?;
@@ -612,13 +632,14 @@ mod tests {
 
     #[test]
     fn parses_syn_and_ignores_others() {
-        let (s, d) = parse_syn(&v4(true, false)).unwrap();
+        let syn = parse_syn(&v4(true, false)).unwrap();
         assert_eq!(
-            (s, d),
-            (
-                "10.0.0.1:40000".parse().unwrap(),
-                "10.0.0.2:8080".parse().unwrap()
-            )
+            syn,
+            Syn {
+                src: "10.0.0.1:40000".parse().unwrap(),
+                dst: "10.0.0.2:8080".parse().unwrap(),
+                isn: 1,
+            }
         );
         assert_eq!(parse_syn(&v4(true, true)), None, "SYN-ACK");
         assert_eq!(parse_syn(&v4(false, true)), None, "ACK");
@@ -630,14 +651,18 @@ mod tests {
         let mut b = [0u8; 16];
         b[15] = 2;
         PacketBuilder::ipv6(a, b, 64)
-            .tcp(1234, 443, 1, 1024)
+            .tcp(1234, 443, 0xDEAD_BEEF, 1024)
             .syn()
             .write(&mut p6, &[])
             .unwrap();
-        let (s, d) = parse_syn(&p6).unwrap();
+        let syn = parse_syn(&p6).unwrap();
         assert_eq!(
-            (s, d),
-            ("[::1]:1234".parse().unwrap(), "[::2]:443".parse().unwrap())
+            (syn.src, syn.dst, syn.isn),
+            (
+                "[::1]:1234".parse().unwrap(),
+                "[::2]:443".parse().unwrap(),
+                0xDEAD_BEEF
+            )
         );
         // A SYN carrying data, cut at the copy range, still parses.
         let mut big = Vec::new();

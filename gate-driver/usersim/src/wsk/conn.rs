@@ -121,7 +121,7 @@ unsafe extern "system" fn WskConnBind(
     };
     drop(g);
     drop(guard);
-    irp::finish(irp, status, 0)
+    finish_connection_setup(irp, status, 0)
 }
 
 /// WskConnect of a bound connection socket: a real TCP connection when
@@ -172,7 +172,7 @@ unsafe extern "system" fn WskConnConnect(
         // None: pended (marked pending before the reactor could see it;
         // it may be complete already, so the IRP is not touched here).
         return match r {
-            Some(st) => irp::finish(irp, st, 0),
+            Some(st) => real_finish(irp, st, 0),
             None => STATUS_PENDING,
         };
     }
@@ -188,8 +188,31 @@ unsafe extern "system" fn WskConnConnect(
 #[cfg(target_os = "linux")]
 fn real_result(irp: *mut IRP, r: Option<(NTSTATUS, usize)>) -> NTSTATUS {
     match r {
-        Some((st, n)) => irp::finish(irp, st, n),
+        Some((st, n)) => real_finish(irp, st, n),
         None => STATUS_PENDING,
+    }
+}
+
+/// Finishes a WskSocket (connection) or WskBind IRP: inline when the
+/// socket is to be a real connection ([`super::real::set_connect_real`])
+/// and fast completion is on, else per the completion mode.
+pub(crate) fn finish_connection_setup(irp: *mut IRP, st: NTSTATUS, n: usize) -> NTSTATUS {
+    #[cfg(target_os = "linux")]
+    if super::real::connect_real() {
+        return real_finish(irp, st, n);
+    }
+    irp::finish(irp, st, n)
+}
+
+/// Finishes a taken IRP of a real socket now: inline with
+/// [`super::real::set_fast_completion`], else per the completion mode.
+#[cfg(target_os = "linux")]
+pub(crate) fn real_finish(irp: *mut IRP, st: NTSTATUS, n: usize) -> NTSTATUS {
+    if super::real::fast_completion() {
+        irp::complete(irp, st, n);
+        st
+    } else {
+        irp::finish(irp, st, n)
     }
 }
 
@@ -232,12 +255,15 @@ unsafe extern "system" fn WskSend(
     };
     #[cfg(target_os = "linux")]
     if super::real::is_real(guard.sock) {
-        let mut data = Vec::with_capacity(b.Length);
-        for (p, n) in &pieces {
-            // SAFETY: each piece lies inside the driver's buffer.
-            data.extend_from_slice(unsafe { std::slice::from_raw_parts(*p, *n) });
-        }
-        let r = super::real::send(guard.sock, data, irp as usize, false);
+        // Written from the driver's buffer in place (lent until the IRP
+        // completes), not copied.
+        let lent = pieces.iter().map(|&(p, n)| (p as usize, n)).collect();
+        let r = super::real::send(
+            guard.sock,
+            super::real::SendBytes::Lent(lent),
+            irp as usize,
+            false,
+        );
         drop(guard);
         return real_result(irp, r);
     }
@@ -408,12 +434,17 @@ unsafe extern "system" fn WskDisconnect(
             let pending = super::real::abort_conn(sock);
             drop(guard);
             for i in pending {
-                irp::finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
+                real_finish(i as *mut IRP, STATUS_CONNECTION_ABORTED, 0);
             }
-            return irp::finish(irp, STATUS_SUCCESS, 0);
+            return real_finish(irp, STATUS_SUCCESS, 0);
         }
         // Graceful: the final data (if any), then FIN once all is written.
-        let r = super::real::send(sock, data, irp as usize, true);
+        let r = super::real::send(
+            sock,
+            super::real::SendBytes::Owned(data),
+            irp as usize,
+            true,
+        );
         drop(guard);
         return real_result(irp, r);
     }
@@ -451,6 +482,7 @@ unsafe extern "system" fn WskDisconnect(
         drop(guard);
         return STATUS_PENDING;
     }
+    let mut cancel = super::connect::hold_or_cancel(&mut g, cancel);
     if abortive {
         cancel.extend(super::connect::drain(&mut g, guard.sock));
     }

@@ -49,6 +49,23 @@ pub(crate) struct Net {
     /// A send takes at most this many bytes (short sends).
     max_send_chunk: Option<usize>,
     next_port: u16,
+    /// [`Sim::set_hold_receives`]: pending receives survive IoCancelIrp,
+    /// abortive WskDisconnect and WskCloseSocket.
+    pub(crate) hold_receives: bool,
+    /// Receives kept that way, until [`Sim::release_held_receives`].
+    pub(crate) held: Vec<usize>,
+}
+
+/// With [`Sim::set_hold_receives`] on, moves `irps` (pending receives a
+/// close or abortive disconnect would complete) aside instead; returns
+/// those to complete.
+pub(crate) fn hold_or_cancel(g: &mut Wsk, irps: Vec<usize>) -> Vec<usize> {
+    if g.relay.hold_receives {
+        g.relay.held.extend(irps);
+        Vec::new()
+    } else {
+        irps
+    }
 }
 
 /// Per connection socket.
@@ -232,12 +249,19 @@ pub unsafe extern "system" fn IoCancelIrp(irp: *mut IRP) -> BOOLEAN {
     let mut found = false;
     {
         let mut g = wsk();
+        let hold = g.relay.hold_receives;
         let socks: Vec<usize> = g.sockets.keys().copied().collect();
         for sk in socks {
             let Some(s) = g.sockets.get_mut(&sk) else {
                 continue;
             };
             if let Some(i) = s.pending_rx.iter().position(|r| r.irp == key) {
+                if hold {
+                    // A provider that ignores the cancel (the receive
+                    // stays pending; see Sim::set_hold_receives).
+                    log(&mut g, format!("IoCancelIrp({key:#x}): ignored (held)"));
+                    return 0;
+                }
                 s.pending_rx.remove(i);
                 found = true;
                 break;
@@ -296,6 +320,32 @@ impl Sim {
     /// Connects waiting for the (silent) backend at `addr` to answer.
     pub fn backend_waiting(&self, addr: SocketAddr) -> usize {
         backend(addr, |b| b.waiting.len())
+    }
+
+    /// With `true`, a receive pending on an in-memory connection socket is
+    /// neither cancelled by IoCancelIrp nor completed by an abortive
+    /// WskDisconnect or WskCloseSocket: it is held, its IRP outstanding,
+    /// until [`Sim::release_held_receives`] (what Wine was seen doing with
+    /// a pending receive at close; never Windows, whose close completes
+    /// every IRP). For the relay's "abandon" path.
+    pub fn set_hold_receives(&self, on: bool) {
+        wsk().relay.hold_receives = on;
+    }
+
+    /// Receives held by [`Sim::set_hold_receives`] (their IRPs outstanding).
+    pub fn held_receives(&self) -> usize {
+        wsk().relay.held.len()
+    }
+
+    /// Completes every held receive with `status` (on the I/O thread, per
+    /// the completion mode); returns how many.
+    pub fn release_held_receives(&self, status: NTSTATUS) -> usize {
+        let held = std::mem::take(&mut wsk().relay.held);
+        let n = held.len();
+        for i in held {
+            irp::finish(i as *mut IRP, status, 0);
+        }
+        n
     }
 
     /// Connects the backend at `addr` refused so far.

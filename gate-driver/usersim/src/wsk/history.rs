@@ -11,7 +11,7 @@
 //! call on a closed socket is still recorded as use after close.
 
 use super::*;
-use std::collections::HashSet;
+use crate::FastSet as HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
@@ -79,12 +79,12 @@ impl Default for History {
             limit: HISTORY_LIMIT,
             finished: VecDeque::new(),
             closed: VecDeque::new(),
-            objects: HashMap::new(),
+            objects: HashMap::default(),
             free_objects: Vec::new(),
             free_bufs: VecDeque::new(),
             lent_bufs: 0,
-            listen_by_port: HashMap::new(),
-            inflight: HashMap::new(),
+            listen_by_port: HashMap::default(),
+            inflight: HashMap::default(),
             requests_retired: 0,
             sockets_retired: 0,
         }

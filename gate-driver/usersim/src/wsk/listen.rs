@@ -129,6 +129,9 @@ unsafe extern "system" fn WskSocket(
         format!("WskSocket -> {kind:?} socket {p:#x} family {family}"),
     );
     drop(g);
+    if kind == Kind::Connection {
+        return super::conn::finish_connection_setup(irp, STATUS_SUCCESS, p);
+    }
     irp::finish(irp, STATUS_SUCCESS, p)
 }
 
@@ -455,12 +458,14 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
     }
     let mut cancel: Vec<usize> = Vec::new();
     let mut close_conns: Vec<usize> = Vec::new();
+    let mut receives: Vec<usize> = Vec::new();
     if let Some(s) = g.sockets.get_mut(&key) {
         s.state = SocketState::Closed;
         cancel.extend(s.pending_accepts.drain(..).map(|a| a.irp));
-        cancel.extend(s.pending_rx.drain(..).map(|r| r.irp));
+        receives.extend(s.pending_rx.drain(..).map(|r| r.irp));
         close_conns.extend(s.backlog.drain(..));
     }
+    cancel.extend(super::connect::hold_or_cancel(&mut g, receives));
     cancel.extend(super::connect::drain(&mut g, key));
     for c in close_conns {
         if let Some(s) = g.sockets.get_mut(&c) {
@@ -470,6 +475,8 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
         super::real::close(c);
         history::socket_closed(&mut g, c);
     }
+    #[cfg(target_os = "linux")]
+    let was_real = super::real::is_real(key);
     #[cfg(target_os = "linux")]
     cancel.extend(super::real::close(key));
     // Only this listener's requests in flight (an index: a connection
@@ -489,6 +496,13 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
     history::socket_closed(&mut g, key);
     WSK_CV.notify_all();
     drop(g);
+    #[cfg(target_os = "linux")]
+    if was_real {
+        for i in cancel {
+            super::conn::real_finish(i as *mut IRP, STATUS_CANCELLED, 0);
+        }
+        return super::conn::real_finish(irp, STATUS_SUCCESS, 0);
+    }
     for i in cancel {
         irp::finish(i as *mut IRP, STATUS_CANCELLED, 0);
     }

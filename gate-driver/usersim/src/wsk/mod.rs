@@ -23,9 +23,10 @@ pub use history::{TableSizes, HISTORY_LIMIT};
 
 use crate::recent::Ring;
 use crate::violation::{record, ViolationKind};
+use crate::FastMap as HashMap;
 use gate_ksys::*;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
@@ -263,10 +264,10 @@ pub(crate) struct Wsk {
 impl Default for Wsk {
     fn default() -> Self {
         Wsk {
-            clients: HashMap::new(),
-            regs: HashMap::new(),
-            sockets: HashMap::new(),
-            requests: HashMap::new(),
+            clients: HashMap::default(),
+            regs: HashMap::default(),
+            sockets: HashMap::default(),
+            requests: HashMap::default(),
             hist: history::History::default(),
             serial: 0,
             provider_not_ready: false,

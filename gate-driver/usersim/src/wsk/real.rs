@@ -16,7 +16,11 @@
 //! - WskReceive, WskSend, WskDisconnect and WskCloseSocket on such a socket
 //!   act on the real socket: non-blocking calls complete at once when they
 //!   can, otherwise they pend and one reactor thread (`epoll`) completes
-//!   them on the provider's I/O thread.
+//!   them on the provider's I/O thread. With [`set_fast_completion`] (what
+//!   gate-sim runs with) a call that can complete at once completes its
+//!   IRP inline, before it returns (as Windows' WSK does), and the reactor
+//!   completes pended IRPs itself at DISPATCH_LEVEL (as the stack's DPC
+//!   would), without the hop through the I/O thread.
 //!
 //! A connection socket is backed either by the harness's in-memory peer
 //! (the unit tests' [`crate::Conn`]) or by a real descriptor (this module);
@@ -27,6 +31,7 @@
 
 use super::*;
 use crate::irp;
+use crate::irql;
 use std::collections::HashMap;
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -47,10 +52,31 @@ struct Recv {
     length: usize,
 }
 
+/// The bytes of a send.
+pub(crate) enum SendBytes {
+    /// The driver's buffer, described by its MDL chain: (address, length)
+    /// pieces, lent until the IRP completes (written from in place: no
+    /// copy).
+    Lent(Vec<(usize, usize)>),
+    /// A copy (a graceful WskDisconnect's final data).
+    Owned(Vec<u8>),
+}
+
+impl SendBytes {
+    fn len(&self) -> usize {
+        match self {
+            SendBytes::Lent(p) => p.iter().map(|(_, n)| n).sum(),
+            SendBytes::Owned(v) => v.len(),
+        }
+    }
+}
+
 /// A send not yet fully written.
 struct Send {
     irp: usize,
-    data: Vec<u8>,
+    data: SendBytes,
+    /// `data.len()`.
+    total: usize,
     written: usize,
     /// A WskDisconnect's final data: shut down writing once written.
     disconnect: bool,
@@ -66,19 +92,35 @@ struct RealSock {
     registered: bool,
 }
 
+/// (remote, local) of a connection.
+type Tuple = (SocketAddr, SocketAddr);
+
+/// An accepted request waiting for its handshake.
+#[derive(Clone, Copy)]
+struct Waiting {
+    rk: (usize, u32),
+    /// The sequence number of the SYN that made the request (None: not
+    /// known, e.g. [`connect_expecting_handshake`] without one).
+    isn: Option<u32>,
+}
+
 #[derive(Default)]
 struct Real {
     socks: HashMap<usize, RealSock>,
-    /// Accepted requests waiting for their handshake, by (remote, local).
-    awaiting: HashMap<(SocketAddr, SocketAddr), (usize, u32)>,
-    /// Handshake deadlines in order (timeouts are equal, so FIFO is sorted).
-    deadlines: VecDeque<(Instant, (SocketAddr, SocketAddr))>,
+    /// Accepted requests waiting for their handshake, by (remote, local):
+    /// the request and its SYN's sequence number (ISN), when known.
+    awaiting: HashMap<Tuple, Waiting>,
+    /// Handshake deadlines in order (timeouts are equal, so FIFO is
+    /// sorted), each naming its request: an entry whose 4-tuple now belongs
+    /// to a newer request (same 4-tuple, new ISN) is stale and skipped.
+    deadlines: VecDeque<(Instant, Tuple, (usize, u32))>,
     epfd: Option<OwnedFd>,
     wake: Option<OwnedFd>,
 }
 
 static REAL: LazyLock<Mutex<Real>> = LazyLock::new(|| Mutex::new(Real::default()));
 static CONNECT_REAL: AtomicBool = AtomicBool::new(false);
+static FAST_COMPLETION: AtomicBool = AtomicBool::new(false);
 static MAX_HALF_OPEN: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_HALF_OPEN);
 
@@ -107,6 +149,11 @@ pub struct RealStats {
     /// Accepted requests dropped (WskAbortEvent) because the half-open
     /// table was full ([`set_max_half_open`]).
     pub half_open_evicted: u64,
+    /// Accepted requests dropped (WskAbortEvent) because a SYN of the same
+    /// 4-tuple with another sequence number arrived while they waited for
+    /// their handshake: the client gave that connection up (reset) and
+    /// opened a new one, which is a new request ([`syn_arrived`]).
+    pub superseded: u64,
     /// Real connections opened by WskConnect.
     pub connects: u64,
     /// Bytes received from / sent to real sockets.
@@ -118,6 +165,7 @@ static HANDSHAKES: AtomicU64 = AtomicU64::new(0);
 static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 static UNMATCHED: AtomicU64 = AtomicU64::new(0);
 static EVICTED: AtomicU64 = AtomicU64::new(0);
+static SUPERSEDED: AtomicU64 = AtomicU64::new(0);
 static CONNECTS: AtomicU64 = AtomicU64::new(0);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
@@ -130,6 +178,7 @@ pub fn stats() -> RealStats {
         handshake_timeouts: l(&TIMEOUTS),
         unmatched: l(&UNMATCHED),
         half_open_evicted: l(&EVICTED),
+        superseded: l(&SUPERSEDED),
         connects: l(&CONNECTS),
         bytes_in: l(&BYTES_IN),
         bytes_out: l(&BYTES_OUT),
@@ -148,6 +197,24 @@ pub fn set_connect_real(on: bool) {
 
 pub(crate) fn connect_real() -> bool {
     CONNECT_REAL.load(Ordering::SeqCst)
+}
+
+/// Whether IRPs on real sockets complete without the I/O thread (default
+/// off: the unit tests' completion mode applies). On: a WskReceive,
+/// WskSend, WskDisconnect, WskConnect or WskCloseSocket on a real socket
+/// (and, with [`set_connect_real`], WskSocket and WskBind of a connection
+/// socket) that can complete at once completes its IRP inline (the
+/// completion routine runs before the call returns, which returns the
+/// IRP's status),
+/// and the reactor runs the completion routines of the IRPs it finishes on
+/// its own thread at DISPATCH_LEVEL. Saves two thread switches per relayed
+/// chunk (see gate-driver/README.md, relay figures).
+pub fn set_fast_completion(on: bool) {
+    FAST_COMPLETION.store(on, Ordering::SeqCst);
+}
+
+pub(crate) fn fast_completion() -> bool {
+    FAST_COMPLETION.load(Ordering::Relaxed)
 }
 
 /// Whether `sock` is backed by a real socket.
@@ -281,10 +348,26 @@ fn mark_pending(irp: usize) {
 /// IRPs to complete: (irp, status, information).
 type Done = Vec<(usize, NTSTATUS, usize)>;
 
+/// Completes a batch on the I/O thread as one job (one queue lock and
+/// one wake-up of the I/O thread per reactor round, not one per IRP), in
+/// order.
 fn post_done(done: Done) {
-    for (i, st, n) in done {
-        irp::post(move || irp::complete(i as *mut IRP, st, n));
+    if done.is_empty() {
+        return;
     }
+    if fast_completion() {
+        irql::run_at(DISPATCH_LEVEL, "I/O completion", || {
+            for (i, st, n) in done {
+                irp::complete(i as *mut IRP, st, n);
+            }
+        });
+        return;
+    }
+    irp::post(move || {
+        for (i, st, n) in done {
+            irp::complete(i as *mut IRP, st, n);
+        }
+    });
 }
 
 fn reactor() {
@@ -295,7 +378,7 @@ fn reactor() {
             let Some(ep) = r.epfd.as_ref().map(|e| e.as_raw_fd()) else {
                 return;
             };
-            let t = r.deadlines.front().map_or(-1, |(d, _)| {
+            let t = r.deadlines.front().map_or(-1, |(d, _, _)| {
                 i32::try_from(d.saturating_duration_since(Instant::now()).as_millis())
                     .unwrap_or(i32::MAX)
                     .saturating_add(1)
@@ -342,9 +425,9 @@ fn reactor() {
             // Handshakes that did not complete in time.
             let now = Instant::now();
             let mut expired = Vec::new();
-            while r.deadlines.front().is_some_and(|(d, _)| *d <= now) {
-                if let Some((_, t)) = r.deadlines.pop_front() {
-                    if let Some(rk) = r.awaiting.remove(&t) {
+            while r.deadlines.front().is_some_and(|(d, _, _)| *d <= now) {
+                if let Some((_, t, rk)) = r.deadlines.pop_front() {
+                    if remove_waiting(&mut r, &t, rk) {
                         expired.push(rk);
                     }
                 }
@@ -386,7 +469,7 @@ fn service(s: &mut RealSock, done: &mut Done) {
     while let Some(t) = s.tx.front_mut() {
         match write_some(fd, t) {
             Some(st) => {
-                let (irp, n, disc) = (t.irp, t.data.len(), t.disconnect);
+                let (irp, n, disc) = (t.irp, t.total, t.disconnect);
                 s.tx.pop_front();
                 if disc && st == STATUS_SUCCESS {
                     // SAFETY: shutdown(2) on a live socket.
@@ -447,17 +530,37 @@ fn read_into(fd: RawFd, r: &Recv) -> Option<(NTSTATUS, usize)> {
 /// Writes what it can of a send: Some(status) when all is written (or it
 /// failed), None when the socket buffer is full.
 fn write_some(fd: RawFd, t: &mut Send) -> Option<NTSTATUS> {
-    while t.written < t.data.len() {
-        let rest = &t.data[t.written..];
-        // SAFETY: send(2) from our buffer; MSG_NOSIGNAL: no SIGPIPE.
-        let n = unsafe {
-            libc::send(
-                fd,
-                rest.as_ptr().cast(),
-                rest.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+    while t.written < t.total {
+        // What is left, as iovecs (the lent pieces from `written` on).
+        let mut iov: Vec<libc::iovec> = Vec::new();
+        match &t.data {
+            SendBytes::Owned(v) => iov.push(libc::iovec {
+                iov_base: v[t.written..].as_ptr().cast_mut().cast(),
+                iov_len: v.len() - t.written,
+            }),
+            SendBytes::Lent(pieces) => {
+                let mut skip = t.written;
+                for &(p, n) in pieces {
+                    if skip >= n {
+                        skip -= n;
+                        continue;
+                    }
+                    iov.push(libc::iovec {
+                        iov_base: (p + skip) as *mut libc::c_void,
+                        iov_len: n - skip,
+                    });
+                    skip = 0;
+                }
+            }
+        }
+        // SAFETY: all-zero msghdr, then the iovecs set.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = iov.as_mut_ptr();
+        m.msg_iovlen = iov.len();
+        // SAFETY: sendmsg(2) from the driver's buffer pieces (lent while
+        // the IRP is pending, which it is until this send completes) or our
+        // copy; MSG_NOSIGNAL: no SIGPIPE.
+        let n = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -644,7 +747,7 @@ pub(crate) fn receive(
 /// Some((status, bytes)) when done now, None when pended.
 pub(crate) fn send(
     sock: usize,
-    data: Vec<u8>,
+    data: SendBytes,
     irp: usize,
     disconnect: bool,
 ) -> Option<(NTSTATUS, usize)> {
@@ -653,9 +756,11 @@ pub(crate) fn send(
     let Some(fd) = s.fd.as_ref().map(|f| f.as_raw_fd()) else {
         return Some((STATUS_CONNECTION_ABORTED, 0));
     };
+    let total = data.len();
     let mut t = Send {
         irp,
         data,
+        total,
         written: 0,
         disconnect,
     };
@@ -666,7 +771,7 @@ pub(crate) fn send(
                 unsafe { libc::shutdown(fd, libc::SHUT_WR) };
             }
             let n = if st == STATUS_SUCCESS && !disconnect {
-                t.data.len()
+                t.total
             } else {
                 0
             };
@@ -827,18 +932,33 @@ fn to_sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, u32) {
 
 // ---- handshakes ----
 
+/// Removes the waiting entry of `t` if it is request `rk`'s (a deadline
+/// of a superseded request must not remove its successor's entry).
+fn remove_waiting(r: &mut Real, t: &Tuple, rk: (usize, u32)) -> bool {
+    if r.awaiting.get(t).is_some_and(|w| w.rk == rk) {
+        r.awaiting.remove(t);
+        true
+    } else {
+        false
+    }
+}
+
 /// An accepted request (held: `Accepted`, not delivered) waits for the
 /// real handshake of (remote, local) for at most `timeout`; then it gets
-/// WskAbortEvent.
+/// WskAbortEvent. `isn` is the sequence number of its SYN, when known
+/// ([`syn_arrived`] compares it). A request still waiting on the same
+/// 4-tuple is superseded (WskAbortEvent now).
 pub(crate) fn expect_handshake(
     rk: (usize, u32),
     remote: SocketAddr,
     local: SocketAddr,
+    isn: Option<u32>,
     timeout: Duration,
 ) {
     let t = (norm(remote), norm(local));
     let cap = MAX_HALF_OPEN.load(Ordering::Relaxed).max(1);
     let mut evicted = Vec::new();
+    let mut superseded = None;
     {
         let mut r = real();
         if start_reactor(&mut r).is_err() {
@@ -853,16 +973,18 @@ pub(crate) fn expect_handshake(
         // handshake is dropped now (WskAbortEvent), as a stack with a
         // bounded half-open table drops its oldest embryonic connection.
         while r.awaiting.len() >= cap || r.deadlines.len() >= 2 * cap {
-            let Some((_, old)) = r.deadlines.pop_front() else {
+            let Some((_, old, ork)) = r.deadlines.pop_front() else {
                 break;
             };
-            if let Some(k) = r.awaiting.remove(&old) {
-                evicted.push(k);
+            if remove_waiting(&mut r, &old, ork) {
+                evicted.push(ork);
             }
         }
-        r.awaiting.insert(t, rk);
+        if let Some(old) = r.awaiting.insert(t, Waiting { rk, isn }) {
+            superseded = (old.rk != rk).then_some(old.rk);
+        }
         let first = r.deadlines.is_empty();
-        r.deadlines.push_back((Instant::now() + timeout, t));
+        r.deadlines.push_back((Instant::now() + timeout, t, rk));
         if first {
             wake(&r);
         }
@@ -871,15 +993,20 @@ pub(crate) fn expect_handshake(
         EVICTED.fetch_add(1, Ordering::Relaxed);
         let _ = super::net::abort(k);
     }
+    if let Some(k) = superseded {
+        SUPERSEDED.fetch_add(1, Ordering::Relaxed);
+        let _ = super::net::abort(k);
+    }
 }
 
-/// A connection request (a SYN) from `remote` to `local` decided by the
-/// driver; if accepted, it waits for its real handshake (delivered by
-/// [`handshake_done`], or WskAbortEvent after `timeout`), as the NFQUEUE
-/// front does for every SYN it lets through.
+/// A connection request (a SYN with sequence number `isn`, if known) from
+/// `remote` to `local` decided by the driver; if accepted, it waits for its
+/// real handshake (delivered by [`handshake_done`], or WskAbortEvent after
+/// `timeout`), as the NFQUEUE front does for every SYN it lets through.
 pub fn connect_expecting_handshake(
     remote: SocketAddr,
     local: SocketAddr,
+    isn: Option<u32>,
     timeout: Duration,
 ) -> crate::Request {
     let rk = super::net::connect(remote, local, true);
@@ -888,15 +1015,45 @@ pub fn connect_expecting_handshake(
         .get(&rk)
         .is_some_and(|r| r.state == RequestState::Accepted);
     if accepted {
-        expect_handshake(rk, remote, local, timeout);
+        expect_handshake(rk, remote, local, isn, timeout);
     }
     crate::Request::from_key(rk)
 }
 
 /// Whether an accepted request of (remote, local) still waits for its
-/// handshake (a retransmitted SYN of it needs no new request).
+/// handshake.
 pub fn awaiting_handshake(remote: SocketAddr, local: SocketAddr) -> bool {
     real().awaiting.contains_key(&(norm(remote), norm(local)))
+}
+
+/// A SYN of (remote, local) with sequence number `isn` arrived. Returns
+/// true if it is a retransmission of the SYN of an accepted request still
+/// waiting for its handshake (same 4-tuple, same sequence number — or a
+/// request whose sequence number is not known): it needs no new request.
+///
+/// A SYN of the same 4-tuple with another sequence number is a new
+/// connection (RFC 9293 3.4: each connection starts from its own ISN): the
+/// client gave the waiting one up (it reset it, e.g. after a connect
+/// timeout, and reconnected from the same port). That request gets
+/// WskAbortEvent now, as the stack indicates when a half-open connection is
+/// reset, and the SYN is a new request for the driver to decide (false).
+pub fn syn_arrived(remote: SocketAddr, local: SocketAddr, isn: u32) -> bool {
+    let t = (norm(remote), norm(local));
+    let gone = {
+        let mut r = real();
+        match r.awaiting.get(&t) {
+            None => return false,
+            Some(w) if w.isn.is_none_or(|i| i == isn) => return true,
+            Some(w) => {
+                let rk = w.rk;
+                r.awaiting.remove(&t);
+                rk
+            }
+        }
+    };
+    SUPERSEDED.fetch_add(1, Ordering::Relaxed);
+    let _ = super::net::abort(gone);
+    false
 }
 
 /// Requests waiting for their handshake now.
@@ -919,7 +1076,10 @@ pub fn handshake_done(stream: TcpStream, remote: SocketAddr) {
         reset_stream(stream);
         return;
     };
-    let rk = real().awaiting.remove(&(norm(remote), norm(local)));
+    let rk = real()
+        .awaiting
+        .remove(&(norm(remote), norm(local)))
+        .map(|w| w.rk);
     match rk {
         Some(rk) => {
             HANDSHAKES.fetch_add(1, Ordering::Relaxed);

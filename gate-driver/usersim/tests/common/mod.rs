@@ -426,6 +426,11 @@ pub struct Mdl {
     byte_offset: u32,
 }
 
+/// Makes `b` follow `a` in an MDL chain.
+pub fn chain(a: &mut Mdl, b: &mut Mdl) {
+    a.next = b as *mut Mdl;
+}
+
 pub fn mdl_for(buf: &mut [u8]) -> Mdl {
     Mdl {
         next: std::ptr::null_mut(),
