@@ -186,6 +186,8 @@ fn structs() -> Vec<Struct> {
                 ("uint32_t", scanned),
                 ("uint32_t", count),
                 ("uint64_t", slots_total),
+                ("uint32_t", auto_bans),
+                ("uint32_t", reserved),
                 ("GATE_TOP_ENTRY", entries, TOP_MAX),
             ]
         ),
@@ -238,6 +240,8 @@ fn structs() -> Vec<Struct> {
                 ("uint32_t", size),
                 ("uint32_t", total),
                 ("uint32_t", count),
+                ("uint32_t", generation),
+                ("uint32_t", reserved),
                 ("GATE_LIST_ENTRY", entries, LIST_PAGE),
             ]
         ),
