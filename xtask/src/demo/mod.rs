@@ -365,7 +365,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl over the control socket):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, "greedy"));
+            print!("{}", summary::live_text(s, &live, &report, &model, "greedy"));
             true
         }
         Err(e) => {
@@ -468,8 +468,8 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         "format": "gate-demo-report/1",
         "pass": failed.is_empty(),
         "failures": failed,
-        "policy": format!("{policy:?}"),
-        "live": format!("{live:?}"),
+        "policy": policy,
+        "live": live,
         "groups": verdicts,
         "model": model,
         "live_steps": steps.as_ref().ok(),

@@ -183,6 +183,35 @@ pub struct PagesSummary {
     pub proxy_addr_matched: u64,
     pub proxy_addr_missing: u64,
     pub latency_ms: Percentiles,
+    /// The first [`BAD_LISTED`] wrong or short pages, each as "PATH from
+    /// CLIENT: first wrong byte at OFFSET" (or "short: ...").
+    pub bad: Vec<String>,
+}
+
+/// How many wrong or short pages [`PagesSummary::bad`] names.
+pub const BAD_LISTED: usize = 5;
+
+impl Fetch {
+    /// This fetch as a wrong page, naming it: `None` if it is not one.
+    pub fn wrong(&self) -> Option<String> {
+        let at = self
+            .first_bad_byte
+            .map_or("?".to_string(), |b| b.to_string());
+        match self.outcome.as_str() {
+            "wrong_bytes" => Some(format!(
+                "{} from {}: first wrong byte at offset {at} (of {} read)",
+                self.path, self.client, self.bytes
+            )),
+            "short" => Some(format!(
+                "{} from {}: short, {} bytes of the body read, the first missing at offset {at}",
+                self.path, self.client, self.bytes
+            )),
+            o if self.connected() && !self.ok() => {
+                Some(format!("{} from {}: {o}", self.path, self.client))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Latency percentiles, ms.
@@ -253,6 +282,9 @@ pub fn summarize(fetches: &[Fetch], log: &[AccessLine], relay_addr: Ipv4Addr) ->
             }
         } else if f.connected() {
             s.failed += 1;
+            if s.bad.len() < BAD_LISTED {
+                s.bad.extend(f.wrong());
+            }
         }
     }
     s.latency_ms = Percentiles::of(&mut lat);
@@ -286,12 +318,15 @@ mod tests {
             latency_us: 1000,
             first_bad_byte: None,
         };
+        let mut wrong = f([10, 77, 133, 4], "wrong_bytes");
+        wrong.path = "/pages/64k.bin".into();
+        wrong.first_bad_byte = Some(1000);
         let fetches = vec![
             f([10, 77, 133, 1], "ok"),
             f([10, 77, 133, 1], "ok"),
             f([10, 77, 133, 2], "ok"),
             f([10, 77, 133, 3], "refused"),
-            f([10, 77, 133, 4], "wrong_bytes"),
+            wrong,
         ];
         let line = |a: &str| AccessLine {
             proxy_addr: a.into(),
@@ -307,6 +342,11 @@ mod tests {
         assert_eq!((s.attempts, s.connected, s.refused), (5, 4, 1));
         assert_eq!((s.verified, s.failed, s.bytes_verified), (3, 1, 30));
         assert_eq!((s.proxy_addr_matched, s.proxy_addr_missing), (1, 2));
+        // The wrong page is named: path, client, offset.
+        assert_eq!(
+            s.bad,
+            ["/pages/64k.bin from 10.77.133.4: first wrong byte at offset 1000 (of 10 read)"]
+        );
     }
 
     #[test]

@@ -320,7 +320,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl.exe under Wine, through the driver's control device):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, "greedy"));
+            print!("{}", summary::live_text(s, &live, &report, &model, "greedy"));
             true
         }
         Err(e) => {
@@ -469,8 +469,8 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         "confirm_ms": scenario::POST_ACCEPT_CONFIRM_MS,
         "scaled_down": scenario::POST_ACCEPT_CHANGES,
         "decision_lag": { "p50_ms": lag50, "p99_ms": lag99, "max_ms": lag_max, "failed": lag_failed, "samples": &lag_samples },
-        "policy": format!("{policy:?}"),
-        "live": format!("{live:?}"),
+        "policy": policy,
+        "live": live,
         "groups": verdicts,
         "model": model,
         "live_steps": steps.as_ref().ok(),
