@@ -53,6 +53,9 @@ pub struct Session {
     /// The network namespace every wine process runs in (None: this one).
     pub netns: Option<String>,
     server: Child,
+    /// Set by [`Session::end`]; a session dropped without it (an error or
+    /// an interruption on the way) is ended by `Drop`.
+    ended: bool,
 }
 
 /// `program` in `netns` (`ip netns exec NS program`), or here.
@@ -249,6 +252,14 @@ impl Session {
     /// Ends every process of the prefix (`wineserver -k`) and waits for the
     /// persistent wineserver we started.
     pub fn end(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         let _ = in_netns(self.netns.as_deref(), "wineserver")
             .arg("-k")
             .env("WINEPREFIX", &self.prefix)
@@ -262,6 +273,12 @@ impl Session {
         }
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 
@@ -304,6 +321,7 @@ pub fn start_session(prefix: &Path, netns: Option<&str>) -> Result<Session> {
         log,
         netns: netns.map(str::to_string),
         server,
+        ended: false,
     };
     let err = File::create(&session.log)
         .with_context(|| format!("creating {}", session.log.display()))?;

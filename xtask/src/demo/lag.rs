@@ -64,7 +64,11 @@ pub fn run(
         }
         let due = t0 + Duration::from_secs_f64(at_s);
         match due.checked_duration_since(Instant::now()) {
-            Some(w) => std::thread::sleep(w),
+            Some(_) => {
+                if super::interrupt::sleep_until(due).is_err() {
+                    return out;
+                }
+            }
             // Behind (a slow probe): skip to the next slot.
             None if Instant::now() - due > Duration::from_secs_f64(every_s) => continue,
             None => {}

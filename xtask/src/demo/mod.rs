@@ -27,6 +27,7 @@
 mod control;
 mod gatesim;
 pub mod inprocess;
+mod interrupt;
 mod lag;
 mod pages;
 mod scenario;
@@ -120,9 +121,21 @@ pub fn run(args: Args) -> Result<()> {
         );
         return inprocess::run(args.seed);
     }
-    deps::ensure("the demo", DEMO_PACKAGES)?;
-    build()?;
+    interrupt::install()?;
+    if let Err(e) = deps::ensure("the demo", DEMO_PACKAGES).and_then(|()| build()) {
+        return Err(interrupted_or(e));
+    }
     finish(args.out, real_demo)
+}
+
+/// Exits 130 saying the demo was interrupted if it was; otherwise returns
+/// `e` as the demo's error.
+fn interrupted_or(e: anyhow::Error) -> anyhow::Error {
+    if interrupt::requested() || interrupt::is_interrupted(&e) {
+        println!("\nxtask demo: interrupted (Ctrl-C) before the run: nothing to clean up");
+        std::process::exit(130);
+    }
+    e
 }
 
 /// `--wine`: builds gate.sys, gatectl.exe and gate-load, then runs
@@ -131,16 +144,20 @@ fn wine_main(out: Option<PathBuf>) -> Result<()> {
     if !deps::is_root() {
         bail!("cargo xtask demo --wine needs root: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine)");
     }
-    deps::ensure("the demo", DEMO_PACKAGES)?;
-    deps::ensure("the demo under Wine", crate::wine::PKGS)?;
-    let gate_sys = crate::driver::build(crate::driver::Profile::Release)?.sys;
-    let gatectl_exe = crate::driver::build_gatectl(crate::driver::Profile::Release)?;
-    build()?;
-    let b = wine::Builds {
-        gate_sys,
-        gatectl_exe,
-        gate_load: control::binary(&target_dir(), "gate-load")?,
-    };
+    interrupt::install()?;
+    let b = (|| -> Result<wine::Builds> {
+        deps::ensure("the demo", DEMO_PACKAGES)?;
+        deps::ensure("the demo under Wine", crate::wine::PKGS)?;
+        let gate_sys = crate::driver::build(crate::driver::Profile::Release)?.sys;
+        let gatectl_exe = crate::driver::build_gatectl(crate::driver::Profile::Release)?;
+        build()?;
+        Ok(wine::Builds {
+            gate_sys,
+            gatectl_exe,
+            gate_load: control::binary(&target_dir(), "gate-load")?,
+        })
+    })()
+    .map_err(interrupted_or)?;
     finish(out, |o| wine::run(o, &b))
 }
 
@@ -152,6 +169,16 @@ fn finish(out: Option<PathBuf>, demo: impl FnOnce(&Path) -> Result<Vec<String>>)
     let out = out.canonicalize()?;
     let started = Instant::now();
     let r = demo(&out);
+    if interrupt::requested() || r.as_ref().is_err_and(interrupt::is_interrupted) {
+        // The demo's guards have stopped its processes (by PID) and
+        // removed its namespaces as its error unwound them.
+        println!(
+            "\nxtask demo: INTERRUPTED (Ctrl-C) {:.1} s into the run: stopped early, every process it started stopped by its PID and its network namespaces removed; a cut-short run is not analysed (no PASS/FAIL)",
+            started.elapsed().as_secs_f64()
+        );
+        println!("{}", out.display());
+        std::process::exit(130);
+    }
     println!(
         "\ndemo ran in {:.1} s (after the build)",
         started.elapsed().as_secs_f64()
@@ -270,6 +297,14 @@ fn run_traffic(
     };
     let steps = control::run_live(ctl, live, &live.greedy.to_string(), t0, lead_s);
     let load_status = loop {
+        if interrupt::requested() {
+            // SAFETY: kill(2) on our own child's PID (`ip netns exec`
+            // execs gate-load in place).
+            unsafe { libc::kill(load.id() as i32, libc::SIGKILL) };
+            let _ = load.wait();
+            let _ = pages_thread.join();
+            return Err(interrupt::Interrupted.into());
+        }
         if let Some(s) = load.try_wait()? {
             break s;
         }

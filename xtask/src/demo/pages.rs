@@ -154,8 +154,8 @@ pub fn run(plan: &PagePlan, site: &[Page], t0: Instant, to: ReadTo) -> Vec<Fetch
     let mut out = Vec::new();
     for (k, (t, c)) in plan.schedule().into_iter().enumerate() {
         let due = t0 + Duration::from_secs_f64(t);
-        if let Some(w) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(w);
+        if super::interrupt::sleep_until(due).is_err() {
+            break;
         }
         let (Some(src), Some(page)) = (plan.clients.get(c), site.get(k % site.len().max(1))) else {
             continue;

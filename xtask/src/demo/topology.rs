@@ -227,6 +227,7 @@ impl Nginx {
         // Ready when its port answers (from the gate's side of the link).
         let t = Instant::now();
         while !n.listening() {
+            super::interrupt::check()?;
             if t.elapsed() > Duration::from_secs(10) {
                 bail!(
                     "nginx did not listen on {BACKEND_ADDR} within 10 s (see {})",

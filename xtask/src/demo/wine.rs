@@ -166,7 +166,9 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         net.describe(", wineserver and winedevice.exe", nginx.pid())
     );
     let prefix = super::target_dir().join("demo").join("wine-prefix");
+    super::interrupt::check()?;
     let session = wine::start_session(&prefix, Some(&net.gate_ns()))?;
+    super::interrupt::check()?;
     let gate = WineGate {
         exe: session.install_gatectl(&b.gatectl_exe)?,
         session,
@@ -182,6 +184,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         gate.session.end();
         return Err(e);
     }
+    super::interrupt::check()?;
     let log_lines = wine::driver_lines(&gate.session.log_text());
     println!(
         "gate.sys: loaded by winedevice.exe in {:.1} s; {}",
@@ -272,6 +275,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
             .as_ref()
             .is_some_and(|j| n(&j["relay"], "active") > 0)
     {
+        super::interrupt::check()?;
         std::thread::sleep(Duration::from_millis(500));
         status = ctl.call(t0, &["status", "--json"]);
     }
