@@ -113,11 +113,13 @@ pub fn run(args: Args) -> Result<()> {
     if args.in_process {
         return inprocess::run(args.seed);
     }
-    if !deps::is_root() {
+    if let Some(why) = cannot_make_namespaces() {
         println!(
-            "xtask demo: NOT running as root, so no network namespaces, no NFQUEUE and no real \
-             traffic: running the in-process gate-core demo instead (synthetic arrivals on a \
-             simulated clock). Run as root for the real one: sudo cargo xtask demo\n"
+            "xtask demo: {why}, so no network namespaces, no NFQUEUE and no real traffic: \
+             running the in-process gate-core demo instead (synthetic arrivals on a simulated \
+             clock). The real one needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN: sudo cargo \
+             xtask demo (in a container: --cap-add NET_ADMIN --cap-add SYS_ADMIN, or \
+             --privileged)\n"
         );
         return inprocess::run(args.seed);
     }
@@ -141,15 +143,15 @@ fn interrupted_or(e: anyhow::Error) -> anyhow::Error {
 /// `--wine`: builds gate.sys, gatectl.exe and gate-load, then runs
 /// [`wine::run`]. Needs root (namespaces) like the root demo.
 fn wine_main(out: Option<PathBuf>) -> Result<()> {
-    if !deps::is_root() {
-        bail!("cargo xtask demo --wine needs root: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine)");
+    if let Some(why) = cannot_make_namespaces() {
+        bail!("cargo xtask demo --wine needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN: it makes network namespaces and runs Wine's wineserver inside one, and {why} (sudo cargo xtask demo --wine)");
     }
     interrupt::install()?;
     let b = (|| -> Result<wine::Builds> {
         deps::ensure("the demo", DEMO_PACKAGES)?;
         deps::ensure("the demo under Wine", crate::wine::PKGS)?;
-        let gate_sys = crate::driver::build(crate::driver::Profile::Release)?.sys;
-        let gatectl_exe = crate::driver::build_gatectl(crate::driver::Profile::Release)?;
+        let gate_sys = crate::driver::build_image(crate::driver::Profile::Release, true)?.sys;
+        let gatectl_exe = crate::driver::build_gatectl_exe(crate::driver::Profile::Release, true)?;
         build()?;
         Ok(wine::Builds {
             gate_sys,
@@ -197,6 +199,57 @@ fn finish(out: Option<PathBuf>, demo: impl FnOnce(&Path) -> Result<Vec<String>>)
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Why this process cannot run the real demo (make network namespaces,
+/// NFQUEUE rules and raw sockets), or `None` if it can: not root; root
+/// without `CAP_NET_ADMIN` or `CAP_SYS_ADMIN` in its effective set
+/// (`/proc/self/status` `CapEff`, capabilities(7): bits 12 and 21), as
+/// under `setpriv --bounding-set -all` or in an unprivileged container; or
+/// a network namespace that cannot be made (`unshare(CLONE_NEWNET)` on a
+/// thread of its own, which then exits, fails: seccomp, a kernel without
+/// network namespaces).
+fn cannot_make_namespaces() -> Option<String> {
+    if !deps::is_root() {
+        return Some("NOT running as root".into());
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(eff) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+    {
+        let bits = u64::from_str_radix(eff, 16).unwrap_or(0);
+        let missing: Vec<&str> = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")]
+            .into_iter()
+            .filter(|(bit, _)| bits & (1u64 << bit) == 0)
+            .map(|(_, name)| name)
+            .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "running as root WITHOUT {} (effective capabilities {eff})",
+                missing.join(" and ")
+            ));
+        }
+    }
+    let probe = std::thread::spawn(|| {
+        // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread into
+        // a new network namespace; the thread does nothing else and exits,
+        // which frees the namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    })
+    .join();
+    match probe {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!(
+            "running as root, but this system does not let it make a network namespace (unshare(CLONE_NEWNET): {e})"
+        )),
+        Err(_) => Some("running as root, but the network-namespace probe failed".into()),
+    }
 }
 
 /// Builds the binaries the demo runs (release: the gate decides at the
@@ -379,7 +432,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let finals = control::final_reads(&ctl, t0);
     let events = sim.events.clone();
     let sim_report = sim.stop()?;
-    nginx.stop();
+    let nginx_left = nginx.stop();
     let access = nginx.access_lines()?;
     drop(nginx);
     drop(net);
@@ -472,6 +525,11 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     );
 
     let mut failed = summary::common_failures(&verdicts, &pages_sum);
+    if !nginx_left.is_empty() {
+        failed.push(format!(
+            "nginx workers {nginx_left:?} still running after SIGQUIT and SIGKILL"
+        ));
+    }
     if !relay {
         failed.push("the driver has no relay in this build".into());
     }

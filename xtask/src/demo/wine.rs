@@ -289,7 +289,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     let _ = gate.session.run(&["sc", "delete", wine::SERVICE]);
     let log_path = gate.session.log.clone();
     gate.session.end();
-    nginx.stop();
+    let nginx_left = nginx.stop();
     let access = nginx.access_lines()?;
     drop(nginx);
     drop(net);
@@ -427,6 +427,11 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     );
 
     let mut failed = summary::common_failures(&verdicts, &pages_sum);
+    if !nginx_left.is_empty() {
+        failed.push(format!(
+            "nginx workers {nginx_left:?} still running after SIGQUIT and SIGKILL"
+        ));
+    }
     if !bytes_match {
         failed.push(format!(
             "the relay's byte counts ({} to clients, {} to the backend) differ from what the page clients read ({}) and wrote ({})",
