@@ -338,12 +338,8 @@ fn latency_panel<DB: DrawingBackend>(
                 plotters::style::text_anchor::VPos::Center,
             ),
         );
-        area.draw(&Text::new(
-            NO_LATENCY,
-            (w as i32 / 2, h as i32 / 2),
-            style,
-        ))
-        .map_err(err)?;
+        area.draw(&Text::new(NO_LATENCY, (w as i32 / 2, h as i32 / 2), style))
+            .map_err(err)?;
         return Ok(());
     }
     let vals = per.iter().flatten().flat_map(|(a, b)| [*a, *b]);

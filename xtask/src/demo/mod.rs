@@ -144,7 +144,7 @@ fn interrupted_or(e: anyhow::Error) -> anyhow::Error {
 /// [`wine::run`]. Needs root (namespaces) like the root demo.
 fn wine_main(out: Option<PathBuf>) -> Result<()> {
     if let Some(why) = cannot_make_namespaces() {
-        bail!("cargo xtask demo --wine needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN: it makes network namespaces and runs Wine's wineserver inside one, and {why} (sudo cargo xtask demo --wine)");
+        bail!("cargo xtask demo --wine cannot run here: {why}. It needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine; there is no in-process fallback for Wine)");
     }
     interrupt::install()?;
     let b = (|| -> Result<wine::Builds> {
@@ -453,7 +453,10 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl over the control socket):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, &model, "greedy"));
+            print!(
+                "{}",
+                summary::live_text(s, &live, &report, &model, "greedy")
+            );
             true
         }
         Err(e) => {

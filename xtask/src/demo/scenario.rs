@@ -678,12 +678,7 @@ duration_s = 2
     /// The decisions of gate-core itself for one key sending `per_s`
     /// attempts a second (at `times`, s), with `rate` raised to `new_rate`
     /// at `change_s` through `Gate::reconfigure`: accepted per second.
-    fn gate_core_per_second(
-        p: &Policy,
-        times: &[f64],
-        change_s: f64,
-        new_rate: f64,
-    ) -> Vec<u64> {
+    fn gate_core_per_second(p: &Policy, times: &[f64], change_s: f64, new_rate: f64) -> Vec<u64> {
         use gate_core::{Action, Config, FullTablePolicy, Gate, TICKS_PER_SEC};
         let milli = |r: f64| (r * 1000.0).round() as u64;
         let cfg = Config {
@@ -707,10 +702,7 @@ duration_s = 2
             nat64_prefixes: Vec::new(),
         };
         let gate: Gate = Gate::new(&cfg, [1, 2]).unwrap();
-        let (remote, local) = (
-            "10.77.129.1".parse().unwrap(),
-            "10.77.0.1".parse().unwrap(),
-        );
+        let (remote, local) = ("10.77.129.1".parse().unwrap(), "10.77.0.1".parse().unwrap());
         let origin = 3600 * TICKS_PER_SEC;
         let ticks = |s: f64| origin + (s * TICKS_PER_SEC as f64).round() as u64;
         let mut changed = false;
@@ -718,7 +710,8 @@ duration_s = 2
         for &t in times {
             if !changed && t >= change_s {
                 changed = true;
-                gate.reconfigure(|c| c.rate_milli = milli(new_rate)).unwrap();
+                gate.reconfigure(|c| c.rate_milli = milli(new_rate))
+                    .unwrap();
             }
             if gate.decide(remote, local, ticks(t)).action == Action::Accept {
                 let sec = t as usize;

@@ -324,7 +324,10 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl.exe under Wine, through the driver's control device):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, &model, "greedy"));
+            print!(
+                "{}",
+                summary::live_text(s, &live, &report, &model, "greedy")
+            );
             true
         }
         Err(e) => {
