@@ -73,3 +73,22 @@ pub fn sleep_until(due: Instant) -> Result<()> {
 pub fn is_interrupted(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<Interrupted>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigint_makes_every_wait_return_interrupted() {
+        install().unwrap();
+        assert!(!requested());
+        // As a terminal's Ctrl-C: the process survives, the flag is set.
+        signal_hook::low_level::raise(signal_hook::consts::SIGINT).unwrap();
+        assert!(requested());
+        let t = Instant::now();
+        let e = sleep_until(Instant::now() + Duration::from_secs(60)).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(is_interrupted(&e.context("while waiting for gate-load")));
+        assert!(!is_interrupted(&anyhow::anyhow!("gate-load failed")));
+    }
+}

@@ -771,6 +771,16 @@ duration_s = 2
     }
 
     #[test]
+    fn policy_and_live_are_json_objects_in_the_report() {
+        let p = serde_json::to_value(policy()).unwrap();
+        assert_eq!(p["rate"], 5.0);
+        assert_eq!(p["allow"][0], "10.77.130.0/24");
+        let l = serde_json::to_value(live()).unwrap();
+        assert_eq!(l["unban"], "10.77.132.40");
+        assert_eq!(l["new_rate"], 10.0);
+    }
+
+    #[test]
     fn a_raise_never_refuses_what_the_new_rate_admits() {
         // A key saturated at 5/s (debt 1.8 s) sending 8/s: right after the
         // raise to 10/s it is accepted at once (the old rule, keeping the
