@@ -11,7 +11,11 @@
 //!   client retransmits). A packet coming back with the mark (no reset rule
 //!   installed) is dropped, never looped.
 //! - Pend → the SYN is held until WskInspectComplete (accepted or rejected
-//!   then), while retransmitted SYNs of the same connection are dropped.
+//!   then), while retransmitted SYNs of the same connection (same sequence
+//!   number) are dropped. A SYN of the same 4-tuple with another sequence
+//!   number is a new connection: the held request gets WskAbortEvent (as
+//!   when a client resets a pended connection), its SYN is dropped, and the
+//!   new SYN is a new request ([`NfqStats::superseded`]).
 //!
 //! One thread per queue ([`FrontConfig::queues`]; spread SYNs over them with
 //! `--queue-balance`), each sleeping in `poll(2)` on its queue and a wake-up
@@ -109,6 +113,7 @@ pub struct Counters {
     rejected: AtomicU64,
     pended: AtomicU64,
     duplicates: AtomicU64,
+    superseded: AtomicU64,
     other: AtomicU64,
     looped: AtomicU64,
     retransmits: AtomicU64,
@@ -129,8 +134,14 @@ pub struct NfqStats {
     pub rejected: u64,
     /// Requests the driver pended (held SYNs).
     pub pended: u64,
-    /// Retransmitted SYNs dropped while their request was held.
+    /// Retransmitted SYNs (same sequence number) dropped while their
+    /// request was held.
     pub duplicates: u64,
+    /// Held (pended) requests superseded by a SYN of the same 4-tuple with
+    /// another sequence number (a new connection, RFC 9293 3.4): the held
+    /// request got WskAbortEvent, its SYN was dropped, and the new SYN was
+    /// decided as a new request (counted in `syns`).
+    pub superseded: u64,
     /// Packets that were not a TCP SYN (accepted untouched).
     pub other: u64,
     /// Packets that came back with the reject mark (no reset rule): dropped.
@@ -170,6 +181,7 @@ impl Counters {
             rejected: l(&self.rejected),
             pended: l(&self.pended),
             duplicates: l(&self.duplicates),
+            superseded: l(&self.superseded),
             other: l(&self.other),
             looped: l(&self.looped),
             retransmits: l(&self.retransmits),
@@ -541,10 +553,26 @@ fn serve_queue(
                         continue;
                     }
                     let (src, dst) = (syn.src, syn.dst);
-                    if held.contains_key(&(src, dst)) {
-                        inc(&c.duplicates);
-                        q.verdict(p.id, Verdict::Drop)?;
-                        continue;
+                    if let Some(&(_, _, isn)) = held.get(&(src, dst)) {
+                        if isn == syn.isn {
+                            inc(&c.duplicates);
+                            q.verdict(p.id, Verdict::Drop)?;
+                            continue;
+                        }
+                        // Another sequence number: a new connection on the
+                        // 4-tuple of a held (pended) request, whose client
+                        // gave it up. That request is superseded as the
+                        // stack would end it: WskAbortEvent now (a late
+                        // WskInspectComplete for it stays legal), its SYN
+                        // dropped; this SYN is decided as a new request.
+                        if let Some((old, old_id, _)) = held.remove(&(src, dst)) {
+                            by_key.remove(&old.key());
+                            inc(&c.superseded);
+                            // Err: it was resolved meanwhile (rejected, or
+                            // finished otherwise): nothing left to abort.
+                            let _ = old.abort();
+                            q.verdict(old_id, Verdict::Drop)?;
+                        }
                     }
                     if cfg.handshake_timeout.is_some()
                         && crate::wsk::real::syn_arrived(src, dst, syn.isn)
