@@ -270,6 +270,8 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
 struct Wakeups {
     fds: Vec<i32>,
     held: HashMap<(usize, u32), usize>,
+    /// Room reserved in `held` (see [`crate::churn::Room`]).
+    held_room: crate::churn::Room,
     resolved: Vec<Vec<(usize, u32)>>,
 }
 
@@ -347,6 +349,7 @@ pub fn serve(
     *WAKE.write().unwrap_or_else(|e| e.into_inner()) = Some(Mutex::new(Wakeups {
         fds: fds.iter().map(|f| f.as_raw_fd()).collect(),
         held: HashMap::new(),
+        held_room: crate::churn::Room::default(),
         resolved: vec![Vec::new(); queues.len()],
     }));
     crate::wsk::history::set_resolve_hook(Some(on_resolved));
@@ -442,6 +445,9 @@ fn serve_queue(
     let mut proc_at = Instant::now();
     let mut held: HashMap<(SocketAddr, SocketAddr), (Request, u32, u32)> = HashMap::new();
     let mut by_key: HashMap<(usize, u32), (SocketAddr, SocketAddr)> = HashMap::new();
+    // `held` and `by_key` always hold the same requests: one room for both,
+    // so a flood of pends at a steady count never doubles them.
+    let mut held_room = crate::churn::Room::default();
     let mut pkts: Vec<Packet> = Vec::with_capacity(netlink::BATCH);
     let reject_mark = match cfg.reject {
         RejectMode::Reset { mark } => Some(mark),
@@ -592,6 +598,10 @@ fn serve_queue(
                         None => {
                             inc(&c.pended);
                             let rk = req.key();
+                            if let Some(n) = held_room.before_insert(held.len()) {
+                                held.reserve(n);
+                                by_key.reserve(n);
+                            }
                             held.insert((src, dst), (req, p.id, syn.isn));
                             by_key.insert(rk, (src, dst));
                             hold_again(rk, index);
@@ -633,10 +643,12 @@ fn serve_queue(
 fn hold_again(rk: (usize, u32), index: usize) {
     let g = WAKE.read().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = g.as_ref() {
-        w.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .held
-            .insert(rk, index);
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        let len = w.held.len();
+        if let Some(n) = w.held_room.before_insert(len) {
+            w.held.reserve(n);
+        }
+        w.held.insert(rk, index);
     }
 }
 #[cfg(test)]

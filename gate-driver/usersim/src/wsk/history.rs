@@ -74,6 +74,8 @@ pub(crate) struct History {
     /// Requests in flight the tables are sized for (0: grown on demand),
     /// see [`presize`].
     inflight_hint: usize,
+    /// Room reserved in the request table (see [`crate::churn::Room`]).
+    pub requests_room: crate::churn::Room,
 }
 
 impl Default for History {
@@ -91,44 +93,34 @@ impl Default for History {
             requests_retired: 0,
             sockets_retired: 0,
             inflight_hint: 0,
+            requests_room: crate::churn::Room::default(),
         }
     }
 }
 
 /// Sizes the request table and the listeners' in-flight sets, once, for
 /// up to `in_flight` requests in flight at once (plus the finished window),
-/// so that a flood's churn never grows them.
-///
-/// Why: under a flood the live count is constant (a full half-open table)
-/// while requests are inserted and removed at the SYN rate. A hash table
-/// (std's, hashbrown) leaves a tombstone per removal; when they have used
-/// up its spare room it rehashes in place if it is at most half full, and
-/// otherwise doubles its allocation. Sized for the live count only, each
-/// table doubled once, seconds into the flood (the RSS step after warm-up
-/// that issue 11's benchmark measured). Sized at twice the live bound, it
-/// is at most half full and never grows: the footprint is set at warm-up,
-/// as the driver's fixed-size non-paged pool tables are.
+/// so that a flood's churn never grows them ([`crate::churn`]: under a
+/// flood the live count is constant while requests are inserted and
+/// removed at the SYN rate; a table more than half full then doubles when
+/// its tombstones run out). Sized at twice the live bound up front, the
+/// footprint is set at warm-up, as the driver's fixed-size non-paged pool
+/// tables are. (Without it, [`History::requests_room`] still keeps the
+/// request table at most half full as it fills.)
 pub(crate) fn presize(g: &mut Wsk, in_flight: usize) {
     if g.hist.inflight_hint >= in_flight {
         return;
     }
     g.hist.inflight_hint = in_flight;
-    let room = churn_room(in_flight.saturating_add(g.hist.limit));
+    let room = crate::churn::room(in_flight.saturating_add(g.hist.limit));
     let len = g.requests.len();
     g.requests.reserve(room.saturating_sub(len));
-    let room = churn_room(in_flight);
+    g.hist.requests_room.reserved(room);
+    let room = crate::churn::room(in_flight);
     for set in g.hist.inflight.values_mut() {
         let len = set.len();
         set.reserve(room.saturating_sub(len));
     }
-}
-
-/// The capacity to reserve in a hash table that holds at most `live`
-/// entries while entries are inserted and removed without end: twice the
-/// bound, so it stays at most half full and rehashes in place instead of
-/// doubling (see [`presize`]).
-pub(crate) const fn churn_room(live: usize) -> usize {
-    live.saturating_mul(2)
 }
 
 /// Sizes of the provider's tables, for bounded-memory checks.
@@ -220,7 +212,7 @@ pub(crate) fn listener_bound(g: &mut Wsk, sock: usize, port: u16) {
 /// Notes a request in flight on `listener`.
 pub(crate) fn request_started(g: &mut Wsk, rk: (usize, u32), listener: usize) {
     if listener != 0 {
-        let room = churn_room(g.hist.inflight_hint);
+        let room = crate::churn::room(g.hist.inflight_hint);
         g.hist
             .inflight
             .entry(listener)
@@ -316,48 +308,5 @@ pub(crate) fn release_all(g: &mut Wsk) {
         // SAFETY: each request's id buffer is released once (the table is
         // dropped right after).
         unsafe { release_buf(g, b as *mut u8) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::churn_room;
-    use std::collections::HashMap;
-
-    /// Inserts and removes `rounds * live` keys, `live` present at a time
-    /// (a flood at a full table); returns the capacity before and after.
-    fn churn(mut m: HashMap<u64, [u64; 4]>, live: u64, rounds: u64) -> (usize, usize) {
-        for k in 0..live {
-            m.insert(k, [k; 4]);
-        }
-        let before = m.capacity();
-        for k in live..live * rounds {
-            m.remove(&(k - live));
-            m.insert(k, [k; 4]);
-        }
-        (before, m.capacity())
-    }
-
-    /// The kind of fault behind issue 11's RSS step: a churned table sized
-    /// for its live bound doubles seconds into a flood (tombstones), one
-    /// sized with `churn_room` never does.
-    #[test]
-    fn a_table_sized_with_churn_room_never_grows_under_churn() {
-        for live in [1000u64, 4096, 60_000] {
-            let (b, a) = churn(HashMap::with_capacity(live as usize), live, 20);
-            assert!(
-                a > b,
-                "live {live}: sized for the live count only, churn grows it ({b} -> {a}): \
-                 the cause this sizing avoids"
-            );
-            let room = churn_room(live as usize);
-            let (b, a) = churn(HashMap::with_capacity(room), live, 20);
-            // (capacity() is entries plus spare room: tombstones lower it
-            // until the in-place rehash; only a new allocation raises it.)
-            assert!(
-                a <= b,
-                "live {live}: sized with churn_room, never grows ({b} -> {a})"
-            );
-        }
     }
 }

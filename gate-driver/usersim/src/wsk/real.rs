@@ -965,11 +965,11 @@ pub(crate) fn expect_handshake(
         if start_reactor(&mut r).is_err() {
             return;
         }
-        let room = super::history::churn_room(cap);
+        let room = crate::churn::room(cap);
         if r.awaiting.capacity() < room {
             // Sized once for the cap (again if it grows), so a flood never
             // grows them: the deadlines up to their bound (2 * cap, below),
-            // the table at twice its live bound (`history::churn_room`: a
+            // the table at twice its live bound (`crate::churn`: a
             // churned hash table more than half full doubles when its
             // tombstones run out).
             let (a, d) = (r.awaiting.len(), r.deadlines.len());
