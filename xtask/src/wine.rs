@@ -125,6 +125,9 @@ impl Session {
             if self.log_text().contains(text) {
                 return true;
             }
+            if crate::demo::interrupt::requested() {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         false
@@ -182,6 +185,7 @@ impl Session {
             );
         }
         if !self.wait_log("gate: seed from", limit) {
+            crate::demo::interrupt::check()?;
             bail!(
                 "DriverEntry left no trace within {limit:?} (expected \"gate: seed from ...\"):\n{}",
                 tail(&self.log_text(), 30)
@@ -189,6 +193,7 @@ impl Session {
         }
         let listening = format!("gate: listening on {listen}");
         if !self.wait_log(&listening, limit) {
+            crate::demo::interrupt::check()?;
             bail!(
                 "the listener did not come up within {limit:?} (expected \"{listening}\"); state {}:\n{}",
                 self.state()?,
@@ -211,6 +216,7 @@ impl Session {
             if state == "STOPPED" {
                 return Ok(start.elapsed());
             }
+            crate::demo::interrupt::check()?;
             if start.elapsed() > limit {
                 bail!(
                     "sc stop did not unload the driver within {limit:?} (state {state}):\n{}",

@@ -27,7 +27,7 @@
 mod control;
 mod gatesim;
 pub mod inprocess;
-mod interrupt;
+pub(crate) mod interrupt;
 mod lag;
 mod pages;
 mod scenario;

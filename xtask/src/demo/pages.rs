@@ -26,6 +26,8 @@ pub struct Fetch {
     pub latency_us: u64,
     /// First differing byte offset when the body was wrong.
     pub first_bad_byte: Option<u64>,
+    /// Intended start, s from the load's start.
+    pub intended_s: f64,
 }
 
 impl Fetch {
@@ -92,6 +94,7 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant, to: ReadTo) -> Fetch
         received: 0,
         latency_us: 0,
         first_bad_byte: None,
+        intended_s: 0.0,
     };
     let mut sent = 0u64;
     let r = (|| -> std::io::Result<Vec<u8>> {
@@ -160,7 +163,9 @@ pub fn run(plan: &PagePlan, site: &[Page], t0: Instant, to: ReadTo) -> Vec<Fetch
         let (Some(src), Some(page)) = (plan.clients.get(c), site.get(k % site.len().max(1))) else {
             continue;
         };
-        out.push(fetch(*src, page, due, to));
+        let mut f = fetch(*src, page, due, to);
+        f.intended_s = t;
+        out.push(f);
     }
     out
 }
@@ -199,16 +204,17 @@ impl Fetch {
             .map_or("?".to_string(), |b| b.to_string());
         match self.outcome.as_str() {
             "wrong_bytes" => Some(format!(
-                "{} from {}: first wrong byte at offset {at} (of {} read)",
-                self.path, self.client, self.bytes
+                "{} from {} at {:.2} s: first wrong byte at offset {at} (of {} read)",
+                self.path, self.client, self.intended_s, self.bytes
             )),
             "short" => Some(format!(
-                "{} from {}: short, {} bytes of the body read, the first missing at offset {at}",
-                self.path, self.client, self.bytes
+                "{} from {} at {:.2} s: short, {} bytes of the body read, the first missing at offset {at}",
+                self.path, self.client, self.intended_s, self.bytes
             )),
-            o if self.connected() && !self.ok() => {
-                Some(format!("{} from {}: {o}", self.path, self.client))
-            }
+            o if self.connected() && !self.ok() => Some(format!(
+                "{} from {} at {:.2} s: {o}",
+                self.path, self.client, self.intended_s
+            )),
             _ => None,
         }
     }
@@ -317,10 +323,12 @@ mod tests {
             received: 100,
             latency_us: 1000,
             first_bad_byte: None,
+            intended_s: 0.0,
         };
         let mut wrong = f([10, 77, 133, 4], "wrong_bytes");
         wrong.path = "/pages/64k.bin".into();
         wrong.first_bad_byte = Some(1000);
+        wrong.intended_s = 4.5;
         let fetches = vec![
             f([10, 77, 133, 1], "ok"),
             f([10, 77, 133, 1], "ok"),
@@ -345,7 +353,7 @@ mod tests {
         // The wrong page is named: path, client, offset.
         assert_eq!(
             s.bad,
-            ["/pages/64k.bin from 10.77.133.4: first wrong byte at offset 1000 (of 10 read)"]
+            ["/pages/64k.bin from 10.77.133.4 at 4.50 s: first wrong byte at offset 1000 (of 10 read)"]
         );
     }
 
