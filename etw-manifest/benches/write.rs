@@ -157,6 +157,7 @@ fn bench(c: &mut Criterion) {
                 45,
                 46,
                 47,
+                48,
             )
         })
     });

@@ -63,7 +63,7 @@ fn write_all(p: &Provider) {
     etw::counters(
         p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
         24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46,
-        47,
+        47, 48,
     );
     etw::connection_declined(p, remote.as_bytes(), local.as_bytes(), 256, false);
     etw::driver_loaded(p, "0.1.0", 1);
@@ -170,14 +170,18 @@ fn values_round_trip() {
         .skip(1)
         .map(|f| f.as_u64().unwrap())
         .collect();
-    assert_eq!(counts, (1..=47).collect::<Vec<u64>>());
+    assert_eq!(counts, (1..=48).collect::<Vec<u64>>());
     // Version 2 carries the relay's figures last (RelayCounters, id 23, is
-    // retired); version 3 adds GracefulClosesAborted after ClosedSockets.
-    assert_eq!(c.u64("ClosedSockets"), Some(33));
-    assert_eq!(c.u64("GracefulClosesAborted"), Some(34));
-    assert_eq!(c.u64("PendingInUse"), Some(35));
-    assert_eq!(c.u64("RelaysActive"), Some(36));
-    assert_eq!(c.u64("RelayBytesToClient"), Some(47));
+    // retired); version 3 adds GracefulClosesAborted after ClosedSockets;
+    // version 4 ManualBan after PendBudgetSpent (manual bans apart from
+    // automatic ones, review 13b item 6).
+    assert_eq!(c.u64("PendBudgetSpent"), Some(10));
+    assert_eq!(c.u64("ManualBan"), Some(11));
+    assert_eq!(c.u64("ClosedSockets"), Some(34));
+    assert_eq!(c.u64("GracefulClosesAborted"), Some(35));
+    assert_eq!(c.u64("PendingInUse"), Some(36));
+    assert_eq!(c.u64("RelaysActive"), Some(37));
+    assert_eq!(c.u64("RelayBytesToClient"), Some(48));
     assert!(!evs.iter().any(|e| e.name == "RelayCounters"));
 
     assert_eq!(

@@ -127,6 +127,7 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
         45,
         46,
         47,
+        48,
         u64::MAX,
     );
     etw::connection_declined(p, r, l, 256, false);

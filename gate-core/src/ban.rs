@@ -29,6 +29,12 @@
 //! banned, its count holds the rejections that banned it plus every
 //! refusal during the ban (the control API's top-N ranks by it); the count
 //! is cleared when the ban ends.
+//!
+//! **Bans off** (`ban_threshold` 0, which a live change can set): no
+//! automatic ban is enforced and nothing is counted. A ban or window an
+//! entry still records is cleared at the key's next decision (`advance`)
+//! and ignored by `BanParams::active` meanwhile, so there is no scan of
+//! the table. Manual bans (a separate list) are not affected.
 
 use crate::table::{Entry, BANNED};
 use crate::time::Ticks;
@@ -62,6 +68,10 @@ impl BanParams {
     /// still running, or a window still open with rejections in it).
     #[inline]
     pub(crate) fn active(&self, e: &Entry, now: Ticks) -> bool {
+        if self.threshold == 0 {
+            // Bans off: no ban is enforced, no window counts (see `advance`).
+            return false;
+        }
         let idle_for = now.saturating_sub(e.last);
         if e.meta & BANNED != 0 {
             idle_for < e.span()
@@ -90,7 +100,10 @@ fn advance_state(e: &mut Entry, p: &BanParams, now: Ticks, prior_last: Ticks) ->
     let d = now.saturating_sub(prior_last);
     if e.meta & BANNED != 0 {
         let left = e.span();
-        if d >= left {
+        // Bans off (threshold 0, a live change): an automatic ban still
+        // recorded is lifted here, at the key's next decision, not by a
+        // scan of the table.
+        if d >= left || p.threshold == 0 {
             e.meta &= !BANNED;
             e.rejects = 0;
             e.set_span(0);
@@ -101,7 +114,7 @@ fn advance_state(e: &mut Entry, p: &BanParams, now: Ticks, prior_last: Ticks) ->
     }
     if e.rejects != 0 {
         let age = e.span().saturating_add(d);
-        if age >= p.window {
+        if age >= p.window || p.threshold == 0 {
             e.rejects = 0;
             e.set_span(0);
         } else {

@@ -43,6 +43,11 @@ pub(crate) struct BucketParams {
     /// Tolerance `tau`: the largest `tat - now` (units) that still allows a
     /// take: `max((burst - 1) * t, one tick - 1 unit)`.
     pub limit: u64,
+    /// The largest `tat - now` (units) a bucket reaches under these
+    /// parameters: `limit + t` by taking, plus the longest pend delay when
+    /// pends are on ([`Self::with_pend`]). [`Self::clamp`] holds a bucket to
+    /// it, which is what bounds a key's wait after a live change.
+    pub ceil: u64,
     /// The largest time in ticks that converts to units without saturating.
     max_ticks: Ticks,
     /// Division by `t` of the tokens reported, as a multiplication.
@@ -126,18 +131,46 @@ impl BucketParams {
         let t = iv.units;
         let by_burst = t.saturating_mul(u64::from(burst).saturating_sub(1));
         let by_tick = iv.tick().saturating_sub(1);
+        let limit = if by_burst > by_tick {
+            by_burst
+        } else {
+            by_tick
+        };
         Some(BucketParams {
             iv,
             t,
             cap: t.saturating_mul(u64::from(burst)),
-            limit: if by_burst > by_tick {
-                by_burst
-            } else {
-                by_tick
-            },
+            limit,
+            ceil: limit.saturating_add(t),
             max_ticks: u64::MAX >> iv.shift,
             per_mille: PerMille::new(t, t.saturating_mul(u64::from(burst))),
         })
+    }
+
+    /// The same parameters for a key bucket whose debt may be reserved up
+    /// to `max_delay` ticks ahead (a pend): raises [`Self::ceil`] by it.
+    pub(crate) fn with_pend(mut self, max_delay: Ticks) -> BucketParams {
+        self.ceil = self.ceil.saturating_add(self.units(max_delay));
+        self
+    }
+
+    /// A bucket's `tat` held to at most `at + ceil` (units), where `at` is
+    /// the time of the bucket's last take or refusal: the most debt these
+    /// parameters can leave at that time. It changes nothing in a bucket
+    /// only ever used under these parameters; after a live change it drops
+    /// the debt the old limits left beyond what the new ones allow, so no
+    /// key waits longer than the new limits allow (gate-core's README,
+    /// "Live changes"). Relative to the last decision, not to the current
+    /// time: a clamp to `now + ceil` at every decision would keep a key
+    /// at its most debt for as long as its old debt lasted.
+    #[inline]
+    pub(crate) fn clamp(&self, tat: u64, now: u64) -> u64 {
+        let most = now.saturating_add(self.ceil);
+        if tat > most {
+            most
+        } else {
+            tat
+        }
     }
 
     /// `now` (ticks) in this bucket's units, saturating: one compare and
@@ -206,6 +239,18 @@ impl AtomicBucket {
         AtomicBucket {
             tat: AtomicU64::new(0),
         }
+    }
+
+    /// Holds the state to what `p` allows at `now` (units; see
+    /// [`BucketParams::clamp`]): done once at a live change, with `now` the
+    /// latest time any shard has seen.
+    pub(crate) fn clamp(&self, p: &BucketParams, now: u64) {
+        let _ = self
+            .tat
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                let c = p.clamp(cur, now);
+                (c != cur).then_some(c)
+            });
     }
 
     /// Empties the state (a full bucket), for a bucket switched on live

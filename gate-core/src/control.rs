@@ -172,6 +172,15 @@ impl<L: RawLock> Gate<L> {
         self.with_live(|l| f(&l.config, &l.ban_list))
     }
 
+    /// [`Self::with_config`] with the configuration's generation: a number
+    /// that grows by one with every change installed (limits, lists or
+    /// manual bans; wrapping). Two reads that see the same generation saw
+    /// the same configuration, so a list copied in several reads (the
+    /// control API's pages) is one that was in force when they all agree.
+    pub fn with_config_generation<R>(&self, f: impl FnOnce(&Config, &[ManualBan], u64) -> R) -> R {
+        self.with_live(|l| f(&l.config, &l.ban_list, l.generation))
+    }
+
     /// Waits until no decision can still use a replaced live object: takes
     /// and releases each shard lock once.
     fn grace_period(&self) {
@@ -200,14 +209,29 @@ impl<L: RawLock> Gate<L> {
             bans.extend_from_slice(&cur.ban_list);
             f(&mut cfg, &mut bans)?;
             check_fixed(&cur.config, &cfg)?;
-            let new =
+            let mut new =
                 try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
+            new.generation = cur.generation.wrapping_add(1);
             if cur.p.global.is_none() && new.p.global.is_some() {
                 // Switched on: start full (no decision reads it while off).
                 self.global.0.reset();
             }
             let old = self.live.replace(new);
             self.grace_period();
+            // SAFETY: the control lock is held.
+            let now_p = unsafe { self.live.get() };
+            if let (Some(_), Some(g)) = (&old.p.global, &now_p.p.global) {
+                // The global bucket's debt beyond what the new limits
+                // allow, at the latest time any shard has seen (a bounded
+                // pass over the shards, no lock): see `BucketParams::clamp`.
+                let seen = self
+                    .shards
+                    .iter()
+                    .map(|s| s.clock.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0);
+                self.global.0.clamp(g, g.units(seen));
+            }
             Ok(old)
         })();
         // SAFETY: acquired just above.
@@ -326,7 +350,7 @@ impl<L: RawLock> Gate<L> {
         let p = &live.p;
         let now = now.max(e.last);
         // While banned, the span is the ban time left after `last` (see `ban`).
-        let auto_ban_until = if e.meta & BANNED != 0 {
+        let auto_ban_until = if e.meta & BANNED != 0 && p.ban.threshold != 0 {
             let until = e.last.saturating_add(e.span());
             (until > now).then_some(until)
         } else {
@@ -334,12 +358,14 @@ impl<L: RawLock> Gate<L> {
         };
         let iv = p.key.iv;
         let nu = p.key.units(now);
-        let debt = iv.ceil_ticks(e.tat.saturating_sub(nu));
+        // As the next decision sees it (see `BucketParams::clamp`).
+        let tat = p.key.clamp(e.tat, p.key.units(e.last));
+        let debt = iv.ceil_ticks(tat.saturating_sub(nu));
         KeyState {
             key,
             tracked: true,
-            tokens_milli: p.key.tokens_milli(e.tat, nu),
-            next_token: iv.ceil_ticks(e.tat.saturating_sub(p.key.limit)).max(now),
+            tokens_milli: p.key.tokens_milli(tat, nu),
+            next_token: iv.ceil_ticks(tat.saturating_sub(p.key.limit)).max(now),
             debt,
             rejects: if p.ban.active(e, now) { e.rejects } else { 0 },
             auto_ban_until,
@@ -424,8 +450,11 @@ impl<L: RawLock> Gate<L> {
             IpAddr::V4(_) => self.v4_prefix_len(),
             IpAddr::V6(_) => self.v6_prefix_len(),
         };
+        // Bans off: a ban still recorded is not in force (see `ban`), so
+        // lifting it lifts nothing.
+        let enforced = self.with_live(|l| l.p.ban.threshold != 0);
         let lift = |e: &mut Entry| {
-            let was = e.meta & BANNED != 0;
+            let was = enforced && e.meta & BANNED != 0;
             e.meta &= !BANNED;
             e.rejects = 0;
             e.set_span(0);
@@ -478,7 +507,6 @@ impl<L: RawLock> Gate<L> {
                 .chain(&c.events)
                 .chain(&c.listed)
                 .chain(&c.listed_observed)
-                .chain(core::iter::once(&c.manual))
             {
                 a.store(0, Ordering::Relaxed);
             }
@@ -490,11 +518,16 @@ impl<L: RawLock> Gate<L> {
         }
     }
 
-    /// Decisions rejected by a manual ban since start (or the last reset).
+    /// Decisions a manual ban decided since start (or the last reset):
+    /// those counted under [`crate::Reason::ManualBan`], plus, in observe
+    /// mode, those it would have rejected.
     pub fn manual_ban_hits(&self) -> u64 {
+        let i = crate::Reason::ManualBan as usize;
+        let at =
+            |a: &[core::sync::atomic::AtomicU64]| a.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
         self.shards
             .iter()
-            .map(|s| s.counters.manual.load(Ordering::Relaxed))
+            .map(|s| at(&s.counters.listed).saturating_add(at(&s.counters.listed_observed)))
             .fold(0u64, |a, b| a.saturating_add(b))
     }
 }

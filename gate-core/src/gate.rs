@@ -96,8 +96,6 @@ pub(crate) struct ShardCounters {
     pub(crate) events: [AtomicU64; EVENT_COUNT],
     pub(crate) listed: [AtomicU64; REASON_COUNT],
     pub(crate) listed_observed: [AtomicU64; REASON_COUNT],
-    /// Decisions rejected by a manual ban (also counted as `Banned`).
-    pub(crate) manual: AtomicU64,
 }
 
 /// Adds one with `fetch_add` (any thread).
@@ -143,7 +141,7 @@ pub(crate) struct Shard<L: RawLock> {
     /// The latest `now` any decision of this shard has seen (ticks); a
     /// decision's `now` is raised to it (see `time`). Written only with
     /// `lock` held (a plain load and store).
-    clock: AtomicU64,
+    pub(crate) clock: AtomicU64,
     pub(crate) counters: ShardCounters,
     /// Slots of this shard holding a key. Written under `lock` (slots never
     /// become vacant again, so it only grows); read without it by
@@ -337,22 +335,15 @@ impl<L: RawLock> Gate<L> {
     /// The deny list, manual bans and allow list, in that order, for a
     /// configuration that has any (out of line: the common configuration
     /// has none, and then a decision pays one test for all three). The
-    /// shard lock is held (`c` are its counters).
+    /// shard lock is held.
     #[cold]
     #[inline(never)]
-    fn screen(
-        live: &Live,
-        c: &ShardCounters,
-        remote: IpAddr,
-        v4: Option<Ipv4Addr>,
-        now: Ticks,
-    ) -> Option<Outcome> {
+    fn screen(live: &Live, remote: IpAddr, v4: Option<Ipv4Addr>, now: Ticks) -> Option<Outcome> {
         if !live.deny.is_empty() && Self::listed(&live.deny, remote, v4) {
             return Some(Outcome::bare(Reason::DenyListed));
         }
         if !live.bans.is_empty() && Self::manually_banned(live, remote, v4, now) {
-            add_locked(core::slice::from_ref(&c.manual), 0);
-            return Some(Outcome::bare(Reason::Banned));
+            return Some(Outcome::bare(Reason::ManualBan));
         }
         if !live.allow.is_empty() && Self::listed(&live.allow, remote, v4) {
             return Some(Outcome::bare(Reason::AllowListed));
@@ -393,7 +384,7 @@ impl<L: RawLock> Gate<L> {
             let live = unsafe { self.live.get() };
             let c = &shard.counters;
             if live.screened {
-                if let Some(out) = Self::screen(live, c, remote, v4, now) {
+                if let Some(out) = Self::screen(live, remote, v4, now) {
                     return Self::finish(&live.p, c, false, out);
                 }
             }
@@ -434,6 +425,7 @@ impl<L: RawLock> Gate<L> {
             | Reason::RateExceeded
             | Reason::GlobalLimit
             | Reason::Banned
+            | Reason::ManualBan
             | Reason::PendBudgetSpent => Action::Reject,
         }
     }
@@ -545,6 +537,10 @@ impl<L: RawLock> Gate<L> {
                 pend: None,
             };
         }
+        // Debt left by limits since changed live, beyond what these allow
+        // at the key's last decision (a no-op for a key only ever decided
+        // under these limits; see `BucketParams::clamp`).
+        e.tat = p.key.clamp(e.tat, p.key.units(prior_last));
         let global = || match &p.global {
             None => Ok(None),
             Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),

@@ -76,6 +76,11 @@ impl Params {
             ),
             (g, _) => g,
         };
+        let key = if p.pend_on {
+            key.with_pend(p.max_delay)
+        } else {
+            key
+        };
         Ok(Params { key, global, ..p })
     }
 
@@ -87,6 +92,12 @@ impl Params {
         };
         let key = BucketParams::new(config.rate_milli, config.burst)
             .ok_or_else(|| bad_rate(crate::config::field::RATE_MILLI, config.rate_milli))?;
+        let max_delay = ms_to_ticks(config.max_delay_ms);
+        let key = if config.max_pending > 0 {
+            key.with_pend(max_delay)
+        } else {
+            key
+        };
         let global = if config.global_rate_milli == 0 {
             None
         } else {
@@ -112,7 +123,7 @@ impl Params {
             policy: config.full_table,
             observe: config.observe,
             pend_on: config.max_pending > 0,
-            max_delay: ms_to_ticks(config.max_delay_ms),
+            max_delay,
         })
     }
 }
@@ -143,6 +154,10 @@ pub(crate) struct Live {
     pub config: Config,
     /// The manual bans as given, for reports and changes.
     pub ban_list: Vec<ManualBan>,
+    /// Changes installed before this object (0 for the first): a reader
+    /// that copies a list in pages checks that it did not change between
+    /// them ([`crate::Gate::with_config_generation`]).
+    pub generation: u64,
 }
 
 impl Live {
@@ -166,6 +181,7 @@ impl Live {
             bans,
             config,
             ban_list,
+            generation: 0,
         })
     }
 

@@ -52,7 +52,7 @@ pub enum Reason {
     RateExceeded = 3,
     /// The key had a token but the global bucket (all sources) had none.
     GlobalLimit = 4,
-    /// The key is banned after too many rejections.
+    /// The key is banned automatically, after too many rejections.
     Banned = 5,
     /// Every slot the key may use held an active key and the full-table
     /// policy is fail-open (accept) or fail-closed (reject).
@@ -63,10 +63,13 @@ pub enum Reason {
     PendDelayed = 8,
     /// A pend was possible by time but every pend slot is in use: rejected.
     PendBudgetSpent = 9,
+    /// The remote address is inside a manual ban (`Gate::ban`; the
+    /// operator's, distinct from the automatic [`Reason::Banned`]).
+    ManualBan = 10,
 }
 
 /// Number of [`Reason`] values.
-pub const REASON_COUNT: usize = 10;
+pub const REASON_COUNT: usize = 11;
 
 impl Reason {
     /// Every reason, in discriminant order (`ALL[r as usize] == r`).
@@ -81,6 +84,7 @@ impl Reason {
         Reason::ObserveWouldReject,
         Reason::PendDelayed,
         Reason::PendBudgetSpent,
+        Reason::ManualBan,
     ];
 
     /// Stable snake_case name (ETW value map).
@@ -96,6 +100,7 @@ impl Reason {
             Reason::ObserveWouldReject => "observe_would_reject",
             Reason::PendDelayed => "pend_delayed",
             Reason::PendBudgetSpent => "pend_budget_spent",
+            Reason::ManualBan => "manual_ban",
         }
     }
 

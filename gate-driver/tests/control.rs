@@ -622,6 +622,15 @@ fn manual_ban_query_and_unban() {
     assert!((59_000..=60_000).contains(&q.manual_ban_left_ms));
     let s = status(&h);
     assert_eq!((s.config.manual_bans, s.manual_ban_hits), (1, 1));
+    // A reason of its own (review 13b, item 6), in the counters and in
+    // the per-connection ETW event.
+    assert_eq!(s.by_reason[gate_core::Reason::ManualBan as usize], 1);
+    assert_eq!(s.by_reason[gate_core::Reason::Banned as usize], 0);
+    let rej = events_named(&sim, "ConnectionRejected");
+    assert_eq!(
+        rej.last().and_then(|e| e.u64("Reason")),
+        Some(gate_core::Reason::ManualBan as u64)
+    );
     // The ban list page.
     let page: ListGetReply = call(
         &h,
@@ -635,6 +644,26 @@ fn manual_ban_query_and_unban() {
     .unwrap();
     assert_eq!((page.total, page.count), (1, 1));
     assert_eq!(page.entries[0].cidr, cidr("10.1.0.0/16"));
+    // The page carries the configuration's generation: a change moves it
+    // (review 13b, item 2: a reader of several pages restarts then).
+    let gen_of = |h| {
+        let p: ListGetReply = call(
+            h,
+            &ListGetRequest {
+                version: VERSION,
+                flags: 0,
+                list: list_kind::ALLOW,
+                start: 0,
+            },
+        )
+        .unwrap();
+        p.generation
+    };
+    let g0 = gen_of(&h);
+    assert_eq!(g0, page.generation);
+    call(&h, &ban_req("10.9.0.0/16", 1_000)).unwrap();
+    assert_eq!(gen_of(&h), g0.wrapping_add(1));
+    assert_eq!(gen_of(&h), g0.wrapping_add(1), "a read moves nothing");
     // Runs out by itself.
     sim.advance_ms(60_001);
     assert_eq!(verdict(&sim, &l, "10.1.2.3:4001"), Some(Verdict::Accept));
@@ -645,7 +674,10 @@ fn manual_ban_query_and_unban() {
     assert_eq!(verdict(&sim, &l, "10.1.2.3:4002"), Some(Verdict::Accept));
     let ev = events_named(&sim, "ConfigChanged");
     let whats: Vec<String> = ev.iter().map(|e| str_field(e, "What")).collect();
-    assert_eq!(whats, ["ban.manual", "ban.manual", "unban.manual"]);
+    assert_eq!(
+        whats,
+        ["ban.manual", "ban.manual", "ban.manual", "unban.manual"]
+    );
     drop(h);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
@@ -673,8 +705,44 @@ fn unban_lifts_automatic_bans() {
     let q = query(&h, "10.5.0.1");
     assert_ne!(q.state & query_state::AUTO_BANNED, 0);
     assert!(q.auto_ban_left_ms > 590_000);
+    // Review 13b, item 6: the automatic bans in force, summed over a top
+    // walk (each slice counts all of its own, not only those returned);
+    // the tracked keys in every status, with or without the old flag.
+    let auto_bans = |h| {
+        let (mut n, mut cursor) = (0u64, CURSOR_START);
+        loop {
+            let r: TopReply = call(
+                h,
+                &TopRequest {
+                    version: VERSION,
+                    flags: 0,
+                    cursor,
+                    max: 1,
+                    order: top_order::REJECTIONS,
+                },
+            )
+            .unwrap();
+            n += u64::from(r.auto_bans);
+            if r.next_cursor == CURSOR_DONE {
+                return n;
+            }
+            cursor = r.next_cursor;
+        }
+    };
+    assert_eq!(auto_bans(&h), 2);
+    assert_eq!(status(&h).tracked_keys, 2);
+    let bare: StatusReply = call(
+        &h,
+        &StatusRequest {
+            version: VERSION,
+            flags: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(bare.tracked_keys, 2);
     // One address: one lookup; a prefix: the bounded scan, call by call.
     assert_eq!(unban_all(&h, "10.5.0.1"), (0, 1));
+    assert_eq!(auto_bans(&h), 1);
     assert_eq!(query(&h, "10.5.0.1").state & query_state::AUTO_BANNED, 0);
     assert_eq!(unban_all(&h, "10.5.0.0/24"), (0, 1));
     sim.advance_ms(2000);
@@ -841,7 +909,7 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         flags: 0,
     };
     let mut wrong_version = st;
-    wrong_version.version = 2;
+    wrong_version.version = gate_ioctl::VERSION + 1;
     let mut bad_flags = st;
     bad_flags.flags = 0x80;
     let q = |a: WireAddr| QueryRequest {

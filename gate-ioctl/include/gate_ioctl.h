@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GATE_IOCTL_VERSION 1u
+#define GATE_IOCTL_VERSION 2u
 #define GATE_DEVICE_TYPE 0x8A7Eu
 #define IOCTL_GATE_STATUS 0x8A7E6000u
 #define IOCTL_GATE_QUERY 0x8A7E6004u
@@ -258,16 +258,20 @@ typedef struct GATE_TOP_REPLY {
     uint32_t scanned;
     uint32_t count;
     uint64_t slots_total;
+    uint32_t auto_bans;
+    uint32_t reserved;
     GATE_TOP_ENTRY entries[32];
 } GATE_TOP_REPLY;
-_Static_assert(sizeof(GATE_TOP_REPLY) == 1568, "GATE_TOP_REPLY size");
+_Static_assert(sizeof(GATE_TOP_REPLY) == 1576, "GATE_TOP_REPLY size");
 _Static_assert(offsetof(GATE_TOP_REPLY, version) == 0, "GATE_TOP_REPLY.version");
 _Static_assert(offsetof(GATE_TOP_REPLY, size) == 4, "GATE_TOP_REPLY.size");
 _Static_assert(offsetof(GATE_TOP_REPLY, next_cursor) == 8, "GATE_TOP_REPLY.next_cursor");
 _Static_assert(offsetof(GATE_TOP_REPLY, scanned) == 16, "GATE_TOP_REPLY.scanned");
 _Static_assert(offsetof(GATE_TOP_REPLY, count) == 20, "GATE_TOP_REPLY.count");
 _Static_assert(offsetof(GATE_TOP_REPLY, slots_total) == 24, "GATE_TOP_REPLY.slots_total");
-_Static_assert(offsetof(GATE_TOP_REPLY, entries) == 32, "GATE_TOP_REPLY.entries");
+_Static_assert(offsetof(GATE_TOP_REPLY, auto_bans) == 32, "GATE_TOP_REPLY.auto_bans");
+_Static_assert(offsetof(GATE_TOP_REPLY, reserved) == 36, "GATE_TOP_REPLY.reserved");
+_Static_assert(offsetof(GATE_TOP_REPLY, entries) == 40, "GATE_TOP_REPLY.entries");
 
 typedef struct GATE_LIST_CHANGE_HEADER {
     uint32_t version;
@@ -324,14 +328,18 @@ typedef struct GATE_LIST_GET_REPLY {
     uint32_t size;
     uint32_t total;
     uint32_t count;
+    uint32_t generation;
+    uint32_t reserved;
     GATE_LIST_ENTRY entries[64];
 } GATE_LIST_GET_REPLY;
-_Static_assert(sizeof(GATE_LIST_GET_REPLY) == 2064, "GATE_LIST_GET_REPLY size");
+_Static_assert(sizeof(GATE_LIST_GET_REPLY) == 2072, "GATE_LIST_GET_REPLY size");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, version) == 0, "GATE_LIST_GET_REPLY.version");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, size) == 4, "GATE_LIST_GET_REPLY.size");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, total) == 8, "GATE_LIST_GET_REPLY.total");
 _Static_assert(offsetof(GATE_LIST_GET_REPLY, count) == 12, "GATE_LIST_GET_REPLY.count");
-_Static_assert(offsetof(GATE_LIST_GET_REPLY, entries) == 16, "GATE_LIST_GET_REPLY.entries");
+_Static_assert(offsetof(GATE_LIST_GET_REPLY, generation) == 16, "GATE_LIST_GET_REPLY.generation");
+_Static_assert(offsetof(GATE_LIST_GET_REPLY, reserved) == 20, "GATE_LIST_GET_REPLY.reserved");
+_Static_assert(offsetof(GATE_LIST_GET_REPLY, entries) == 24, "GATE_LIST_GET_REPLY.entries");
 
 typedef struct GATE_BAN_REQUEST {
     uint32_t version;

@@ -396,8 +396,8 @@ pub struct StatusReply {
     pub pends_outstanding: u64,
     /// Pending-table slots in use in the driver.
     pub pending_in_use: u64,
-    /// Keys tracked in the table (0 unless `FLAG_COUNT_KEYS`, which scans
-    /// shard by shard).
+    /// Keys tracked in the table (a sum of per-shard counts: no lock, no
+    /// scan).
     pub tracked_keys: u64,
     /// Table capacity (slots).
     pub capacity: u64,
@@ -421,8 +421,9 @@ pub struct StatusReply {
     pub relay: WireRelay,
 }
 
-/// [`StatusRequest::flags`]: also count the tracked keys (one shard lock
-/// at a time).
+/// [`StatusRequest::flags`]: accepted, no effect. (It asked for the
+/// tracked keys, which the reply now always carries: a sum of per-shard
+/// counts.)
 pub const FLAG_COUNT_KEYS: u32 = 2;
 
 /// [`crate::IOCTL_GATE_QUERY`] input. 28 bytes.
@@ -537,7 +538,7 @@ pub struct TopEntry {
     pub last_seen_ms: u64,
 }
 
-/// [`crate::IOCTL_GATE_TOP`] output. 1568 bytes.
+/// [`crate::IOCTL_GATE_TOP`] output. 1576 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopReply {
@@ -553,6 +554,12 @@ pub struct TopReply {
     pub count: u32,
     /// Total slots in the table (for progress).
     pub slots_total: u64,
+    /// Keys of this slice under an automatic ban in force (all of them,
+    /// not only the `count` returned): summed over a walk, the automatic
+    /// bans in force, each call bounded like the ranking.
+    pub auto_bans: u32,
+    /// Reserved (0).
+    pub reserved: u32,
     /// The best `count` keys of this slice, in the requested order.
     pub entries: [TopEntry; TOP_MAX],
 }
@@ -646,7 +653,7 @@ pub struct ListEntry {
     pub left_ms: u64,
 }
 
-/// [`crate::IOCTL_GATE_LIST_GET`] output. 2064 bytes.
+/// [`crate::IOCTL_GATE_LIST_GET`] output. 2072 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListGetReply {
@@ -658,6 +665,13 @@ pub struct ListGetReply {
     pub total: u32,
     /// Valid entries in `entries` (from `start`).
     pub count: u32,
+    /// The configuration's generation when this page was copied (low 32
+    /// bits of a count of changes installed: limits, lists, manual bans).
+    /// A reader of several pages restarts when it differs between pages:
+    /// the pages then come from different lists.
+    pub generation: u32,
+    /// Reserved (0).
+    pub reserved: u32,
     /// The page.
     pub entries: [ListEntry; LIST_PAGE],
 }
@@ -853,12 +867,12 @@ wire! {
     QueryReply = 72,
     TopRequest = 24,
     TopEntry = 48,
-    TopReply = 32 + 48 * TOP_MAX,
+    TopReply = 40 + 48 * TOP_MAX,
     ListChangeHeader = 24,
     ListChangeReply = 16,
     ListGetRequest = 16,
     ListEntry = 32,
-    ListGetReply = 16 + 32 * LIST_PAGE,
+    ListGetReply = 24 + 32 * LIST_PAGE,
     BanRequest = 40,
     BanReply = 16,
     UnbanRequest = 40,

@@ -36,18 +36,26 @@ struct Cli {
     /// Open the device for reading only (changes are then refused).
     #[arg(long, global = true)]
     read_only: bool,
+    /// Longest wait for each request's answer on the Linux control socket
+    /// (read and write timeouts), 100ms to 10m; then exit code 3. On
+    /// Windows the driver never blocks a DeviceIoControl (every handler
+    /// answers at once, without waiting), so there is nothing to time out.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_timeout)]
+    timeout: Duration,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Listener state and mode, configuration, counters by reason, table, pends, uptime.
+    /// Listener state and mode, configuration, counters by reason, table
+    /// (keys tracked), automatic bans in force, pends, uptime.
     Status {
         #[arg(long)]
         json: bool,
-        /// Also count tracked keys (one shard lock at a time).
-        #[arg(long)]
+        /// Accepted for older scripts, no effect: the tracked keys are
+        /// always shown (a cheap sum now).
+        #[arg(long, hide = true)]
         count_keys: bool,
     },
     /// The keys with the most rejections (or the highest recent rate).
@@ -90,16 +98,25 @@ enum Cmd {
         /// List the manual bans instead.
         #[arg(long, conflicts_with = "target")]
         list: bool,
+        /// Print the ban (or, with --list, the bans) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Lift manual and automatic bans inside an address or prefix.
-    Unban { target: String },
-    /// Reset counters.
+    Unban {
+        target: String,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset counters (name what: `gatectl reset counters`).
     Reset {
-        /// What to reset.
-        #[arg(value_enum, default_value_t = ResetWhat::Counters)]
-        what: ResetWhat,
+        /// What to reset (required: a bare `reset` resets nothing).
+        #[arg(value_enum)]
+        what: Option<ResetWhat>,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// A refreshing view of status and top talkers (Ctrl-C stops).
     Watch {
@@ -177,6 +194,7 @@ struct SetArgs {
     /// Also write the change to the registry Parameters key.
     #[arg(long)]
     persist: bool,
+    /// Print the configuration in force after the change, as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -185,34 +203,101 @@ struct SetArgs {
 enum ListOp {
     /// Add prefixes.
     Add {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from")]
         cidrs: Vec<String>,
+        #[command(flatten)]
+        from: FromFile,
         #[arg(long)]
         persist: bool,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove prefixes (exact match).
     Remove {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from")]
         cidrs: Vec<String>,
+        #[command(flatten)]
+        from: FromFile,
         #[arg(long)]
         persist: bool,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
-    /// Replace the whole list.
+    /// Replace the whole list (in one atomic change).
     Replace {
         cidrs: Vec<String>,
+        #[command(flatten)]
+        from: FromFile,
         #[arg(long)]
         persist: bool,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Empty the list.
     Clear {
         #[arg(long)]
         persist: bool,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the list.
     List {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--from FILE`: prefixes read from a file, for lists longer than a
+/// command line holds (Windows: 32767 characters, about 2000 IPv4
+/// prefixes).
+#[derive(clap::Args)]
+struct FromFile {
+    /// Also take prefixes from FILE ('-' = standard input): one per line,
+    /// '#' starts a comment, blank lines are skipped.
+    #[arg(long, value_name = "FILE")]
+    from: Option<String>,
+}
+
+impl FromFile {
+    /// The command-line prefixes followed by the file's, each with where
+    /// it came from (for error messages).
+    fn entries(&self, args: Vec<String>) -> Result<Vec<(String, String)>, Failure> {
+        let mut out: Vec<(String, String)> = args.into_iter().map(|a| (a, String::new())).collect();
+        let Some(path) = &self.from else {
+            return Ok(out);
+        };
+        let text = if path == "-" {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                .map_err(|e| usage(format!("--from -: reading standard input: {e}")))?;
+            t
+        } else {
+            std::fs::read_to_string(path).map_err(|e| usage(format!("--from {path}: {e}")))?
+        };
+        let name = if path == "-" {
+            "<stdin>"
+        } else {
+            path.as_str()
+        };
+        for (i, line) in text.lines().enumerate() {
+            let body = line.split('#').next().unwrap_or("").trim();
+            if body.is_empty() {
+                continue;
+            }
+            let at = format!("{name}:{}", i + 1);
+            if body.split_whitespace().nth(1).is_some() {
+                return Err(usage(format!(
+                    "{at}: '{body}': expected one address or prefix per line"
+                )));
+            }
+            out.push((body.to_string(), at));
+        }
+        Ok(out)
+    }
 }
 
 /// Shortest `watch --interval`: each refresh is a status and a whole top
@@ -223,6 +308,16 @@ const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// `watch --interval`: a duration from [`MIN_INTERVAL`] to [`MAX_INTERVAL`]
 /// (clap prefixes the error with the option and the value).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let range = "expected 100ms to 10m";
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e}; {range}"))?;
+    if (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err(range.to_string())
+    }
+}
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let range = "expected 100ms to 1h";
     let d = humantime::parse_duration(s).map_err(|e| format!("{e}; {range}"))?;
@@ -299,7 +394,16 @@ fn refused(op: &str, st: i32) -> Failure {
             }
         }
         STATUS_INVALID_PARAMETER => "a field has a bad value (ETW ControlRejected names it)",
-        STATUS_NOT_SUPPORTED => "the driver speaks another version of the control API",
+        STATUS_NOT_SUPPORTED => {
+            return Failure {
+                code: 5,
+                message: format!(
+                    "{op}: the driver speaks another version of the control API than this gatectl (version {VERSION}): use the gatectl shipped with the driver ({} {:#010x})",
+                    status::name(st),
+                    st as u32
+                ),
+            }
+        }
         STATUS_INFO_LENGTH_MISMATCH => "request size mismatch (gatectl and driver versions differ?)",
         STATUS_BUFFER_TOO_SMALL => "reply larger than expected (gatectl and driver versions differ?)",
         STATUS_INVALID_DEVICE_REQUEST => "unknown control code (an older driver?)",
@@ -371,17 +475,20 @@ impl Gate {
     /// Status. A driver that answers with a version 1 reply (no relay
     /// figures) is read too: its relay part is left zero, and
     /// [`StatusReply::version`] says it is missing.
-    fn status(&mut self, count_keys: bool) -> Result<StatusReply, Failure> {
+    fn status(&mut self) -> Result<StatusReply, Failure> {
         let req = StatusRequest {
             version: VERSION,
-            flags: if count_keys { FLAG_COUNT_KEYS } else { 0 },
+            flags: 0,
         };
         let b = self.call_raw("status", IOCTL_GATE_STATUS, req.as_bytes())?;
         status_from_bytes(b)
     }
 
-    fn top(&mut self, n: u32, by: TopBy) -> Result<Vec<TopEntry>, Failure> {
+    /// The `n` best keys by `by`, and the automatic bans in force (summed
+    /// over the walk's slices: each call scans one bounded slice).
+    fn top(&mut self, n: u32, by: TopBy) -> Result<(Vec<TopEntry>, u64), Failure> {
         let mut all: Vec<TopEntry> = Vec::new();
+        let mut auto_bans = 0u64;
         let mut cursor = CURSOR_START;
         let order = match by {
             TopBy::Rejections => top_order::REJECTIONS,
@@ -402,35 +509,59 @@ impl Gate {
                     order,
                 },
             )?;
+            auto_bans += u64::from(r.auto_bans);
             all.extend_from_slice(r.entries.get(..r.count as usize).unwrap_or(&[]));
             all.sort_by_key(|e| std::cmp::Reverse(key(e)));
             all.truncate(n as usize);
             if r.next_cursor == CURSOR_DONE {
-                return Ok(all);
+                return Ok((all, auto_bans));
             }
             cursor = r.next_cursor;
         }
     }
 
+    /// A whole list, page by page, as one list that was in force: every
+    /// page must carry the generation of the first, else the list changed
+    /// between pages and the read starts again (at most [`LIST_READS`]
+    /// times; then exit code 7). A later page refused because the list
+    /// shrank under it is a change too.
     fn list(&mut self, list: u32) -> Result<Vec<ListEntry>, Failure> {
-        let mut out = Vec::new();
-        loop {
-            let r: ListGetReply = self.call(
-                "list",
-                &ListGetRequest {
+        'read: for _ in 0..LIST_READS {
+            let mut out: Vec<ListEntry> = Vec::new();
+            let mut gen = None;
+            loop {
+                let req = ListGetRequest {
                     version: VERSION,
                     flags: 0,
                     list,
                     start: out.len() as u32,
-                },
-            )?;
-            out.extend_from_slice(r.entries.get(..r.count as usize).unwrap_or(&[]));
-            if r.count == 0 || out.len() as u32 >= r.total {
-                return Ok(out);
+                };
+                let r: ListGetReply = match self.call("list", &req) {
+                    Ok(r) => r,
+                    Err(_) if gen.is_some() => continue 'read,
+                    Err(e) => return Err(e),
+                };
+                if *gen.get_or_insert(r.generation) != r.generation {
+                    continue 'read;
+                }
+                out.extend_from_slice(r.entries.get(..r.count as usize).unwrap_or(&[]));
+                if r.count == 0 || out.len() as u32 >= r.total {
+                    return Ok(out);
+                }
             }
         }
+        Err(Failure {
+            code: 7,
+            message: format!(
+                "the list changed while it was being read, {LIST_READS} times in a row (it is read in pages of {LIST_PAGE}); try again when changes are less frequent"
+            ),
+        })
     }
 }
+
+/// Attempts at reading a list whose pages keep coming from different
+/// generations (see `Client::list`).
+const LIST_READS: usize = 8;
 
 fn addr_text(a: &WireAddr) -> String {
     match a.decode("addr") {
@@ -503,8 +634,22 @@ fn ms(field: &str, s: &str, max_ms: u32) -> Result<u32, Failure> {
 
 /// A gate-core [`gate_core::ConfigError`] for a `set`, in the CLI's terms:
 /// the option the user typed, the value and the range in its units.
-fn set_error(e: &gate_core::ConfigError) -> Failure {
+/// The message for a change gate-core refuses. A field the user did not
+/// type (`mask`) is named as the value in force, with the option that
+/// changes it (e.g. `--ban-threshold 5` while the ban time in force is 0).
+fn set_error(e: &gate_core::ConfigError, mask: u32) -> Failure {
     use gate_core::field;
+    let bit = match e.field {
+        field::RATE_MILLI => set_field::RATE_MILLI,
+        field::GLOBAL_RATE_MILLI => set_field::GLOBAL_RATE_MILLI,
+        field::BURST => set_field::BURST,
+        field::GLOBAL_BURST => set_field::GLOBAL_BURST,
+        field::BAN_THRESHOLD => set_field::BAN_THRESHOLD,
+        field::BAN_WINDOW_MS => set_field::BAN_WINDOW_MS,
+        field::BAN_MS => set_field::BAN_MS,
+        field::MAX_DELAY_MS => set_field::MAX_DELAY_MS,
+        _ => 0,
+    };
     let (opt, range) = match e.field {
         field::RATE_MILLI => ("--rate", RATE_RANGE.to_string()),
         field::GLOBAL_RATE_MILLI => ("--global-rate", format!("0 (off) or {RATE_RANGE}")),
@@ -529,6 +674,12 @@ fn set_error(e: &gate_core::ConfigError) -> Failure {
         }
         _ => e.value.to_string(),
     };
+    if bit != 0 && mask & bit == 0 {
+        return usage(format!(
+            "the {} in force ({value}) is not valid with this change: expected {range}; give {opt} too",
+            &opt[2..]
+        ));
+    }
     usage(format!("{opt} {value}: expected {range}"))
 }
 
@@ -564,9 +715,9 @@ fn config_json(c: &WireConfig) -> Value {
     })
 }
 
-/// `status --json`; `tracked_keys` is `null` unless `keys_counted`
-/// (`--count-keys`: counting takes every shard lock in turn).
-fn status_json(s: &StatusReply, keys_counted: bool) -> Value {
+/// `status --json`; `auto_bans`: the automatic bans in force (from a
+/// `top` walk); `mode` is `null` while the listener is down.
+fn status_json(s: &StatusReply, auto_bans: u64) -> Value {
     let names = reason_names();
     let by = |a: &[u64; COUNTER_SLOTS]| {
         let mut m = serde_json::Map::new();
@@ -582,13 +733,16 @@ fn status_json(s: &StatusReply, keys_counted: bool) -> Value {
     }
     json!({
         "listener": if s.listener == listener_state::UP { "up" } else { "down" },
-        "mode": if s.mode == listener_mode::POST_ACCEPT { "post_accept" } else { "conditional_accept" },
+        "mode": if s.listener != listener_state::UP { Value::Null }
+            else if s.mode == listener_mode::POST_ACCEPT { json!("post_accept") }
+            else { json!("conditional_accept") },
         "port": s.port, "uptime_ms": s.uptime_ms,
         "config": config_json(&s.config),
         "decisions": by(&s.by_reason), "observed": by(&s.observed),
         "events": Value::Object(events),
         "pends_outstanding": s.pends_outstanding, "pending_in_use": s.pending_in_use,
-        "tracked_keys": if keys_counted { json!(s.tracked_keys) } else { Value::Null },
+        "tracked_keys": s.tracked_keys,
+        "auto_bans_in_force": auto_bans,
         "capacity": s.capacity,
         "inspects": s.inspects, "aborts": s.aborts,
         "accepted_connections": s.accepted_sockets, "closed_connections": s.closed_sockets,
@@ -688,19 +842,18 @@ fn relay_text(s: &StatusReply) -> String {
     }
 }
 
-fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
+fn print_status(s: &StatusReply, auto_bans: u64) -> Result<(), Failure> {
     let c = &s.config;
     out!(
-        "listener    {} ({}) port {}, up {}",
-        if s.listener == listener_state::UP {
-            "up"
+        "listener    {} port {}, up {}",
+        // The mode only of a listener that is up (review 13b: "DOWN
+        // (conditional accept)" while no listener ever came up).
+        if s.listener != listener_state::UP {
+            "DOWN".to_string()
+        } else if s.mode == listener_mode::POST_ACCEPT {
+            "up (post-accept)".to_string()
         } else {
-            "DOWN"
-        },
-        if s.mode == listener_mode::POST_ACCEPT {
-            "post-accept"
-        } else {
-            "conditional accept"
+            "up (conditional accept)".to_string()
         },
         s.port,
         humantime::format_duration(Duration::from_secs(s.uptime_ms / 1000))
@@ -723,10 +876,14 @@ fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
         if c.observe != 0 { "ON" } else { "off" }
     );
     out!(
-        "bans        threshold {} in {} ms, {} ms; {} manual ({} hits)",
-        c.ban_threshold,
-        c.ban_window_ms,
-        c.ban_ms,
+        "bans        {}; {} manual ({} hits)",
+        match (c.ban_threshold, auto_bans) {
+            (0, _) => "automatic bans off".to_string(),
+            (t, n) => format!(
+                "threshold {t} in {} ms, {} ms; {n} automatic in force",
+                c.ban_window_ms, c.ban_ms
+            ),
+        },
         c.manual_bans,
         s.manual_ban_hits
     );
@@ -735,11 +892,7 @@ fn print_status(s: &StatusReply, keys_counted: bool) -> Result<(), Failure> {
         "table       {} slots in {} shards{}",
         s.capacity,
         c.shards,
-        if keys_counted {
-            format!(", {} keys tracked", s.tracked_keys)
-        } else {
-            String::new()
-        }
+        format!(", {} keys tracked", s.tracked_keys)
     );
     out!(
         "pends       {} outstanding (max {}), {} ms max delay",
@@ -825,19 +978,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
         FILE_READ_ACCESS | FILE_WRITE_ACCESS
     };
     let mut g = Gate {
-        t: transport::open(&path, access)?,
+        t: transport::open(&path, access, cli.timeout)?,
     };
     match cli.cmd {
         Cmd::Status { json, count_keys } => {
-            let s = g.status(count_keys)?;
+            let _ = count_keys;
+            let s = g.status()?;
+            // The automatic bans in force: a walk of the table in bounded
+            // slices (IOCTL_GATE_TOP, one entry wanted per slice).
+            let (_, auto_bans) = g.top(1, TopBy::Rejections)?;
             if json {
-                out!("{}", status_json(&s, count_keys));
+                out!("{}", status_json(&s, auto_bans));
             } else {
-                print_status(&s, count_keys)?;
+                print_status(&s, auto_bans)?;
             }
         }
         Cmd::Top { count, by, json } => {
-            let t = g.top(count, by)?;
+            let (t, _) = g.top(count, by)?;
             if json {
                 out!("{}", top_json(&t));
             } else {
@@ -946,18 +1103,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ms
                 }
             };
+            let target = parse_cidr(&t)?;
+            // The prefix as stored (host bits cleared: 10.213.0.7/24 is
+            // 10.213.0.0/24), as `ban --list` shows it.
+            let stored = addr_text(&target);
             let r: BanReply = g.call(
                 "ban",
                 &BanRequest {
                     version: VERSION,
                     flags: 0,
-                    target: parse_cidr(&t)?,
+                    target,
                     reserved: 0,
                     duration_ms,
                 },
             )?;
+            if json {
+                out!(
+                    "{}",
+                    json!({"banned": stored,
+                        "for_ms": if duration_ms == FOREVER { Value::Null } else { json!(duration_ms) },
+                        "manual_bans": r.manual_bans, "replaced": r.replaced != 0})
+                );
+                return Ok(());
+            }
             out!(
-                "banned {t} {} ({} manual bans{})",
+                "banned {stored} {} ({} manual bans{})",
                 if duration_ms == FOREVER {
                     "until unban".to_string()
                 } else {
@@ -971,7 +1141,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             );
         }
-        Cmd::Unban { target } => {
+        Cmd::Unban { target, json } => {
             let t = parse_cidr(&target)?;
             let (mut manual, mut auto, mut cursor) = (0u64, 0u64, CURSOR_START);
             loop {
@@ -992,10 +1162,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 cursor = r.next_cursor;
             }
-            out!("unbanned {target}: {manual} manual, {auto} automatic bans lifted");
+            let stored = addr_text(&t);
+            if json {
+                out!(
+                    "{}",
+                    json!({"target": stored, "manual_lifted": manual, "auto_lifted": auto})
+                );
+            } else {
+                out!("unbanned {stored}: {manual} manual, {auto} automatic bans lifted");
+            }
+        }
+        Cmd::Reset { what: None, .. } => {
+            return Err(usage(
+                "reset: name what to reset: `gatectl reset counters` (the only choice)".into(),
+            ));
         }
         Cmd::Reset {
-            what: ResetWhat::Counters,
+            what: Some(ResetWhat::Counters),
+            json,
         } => {
             g.call(
                 "reset",
@@ -1005,7 +1189,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     what: reset_what::COUNTERS,
                 },
             )?;
-            out!("counters reset");
+            if json {
+                out!("{}", json!({"reset": "counters"}));
+            } else {
+                out!("counters reset");
+            }
         }
         Cmd::Watch {
             interval,
@@ -1015,12 +1203,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let mut i = 0u64;
             loop {
-                let s = g.status(false)?;
-                let t = g.top(count, TopBy::Rejections)?;
+                let s = g.status()?;
+                let (t, auto_bans) = g.top(count, TopBy::Rejections)?;
                 if json {
                     out!(
                         "{}",
-                        json!({"status": status_json(&s, false), "top": top_json(&t)})
+                        json!({"status": status_json(&s, auto_bans), "top": top_json(&t)})
                     );
                 } else {
                     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -1028,7 +1216,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         write!(std::io::stdout().lock(), "\x1b[2J\x1b[H")
                             .map_err(Failure::output)?;
                     }
-                    print_status(&s, false)?;
+                    print_status(&s, auto_bans)?;
                     out!("");
                     print_top(&t)?;
                 }
@@ -1093,7 +1281,7 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
     }
     // Check the result with gate-core's own rules first, so the message
     // names the field and what it accepts.
-    let cur = g.status(false)?.config;
+    let cur = g.status()?.config;
     let mut c = Config {
         capacity: cur.capacity,
         shards: cur.shards,
@@ -1140,7 +1328,7 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         c.max_delay_ms = w.max_delay_ms;
     }
     if let Err(e) = c.validate() {
-        return Err(set_error(&e));
+        return Err(set_error(&e, mask));
     }
     let r: SetReply = g.call(
         "set",
@@ -1249,7 +1437,14 @@ fn set_changes(old: &WireConfig, new: &WireConfig, mask: u32) -> Vec<String> {
     fields
         .into_iter()
         .filter(|(bit, ..)| mask & bit != 0)
-        .map(|(_, name, o, n)| format!("{name} {o} -> {n}"))
+        .map(|(_, name, o, n)| {
+            // As the driver's audit: an unchanged field is no change.
+            if o == n {
+                format!("{name} {n} (unchanged)")
+            } else {
+                format!("{name} {o} -> {n}")
+            }
+        })
         .collect()
 }
 
@@ -1259,7 +1454,7 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
     } else {
         "deny"
     };
-    let (op_code, cidrs, persist) = match op {
+    let (op_code, cidrs, persist, json) = match op {
         ListOp::List { json } => {
             let entries = g.list(list)?;
             if json {
@@ -1276,10 +1471,25 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
             }
             return Ok(());
         }
-        ListOp::Add { cidrs, persist } => (list_op::ADD, cidrs, persist),
-        ListOp::Remove { cidrs, persist } => (list_op::REMOVE, cidrs, persist),
-        ListOp::Replace { cidrs, persist } => (list_op::REPLACE, cidrs, persist),
-        ListOp::Clear { persist } => (list_op::CLEAR, Vec::new(), persist),
+        ListOp::Add {
+            cidrs,
+            from,
+            persist,
+            json,
+        } => (list_op::ADD, from.entries(cidrs)?, persist, json),
+        ListOp::Remove {
+            cidrs,
+            from,
+            persist,
+            json,
+        } => (list_op::REMOVE, from.entries(cidrs)?, persist, json),
+        ListOp::Replace {
+            cidrs,
+            from,
+            persist,
+            json,
+        } => (list_op::REPLACE, from.entries(cidrs)?, persist, json),
+        ListOp::Clear { persist, json } => (list_op::CLEAR, Vec::new(), persist, json),
     };
     if cidrs.len() > MAX_LIST_ENTRIES as usize {
         return Err(usage(format!(
@@ -1296,20 +1506,31 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
         reserved: 0,
     };
     let mut b = head.as_bytes().to_vec();
-    for c in &cidrs {
-        b.extend_from_slice(parse_cidr(c)?.as_bytes());
+    for (c, at) in &cidrs {
+        let w = parse_cidr(c).map_err(|f| match at.is_empty() {
+            true => f,
+            false => usage(format!("{at}: {}", f.message)),
+        })?;
+        b.extend_from_slice(w.as_bytes());
     }
     let out = g.call_raw(name, IOCTL_GATE_LIST_CHANGE, &b)?;
     let r = ListChangeReply::from_prefix(&out).ok_or_else(|| Failure {
         code: 6,
         message: "short reply".into(),
     })?;
-    out!(
-        "{name} list: {} entries ({} changed){}",
-        r.len,
-        r.changed,
-        if persist { ", persisted" } else { "" }
-    );
+    if json {
+        out!(
+            "{}",
+            json!({"list": name, "entries": r.len, "changed": r.changed, "persisted": persist})
+        );
+    } else {
+        out!(
+            "{name} list: {} entries ({} changed){}",
+            r.len,
+            r.changed,
+            if persist { ", persisted" } else { "" }
+        );
+    }
     Ok(())
 }
 
@@ -1330,6 +1551,26 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review 13b, item 7: `set --ban-threshold 5` while the ban time in
+    /// force is 0 said "--ban-time 0s: expected ...", an option the user
+    /// did not type. A field not in the change is named as the value in
+    /// force, with the option that fixes it.
+    #[test]
+    fn a_refused_field_the_user_did_not_type_is_named_as_in_force() {
+        let e = gate_core::ConfigError {
+            field: gate_core::field::BAN_MS,
+            value: 0,
+            expected: "",
+        };
+        let m = set_error(&e, set_field::BAN_THRESHOLD).message;
+        assert_eq!(
+            m,
+            "the ban-time in force (0s) is not valid with this change: expected 1ms to 1day while bans are on; give --ban-time too"
+        );
+        let m = set_error(&e, set_field::BAN_MS | set_field::BAN_THRESHOLD).message;
+        assert_eq!(m, "--ban-time 0s: expected 1ms to 1day while bans are on");
+    }
 
     fn v2() -> StatusReply {
         let mut s = StatusReply::zeroed();

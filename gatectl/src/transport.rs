@@ -27,19 +27,25 @@ pub enum TransportError {
     /// closed under us).
     #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
     Closed(String),
+    /// No answer within `--timeout` (the Linux socket: a gate whose
+    /// control handler is stuck). The path and the wait.
+    #[cfg_attr(not(unix), allow(dead_code))] // the Linux socket only
+    TimedOut(String, std::time::Duration),
     /// Any other I/O error.
     Io(String),
 }
 
 impl TransportError {
-    /// gatectl's exit code: 3 the gate is not reachable there or stopped,
+    /// gatectl's exit code: 3 the gate is not reachable there, stopped or
+    /// did not answer in time,
     /// 4 access denied, 6 other I/O.
     pub fn exit_code(&self) -> u8 {
         match self {
             TransportError::NotFound(_)
             | TransportError::NotSocket(_)
             | TransportError::Refused(_)
-            | TransportError::Closed(_) => 3,
+            | TransportError::Closed(_)
+            | TransportError::TimedOut(..) => 3,
             TransportError::AccessDenied(_) => 4,
             TransportError::Io(_) => 6,
         }
@@ -74,6 +80,11 @@ impl fmt::Display for TransportError {
             TransportError::Closed(p) => {
                 write!(f, "the gate stopped (control channel {p} closed)")
             }
+            TransportError::TimedOut(p, d) => write!(
+                f,
+                "the gate did not answer within {} on {p} (its control handler is stuck or the machine is overloaded; --timeout sets the wait)",
+                humantime::format_duration(*d)
+            ),
             TransportError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -100,15 +111,23 @@ pub fn default_path() -> String {
     }
 }
 
-/// Opens `path` with `access` (FILE_READ_ACCESS | FILE_WRITE_ACCESS bits).
-pub fn open(path: &str, access: u32) -> Result<Box<dyn Transport>, TransportError> {
+/// Opens `path` with `access` (FILE_READ_ACCESS | FILE_WRITE_ACCESS bits);
+/// `timeout`: the longest wait for each read or write on the Linux socket
+/// (unused on Windows, where the driver answers every DeviceIoControl at
+/// once).
+pub fn open(
+    path: &str,
+    access: u32,
+    timeout: std::time::Duration,
+) -> Result<Box<dyn Transport>, TransportError> {
     #[cfg(windows)]
     {
+        let _ = timeout;
         Ok(Box::new(windows::Device::open(path, access)?))
     }
     #[cfg(unix)]
     {
-        Ok(Box::new(unix::Socket::open(path, access)?))
+        Ok(Box::new(unix::Socket::open(path, access, timeout)?))
     }
 }
 
@@ -126,6 +145,7 @@ mod unix {
         s: UnixStream,
         access: u32,
         path: String,
+        timeout: std::time::Duration,
     }
 
     /// Why connecting to `path` failed (`e` is connect's error; the path's
@@ -147,13 +167,23 @@ mod unix {
     }
 
     impl Socket {
-        pub fn open(path: &str, access: u32) -> Result<Socket, TransportError> {
+        pub fn open(
+            path: &str,
+            access: u32,
+            timeout: std::time::Duration,
+        ) -> Result<Socket, TransportError> {
             match UnixStream::connect(path) {
-                Ok(s) => Ok(Socket {
-                    s,
-                    access,
-                    path: path.to_string(),
-                }),
+                Ok(s) => {
+                    s.set_read_timeout(Some(timeout))
+                        .and_then(|()| s.set_write_timeout(Some(timeout)))
+                        .map_err(|e| TransportError::Io(format!("{path}: {e}")))?;
+                    Ok(Socket {
+                        s,
+                        access,
+                        path: path.to_string(),
+                        timeout,
+                    })
+                }
                 Err(e) => Err(connect_error(path, &e)),
             }
         }
@@ -172,6 +202,10 @@ mod unix {
                 | ErrorKind::ConnectionReset
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::UnexpectedEof => TransportError::Closed(self.path.clone()),
+                // SO_RCVTIMEO / SO_SNDTIMEO ran out.
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                    TransportError::TimedOut(self.path.clone(), self.timeout)
+                }
                 _ => TransportError::Io(format!("{}: {e}", self.path)),
             };
             let req = ChannelRequest {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gate_usersim::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const SERVICE_KEY: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate";
 const PARAMS: &str = r"\Registry\Machine\System\CurrentControlSet\Services\gate\Parameters";
@@ -581,12 +581,23 @@ fn operator_messages_name_options_ranges_and_results() {
     );
     g.ok(&["deny", "clear"]);
 
-    // tracked_keys: null unless counted.
+    // tracked_keys: always (review 13b item 7: a cheap sum now);
+    // --count-keys is still accepted. Automatic bans in force: counted.
     g.sim.connect("10.8.0.1:4000".parse().unwrap(), g.local);
-    assert_eq!(g.json(&["status", "--json"])["tracked_keys"], Value::Null);
+    let s = g.json(&["status", "--json"]);
+    assert_eq!(
+        (&s["tracked_keys"], &s["auto_bans_in_force"]),
+        (&json!(1), &json!(0))
+    );
     assert_eq!(
         g.json(&["status", "--json", "--count-keys"])["tracked_keys"],
         1
+    );
+    let text = g.ok(&["status"]);
+    assert!(text.contains(", 1 keys tracked"), "{text}");
+    assert!(
+        text.contains("listener    up (conditional accept) port"),
+        "{text}"
     );
 
     // Text watch into a pipe: no clear-screen escapes.
@@ -640,5 +651,390 @@ fn top_ranks_banned_keys_by_their_rejections_and_shows_ban_time_left() {
         line.trim_end().ends_with(" 1m"),
         "ban time left shown: {text}"
     );
+    // Review 13b, item 6: status counts the automatic bans in force.
+    let st = g.ok(&["status"]);
+    assert!(st.contains("; 1 automatic in force; 0 manual"), "{st}");
+    // Review 13b, item 3: bans off lifts them (lazily: at the key's next
+    // SYN, not by a scan), stops counting, and says so.
+    g.ok(&["set", "--ban-threshold", "0"]);
+    let st = g.ok(&["status"]);
+    assert!(
+        st.contains("bans        automatic bans off; 0 manual"),
+        "{st}"
+    );
+    let q = g.json(&["query", "10.3.0.1", "--json"]);
+    assert_eq!(
+        (&q["auto_banned"], &q["rejects"]),
+        (&json!(false), &json!(0)),
+        "{q}"
+    );
+    g.sim.advance_ms(1000);
+    send("10.3.0.1", 1);
+    let st = g.json(&["status", "--json"]);
+    assert_eq!(st["decisions"]["within_rate"], 3, "{st}");
     g.stop();
+}
+
+/// A fake control socket: answers every request on one connection with
+/// `answer(code, input, call number)` (status, output bytes), or stays
+/// silent when it returns `None`. For replies a real driver gives only
+/// under a race (list pages of two generations) or a hung gate.
+fn fake_gate(
+    path: &std::path::Path,
+    mut answer: impl FnMut(u32, &[u8], usize) -> Option<(i32, Vec<u8>)> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    use gate_ioctl::{ChannelReply, ChannelRequest, Wire};
+    use std::io::{Read, Write};
+    let _ = std::fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut c, _)) = l.accept() else { return };
+        let mut n = 0;
+        loop {
+            let mut head = [0u8; ChannelRequest::SIZE];
+            if c.read_exact(&mut head).is_err() {
+                return;
+            }
+            let req = ChannelRequest::from_bytes(&head).unwrap();
+            let mut input = vec![0u8; req.in_len as usize];
+            if c.read_exact(&mut input).is_err() {
+                return;
+            }
+            let Some((status, out)) = answer(req.code, &input, n) else {
+                // Hold the connection open, silent, until the client goes.
+                let _ = c.read(&mut [0u8; 1]);
+                return;
+            };
+            n += 1;
+            let rep = ChannelReply {
+                status,
+                reserved: 0,
+                information: out.len() as u64,
+            };
+            if c.write_all(rep.as_bytes())
+                .and_then(|()| c.write_all(&out))
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// One page of a list of `total` entries `base.i.j.0/24` at generation `gen`.
+fn list_page(input: &[u8], base: u8, total: u32, gen: u32) -> Vec<u8> {
+    use gate_ioctl::{
+        list_kind, ListEntry, ListGetReply, ListGetRequest, Wire, WireAddr, FOREVER, LIST_PAGE,
+        VERSION,
+    };
+    let req = ListGetRequest::from_bytes(input).unwrap();
+    let mut r = ListGetReply {
+        version: VERSION,
+        size: ListGetReply::SIZE as u32,
+        total,
+        count: 0,
+        generation: gen,
+        reserved: 0,
+        entries: [ListEntry::default(); LIST_PAGE],
+    };
+    for (k, slot) in r.entries.iter_mut().enumerate() {
+        let i = req.start + k as u32;
+        if i >= total {
+            break;
+        }
+        let a = std::net::IpAddr::from([base, (i / 256) as u8, (i % 256) as u8, 0]);
+        *slot = ListEntry {
+            cidr: WireAddr::prefix(a, 24),
+            reserved: 0,
+            left_ms: if req.list == list_kind::BANS {
+                FOREVER
+            } else {
+                0
+            },
+        };
+        r.count += 1;
+    }
+    r.as_bytes().to_vec()
+}
+
+/// Review 13b, item 2: `allow list` concatenated pages fetched by index,
+/// so a change between two pages gave a list never in force (4032
+/// entries of A and 64 of B). Every page now carries the configuration's
+/// generation; gatectl restarts the read when it moves, and gives up with
+/// exit code 7 when it keeps moving. `deny list` and `ban --list` read the
+/// same way.
+#[test]
+fn a_list_read_across_a_change_starts_again_and_never_mixes_two_lists() {
+    let dir = std::env::temp_dir().join(format!("gatectl-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("fake.sock");
+    let s = sock.to_str().unwrap();
+    // Call 0: page 0 of list A (10.x, generation 1); calls 1..: list B
+    // (11.x, generation 2): the first read sees the change at page 1.
+    for args in [
+        &["allow", "list"][..],
+        &["deny", "list"],
+        &["ban", "--list"],
+    ] {
+        let t = fake_gate(&sock, |_, input, n| {
+            Some(if n == 0 {
+                (0, list_page(input, 10, 4096, 1))
+            } else {
+                (0, list_page(input, 11, 4096, 2))
+            })
+        });
+        let r = gatectl(s, args);
+        t.join().unwrap();
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let lines: Vec<&str> = r.stdout.lines().filter(|l| l.contains("/24")).collect();
+        assert_eq!(lines.len(), 4096, "{args:?}: {}", r.stdout);
+        assert!(
+            lines.iter().all(|l| l.contains("11.")),
+            "{args:?}: a line of list A in the read: {:?}",
+            lines.iter().find(|l| l.contains("10."))
+        );
+    }
+    // A list that changes between every two pages: a clear failure.
+    let t = fake_gate(&sock, |_, input, n| {
+        Some((0, list_page(input, 10, 4096, n as u32)))
+    });
+    let r = gatectl(s, &["allow", "list", "--json"]);
+    t.join().unwrap();
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the list changed while it was being read, 8 times in a row"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Review 13b, item 6: a control socket that accepts and never answers
+/// hung gatectl for ever. `--timeout` (default 5 s) bounds each request.
+#[test]
+fn a_silent_gate_times_out_with_exit_code_3() {
+    let dir = std::env::temp_dir().join(format!("gatectl-mute-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("mute.sock");
+    let s = sock.to_str().unwrap();
+    let t = fake_gate(&sock, |_, _, _| None);
+    let start = std::time::Instant::now();
+    let r = gatectl(s, &["--timeout", "300ms", "status"]);
+    let took = start.elapsed();
+    t.join().unwrap();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("the gate did not answer within 300ms on {s}")),
+        "{}",
+        r.stderr
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    // Out of range: a usage error naming the range.
+    for bad in ["0s", "11m", "soon"] {
+        let r = gatectl(s, &["--timeout", bad, "status"]);
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("expected 100ms to 10m"), "{}", r.stderr);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Review 13b, item 5: a Windows command line holds 32767 characters, so
+/// `allow replace` of a full list (4096 IPv4 /24s: 57120 characters) could
+/// not run. `--from FILE` (`-` = stdin) takes one prefix per line, with
+/// comments; a bad line is named by its number.
+#[test]
+fn lists_come_from_a_file_or_stdin_with_line_numbered_errors() {
+    use std::io::Write;
+    let g = Gate::start("from", &[]);
+    let file = g.dir.join("allow.txt");
+    let mut text = String::from("# full allow list\n\n");
+    for i in 0..4096u32 {
+        text.push_str(&format!("10.{}.{}.0/24  # entry {i}\n", i / 256, i % 256));
+    }
+    std::fs::write(&file, &text).unwrap();
+    let f = file.to_str().unwrap();
+    let out = g.ok(&["allow", "replace", "--from", f]);
+    assert!(out.contains("allow list: 4096 entries"), "{out}");
+    let list = g.json(&["allow", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 4096);
+    assert_eq!(list[4095], "10.15.255.0/24");
+    // stdin, mixed with arguments, for remove.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatectl"))
+        .args([
+            "--device",
+            &g.sock,
+            "allow",
+            "remove",
+            "10.0.0.0/24",
+            "--from",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"10.0.1.0/24\n# gone\n10.0.2.0/24\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4093 entries (3 changed)"));
+    // Errors name the file and line; nothing changes.
+    std::fs::write(&file, "10.0.0.0/8\n\n# ok so far\n10.300.0.0/16\n").unwrap();
+    let r = g.run(&["deny", "add", "--from", f]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{f}:4: bad address or prefix '10.300.0.0/16'")),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&file, "10.0.0.0/8 10.1.0.0/16\n").unwrap();
+    let r = g.run(&["deny", "add", "--from", f]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{f}:1: '10.0.0.0/8 10.1.0.0/16': expected one address or prefix per line"
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = g.run(&["deny", "add", "--from", "/nonexistent/list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--from /nonexistent/list:"),
+        "{}",
+        r.stderr
+    );
+    assert!(g.ok(&["deny", "list"]).contains("deny list is empty"));
+    // Without arguments or --from, add still needs something.
+    assert_eq!(g.run(&["deny", "add"]).code, 2);
+    g.stop();
+}
+
+/// Review 13b, item 7: no-op changes make no audit event (per field, and
+/// for lists); `unban.auto` names the key it lifted; `ban` prints the
+/// prefix as stored; a raw `ban_ms` 0 is refused and gatectl names the
+/// value in force, not an option the user did not type; `--json` on every
+/// change command; a bare `reset` is refused.
+#[test]
+fn change_commands_are_consistent() {
+    let g = Gate::start(
+        "consistent",
+        &[
+            ("Ipv4PrefixLength", RegValue::Dword(24)),
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(3)),
+        ],
+    );
+    let audits = || -> Vec<(String, String, String)> {
+        g.sim
+            .events()
+            .into_iter()
+            .filter(|e| e.name == "ConfigChanged")
+            .map(|e| {
+                let s = |n: &str| match &e.field(n).unwrap().value {
+                    gate_usersim::etw::Value::Str(s) => s.clone(),
+                    v => format!("{v:?}"),
+                };
+                (s("What"), s("Old"), s("New"))
+            })
+            .collect()
+    };
+    // No-ops: one field unchanged inside a multi-field set, a clear of an
+    // empty list, an add of an entry already there.
+    let out = g.ok(&["set", "--rate", "5", "--ban-threshold", "3"]);
+    assert!(
+        out.contains("rate 1/s -> 5/s, ban threshold 3 (unchanged)"),
+        "{out}"
+    );
+    g.ok(&["deny", "clear"]);
+    g.ok(&["allow", "add", "10.0.0.0/8"]);
+    g.ok(&["allow", "add", "10.0.0.0/8"]);
+    let a = audits();
+    let whats: Vec<&str> = a.iter().map(|(w, ..)| w.as_str()).collect();
+    assert_eq!(whats, ["rate_milli", "allow"], "{a:?}");
+    // unban.auto names the /24 key (outside the allowed 10/8), which is not inside the /32 target.
+    for p in 0..6 {
+        g.sim.connect(
+            format!("203.0.113.2:{}", 5000 + p).parse().unwrap(),
+            g.local,
+        );
+    }
+    let out = g.ok(&["unban", "203.0.113.2"]);
+    assert!(
+        out.contains("unbanned 203.0.113.2/32: 0 manual, 1 automatic"),
+        "{out}"
+    );
+    let (_, old, _) = audits().pop().unwrap();
+    assert_eq!(
+        old,
+        "automatic ban of key 203.0.113.0/24 (holding 203.0.113.2/32)"
+    );
+    // ban prints the stored prefix.
+    let out = g.ok(&["ban", "10.213.0.7/24"]);
+    assert!(out.starts_with("banned 10.213.0.0/24 until unban"), "{out}");
+    // --json on every change command.
+    let j = g.json(&["ban", "10.9.0.1/16", "--for", "1m", "--json"]);
+    assert_eq!(
+        (&j["banned"], &j["for_ms"]),
+        (&json!("10.9.0.0/16"), &json!(60_000))
+    );
+    let j = g.json(&["unban", "10.9.0.0/16", "--json"]);
+    assert_eq!(j["manual_lifted"], 1);
+    let j = g.json(&["deny", "add", "192.0.2.0/24", "--json"]);
+    assert_eq!(
+        (&j["list"], &j["entries"], &j["changed"]),
+        (&json!("deny"), &json!(1), &json!(1))
+    );
+    let j = g.json(&["deny", "clear", "--json"]);
+    assert_eq!(j["entries"], 0);
+    let j = g.json(&["reset", "counters", "--json"]);
+    assert_eq!(j["reset"], "counters");
+    assert_eq!(g.json(&["set", "--burst", "2", "--json"])["burst"], 2);
+    // A bare reset is refused, naming the choice.
+    let r = g.run(&["reset"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("counters"), "{}", r.stderr);
+    // ban_ms 0 by a raw SET: refused by the driver, naming the field.
+    g.ok(&["set", "--ban-threshold", "0"]);
+    let mut req = gate_ioctl::SetRequest {
+        version: gate_ioctl::VERSION,
+        flags: 0,
+        mask: gate_ioctl::set_field::BAN_MS,
+        reserved: 0,
+        config: gate_ioctl::WireConfig::default(),
+    };
+    req.config.ban_ms = 0;
+    let st = raw_ioctl(
+        &g.sock,
+        gate_ioctl::IOCTL_GATE_SET,
+        gate_ioctl::Wire::as_bytes(&req),
+    );
+    assert_eq!(st as u32, 0xC000_000D, "STATUS_INVALID_PARAMETER");
+    g.stop();
+}
+
+/// One raw IOCTL over the control socket; its NTSTATUS.
+fn raw_ioctl(sock: &str, code: u32, input: &[u8]) -> i32 {
+    use gate_ioctl::{ChannelReply, ChannelRequest, Wire, FILE_READ_ACCESS, FILE_WRITE_ACCESS};
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    let req = ChannelRequest {
+        code,
+        access: FILE_READ_ACCESS | FILE_WRITE_ACCESS,
+        in_len: input.len() as u32,
+        out_len: 4096,
+    };
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(input).unwrap();
+    let mut head = [0u8; ChannelReply::SIZE];
+    s.read_exact(&mut head).unwrap();
+    ChannelReply::from_bytes(&head).unwrap().status
 }

@@ -123,6 +123,21 @@ pub fn set(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         return Err(Refusal::invalid("reserved", u64::from(req.reserved), "0"));
     }
     let w = &req.config;
+    // 0 is never a ban time or window (bans off is ban_threshold 0): taken
+    // while bans are off, it would make a later `--ban-threshold N` fail on
+    // a value the operator did not give.
+    for (bit, name, v) in [
+        (set_field::BAN_MS, "ban_ms", w.ban_ms),
+        (set_field::BAN_WINDOW_MS, "ban_window_ms", w.ban_window_ms),
+    ] {
+        if req.mask & bit != 0 && v == 0 {
+            return Err(Refusal::invalid(
+                name,
+                0,
+                "1 or more (bans off is ban_threshold 0)",
+            ));
+        }
+    }
     if req.mask & set_field::OBSERVE != 0 && w.observe > 1 {
         return Err(Refusal::invalid("observe", u64::from(w.observe), "0 or 1"));
     }
@@ -364,13 +379,18 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             }
         }
     }
-    changed(
-        what,
-        &text(format_args!("{old_len} entries")),
-        &list_change_text(head.op, &entries, len, changed_n),
-        io.pid,
-        persisted,
-    );
+    // A change that changed nothing (an add of entries already there, a
+    // clear of an empty list) is no event, as for `set` (unless persisted:
+    // the registry was written).
+    if changed_n > 0 || persisted {
+        changed(
+            what,
+            &text(format_args!("{old_len} entries")),
+            &list_change_text(head.op, &entries, len, changed_n),
+            io.pid,
+            persisted,
+        );
+    }
     if let Some(e) = persist_failed {
         return Err(persist_refusal(e));
     }
@@ -496,9 +516,21 @@ pub fn unban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     };
     let (auto, next) = d.gate.lift_auto_bans(cidr, req.cursor, TOP_SCAN_SLOTS);
     if auto > 0 {
+        // A target no wider than a key lifts that key's ban: name the key
+        // (10.213.0.2/32 lifts key 10.213.0.0/24, which is not inside it).
+        let key = d.gate.key_of(cidr.addr());
+        let one = cidr.prefix_len() >= key.prefix_len();
         changed(
             "unban.auto",
-            &text(format_args!("{auto} automatic bans inside {cidr}")),
+            &if one {
+                text(format_args!(
+                    "automatic ban of key {}/{} (holding {cidr})",
+                    key.network(),
+                    key.prefix_len()
+                ))
+            } else {
+                text(format_args!("{auto} automatic bans of keys inside {cidr}"))
+            },
             &text(format_args!("lifted")),
             io.pid,
             false,

@@ -96,7 +96,9 @@ fn wire_relay(d: &Driver) -> WireRelay {
 /// reply but not a version 2 one gets version 1 (its first
 /// [`STATUS_REPLY_V1_SIZE`] bytes).
 pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
-    let req: StatusRequest = io.request(FLAG_COUNT_KEYS)?;
+    // Checked (version, flags), not otherwise read: FLAG_COUNT_KEYS has
+    // no effect now, `tracked_keys` is always filled.
+    let _req: StatusRequest = io.request(FLAG_COUNT_KEYS)?;
     let v1 = io.out_len() < StatusReply::SIZE;
     if v1 {
         io.need_output_bytes(STATUS_REPLY_V1_SIZE)?;
@@ -121,7 +123,8 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         events: [0; COUNTER_SLOTS],
         pends_outstanding: c.pends_outstanding,
         pending_in_use: d.pending.in_use() as u64,
-        tracked_keys: 0,
+        // A sum of per-shard atomics: no lock, no scan.
+        tracked_keys: d.gate.tracked_keys() as u64,
         capacity: d.gate.capacity() as u64,
         inspects: s.inspects,
         aborts: s.aborts,
@@ -136,10 +139,6 @@ pub fn status(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     copy_counts(&mut r.by_reason, &c.by_reason);
     copy_counts(&mut r.observed, &c.observed);
     copy_counts(&mut r.events, &c.events);
-    if req.flags & FLAG_COUNT_KEYS != 0 {
-        // One shard lock at a time.
-        r.tracked_keys = d.gate.tracked_keys() as u64;
-    }
     if v1 {
         r.version = 1;
         r.size = STATUS_REPLY_V1_SIZE as u32;
@@ -239,7 +238,11 @@ pub fn top(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         top_order::RATE => (e.debt_ms, u64::from(e.rejects)),
         _ => (u64::from(e.rejects), e.debt_ms),
     };
+    let mut auto_bans = 0u32;
     let next = d.gate.scan(req.cursor, TOP_SCAN_SLOTS, now, |k| {
+        if k.auto_ban_until.is_some() {
+            auto_bans = auto_bans.saturating_add(1);
+        }
         let e = TopEntry {
             key: wire_key(&k.key),
             rejects: u32::from(k.rejects),
@@ -286,13 +289,17 @@ pub fn top(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         .unwrap_or(0),
         count: n as u32,
         slots_total: slots,
+        auto_bans,
+        reserved: 0,
         entries: best,
     };
     io.reply(&r)
 }
 
 /// IOCTL_GATE_LIST_GET: one page of the allow list, the deny list or the
-/// manual bans (copied under the control lock: at most one page).
+/// manual bans (copied under the control lock: at most one page), with the
+/// configuration's generation (a reader of several pages restarts when it
+/// moves).
 pub fn list_get(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     let req: ListGetRequest = io.request(0)?;
     io.need_output::<ListGetReply>()?;
@@ -309,10 +316,13 @@ pub fn list_get(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         size: reply_size::<ListGetReply>(),
         total: 0,
         count: 0,
+        generation: 0,
+        reserved: 0,
         entries: [ListEntry::default(); LIST_PAGE],
     };
     let start = req.start as usize;
-    let bad_start = d.gate.with_config(|c, bans: &[ManualBan]| {
+    let bad_start = d.gate.with_config_generation(|c, bans: &[ManualBan], gen| {
+        r.generation = gen as u32;
         let cidr_entry = |c: &gate_core::Cidr, left_ms: u64| ListEntry {
             cidr: WireAddr::prefix(c.addr(), c.prefix_len()),
             reserved: 0,

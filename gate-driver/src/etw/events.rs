@@ -222,7 +222,7 @@ gate_events! {
     /// Periodic counters (totals since the driver started).
     Counters = 12 {
         fn counters;
-        version: 3, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        version: 4, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
         /// Time since the previous Counters event, in milliseconds.
         interval_ms "IntervalMs": U32,
         /// Decisions with reason within_rate.
@@ -245,6 +245,9 @@ gate_events! {
         pend_delayed "PendDelayed": U64,
         /// Decisions with reason pend_budget_spent.
         pend_budget_spent "PendBudgetSpent": U64,
+        /// Decisions with reason manual_ban (an operator's ban; `Banned`
+        /// counts automatic bans only).
+        manual_ban "ManualBan": U64,
         /// New keys that took the slot of an idle key.
         evicted_idle "EvictedIdleEvents": U64,
         /// New keys that took the slot of the least recently seen active key.
@@ -539,6 +542,7 @@ pub fn counters_from(
         c.reason(R::ObserveWouldReject),
         c.reason(R::PendDelayed),
         c.reason(R::PendBudgetSpent),
+        c.reason(R::ManualBan),
         c.event(E::EvictedIdle),
         c.event(E::EvictedLru),
         c.event(E::TableFull),
