@@ -10,7 +10,11 @@
 //! whole change), not across runs.
 //!
 //! `cargo bench -p gate-core --bench control_hold`
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros, clippy::disallowed_types)] // bench code
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // bench code
 
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -133,6 +137,7 @@ fn main() {
         .unwrap();
     });
     measure("rate change", &g, |i| {
-        g.reconfigure(|c| c.rate_milli = 10_000 + u64::from(i)).unwrap();
+        g.reconfigure(|c| c.rate_milli = 10_000 + u64::from(i))
+            .unwrap();
     });
 }
