@@ -951,7 +951,7 @@ fn concurrent_changers_are_applied_or_busy_and_nothing_is_torn() {
                         0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w + 1).wrapping_mul(0x2545_f491);
                     // This writer's own prefixes: 10.w.i.0/24, i < 8; last
                     // applied change for each (true: banned).
-                    let mut mine = vec![false; 8];
+                    let mut mine = [false; 8];
                     for _ in 0..PER_WRITER {
                         seed ^= seed << 13;
                         seed ^= seed >> 7;
