@@ -742,8 +742,9 @@ fn no_global_token_is_taken_while_the_global_bucket_changes_units() {
     let s2 = seen.clone();
     g.reconfigure(move |c| {
         c.global_rate_milli = 3_000_000_000;
-        // Runs after the next unlock: the first shard of the grace period
-        // (the control lock is held until the change ends).
+        // Runs after the next unlock: the control lock's, right after the
+        // pointer swap and before the grace period (the edit runs with no
+        // lock held), i.e. inside the window.
         HOOK.with(|h| {
             *h.borrow_mut() = Some(Box::new(move || {
                 s2.set(Some(g.decide(ip("192.0.2.2"), local(), T0 + 1).reason));
