@@ -65,8 +65,8 @@ impl Rundown {
 
     /// Takes a reference for a request about to be issued (whose
     /// completion routine calls [`Rundown::release`] last). Never fails:
-    /// only the worker and the timer DPC issue requests, and unload closes
-    /// the rundown after both stopped.
+    /// only the worker threads (listener, relay) and the timer DPC issue
+    /// requests, and unload closes the rundown after all of them stopped.
     pub fn acquire(&self) {
         self.state.fetch_add(1, Ordering::Acquire);
     }
