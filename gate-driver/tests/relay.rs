@@ -854,6 +854,16 @@ fn a_relay_whose_receive_never_comes_back_is_abandoned_in_bounded_time_then_free
         gate_driver::relay::abandoned() == Some((1, 1))
     });
     assert_eq!(events(&sim, "RelayClosed").len(), 1);
+    // Counters carries both (review 10 item 8).
+    let before = count(&sim.events(), "Counters");
+    sim.advance_ms(11_000);
+    until(&sim, "a Counters event", || {
+        count(&sim.events(), "Counters") > before
+    });
+    let evs = events(&sim, "Counters");
+    let e = evs.last().unwrap();
+    assert_eq!(e.u64("RelaysAbandoned"), Some(1));
+    assert_eq!(e.u64("RelaysAbandonedFreed"), Some(1));
     finish(&sim, d);
 }
 

@@ -99,6 +99,8 @@ pub struct RelaySnapshot {
     pub resets: u64,
     pub bytes_to_backend: u64,
     pub bytes_to_client: u64,
+    pub abandoned: u64,
+    pub abandoned_freed: u64,
 }
 
 impl RelayStats {
@@ -126,6 +128,8 @@ impl RelayStats {
             resets: r(&self.resets),
             bytes_to_backend: r(&self.bytes_to_backend),
             bytes_to_client: r(&self.bytes_to_client),
+            abandoned: self.abandoned.load(Ordering::Acquire),
+            abandoned_freed: self.abandoned_freed.load(Ordering::Acquire),
         }
     }
 }
