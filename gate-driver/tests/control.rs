@@ -909,7 +909,7 @@ fn every_malformed_request_is_refused_naming_its_field_and_changes_nothing() {
         flags: 0,
     };
     let mut wrong_version = st;
-    wrong_version.version = 2;
+    wrong_version.version = gate_ioctl::VERSION + 1;
     let mut bad_flags = st;
     bad_flags.flags = 0x80;
     let q = |a: WireAddr| QueryRequest {

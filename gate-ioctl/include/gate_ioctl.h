@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GATE_IOCTL_VERSION 1u
+#define GATE_IOCTL_VERSION 2u
 #define GATE_DEVICE_TYPE 0x8A7Eu
 #define IOCTL_GATE_STATUS 0x8A7E6000u
 #define IOCTL_GATE_QUERY 0x8A7E6004u

@@ -50,8 +50,15 @@ pub mod wire;
 
 pub use wire::*;
 
-/// Version of every request and reply struct in this crate.
-pub const VERSION: u32 = 1;
+/// Version of every request and reply struct in this crate. It goes up by
+/// one whenever a struct's layout changes other than by appending to a
+/// reply that has a version of its own ([`STATUS_REPLY_VERSION`]): the
+/// driver refuses a request of any other version with
+/// [`status::STATUS_NOT_SUPPORTED`], so a gatectl and a driver of different
+/// releases fail at once with that message, never by misreading bytes.
+/// History: 1, the first release; 2, `ListGetReply.generation` and
+/// `TopReply.auto_bans` (torn-list detection and automatic bans in force).
+pub const VERSION: u32 = 2;
 
 /// Kernel name of the control device.
 pub const DEVICE_NAME: &str = r"\Device\TcpFrontGate";

@@ -91,7 +91,7 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$T/gate-sim" --netns "$SNS" --queues 0:1 --RateMilliPerSecond 5000 --Burst 10 \
     --stats-interval-ms 5000 ${GATE_SIM_ARGS:-} >"$OUT/gate-sim.out" 2>"$OUT/gate-sim.err" &
 GS=$!
-i=0; until grep -qx ready "$OUT/gate-sim.out"; do sleep 0.1; i=$((i+1)); [ $i -lt 200 ]; done
+i=0; until grep -qx ready "$OUT/gate-sim.out" 2>/dev/null; do sleep 0.1; i=$((i+1)); [ $i -lt 200 ]; done
 flood gate-sim
 sleep 2
 CLK=$(getconf CLK_TCK)

@@ -71,13 +71,14 @@ pub fn rss_kib() -> u64 {
 /// The queue counters as one `key=value` line.
 pub fn nfq_line(s: &NfqStats, secs: f64) -> String {
     format!(
-        "syns={} accepted={} rejected={} pended={} duplicates={} retransmits={} other={} looped={} \
+        "syns={} accepted={} rejected={} pended={} duplicates={} superseded={} retransmits={} other={} looped={} \
          queue_dropped={} user_dropped={} unserved={} enobufs={} lost={} batches={} seconds={:.2} syns_per_s={:.0}",
         s.syns,
         s.accepted,
         s.rejected,
         s.pended,
         s.duplicates,
+        s.superseded,
         s.retransmits,
         s.other,
         s.looped,

@@ -394,7 +394,16 @@ fn refused(op: &str, st: i32) -> Failure {
             }
         }
         STATUS_INVALID_PARAMETER => "a field has a bad value (ETW ControlRejected names it)",
-        STATUS_NOT_SUPPORTED => "the driver speaks another version of the control API",
+        STATUS_NOT_SUPPORTED => {
+            return Failure {
+                code: 5,
+                message: format!(
+                    "{op}: the driver speaks another version of the control API than this gatectl (version {VERSION}): use the gatectl shipped with the driver ({} {:#010x})",
+                    status::name(st),
+                    st as u32
+                ),
+            }
+        }
         STATUS_INFO_LENGTH_MISMATCH => "request size mismatch (gatectl and driver versions differ?)",
         STATUS_BUFFER_TOO_SMALL => "reply larger than expected (gatectl and driver versions differ?)",
         STATUS_INVALID_DEVICE_REQUEST => "unknown control code (an older driver?)",

@@ -83,6 +83,7 @@
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
+pub mod churn;
 pub mod clock;
 #[cfg(target_os = "linux")]
 pub mod control_channel;

@@ -99,12 +99,13 @@ fn connect_result(ns: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     .unwrap()
 }
 
-/// Sends one TCP SYN from a source nobody owns (raw socket, in the
-/// calling thread's namespace): its SYN-ACK is never answered with an ACK.
-fn spoofed_syn(src: [u8; 4], sport: u16) {
+/// Sends one TCP SYN with sequence number `isn` from a source nobody owns
+/// (raw socket, in the calling thread's namespace): its SYN-ACK is never
+/// answered with an ACK.
+fn spoofed_syn(src: [u8; 4], sport: u16, isn: u32) {
     let mut p = Vec::new();
     etherparse::PacketBuilder::ipv4(src, [127, 0, 0, 1], 64)
-        .tcp(sport, PORT_NUM, 1, 1024)
+        .tcp(sport, PORT_NUM, isn, 1024)
         .syn()
         .write(&mut p, &[])
         .unwrap();
@@ -262,7 +263,7 @@ fn real_syns_are_decided_before_the_handshake() {
         let spoof_ns = ns.0.clone();
         std::thread::spawn(move || {
             enter_netns(&spoof_ns).unwrap();
-            spoofed_syn([127, 0, 0, 77], 5555);
+            spoofed_syn([127, 0, 0, 77], 5555, 1);
         })
         .join()
         .unwrap();
@@ -298,7 +299,7 @@ fn real_syns_are_decided_before_the_handshake() {
         let reuse_ns = ns.0.clone();
         let refused = std::thread::spawn(move || {
             enter_netns(&reuse_ns).unwrap();
-            spoofed_syn([127, 0, 0, 1], 5601);
+            spoofed_syn([127, 0, 0, 1], 5601, 1);
             let t = Instant::now();
             while INSPECT_CALLS.load(Ordering::SeqCst) == inspects
                 && t.elapsed() < Duration::from_secs(2)
@@ -336,10 +337,97 @@ fn real_syns_are_decided_before_the_handshake() {
         assert_eq!(real::stats().superseded, superseded + 1);
         assert_eq!(ABORT_CALLS.load(Ordering::SeqCst), aborts + 1);
 
+        // The same for a pended (held) request: its retransmission (same
+        // sequence number) is dropped as a duplicate, but a real client
+        // reconnecting from its 4-tuple with its own ISN is a new request,
+        // decided (refused) at once, and the held request gets
+        // WskAbortEvent. Before, this SYN was dropped as a duplicate.
+        INSPECT_ACTION.store(WskInspectPend, Ordering::SeqCst);
+        let (aborts, inspects, pended) = (
+            ABORT_CALLS.load(Ordering::SeqCst),
+            INSPECT_CALLS.load(Ordering::SeqCst),
+            PENDED.lock().unwrap().len(),
+        );
+        let before = counters.snapshot();
+        let reuse_ns = ns.0.clone();
+        let refused = s
+            .spawn(move || {
+                enter_netns(&reuse_ns).unwrap();
+                spoofed_syn([127, 0, 0, 1], 5602, 1);
+                let t = Instant::now();
+                while PENDED.lock().unwrap().len() == pended && t.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                spoofed_syn([127, 0, 0, 1], 5602, 1);
+                let t = Instant::now();
+                while counters.snapshot().duplicates == before.duplicates
+                    && t.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                INSPECT_ACTION.store(WskInspectReject, Ordering::SeqCst);
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                s.set_reuse_address(true).unwrap();
+                s.bind(
+                    &"127.0.0.1:5602"
+                        .parse::<std::net::SocketAddr>()
+                        .unwrap()
+                        .into(),
+                )
+                .unwrap();
+                let t = Instant::now();
+                let e = s
+                    .connect_timeout(
+                        &format!("127.0.0.1:{PORT_NUM}")
+                            .parse::<std::net::SocketAddr>()
+                            .unwrap()
+                            .into(),
+                        Duration::from_secs(3),
+                    )
+                    .unwrap_err();
+                (e, t.elapsed())
+            })
+            .join()
+            .unwrap();
+        assert_eq!(
+            PENDED.lock().unwrap().len(),
+            pended + 1,
+            "the first SYN was pended"
+        );
+        assert_eq!(
+            refused.0.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "the new connection was decided (rejected): {}",
+            refused.0
+        );
+        assert!(
+            refused.1 < Duration::from_millis(900),
+            "refused at once, not dropped as a duplicate: {:?}",
+            refused.1
+        );
+        let after = counters.snapshot();
+        assert_eq!(
+            (after.duplicates, after.superseded, after.pended),
+            (
+                before.duplicates + 1,
+                before.superseded + 1,
+                before.pended + 1
+            ),
+            "one retransmission dropped, one held request superseded: {after:?}"
+        );
+        assert_eq!(INSPECT_CALLS.load(Ordering::SeqCst), inspects + 2);
+        assert_eq!(
+            ABORT_CALLS.load(Ordering::SeqCst),
+            aborts + 1,
+            "the held request got WskAbortEvent"
+        );
+
         stop.store(true, Ordering::SeqCst);
         let stats = server.join().unwrap();
         assert!(
-            stats.accepted >= 3 && stats.rejected >= 1 && stats.pended == 1,
+            stats.accepted >= 3 && stats.rejected >= 2 && stats.pended == 2,
             "{stats:?}"
         );
         assert_eq!((stats.looped, stats.lost()), (0, 0), "{stats:?}");

@@ -11,7 +11,11 @@
 //!   client retransmits). A packet coming back with the mark (no reset rule
 //!   installed) is dropped, never looped.
 //! - Pend → the SYN is held until WskInspectComplete (accepted or rejected
-//!   then), while retransmitted SYNs of the same connection are dropped.
+//!   then), while retransmitted SYNs of the same connection (same sequence
+//!   number) are dropped. A SYN of the same 4-tuple with another sequence
+//!   number is a new connection: the held request gets WskAbortEvent (as
+//!   when a client resets a pended connection), its SYN is dropped, and the
+//!   new SYN is a new request ([`NfqStats::superseded`]).
 //!
 //! One thread per queue ([`FrontConfig::queues`]; spread SYNs over them with
 //! `--queue-balance`), each sleeping in `poll(2)` on its queue and a wake-up
@@ -109,6 +113,7 @@ pub struct Counters {
     rejected: AtomicU64,
     pended: AtomicU64,
     duplicates: AtomicU64,
+    superseded: AtomicU64,
     other: AtomicU64,
     looped: AtomicU64,
     retransmits: AtomicU64,
@@ -129,8 +134,14 @@ pub struct NfqStats {
     pub rejected: u64,
     /// Requests the driver pended (held SYNs).
     pub pended: u64,
-    /// Retransmitted SYNs dropped while their request was held.
+    /// Retransmitted SYNs (same sequence number) dropped while their
+    /// request was held.
     pub duplicates: u64,
+    /// Held (pended) requests superseded by a SYN of the same 4-tuple with
+    /// another sequence number (a new connection, RFC 9293 3.4): the held
+    /// request got WskAbortEvent, its SYN was dropped, and the new SYN was
+    /// decided as a new request (counted in `syns`).
+    pub superseded: u64,
     /// Packets that were not a TCP SYN (accepted untouched).
     pub other: u64,
     /// Packets that came back with the reject mark (no reset rule): dropped.
@@ -170,6 +181,7 @@ impl Counters {
             rejected: l(&self.rejected),
             pended: l(&self.pended),
             duplicates: l(&self.duplicates),
+            superseded: l(&self.superseded),
             other: l(&self.other),
             looped: l(&self.looped),
             retransmits: l(&self.retransmits),
@@ -258,6 +270,8 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
 struct Wakeups {
     fds: Vec<i32>,
     held: HashMap<(usize, u32), usize>,
+    /// Room reserved in `held` (see [`crate::churn::Room`]).
+    held_room: crate::churn::Room,
     resolved: Vec<Vec<(usize, u32)>>,
 }
 
@@ -335,6 +349,7 @@ pub fn serve(
     *WAKE.write().unwrap_or_else(|e| e.into_inner()) = Some(Mutex::new(Wakeups {
         fds: fds.iter().map(|f| f.as_raw_fd()).collect(),
         held: HashMap::new(),
+        held_room: crate::churn::Room::default(),
         resolved: vec![Vec::new(); queues.len()],
     }));
     crate::wsk::history::set_resolve_hook(Some(on_resolved));
@@ -430,6 +445,9 @@ fn serve_queue(
     let mut proc_at = Instant::now();
     let mut held: HashMap<(SocketAddr, SocketAddr), (Request, u32, u32)> = HashMap::new();
     let mut by_key: HashMap<(usize, u32), (SocketAddr, SocketAddr)> = HashMap::new();
+    // `held` and `by_key` always hold the same requests: one room for both,
+    // so a flood of pends at a steady count never doubles them.
+    let mut held_room = crate::churn::Room::default();
     let mut pkts: Vec<Packet> = Vec::with_capacity(netlink::BATCH);
     let reject_mark = match cfg.reject {
         RejectMode::Reset { mark } => Some(mark),
@@ -541,10 +559,26 @@ fn serve_queue(
                         continue;
                     }
                     let (src, dst) = (syn.src, syn.dst);
-                    if held.contains_key(&(src, dst)) {
-                        inc(&c.duplicates);
-                        q.verdict(p.id, Verdict::Drop)?;
-                        continue;
+                    if let Some(&(_, _, isn)) = held.get(&(src, dst)) {
+                        if isn == syn.isn {
+                            inc(&c.duplicates);
+                            q.verdict(p.id, Verdict::Drop)?;
+                            continue;
+                        }
+                        // Another sequence number: a new connection on the
+                        // 4-tuple of a held (pended) request, whose client
+                        // gave it up. That request is superseded as the
+                        // stack would end it: WskAbortEvent now (a late
+                        // WskInspectComplete for it stays legal), its SYN
+                        // dropped; this SYN is decided as a new request.
+                        if let Some((old, old_id, _)) = held.remove(&(src, dst)) {
+                            by_key.remove(&old.key());
+                            inc(&c.superseded);
+                            // Err: it was resolved meanwhile (rejected, or
+                            // finished otherwise): nothing left to abort.
+                            let _ = old.abort();
+                            q.verdict(old_id, Verdict::Drop)?;
+                        }
                     }
                     if cfg.handshake_timeout.is_some()
                         && crate::wsk::real::syn_arrived(src, dst, syn.isn)
@@ -564,6 +598,10 @@ fn serve_queue(
                         None => {
                             inc(&c.pended);
                             let rk = req.key();
+                            if let Some(n) = held_room.before_insert(held.len()) {
+                                held.reserve(n);
+                                by_key.reserve(n);
+                            }
                             held.insert((src, dst), (req, p.id, syn.isn));
                             by_key.insert(rk, (src, dst));
                             hold_again(rk, index);
@@ -605,10 +643,12 @@ fn serve_queue(
 fn hold_again(rk: (usize, u32), index: usize) {
     let g = WAKE.read().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = g.as_ref() {
-        w.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .held
-            .insert(rk, index);
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        let len = w.held.len();
+        if let Some(n) = w.held_room.before_insert(len) {
+            w.held.reserve(n);
+        }
+        w.held.insert(rk, index);
     }
 }
 #[cfg(test)]

@@ -71,6 +71,11 @@ pub(crate) struct History {
     pub inflight: HashMap<usize, HashSet<(usize, u32)>>,
     pub requests_retired: u64,
     pub sockets_retired: u64,
+    /// Requests in flight the tables are sized for (0: grown on demand),
+    /// see [`presize`].
+    inflight_hint: usize,
+    /// Room reserved in the request table (see [`crate::churn::Room`]).
+    pub requests_room: crate::churn::Room,
 }
 
 impl Default for History {
@@ -87,7 +92,34 @@ impl Default for History {
             inflight: HashMap::default(),
             requests_retired: 0,
             sockets_retired: 0,
+            inflight_hint: 0,
+            requests_room: crate::churn::Room::default(),
         }
+    }
+}
+
+/// Sizes the request table and the listeners' in-flight sets, once, for
+/// up to `in_flight` requests in flight at once (plus the finished window),
+/// so that a flood's churn never grows them ([`crate::churn`]: under a
+/// flood the live count is constant while requests are inserted and
+/// removed at the SYN rate; a table more than half full then doubles when
+/// its tombstones run out). Sized at twice the live bound up front, the
+/// footprint is set at warm-up, as the driver's fixed-size non-paged pool
+/// tables are. (Without it, [`History::requests_room`] still keeps the
+/// request table at most half full as it fills.)
+pub(crate) fn presize(g: &mut Wsk, in_flight: usize) {
+    if g.hist.inflight_hint >= in_flight {
+        return;
+    }
+    g.hist.inflight_hint = in_flight;
+    let room = crate::churn::room(in_flight.saturating_add(g.hist.limit));
+    let len = g.requests.len();
+    g.requests.reserve(room.saturating_sub(len));
+    g.hist.requests_room.reserved(room);
+    let room = crate::churn::room(in_flight);
+    for set in g.hist.inflight.values_mut() {
+        let len = set.len();
+        set.reserve(room.saturating_sub(len));
     }
 }
 
@@ -180,7 +212,12 @@ pub(crate) fn listener_bound(g: &mut Wsk, sock: usize, port: u16) {
 /// Notes a request in flight on `listener`.
 pub(crate) fn request_started(g: &mut Wsk, rk: (usize, u32), listener: usize) {
     if listener != 0 {
-        g.hist.inflight.entry(listener).or_default().insert(rk);
+        let room = crate::churn::room(g.hist.inflight_hint);
+        g.hist
+            .inflight
+            .entry(listener)
+            .or_insert_with(|| HashSet::with_capacity_and_hasher(room, Default::default()))
+            .insert(rk);
     }
 }
 

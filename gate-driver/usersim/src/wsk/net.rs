@@ -110,6 +110,10 @@ fn next_id(g: &mut Wsk) -> (usize, u32) {
 pub(crate) fn connect(remote: SocketAddr, local: SocketAddr, hold: bool) -> (usize, u32) {
     let mut g = wsk();
     let rk = next_id(&mut g);
+    let len = g.requests.len();
+    if let Some(n) = g.hist.requests_room.before_insert(len) {
+        g.requests.reserve(n);
+    }
     let Some((listener, mapped)) = find_listener(&g, &local) else {
         g.requests.insert(
             rk,

@@ -959,15 +959,23 @@ pub(crate) fn expect_handshake(
     let cap = MAX_HALF_OPEN.load(Ordering::Relaxed).max(1);
     let mut evicted = Vec::new();
     let mut superseded = None;
+    let mut sized = false;
     {
         let mut r = real();
         if start_reactor(&mut r).is_err() {
             return;
         }
-        if r.awaiting.capacity() == 0 {
-            // Sized once for the cap: no rehash growth under a flood.
-            r.awaiting.reserve(cap);
-            r.deadlines.reserve(cap);
+        let room = crate::churn::room(cap);
+        if r.awaiting.capacity() < room {
+            // Sized once for the cap (again if it grows), so a flood never
+            // grows them: the deadlines up to their bound (2 * cap, below),
+            // the table at twice its live bound (`crate::churn`: a
+            // churned hash table more than half full doubles when its
+            // tombstones run out).
+            let (a, d) = (r.awaiting.len(), r.deadlines.len());
+            r.awaiting.reserve(room.saturating_sub(a));
+            r.deadlines.reserve(room.saturating_sub(d));
+            sized = true;
         }
         // The half-open table is full: the oldest request waiting for its
         // handshake is dropped now (WskAbortEvent), as a stack with a
@@ -988,6 +996,11 @@ pub(crate) fn expect_handshake(
         if first {
             wake(&r);
         }
+    }
+    if sized {
+        // Requests in flight: the half-open table, plus a margin for
+        // pended and inspecting ones.
+        super::history::presize(&mut wsk(), cap.saturating_add(cap / 8));
     }
     for k in evicted {
         EVICTED.fetch_add(1, Ordering::Relaxed);
