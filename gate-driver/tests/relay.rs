@@ -727,8 +727,11 @@ fn a_refusing_backend_writes_one_down_and_a_working_one_one_up() {
         let c = r.conn().unwrap();
         until(&sim, "client closed", || closed(&c));
     }
+    // The worker counts a failure before it writes its RelayFailed event:
+    // wait for both (the count alone raced the fifth event under load).
     until(&sim, "5 failures reported", || {
         gate_driver::relay::snapshot().is_some_and(|s| s.failed == 5)
+            && events(&sim, "RelayFailed").len() == 5
     });
     assert_eq!(events(&sim, "RelayFailed").len(), 5);
     let down = events(&sim, "RelayBackendDown");
