@@ -316,6 +316,24 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                     changed_n = before.saturating_sub(list.len()) as u32;
                 }
                 list_op::REPLACE => {
+                    // Changed: the entries added plus those removed (the
+                    // symmetric difference), not the new list's size.
+                    list.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
+                    list.dedup();
+                    let kept = list
+                        .iter()
+                        .filter(|x| {
+                            entries
+                                .binary_search_by_key(&(x.addr(), x.prefix_len()), |c| {
+                                    (c.addr(), c.prefix_len())
+                                })
+                                .is_ok()
+                        })
+                        .count();
+                    let n = list
+                        .len()
+                        .saturating_sub(kept)
+                        .saturating_add(entries.len().saturating_sub(kept));
                     let mut new = Vec::new();
                     new.try_reserve_exact(entries.len())
                         .map_err(|_| ChangeError::OutOfMemory)?;
@@ -323,7 +341,7 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                         push_reserved(&mut new, *e);
                     }
                     *list = new;
-                    changed_n = entries.len() as u32;
+                    changed_n = n as u32;
                 }
                 _ => {
                     changed_n = before as u32;
