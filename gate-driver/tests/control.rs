@@ -85,13 +85,17 @@ fn ban_req(target: &str, duration_ms: u64) -> BanRequest {
 }
 
 fn unban_all(h: &DeviceHandle, target: &str) -> (u32, u32) {
+    unban_with(h, target, 0)
+}
+
+fn unban_with(h: &DeviceHandle, target: &str, flags: u32) -> (u32, u32) {
     let (mut manual, mut auto, mut cursor) = (0, 0, CURSOR_START);
     loop {
         let r: UnbanReply = call(
             h,
             &UnbanRequest {
                 version: VERSION,
-                flags: 0,
+                flags,
                 target: cidr(target),
                 reserved: 0,
                 cursor,
@@ -723,6 +727,45 @@ fn manual_ban_query_and_unban() {
         whats,
         ["ban.manual", "ban.manual", "ban.manual", "unban.manual"]
     );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// Review 13c, item 4: `unban 0.0.0.0/0` lifts manual bans too; with
+/// [`UNBAN_AUTO_ONLY`] it lifts automatic bans only. Unknown flags are
+/// refused (so an older driver refuses the flag rather than lifting manual
+/// bans).
+#[test]
+fn unban_auto_only_keeps_manual_bans() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(2)),
+            ("BanWindowMs", RegValue::Dword(10_000)),
+            ("BanMs", RegValue::Dword(600_000)),
+        ],
+    );
+    for p in 0..3 {
+        verdict(&sim, &l, &format!("10.5.0.1:{}", 5000 + p));
+    }
+    let h = open(&sim, RW);
+    let _: BanReply = call(&h, &ban_req("10.6.0.0/16", 60_000)).unwrap();
+    let bad = UnbanRequest {
+        version: VERSION,
+        flags: 2,
+        target: cidr("0.0.0.0/0"),
+        reserved: 0,
+        cursor: CURSOR_START,
+    };
+    assert!(call::<UnbanRequest>(&h, &bad).is_err());
+    assert_eq!(unban_with(&h, "0.0.0.0/0", UNBAN_AUTO_ONLY), (0, 1));
+    assert_eq!(query(&h, "10.5.0.1").state & query_state::AUTO_BANNED, 0);
+    assert_ne!(query(&h, "10.6.1.1").state & query_state::MANUAL_BANNED, 0);
+    assert_eq!(unban_all(&h, "0.0.0.0/0"), (1, 0));
     drop(h);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();

@@ -105,6 +105,9 @@ enum Cmd {
     /// Lift manual and automatic bans inside an address or prefix.
     Unban {
         target: String,
+        /// Lift automatic bans only; manual bans inside the prefix stay.
+        #[arg(long)]
+        auto_only: bool,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -1183,7 +1186,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             );
         }
-        Cmd::Unban { target, json } => {
+        Cmd::Unban {
+            target,
+            auto_only,
+            json,
+        } => {
             let t = parse_cidr(&target)?;
             let (mut manual, mut auto, mut cursor) = (0u64, 0u64, CURSOR_START);
             loop {
@@ -1191,7 +1198,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "unban",
                     &UnbanRequest {
                         version: VERSION,
-                        flags: 0,
+                        flags: if auto_only { UNBAN_AUTO_ONLY } else { 0 },
                         target: t,
                         reserved: 0,
                         cursor,

@@ -979,6 +979,15 @@ fn replace_refuses_nothing_counts_distinct_prefixes_and_skips_a_bom() {
         "{}",
         r.stderr
     );
+    // `unban --auto-only` keeps manual bans.
+    g.ok(&["ban", "10.66.0.0/16"]);
+    assert!(g
+        .ok(&["unban", "--auto-only", "0.0.0.0/0"])
+        .contains("0 manual, 0 automatic bans lifted"));
+    assert!(g.ok(&["ban", "--list"]).contains("10.66.0.0/16"));
+    assert!(g
+        .ok(&["unban", "0.0.0.0/0"])
+        .contains("1 manual, 0 automatic bans lifted"));
     // `--global-rate off`, as `status` prints it.
     g.ok(&["set", "--global-rate", "5"]);
     g.ok(&["set", "--global-rate", "off"]);

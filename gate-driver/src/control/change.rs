@@ -503,7 +503,7 @@ pub fn ban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
 /// IOCTL_GATE_UNBAN: lifts manual bans inside the target (first call) and
 /// automatic bans of keys inside it (one bounded slice per call).
 pub fn unban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
-    let req: UnbanRequest = io.request(0)?;
+    let req: UnbanRequest = io.request(UNBAN_AUTO_ONLY)?;
     io.need_output::<UnbanReply>()?;
     let cidr = cidr_of(&req.target, "target")?;
     if req.reserved != 0 {
@@ -517,7 +517,7 @@ pub fn unban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         ));
     }
     let now = clock::now();
-    let manual = if req.cursor == CURSOR_START {
+    let manual = if req.cursor == CURSOR_START && req.flags & UNBAN_AUTO_ONLY == 0 {
         let n = d.gate.unban(cidr, now).map_err(change_refusal)?;
         if n > 0 {
             changed(
