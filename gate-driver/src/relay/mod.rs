@@ -38,7 +38,7 @@ use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::thread::SystemThread;
 use crate::pool::PoolBox;
-use crate::state::{Accepted, Driver};
+use crate::state::{Accepted, Driver, Rundown};
 use crate::telemetry;
 
 pub use pair::Cause;
@@ -74,6 +74,7 @@ pub struct RelayStats {
     pub resets: AtomicU64,
     /// Relays given up on: their IRPs did not come back within two
     /// teardown graces after close (never on Windows; see the worker).
+    /// The pair stays allocated until they do; unload waits for them.
     pub abandoned: AtomicU64,
     /// Of those, freed later when their last IRP completed.
     pub abandoned_freed: AtomicU64,
@@ -98,6 +99,8 @@ pub struct RelaySnapshot {
     pub resets: u64,
     pub bytes_to_backend: u64,
     pub bytes_to_client: u64,
+    pub abandoned: u64,
+    pub abandoned_freed: u64,
 }
 
 impl RelayStats {
@@ -125,6 +128,8 @@ impl RelayStats {
             resets: r(&self.resets),
             bytes_to_backend: r(&self.bytes_to_backend),
             bytes_to_client: r(&self.bytes_to_client),
+            abandoned: self.abandoned.load(Ordering::Acquire),
+            abandoned_freed: self.abandoned_freed.load(Ordering::Acquire),
         }
     }
 }
@@ -162,6 +167,9 @@ pub struct Relay {
     /// The provider NPI the listener worker captured (released only after
     /// the relay worker was joined).
     pub(crate) npi: WSK_PROVIDER_NPI,
+    /// The driver's rundown: every relay IRP holds a reference on it from
+    /// its issue until its completion routine's last action.
+    pub(crate) rundown: *const Rundown,
     pub(crate) ready: SpinMutex<ReadyQueue>,
     /// Wakes the worker (synchronization event).
     pub(crate) wake: KEvent,
@@ -178,7 +186,8 @@ pub struct Relay {
 }
 
 // SAFETY: the NPI holds the provider's client handle and dispatch table,
-// both usable from any thread while captured; every other field is Sync.
+// both usable from any thread while captured; the rundown pointer targets
+// the Driver, which outlives the relay; every other field is Sync.
 unsafe impl Sync for Relay {}
 // SAFETY: as above.
 unsafe impl Send for Relay {}
@@ -265,6 +274,7 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
             Client: npi.Client,
             Dispatch: npi.Dispatch,
         },
+        rundown: &d.rundown,
         ready: SpinMutex::new(ReadyQueue {
             head: core::ptr::null_mut(),
             tail: core::ptr::null_mut(),
@@ -306,9 +316,14 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
 }
 
 impl Running {
-    /// Tears every relay down (bounded: see [`worker`]), joins the worker
-    /// and frees the relay. Listener worker, PASSIVE_LEVEL, before it
-    /// releases the provider NPI.
+    /// Tears every relay down, waits for every relay IRP (also those of
+    /// pairs abandoned earlier: see [`worker`]), joins the worker and
+    /// frees the relay. Listener worker, PASSIVE_LEVEL, before it releases
+    /// the provider NPI. On Windows this is bounded: WskCloseSocket
+    /// completes every IRP still pending on the socket it closes. A
+    /// provider that never completes a pending IRP (Wine was seen holding
+    /// a receive) makes this, and so DriverUnload, wait for it: no driver
+    /// code may run after DriverUnload returns.
     pub fn stop(self) {
         CURRENT.store(core::ptr::null_mut(), Ordering::Release);
         // SAFETY: `relay` is live until freed below.
@@ -316,20 +331,12 @@ impl Running {
         r.stopping.store(true, Ordering::Release);
         r.wake.set();
         self.thread.join();
-        let s = r.stats.snapshot_abandoned();
-        if s.0 > s.1 {
-            // Abandoned pairs may still see a completion: their routine
-            // signals this Relay, so it must stay allocated (leaked).
-            crate::dbg_print!(
-                DPFLTR_ERROR_LEVEL,
-                "gate: relay stopped with {} abandoned relay(s) not freed; leaking the relay state",
-                s.0.saturating_sub(s.1)
-            );
-            return;
-        }
-        // SAFETY: the worker ended: every pair is freed, every IRP
-        // completed; completion routines set the event under the queue
-        // lock, which the worker took after each of them.
+        // SAFETY: the worker ended only with every pair freed (abandoned
+        // ones too), i.e. every IRP completed and every completion taken
+        // from the queue; completion routines set the event under the
+        // queue lock, which the worker took after each of them, and they
+        // touch nothing of the relay after it (their last action is the
+        // rundown release, on the Driver).
         drop(unsafe { PoolBox::from_raw(self.relay) });
     }
 }
