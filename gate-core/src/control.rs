@@ -258,19 +258,31 @@ impl<L: RawLock> Gate<L> {
         // entries are converted by the decisions that touch them (see
         // `bucket`).
         let rescale = match (&cur.p.global, &new.p.global) {
-            (Some(a), Some(b)) if a.iv.shift != b.iv.shift => {
-                Some((self.global.0.hold(), a.iv.shift, b.iv))
-            }
+            (Some(a), Some(b)) if a.iv.shift != b.iv.shift => Some((a.iv.shift, b.iv)),
             _ => None,
         };
         let st = self.control.lock();
-        let old = guard.replace(new);
-        // SAFETY: acquired just above.
-        unsafe { self.control.unlock(st) };
-        self.grace_period();
-        if let Some((tat, from, iv)) = rescale {
+        let old = if let Some((from, iv)) = rescale {
+            // The whole window in which the global bucket refuses (held,
+            // swapped, grace period, converted) runs under the control lock:
+            // a spin lock in the driver, so at DISPATCH_LEVEL and never
+            // preempted; it lasts one lock and unlock of each shard (the
+            // `control_hold` bench reports it), not as long as a control
+            // thread might be descheduled (issue 9, second session).
+            let tat = self.global.0.hold();
+            let old = guard.replace(new);
+            self.grace_period();
             self.global.0.release(iv.rescale(tat, from));
-        }
+            // SAFETY: acquired above.
+            unsafe { self.control.unlock(st) };
+            old
+        } else {
+            let old = guard.replace(new);
+            // SAFETY: acquired just above.
+            unsafe { self.control.unlock(st) };
+            self.grace_period();
+            old
+        };
         // The latest time any shard has seen (a bounded pass over the
         // shards, no lock): no decision uses the old object any more, so
         // every pend it promised is due by `seen + old_term`.
