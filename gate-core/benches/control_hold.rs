@@ -153,4 +153,14 @@ fn main() {
         g.reconfigure(|c| c.rate_milli = 10_000 + u64::from(i))
             .unwrap();
     });
+    // The global bucket changes units on every change (1/s: whole ticks;
+    // 3 M/s: 2^-11 tick): the control lock is held through the grace
+    // period (one lock and unlock of each of the 1024 shards).
+    measure("global units change", &g, |i| {
+        g.reconfigure(|c| {
+            c.global_rate_milli = if i % 2 == 0 { 1_000 } else { 3_000_000_000 };
+            c.global_burst = 1;
+        })
+        .unwrap();
+    });
 }
