@@ -119,7 +119,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
             name: config::value_name_of_field(c.field),
             problem: c.expected,
             value: c.value,
-            unknown: None,
+            text: config::RejectedText::None,
         }),
         gate_core::Error::OutOfMemory { bytes } => {
             crate::dbg_print!(

@@ -201,7 +201,12 @@ pub fn config_loaded(c: &DriverConfig) {
 /// channel), the System event log and the debugger.
 pub fn config_rejected(r: &Rejected) {
     let mut value = Line::new();
-    let _ = write!(value, "{}", r.value);
+    // A string value is named by its text (sanitised, cut at 64), a
+    // number by its decimal value.
+    let _ = match r.given() {
+        Some(g) => write!(value, "{}", g.as_str()),
+        None => write!(value, "{}", r.value),
+    };
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
     etw::config_rejected(&ETW, r.value_name(), text, r.problem);
     crate::errorlog::config_refused(r.value_name(), text, r.problem);
@@ -336,7 +341,8 @@ pub fn relay_on(backend: SocketAddr, c: &crate::config::RelayConfig) {
 
 /// No backend configured (a Warning: the gate protects nothing behind it).
 pub fn relay_off() {
-    const TEXT: &str = "no BackendAddress: accepted connections are closed (nothing is relayed)";
+    const TEXT: &str =
+        "no BackendAddress: accepted connections are closed, nothing is relayed: the gate protects nothing";
     etw::relay_off(&ETW, TEXT);
     crate::dbg_print!(gate_ksys::DPFLTR_WARNING_LEVEL, "gate: {}", TEXT);
 }
