@@ -284,6 +284,9 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     dr.pending.stop(dr, false);
     crate::kernel::timer::flush_dpcs();
     dr.pending.detach();
+    // Issue 12: the last Counters event carries the final totals (the
+    // relay has stopped; its totals were kept for this).
+    telemetry::final_counters(dr);
     telemetry::unregister();
     // SAFETY: every user of the Driver has stopped: worker joined, sockets
     // closed (no callbacks), rundown empty, timer cancelled and DPCs flushed,

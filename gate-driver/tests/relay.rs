@@ -799,6 +799,82 @@ fn the_counters_event_carries_the_relay_figures() {
     finish(&sim, d);
 }
 
+/// Issue 12 review: the last `Counters` event of a trace could be up to
+/// `CountersIntervalMs` old. At unload, after every relay closed, one last
+/// `Counters` carries the final totals: they equal the RelayOpened /
+/// RelayClosed / RelayFailed events and the bytes relayed.
+#[test]
+fn the_last_counters_event_at_unload_has_the_final_totals() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("CountersIntervalMs", RegValue::Dword(1000))]);
+    let (c, b) = open(&sim, local, "192.0.2.85:4000");
+    c.peer_send(&[5; 700]);
+    b.peer_send(&[6; 300]);
+    until(&sim, "both counted", || {
+        gate_driver::relay::snapshot()
+            .is_some_and(|s| s.bytes_to_backend == 700 && s.bytes_to_client == 300)
+    });
+    sim.advance_ms(1100);
+    until(&sim, "a periodic Counters", || {
+        count(&sim.events(), "Counters") > 0
+    });
+    // After that periodic event: more relays, bytes and a failure, and
+    // relays still open when the driver unloads.
+    let pairs: Vec<(Conn, Conn)> = (0..5)
+        .map(|i| open(&sim, local, &format!("192.0.2.86:{}", 4000 + i)))
+        .collect();
+    for (c, _) in &pairs {
+        c.peer_send(&[7; 1000]);
+    }
+    until(&sim, "5000 more bytes counted", || {
+        gate_driver::relay::snapshot().is_some_and(|s| s.bytes_to_backend == 5700)
+    });
+    c.peer_reset();
+    until(&sim, "the first closed", || closed(&b));
+    sim.backend_listen(backend(), BackendMode::Refuse);
+    let refused = sim.connect(addr("192.0.2.87:4000"), local).conn().unwrap();
+    until(&sim, "refused", || closed(&refused));
+    let report = d.unload(&sim);
+    report.assert_clean();
+    sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let last_counters = evs.iter().rposition(|e| e.name == "Counters").unwrap();
+    // Nothing relay-related after it: it is the last word.
+    assert!(
+        !evs[last_counters..]
+            .iter()
+            .any(|e| e.name.starts_with("Relay")),
+        "a relay event after the last Counters"
+    );
+    let e = &evs[last_counters];
+    assert_eq!(e.u64("RelaysActive"), Some(0));
+    assert_eq!(
+        e.u64("RelaysOpened"),
+        Some(count(&evs, "RelayOpened") as u64)
+    );
+    assert_eq!(e.u64("RelaysOpened"), Some(6));
+    assert_eq!(
+        e.u64("RelaysClosed"),
+        Some(count(&evs, "RelayClosed") as u64)
+    );
+    assert_eq!(e.u64("RelaysClosed"), Some(6));
+    assert_eq!(
+        e.u64("RelaysFailed"),
+        Some(count(&evs, "RelayFailed") as u64)
+    );
+    assert_eq!(e.u64("RelaysFailed"), Some(1));
+    assert_eq!(e.u64("RelayBackendRefused"), Some(1));
+    assert_eq!(e.u64("RelayResets"), Some(1));
+    assert_eq!(e.u64("RelayBytesToBackend"), Some(5700));
+    assert_eq!(e.u64("RelayBytesToClient"), Some(300));
+    let closed_bytes: u64 = evs
+        .iter()
+        .filter(|e| e.name == "RelayClosed")
+        .map(|e| field_u64(e, "BytesToBackend"))
+        .sum();
+    assert_eq!(closed_bytes, 5700, "the RelayClosed events agree");
+}
+
 /// The "abandon" path (issue 12): a provider that neither cancels nor
 /// completes a pending receive when the connection is reset, disconnected
 /// or closed (Wine was seen doing so; Windows' close completes every IRP).
