@@ -5,7 +5,11 @@
 //!   a new live configuration (allocating here, never on the decision
 //!   path), swap it in whole and wait out one grace period (each shard
 //!   lock taken and released once), keeping the table state: buckets,
-//!   rejection counts and automatic bans carry over.
+//!   rejection counts and automatic bans carry over. One change runs at a
+//!   time (a concurrent one is refused with [`ChangeError::Busy`], never
+//!   made to wait); it copies, edits and builds with no lock held and holds
+//!   the control spin lock only to swap the pointer (a constant time,
+//!   whatever the list sizes or shard count).
 //! - Reads of the table ([`Gate::query`], [`Gate::scan`],
 //!   [`Gate::lift_auto_bans`]) hold one shard lock at a time for a bounded
 //!   number of slots: never a whole-table scan under a lock.
@@ -82,6 +86,9 @@ pub enum ChangeError {
     TooManyBans,
     /// No memory for the new configuration.
     OutOfMemory,
+    /// Another change is being applied (one runs at a time; nothing
+    /// changed): retry.
+    Busy,
 }
 
 impl core::fmt::Display for ChangeError {
@@ -93,6 +100,7 @@ impl core::fmt::Display for ChangeError {
             }
             ChangeError::TooManyBans => write!(f, "more than {MAX_MANUAL_BANS} manual bans"),
             ChangeError::OutOfMemory => f.write_str("out of memory"),
+            ChangeError::Busy => f.write_str("another change is being applied; retry"),
         }
     }
 }
@@ -167,7 +175,8 @@ impl<L: RawLock> Gate<L> {
     }
 
     /// Runs `f` on the configuration in force and the manual bans (under
-    /// the control lock: keep `f` short and allocation-free).
+    /// the control spin lock, which a change holds only for its pointer
+    /// swap: keep `f` short and allocation-free).
     pub fn with_config<R>(&self, f: impl FnOnce(&Config, &[ManualBan]) -> R) -> R {
         self.with_live(|l| f(&l.config, &l.ban_list))
     }
@@ -193,50 +202,52 @@ impl<L: RawLock> Gate<L> {
 
     /// Builds and installs a new live object from the current one:
     /// `f` edits a copy of the configuration and the ban list. Returns the
-    /// replaced object (the caller frees it, outside the control lock).
+    /// replaced object (the caller frees it; no lock is held by then).
+    ///
+    /// One change runs at a time ([`ChangeError::Busy`] otherwise). The
+    /// copy, `f`, validation and the build run with no lock held; the
+    /// control lock is held only to swap the pointer; the grace period and
+    /// the global bucket's clamp run after it is released.
     fn change(
         &self,
         f: impl FnOnce(&mut Config, &mut Vec<ManualBan>) -> Result<(), ChangeError>,
     ) -> Result<Box<Live>, ChangeError> {
+        let mut guard = self.live.begin_change().ok_or(ChangeError::Busy)?;
+        let cur = guard.current();
+        let mut cfg = try_clone_config(&cur.config).ok_or(ChangeError::OutOfMemory)?;
+        let mut bans = Vec::new();
+        bans.try_reserve_exact(MAX_MANUAL_BANS)
+            .map_err(|_| ChangeError::OutOfMemory)?;
+        bans.extend_from_slice(&cur.ban_list);
+        f(&mut cfg, &mut bans)?;
+        check_fixed(&cur.config, &cfg)?;
+        let mut new =
+            try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
+        new.generation = cur.generation.wrapping_add(1);
+        if cur.p.global.is_none() && new.p.global.is_some() {
+            // Switched on: start full (no decision reads it while off, and
+            // only this change writes it outside a decision).
+            self.global.0.reset();
+        }
         let st = self.control.lock();
-        let r = (|| {
-            // SAFETY: the control lock is held.
-            let cur = unsafe { self.live.get() };
-            let mut cfg = try_clone_config(&cur.config).ok_or(ChangeError::OutOfMemory)?;
-            let mut bans = Vec::new();
-            bans.try_reserve_exact(MAX_MANUAL_BANS)
-                .map_err(|_| ChangeError::OutOfMemory)?;
-            bans.extend_from_slice(&cur.ban_list);
-            f(&mut cfg, &mut bans)?;
-            check_fixed(&cur.config, &cfg)?;
-            let mut new =
-                try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
-            new.generation = cur.generation.wrapping_add(1);
-            if cur.p.global.is_none() && new.p.global.is_some() {
-                // Switched on: start full (no decision reads it while off).
-                self.global.0.reset();
-            }
-            let old = self.live.replace(new);
-            self.grace_period();
-            // SAFETY: the control lock is held.
-            let now_p = unsafe { self.live.get() };
-            if let (Some(_), Some(g)) = (&old.p.global, &now_p.p.global) {
-                // The global bucket's debt beyond what the new limits
-                // allow, at the latest time any shard has seen (a bounded
-                // pass over the shards, no lock): see `BucketParams::clamp`.
-                let seen = self
-                    .shards
-                    .iter()
-                    .map(|s| s.clock.load(Ordering::Relaxed))
-                    .max()
-                    .unwrap_or(0);
-                self.global.0.clamp(g, g.units(seen));
-            }
-            Ok(old)
-        })();
+        let old = guard.replace(new);
         // SAFETY: acquired just above.
         unsafe { self.control.unlock(st) };
-        r
+        self.grace_period();
+        if let (Some(_), Some(g)) = (&old.p.global, &guard.current().p.global) {
+            // The global bucket's debt beyond what the new limits allow, at
+            // the latest time any shard has seen (a bounded pass over the
+            // shards, no lock): see `BucketParams::clamp`.
+            let seen = self
+                .shards
+                .iter()
+                .map(|s| s.clock.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0);
+            self.global.0.clamp(g, g.units(seen));
+        }
+        drop(guard);
+        Ok(old)
     }
 
     /// Changes the configuration live: `f` edits a copy of the one in force;
@@ -246,7 +257,9 @@ impl<L: RawLock> Gate<L> {
     ///
     /// Errors: [`ChangeError::Config`] for a bad value,
     /// [`ChangeError::NeedsRestart`] for `capacity`, `shards`, the prefix
-    /// lengths or `max_pending`, [`ChangeError::OutOfMemory`].
+    /// lengths or `max_pending`, [`ChangeError::OutOfMemory`],
+    /// [`ChangeError::Busy`] while another change runs (`f` is not called).
+    /// `f` runs with no lock held.
     pub fn reconfigure(&self, f: impl FnOnce(&mut Config)) -> Result<Config, ChangeError> {
         let old = self.change(|c, _| {
             f(c);
@@ -255,9 +268,23 @@ impl<L: RawLock> Gate<L> {
         Ok(take_config(old))
     }
 
+    /// [`Self::reconfigure`] with an edit that can fail: an `Err` from `f`
+    /// is returned as is and nothing changes (e.g. `f` could not reserve
+    /// memory for a list: [`ChangeError::OutOfMemory`]).
+    pub fn try_reconfigure(
+        &self,
+        f: impl FnOnce(&mut Config) -> Result<(), ChangeError>,
+    ) -> Result<Config, ChangeError> {
+        let old = self.change(|c, _| f(c))?;
+        Ok(take_config(old))
+    }
+
     /// Bans `cidr` manually until `until` ([`Ticks::MAX`]: until lifted).
     /// Bans that ran out by `now` are dropped first. A ban of the same
     /// prefix replaces the earlier end.
+    ///
+    /// Errors: [`ChangeError::TooManyBans`], [`ChangeError::OutOfMemory`],
+    /// [`ChangeError::Busy`] while another change runs.
     pub fn ban(&self, cidr: Cidr, until: Ticks, now: Ticks) -> Result<BanOutcome, ChangeError> {
         let mut out = BanOutcome {
             replaced: false,
@@ -285,6 +312,9 @@ impl<L: RawLock> Gate<L> {
     /// Removes the manual bans that lie inside `cidr` (and those that ran
     /// out by `now`); returns how many in-force bans were removed. Automatic
     /// bans are lifted by [`Gate::lift_auto_bans`].
+    ///
+    /// Errors: [`ChangeError::OutOfMemory`], [`ChangeError::Busy`] while
+    /// another change runs.
     pub fn unban(&self, cidr: Cidr, now: Ticks) -> Result<usize, ChangeError> {
         let target = cidr_range(&cidr);
         let mut removed = 0usize;

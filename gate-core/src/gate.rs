@@ -209,8 +209,9 @@ pub struct Gate<L: RawLock = SpinLock> {
     /// decision under the shard lock; replaced whole by the control path
     /// (see `live`).
     pub(crate) live: LiveCell,
-    /// Serializes configuration changes and control-path reads of `live`
-    /// (decisions never take it).
+    /// Held by control-path reads of `live` and by a change only for its
+    /// pointer swap (changes are admitted one at a time by `live`'s flag;
+    /// decisions never take it).
     pub(crate) control: L,
     /// Key prefix lengths and masks: fixed at start (they place keys in
     /// the table).

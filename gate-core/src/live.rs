@@ -11,12 +11,19 @@
 //! scan): every decision that could still hold the old pointer has ended,
 //! and the old object can be freed. Decisions pay nothing for this: no
 //! atomic read-modify-write, no reference count, one extra pointer load.
-//! Changes are serialized by the control lock (decisions never take it).
+//!
+//! Changes are serialized by a flag, not a lock: [`LiveCell::begin_change`]
+//! admits one change at a time (a second one is refused, never made to
+//! wait), and the change it admits reads, copies and builds without any
+//! lock (only a change replaces the object, and only one runs). The
+//! gate's control spin lock is held only for the pointer swap, so the
+//! control path's readers ([`crate::Gate::with_config`]) see the old or
+//! the new object whole; the grace period runs after it is released.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use crate::ban::BanParams;
 use crate::bucket::BucketParams;
@@ -211,13 +218,27 @@ impl Live {
 /// that makes reading it safe).
 pub(crate) struct LiveCell {
     ptr: AtomicPtr<Live>,
+    /// A change is running (see [`LiveCell::begin_change`]).
+    changing: AtomicBool,
 }
 
 impl LiveCell {
     pub(crate) fn new(live: Box<Live>) -> LiveCell {
         LiveCell {
             ptr: AtomicPtr::new(Box::into_raw(live)),
+            changing: AtomicBool::new(false),
         }
+    }
+
+    /// Admits one change: `None` while another change runs. The change
+    /// holds the returned guard until it has installed its object, waited
+    /// out the grace period and no longer reads the old one; dropping the
+    /// guard (on every path, errors included) admits the next change.
+    pub(crate) fn begin_change(&self) -> Option<ChangeGuard<'_>> {
+        self.changing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| ChangeGuard { cell: self })
     }
 
     /// The object in force.
@@ -225,23 +246,49 @@ impl LiveCell {
     /// # Safety
     /// The caller holds a shard lock of the gate owning this cell, or its
     /// control lock, for as long as it uses the reference: a replaced object
-    /// is freed only after the replacing thread (holding the control lock)
-    /// took and released every shard lock.
+    /// is freed only after the replacing change swapped the pointer under
+    /// the control lock and then took and released every shard lock.
     #[inline]
     pub(crate) unsafe fn get(&self) -> &Live {
         // SAFETY: never NULL (set from a Box in `new`/`replace`); alive
         // while the caller holds a lock per the contract above.
         unsafe { &*self.ptr.load(Ordering::Acquire) }
     }
+}
+
+/// The right to change a [`LiveCell`] (one holder at a time): see
+/// [`LiveCell::begin_change`].
+pub(crate) struct ChangeGuard<'a> {
+    cell: &'a LiveCell,
+}
+
+impl ChangeGuard<'_> {
+    /// The object in force, read without a lock: only the guard's holder
+    /// replaces it, so it stays alive while the guard is borrowed.
+    pub(crate) fn current(&self) -> &Live {
+        // SAFETY: never NULL; only `replace` (through a guard, of which one
+        // exists at a time) unlinks an object, and it needs `&mut self`,
+        // so no reference from `current` outlives the swap.
+        unsafe { &*self.cell.ptr.load(Ordering::Acquire) }
+    }
 
     /// Installs `new` and returns the old object. The caller holds the
-    /// control lock and must not free the old object before taking and
-    /// releasing every shard lock.
-    pub(crate) fn replace(&self, new: Box<Live>) -> Box<Live> {
-        let old = self.ptr.swap(Box::into_raw(new), Ordering::AcqRel);
+    /// control lock (readers under it see the old or the new object whole)
+    /// and must not free the old object before taking and releasing every
+    /// shard lock (after releasing the control lock).
+    pub(crate) fn replace(&mut self, new: Box<Live>) -> Box<Live> {
+        let old = self.cell.ptr.swap(Box::into_raw(new), Ordering::AcqRel);
         // SAFETY: `old` came from Box::into_raw and is no longer reachable
         // through the cell; ownership moves to the caller.
         unsafe { Box::from_raw(old) }
+    }
+}
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        // Release: the next change sees everything this one wrote (the
+        // pointer, the global bucket).
+        self.cell.changing.store(false, Ordering::Release);
     }
 }
 

@@ -859,3 +859,186 @@ fn every_change_and_only_a_change_moves_the_generation() {
     assert!(g.reconfigure(|c| c.burst = 0).is_err());
     assert_eq!(gen(), 3);
 }
+
+/// Issue 13: a change runs with no lock held and one at a time. From inside
+/// a change's edit, the control path's reads still answer (no lock is held)
+/// and every other change is refused as busy; after each kind of refusal
+/// (busy, bad value, restart-only field, full ban table, a failed edit)
+/// the next change goes through (the flag is cleared on every path).
+#[test]
+fn a_change_in_progress_refuses_others_as_busy_and_every_path_clears_it() {
+    let g = gate(small());
+    let mut inner = None;
+    g.reconfigure(|c| {
+        c.burst = 5;
+        // No lock held during the edit: a read answers (with the old value).
+        let seen = g.with_config(|c, _| c.burst);
+        inner = Some((
+            seen,
+            g.ban(cidr("198.18.0.0/16"), Ticks::MAX, T0),
+            g.unban(cidr("198.18.0.0/16"), T0),
+            g.reconfigure(|c| c.burst = 9).map(|_| ()),
+            g.try_reconfigure(|_| Ok(())).map(|_| ()),
+        ));
+    })
+    .unwrap();
+    let (seen, ban, unban, re, tre) = inner.unwrap();
+    assert_eq!(seen, 2);
+    assert_eq!(ban, Err(ChangeError::Busy));
+    assert_eq!(unban, Err(ChangeError::Busy));
+    assert_eq!(re, Err(ChangeError::Busy));
+    assert_eq!(tre, Err(ChangeError::Busy));
+    let gen = || g.with_config_generation(|c, b, n| (c.burst, b.len(), n));
+    assert_eq!(gen(), (5, 0, 1));
+    assert!(matches!(
+        g.reconfigure(|c| c.burst = 0),
+        Err(ChangeError::Config(_))
+    ));
+    assert!(matches!(
+        g.reconfigure(|c| c.shards = 8),
+        Err(ChangeError::NeedsRestart { .. })
+    ));
+    assert_eq!(
+        g.try_reconfigure(|_| Err(ChangeError::OutOfMemory)),
+        Err(ChangeError::OutOfMemory)
+    );
+    for i in 0..gate_core::MAX_MANUAL_BANS as u32 {
+        let c = Cidr::new(IpAddr::from((0x0a00_0000 | i).to_be_bytes()), 32).unwrap();
+        g.ban(c, Ticks::MAX, T0).unwrap();
+    }
+    assert_eq!(
+        g.ban(cidr("198.18.0.0/16"), Ticks::MAX, T0),
+        Err(ChangeError::TooManyBans)
+    );
+    assert_eq!(gen(), (5, 1024, 1 + 1024));
+    assert_eq!(g.unban(cidr("10.0.0.0/8"), T0), Ok(1024));
+    g.reconfigure(|c| c.burst = 7).unwrap();
+    assert_eq!(gen(), (7, 0, 1 + 1024 + 2));
+}
+
+/// Issue 13: several threads change the configuration at once (limits with
+/// a matching deny list, manual bans, unbans, at random), retrying when
+/// refused as busy, while others decide and read. Every change ends
+/// applied or refused as busy; none is lost (the final ban list is exactly
+/// the bans whose last applied change was a ban, and the generation grew
+/// by exactly the number applied); no reader sees a torn configuration (the
+/// deny list always names the entry `rate_milli` encodes).
+#[test]
+fn concurrent_changers_are_applied_or_busy_and_nothing_is_torn() {
+    const WRITERS: u32 = 4;
+    const PER_WRITER: u32 = 300;
+    let tag = |rate: u64| {
+        Cidr::new(
+            IpAddr::from((0xc633_6400 | (rate as u32 & 0xff)).to_be_bytes()),
+            32,
+        )
+        .unwrap()
+    };
+    let g = gate(Config {
+        deny: vec![tag(1000)],
+        ..small()
+    });
+    let stop = AtomicBool::new(false);
+    let applied = AtomicU64::new(0);
+    let busy = AtomicU64::new(0);
+    let reads = AtomicU64::new(0);
+    let finals: Vec<Vec<(Cidr, bool)>> = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (g, applied, busy) = (&g, &applied, &busy);
+                s.spawn(move || {
+                    let mut seed =
+                        0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w + 1).wrapping_mul(0x2545_f491);
+                    // This writer's own prefixes: 10.w.i.0/24, i < 8; last
+                    // applied change for each (true: banned).
+                    let mut mine = [false; 8];
+                    for _ in 0..PER_WRITER {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let i = (seed >> 8) as usize % 8;
+                        let c = Cidr::new(IpAddr::from([10, w as u8, i as u8, 0]), 24).unwrap();
+                        let rate = 1000 + (seed >> 20) % 200;
+                        let mut tries = 0u32;
+                        loop {
+                            let r = match seed % 3 {
+                                0 => g.ban(c, Ticks::MAX, T0).map(|_| ()),
+                                1 => g.unban(c, T0).map(|_| ()),
+                                _ => g
+                                    .reconfigure(|cfg| {
+                                        cfg.rate_milli = rate;
+                                        cfg.deny = vec![tag(rate)];
+                                    })
+                                    .map(|_| ()),
+                            };
+                            match r {
+                                Ok(()) => {
+                                    applied.fetch_add(1, Ordering::Relaxed);
+                                    match seed % 3 {
+                                        0 => mine[i] = true,
+                                        1 => mine[i] = false,
+                                        _ => {}
+                                    }
+                                    break;
+                                }
+                                Err(ChangeError::Busy) => {
+                                    busy.fetch_add(1, Ordering::Relaxed);
+                                    tries += 1;
+                                    assert!(tries < 1_000_000, "never admitted");
+                                    std::thread::yield_now();
+                                }
+                                Err(e) => panic!("unexpected refusal: {e}"),
+                            }
+                        }
+                    }
+                    (0..8u8)
+                        .map(|i| {
+                            let c = Cidr::new(IpAddr::from([10, w as u8, i, 0]), 24).unwrap();
+                            (c, mine[i as usize])
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut last_gen = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let (rate, deny, gen) =
+                        g.with_config_generation(|c, _, n| (c.rate_milli, c.deny.clone(), n));
+                    assert_eq!(
+                        deny,
+                        vec![tag(rate)],
+                        "torn: rate {rate} with deny {deny:?}"
+                    );
+                    assert!(gen >= last_gen, "generation went back");
+                    last_gen = gen;
+                    let d = g.decide(ip("198.51.100.7"), ip(LOCAL), T0);
+                    assert!(d.reason != Reason::ManualBan);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let out = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    let n = applied.load(Ordering::Relaxed);
+    assert_eq!(n, u64::from(WRITERS * PER_WRITER));
+    let (gen, bans) = g.with_config_generation(|_, b, n| (n, b.to_vec()));
+    assert_eq!(gen, n, "a change was lost or counted twice");
+    for (c, banned) in finals.into_iter().flatten() {
+        let has = bans.iter().any(|b| b.cidr == c);
+        assert_eq!(
+            has, banned,
+            "{c}: last applied change says banned = {banned}"
+        );
+        let (_, m) = g.query(c.addr(), T0);
+        assert_eq!(m.manual_ban_until.is_some(), banned);
+    }
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    eprintln!(
+        "{n} changes applied, {} refusals as busy (retried)",
+        busy.load(Ordering::Relaxed)
+    );
+}

@@ -439,6 +439,11 @@ fn refused(op: &str, st: i32) -> Failure {
     }
 }
 
+/// Pauses before each retry of a request refused with STATUS_DEVICE_BUSY
+/// (the driver applies one change at a time, each in about a millisecond):
+/// 5 retries, 62 ms in all, then the refusal is reported.
+const BUSY_BACKOFF_MS: [u64; 5] = [2, 4, 8, 16, 32];
+
 struct Gate {
     t: Box<dyn Transport>,
 }
@@ -465,11 +470,27 @@ impl Gate {
             IOCTL_GATE_UNBAN => UnbanReply::SIZE,
             _ => ResetReply::SIZE,
         };
-        let r = self.t.ioctl(code, input, out_len)?;
-        if r.status != 0 {
-            return Err(refused(op, r.status));
+        let mut tries = 1u32;
+        loop {
+            let r = self.t.ioctl(code, input, out_len)?;
+            if r.status == gate_ioctl::status::STATUS_DEVICE_BUSY {
+                // Refused whole (nothing changed) because another change
+                // was being applied: retry a few times with a short,
+                // growing pause before reporting it.
+                if let Some(pause) = BUSY_BACKOFF_MS.get(tries as usize - 1) {
+                    std::thread::sleep(Duration::from_millis(*pause));
+                    tries += 1;
+                    continue;
+                }
+                let mut f = refused(op, r.status);
+                f.message = format!("{} after {tries} tries", f.message);
+                return Err(f);
+            }
+            if r.status != 0 {
+                return Err(refused(op, r.status));
+            }
+            return Ok(r.output);
         }
-        Ok(r.output)
     }
 
     /// Status. A driver that answers with a version 1 reply (no relay
@@ -1570,6 +1591,67 @@ mod tests {
         );
         let m = set_error(&e, set_field::BAN_MS | set_field::BAN_THRESHOLD).message;
         assert_eq!(m, "--ban-time 0s: expected 1ms to 1day while bans are on");
+    }
+
+    /// A transport that answers STATUS_DEVICE_BUSY `busy` times, then
+    /// success (an empty reset reply), counting the calls.
+    struct BusyThen {
+        busy: u32,
+        calls: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl Transport for BusyThen {
+        fn ioctl(
+            &mut self,
+            _: u32,
+            _: &[u8],
+            out_len: usize,
+        ) -> Result<transport::Reply, TransportError> {
+            self.calls.set(self.calls.get() + 1);
+            let busy = self.calls.get() <= self.busy;
+            Ok(transport::Reply {
+                status: if busy {
+                    gate_ioctl::status::STATUS_DEVICE_BUSY
+                } else {
+                    0
+                },
+                output: vec![0; if busy { 0 } else { out_len }],
+            })
+        }
+    }
+
+    /// Issue 13: a change refused as busy is retried (bounded), then
+    /// reported with the number of tries.
+    #[test]
+    fn a_busy_change_is_retried_a_bounded_number_of_times() {
+        for (busy, ok, calls) in [
+            (0, true, 1),
+            (3, true, 4),
+            (5, true, 6),
+            (6, false, 6),
+            (99, false, 6),
+        ] {
+            let n = std::rc::Rc::new(std::cell::Cell::new(0));
+            let mut g = Gate {
+                t: Box::new(BusyThen {
+                    busy,
+                    calls: n.clone(),
+                }),
+            };
+            let r = g.call_raw("ban", IOCTL_GATE_BAN, &[]);
+            assert_eq!(r.is_ok(), ok, "busy {busy}");
+            assert_eq!(n.get(), calls, "busy {busy}");
+            if let Err(f) = r {
+                assert_eq!(f.code, 5);
+                assert!(
+                    f.message
+                        .starts_with("ban: another change is being applied")
+                        && f.message.ends_with("after 6 tries"),
+                    "{}",
+                    f.message
+                );
+            }
+        }
     }
 
     fn v2() -> StatusReply {

@@ -306,6 +306,9 @@ fn outcomes_panel<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::UpperRight, 12)
 }
 
+/// What a latency panel says for a group with no accepted attempt.
+pub const NO_LATENCY: &str = "no accepted connections: no latency to show";
+
 fn latency_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     g: &GroupReport,
@@ -323,6 +326,22 @@ fn latency_panel<DB: DrawingBackend>(
             })
         })
         .collect();
+    let title = format!("{}: accepted latency per second", g.name);
+    if per.iter().all(Option::is_none) {
+        // Nothing to plot (a deny-listed group): say so instead of an
+        // empty axis and an empty legend.
+        let area = area.titled(&title, ("sans-serif", 15)).map_err(err)?;
+        let (w, h) = area.dim_in_pixel();
+        let style = TextStyle::from(("sans-serif", 15).into_font()).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        );
+        area.draw(&Text::new(NO_LATENCY, (w as i32 / 2, h as i32 / 2), style))
+            .map_err(err)?;
+        return Ok(());
+    }
     let vals = per.iter().flatten().flat_map(|(a, b)| [*a, *b]);
     let (lo, hi) = vals.fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if hi == 0.0 {
@@ -332,10 +351,7 @@ fn latency_panel<DB: DrawingBackend>(
         ((lo / 2.0).max(0.001), hi * 12.0)
     };
     let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{}: accepted latency per second", g.name),
-            ("sans-serif", 15),
-        )
+        .caption(title, ("sans-serif", 15))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -617,6 +633,45 @@ pub fn curves_of<'a>(reports: &'a [(String, Report)], metric: Metric) -> Vec<Cur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_without_accepted_attempts_says_so_instead_of_an_empty_panel() {
+        use crate::report::{Outcome, RunInfo, FORMAT};
+        let mut served = GroupReport::new("served", 3, 2);
+        for i in 0..3 {
+            served.counts.bump(Outcome::Accepted);
+            served.per_second[0][0] += 1;
+            served.per_second_latency_us[0].0.record(100 + i).unwrap();
+        }
+        let mut denied = GroupReport::new("denied", 4, 2);
+        for _ in 0..4 {
+            denied.counts.bump(Outcome::Refused);
+            denied.per_second[0][Outcome::Refused.index()] += 1;
+        }
+        let r = Report {
+            format: FORMAT.into(),
+            scenario: "s".into(),
+            target: "127.0.0.1:1".into(),
+            runs: vec![RunInfo {
+                host: "h".into(),
+                started_unix_ms: 0,
+                wall_s: 2.0,
+                max_lag_us: 0,
+                late_attempts: 0,
+                cpu_user_s: 0.0,
+                cpu_system_s: 0.0,
+            }],
+            groups: vec![served, denied],
+        };
+        let path = std::env::temp_dir().join(format!("plot-empty-{}.svg", std::process::id()));
+        write_run(&r, None, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        // One message (the denied group), one latency legend (the served
+        // group: p50 and p99 once each).
+        assert_eq!(svg.matches(NO_LATENCY).count(), 1);
+        assert_eq!(svg.matches(">\np99\n<").count(), 1, "{svg}");
+    }
 
     #[test]
     fn steps_cover_every_second_including_the_last() {

@@ -131,6 +131,12 @@ pub fn target_dir(root: &Path) -> PathBuf {
 /// Builds the image with /usr/bin/cargo (Debian's Rust; RUSTC_BOOTSTRAP
 /// allows -Zbuild-std) and copies gate.exe to gate.sys.
 pub fn build(profile: Profile) -> Result<Image> {
+    build_image(profile, false)
+}
+
+/// [`build`]; `quiet`: cargo's `--quiet` (no "Compiling ..." lines; errors
+/// and warnings still shown), for callers to whom the build is a step.
+pub fn build_image(profile: Profile, quiet: bool) -> Result<Image> {
     deps::ensure("building gate.sys", BUILD_PKGS)?;
     let root = workspace_root();
     let target_dir = target_dir(&root);
@@ -174,6 +180,9 @@ pub fn build(profile: Profile) -> Result<Image> {
     if profile == Profile::Release {
         cmd.arg("--release");
     }
+    if quiet {
+        cmd.arg("--quiet");
+    }
     eprintln!(
         "xtask driver: building gate.sys ({}) in {}",
         profile.dir(),
@@ -202,6 +211,11 @@ pub fn build(profile: Profile) -> Result<Image> {
 /// mingw-w64 linker) into the driver's target directory, beside gate.sys's
 /// tree: `target/driver/x86_64-pc-windows-gnu/<profile>/gatectl.exe`.
 pub fn build_gatectl(profile: Profile) -> Result<PathBuf> {
+    build_gatectl_exe(profile, false)
+}
+
+/// [`build_gatectl`]; `quiet` as for [`build_image`].
+pub fn build_gatectl_exe(profile: Profile, quiet: bool) -> Result<PathBuf> {
     deps::ensure("building gatectl.exe", BUILD_PKGS)?;
     deps::ensure("building gatectl.exe", CLI_PKGS)?;
     let root = workspace_root();
@@ -234,6 +248,9 @@ pub fn build_gatectl(profile: Profile) -> Result<PathBuf> {
     }
     if profile == Profile::Release {
         cmd.arg("--release");
+    }
+    if quiet {
+        cmd.arg("--quiet");
     }
     eprintln!("xtask driver: building gatectl.exe ({})", profile.dir());
     let status = cmd.status().context("starting /usr/bin/cargo")?;

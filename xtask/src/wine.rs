@@ -53,6 +53,9 @@ pub struct Session {
     /// The network namespace every wine process runs in (None: this one).
     pub netns: Option<String>,
     server: Child,
+    /// Set by [`Session::end`]; a session dropped without it (an error or
+    /// an interruption on the way) is ended by `Drop`.
+    ended: bool,
 }
 
 /// `program` in `netns` (`ip netns exec NS program`), or here.
@@ -122,6 +125,9 @@ impl Session {
             if self.log_text().contains(text) {
                 return true;
             }
+            if crate::demo::interrupt::requested() {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         false
@@ -179,6 +185,7 @@ impl Session {
             );
         }
         if !self.wait_log("gate: seed from", limit) {
+            crate::demo::interrupt::check()?;
             bail!(
                 "DriverEntry left no trace within {limit:?} (expected \"gate: seed from ...\"):\n{}",
                 tail(&self.log_text(), 30)
@@ -186,6 +193,7 @@ impl Session {
         }
         let listening = format!("gate: listening on {listen}");
         if !self.wait_log(&listening, limit) {
+            crate::demo::interrupt::check()?;
             bail!(
                 "the listener did not come up within {limit:?} (expected \"{listening}\"); state {}:\n{}",
                 self.state()?,
@@ -208,6 +216,7 @@ impl Session {
             if state == "STOPPED" {
                 return Ok(start.elapsed());
             }
+            crate::demo::interrupt::check()?;
             if start.elapsed() > limit {
                 bail!(
                     "sc stop did not unload the driver within {limit:?} (state {state}):\n{}",
@@ -249,6 +258,14 @@ impl Session {
     /// Ends every process of the prefix (`wineserver -k`) and waits for the
     /// persistent wineserver we started.
     pub fn end(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         let _ = in_netns(self.netns.as_deref(), "wineserver")
             .arg("-k")
             .env("WINEPREFIX", &self.prefix)
@@ -262,6 +279,12 @@ impl Session {
         }
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 
@@ -304,6 +327,7 @@ pub fn start_session(prefix: &Path, netns: Option<&str>) -> Result<Session> {
         log,
         netns: netns.map(str::to_string),
         server,
+        ended: false,
     };
     let err = File::create(&session.log)
         .with_context(|| format!("creating {}", session.log.display()))?;

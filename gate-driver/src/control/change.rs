@@ -42,6 +42,12 @@ fn change_refusal(e: ChangeError) -> Refusal {
             value: 0,
             reason: "memory for the new configuration",
         },
+        ChangeError::Busy => Refusal {
+            status: STATUS_DEVICE_BUSY,
+            field: "config",
+            value: 0,
+            reason: "no other change being applied (one runs at a time; retry)",
+        },
     }
 }
 
@@ -277,23 +283,21 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         push_reserved(&mut entries, c);
     }
     let is_allow = head.list == list_kind::ALLOW;
-    // Sorted once here, so the work under gate-core's control lock is
-    // O(n log n) merges and binary searches, never n * m comparisons.
+    // Sorted once here, so the edit is O(n log n) merges and binary
+    // searches, never n * m comparisons. The edit runs with no lock held
+    // (gate-core holds its control spin lock only to swap the result in).
     entries.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
     entries.dedup();
     let mut changed_n = 0u32;
-    let mut oom = false;
     let old = d
         .gate
-        .reconfigure(|c| {
+        .try_reconfigure(|c| {
             let list = if is_allow { &mut c.allow } else { &mut c.deny };
             let before = list.len();
             match head.op {
                 list_op::ADD => {
-                    if list.try_reserve(entries.len()).is_err() {
-                        oom = true;
-                        return;
-                    }
+                    list.try_reserve(entries.len())
+                        .map_err(|_| ChangeError::OutOfMemory)?;
                     for e in &entries {
                         push_reserved(list, *e);
                     }
@@ -313,10 +317,8 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                 }
                 list_op::REPLACE => {
                     let mut new = Vec::new();
-                    if new.try_reserve_exact(entries.len()).is_err() {
-                        oom = true;
-                        return;
-                    }
+                    new.try_reserve_exact(entries.len())
+                        .map_err(|_| ChangeError::OutOfMemory)?;
                     for e in &entries {
                         push_reserved(&mut new, *e);
                     }
@@ -328,6 +330,7 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                     list.clear();
                 }
             }
+            Ok(())
         })
         .map_err(|e| match e {
             // The list would exceed its limit (Config::validate names it).
@@ -339,9 +342,6 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             },
             e => change_refusal(e),
         })?;
-    if oom {
-        return Err(change_refusal(ChangeError::OutOfMemory));
-    }
     let (len, persisted) = d.gate.with_config(|c, _| {
         let l = if is_allow { &c.allow } else { &c.deny };
         (l.len(), false)

@@ -102,6 +102,7 @@ impl Gatectl {
             if s.ok {
                 return Ok(());
             }
+            super::interrupt::check()?;
             if t.elapsed() > limit {
                 bail!("gatectl status failed: {}", s.output);
             }
@@ -110,11 +111,9 @@ impl Gatectl {
     }
 }
 
-fn sleep_until(t0: Instant, at_s: f64) {
-    let due = t0 + Duration::from_secs_f64(at_s);
-    if let Some(w) = due.checked_duration_since(Instant::now()) {
-        std::thread::sleep(w);
-    }
+/// Sleeps until `at_s` after `t0`; an error once the demo is interrupted.
+fn sleep_until(t0: Instant, at_s: f64) -> Result<()> {
+    super::interrupt::sleep_until(t0 + Duration::from_secs_f64(at_s.max(0.0)))
 }
 
 /// The live changes, in time order, from `t0` (the load's start), each
@@ -130,14 +129,14 @@ pub fn run_live(
     let bot = live.unban.to_string();
     let rate = format!("{}", live.new_rate);
     let mut steps = Vec::new();
-    sleep_until(t0, live.unban_at_s - lead_s);
+    sleep_until(t0, live.unban_at_s - lead_s)?;
     steps.push(ctl.call(t0, &["query", &bot, "--json"]));
-    sleep_until(t0, live.unban_at_s);
+    sleep_until(t0, live.unban_at_s)?;
     steps.push(ctl.call(t0, &["unban", &bot]));
     steps.push(ctl.call(t0, &["query", &bot, "--json"]));
-    sleep_until(t0, live.set_rate_at_s - lead_s);
+    sleep_until(t0, live.set_rate_at_s - lead_s)?;
     steps.push(ctl.call(t0, &["query", greedy, "--json"]));
-    sleep_until(t0, live.set_rate_at_s);
+    sleep_until(t0, live.set_rate_at_s)?;
     steps.push(ctl.call(t0, &["set", "--rate", &rate]));
     steps.push(ctl.call(t0, &["query", greedy, "--json"]));
     let failed: Vec<&str> = steps

@@ -211,6 +211,7 @@ impl GateSim {
         };
         let t = Instant::now();
         loop {
+            super::interrupt::check()?;
             match g.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) => {
                     let ready = l == "ready";

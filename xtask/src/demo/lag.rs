@@ -63,11 +63,12 @@ pub fn run(
             return out;
         }
         let due = t0 + Duration::from_secs_f64(at_s);
-        match due.checked_duration_since(Instant::now()) {
-            Some(w) => std::thread::sleep(w),
-            // Behind (a slow probe): skip to the next slot.
-            None if Instant::now() - due > Duration::from_secs_f64(every_s) => continue,
-            None => {}
+        // Behind (a slow probe): skip to the next slot.
+        if Instant::now().saturating_duration_since(due) > Duration::from_secs_f64(every_s) {
+            continue;
+        }
+        if super::interrupt::sleep_until(due).is_err() {
+            return out;
         }
         out.push(Sample {
             at_s,

@@ -27,6 +27,7 @@
 mod control;
 mod gatesim;
 pub mod inprocess;
+pub(crate) mod interrupt;
 mod lag;
 mod pages;
 mod scenario;
@@ -112,35 +113,53 @@ pub fn run(args: Args) -> Result<()> {
     if args.in_process {
         return inprocess::run(args.seed);
     }
-    if !deps::is_root() {
+    if let Some(why) = cannot_make_namespaces() {
         println!(
-            "xtask demo: NOT running as root, so no network namespaces, no NFQUEUE and no real \
-             traffic: running the in-process gate-core demo instead (synthetic arrivals on a \
-             simulated clock). Run as root for the real one: sudo cargo xtask demo\n"
+            "xtask demo: {why}, so no network namespaces, no NFQUEUE and no real traffic: \
+             running the in-process gate-core demo instead (synthetic arrivals on a simulated \
+             clock). The real one needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN: sudo cargo \
+             xtask demo (in a container: --cap-add NET_ADMIN --cap-add SYS_ADMIN, or \
+             --privileged)\n"
         );
         return inprocess::run(args.seed);
     }
-    deps::ensure("the demo", DEMO_PACKAGES)?;
-    build()?;
+    interrupt::install()?;
+    if let Err(e) = deps::ensure("the demo", DEMO_PACKAGES).and_then(|()| build()) {
+        return Err(interrupted_or(e));
+    }
     finish(args.out, real_demo)
+}
+
+/// Exits 130 saying the demo was interrupted if it was; otherwise returns
+/// `e` as the demo's error.
+fn interrupted_or(e: anyhow::Error) -> anyhow::Error {
+    if interrupt::requested() || interrupt::is_interrupted(&e) {
+        println!("\nxtask demo: interrupted (Ctrl-C) before the run: nothing to clean up");
+        std::process::exit(130);
+    }
+    e
 }
 
 /// `--wine`: builds gate.sys, gatectl.exe and gate-load, then runs
 /// [`wine::run`]. Needs root (namespaces) like the root demo.
 fn wine_main(out: Option<PathBuf>) -> Result<()> {
-    if !deps::is_root() {
-        bail!("cargo xtask demo --wine needs root: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine)");
+    if let Some(why) = cannot_make_namespaces() {
+        bail!("cargo xtask demo --wine cannot run here: {why}. It needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN: it makes network namespaces and runs Wine's wineserver inside one (sudo cargo xtask demo --wine; there is no in-process fallback for Wine)");
     }
-    deps::ensure("the demo", DEMO_PACKAGES)?;
-    deps::ensure("the demo under Wine", crate::wine::PKGS)?;
-    let gate_sys = crate::driver::build(crate::driver::Profile::Release)?.sys;
-    let gatectl_exe = crate::driver::build_gatectl(crate::driver::Profile::Release)?;
-    build()?;
-    let b = wine::Builds {
-        gate_sys,
-        gatectl_exe,
-        gate_load: control::binary(&target_dir(), "gate-load")?,
-    };
+    interrupt::install()?;
+    let b = (|| -> Result<wine::Builds> {
+        deps::ensure("the demo", DEMO_PACKAGES)?;
+        deps::ensure("the demo under Wine", crate::wine::PKGS)?;
+        let gate_sys = crate::driver::build_image(crate::driver::Profile::Release, true)?.sys;
+        let gatectl_exe = crate::driver::build_gatectl_exe(crate::driver::Profile::Release, true)?;
+        build()?;
+        Ok(wine::Builds {
+            gate_sys,
+            gatectl_exe,
+            gate_load: control::binary(&target_dir(), "gate-load")?,
+        })
+    })()
+    .map_err(interrupted_or)?;
     finish(out, |o| wine::run(o, &b))
 }
 
@@ -152,6 +171,16 @@ fn finish(out: Option<PathBuf>, demo: impl FnOnce(&Path) -> Result<Vec<String>>)
     let out = out.canonicalize()?;
     let started = Instant::now();
     let r = demo(&out);
+    if interrupt::requested() || r.as_ref().is_err_and(interrupt::is_interrupted) {
+        // The demo's guards have stopped its processes (by PID) and
+        // removed its namespaces as its error unwound them.
+        println!(
+            "\nxtask demo: INTERRUPTED (Ctrl-C) {:.1} s into the run: stopped early, every process it started stopped by its PID and its network namespaces removed; a cut-short run is not analysed (no PASS/FAIL)",
+            started.elapsed().as_secs_f64()
+        );
+        println!("{}", out.display());
+        std::process::exit(130);
+    }
     println!(
         "\ndemo ran in {:.1} s (after the build)",
         started.elapsed().as_secs_f64()
@@ -170,6 +199,57 @@ fn finish(out: Option<PathBuf>, demo: impl FnOnce(&Path) -> Result<Vec<String>>)
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Why this process cannot run the real demo (make network namespaces,
+/// NFQUEUE rules and raw sockets), or `None` if it can: not root; root
+/// without `CAP_NET_ADMIN` or `CAP_SYS_ADMIN` in its effective set
+/// (`/proc/self/status` `CapEff`, capabilities(7): bits 12 and 21), as
+/// under `setpriv --bounding-set -all` or in an unprivileged container; or
+/// a network namespace that cannot be made (`unshare(CLONE_NEWNET)` on a
+/// thread of its own, which then exits, fails: seccomp, a kernel without
+/// network namespaces).
+fn cannot_make_namespaces() -> Option<String> {
+    if !deps::is_root() {
+        return Some("NOT running as root".into());
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(eff) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+    {
+        let bits = u64::from_str_radix(eff, 16).unwrap_or(0);
+        let missing: Vec<&str> = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")]
+            .into_iter()
+            .filter(|(bit, _)| bits & (1u64 << bit) == 0)
+            .map(|(_, name)| name)
+            .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "running as root WITHOUT {} (effective capabilities {eff})",
+                missing.join(" and ")
+            ));
+        }
+    }
+    let probe = std::thread::spawn(|| {
+        // SAFETY: unshare(2) with CLONE_NEWNET moves only this thread into
+        // a new network namespace; the thread does nothing else and exits,
+        // which frees the namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    })
+    .join();
+    match probe {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!(
+            "running as root, but this system does not let it make a network namespace (unshare(CLONE_NEWNET): {e})"
+        )),
+        Err(_) => Some("running as root, but the network-namespace probe failed".into()),
+    }
 }
 
 /// Builds the binaries the demo runs (release: the gate decides at the
@@ -270,6 +350,14 @@ fn run_traffic(
     };
     let steps = control::run_live(ctl, live, &live.greedy.to_string(), t0, lead_s);
     let load_status = loop {
+        if interrupt::requested() {
+            // SAFETY: kill(2) on our own child's PID (`ip netns exec`
+            // execs gate-load in place).
+            unsafe { libc::kill(load.id() as i32, libc::SIGKILL) };
+            let _ = load.wait();
+            let _ = pages_thread.join();
+            return Err(interrupt::Interrupted.into());
+        }
         if let Some(s) = load.try_wait()? {
             break s;
         }
@@ -344,7 +432,7 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     let finals = control::final_reads(&ctl, t0);
     let events = sim.events.clone();
     let sim_report = sim.stop()?;
-    nginx.stop();
+    let nginx_left = nginx.stop();
     let access = nginx.access_lines()?;
     drop(nginx);
     drop(net);
@@ -365,7 +453,10 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl over the control socket):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, "greedy"));
+            print!(
+                "{}",
+                summary::live_text(s, &live, &report, &model, "greedy")
+            );
             true
         }
         Err(e) => {
@@ -437,6 +528,11 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
     );
 
     let mut failed = summary::common_failures(&verdicts, &pages_sum);
+    if !nginx_left.is_empty() {
+        failed.push(format!(
+            "nginx workers {nginx_left:?} still running after SIGQUIT and SIGKILL"
+        ));
+    }
     if !relay {
         failed.push("the driver has no relay in this build".into());
     }
@@ -468,8 +564,8 @@ fn real_demo(out: &Path) -> Result<Vec<String>> {
         "format": "gate-demo-report/1",
         "pass": failed.is_empty(),
         "failures": failed,
-        "policy": format!("{policy:?}"),
-        "live": format!("{live:?}"),
+        "policy": policy,
+        "live": live,
         "groups": verdicts,
         "model": model,
         "live_steps": steps.as_ref().ok(),

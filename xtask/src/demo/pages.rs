@@ -26,6 +26,8 @@ pub struct Fetch {
     pub latency_us: u64,
     /// First differing byte offset when the body was wrong.
     pub first_bad_byte: Option<u64>,
+    /// Intended start, s from the load's start.
+    pub intended_s: f64,
 }
 
 impl Fetch {
@@ -92,6 +94,7 @@ pub fn fetch(src: Ipv4Addr, page: &Page, intended: Instant, to: ReadTo) -> Fetch
         received: 0,
         latency_us: 0,
         first_bad_byte: None,
+        intended_s: 0.0,
     };
     let mut sent = 0u64;
     let r = (|| -> std::io::Result<Vec<u8>> {
@@ -154,13 +157,15 @@ pub fn run(plan: &PagePlan, site: &[Page], t0: Instant, to: ReadTo) -> Vec<Fetch
     let mut out = Vec::new();
     for (k, (t, c)) in plan.schedule().into_iter().enumerate() {
         let due = t0 + Duration::from_secs_f64(t);
-        if let Some(w) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(w);
+        if super::interrupt::sleep_until(due).is_err() {
+            break;
         }
         let (Some(src), Some(page)) = (plan.clients.get(c), site.get(k % site.len().max(1))) else {
             continue;
         };
-        out.push(fetch(*src, page, due, to));
+        let mut f = fetch(*src, page, due, to);
+        f.intended_s = t;
+        out.push(f);
     }
     out
 }
@@ -183,6 +188,36 @@ pub struct PagesSummary {
     pub proxy_addr_matched: u64,
     pub proxy_addr_missing: u64,
     pub latency_ms: Percentiles,
+    /// The first [`BAD_LISTED`] wrong or short pages, each as "PATH from
+    /// CLIENT: first wrong byte at OFFSET" (or "short: ...").
+    pub bad: Vec<String>,
+}
+
+/// How many wrong or short pages [`PagesSummary::bad`] names.
+pub const BAD_LISTED: usize = 5;
+
+impl Fetch {
+    /// This fetch as a wrong page, naming it: `None` if it is not one.
+    pub fn wrong(&self) -> Option<String> {
+        let at = self
+            .first_bad_byte
+            .map_or("?".to_string(), |b| b.to_string());
+        match self.outcome.as_str() {
+            "wrong_bytes" => Some(format!(
+                "{} from {} at {:.2} s: first wrong byte at offset {at} (of {} read)",
+                self.path, self.client, self.intended_s, self.bytes
+            )),
+            "short" => Some(format!(
+                "{} from {} at {:.2} s: short, {} bytes of the body read, the first missing at offset {at}",
+                self.path, self.client, self.intended_s, self.bytes
+            )),
+            o if self.connected() && !self.ok() => Some(format!(
+                "{} from {} at {:.2} s: {o}",
+                self.path, self.client, self.intended_s
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Latency percentiles, ms.
@@ -253,6 +288,9 @@ pub fn summarize(fetches: &[Fetch], log: &[AccessLine], relay_addr: Ipv4Addr) ->
             }
         } else if f.connected() {
             s.failed += 1;
+            if s.bad.len() < BAD_LISTED {
+                s.bad.extend(f.wrong());
+            }
         }
     }
     s.latency_ms = Percentiles::of(&mut lat);
@@ -285,13 +323,18 @@ mod tests {
             received: 100,
             latency_us: 1000,
             first_bad_byte: None,
+            intended_s: 0.0,
         };
+        let mut wrong = f([10, 77, 133, 4], "wrong_bytes");
+        wrong.path = "/pages/64k.bin".into();
+        wrong.first_bad_byte = Some(1000);
+        wrong.intended_s = 4.5;
         let fetches = vec![
             f([10, 77, 133, 1], "ok"),
             f([10, 77, 133, 1], "ok"),
             f([10, 77, 133, 2], "ok"),
             f([10, 77, 133, 3], "refused"),
-            f([10, 77, 133, 4], "wrong_bytes"),
+            wrong,
         ];
         let line = |a: &str| AccessLine {
             proxy_addr: a.into(),
@@ -307,6 +350,11 @@ mod tests {
         assert_eq!((s.attempts, s.connected, s.refused), (5, 4, 1));
         assert_eq!((s.verified, s.failed, s.bytes_verified), (3, 1, 30));
         assert_eq!((s.proxy_addr_matched, s.proxy_addr_missing), (1, 2));
+        // The wrong page is named: path, client, offset.
+        assert_eq!(
+            s.bad,
+            ["/pages/64k.bin from 10.77.133.4 at 4.50 s: first wrong byte at offset 1000 (of 10 read)"]
+        );
     }
 
     #[test]

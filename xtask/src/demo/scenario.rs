@@ -4,13 +4,19 @@
 //!
 //! The model replays every attempt at its intended time through the
 //! documented policy, written here independently of gate-core: deny list,
-//! then automatic ban, then allow list, then the per-key GCRA bucket
-//! (`burst` capacity, one token per `1/rate` s; ITU-T I.371's virtual
-//! scheduling with a theoretical arrival time, TAT, which a live rate
-//! change keeps) and the global GCRA bucket (a key's token is spent only if
-//! the global bucket also has one); a refusal for the key's rate counts
-//! toward a ban (`threshold` refusals in a `window` that starts at the first
-//! one ban the key for `ban`), a global-limit refusal does not. A group
+//! then allow list, then the key's automatic ban, then the per-key GCRA
+//! bucket (`burst` capacity, one token per `1/rate` s; ITU-T I.371's
+//! virtual scheduling with a theoretical arrival time, TAT) and the global
+//! GCRA bucket (a key's token is spent only if the global bucket also has
+//! one); a refusal for the key's rate counts toward a ban (`threshold`
+//! refusals in a `window` that starts at the first one ban the key for
+//! `ban`), a global-limit refusal does not. A live rate change follows
+//! gate-core's rule (gate-core/README.md, `control`): the TAT is kept, but
+//! at each decision it is held to at most the key's last decision +
+//! `burst x T` of the limits in force (the most debt they can leave; no
+//! pend term: the demo runs with `MaxPending` 0), and the global bucket is
+//! held likewise once at the change, at the latest decision time seen; so
+//! raising a key's rate never refuses what the new rate admits. A group
 //! passes when its accepted count lies within `model ± (ceil(model x
 //! relative) + absolute)`.
 
@@ -23,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr};
 pub const SCENARIO_TOML: &str = include_str!("scenario.toml");
 
 /// The gate's policy at start (also written to gate-sim's registry values).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Policy {
     /// Per-key rate, connections/s, and bucket size.
     pub rate: f64,
@@ -74,7 +80,7 @@ pub fn policy() -> Policy {
 }
 
 /// The live changes, at seconds from the start of the load.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Live {
     /// `gatectl unban ADDR` at this time.
     pub unban_at_s: f64,
@@ -324,6 +330,9 @@ fn cidr_contains(cidr: &str, a: IpAddr) -> bool {
 #[derive(Default, Clone, Copy)]
 struct KeyState {
     tat: f64,
+    /// Time of the key's last decision (take, refusal or ban), which the
+    /// live-change clamp is relative to ([`clamp_tat`]).
+    last: f64,
     rejects: u32,
     window_start: f64,
     banned_until: Option<f64>,
@@ -334,6 +343,24 @@ fn gcra_ok(tat: f64, now: f64, rate: f64, burst: u32) -> Option<f64> {
     let t = 1.0 / rate;
     let base = tat.max(now);
     (base - now <= t * f64::from(burst.saturating_sub(1)) + 1e-9).then_some(base + t)
+}
+
+/// The most debt a GCRA bucket can hold under `rate` and `burst`: the
+/// tolerance `(burst - 1) x T` plus the one interval a take adds, `burst x
+/// T` (s). gate-core's `BucketParams::ceil` (without its pend term: the
+/// demo runs with `MaxPending` 0).
+fn gcra_ceil(rate: f64, burst: u32) -> f64 {
+    f64::from(burst.max(1)) / rate
+}
+
+/// gate-core's live-change clamp (`BucketParams::clamp`): a TAT held to at
+/// most `at + gcra_ceil`, where `at` is the bucket's last decision (a key)
+/// or the latest decision time seen at the change (the global bucket). It
+/// changes nothing for a bucket only ever used under these limits; after a
+/// change it drops the debt the old limits left beyond what the new ones
+/// allow.
+fn clamp_tat(tat: f64, at: f64, rate: f64, burst: u32) -> f64 {
+    tat.min(at + gcra_ceil(rate, burst))
 }
 
 /// Real attempts reach the gate a little after their intended time (the
@@ -398,6 +425,9 @@ pub fn model_delayed(
     let mut keys: HashMap<IpAddr, KeyState> = HashMap::new();
     let mut global_tat = 0.0f64;
     let mut unbanned = false;
+    let mut rate_changed = false;
+    // The latest decision time so far (gate-core: the latest shard clock).
+    let mut seen = 0.0f64;
     for &(t, gi, src, intended) in &events {
         if !unbanned && t >= live.unban_at_s {
             unbanned = true;
@@ -406,28 +436,34 @@ pub fn model_delayed(
                 k.rejects = 0;
             }
         }
-        let rate = if t >= live.set_rate_at_s {
-            live.new_rate
-        } else {
-            p.rate
-        };
+        if !rate_changed && t >= live.set_rate_at_s {
+            rate_changed = true;
+            // The global limits are the same before and after, so this
+            // holds nothing back; it is here because gate-core does it.
+            global_tat = clamp_tat(global_tat, seen, p.global_rate, p.global_burst);
+        }
+        seen = seen.max(t);
+        let rate = if rate_changed { live.new_rate } else { p.rate };
         attempts[gi] += 1;
         let ok = if p.deny.iter().any(|c| cidr_contains(c, src)) {
             false
+        } else if p.allow.iter().any(|c| cidr_contains(c, src)) {
+            true
         } else {
             let k = keys.entry(src).or_insert(KeyState {
                 tat: t,
+                last: t,
                 ..KeyState::default()
             });
+            let prior_last = std::mem::replace(&mut k.last, t);
             if k.banned_until.is_some_and(|u| t < u) {
                 false
-            } else if p.allow.iter().any(|c| cidr_contains(c, src)) {
-                true
             } else {
                 if k.banned_until.is_some() {
                     k.banned_until = None;
                     k.rejects = 0;
                 }
+                k.tat = clamp_tat(k.tat, prior_last, rate, p.burst);
                 match gcra_ok(k.tat, t, rate, p.burst) {
                     Some(next) => match gcra_ok(global_tat, t, p.global_rate, p.global_burst) {
                         Some(gnext) => {
@@ -545,10 +581,13 @@ mod tests {
         let allow = expect(&v, "allow-listed");
         assert_eq!((allow.model, allow.lo, allow.hi), (600, 600, 600));
         assert_eq!(expect(&v, "deny-listed").model, 0);
-        // Greedy: 10 + 5/s for 10 s, then its full 8/s (less a ~1 s
-        // transient: the TAT carries its debt across the change).
+        // Greedy: 10 + 5/s for 10 s, then its full 8/s from the second of
+        // the change on: the debt the old rate left is held to what the new
+        // one allows, so the raise refuses nothing the new rate admits
+        // (until the flood takes the global bucket at 15 s).
         let g = expect(&v, "greedy");
-        assert!((60..=145).contains(&g.model), "{g:?}");
+        assert_eq!(g.per_second.get(8..10), Some(&[5, 5][..]), "{g:?}");
+        assert_eq!(g.per_second.get(10..15), Some(&[8; 5][..]), "{g:?}");
         // Bots: banned after (50 + 10) / 15 = 4 s: 10 + 5 x 4 = 30 each.
         let b = expect(&v, "botnet");
         assert!((39 * 28..=39 * 32).contains(&b.model), "{b:?}");
@@ -634,5 +673,135 @@ duration_s = 2
             "10.77.130.0/24",
             "10.77.131.9".parse().unwrap()
         ));
+    }
+
+    /// The decisions of gate-core itself for one key sending `per_s`
+    /// attempts a second (at `times`, s), with `rate` raised to `new_rate`
+    /// at `change_s` through `Gate::reconfigure`: accepted per second.
+    fn gate_core_per_second(p: &Policy, times: &[f64], change_s: f64, new_rate: f64) -> Vec<u64> {
+        use gate_core::{Action, Config, FullTablePolicy, Gate, TICKS_PER_SEC};
+        let milli = |r: f64| (r * 1000.0).round() as u64;
+        let cfg = Config {
+            capacity: 1 << 10,
+            shards: 4,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+            rate_milli: milli(p.rate),
+            burst: p.burst,
+            global_rate_milli: milli(p.global_rate),
+            global_burst: p.global_burst,
+            full_table: FullTablePolicy::EvictLru,
+            observe: false,
+            ban_threshold: p.ban_threshold,
+            ban_window_ms: (p.ban_window_s * 1000.0) as u32,
+            ban_ms: (p.ban_s * 1000.0) as u32,
+            max_pending: 0,
+            max_delay_ms: 0,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            nat64_prefixes: Vec::new(),
+        };
+        let gate: Gate = Gate::new(&cfg, [1, 2]).unwrap();
+        let (remote, local) = ("10.77.129.1".parse().unwrap(), "10.77.0.1".parse().unwrap());
+        let origin = 3600 * TICKS_PER_SEC;
+        let ticks = |s: f64| origin + (s * TICKS_PER_SEC as f64).round() as u64;
+        let mut changed = false;
+        let mut per_second = Vec::new();
+        for &t in times {
+            if !changed && t >= change_s {
+                changed = true;
+                gate.reconfigure(|c| c.rate_milli = milli(new_rate))
+                    .unwrap();
+            }
+            if gate.decide(remote, local, ticks(t)).action == Action::Accept {
+                let sec = t as usize;
+                if per_second.len() <= sec {
+                    per_second.resize(sec + 1, 0);
+                }
+                per_second[sec] += 1;
+            }
+        }
+        per_second
+    }
+
+    #[test]
+    fn the_models_live_rate_change_is_gate_cores() {
+        // A greedy key at 8/s under 5/s burst 10 (and at 20/s, where the
+        // ban would come first without a raise): the model and gate-core,
+        // given the same decision times, accept the same per second, both
+        // for a raise (5 -> 10/s, the demo's) and a cut (5 -> 2/s), with the
+        // change between two attempts and at one.
+        for (per_s, new_rate, change_s) in [
+            (8u64, 10.0, 10.0),
+            (8, 10.0, 10.05),
+            (8, 2.0, 10.05),
+            (20, 10.0, 3.0),
+            (8, 20.0, 6.3),
+        ] {
+            let sc = Scenario::parse(&format!(
+                "name = \"t\"\n[[group]]\nname = \"greedy\"\nsources = \"10.77.129.1\"\nrate_per_source = {per_s}\nduration_s = 16\n"
+            ))
+            .unwrap();
+            let p = policy();
+            let l = Live {
+                unban_at_s: 1e9,
+                unban: Ipv4Addr::new(10, 77, 140, 1),
+                set_rate_at_s: change_s,
+                new_rate,
+                greedy: Ipv4Addr::new(10, 77, 129, 1),
+            };
+            let none = PagePlan {
+                clients: vec![],
+                start_s: 0.0,
+                every_s: 1.0,
+                duration_s: 0.0,
+            };
+            let m = model(&sc, &p, &l, &none);
+            let g = &sc.groups[0];
+            let times: Vec<f64> = (0..g.count)
+                .map(|i| g.intended_ns(i) as f64 / 1e9 + jitter(0, i))
+                .collect();
+            let core = gate_core_per_second(&p, &times, change_s, new_rate);
+            assert_eq!(
+                m[0].per_second, core,
+                "{per_s}/s, rate {} -> {new_rate} at {change_s} s",
+                p.rate
+            );
+        }
+    }
+
+    #[test]
+    fn policy_and_live_are_json_objects_in_the_report() {
+        let p = serde_json::to_value(policy()).unwrap();
+        assert_eq!(p["rate"], 5.0);
+        assert_eq!(p["allow"][0], "10.77.130.0/24");
+        let l = serde_json::to_value(live()).unwrap();
+        assert_eq!(l["unban"], "10.77.132.40");
+        assert_eq!(l["new_rate"], 10.0);
+    }
+
+    #[test]
+    fn a_raise_never_refuses_what_the_new_rate_admits() {
+        // A key saturated at 5/s (debt 1.8 s) sending 8/s: right after the
+        // raise to 10/s it is accepted at once (the old rule, keeping the
+        // debt, refused it for ~1 s).
+        let p = policy();
+        let mut tat = 0.0;
+        let mut last = 0.0;
+        let mut t = 0.0;
+        while t < 10.0 {
+            tat = clamp_tat(tat, last, p.rate, p.burst);
+            if let Some(n) = gcra_ok(tat, t, p.rate, p.burst) {
+                tat = n;
+            }
+            last = t;
+            t += 0.125;
+        }
+        assert!(tat - last > 1.6, "saturated: debt {}", tat - last);
+        let clamped = clamp_tat(tat, last, 10.0, p.burst);
+        assert!((clamped - (last + 1.0)).abs() < 1e-9, "{clamped}");
+        assert!(gcra_ok(clamped, t, 10.0, p.burst).is_some());
+        // A cut keeps the debt (it is under the new ceiling).
+        assert_eq!(clamp_tat(tat, last, 2.0, p.burst), tat);
     }
 }

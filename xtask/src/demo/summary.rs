@@ -184,8 +184,33 @@ fn sum(v: &[u64], from: usize, to: usize) -> u64 {
     v.iter().skip(from).take(to.saturating_sub(from)).sum()
 }
 
-/// The live changes and what they did, as text.
-pub fn live_text(steps: &[Step], live: &Live, report: &Report, greedy: &str) -> String {
+/// Accepted per second for seconds `from..to` of `v`, as "5 5 | 8 8" with
+/// a bar before second `at`.
+fn seconds_text(v: &[u64], from: usize, to: usize, at: usize) -> String {
+    (from..to)
+        .map(|i| {
+            let n = v.get(i).copied().unwrap_or(0).to_string();
+            if i == at && i > from {
+                format!("| {n}")
+            } else {
+                n
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The live changes and what they did, as text: the unban's and the rate
+/// change's effect per second of intended start around each change,
+/// measured next to the model's (`model`: the expectations, whose
+/// `per_second` is by intended second).
+pub fn live_text(
+    steps: &[Step],
+    live: &Live,
+    report: &Report,
+    model: &[super::scenario::Expectation],
+    greedy: &str,
+) -> String {
     let mut s = String::new();
     for st in steps {
         let mut out = st.output.replace('\n', " ");
@@ -206,6 +231,13 @@ pub fn live_text(steps: &[Step], live: &Live, report: &Report, greedy: &str) -> 
             if st.ok { out } else { format!("FAILED: {out}") }
         ));
     }
+    let modelled = |g: &str| {
+        model
+            .iter()
+            .find(|e| e.group == g)
+            .map(|e| e.per_second.clone())
+            .unwrap_or_default()
+    };
     let bot = accepted_per_second(report, "botnet-unbanned");
     let u = live.unban_at_s as usize;
     s.push_str(&format!(
@@ -219,13 +251,31 @@ pub fn live_text(steps: &[Step], live: &Live, report: &Report, greedy: &str) -> 
     ));
     let g = accepted_per_second(report, greedy);
     let c = live.set_rate_at_s as usize;
-    let per = |from: usize, to: usize| sum(&g, from, to) as f64 / (to - from).max(1) as f64;
+    let (from, to) = (c.saturating_sub(3), c + 4);
     s.push_str(&format!(
-        "  effect of the rate change: the greedy client got {:.1}/s in the 5 s before it, {:.1}/s in the 5 s after it (it sends 8/s)\n",
-        per(c.saturating_sub(5), c),
-        per(c + 1, c + 6)
+        "  effect of the rate change ({} -> {}/s at {} s): the {greedy} client (it sends {}/s) got per second, seconds {from}..{}: {} (model: {})\n",
+        super::scenario::policy().rate,
+        live.new_rate,
+        live.set_rate_at_s,
+        sent_per_second(report, greedy),
+        to - 1,
+        seconds_text(&g, from, to, c),
+        seconds_text(&modelled(greedy), from, to, c),
     ));
     s
+}
+
+/// What one group offers per second (its attempts over its active seconds).
+fn sent_per_second(report: &Report, group: &str) -> String {
+    report.group(group).map_or("?".into(), |g| {
+        let active = g
+            .per_second
+            .iter()
+            .filter(|r| r.iter().sum::<u64>() > 0)
+            .count()
+            .max(1);
+        format!("{:.0}", g.attempted as f64 / active as f64)
+    })
 }
 
 /// Counts by name.
@@ -370,7 +420,23 @@ pub fn pages_text(p: &PagesSummary) -> String {
         p.latency_ms.p90,
         p.latency_ms.p99,
         p.latency_ms.max,
-    )
+    ) + &bad_pages_text(p)
+}
+
+/// Wrong or short pages, each named (client, path, first wrong byte), at
+/// most [`super::pages::BAD_LISTED`] of them.
+fn bad_pages_text(p: &PagesSummary) -> String {
+    let mut s = String::new();
+    for b in &p.bad {
+        s.push_str(&format!("  WRONG: {b}\n"));
+    }
+    if p.failed > p.bad.len() as u64 {
+        s.push_str(&format!(
+            "  ... and {} more wrong or short (all in demo-report.json, pages.fetches)\n",
+            p.failed - p.bad.len() as u64
+        ));
+    }
+    s
 }
 
 /// gate-sim's real-socket counters line.
@@ -400,8 +466,12 @@ pub fn common_failures(verdicts: &[Verdict], pages: &PagesSummary) -> Vec<String
         .collect();
     if pages.failed > 0 {
         failed.push(format!(
-            "{} page(s) with wrong or missing bytes",
-            pages.failed
+            "{} page(s) with wrong or missing bytes{}",
+            pages.failed,
+            pages
+                .bad
+                .first()
+                .map_or(String::new(), |b| format!(", the first: {b}"))
         ));
     }
     if pages.verified == 0 {

@@ -143,6 +143,37 @@ pub struct Nginx {
     child: Child,
     netns: String,
     pub access_log: PathBuf,
+    /// The worker processes' PIDs seen so far (children of the master),
+    /// stopped by PID too: a worker outlives a master killed from outside.
+    workers: Vec<i32>,
+}
+
+/// The PIDs of `parent`'s children (`/proc/*/stat`, field 4).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid ...": comm may hold spaces, so after ')'.
+        let ppid: i32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent).then_some(pid)
+    })
+    .collect()
+}
+
+/// Whether `pid` is still an nginx worker (not a reused PID).
+fn is_nginx_worker(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).starts_with("nginx: worker process"))
+        .unwrap_or(false)
 }
 
 /// The nginx configuration: PROXY protocol on the listener, the client's
@@ -219,14 +250,16 @@ impl Nginx {
             .stderr(log)
             .spawn()
             .context("starting nginx")?;
-        let n = Nginx {
+        let mut n = Nginx {
             child,
             netns: netns.to_string(),
             access_log: dir.join("access.log"),
+            workers: Vec::new(),
         };
         // Ready when its port answers (from the gate's side of the link).
         let t = Instant::now();
         while !n.listening() {
+            super::interrupt::check()?;
             if t.elapsed() > Duration::from_secs(10) {
                 bail!(
                     "nginx did not listen on {BACKEND_ADDR} within 10 s (see {})",
@@ -235,7 +268,26 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        n.note_workers();
         Ok(n)
+    }
+
+    /// Records the master's current workers.
+    fn note_workers(&mut self) {
+        for w in children_of(self.child.id() as i32) {
+            if !self.workers.contains(&w) {
+                self.workers.push(w);
+            }
+        }
+    }
+
+    /// The workers seen that are still running.
+    pub fn workers_left(&self) -> Vec<i32> {
+        self.workers
+            .iter()
+            .copied()
+            .filter(|&w| is_nginx_worker(w))
+            .collect()
     }
 
     fn listening(&self) -> bool {
@@ -256,28 +308,51 @@ impl Nginx {
         Ok(text.lines().filter_map(AccessLine::parse).collect())
     }
 
-    /// Stops nginx by its PID (SIGQUIT: graceful; SIGKILL after 5 s).
-    pub fn stop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) on our own child's PID.
-        unsafe { libc::kill(pid, libc::SIGQUIT) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+    /// Stops nginx by its PIDs: the master (SIGQUIT: graceful, it waits
+    /// for its workers; SIGKILL after 5 s), then any worker it left (one
+    /// whose master was killed from outside keeps serving): SIGQUIT, then
+    /// SIGKILL after 2 s. Returns the workers still running after that
+    /// (none, normally).
+    pub fn stop(&mut self) -> Vec<i32> {
+        if let Ok(None) = self.child.try_wait() {
+            self.note_workers();
+            let pid = self.child.id() as i32;
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for (sig, wait) in [(libc::SIGQUIT, 2000), (libc::SIGKILL, 500)] {
+            let left = self.workers_left();
+            if left.is_empty() {
+                break;
+            }
+            for w in left {
+                // SAFETY: kill(2) on a PID just checked to be one of our
+                // nginx's workers.
+                unsafe { libc::kill(w, sig) };
+            }
+            let t = Instant::now();
+            while !self.workers_left().is_empty() && t.elapsed() < Duration::from_millis(wait) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.workers_left()
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
+        let _ = self.stop();
     }
 }
 

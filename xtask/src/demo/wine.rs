@@ -166,7 +166,9 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         net.describe(", wineserver and winedevice.exe", nginx.pid())
     );
     let prefix = super::target_dir().join("demo").join("wine-prefix");
+    super::interrupt::check()?;
     let session = wine::start_session(&prefix, Some(&net.gate_ns()))?;
+    super::interrupt::check()?;
     let gate = WineGate {
         exe: session.install_gatectl(&b.gatectl_exe)?,
         session,
@@ -182,6 +184,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         gate.session.end();
         return Err(e);
     }
+    super::interrupt::check()?;
     let log_lines = wine::driver_lines(&gate.session.log_text());
     println!(
         "gate.sys: loaded by winedevice.exe in {:.1} s; {}",
@@ -272,6 +275,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
             .as_ref()
             .is_some_and(|j| n(&j["relay"], "active") > 0)
     {
+        super::interrupt::check()?;
         std::thread::sleep(Duration::from_millis(500));
         status = ctl.call(t0, &["status", "--json"]);
     }
@@ -285,7 +289,7 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     let _ = gate.session.run(&["sc", "delete", wine::SERVICE]);
     let log_path = gate.session.log.clone();
     gate.session.end();
-    nginx.stop();
+    let nginx_left = nginx.stop();
     let access = nginx.access_lines()?;
     drop(nginx);
     drop(net);
@@ -320,7 +324,10 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     println!("\nlive changes (gatectl.exe under Wine, through the driver's control device):");
     let steps_ok = match &steps {
         Ok(s) => {
-            print!("{}", summary::live_text(s, &live, &report, "greedy"));
+            print!(
+                "{}",
+                summary::live_text(s, &live, &report, &model, "greedy")
+            );
             true
         }
         Err(e) => {
@@ -423,6 +430,11 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
     );
 
     let mut failed = summary::common_failures(&verdicts, &pages_sum);
+    if !nginx_left.is_empty() {
+        failed.push(format!(
+            "nginx workers {nginx_left:?} still running after SIGQUIT and SIGKILL"
+        ));
+    }
     if !bytes_match {
         failed.push(format!(
             "the relay's byte counts ({} to clients, {} to the backend) differ from what the page clients read ({}) and wrote ({})",
@@ -469,8 +481,8 @@ pub fn run(out: &Path, b: &Builds) -> Result<Vec<String>> {
         "confirm_ms": scenario::POST_ACCEPT_CONFIRM_MS,
         "scaled_down": scenario::POST_ACCEPT_CHANGES,
         "decision_lag": { "p50_ms": lag50, "p99_ms": lag99, "max_ms": lag_max, "failed": lag_failed, "samples": &lag_samples },
-        "policy": format!("{policy:?}"),
-        "live": format!("{live:?}"),
+        "policy": policy,
+        "live": live,
         "groups": verdicts,
         "model": model,
         "live_steps": steps.as_ref().ok(),
