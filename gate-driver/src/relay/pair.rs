@@ -203,12 +203,6 @@ pub(crate) enum Dir {
     Done,
 }
 
-/// Room kept before the client's early bytes (received while the backend
-/// connect is pending) for the PROXY header: at least the longest v1 and
-/// v2 headers.
-pub const HEADER_ROOM: usize = 128;
-const _: () = assert!(HEADER_ROOM >= proxy::V1_MAX && HEADER_ROOM >= proxy::V2_MAX);
-
 /// The worker-only state of a pair.
 pub(crate) struct State {
     pub client: *mut WSK_SOCKET,
@@ -224,27 +218,6 @@ pub(crate) struct State {
     pub connected: bool,
     /// PROXY header bytes still to send (not counted as relayed bytes).
     pub header_left: usize,
-    /// The client is watched while the backend connect is pending: a
-    /// receive is kept posted on the client (the C2B slot), so a client
-    /// reset ends the pair at once (ClientError), not at the connect
-    /// timeout blamed on the backend. Its bytes gather in the C2B buffer
-    /// at `recv_base..early_end` (until the buffer is full: then the
-    /// client waits, as TCP flow control makes it), its EOF in `early_eof`.
-    pub early_posted: bool,
-    /// Where the client's early bytes start in the C2B buffer:
-    /// [`HEADER_ROOM`] when a PROXY header goes first (it is written just
-    /// before them), else 0.
-    pub recv_base: usize,
-    /// End of the client's early bytes in the C2B buffer.
-    pub early_end: usize,
-    /// The client's EOF came while connecting.
-    pub early_eof: bool,
-    /// PROXY header bytes placed just before `recv_base`, to be sent with
-    /// the early bytes once the early receive cancelled at connect is back.
-    pub pre: usize,
-    /// The early receive still pending at connect was cancelled (so the
-    /// header and early bytes go at once): its STATUS_CANCELLED is no error.
-    pub early_cancel: bool,
     pub bytes: [u64; 2],
     pub first_end: Side,
     /// Both directions ended: graceful close.
@@ -369,12 +342,6 @@ impl Pair {
                 connect_issued: false,
                 connected: false,
                 header_left: 0,
-                early_posted: false,
-                recv_base: 0,
-                early_end: 0,
-                early_eof: false,
-                pre: 0,
-                early_cancel: false,
                 bytes: [0; 2],
                 first_end: Side::None,
                 closing: false,
@@ -440,32 +407,15 @@ impl Pair {
     /// Writes the PROXY header into the client -> backend buffer; returns
     /// its length (0 without PROXY protocol).
     pub(crate) fn write_header(&self, v: Option<proxy::Version>, st: &State) -> usize {
-        self.write_header_before(v, st, 0)
-    }
-
-    /// Writes the PROXY header so that it ends at `end` in the C2B buffer
-    /// (`end` is 0: at the start; else [`HEADER_ROOM`], before the client's
-    /// early bytes). Returns its length; 0 for none.
-    pub(crate) fn write_header_before(
-        &self,
-        v: Option<proxy::Version>,
-        st: &State,
-        end: usize,
-    ) -> usize {
         let Some(v) = v else { return 0 };
         let (p, n) = self.buf(C2B);
         if p.is_null() {
             return 0;
         }
-        let room = if end == 0 { n } else { end.min(n) };
-        // SAFETY: the buffer is ours. Only `..room` is written: a receive
-        // that may still be in flight writes at `end..` only.
-        let out = unsafe { core::slice::from_raw_parts_mut(p, room) };
-        let h = proxy::encode(v, st.remote, st.local, out).unwrap_or(0);
-        if end != 0 && h <= end {
-            out.copy_within(..h, end.saturating_sub(h));
-        }
-        h
+        // SAFETY: the buffer is ours and no IRP uses it (the directions
+        // start after this).
+        let out = unsafe { core::slice::from_raw_parts_mut(p, n) };
+        proxy::encode(v, st.remote, st.local, out).unwrap_or(0)
     }
 
     /// Makes one WSK call on slot `i` (worker only; the slot is idle).

@@ -16,7 +16,7 @@ use core::sync::atomic::Ordering;
 use gate_ksys::*;
 
 use super::pair::{
-    conn_dispatch, Cause, Dir, Op, Pair, Side, State, B2C, C2B, CTL, HEADER_ROOM, TEARDOWN_GRACE_MS,
+    conn_dispatch, Cause, Dir, Op, Pair, Side, State, B2C, C2B, CTL, TEARDOWN_GRACE_MS,
 };
 use super::{bump, Relay, NEW};
 use crate::kernel::clock;
@@ -75,23 +75,6 @@ fn error_cause(side_is_client: bool) -> Cause {
         Cause::ClientError
     } else {
         Cause::BackendError
-    }
-}
-
-/// The client-to-backend direction's first step once connected: the
-/// PROXY header (`h` bytes, ending at `recv_base`; at 0 when no early
-/// receive was posted) and the client's early bytes in one send, then
-/// receives as usual; an early EOF is passed on after them (the receive
-/// after the send sees it again).
-fn early_dir(st: &State, h: usize) -> Dir {
-    let off = st.recv_base.saturating_sub(h);
-    let len = st.early_end.max(off.saturating_add(h));
-    if len > off {
-        Dir::Send { off, len }
-    } else if st.early_eof {
-        Dir::Shut
-    } else {
-        Dir::Recv
     }
 }
 
@@ -365,38 +348,6 @@ impl Worker {
                     st.connected = true;
                 }
             }
-            Op::Recv if i == C2B && !st.connected => {
-                // The client's early receive (see State::early_posted).
-                if !ok {
-                    self.abort(r, p, st, Cause::ClientError, status);
-                } else if info == 0 {
-                    st.early_eof = true;
-                    if st.first_end == Side::None {
-                        st.first_end = Side::Client;
-                    }
-                } else {
-                    st.early_end = st.early_end.saturating_add(info);
-                }
-            }
-            Op::Recv if i == C2B && st.early_cancel => {
-                // The early receive cancelled at connect is back: the
-                // header and every early byte go now.
-                st.early_cancel = false;
-                st.cancelled[C2B] = false;
-                if ok && info == 0 {
-                    st.early_eof = true;
-                    if st.first_end == Side::None {
-                        st.first_end = Side::Client;
-                    }
-                } else if ok {
-                    st.early_end = st.early_end.saturating_add(info);
-                } else if status != STATUS_CANCELLED {
-                    self.abort(r, p, st, Cause::ClientError, status);
-                }
-                if st.abort.is_none() {
-                    st.dirs[C2B] = early_dir(st, st.pre);
-                }
-            }
             Op::Recv => {
                 let from_client = i == C2B;
                 if !ok {
@@ -475,28 +426,16 @@ impl Worker {
         bump(&r.stats.opened);
         // SAFETY: a live pair.
         let pair = unsafe { &*p };
-        // The client's early bytes (received while connecting) are at
-        // `recv_base..early_end`; a PROXY header goes just before them.
-        let h = if st.early_posted {
-            pair.write_header_before(r.proxy, st, st.recv_base)
-        } else {
-            pair.write_header(r.proxy, st)
-        };
+        let h = pair.write_header(r.proxy, st);
         st.header_left = h;
-        let c2b = if st.ops[C2B] == Op::Recv {
-            // The early receive is still out: cancel it, so the header and
-            // the bytes so far go now (server-first protocols must not wait
-            // for the client); its completion starts the direction.
-            st.pre = h;
-            st.early_cancel = true;
-            st.cancelled[C2B] = true;
-            // SAFETY: an IRP we issued and that has not completed.
-            unsafe { IoCancelIrp(pair.irp(C2B)) };
-            Dir::Recv
-        } else {
-            early_dir(st, h)
-        };
-        st.dirs = [c2b, Dir::Recv];
+        st.dirs = [
+            if h > 0 {
+                Dir::Send { off: 0, len: h }
+            } else {
+                Dir::Recv
+            },
+            Dir::Recv,
+        ];
         telemetry::relay_opened(
             st.remote,
             r.backend,
@@ -533,17 +472,6 @@ impl Worker {
             return;
         }
         if !st.connected {
-            let (_, n) = pair.buf(C2B);
-            if !st.early_posted {
-                st.early_posted = true;
-                st.recv_base = if r.proxy.is_some() { HEADER_ROOM } else { 0 };
-                st.early_end = st.recv_base;
-            }
-            if st.ops[C2B] == Op::Idle && !st.early_eof && st.early_end < n {
-                // Watch the client while connecting (see State::early_posted).
-                let (client, at) = (st.client, st.early_end);
-                issue_io(r, pair, st, C2B, Op::Recv, client, at, n.saturating_sub(at));
-            }
             if st.ops[CTL] != Op::Idle {
                 return;
             }
