@@ -763,11 +763,10 @@ fn a_refusing_backend_writes_one_down_and_a_working_one_one_up() {
 /// Issue 12 review: a client that resets while the backend connect is
 /// pending kept its MaxConnections slot until ConnectTimeoutMs and was
 /// reported as connect_timeout with RelayBackendDown (blaming the
-/// backend). Wanted: the client watched while connecting (a receive
-/// posted on it), its reset ending the relay at once, cause client_error,
-/// the backend not marked down. Kept for the next session (ignored).
+/// backend). The client is watched while connecting (a receive kept
+/// posted on it): its reset ends the relay at once, cause client_error,
+/// and the backend is not marked down.
 #[test]
-#[ignore = "not built: watching the client during the connect needs IoCancelIrp of a pending receive at connect, which stalled the relay under Wine (docs/sessions/2026-11-29/issue-12.md)"]
 fn a_client_reset_during_the_connect_ends_it_at_once_without_blaming_the_backend() {
     let sim = Sim::new();
     let (d, local) = start_relay(
