@@ -158,6 +158,8 @@ fn bench(c: &mut Criterion) {
                 46,
                 47,
                 48,
+                49,
+                50,
             )
         })
     });

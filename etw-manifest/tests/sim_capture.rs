@@ -63,7 +63,7 @@ fn write_all(p: &Provider) {
     etw::counters(
         p, 1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
         24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46,
-        47, 48,
+        47, 48, 49, 50,
     );
     etw::connection_declined(p, remote.as_bytes(), local.as_bytes(), 256, false);
     etw::driver_loaded(p, "0.1.0", 1);
@@ -170,11 +170,12 @@ fn values_round_trip() {
         .skip(1)
         .map(|f| f.as_u64().unwrap())
         .collect();
-    assert_eq!(counts, (1..=48).collect::<Vec<u64>>());
+    assert_eq!(counts, (1..=50).collect::<Vec<u64>>());
     // Version 2 carries the relay's figures last (RelayCounters, id 23, is
     // retired); version 3 adds GracefulClosesAborted after ClosedSockets;
     // version 4 ManualBan after PendBudgetSpent (manual bans apart from
-    // automatic ones, review 13b item 6).
+    // automatic ones, review 13b item 6); version 5 the relay's abandoned
+    // counts last (review 10 item 8).
     assert_eq!(c.u64("PendBudgetSpent"), Some(10));
     assert_eq!(c.u64("ManualBan"), Some(11));
     assert_eq!(c.u64("ClosedSockets"), Some(34));
@@ -182,6 +183,8 @@ fn values_round_trip() {
     assert_eq!(c.u64("PendingInUse"), Some(36));
     assert_eq!(c.u64("RelaysActive"), Some(37));
     assert_eq!(c.u64("RelayBytesToClient"), Some(48));
+    assert_eq!(c.u64("RelaysAbandoned"), Some(49));
+    assert_eq!(c.u64("RelaysAbandonedFreed"), Some(50));
     assert!(!evs.iter().any(|e| e.name == "RelayCounters"));
 
     assert_eq!(
@@ -304,6 +307,8 @@ fn decision_helper_picks_the_event_of_the_action() {
         refused_at_limit: 1,
         bytes_to_backend: 4096,
         bytes_to_client: 8192,
+        abandoned: 2,
+        abandoned_freed: 1,
         ..Default::default()
     };
     etw::counters_from(p, 1000, &gate.counters(), 1, 65536, &stats, 3, &relay);
@@ -342,10 +347,12 @@ fn decision_helper_picks_the_event_of_the_action() {
             "RelaysRefusedAtLimit",
             "RelaysNoMemory",
             "RelayBytesToBackend",
-            "RelayBytesToClient"
+            "RelayBytesToClient",
+            "RelaysAbandoned",
+            "RelaysAbandonedFreed"
         ]
         .map(|f| evs[2].u64(f)),
-        [2, 5, 3, 1, 1, 0, 4096, 8192].map(Some)
+        [2, 5, 3, 1, 1, 0, 4096, 8192, 2, 1].map(Some)
     );
     assert_eq!(evs[3].u64("RateMilli"), Some(1000));
     p.unregister();

@@ -128,6 +128,8 @@ fn every_event_is_byte_identical_to_microsofts_encoder() {
         46,
         47,
         48,
+        49,
+        50,
         u64::MAX,
     );
     etw::connection_declined(p, r, l, 256, false);

@@ -48,6 +48,11 @@ pub(crate) struct BucketParams {
     /// pends are on ([`Self::with_pend`]). [`Self::clamp`] holds a bucket to
     /// it, which is what bounds a key's wait after a live change.
     pub ceil: u64,
+    /// [`Self::ceil`] while pends promised under an earlier configuration
+    /// may still be outstanding: its pend term raised to what those pends
+    /// may have reserved ([`Self::hold`]), so their debt is not dropped by
+    /// [`Self::clamp`]. Equal to `ceil` when nothing is held.
+    pub held: u64,
     /// The largest time in ticks that converts to units without saturating.
     max_ticks: Ticks,
     /// Division by `t` of the tokens reported, as a multiplication.
@@ -142,6 +147,7 @@ impl BucketParams {
             cap: t.saturating_mul(u64::from(burst)),
             limit,
             ceil: limit.saturating_add(t),
+            held: limit.saturating_add(t),
             max_ticks: u64::MAX >> iv.shift,
             per_mille: PerMille::new(t, t.saturating_mul(u64::from(burst))),
         })
@@ -151,6 +157,23 @@ impl BucketParams {
     /// to `max_delay` ticks ahead (a pend): raises [`Self::ceil`] by it.
     pub(crate) fn with_pend(mut self, max_delay: Ticks) -> BucketParams {
         self.ceil = self.ceil.saturating_add(self.units(max_delay));
+        self.held = self.ceil;
+        self
+    }
+
+    /// The same parameters with [`Self::held`] set for pends that an
+    /// earlier configuration promised up to `term` ticks ahead: `limit + t`
+    /// plus the larger of `term` and this configuration's own pend term.
+    pub(crate) fn hold(mut self, term: Ticks) -> BucketParams {
+        let by_old = self
+            .limit
+            .saturating_add(self.t)
+            .saturating_add(self.units(term));
+        self.held = if by_old > self.ceil {
+            by_old
+        } else {
+            self.ceil
+        };
         self
     }
 
@@ -163,9 +186,15 @@ impl BucketParams {
     /// "Live changes"). Relative to the last decision, not to the current
     /// time: a clamp to `now + ceil` at every decision would keep a key
     /// at its most debt for as long as its old debt lasted.
+    ///
+    /// `held`: pends promised under an earlier configuration may still be
+    /// outstanding at `now` (the gate's `pend_hold`): the ceiling is then
+    /// [`Self::held`], which keeps their reserved debt. (Those pends are
+    /// still delivered; dropping their debt would let new SYNs in on top
+    /// of them, up to about twice the limits until they drain: review 13c.)
     #[inline]
-    pub(crate) fn clamp(&self, tat: u64, now: u64) -> u64 {
-        let most = now.saturating_add(self.ceil);
+    pub(crate) fn clamp(&self, tat: u64, now: u64, held: bool) -> u64 {
+        let most = now.saturating_add(if held { self.held } else { self.ceil });
         if tat > most {
             most
         } else {
@@ -248,7 +277,9 @@ impl AtomicBucket {
         let _ = self
             .tat
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
-                let c = p.clamp(cur, now);
+                // The global token of a pend is taken at its decision (not
+                // reserved ahead), so `limit + t` covers it: nothing held.
+                let c = p.clamp(cur, now, false);
                 (c != cur).then_some(c)
             });
     }

@@ -224,6 +224,31 @@ impl<L: RawLock> Gate<L> {
         let mut new =
             try_box(Live::build(cfg, bans, Some(&cur.p))?).ok_or(ChangeError::OutOfMemory)?;
         new.generation = cur.generation.wrapping_add(1);
+        // Pends promised under the configuration in force (or held from an
+        // earlier one) may have reserved up to `old_term` ahead; they are
+        // still delivered, so their debt is kept until they have all come
+        // due, even if this change lowers the pend term (review 13c).
+        let seen = || {
+            self.shards
+                .iter()
+                .map(|s| s.clock.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0)
+        };
+        let hold_active = self.pend_hold.load(Ordering::Relaxed) > seen();
+        let old_term = if hold_active {
+            cur.p.pend_term().max(cur.p.held_term)
+        } else {
+            cur.p.pend_term()
+        };
+        let holding = old_term > new.p.pend_term();
+        if holding {
+            new.p.held_term = old_term;
+            new.p.key = new.p.key.hold(old_term);
+            // Before the swap (released by it): a decision that sees the
+            // new object holds until the end is known.
+            self.pend_hold.store(Ticks::MAX, Ordering::Relaxed);
+        }
         if cur.p.global.is_none() && new.p.global.is_some() {
             // Switched on: start full (no decision reads it while off, and
             // only this change writes it outside a decision).
@@ -234,16 +259,17 @@ impl<L: RawLock> Gate<L> {
         // SAFETY: acquired just above.
         unsafe { self.control.unlock(st) };
         self.grace_period();
+        // The latest time any shard has seen (a bounded pass over the
+        // shards, no lock): no decision uses the old object any more, so
+        // every pend it promised is due by `seen + old_term`.
+        let seen = seen();
+        if holding {
+            self.pend_hold
+                .store(seen.saturating_add(old_term), Ordering::Relaxed);
+        }
         if let (Some(_), Some(g)) = (&old.p.global, &guard.current().p.global) {
-            // The global bucket's debt beyond what the new limits allow, at
-            // the latest time any shard has seen (a bounded pass over the
-            // shards, no lock): see `BucketParams::clamp`.
-            let seen = self
-                .shards
-                .iter()
-                .map(|s| s.clock.load(Ordering::Relaxed))
-                .max()
-                .unwrap_or(0);
+            // The global bucket's debt beyond what the new limits allow:
+            // see `BucketParams::clamp`.
             self.global.0.clamp(g, g.units(seen));
         }
         drop(guard);
@@ -389,7 +415,8 @@ impl<L: RawLock> Gate<L> {
         let iv = p.key.iv;
         let nu = p.key.units(now);
         // As the next decision sees it (see `BucketParams::clamp`).
-        let tat = p.key.clamp(e.tat, p.key.units(e.last));
+        let held = e.last < self.pend_hold.load(Ordering::Relaxed);
+        let tat = p.key.clamp(e.tat, p.key.units(e.last), held);
         let debt = iv.ceil_ticks(tat.saturating_sub(nu));
         KeyState {
             key,

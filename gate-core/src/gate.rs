@@ -228,6 +228,12 @@ pub struct Gate<L: RawLock = SpinLock> {
     /// than one per shard so the kernel's pool can back it with large pages.
     table: Vec<Entry>,
     pub(crate) global: OwnLines<AtomicBucket>,
+    /// Until when (ticks, exclusive; compared with a key's last decision)
+    /// pends promised under an earlier configuration may be outstanding:
+    /// [`BucketParams::clamp`] keeps `key.held` before it. `Ticks::MAX`
+    /// while a change that lowered the pend term is being installed; set
+    /// to `seen + old term` once no decision uses the old configuration.
+    pub(crate) pend_hold: AtomicU64,
     pend: OwnLines<PendSlots<L>>,
     pub(crate) pend_events: OwnLines<[AtomicU64; EVENT_COUNT]>,
 }
@@ -288,6 +294,7 @@ impl<L: RawLock> Gate<L> {
             nat64: Nat64::build(&config.nat64_prefixes).map_err(|_| oom)?,
             table,
             global: OwnLines(AtomicBucket::new()),
+            pend_hold: AtomicU64::new(0),
             pend: OwnLines(PendSlots::new(config.max_pending, filler).map_err(|_| oom)?),
             pend_events: OwnLines(Default::default()),
         })
@@ -541,7 +548,10 @@ impl<L: RawLock> Gate<L> {
         // Debt left by limits since changed live, beyond what these allow
         // at the key's last decision (a no-op for a key only ever decided
         // under these limits; see `BucketParams::clamp`).
-        e.tat = p.key.clamp(e.tat, p.key.units(prior_last));
+        // (One relaxed load: `pend_hold` is set before the swap that
+        // installs `p`, and `p` was read with acquire.)
+        let held = prior_last < self.pend_hold.load(Ordering::Relaxed);
+        e.tat = p.key.clamp(e.tat, p.key.units(prior_last), held);
         let global = || match &p.global {
             None => Ok(None),
             Some(g) => self.global.0.try_take(g, now).map(Some).ok_or(()),

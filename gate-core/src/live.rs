@@ -56,6 +56,21 @@ pub(crate) struct Params {
     pub observe: bool,
     pub pend_on: bool,
     pub max_delay: Ticks,
+    /// The pend term `key.held` keeps (ticks; 0: nothing held): how far
+    /// ahead pends promised under earlier configurations may have reserved
+    /// (see the gate's `pend_hold`).
+    pub held_term: Ticks,
+}
+
+impl Params {
+    /// How far ahead (ticks) a pend under these parameters may reserve.
+    pub(crate) fn pend_term(&self) -> Ticks {
+        if self.pend_on {
+            self.max_delay
+        } else {
+            0
+        }
+    }
 }
 
 impl Params {
@@ -131,6 +146,7 @@ impl Params {
             observe: config.observe,
             pend_on: config.max_pending > 0,
             max_delay,
+            held_term: 0,
         })
     }
 }

@@ -1042,3 +1042,110 @@ fn concurrent_changers_are_applied_or_busy_and_nothing_is_torn() {
         busy.load(Ordering::Relaxed)
     );
 }
+
+/// Admission times of one key: accepts at their stamp, pends at their `at`
+/// (as the driver delivers them), sorted.
+fn admit(g: &Gate, x: IpAddr, now: Ticks, out: &mut Vec<Ticks>) {
+    let d = g.decide(x, ip(LOCAL), now);
+    if let Some(p) = d.pend {
+        out.push(p.at);
+        let _ = g.pend_done(p.ticket);
+    } else if d.action == Action::Accept {
+        out.push(now);
+    }
+}
+
+/// Review 13c, item 1: 8 SYNs at once at 1/s, burst 1, pends up to 5 s
+/// (1 accept, 5 pends due at 1..5 s); `set --max-delay 100ms` at 1 s; then
+/// a probe every 250 ms. The clamp dropped the pends' reserved debt, so the
+/// probes were accepted too: 9 admissions in [1.2 s, 5.4 s]. The pends'
+/// debt is now kept until they have come due: no probe gets in before the
+/// last pend.
+#[test]
+fn lowering_max_delay_keeps_the_debt_of_outstanding_pends() {
+    // Pends cannot be turned off live (`max_pending` needs a restart):
+    // 1 ms is the least delay.
+    for delay in [100, 1] {
+        let g = gate(Config {
+            rate_milli: 1000,
+            burst: 1,
+            max_pending: 64,
+            max_delay_ms: 5000,
+            ..small()
+        });
+        let x = ip("10.213.0.7");
+        let mut adm = Vec::new();
+        for _ in 0..8 {
+            admit(&g, x, T0, &mut adm);
+        }
+        assert_eq!(adm.len(), 6);
+        g.reconfigure(|c| c.max_delay_ms = delay).unwrap();
+        for i in 0..25 {
+            admit(&g, x, T0 + TICKS_PER_SEC + i * 250 * TICKS_PER_MS, &mut adm);
+        }
+        adm.sort_unstable();
+        let last_pend = T0 + 5 * TICKS_PER_SEC;
+        let early = adm.iter().filter(|&&t| t > T0 && t < last_pend).count();
+        assert_eq!(early, 4, "max delay {delay} ms: admissions {adm:?}");
+        // After the pends, the key runs at 1/s again.
+        assert!(adm.iter().any(|&t| t > last_pend), "{adm:?}");
+    }
+}
+
+mod pend_swap_model {
+    //! Random configuration A with pends, SYNs leaving pends outstanding,
+    //! then B keeping or lowering the pend delay (to as little as 1 ms; pends cannot
+    //! be turned off live), with random rates and bursts: the admissions
+    //! of a key (accepts at their stamp, pends at their `at`) within any
+    //! window `w` are at most `burst_A + burst_B + 1 + r_max (w + 1 tick)`:
+    //! what A then B allow, with at most one new burst.
+    use super::*;
+    use proptest::prelude::*;
+
+    const RATES: [u64; 4] = [500, 1_000, 7_000, 100_000];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn pends_promised_before_a_change_are_not_admitted_twice(
+            (ra, ba, da) in (0usize..4, 1u32..4, 200u32..5000),
+            (rb, bb, cut, off) in (0usize..4, 1u32..4, 1u32..=100, any::<bool>()),
+            before in proptest::collection::vec(0u64..(TICKS_PER_SEC / 4), 1..80),
+            after in proptest::collection::vec(0u64..(TICKS_PER_SEC / 2), 0..200),
+        ) {
+            let (ra, rb) = (RATES[ra], RATES[rb]);
+            let g = gate(Config { rate_milli: ra, burst: ba, max_pending: 1 << 12, max_delay_ms: da, ..small() });
+            let x = ip("10.213.0.9");
+            let mut adm = Vec::new();
+            let mut now = T0;
+            for dt in before {
+                now += dt / 64;
+                admit(&g, x, now, &mut adm);
+            }
+            let db = if off { 1 } else { (da * cut / 100).max(1) };
+            if g.reconfigure(|c| {
+                c.rate_milli = rb;
+                c.burst = bb;
+                c.max_delay_ms = db;
+            }).is_err() {
+                return Ok(());
+            }
+            for dt in after {
+                now += dt / 8;
+                admit(&g, x, now, &mut adm);
+            }
+            adm.sort_unstable();
+            const N: u128 = 10_000_000_000;
+            let rmax = u128::from(ra.max(rb));
+            let b = u128::from(ba) + u128::from(bb) + 1;
+            for i in 0..adm.len() {
+                for j in i..adm.len() {
+                    let n = (j - i + 1) as u128;
+                    let w = u128::from(adm[j] - adm[i]) + 1;
+                    prop_assert!(n * N <= b * N + rmax * w,
+                        "{n} admissions within {w} ticks: A {ra}/{ba}/{da} ms, B {rb}/{bb}/{db} ms ");
+                }
+            }
+        }
+    }
+}

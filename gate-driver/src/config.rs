@@ -695,7 +695,7 @@ fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
 
 /// Slots each table shard needs at least (gate-core's rule, see its
 /// `Config::validate`).
-const MIN_SLOTS_PER_SHARD: u32 = 64;
+const MIN_SLOTS_PER_SHARD: u32 = gate_core::config::MIN_SLOTS_PER_SHARD;
 
 /// Name reported when TableCapacity and TableShards are each valid but not
 /// together.
@@ -705,11 +705,17 @@ pub const TABLE_COMBINATION: &str = "TableShards+TableCapacity";
 /// shard [`MIN_SLOTS_PER_SHARD`] slots. Refused under
 /// [`TABLE_COMBINATION`], with the largest TableShards this TableCapacity
 /// accepts as the value (gate-core alone would blame TableShards only,
-/// e.g. for `TableCapacity 1024` with the default 64 shards).
+/// e.g. for `TableCapacity 1024` with the default 64 shards). Only when
+/// each value is within its own range (gate-core's `Config::validate`
+/// rules, the same constants): otherwise that value is refused under its
+/// own name, so the message names the real problem and its advice works
+/// (`TableCapacity 512` was once blamed on the combination).
 fn table_combination(c: &Config) -> Result<(), Rejected> {
+    use gate_core::config::{MAX_CAPACITY, MAX_SHARDS, MIN_CAPACITY};
     let each_valid = c.capacity.is_power_of_two()
+        && (MIN_CAPACITY..=MAX_CAPACITY).contains(&c.capacity)
         && c.shards.is_power_of_two()
-        && c.shards <= gate_core::config::MAX_SHARDS;
+        && c.shards <= MAX_SHARDS;
     let per_shard = c.capacity.checked_div(c.shards).unwrap_or(0);
     if each_valid && per_shard < MIN_SLOTS_PER_SHARD {
         return Err(reject(
@@ -1348,5 +1354,53 @@ mod tests {
             })
         });
         assert!(ok.is_ok());
+    }
+
+    fn with2(a: (&str, u32), b: (&str, u32)) -> Result<DriverConfig, Rejected> {
+        parse(|q| {
+            Ok(if q == a.0 {
+                dword(a.1)
+            } else if q == b.0 {
+                dword(b.1)
+            } else {
+                None
+            })
+        })
+        .map_err(|e| match e {
+            LoadError::Rejected(r) => r,
+            LoadError::NoMemory(m) => panic!("no memory: {m:?}"),
+        })
+    }
+
+    /// Review item 5: a value outside its own range is refused under its
+    /// own name, not blamed on the combination (whose advice would then
+    /// fail): TableCapacity 512 (with the default TableShards, or with the
+    /// TableShards the combination would have advised), 256 with 4 shards,
+    /// and TableCapacity 2^23 or TableShards 2048 with a partner that
+    /// would not fit. Every power of two below 1024 is covered.
+    #[test]
+    fn a_value_out_of_its_own_range_is_refused_under_its_own_name_first() {
+        for k in 0..10 {
+            let cap = 1u32 << k;
+            let r = with(name::TABLE_CAPACITY, dword(cap)).unwrap_err();
+            assert_eq!(r.name, name::TABLE_CAPACITY, "{cap}: {r}");
+            assert_eq!(r.value, u64::from(cap));
+            assert!(r.problem.contains("from 1024"), "{r}");
+            for shards in [1, 4, 8, 64] {
+                let r =
+                    with2((name::TABLE_CAPACITY, cap), (name::TABLE_SHARDS, shards)).unwrap_err();
+                assert_eq!(r.name, name::TABLE_CAPACITY, "{cap}/{shards}: {r}");
+            }
+        }
+        // Following the message's advice works: 1024, then the
+        // combination's own advice (16 shards).
+        let r = with(name::TABLE_CAPACITY, dword(1024)).unwrap_err();
+        assert_eq!(r.name, TABLE_COMBINATION);
+        assert!(with2((name::TABLE_CAPACITY, 1024), (name::TABLE_SHARDS, 16)).is_ok());
+        // A shard count out of its range is named too, whatever the capacity.
+        let r = with2((name::TABLE_CAPACITY, 1024), (name::TABLE_SHARDS, 2048)).unwrap_err();
+        assert_eq!(r.name, name::TABLE_SHARDS, "{r}");
+        let r = with2((name::TABLE_CAPACITY, 1 << 23), (name::TABLE_SHARDS, 1024)).unwrap_err();
+        assert_eq!(r.name, name::TABLE_CAPACITY, "{r}");
     }
 }

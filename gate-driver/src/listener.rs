@@ -82,13 +82,16 @@ fn run(d: &Driver) {
         }
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     };
-    let Some(npi) = capture(d) else {
+    // When the last Counters event was written (the period runs through
+    // every wait of this thread: capture, listening, back-off).
+    let mut last_counters = crate::kernel::clock::now();
+    let Some(npi) = capture(d, &mut last_counters) else {
         return;
     };
     // Issue 12: the relay worker, when a backend is configured.
     let relay = crate::relay::start(d, &npi);
     let mut closer = Closer::new(d);
-    life_cycle(d, &npi, &mut irp, &mut closer);
+    life_cycle(d, &npi, &mut irp, &mut closer, &mut last_counters);
     // `stopping` is set: what is still queued is closed abortively, and
     // every graceful close in flight is given up on.
     close_all_accepted(d, &mut irp, &mut closer);
@@ -109,7 +112,7 @@ pub const CAPTURE_WAIT_MS: u32 = 500;
 
 /// Step 1: captures the provider NPI, asking again while WSK is not ready
 /// and backing off on other failures. `None` when unloading.
-fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
+fn capture(d: &Driver, last_counters: &mut u64) -> Option<WSK_PROVIDER_NPI> {
     let mut backoff = BACKOFF_MIN_MS;
     loop {
         if d.stopping.load(Ordering::Acquire) {
@@ -130,6 +133,8 @@ fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
             return Some(npi);
         }
         if st == STATUS_DEVICE_NOT_READY {
+            // (WskCaptureProviderNPI waited up to CAPTURE_WAIT_MS.)
+            counters_when_due(d, last_counters);
             // WSK did not come up within the wait: check for unload, ask again.
             continue;
         }
@@ -139,17 +144,67 @@ fn capture(d: &Driver) -> Option<WSK_PROVIDER_NPI> {
             st,
             backoff
         );
-        d.wake.wait(Some(backoff));
+        // Counters stay on time during the back-off: wait until the
+        // earlier of the two, and write Counters if that was its time.
+        let start = crate::kernel::clock::now();
+        loop {
+            let waited = crate::kernel::clock::now().saturating_sub(start) / 10_000;
+            let left = u64::from(backoff).saturating_sub(waited);
+            if left == 0 || d.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            let left = u32::try_from(left).unwrap_or(backoff);
+            d.wake.wait(closer::earlier(
+                Some(left),
+                counters_next_ms(d, *last_counters),
+            ));
+            counters_when_due(d, last_counters);
+        }
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     }
 }
 
+/// How long until the Counters event is due (ms; at least 1), `None` when
+/// it is off (`CountersIntervalMs` 0). Every wait of the worker is bounded
+/// by it, and each wait is followed by [`counters_when_due`], so Counters
+/// comes on time whether a listener is up, being re-created or backing off.
+fn counters_next_ms(d: &Driver, last: u64) -> Option<u32> {
+    let period = d.cfg.counters_interval_ms;
+    if period == 0 {
+        return None;
+    }
+    let elapsed_ms = crate::kernel::clock::now().saturating_sub(last) / 10_000;
+    let left = u64::from(period).saturating_sub(elapsed_ms).max(1);
+    Some(u32::try_from(left).unwrap_or(period))
+}
+
+/// Writes the Counters event when its period has passed since `last`
+/// (then moves `last` to now). Called after a wait and the work it woke
+/// for, so the event reports that work.
+fn counters_when_due(d: &Driver, last: &mut u64) {
+    let period = d.cfg.counters_interval_ms;
+    if period == 0 {
+        return;
+    }
+    let now = crate::kernel::clock::now();
+    let elapsed_ms = now.saturating_sub(*last) / 10_000;
+    if elapsed_ms >= u64::from(period) {
+        telemetry::counters(d, u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
+        *last = now;
+    }
+}
+
 /// Steps 2-5 until unload.
-fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp, closer: &mut Closer) {
+fn life_cycle(
+    d: &Driver,
+    npi: &WSK_PROVIDER_NPI,
+    irp: &mut SyncIrp,
+    closer: &mut Closer,
+    last_counters: &mut u64,
+) {
     let local = addr::listen_addr(d.cfg.listen_address, d.cfg.listen_port);
     let mut backoff = BACKOFF_MIN_MS;
     let mut attempt: u32 = 0;
-    let mut last_counters = crate::kernel::clock::now();
     while !d.stopping.load(Ordering::Acquire) {
         d.reset_dead();
         let created = create(d, npi, irp, local);
@@ -180,7 +235,7 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp, closer: &mu
                     closer,
                     socket,
                     acceptor.as_deref_mut(),
-                    &mut last_counters,
+                    last_counters,
                 );
                 // This listener's own report (reset for each listener), or
                 // unload with status 0.
@@ -207,14 +262,16 @@ fn life_cycle(d: &Driver, npi: &WSK_PROVIDER_NPI, irp: &mut SyncIrp, closer: &mu
             break;
         }
         attempt = attempt.saturating_add(1);
-        back_off(d, irp, closer, backoff);
+        back_off(d, irp, closer, backoff, last_counters);
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX_MS);
     }
 }
 
 /// Waits `ms` before the next attempt; unload (which sets `wake` and
-/// `stopping`) cuts it short. Other wake-ups are served and waited out.
-fn back_off(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer, ms: u32) {
+/// `stopping`) cuts it short. Other wake-ups are served and waited out;
+/// Counters is written when due meanwhile (review item 4: the period must
+/// not stop while the listener is down).
+fn back_off(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer, ms: u32, last_counters: &mut u64) {
     let start = crate::kernel::clock::now();
     loop {
         let waited = crate::kernel::clock::now().saturating_sub(start) / 10_000;
@@ -223,9 +280,11 @@ fn back_off(d: &Driver, irp: &mut SyncIrp, closer: &mut Closer, ms: u32) {
             return;
         }
         let left = Some(u32::try_from(left).unwrap_or(ms));
-        d.wake.wait(closer::earlier(left, closer.next_due_ms()));
+        let next = closer::earlier(left, counters_next_ms(d, *last_counters));
+        d.wake.wait(closer::earlier(next, closer.next_due_ms()));
         close_accepted(d, irp, closer);
         closer.poll(d, irp);
+        counters_when_due(d, last_counters);
     }
 }
 
@@ -257,9 +316,8 @@ fn wait_while_listening(
             // and the caller waits for the accept before dropping `a`.
             unsafe { a.arm(socket) };
         }
-        let period = d.cfg.counters_interval_ms;
-        let timeout = if period == 0 { None } else { Some(period) };
-        d.wake.wait(closer::earlier(timeout, closer.next_due_ms()));
+        let next = counters_next_ms(d, *last_counters);
+        d.wake.wait(closer::earlier(next, closer.next_due_ms()));
         if let Some(a) = acceptor.as_deref_mut() {
             if !a.poll(d, irp) {
                 d.signal_listener_dead(CloseCause::Error, STATUS_UNSUCCESSFUL);
@@ -267,14 +325,7 @@ fn wait_while_listening(
         }
         close_accepted(d, irp, closer);
         closer.poll(d, irp);
-        if period != 0 {
-            let now = crate::kernel::clock::now();
-            let elapsed_ms = now.saturating_sub(*last_counters) / 10_000;
-            if elapsed_ms >= u64::from(period) {
-                telemetry::counters(d, u32::try_from(elapsed_ms).unwrap_or(u32::MAX));
-                *last_counters = now;
-            }
-        }
+        counters_when_due(d, last_counters);
     }
 }
 

@@ -24,9 +24,13 @@ use crate::pending::PendingTable;
 /// Each routine releases its reference as its very last access to driver
 /// memory (after its last event, lock and counter): unload waits on
 /// `drained`, which the last release sets, and only then unregisters ETW
-/// and frees the Driver. This is the reference scheme of Windows drivers
-/// without a device object (IoSetCompletionRoutineEx needs one): what
-/// runs after the release is the routine's return.
+/// and frees the Driver. What runs after the release is the routine's
+/// return. IoSetCompletionRoutineEx (which keeps the image loaded until
+/// the routine has returned) needs a DEVICE_OBJECT; the control device
+/// exists only when its creation succeeded (the gate runs without it
+/// otherwise) and is deleted first in DriverUnload, so the routines do not
+/// rely on it: this count is the one scheme for every IRP the driver
+/// issues (listener, post-accept, closer, pends and relay).
 pub struct Rundown {
     state: AtomicU32,
     /// Set by the last reference to go once closed.
@@ -65,8 +69,8 @@ impl Rundown {
 
     /// Takes a reference for a request about to be issued (whose
     /// completion routine calls [`Rundown::release`] last). Never fails:
-    /// only the worker and the timer DPC issue requests, and unload closes
-    /// the rundown after both stopped.
+    /// only the worker threads (listener, relay) and the timer DPC issue
+    /// requests, and unload closes the rundown after all of them stopped.
     pub fn acquire(&self) {
         self.state.fetch_add(1, Ordering::Acquire);
     }

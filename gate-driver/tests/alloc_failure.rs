@@ -2,8 +2,8 @@
 //!
 //! A reference run (start, listen, inspect / pend / abort, accept, a NULL
 //! InspectID and the listener's re-creation, unload) counts the driver's
-//! allocations: pool blocks and IRPs, which the simulation counts in one
-//! sequence. Then the run is repeated with the k-th allocation failing,
+//! allocations: pool blocks, IRPs and MDLs, which the simulation counts in
+//! one sequence. Then the run is repeated with the k-th allocation failing,
 //! for every k: DriverEntry either succeeds or returns
 //! STATUS_INSUFFICIENT_RESOURCES with nothing left behind, the worker
 //! retries what it could not allocate, and every run ends with a clean
@@ -192,7 +192,12 @@ fn every_allocation_can_fail(mode: Mode) {
                 "the reference run relays"
             );
         }
-        sim.pool_stats().allocations + sim.irp_stats().allocated
+        if mode == Mode::Relay {
+            // Two per relay (one per direction's buffer): the relay's
+            // NULL-MDL branch is in the sequence (review 10 item 7).
+            assert!(sim.mdl_allocations() >= 4, "{}", sim.mdl_allocations());
+        }
+        sim.pool_stats().allocations + sim.irp_stats().allocated + sim.mdl_allocations()
     };
     assert!(total > 20, "the run allocates: {total}");
     let (mut refused, mut started) = (0, 0);

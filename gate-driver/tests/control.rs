@@ -85,13 +85,17 @@ fn ban_req(target: &str, duration_ms: u64) -> BanRequest {
 }
 
 fn unban_all(h: &DeviceHandle, target: &str) -> (u32, u32) {
+    unban_with(h, target, 0)
+}
+
+fn unban_with(h: &DeviceHandle, target: &str, flags: u32) -> (u32, u32) {
     let (mut manual, mut auto, mut cursor) = (0, 0, CURSOR_START);
     loop {
         let r: UnbanReply = call(
             h,
             &UnbanRequest {
                 version: VERSION,
-                flags: 0,
+                flags,
                 target: cidr(target),
                 reserved: 0,
                 cursor,
@@ -607,6 +611,51 @@ fn list_change_events_name_the_op_and_the_cidrs() {
     sim.assert_no_violations();
 }
 
+/// Review 13c, item 2: a replace counted the new list's size as
+/// "changed": an identical replace said "2 changed" and wrote an event, an
+/// emptying replace said "0 changed" and wrote none. It counts the
+/// entries added plus those removed; the list changed if and only if an
+/// event is written.
+#[test]
+fn replace_counts_added_plus_removed_and_audits_every_change() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    let h = open(&sim, RW);
+    let run = |entries: &[&str]| -> (u32, u32, Vec<String>) {
+        sim.take_events();
+        let r = h.ioctl(
+            IOCTL_GATE_LIST_CHANGE,
+            &list_change(list_kind::DENY, list_op::REPLACE, 0, entries),
+            ListChangeReply::SIZE,
+        );
+        assert_eq!(r.status, 0);
+        let rep = ListChangeReply::from_bytes(&r.output).unwrap();
+        let ev = events_named(&sim, "ConfigChanged")
+            .iter()
+            .map(|e| format!("{} -> {}", str_field(e, "Old"), str_field(e, "New")))
+            .collect();
+        (rep.len, rep.changed, ev)
+    };
+    let (len, n, ev) = run(&["10.7.0.0/16", "10.8.0.0/16"]);
+    assert_eq!((len, n, ev.len()), (2, 2, 1));
+    // The same list (one entry written with host bits): nothing changed.
+    let (len, n, ev) = run(&["10.8.0.0/16", "10.7.1.2/16"]);
+    assert_eq!((len, n, ev), (2, 0, vec![]));
+    // One kept, one removed, two added.
+    let (len, n, _) = run(&["10.7.0.0/16", "10.9.0.0/16", "192.0.2.0/24"]);
+    assert_eq!((len, n), (3, 3));
+    // Emptied: a change, audited.
+    let (len, n, ev) = run(&[]);
+    assert_eq!((len, n), (0, 3));
+    assert_eq!(
+        ev,
+        vec!["3 entries -> 0 entries after replace with nothing (3 changed)".to_string()]
+    );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
 #[test]
 fn manual_ban_query_and_unban() {
     let sim = Sim::new();
@@ -678,6 +727,45 @@ fn manual_ban_query_and_unban() {
         whats,
         ["ban.manual", "ban.manual", "ban.manual", "unban.manual"]
     );
+    drop(h);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
+
+/// Review 13c, item 4: `unban 0.0.0.0/0` lifts manual bans too; with
+/// [`UNBAN_AUTO_ONLY`] it lifts automatic bans only. Unknown flags are
+/// refused (so an older driver refuses the flag rather than lifting manual
+/// bans).
+#[test]
+fn unban_auto_only_keeps_manual_bans() {
+    let sim = Sim::new();
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("Burst", RegValue::Dword(1)),
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("BanThreshold", RegValue::Dword(2)),
+            ("BanWindowMs", RegValue::Dword(10_000)),
+            ("BanMs", RegValue::Dword(600_000)),
+        ],
+    );
+    for p in 0..3 {
+        verdict(&sim, &l, &format!("10.5.0.1:{}", 5000 + p));
+    }
+    let h = open(&sim, RW);
+    let _: BanReply = call(&h, &ban_req("10.6.0.0/16", 60_000)).unwrap();
+    let bad = UnbanRequest {
+        version: VERSION,
+        flags: 2,
+        target: cidr("0.0.0.0/0"),
+        reserved: 0,
+        cursor: CURSOR_START,
+    };
+    assert!(call::<UnbanRequest>(&h, &bad).is_err());
+    assert_eq!(unban_with(&h, "0.0.0.0/0", UNBAN_AUTO_ONLY), (0, 1));
+    assert_eq!(query(&h, "10.5.0.1").state & query_state::AUTO_BANNED, 0);
+    assert_ne!(query(&h, "10.6.1.1").state & query_state::MANUAL_BANNED, 0);
+    assert_eq!(unban_all(&h, "0.0.0.0/0"), (1, 0));
     drop(h);
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();

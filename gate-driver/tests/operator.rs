@@ -235,3 +235,40 @@ fn counters_stay_on_time_under_a_hand_off_backlog() {
     sim.assert_no_violations();
     checked_events(&sim);
 }
+
+/// Counters keeps its period while the listener is down (review item 4):
+/// the listener dies (NULL InspectID) and every re-creation fails (post-
+/// accept, no memory for the Acceptor), so the worker only backs off —
+/// up to `BACKOFF_MAX_MS` (30 s) per wait. Counters must still come about
+/// once a second (`CountersIntervalMs` 1000), not once per back-off.
+#[test]
+fn counters_keep_coming_while_every_re_creation_fails() {
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[("CountersIntervalMs", RegValue::Dword(1000))]);
+    let count = |sim: &Sim| sim.events().iter().filter(|e| e.name == "Counters").count();
+    sim.set_conditional_accept_supported(false);
+    sim.inject_pool_failures(0, 1_000_000);
+    assert!(sim.null_inspect().is_some());
+    let before = count(&sim);
+    for _ in 0..600 {
+        sim.advance_ms(100);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    sim.quiesce();
+    let down = count(&sim) - before;
+    let recreations = sim
+        .events()
+        .iter()
+        .filter(|e| e.name == "ListenerRecreated")
+        .count();
+    assert!(recreations >= 5, "the listener kept failing: {recreations}");
+    // 60 s of virtual time at a 1 s period: about 60 (the worker may lag
+    // virtual time a little on this shared host).
+    assert!(
+        (50..=61).contains(&down),
+        "{down} Counters in 60 s with the listener down ({recreations} re-creations)"
+    );
+    sim.inject_pool_failures(0, 0);
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}

@@ -41,6 +41,14 @@ fn cases() -> Vec<Case> {
         (name::CLOSE_TIMEOUT_MS, Dword(600_001), none()),
         (name::TABLE_CAPACITY, Dword(1000), none()),
         (name::TABLE_CAPACITY, Dword(1 << 23), none()),
+        // Below its range, with the default TableShards (review item 5:
+        // once blamed on the combination) and with few shards.
+        (name::TABLE_CAPACITY, Dword(512), none()),
+        (
+            name::TABLE_CAPACITY,
+            Dword(256),
+            vec![(name::TABLE_SHARDS, Dword(4))],
+        ),
         (name::TABLE_SHARDS, Dword(3), none()),
         (name::TABLE_SHARDS, Dword(2048), none()),
         (name::IPV4_PREFIX, Dword(7), none()),

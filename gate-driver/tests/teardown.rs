@@ -31,6 +31,63 @@ use std::time::{Duration, Instant};
 /// close: the accepted connections' graceful disconnects are still pending
 /// at unload, which gives them up (their completion routine runs then).
 fn scenario(sim: &Sim, post_accept: bool) -> LeakReport {
+    scenario_in(
+        sim,
+        if post_accept {
+            Mode::PostAccept
+        } else {
+            Mode::Conditional
+        },
+    )
+}
+
+/// Which run the hold loop covers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Conditional,
+    PostAccept,
+    /// A backend configured (the relay runs): one relayed connection with
+    /// a receive pending on each side at unload, so every relay completion
+    /// routine (`slot_done`) and the relay worker run during DriverUnload.
+    Relay,
+}
+
+const BACKEND: &str = "10.9.0.1:9000";
+
+/// The relay run: a connection relayed (3 bytes client -> backend), both
+/// directions' receives pending, then DriverUnload, which tears it down.
+fn relay_scenario(sim: &Sim) -> LeakReport {
+    sim.set_completion_mode(CompletionMode::Parallel);
+    sim.backend_listen(addr(BACKEND), BackendMode::Accept);
+    let (driver, l) = start(
+        sim,
+        &[
+            ("BackendAddress", RegValue::Sz(BACKEND.into())),
+            ("RateMilliPerSecond", RegValue::Dword(10_000_000)),
+            ("Burst", RegValue::Dword(1_000_000)),
+        ],
+    );
+    let local = local_of(&l);
+    let c = sim
+        .connect(addr("192.0.2.1:4000"), local)
+        .conn()
+        .expect("established");
+    wait_for("the backend connection", Duration::from_secs(10), || {
+        !sim.backend_conns(addr(BACKEND)).is_empty()
+    });
+    let b = *sim.backend_conns(addr(BACKEND)).last().expect("backend");
+    c.peer_send(b"req");
+    wait_for("the bytes relayed", Duration::from_secs(10), || {
+        b.unread() == 3
+    });
+    driver.unload(sim)
+}
+
+fn scenario_in(sim: &Sim, mode: Mode) -> LeakReport {
+    if mode == Mode::Relay {
+        return relay_scenario(sim);
+    }
+    let post_accept = mode == Mode::PostAccept;
     sim.set_completion_mode(CompletionMode::Parallel);
     sim.set_slow_peer_close(true);
     if post_accept {
@@ -66,12 +123,12 @@ fn scenario(sim: &Sim, post_accept: bool) -> LeakReport {
 }
 
 /// Runs the scenario with `h` armed. Returns whether the hold was reached.
-fn run_held(h: Hold, post_accept: bool) -> bool {
+fn run_held(h: Hold, mode: Mode) -> bool {
     let sim = Sim::new();
     hold::arm(h);
     let mut reached = false;
     let report = std::thread::scope(|s| {
-        let t = s.spawn(|| scenario(&sim, post_accept));
+        let t = s.spawn(|| scenario_in(&sim, mode));
         let started = Instant::now();
         loop {
             if hold::wait_held(Duration::from_millis(5)).is_some() {
@@ -105,11 +162,11 @@ fn run_held(h: Hold, post_accept: bool) -> bool {
     reached
 }
 
-fn every_routine_at_every_point(post_accept: bool) {
+fn every_routine_at_every_point(mode: Mode) {
     // Reference run: which routines run, and how far.
     let seen = {
         let sim = Sim::new();
-        scenario(&sim, post_accept).assert_clean();
+        scenario_in(&sim, mode).assert_clean();
         sim.assert_no_violations();
         hold::seen()
     };
@@ -118,10 +175,12 @@ fn every_routine_at_every_point(post_accept: bool) {
         .filter(|(k, _)| *k == Routine::IrpCompletion)
         .count();
     let dpcs = seen.keys().filter(|(k, _)| *k == Routine::Dpc).count();
-    assert!(
-        completions >= 2 && (post_accept || dpcs >= 1),
-        "the scenario runs the completion routines and the timer DPC: {seen:?}"
-    );
+    match mode {
+        Mode::Conditional => assert!(completions >= 2 && dpcs >= 1, "{seen:?}"),
+        Mode::PostAccept => assert!(completions >= 2, "{seen:?}"),
+        // The listener's and the relay's (`slot_done`) completion routines.
+        Mode::Relay => assert!(completions >= 2, "{seen:?}"),
+    }
     let mut cases = 0;
     for (&(routine, address), &points) in &seen {
         for n in 1..=points {
@@ -130,7 +189,7 @@ fn every_routine_at_every_point(post_accept: bool) {
                 address: Some(address),
                 at: HoldAt::Nth(n),
             };
-            if run_held(h, post_accept) {
+            if run_held(h, mode) {
                 cases += 1;
             }
         }
@@ -141,12 +200,19 @@ fn every_routine_at_every_point(post_accept: bool) {
 
 #[test]
 fn no_routine_outlives_unload_conditional_accept() {
-    every_routine_at_every_point(false);
+    every_routine_at_every_point(Mode::Conditional);
 }
 
 #[test]
 fn no_routine_outlives_unload_post_accept() {
-    every_routine_at_every_point(true);
+    every_routine_at_every_point(Mode::PostAccept);
+}
+
+/// The relay's completion routine and worker (review item 2): held at
+/// every point while DriverUnload runs, DriverUnload must not return.
+#[test]
+fn no_routine_outlives_unload_with_a_relay() {
+    every_routine_at_every_point(Mode::Relay);
 }
 
 #[test]
@@ -157,7 +223,10 @@ fn unload_waits_for_the_worker_to_terminate() {
         address: None,
         at: HoldAt::Import("PsTerminateSystemThread"),
     };
-    assert!(run_held(h, false), "the worker never terminated");
+    assert!(
+        run_held(h, Mode::Conditional),
+        "the worker never terminated"
+    );
 }
 
 /// A completion with STATUS_FILE_FORCED_CLOSED that arrives after the

@@ -193,6 +193,10 @@ pub fn check_header(version: u32, flags: u32, allowed: u32) -> Result<(), Invali
 /// the next start keeps it.
 pub const FLAG_PERSIST: u32 = 1;
 
+/// [`UnbanRequest`] flag: lift automatic bans only; manual bans inside the
+/// target stay (`gatectl unban --auto-only`).
+pub const UNBAN_AUTO_ONLY: u32 = 1;
+
 /// The configuration in force (part of [`StatusReply`], and the values of
 /// [`SetRequest`]). 80 bytes. Meanings and ranges: gate-core's `Config`.
 #[repr(C)]
@@ -715,10 +719,11 @@ pub struct BanReply {
 pub struct UnbanRequest {
     /// [`crate::VERSION`].
     pub version: u32,
-    /// No flags defined (0).
+    /// [`UNBAN_AUTO_ONLY`] or 0 (any other bit is refused, as by every
+    /// request: a driver without the flag refuses it).
     pub flags: u32,
-    /// Address or prefix: manual bans inside it are removed, automatic bans
-    /// of keys inside it lifted.
+    /// Address or prefix: manual bans inside it are removed (unless
+    /// [`UNBAN_AUTO_ONLY`]), automatic bans of keys inside it lifted.
     pub target: WireAddr,
     /// Reserved (0).
     pub reserved: u32,

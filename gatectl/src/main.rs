@@ -105,6 +105,9 @@ enum Cmd {
     /// Lift manual and automatic bans inside an address or prefix.
     Unban {
         target: String,
+        /// Lift automatic bans only; manual bans inside the prefix stay.
+        #[arg(long)]
+        auto_only: bool,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -167,7 +170,7 @@ struct SetArgs {
     /// Per-key burst.
     #[arg(long)]
     burst: Option<u32>,
-    /// Global rate, connections per second (0 = off).
+    /// Global rate, connections per second (0 or off: no global limit).
     #[arg(long)]
     global_rate: Option<String>,
     /// Global burst.
@@ -278,11 +281,11 @@ impl FromFile {
         } else {
             std::fs::read_to_string(path).map_err(|e| usage(format!("--from {path}: {e}")))?
         };
-        let name = if path == "-" {
-            "<stdin>"
-        } else {
-            path.as_str()
-        };
+        let name = self.name().unwrap_or_default();
+        // A UTF-8 byte order mark (Windows editors write one) is not part
+        // of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let given = out.len();
         for (i, line) in text.lines().enumerate() {
             let body = line.split('#').next().unwrap_or("").trim();
             if body.is_empty() {
@@ -296,7 +299,21 @@ impl FromFile {
             }
             out.push((body.to_string(), at));
         }
+        if out.len() == given {
+            // An empty or truncated file is refused, not taken as "no
+            // entries" (a replace would empty the list).
+            return Err(usage(format!(
+                "{name} has no entries; use `clear` to empty the list"
+            )));
+        }
         Ok(out)
+    }
+
+    /// The file's name in messages (`<stdin>` for '-'), if one is given.
+    fn name(&self) -> Option<&str> {
+        self.from
+            .as_deref()
+            .map(|p| if p == "-" { "<stdin>" } else { p })
     }
 }
 
@@ -603,8 +620,12 @@ const RATE_RANGE: &str = "0.001 to 10000000 connections per second (at most 3 de
 /// "12.5" connections/s -> 12500 milli; the error names `--{field}`, the
 /// value and the range.
 fn parse_rate(field: &str, s: &str) -> Result<u64, Failure> {
+    if field == "global-rate" && s == "off" {
+        // As `status` prints it.
+        return Ok(0);
+    }
     let range = if field == "global-rate" {
-        format!("0 (off) or {RATE_RANGE}")
+        format!("0 or off (no global limit), or {RATE_RANGE}")
     } else {
         RATE_RANGE.to_string()
     };
@@ -673,7 +694,10 @@ fn set_error(e: &gate_core::ConfigError, mask: u32) -> Failure {
     };
     let (opt, range) = match e.field {
         field::RATE_MILLI => ("--rate", RATE_RANGE.to_string()),
-        field::GLOBAL_RATE_MILLI => ("--global-rate", format!("0 (off) or {RATE_RANGE}")),
+        field::GLOBAL_RATE_MILLI => (
+            "--global-rate",
+            format!("0 or off (no global limit), or {RATE_RANGE}"),
+        ),
         field::BURST => ("--burst", format!("1 to {}", gate_core::config::MAX_BURST)),
         field::GLOBAL_BURST => (
             "--global-burst",
@@ -1162,7 +1186,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             );
         }
-        Cmd::Unban { target, json } => {
+        Cmd::Unban {
+            target,
+            auto_only,
+            json,
+        } => {
             let t = parse_cidr(&target)?;
             let (mut manual, mut auto, mut cursor) = (0u64, 0u64, CURSOR_START);
             loop {
@@ -1170,7 +1198,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "unban",
                     &UnbanRequest {
                         version: VERSION,
-                        flags: 0,
+                        flags: if auto_only { UNBAN_AUTO_ONLY } else { 0 },
                         target: t,
                         reserved: 0,
                         cursor,
@@ -1497,42 +1525,85 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
             from,
             persist,
             json,
-        } => (list_op::ADD, from.entries(cidrs)?, persist, json),
+        } => {
+            let file = from.name().map(str::to_string);
+            (list_op::ADD, (from.entries(cidrs)?, file), persist, json)
+        }
         ListOp::Remove {
             cidrs,
             from,
             persist,
             json,
-        } => (list_op::REMOVE, from.entries(cidrs)?, persist, json),
+        } => {
+            let file = from.name().map(str::to_string);
+            (list_op::REMOVE, (from.entries(cidrs)?, file), persist, json)
+        }
         ListOp::Replace {
             cidrs,
             from,
             persist,
             json,
-        } => (list_op::REPLACE, from.entries(cidrs)?, persist, json),
-        ListOp::Clear { persist, json } => (list_op::CLEAR, Vec::new(), persist, json),
+        } => {
+            if cidrs.is_empty() && from.from.is_none() {
+                return Err(usage(format!(
+                    "{name} replace: no entries given (prefixes or --from FILE); \
+                     to empty the list use `gatectl {name} clear`"
+                )));
+            }
+            let file = from.name().map(str::to_string);
+            (
+                list_op::REPLACE,
+                (from.entries(cidrs)?, file),
+                persist,
+                json,
+            )
+        }
+        ListOp::Clear { persist, json } => (list_op::CLEAR, (Vec::new(), None), persist, json),
     };
-    if cidrs.len() > MAX_LIST_ENTRIES as usize {
-        return Err(usage(format!(
-            "{name}: {} entries; at most {MAX_LIST_ENTRIES}",
-            cidrs.len()
-        )));
+    let (cidrs, file) = cidrs;
+    // Parsed and stored as the driver stores them (host bits cleared), and
+    // merged, before the cap is checked: the cap is on distinct prefixes.
+    let mut parsed: Vec<Cidr> = Vec::with_capacity(cidrs.len());
+    for (c, at) in &cidrs {
+        let w = Cidr::parse(c).map_err(|e| {
+            let f = usage(format!("bad address or prefix '{c}': {e}"));
+            match at.is_empty() {
+                true => f,
+                false => usage(format!("{at}: {}", f.message)),
+            }
+        })?;
+        parsed.push(w);
+    }
+    parsed.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
+    parsed.dedup();
+    if parsed.len() > MAX_LIST_ENTRIES as usize {
+        return Err(usage(match &file {
+            Some(f) => format!(
+                "{name}: {f}: {} distinct prefixes{}; at most {MAX_LIST_ENTRIES}",
+                parsed.len(),
+                if cidrs.iter().any(|(_, at)| at.is_empty()) {
+                    " with the command line's"
+                } else {
+                    ""
+                }
+            ),
+            None => format!(
+                "{name}: {} distinct prefixes; at most {MAX_LIST_ENTRIES}",
+                parsed.len()
+            ),
+        }));
     }
     let head = ListChangeHeader {
         version: VERSION,
         flags: if persist { FLAG_PERSIST } else { 0 },
         list,
         op: op_code,
-        count: cidrs.len() as u32,
+        count: parsed.len() as u32,
         reserved: 0,
     };
     let mut b = head.as_bytes().to_vec();
-    for (c, at) in &cidrs {
-        let w = parse_cidr(c).map_err(|f| match at.is_empty() {
-            true => f,
-            false => usage(format!("{at}: {}", f.message)),
-        })?;
-        b.extend_from_slice(w.as_bytes());
+    for c in &parsed {
+        b.extend_from_slice(WireAddr::prefix(c.addr(), c.prefix_len()).as_bytes());
     }
     let out = g.call_raw(name, IOCTL_GATE_LIST_CHANGE, &b)?;
     let r = ListChangeReply::from_prefix(&out).ok_or_else(|| Failure {

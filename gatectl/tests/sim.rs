@@ -917,6 +917,87 @@ fn lists_come_from_a_file_or_stdin_with_line_numbered_errors() {
     g.stop();
 }
 
+/// Review 13c, items 2 to 4: a bare `replace` and an empty `--from` file
+/// are refused (they would empty the list; `clear` does that); the 4096
+/// cap counts distinct stored prefixes, not lines, and names the file; a
+/// UTF-8 byte order mark is skipped; a replace reports what it changed;
+/// `--global-rate off` is 0.
+#[test]
+fn replace_refuses_nothing_counts_distinct_prefixes_and_skips_a_bom() {
+    let g = Gate::start("from13c", &[]);
+    let file = g.dir.join("l.txt");
+    let f = file.to_str().unwrap();
+    assert!(g
+        .ok(&["deny", "replace", "10.7.0.0/16", "10.8.0.0/16"])
+        .contains("deny list: 2 entries (2 changed)"));
+    // The same list: nothing changed.
+    assert!(g
+        .ok(&["deny", "replace", "10.8.0.0/16", "10.7.0.0/16"])
+        .contains("deny list: 2 entries (0 changed)"));
+    let r = g.run(&["deny", "replace"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("gatectl deny clear"), "{}", r.stderr);
+    for empty in ["", "# nothing here\n\n", "\u{feff}"] {
+        std::fs::write(&file, empty).unwrap();
+        let r = g.run(&["deny", "replace", "--from", f]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "{f} has no entries; use `clear` to empty the list"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(g.ok(&["deny", "list"]).contains("10.7.0.0/16"));
+    // An emptying change through `clear` still works, and says what it did.
+    assert!(g
+        .ok(&["deny", "clear"])
+        .contains("deny list: 0 entries (2 changed)"));
+    // BOM.
+    std::fs::write(&file, "\u{feff}10.3.0.0/16\r\n10.4.0.0/16\r\n").unwrap();
+    assert!(g
+        .ok(&["allow", "replace", "--from", f])
+        .contains("allow list: 2 entries"));
+    // 4096 distinct /24s plus two lines naming one of them again.
+    let mut text = String::new();
+    for i in 0..4096u32 {
+        text.push_str(&format!("10.{}.{}.0/24\n", i / 256, i % 256));
+    }
+    text.push_str("10.0.0.0/24\n10.0.0.9/24\n");
+    std::fs::write(&file, &text).unwrap();
+    assert!(g
+        .ok(&["allow", "replace", "--from", f])
+        .contains("allow list: 4096 entries"));
+    // One more distinct prefix: refused, naming the file.
+    let r = g.run(&["allow", "replace", "10.99.0.0/16", "--from", f]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "allow: {f}: 4097 distinct prefixes with the command line's; at most 4096"
+        )),
+        "{}",
+        r.stderr
+    );
+    // `unban --auto-only` keeps manual bans.
+    g.ok(&["ban", "10.66.0.0/16"]);
+    assert!(g
+        .ok(&["unban", "--auto-only", "0.0.0.0/0"])
+        .contains("0 manual, 0 automatic bans lifted"));
+    assert!(g.ok(&["ban", "--list"]).contains("10.66.0.0/16"));
+    assert!(g
+        .ok(&["unban", "0.0.0.0/0"])
+        .contains("1 manual, 0 automatic bans lifted"));
+    // `--global-rate off`, as `status` prints it.
+    g.ok(&["set", "--global-rate", "5"]);
+    g.ok(&["set", "--global-rate", "off"]);
+    assert_eq!(
+        g.json(&["status", "--json"])["config"]["global_rate_milli"],
+        0
+    );
+    g.stop();
+}
+
 /// Review 13b, item 7: no-op changes make no audit event (per field, and
 /// for lists); `unban.auto` names the key it lifted; `ban` prints the
 /// prefix as stored; a raw `ban_ms` 0 is refused and gatectl names the

@@ -316,6 +316,24 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                     changed_n = before.saturating_sub(list.len()) as u32;
                 }
                 list_op::REPLACE => {
+                    // Changed: the entries added plus those removed (the
+                    // symmetric difference), not the new list's size.
+                    list.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
+                    list.dedup();
+                    let kept = list
+                        .iter()
+                        .filter(|x| {
+                            entries
+                                .binary_search_by_key(&(x.addr(), x.prefix_len()), |c| {
+                                    (c.addr(), c.prefix_len())
+                                })
+                                .is_ok()
+                        })
+                        .count();
+                    let n = list
+                        .len()
+                        .saturating_sub(kept)
+                        .saturating_add(entries.len().saturating_sub(kept));
                     let mut new = Vec::new();
                     new.try_reserve_exact(entries.len())
                         .map_err(|_| ChangeError::OutOfMemory)?;
@@ -323,7 +341,7 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                         push_reserved(&mut new, *e);
                     }
                     *list = new;
-                    changed_n = entries.len() as u32;
+                    changed_n = n as u32;
                 }
                 _ => {
                     changed_n = before as u32;
@@ -485,7 +503,7 @@ pub fn ban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
 /// IOCTL_GATE_UNBAN: lifts manual bans inside the target (first call) and
 /// automatic bans of keys inside it (one bounded slice per call).
 pub fn unban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
-    let req: UnbanRequest = io.request(0)?;
+    let req: UnbanRequest = io.request(UNBAN_AUTO_ONLY)?;
     io.need_output::<UnbanReply>()?;
     let cidr = cidr_of(&req.target, "target")?;
     if req.reserved != 0 {
@@ -499,7 +517,7 @@ pub fn unban(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         ));
     }
     let now = clock::now();
-    let manual = if req.cursor == CURSOR_START {
+    let manual = if req.cursor == CURSOR_START && req.flags & UNBAN_AUTO_ONLY == 0 {
         let n = d.gate.unban(cidr, now).map_err(change_refusal)?;
         if n > 0 {
             changed(

@@ -222,7 +222,7 @@ gate_events! {
     /// Periodic counters (totals since the driver started), and one last at unload with the final totals (after every relay closed).
     Counters = 12 {
         fn counters;
-        version: 4, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
+        version: 5, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;
         /// Time since the previous Counters event, in milliseconds.
         interval_ms "IntervalMs": U32,
         /// Decisions with reason within_rate.
@@ -322,6 +322,10 @@ gate_events! {
         relay_bytes_to_backend "RelayBytesToBackend": U64,
         /// Bytes relayed backend to client.
         relay_bytes_to_client "RelayBytesToClient": U64,
+        /// Relays given up on after two teardown graces with IRPs still pending after close (never on Windows; version 5).
+        relays_abandoned "RelaysAbandoned": U64,
+        /// Of those, freed later when their last IRP came back (unload waits for the rest; version 5).
+        relays_abandoned_freed "RelaysAbandonedFreed": U64,
     }
 
     /// A connection the stack accepted was declined by the driver
@@ -580,6 +584,8 @@ pub fn counters_from(
         r.resets,
         r.bytes_to_backend,
         r.bytes_to_client,
+        r.abandoned,
+        r.abandoned_freed,
     );
 }
 

@@ -38,7 +38,7 @@ use crate::kernel::event::KEvent;
 use crate::kernel::spin::SpinMutex;
 use crate::kernel::thread::SystemThread;
 use crate::pool::PoolBox;
-use crate::state::{Accepted, Driver};
+use crate::state::{Accepted, Driver, Rundown};
 use crate::telemetry;
 
 pub use pair::Cause;
@@ -53,11 +53,11 @@ static CURRENT: AtomicPtr<Relay> = AtomicPtr::new(core::ptr::null_mut());
 /// [`Running::stop`] once its worker ended (every counter final), read
 /// after the listener worker was joined. Fields in [`RelaySnapshot`]'s
 /// order; `LAST_VALID` says whether they hold a stopped relay's totals.
-static LAST: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
+static LAST: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
 static LAST_VALID: AtomicBool = AtomicBool::new(false);
 
 impl RelaySnapshot {
-    fn to_array(self) -> [u64; 12] {
+    fn to_array(self) -> [u64; 14] {
         [
             u64::from(self.active),
             self.opened,
@@ -71,11 +71,13 @@ impl RelaySnapshot {
             self.resets,
             self.bytes_to_backend,
             self.bytes_to_client,
+            self.abandoned,
+            self.abandoned_freed,
         ]
     }
 
-    fn from_array(a: [u64; 12]) -> RelaySnapshot {
-        let [active, opened, closed, failed, refused_at_limit, no_memory, connect_timeouts, backend_refused, idle_timeouts, resets, bytes_to_backend, bytes_to_client] =
+    fn from_array(a: [u64; 14]) -> RelaySnapshot {
+        let [active, opened, closed, failed, refused_at_limit, no_memory, connect_timeouts, backend_refused, idle_timeouts, resets, bytes_to_backend, bytes_to_client, abandoned, abandoned_freed] =
             a;
         RelaySnapshot {
             active: u32::try_from(active).unwrap_or(u32::MAX),
@@ -90,6 +92,8 @@ impl RelaySnapshot {
             resets,
             bytes_to_backend,
             bytes_to_client,
+            abandoned,
+            abandoned_freed,
         }
     }
 }
@@ -101,7 +105,7 @@ pub fn last_snapshot() -> Option<RelaySnapshot> {
     if !LAST_VALID.load(Ordering::Acquire) {
         return None;
     }
-    let mut a = [0u64; 12];
+    let mut a = [0u64; 14];
     for (v, c) in a.iter_mut().zip(LAST.iter()) {
         *v = c.load(Ordering::Relaxed);
     }
@@ -134,6 +138,7 @@ pub struct RelayStats {
     pub resets: AtomicU64,
     /// Relays given up on: their IRPs did not come back within two
     /// teardown graces after close (never on Windows; see the worker).
+    /// The pair stays allocated until they do; unload waits for them.
     pub abandoned: AtomicU64,
     /// Of those, freed later when their last IRP completed.
     pub abandoned_freed: AtomicU64,
@@ -158,6 +163,8 @@ pub struct RelaySnapshot {
     pub resets: u64,
     pub bytes_to_backend: u64,
     pub bytes_to_client: u64,
+    pub abandoned: u64,
+    pub abandoned_freed: u64,
 }
 
 impl RelayStats {
@@ -185,6 +192,8 @@ impl RelayStats {
             resets: r(&self.resets),
             bytes_to_backend: r(&self.bytes_to_backend),
             bytes_to_client: r(&self.bytes_to_client),
+            abandoned: self.abandoned.load(Ordering::Acquire),
+            abandoned_freed: self.abandoned_freed.load(Ordering::Acquire),
         }
     }
 }
@@ -222,6 +231,9 @@ pub struct Relay {
     /// The provider NPI the listener worker captured (released only after
     /// the relay worker was joined).
     pub(crate) npi: WSK_PROVIDER_NPI,
+    /// The driver's rundown: every relay IRP holds a reference on it from
+    /// its issue until its completion routine's last action.
+    pub(crate) rundown: *const Rundown,
     pub(crate) ready: SpinMutex<ReadyQueue>,
     /// Wakes the worker (synchronization event).
     pub(crate) wake: KEvent,
@@ -238,7 +250,8 @@ pub struct Relay {
 }
 
 // SAFETY: the NPI holds the provider's client handle and dispatch table,
-// both usable from any thread while captured; every other field is Sync.
+// both usable from any thread while captured; the rundown pointer targets
+// the Driver, which outlives the relay; every other field is Sync.
 unsafe impl Sync for Relay {}
 // SAFETY: as above.
 unsafe impl Send for Relay {}
@@ -326,6 +339,7 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
             Client: npi.Client,
             Dispatch: npi.Dispatch,
         },
+        rundown: &d.rundown,
         ready: SpinMutex::new(ReadyQueue {
             head: core::ptr::null_mut(),
             tail: core::ptr::null_mut(),
@@ -367,9 +381,14 @@ pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
 }
 
 impl Running {
-    /// Tears every relay down (bounded: see [`worker`]), joins the worker
-    /// and frees the relay. Listener worker, PASSIVE_LEVEL, before it
-    /// releases the provider NPI.
+    /// Tears every relay down, waits for every relay IRP (also those of
+    /// pairs abandoned earlier: see [`worker`]), joins the worker and
+    /// frees the relay. Listener worker, PASSIVE_LEVEL, before it releases
+    /// the provider NPI. On Windows this is bounded: WskCloseSocket
+    /// completes every IRP still pending on the socket it closes. A
+    /// provider that never completes a pending IRP (Wine was seen holding
+    /// a receive) makes this, and so DriverUnload, wait for it: no driver
+    /// code may run after DriverUnload returns.
     pub fn stop(self) {
         CURRENT.store(core::ptr::null_mut(), Ordering::Release);
         // SAFETY: `relay` is live until freed below.
@@ -383,20 +402,12 @@ impl Running {
             c.store(v, Ordering::Relaxed);
         }
         LAST_VALID.store(true, Ordering::Release);
-        let s = r.stats.snapshot_abandoned();
-        if s.0 > s.1 {
-            // Abandoned pairs may still see a completion: their routine
-            // signals this Relay, so it must stay allocated (leaked).
-            crate::dbg_print!(
-                DPFLTR_ERROR_LEVEL,
-                "gate: relay stopped with {} abandoned relay(s) not freed; leaking the relay state",
-                s.0.saturating_sub(s.1)
-            );
-            return;
-        }
-        // SAFETY: the worker ended: every pair is freed, every IRP
-        // completed; completion routines set the event under the queue
-        // lock, which the worker took after each of them.
+        // SAFETY: the worker ended only with every pair freed (abandoned
+        // ones too), i.e. every IRP completed and every completion taken
+        // from the queue; completion routines set the event under the
+        // queue lock, which the worker took after each of them, and they
+        // touch nothing of the relay after it (their last action is the
+        // rundown release, on the Driver).
         drop(unsafe { PoolBox::from_raw(self.relay) });
     }
 }

@@ -162,15 +162,28 @@ pub(crate) struct Slot {
     fired: AtomicBool,
 }
 
+/// The completion routine of every relay IRP. Like every completion
+/// routine of the driver it holds a reference on the driver's
+/// [`crate::state::Rundown`] (taken in [`Pair::issue`]) and releases it as its very last
+/// action, so DriverUnload waits for it (WskCloseSocket completes every
+/// IRP still pending on a socket, so on Windows each one comes back).
 unsafe extern "system" fn slot_done(_dev: PVOID, _irp: *mut IRP, context: PVOID) -> NTSTATUS {
     // SAFETY: the context is the Slot that issued this IRP; its pair stays
     // allocated until the worker processed this completion (it frees a
     // pair only with every slot idle, i.e. every completion taken from the
     // ready queue under its lock).
     let s = unsafe { &*context.cast::<Slot>() };
+    let relay = s.relay;
+    // SAFETY: the relay outlives its pairs; the rundown pointer is read
+    // now, before `signal` lets the worker free the pair (and, at stop,
+    // the relay).
+    let rundown = unsafe { (*relay).rundown };
     s.fired.store(true, Ordering::Release);
     // SAFETY: the relay outlives its pairs.
-    unsafe { (*s.relay).signal(s.pair, 1u8 << s.index) };
+    unsafe { (*relay).signal(s.pair, 1u8 << s.index) };
+    // SAFETY: the Driver (and its rundown) stays allocated while this IRP's
+    // reference is held; releasing it is the routine's last action.
+    unsafe { (*rundown).release() };
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
@@ -498,12 +511,20 @@ impl Pair {
         if let Some(o) = st.ops.get_mut(i) {
             *o = op;
         }
+        // SAFETY: the Driver outlives the relay worker (DriverUnload joins
+        // the listener worker, which joins this one, before it closes the
+        // rundown). The completion routine releases this reference.
+        unsafe { (*relay.rundown).acquire() };
         let returned = call(s.irp.as_ptr());
         if returned != STATUS_PENDING && !s.fired.load(Ordering::Acquire) {
             if let Some(x) = st.synthetic.get_mut(i) {
                 *x = Some(returned);
             }
             relay.signal(self, 1u8 << s.index);
+            // The routine never runs for a call that returned without
+            // completing its IRP (a Wine stub): drop its reference here.
+            // SAFETY: as above.
+            unsafe { (*relay.rundown).release() };
         }
     }
 }

@@ -2,6 +2,16 @@
 //! completions they carry, issues each pair's next WSK calls, fires
 //! timeouts, and on stop tears every pair down before it ends.
 //!
+//! A pair whose IRPs do not come back within two teardown graces after its
+//! sockets were closed is *abandoned* (reported, no longer active; a
+//! running-time state only): it stays allocated and is freed when its last
+//! IRP returns. At stop the worker ends only once every pair is freed,
+//! abandoned ones included, so every relay IRP has come back before
+//! DriverUnload returns (each holds a rundown reference as well). On
+//! Windows WskCloseSocket completes every pending IRP, so this is bounded;
+//! a provider that holds a receive forever (Wine was seen to) makes unload
+//! wait for it.
+//!
 //! Timeouts cost O(1) per event, never a scan: each pair is in at most one
 //! of three FIFO lists whose entries share one timeout, so each list is
 //! ordered by deadline and only its head is looked at — connecting pairs
@@ -43,6 +53,8 @@ const EMPTY: List = List {
 struct Worker {
     lists: [List; 3],
     stop_seen: bool,
+    /// The wait for abandoned pairs' IRPs at stop was reported.
+    waiting_reported: bool,
 }
 
 /// The thread's body (PsCreateSystemThread start routine).
@@ -55,6 +67,7 @@ pub unsafe extern "system" fn worker_main(context: *mut c_void) {
     let mut w = Worker {
         lists: [EMPTY; 3],
         stop_seen: false,
+        waiting_reported: false,
     };
     w.run(r);
     // SAFETY: ends this system thread; nothing of ours runs after it.
@@ -134,10 +147,22 @@ impl Worker {
                 self.abort_all(r);
             }
             if self.stop_seen && r.stats.active.load(Ordering::Acquire) == 0 {
-                // Every pair freed; take the queue lock once so any
-                // completion routine that signalled has left it.
-                drop(r.ready.lock());
-                return;
+                let (abandoned, freed) = r.stats.snapshot_abandoned();
+                if abandoned == freed {
+                    // Every pair freed, abandoned ones too (so every relay
+                    // IRP came back); take the queue lock once so any
+                    // completion routine that signalled has left it.
+                    drop(r.ready.lock());
+                    return;
+                }
+                if !self.waiting_reported {
+                    self.waiting_reported = true;
+                    crate::dbg_print!(
+                        DPFLTR_ERROR_LEVEL,
+                        "gate: relay stopping: waiting for the IRPs of {} abandoned relay(s)",
+                        abandoned.saturating_sub(freed)
+                    );
+                }
             }
             if !r.may_sleep() {
                 continue;

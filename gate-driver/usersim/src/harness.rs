@@ -150,9 +150,16 @@ impl Sim {
     }
 
     /// Lets `skip` allocations succeed, then fails the next `count`. Counts
-    /// pool blocks and IRPs (IoAllocateIrp) together, in call order.
+    /// pool blocks, IRPs (IoAllocateIrp) and MDLs (IoAllocateMdl) together,
+    /// in call order.
     pub fn inject_pool_failures(&self, skip: u64, count: u64) {
         pool::inject_failures(skip, count);
+    }
+
+    /// MDLs IoAllocateMdl returned since the simulation started (the third
+    /// part of the failure-injection sequence, with pool blocks and IRPs).
+    pub fn mdl_allocations(&self) -> u64 {
+        crate::mdl::allocated()
     }
 
     /// Lets `skip` PsCreateSystemThread calls succeed, then fails the next

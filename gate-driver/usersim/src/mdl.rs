@@ -3,12 +3,16 @@
 //! simulated WskSend/WskReceive read the buffer through `MappedSystemVa`
 //! exactly as the driver built it. Outstanding MDLs are counted for the
 //! leak report; freeing an unknown or freed MDL is a violation.
+//! IoAllocateMdl takes part in the pool's failure injection (an MDL comes
+//! from the pool on Windows): `Sim::inject_pool_failures` counts it in the
+//! same sequence as pool blocks and IRPs.
 
 use crate::violation::{record, ViolationKind};
 use gate_ksys::{BOOLEAN, IRP, PMDL};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const HEADER: usize = 48;
@@ -16,6 +20,14 @@ const PAGE: usize = 4096;
 const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
 
 static LIVE: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
+/// IoAllocateMdl calls that returned an MDL since the last reset.
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+/// MDLs allocated since the last reset (for the failure-injection tests'
+/// allocation count).
+pub(crate) fn allocated() -> u64 {
+    ALLOCATED.load(Ordering::Relaxed)
+}
 
 fn live<R>(f: impl FnOnce(&mut HashMap<usize, usize>) -> R) -> R {
     let mut g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
@@ -29,6 +41,7 @@ pub(crate) fn outstanding() -> usize {
 
 pub(crate) fn reset() {
     live(|m| m.clear());
+    ALLOCATED.store(0, Ordering::Relaxed);
 }
 
 fn layout(bytes: usize) -> Option<Layout> {
@@ -53,6 +66,9 @@ pub unsafe extern "system" fn IoAllocateMdl(
         );
         return std::ptr::null_mut();
     }
+    if crate::pool::injected_failure() {
+        return std::ptr::null_mut();
+    }
     let start = va as usize;
     let offset = start % PAGE;
     let pages = (offset + length as usize).div_ceil(PAGE).max(1);
@@ -75,6 +91,7 @@ pub unsafe extern "system" fn IoAllocateMdl(
         p.add(44).cast::<u32>().write(offset as u32);
     }
     live(|m| m.insert(p as usize, bytes));
+    ALLOCATED.fetch_add(1, Ordering::Relaxed);
     p.cast()
 }
 
