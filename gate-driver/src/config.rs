@@ -88,33 +88,69 @@ fn backend_address(v: RegValue<'_>) -> Result<Option<SocketAddr>, Rejected> {
         return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
     }
     let mut buf = [0u8; 64];
-    let len = ascii(n, units(v.data).take_while(|&u| u != 0), &mut buf)?;
+    let len = ascii(n, v.data, &mut buf)?;
     let t = text(&buf, len).trim();
     if t.is_empty() {
         return Ok(None);
     }
-    let a = t.parse::<SocketAddr>().map_err(|_| {
-        reject(
-            n,
-            "not IPv4:port or [IPv6]:port (text length given)",
-            len as u64,
-        )
-    })?;
+    let bad = |problem| reject_text(n, problem, v.data);
+    let a = t
+        .parse::<SocketAddr>()
+        .map_err(|_| bad("not IPv4:port or [IPv6]:port"))?;
     if a.port() == 0 {
-        return Err(reject(n, "port 0: expected 1 to 65535", 0));
+        return Err(bad("port 0: expected 1 to 65535"));
     }
     // An IPv4-mapped address ([::ffff:a.b.c.d]) is checked as the IPv4 one.
     let ip = a.ip().to_canonical();
     let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
     if ip.is_unspecified() || ip.is_multicast() || broadcast {
-        return Err(reject(
-            n,
+        return Err(bad(
             "not a unicast address (0.0.0.0, [::], 255.255.255.255 and multicast are refused)",
-            len as u64,
+        ));
+    }
+    // fe80::/10 needs a scope (interface) ID to be connected, and the
+    // format has none: every connect would fail.
+    if matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80) {
+        return Err(bad(
+            "IPv6 link-local (fe80::/10) needs a scope ID, which this format cannot give: use a global or unique-local address",
         ));
     }
     Ok(Some(a))
 }
+
+/// Refuses a backend that is the gate's own listener (the relay would
+/// connect to itself, once per slot, up to MaxConnections): same port as
+/// ListenPort, and the address is ListenAddress, or a loopback address
+/// while ListenAddress is unset or a wildcard. Other local addresses of
+/// the machine are not known to the configuration reader.
+fn backend_not_self(cfg: &DriverConfig) -> Result<(), Rejected> {
+    let Some(b) = cfg.relay.backend else {
+        return Ok(());
+    };
+    if b.port() != cfg.listen_port {
+        return Ok(());
+    }
+    let ip = b.ip().to_canonical();
+    let own = match cfg.listen_address.map(|a| a.to_canonical()) {
+        Some(l) if !l.is_unspecified() => l == ip,
+        _ => ip.is_loopback(),
+    };
+    if own {
+        return Err(Rejected {
+            text: RejectedText::Given(ValueName::from_display(&b)),
+            ..reject(
+                BACKEND_LOOP,
+                "the backend is the gate's own listener (port = ListenPort, address = ListenAddress, or loopback while ListenAddress is unset or a wildcard): the relay would connect to itself",
+                u64::from(cfg.listen_port),
+            )
+        });
+    }
+    Ok(())
+}
+
+/// Name reported when BackendAddress is the gate's own ListenPort (and
+/// address): a loop.
+pub const BACKEND_LOOP: &str = "BackendAddress+ListenPort";
 
 /// Default listening port.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -148,26 +184,44 @@ pub struct Rejected {
     /// The value given (for a wrong type: the registry type number; for a
     /// list: the index of the bad entry).
     pub value: u64,
+    /// The text that names the refusal, if any.
+    pub text: RejectedText,
+}
+
+/// Text a [`Rejected`] carries besides its number (one at most: the
+/// struct stays small, it is returned by value on every refusal path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectedText {
+    /// A number only (`Rejected::value`).
+    None,
     /// For a value name the driver does not know: that name (ASCII, cut
     /// at 64 characters, other characters as '?').
-    pub unknown: Option<ValueName>,
+    UnknownName(ValueName),
+    /// For a string value (REG_SZ, or one REG_MULTI_SZ entry): the text as
+    /// given, sanitised the same way. Reported instead of `value`.
+    Given(ValueName),
 }
 
 /// A registry value name as found under Parameters (for reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueName {
     bytes: [u8; 64],
-    len: usize,
+    len: u8,
 }
 
 impl ValueName {
     /// From UTF-16 units: ASCII kept, anything else '?', cut at 64.
     pub fn from_units(units: &[u16]) -> ValueName {
+        Self::from_unit_iter(units.iter().copied())
+    }
+
+    /// From UTF-16 units: ASCII kept, anything else '?', cut at 64.
+    pub fn from_unit_iter(units: impl Iterator<Item = u16>) -> ValueName {
         let mut v = ValueName {
             bytes: [0; 64],
             len: 0,
         };
-        for (slot, &u) in v.bytes.iter_mut().zip(units) {
+        for (slot, u) in v.bytes.iter_mut().zip(units) {
             *slot = u8::try_from(u)
                 .ok()
                 .filter(|b| b.is_ascii_graphic() || *b == b' ')
@@ -177,9 +231,36 @@ impl ValueName {
         v
     }
 
+    /// From a value's display text (ASCII kept, anything else '?', cut at 64).
+    pub fn from_display(v: &dyn fmt::Display) -> ValueName {
+        let mut n = ValueName {
+            bytes: [0; 64],
+            len: 0,
+        };
+        // Cut, not failed, when longer: the writer never returns an error.
+        let _ = fmt::write(&mut n, format_args!("{v}"));
+        n
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
-        core::str::from_utf8(self.bytes.get(..self.len).unwrap_or(&[])).unwrap_or("?")
+        core::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or(&[])).unwrap_or("?")
+    }
+}
+
+impl fmt::Write for ValueName {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let b = u8::try_from(c)
+                .ok()
+                .filter(|b| b.is_ascii_graphic() || *b == b' ')
+                .unwrap_or(b'?');
+            if let Some(slot) = self.bytes.get_mut(usize::from(self.len)) {
+                *slot = b;
+                self.len = self.len.saturating_add(1);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -189,15 +270,32 @@ pub const UNKNOWN_VALUE: &str = "(unknown value)";
 impl Rejected {
     /// The name to report: the unknown name itself, or the known one.
     pub fn value_name(&self) -> &str {
-        match &self.unknown {
-            Some(n) => n.as_str(),
-            None => self.name,
+        match &self.text {
+            RejectedText::UnknownName(n) => n.as_str(),
+            _ => self.name,
+        }
+    }
+
+    /// The text of a refused string value, as given (sanitised).
+    pub fn given(&self) -> Option<&ValueName> {
+        match &self.text {
+            RejectedText::Given(g) => Some(g),
+            _ => None,
         }
     }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(g) = self.given() {
+            return write!(
+                f,
+                "registry value {} rejected (\"{}\"): {}",
+                self.value_name(),
+                g.as_str(),
+                self.problem
+            );
+        }
         write!(
             f,
             "registry value {} rejected ({}): {}",
@@ -417,7 +515,22 @@ fn reject(name: &'static str, problem: &'static str, value: u64) -> Rejected {
         name,
         problem,
         value,
-        unknown: None,
+        text: RejectedText::None,
+    }
+}
+
+/// A refused string value, named by its text: `data` is the UTF-16LE
+/// registry data (one REG_SZ, or one REG_MULTI_SZ entry), read up to its
+/// first NUL; `value` is its length in characters.
+fn reject_text(name: &'static str, problem: &'static str, data: &[u8]) -> Rejected {
+    let given = ValueName::from_unit_iter(units(data).take_while(|&u| u != 0));
+    Rejected {
+        text: RejectedText::Given(given),
+        ..reject(
+            name,
+            problem,
+            units(data).take_while(|&u| u != 0).count() as u64,
+        )
     }
 }
 
@@ -494,22 +607,22 @@ fn units(data: &[u8]) -> impl Iterator<Item = u16> + '_ {
     })
 }
 
-/// Decodes one UTF-16 string (ASCII expected: addresses) into `out`.
-fn ascii(
-    n: &'static str,
-    s: impl Iterator<Item = u16>,
-    out: &mut [u8; 64],
-) -> Result<usize, Rejected> {
+/// Decodes one UTF-16LE string (`data`, up to its first NUL; ASCII
+/// expected: addresses) into `out`. Refusals name the text as given.
+fn ascii(n: &'static str, data: &[u8], out: &mut [u8; 64]) -> Result<usize, Rejected> {
     let mut len = 0usize;
-    for u in s {
-        let b = u8::try_from(u).ok().filter(u8::is_ascii).ok_or(reject(
-            n,
-            "not ASCII text",
-            u64::from(u),
-        ))?;
-        let slot =
-            out.get_mut(len)
-                .ok_or(reject(n, "text too long (at most 64 characters)", 64))?;
+    for u in units(data).take_while(|&u| u != 0) {
+        let b = u8::try_from(u)
+            .ok()
+            .filter(u8::is_ascii)
+            .ok_or_else(|| reject_text(n, "not ASCII text", data))?;
+        let slot = out.get_mut(len).ok_or_else(|| {
+            reject_text(
+                n,
+                "text too long (at most 64 characters; the first 64 are shown)",
+                data,
+            )
+        })?;
         *slot = b;
         len = len.saturating_add(1);
     }
@@ -546,14 +659,14 @@ fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
         return Err(reject(n, "wrong type: expected REG_SZ", u64::from(v.ty)));
     }
     let mut buf = [0u8; 64];
-    let len = ascii(n, units(v.data).take_while(|&u| u != 0), &mut buf)?;
+    let len = ascii(n, v.data, &mut buf)?;
     let t = text(&buf, len).trim();
     if t.is_empty() {
         return Ok(None);
     }
     t.parse::<IpAddr>()
         .map(Some)
-        .map_err(|_| reject(n, "not an IPv4 or IPv6 address", len as u64))
+        .map_err(|_| reject_text(n, "not an IPv4 or IPv6 address", v.data))
 }
 
 fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
@@ -565,11 +678,16 @@ fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
     out.try_reserve_exact(count).map_err(|_| NoMemory {
         bytes: count.saturating_mul(core::mem::size_of::<Cidr>()),
     })?;
-    for (i, entry) in multi_sz(v.data).enumerate() {
+    for entry in multi_sz(v.data) {
         let mut buf = [0u8; 64];
-        let len = ascii(n, units(entry), &mut buf)?;
-        let c = Cidr::parse(text(&buf, len).trim())
-            .map_err(|_| reject(n, "unparsable CIDR entry (value = its index)", i as u64))?;
+        let len = ascii(n, entry, &mut buf)?;
+        let c = Cidr::parse(text(&buf, len).trim()).map_err(|_| {
+            reject_text(
+                n,
+                "not a CIDR entry (expected address/prefix-length)",
+                entry,
+            )
+        })?;
         crate::pool::push_reserved(&mut out, c);
     }
     Ok(out)
@@ -742,11 +860,12 @@ pub fn parse<D: AsRef<[u8]>>(
         }
     }
     table_combination(&cfg.core)?;
+    backend_not_self(&cfg)?;
     cfg.core.validate().map_err(|e| Rejected {
         name: value_name_of_field(e.field),
         problem: e.expected,
         value: e.value,
-        unknown: None,
+        text: RejectedText::None,
     })?;
     Ok(cfg)
 }
@@ -857,7 +976,7 @@ impl RegKey {
                     problem:
                         "not a value the driver reads (misspelt?): see CONFIG.md for the names",
                     value: u64::from(index),
-                    unknown: Some(ValueName::from_units(name)),
+                    text: RejectedText::UnknownName(ValueName::from_units(name)),
                 };
                 if let Some(prev) = last.replace(r) {
                     report(&prev);
@@ -1105,6 +1224,117 @@ mod tests {
         ];
         for (n, v) in cases {
             assert_eq!(with(n, v).unwrap_err().name, n);
+        }
+    }
+
+    /// Issue 12 review: a refused string value was named by its length
+    /// ("rejected (7)"). Every REG_SZ / REG_MULTI_SZ value, for every kind
+    /// of refusal of its text, names the text as given.
+    #[test]
+    fn refused_strings_are_named_by_their_text() {
+        let r = with(name::BACKEND_ADDRESS, sz("1.2.3.4", REG_SZ)).unwrap_err();
+        assert_eq!(r.given().unwrap().as_str(), "1.2.3.4");
+        assert_eq!(
+            alloc::format!("{r}"),
+            "registry value BackendAddress rejected (\"1.2.3.4\"): not IPv4:port or [IPv6]:port"
+        );
+        let long: alloc::string::String = "9".repeat(70);
+        let bad: [(&str, &str); 5] = [
+            ("garbage", "garbage"),
+            ("10.0.0.1/99", "10.0.0.1/99"),
+            (" x y ", " x y "),
+            ("caf\u{e9}:80", "caf?:80"),
+            (&long, &long[..64]),
+        ];
+        let strings = VALUES
+            .iter()
+            .filter(|v| matches!(v.ty, RegType::Sz | RegType::MultiSz));
+        let mut checked = 0;
+        for v in strings {
+            let ty = if v.ty == RegType::Sz {
+                REG_SZ
+            } else {
+                REG_MULTI_SZ
+            };
+            for (given, shown) in bad {
+                let r = with(v.name, sz(given, ty)).unwrap_err();
+                assert_eq!(r.name, v.name);
+                let g = r.given().unwrap_or_else(|| panic!("{}: {r}", v.name));
+                assert_eq!(g.as_str(), shown, "{}", v.name);
+                assert!(alloc::format!("{r}").contains(shown), "{r}");
+                checked += 1;
+            }
+            // A second, bad entry of a list is named, not the good first one.
+            if ty == REG_MULTI_SZ {
+                let mut multi: Vec<u8> = Vec::new();
+                for s in ["10.0.0.0/8", "nope"] {
+                    multi.extend(s.encode_utf16().flat_map(u16::to_le_bytes));
+                    multi.extend([0, 0]);
+                }
+                multi.extend([0, 0]);
+                let r = with(v.name, Some((REG_MULTI_SZ, multi))).unwrap_err();
+                assert_eq!(r.given().unwrap().as_str(), "nope");
+            }
+        }
+        assert!(
+            checked >= 5 * 4,
+            "LISTEN_ADDRESS, BACKEND_ADDRESS, Allow, Deny at least"
+        );
+        // Numbers stay numbers.
+        assert_eq!(with(name::LISTEN_PORT, dword(0)).unwrap_err().given(), None);
+    }
+
+    #[test]
+    fn link_local_and_self_backends_are_refused() {
+        for b in ["[fe80::1]:9000", "[febf::1]:9000", "[FE80::abcd]:80"] {
+            let r = with(name::BACKEND_ADDRESS, sz(b, REG_SZ)).unwrap_err();
+            assert!(r.problem.contains("link-local"), "{r}");
+            assert_eq!(r.given().unwrap().as_str(), b);
+        }
+        // fec0:: is outside fe80::/10.
+        assert!(with(name::BACKEND_ADDRESS, sz("[fec0::1]:9000", REG_SZ)).is_ok());
+        let both = |listen: Option<&str>, port: u32, backend: &str| {
+            parse(|q| {
+                Ok(match q {
+                    name::LISTEN_PORT => dword(port),
+                    name::LISTEN_ADDRESS => listen.and_then(|l| sz(l, REG_SZ)),
+                    name::BACKEND_ADDRESS => sz(backend, REG_SZ),
+                    _ => None,
+                })
+            })
+        };
+        // Loops: loopback on the wildcard listener's port, or the listen
+        // address itself.
+        for (listen, backend) in [
+            (None, "127.0.0.1:8080"),
+            (None, "127.9.9.9:8080"),
+            (None, "[::1]:8080"),
+            (None, "[::ffff:127.0.0.1]:8080"),
+            (Some("0.0.0.0"), "127.0.0.1:8080"),
+            (Some("::"), "[::1]:8080"),
+            (Some("10.1.2.3"), "10.1.2.3:8080"),
+        ] {
+            let Err(LoadError::Rejected(r)) = both(listen, 8080, backend) else {
+                panic!("{listen:?} {backend}: accepted");
+            };
+            assert_eq!(r.name, BACKEND_LOOP);
+            assert_eq!(r.value, 8080);
+            assert_eq!(r.given().unwrap().as_str(), backend);
+            let shown = alloc::format!("{r}");
+            assert!(
+                shown.contains("ListenPort") && shown.contains(backend),
+                "{shown}"
+            );
+        }
+        // Not loops: another port, or a loopback backend while the gate
+        // listens on one other address only.
+        for (listen, backend) in [
+            (None, "127.0.0.1:8081"),
+            (Some("10.1.2.3"), "127.0.0.1:8080"),
+            (Some("127.0.0.1"), "127.0.0.2:8080"),
+            (None, "10.1.2.3:8080"),
+        ] {
+            assert!(both(listen, 8080, backend).is_ok(), "{listen:?} {backend}");
         }
     }
 

@@ -119,7 +119,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
             name: config::value_name_of_field(c.field),
             problem: c.expected,
             value: c.value,
-            unknown: None,
+            text: config::RejectedText::None,
         }),
         gate_core::Error::OutOfMemory { bytes } => {
             crate::dbg_print!(
@@ -284,6 +284,9 @@ unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     dr.pending.stop(dr, false);
     crate::kernel::timer::flush_dpcs();
     dr.pending.detach();
+    // Issue 12: the last Counters event carries the final totals (the
+    // relay has stopped; its totals were kept for this).
+    telemetry::final_counters(dr);
     telemetry::unregister();
     // SAFETY: every user of the Driver has stopped: worker joined, sockets
     // closed (no callbacks), rundown empty, timer cancelled and DPCs flushed,

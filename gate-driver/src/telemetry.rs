@@ -201,7 +201,12 @@ pub fn config_loaded(c: &DriverConfig) {
 /// channel), the System event log and the debugger.
 pub fn config_rejected(r: &Rejected) {
     let mut value = Line::new();
-    let _ = write!(value, "{}", r.value);
+    // A string value is named by its text (sanitised, cut at 64), a
+    // number by its decimal value.
+    let _ = match r.given() {
+        Some(g) => write!(value, "{}", g.as_str()),
+        None => write!(value, "{}", r.value),
+    };
     let text = core::str::from_utf8(value.as_bytes()).unwrap_or("?");
     etw::config_rejected(&ETW, r.value_name(), text, r.problem);
     crate::errorlog::config_refused(r.value_name(), text, r.problem);
@@ -215,10 +220,35 @@ pub fn counters(d: &crate::state::Driver, interval_ms: u32) {
     let tracked = u32::try_from(d.gate.tracked_keys()).unwrap_or(u32::MAX);
     let stats = d.stats.snapshot();
     let in_use = u32::try_from(d.pending.in_use()).unwrap_or(u32::MAX);
-    // All zero when no relay runs (no backend, or it could not start).
-    let relay = crate::relay::snapshot().unwrap_or_default();
+    // All zero when no relay runs (no backend, or it could not start);
+    // once it stopped (unload), its final totals.
+    let relay = crate::relay::snapshot()
+        .or_else(crate::relay::last_snapshot)
+        .unwrap_or_default();
+    LAST_COUNTERS_AT.store(crate::kernel::clock::now(), Ordering::Relaxed);
     etw::counters_from(&ETW, interval_ms, &c, tracked, cap, &stats, in_use, &relay);
     bans_started(d, interval_ms, &c);
+}
+
+/// When the last Counters event was written (100 ns units, 0: never).
+static LAST_COUNTERS_AT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The last Counters event, at unload (after the listener worker and the
+/// relay stopped, before the provider is unregistered), so a trace ends
+/// with the final totals; not written when `CountersIntervalMs` is 0.
+/// `IntervalMs` is the time since the previous Counters event (or since
+/// the start).
+pub fn final_counters(d: &crate::state::Driver) {
+    if d.cfg.counters_interval_ms == 0 {
+        return;
+    }
+    let since = match LAST_COUNTERS_AT.swap(0, Ordering::Relaxed) {
+        0 => d.started_at,
+        t => t.max(d.started_at),
+    };
+    let ms = crate::kernel::clock::now().saturating_sub(since) / 10_000;
+    counters(d, u32::try_from(ms).unwrap_or(u32::MAX));
+    LAST_COUNTERS_AT.store(0, Ordering::Relaxed);
 }
 
 /// The BansStarted summary: one event per Counters interval in which gate-core
@@ -336,7 +366,8 @@ pub fn relay_on(backend: SocketAddr, c: &crate::config::RelayConfig) {
 
 /// No backend configured (a Warning: the gate protects nothing behind it).
 pub fn relay_off() {
-    const TEXT: &str = "no BackendAddress: accepted connections are closed (nothing is relayed)";
+    const TEXT: &str =
+        "no BackendAddress: accepted connections are closed, nothing is relayed: the gate protects nothing";
     etw::relay_off(&ETW, TEXT);
     crate::dbg_print!(gate_ksys::DPFLTR_WARNING_LEVEL, "gate: {}", TEXT);
 }

@@ -104,7 +104,13 @@ fn load_listen_decide_unload_clean() {
     );
     assert_eq!(
         order[3..],
-        ["DriverUnloading", "ListenerClosed", "ListenerDown"],
+        // The last Counters (issue 12): the final totals, at unload.
+        [
+            "DriverUnloading",
+            "ListenerClosed",
+            "ListenerDown",
+            "Counters"
+        ],
         "{order:?}"
     );
 }

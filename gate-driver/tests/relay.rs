@@ -763,6 +763,137 @@ fn a_refusing_backend_writes_one_down_and_a_working_one_one_up() {
     finish(&sim, d);
 }
 
+/// Issue 12 review: a client that resets while the backend connect is
+/// pending kept its MaxConnections slot until ConnectTimeoutMs and was
+/// reported as connect_timeout with RelayBackendDown (blaming the
+/// backend). The client is watched while connecting (a receive kept
+/// posted on it): its reset ends the relay at once, cause client_error,
+/// and the backend is not marked down.
+#[test]
+fn a_client_reset_during_the_connect_ends_it_at_once_without_blaming_the_backend() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(
+        &sim,
+        &[
+            ("ConnectTimeoutMs", RegValue::Dword(3000)),
+            ("MaxConnections", RegValue::Dword(1)),
+        ],
+    );
+    sim.backend_listen(backend(), BackendMode::Silent);
+    let c = sim.connect(addr("192.0.2.55:4000"), local).conn().unwrap();
+    until(&sim, "the connect waiting", || {
+        sim.backend_waiting(backend()) == 1
+    });
+    c.peer_send(&[1; 10]);
+    c.peer_reset();
+    // No virtual time passes: the connect timeout cannot be what ends it.
+    until(&sim, "the relay ended and its slot freed", || active() == 0);
+    assert_eq!(
+        sim.backend_waiting(backend()),
+        0,
+        "the connect was cancelled"
+    );
+    let f = events(&sim, "RelayFailed");
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        field_u64(&f[0], "Cause"),
+        1,
+        "client_error, not connect_timeout"
+    );
+    assert_eq!(
+        events(&sim, "RelayBackendDown").len(),
+        0,
+        "the backend is not blamed"
+    );
+    let s = gate_driver::relay::snapshot().unwrap();
+    assert_eq!((s.connect_timeouts, s.resets, s.failed), (0, 1, 1));
+    // The slot is free: the next client relays once the backend answers.
+    let c2 = sim.connect(addr("192.0.2.55:4001"), local).conn().unwrap();
+    until(&sim, "the next connect waiting", || {
+        sim.backend_waiting(backend()) == 1
+    });
+    assert_eq!(sim.backend_answer(backend(), true, 1), 1);
+    until(&sim, "opened", || events(&sim, "RelayOpened").len() == 1);
+    let b2 = *sim.backend_conns(backend()).last().unwrap();
+    c2.peer_send(b"ok");
+    until(&sim, "relayed", || b2.unread() == 2);
+    finish(&sim, d);
+}
+
+/// The client's bytes and EOF that arrive while the backend connect is
+/// pending reach the backend in order, after the PROXY header when one is
+/// configured; with a header and nothing from the client, the header is
+/// sent at once on connect (server-first protocols must not wait for the
+/// client).
+#[test]
+fn bytes_and_eof_from_the_client_during_the_connect_follow_the_header() {
+    for proxy in [0u32, 1, 2] {
+        // (client sends before the connect, closes before it)
+        for (early, eof) in [(false, false), (true, false), (true, true), (false, true)] {
+            let sim = Sim::new();
+            let (d, local) = start_relay(&sim, &[("ProxyProtocol", RegValue::Dword(proxy))]);
+            sim.backend_listen(backend(), BackendMode::Silent);
+            let c = sim.connect(addr("192.0.2.56:4000"), local).conn().unwrap();
+            until(&sim, "the connect waiting", || {
+                sim.backend_waiting(backend()) == 1
+            });
+            let first: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+            if early {
+                c.peer_send(&first);
+            }
+            if eof {
+                c.peer_close();
+            }
+            sim.quiesce();
+            assert_eq!(sim.backend_answer(backend(), true, 1), 1);
+            until(&sim, "opened", || events(&sim, "RelayOpened").len() == 1);
+            let b = *sim.backend_conns(backend()).last().unwrap();
+            let mut got = Vec::new();
+            let hlen = match proxy {
+                0 => 0,
+                1 => b"PROXY TCP4 192.0.2.56 ".len(),
+                _ => 16 + 12,
+            };
+            // The header arrives without the client sending anything more.
+            until(&sim, "the header", || {
+                got.extend(b.take_sent());
+                got.len() >= hlen + if early { first.len() } else { 0 }
+            });
+            if !early && !eof {
+                c.peer_send(&first);
+                until(&sim, "the bytes", || {
+                    got.extend(b.take_sent());
+                    got.ends_with(&first)
+                });
+            }
+            let header_len = if proxy == 1 {
+                got.iter().position(|&x| x == b'\n').map_or(0, |i| i + 1)
+            } else {
+                hlen
+            };
+            let (h, data) = got.split_at(header_len);
+            match proxy {
+                1 => assert!(h.starts_with(b"PROXY TCP4 192.0.2.56 "), "{h:?}"),
+                2 => assert_eq!(&h[..12], b"\r\n\r\n\0\r\nQUIT\n"),
+                _ => {}
+            }
+            let expect: &[u8] = if early || !eof { &first } else { &[] };
+            assert_eq!(data, expect, "proxy {proxy} early {early} eof {eof}");
+            if !eof {
+                c.peer_close();
+            }
+            b.peer_close();
+            until(&sim, "closed", || active() == 0);
+            let e = &events(&sim, "RelayClosed")[0];
+            assert_eq!(field_u64(e, "BytesToBackend"), expect.len() as u64);
+            if eof {
+                assert_eq!(field_u64(e, "FirstEnded"), 1, "the client ended first");
+            }
+            finish(&sim, d);
+        }
+    }
+}
+
 #[test]
 fn the_counters_event_carries_the_relay_figures() {
     let sim = Sim::new();
@@ -800,6 +931,82 @@ fn the_counters_event_carries_the_relay_figures() {
     // The relay's figures are in Counters only: RelayCounters (id 23) is retired.
     assert_eq!(count(&sim.events(), "RelayCounters"), 0);
     finish(&sim, d);
+}
+
+/// Issue 12 review: the last `Counters` event of a trace could be up to
+/// `CountersIntervalMs` old. At unload, after every relay closed, one last
+/// `Counters` carries the final totals: they equal the RelayOpened /
+/// RelayClosed / RelayFailed events and the bytes relayed.
+#[test]
+fn the_last_counters_event_at_unload_has_the_final_totals() {
+    let sim = Sim::new();
+    let (d, local) = start_relay(&sim, &[("CountersIntervalMs", RegValue::Dword(1000))]);
+    let (c, b) = open(&sim, local, "192.0.2.85:4000");
+    c.peer_send(&[5; 700]);
+    b.peer_send(&[6; 300]);
+    until(&sim, "both counted", || {
+        gate_driver::relay::snapshot()
+            .is_some_and(|s| s.bytes_to_backend == 700 && s.bytes_to_client == 300)
+    });
+    sim.advance_ms(1100);
+    until(&sim, "a periodic Counters", || {
+        count(&sim.events(), "Counters") > 0
+    });
+    // After that periodic event: more relays, bytes and a failure, and
+    // relays still open when the driver unloads.
+    let pairs: Vec<(Conn, Conn)> = (0..5)
+        .map(|i| open(&sim, local, &format!("192.0.2.86:{}", 4000 + i)))
+        .collect();
+    for (c, _) in &pairs {
+        c.peer_send(&[7; 1000]);
+    }
+    until(&sim, "5000 more bytes counted", || {
+        gate_driver::relay::snapshot().is_some_and(|s| s.bytes_to_backend == 5700)
+    });
+    c.peer_reset();
+    until(&sim, "the first closed", || closed(&b));
+    sim.backend_listen(backend(), BackendMode::Refuse);
+    let refused = sim.connect(addr("192.0.2.87:4000"), local).conn().unwrap();
+    until(&sim, "refused", || closed(&refused));
+    let report = d.unload(&sim);
+    report.assert_clean();
+    sim.assert_no_violations();
+    let evs = checked_events(&sim);
+    let last_counters = evs.iter().rposition(|e| e.name == "Counters").unwrap();
+    // Nothing relay-related after it: it is the last word.
+    assert!(
+        !evs[last_counters..]
+            .iter()
+            .any(|e| e.name.starts_with("Relay")),
+        "a relay event after the last Counters"
+    );
+    let e = &evs[last_counters];
+    assert_eq!(e.u64("RelaysActive"), Some(0));
+    assert_eq!(
+        e.u64("RelaysOpened"),
+        Some(count(&evs, "RelayOpened") as u64)
+    );
+    assert_eq!(e.u64("RelaysOpened"), Some(6));
+    assert_eq!(
+        e.u64("RelaysClosed"),
+        Some(count(&evs, "RelayClosed") as u64)
+    );
+    assert_eq!(e.u64("RelaysClosed"), Some(6));
+    assert_eq!(
+        e.u64("RelaysFailed"),
+        Some(count(&evs, "RelayFailed") as u64)
+    );
+    assert_eq!(e.u64("RelaysFailed"), Some(1));
+    assert_eq!(e.u64("RelayBackendRefused"), Some(1));
+    assert_eq!(e.u64("RelayResets"), Some(1));
+    assert_eq!(e.u64("RelayBytesToBackend"), Some(5700));
+    assert_eq!(e.u64("RelayBytesToClient"), Some(300));
+    let closed_bytes: u64 = evs
+        .iter()
+        .filter(|e| e.name == "RelayClosed")
+        .map(|e| field_u64(e, "BytesToBackend"))
+        .sum();
+    assert_eq!(closed_bytes, 5700, "the RelayClosed events agree");
 }
 
 /// The "abandon" path (issue 12): a provider that neither cancels nor

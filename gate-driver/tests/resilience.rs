@@ -256,9 +256,23 @@ fn counters_are_reported_periodically() {
     }
     driver.unload(&sim).assert_clean();
     let evs = checked_events(&sim);
-    let c = evs.iter().rfind(|e| e.name == "Counters").unwrap();
+    // The periodic ones, before the unload, each cover a full period.
+    let unloading = evs
+        .iter()
+        .position(|e| e.name == "DriverUnloading")
+        .unwrap();
+    let c = evs[..unloading]
+        .iter()
+        .rfind(|e| e.name == "Counters")
+        .unwrap();
     assert_eq!(c.u64("WithinRate"), Some(7));
     assert!(c.u64("IntervalMs").unwrap() >= 1000);
     assert_eq!(c.u64("TableOccupancy"), Some(1));
+    // The last one is written at unload (issue 12) with the final totals
+    // and the time since the previous one (virtual time stood still).
+    let last = evs.iter().rfind(|e| e.name == "Counters").unwrap();
+    assert!(evs[unloading..].iter().any(|e| std::ptr::eq(e, last)));
+    assert_eq!(last.u64("WithinRate"), Some(7));
+    assert!(last.u64("IntervalMs").unwrap() < 1000);
     sim.assert_no_violations();
 }

@@ -39,6 +39,24 @@ macro_rules! say {
     };
 }
 
+/// DbgPrintEx's DPFLTR_WARNING_LEVEL (levels at or below it are warnings
+/// and errors).
+const DPFLTR_WARNING_LEVEL: u32 = 1;
+
+/// Whether the registry value `name` (as a ConfigRejected event names it;
+/// `A+B` names a combination, led by `A`) was given as text (REG_SZ or
+/// REG_MULTI_SZ).
+fn given_as_text(o: &Options, name: &str) -> bool {
+    let lead = name.split('+').next().unwrap_or(name);
+    o.registry.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case(lead)
+            && matches!(
+                v,
+                gate_usersim::RegValue::Sz(_) | gate_usersim::RegValue::MultiSz(_)
+            )
+    })
+}
+
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -202,10 +220,17 @@ pub fn run(o: &Options) -> Result<i32> {
         Err(st) => {
             eprintln!("gate-sim: DriverEntry failed with {:#010x}", st as u32);
             for e in sim.events().iter().filter(|e| e.name == "ConfigRejected") {
+                let name = events::field_text(e, "ValueName");
+                let value = events::field_text(e, "Value");
+                // A string value (BackendAddress, an Allow entry, ...) is
+                // shown quoted as the driver names it: the text given.
+                let shown = if given_as_text(o, &name) {
+                    format!("\"{value}\"")
+                } else {
+                    value
+                };
                 eprintln!(
-                    "gate-sim: registry value {} rejected ({}): {}",
-                    events::field_text(e, "ValueName"),
-                    events::field_text(e, "Value"),
+                    "gate-sim: registry value {name} rejected ({shown}): {}",
                     events::field_text(e, "Reason"),
                 );
             }
@@ -221,6 +246,16 @@ pub fn run(o: &Options) -> Result<i32> {
         return Err(anyhow!("the driver opened no listener within 5 s"));
     };
     let port = l.addr.port();
+    // The driver's warnings at start (DbgPrintEx at error or warning
+    // level: RelayOff when no BackendAddress is set, ...) are an
+    // operator's business: shown as the debugger would show them.
+    for d in sim
+        .debug_output()
+        .iter()
+        .filter(|d| d.level <= DPFLTR_WARNING_LEVEL)
+    {
+        eprintln!("gate-sim: driver: {}", d.text.trim_end());
+    }
     // gatectl's way in: the control socket into the driver's own
     // IRP_MJ_DEVICE_CONTROL handler (stopped before the unload).
     let control = match control {

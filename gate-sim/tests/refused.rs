@@ -39,4 +39,26 @@ fn a_refused_value_is_named_with_the_value_given() {
     );
     // No Rust debug formatting in an operator's message.
     assert!(!err.contains("Str("), "{err}");
+    // A string value is named by its text, not its length (issue 12
+    // review: "rejected (7) ... (text length given)").
+    let err = refused(&["--BackendAddress", "1.2.3.4"]);
+    assert!(
+        err.contains(
+            "gate-sim: registry value BackendAddress rejected (\"1.2.3.4\"): \
+             not IPv4:port or [IPv6]:port"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("text length"), "{err}");
+    let err = refused(&["--BackendAddress", "[fe80::1]:9000"]);
+    assert!(
+        err.contains("BackendAddress rejected (\"[fe80::1]:9000\"): IPv6 link-local"),
+        "{err}"
+    );
+    // The gate's own port on loopback: a loop, naming both values.
+    let err = refused(&["--ListenPort", "8080", "--BackendAddress", "127.0.0.1:8080"]);
+    assert!(
+        err.contains("registry value BackendAddress+ListenPort rejected (\"127.0.0.1:8080\"): "),
+        "{err}"
+    );
 }

@@ -149,6 +149,44 @@ fn client_bytes_are_relayed_to_a_real_backend_and_back() {
     assert_eq!(backend.join().unwrap(), b"real bytes through the gate");
 }
 
+/// Issue 12 review: with no BackendAddress the driver warns (RelayOff, a
+/// Warning debug line) that the gate protects nothing; gate-sim shows the
+/// driver's warnings at start, on standard error.
+#[test]
+#[ignore = "needs root and iptables-nft; run by cargo xtask ci as root"]
+fn no_backend_is_warned_about_at_start() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let ns = Ns(format!("gsw{}", std::process::id()));
+    let _ = Command::new("ip").args(["netns", "del", &ns.0]).status();
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(env!("CARGO_BIN_EXE_gate-sim"))
+        .args([
+            "--netns",
+            &ns.0,
+            "--queues",
+            "0:0",
+            "--stats-interval-ms",
+            "0",
+        ])
+        .args(["--duration-s", "1", "--ListenPort", "18091"])
+        .output()
+        .expect("running gate-sim");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        err.contains("gate-sim: driver: gate: no BackendAddress: accepted connections are closed")
+            && err.contains("the gate protects nothing"),
+        "{err}"
+    );
+}
+
 /// Spawns gate-sim in `ns` relaying port `port` to `backend` with `extra`
 /// registry values; returns it and its stdout lines once it is ready.
 fn spawn_gate(

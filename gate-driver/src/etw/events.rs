@@ -219,7 +219,7 @@ gate_events! {
         reason "Reason": Str,
     }
 
-    /// Periodic counters (totals since the driver started).
+    /// Periodic counters (totals since the driver started), and one last at unload with the final totals (after every relay closed).
     Counters = 12 {
         fn counters;
         version: 5, level: INFO, keyword: COUNTERS, task: COUNTERS, opcode: INFO;

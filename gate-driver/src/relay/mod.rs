@@ -48,6 +48,70 @@ pub use pair::Cause;
 /// [`adopt`]).
 static CURRENT: AtomicPtr<Relay> = AtomicPtr::new(core::ptr::null_mut());
 
+/// The totals of the last relay that stopped, for the final `Counters`
+/// event DriverUnload writes after the relay is gone: written by
+/// [`Running::stop`] once its worker ended (every counter final), read
+/// after the listener worker was joined. Fields in [`RelaySnapshot`]'s
+/// order; `LAST_VALID` says whether they hold a stopped relay's totals.
+static LAST: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
+static LAST_VALID: AtomicBool = AtomicBool::new(false);
+
+impl RelaySnapshot {
+    fn to_array(self) -> [u64; 14] {
+        [
+            u64::from(self.active),
+            self.opened,
+            self.closed,
+            self.failed,
+            self.refused_at_limit,
+            self.no_memory,
+            self.connect_timeouts,
+            self.backend_refused,
+            self.idle_timeouts,
+            self.resets,
+            self.bytes_to_backend,
+            self.bytes_to_client,
+            self.abandoned,
+            self.abandoned_freed,
+        ]
+    }
+
+    fn from_array(a: [u64; 14]) -> RelaySnapshot {
+        let [active, opened, closed, failed, refused_at_limit, no_memory, connect_timeouts, backend_refused, idle_timeouts, resets, bytes_to_backend, bytes_to_client, abandoned, abandoned_freed] =
+            a;
+        RelaySnapshot {
+            active: u32::try_from(active).unwrap_or(u32::MAX),
+            opened,
+            closed,
+            failed,
+            refused_at_limit,
+            no_memory,
+            connect_timeouts,
+            backend_refused,
+            idle_timeouts,
+            resets,
+            bytes_to_backend,
+            bytes_to_client,
+            abandoned,
+            abandoned_freed,
+        }
+    }
+}
+
+/// The totals of the relay that stopped last ([`Running::stop`]), or
+/// `None` if none stopped since the last [`start`]. For the final
+/// `Counters` event at unload.
+pub fn last_snapshot() -> Option<RelaySnapshot> {
+    if !LAST_VALID.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut a = [0u64; 14];
+    for (v, c) in a.iter_mut().zip(LAST.iter()) {
+        *v = c.load(Ordering::Relaxed);
+    }
+    Some(RelaySnapshot::from_array(a))
+}
+
 /// The relay's counters (totals since the relay started).
 #[derive(Default)]
 pub struct RelayStats {
@@ -262,6 +326,7 @@ pub struct Running {
 /// says so (Warning event and debug line: the gate then protects nothing
 /// behind it) and returns `None`.
 pub fn start(d: &Driver, npi: &WSK_PROVIDER_NPI) -> Option<Running> {
+    LAST_VALID.store(false, Ordering::Release);
     let Some(backend) = d.cfg.relay.backend else {
         telemetry::relay_off();
         return None;
@@ -331,6 +396,12 @@ impl Running {
         r.stopping.store(true, Ordering::Release);
         r.wake.set();
         self.thread.join();
+        // The worker ended: these totals are final (the unload's last
+        // Counters event reports them).
+        for (c, v) in LAST.iter().zip(r.stats.snapshot().to_array()) {
+            c.store(v, Ordering::Relaxed);
+        }
+        LAST_VALID.store(true, Ordering::Release);
         // SAFETY: the worker ended only with every pair freed (abandoned
         // ones too), i.e. every IRP completed and every completion taken
         // from the queue; completion routines set the event under the

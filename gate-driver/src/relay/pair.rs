@@ -199,6 +199,10 @@ pub(crate) enum Op {
     Shut,
     Abort,
     Close,
+    /// On the CTL slot once connected: the PROXY header and the client's
+    /// early bytes, sent while the client's early receive is still out on
+    /// the C2B slot (so nothing is cancelled; see State::lead).
+    Lead,
 }
 
 /// Where one direction stands (what its slot does next when idle).
@@ -216,6 +220,12 @@ pub(crate) enum Dir {
     Done,
 }
 
+/// Room kept before the client's early bytes (received while the backend
+/// connect is pending) for the PROXY header: at least the longest v1 and
+/// v2 headers.
+pub const HEADER_ROOM: usize = 128;
+const _: () = assert!(HEADER_ROOM >= proxy::V1_MAX && HEADER_ROOM >= proxy::V2_MAX);
+
 /// The worker-only state of a pair.
 pub(crate) struct State {
     pub client: *mut WSK_SOCKET,
@@ -231,6 +241,28 @@ pub(crate) struct State {
     pub connected: bool,
     /// PROXY header bytes still to send (not counted as relayed bytes).
     pub header_left: usize,
+    /// The client is watched while the backend connect is pending: a
+    /// receive is kept posted on the client (the C2B slot), so a client
+    /// reset ends the pair at once (ClientError), not at the connect
+    /// timeout blamed on the backend. Its bytes gather in the C2B buffer
+    /// at `recv_base..early_end` (until the buffer is full: then the
+    /// client waits, as TCP flow control makes it), its EOF in `early_eof`.
+    pub early_posted: bool,
+    /// Where the client's early bytes start in the C2B buffer:
+    /// [`HEADER_ROOM`] when a PROXY header goes first (it is written just
+    /// before them), else 0.
+    pub recv_base: usize,
+    /// End of the client's early bytes in the C2B buffer.
+    pub early_end: usize,
+    /// The client's EOF came while connecting.
+    pub early_eof: bool,
+    /// Where the client's pending receive lands in the C2B buffer (its
+    /// early receive: `early_end`; later ones: 0).
+    pub recv_at: usize,
+    /// `buf[off..len]` of the C2B buffer (the PROXY header and the early
+    /// bytes) still to send on the CTL slot: set at connect when the
+    /// client's early receive is still out; the C2B direction waits for it.
+    pub lead: Option<(usize, usize)>,
     pub bytes: [u64; 2],
     pub first_end: Side,
     /// Both directions ended: graceful close.
@@ -250,7 +282,8 @@ pub(crate) struct State {
     /// Storage WSK reads during the calls (stable: inside the pair).
     pub wildcard: SockAddrStorage,
     pub backend_sa: SockAddrStorage,
-    pub wsk_buf: [WSK_BUF; 2],
+    /// Per slot (C2B, B2C, CTL: the lead send).
+    pub wsk_buf: [WSK_BUF; 3],
 }
 
 /// One relayed connection. Lives in one pool allocation from [`Pair::new`]
@@ -355,6 +388,12 @@ impl Pair {
                 connect_issued: false,
                 connected: false,
                 header_left: 0,
+                early_posted: false,
+                recv_base: 0,
+                early_end: 0,
+                early_eof: false,
+                recv_at: 0,
+                lead: None,
                 bytes: [0; 2],
                 first_end: Side::None,
                 closing: false,
@@ -369,7 +408,11 @@ impl Pair {
                 connected_at: 0,
                 wildcard: SockAddrStorage::new(wildcard),
                 backend_sa: SockAddrStorage::new(relay.backend),
-                wsk_buf: [WSK_BUF { ..empty }, WSK_BUF { ..empty }],
+                wsk_buf: [
+                    WSK_BUF { ..empty },
+                    WSK_BUF { ..empty },
+                    WSK_BUF { ..empty },
+                ],
             }),
             bufs,
             mdls,
@@ -420,15 +463,32 @@ impl Pair {
     /// Writes the PROXY header into the client -> backend buffer; returns
     /// its length (0 without PROXY protocol).
     pub(crate) fn write_header(&self, v: Option<proxy::Version>, st: &State) -> usize {
+        self.write_header_before(v, st, 0)
+    }
+
+    /// Writes the PROXY header so that it ends at `end` in the C2B buffer
+    /// (`end` is 0: at the start; else [`HEADER_ROOM`], before the client's
+    /// early bytes). Returns its length; 0 for none.
+    pub(crate) fn write_header_before(
+        &self,
+        v: Option<proxy::Version>,
+        st: &State,
+        end: usize,
+    ) -> usize {
         let Some(v) = v else { return 0 };
         let (p, n) = self.buf(C2B);
         if p.is_null() {
             return 0;
         }
-        // SAFETY: the buffer is ours and no IRP uses it (the directions
-        // start after this).
-        let out = unsafe { core::slice::from_raw_parts_mut(p, n) };
-        proxy::encode(v, st.remote, st.local, out).unwrap_or(0)
+        let room = if end == 0 { n } else { end.min(n) };
+        // SAFETY: the buffer is ours. Only `..room` is written: a receive
+        // that may still be in flight writes at `end..` only.
+        let out = unsafe { core::slice::from_raw_parts_mut(p, room) };
+        let h = proxy::encode(v, st.remote, st.local, out).unwrap_or(0);
+        if end != 0 && h <= end {
+            out.copy_within(..h, end.saturating_sub(h));
+        }
+        h
     }
 
     /// Makes one WSK call on slot `i` (worker only; the slot is idle).

@@ -26,7 +26,7 @@ use core::sync::atomic::Ordering;
 use gate_ksys::*;
 
 use super::pair::{
-    conn_dispatch, Cause, Dir, Op, Pair, Side, State, B2C, C2B, CTL, TEARDOWN_GRACE_MS,
+    conn_dispatch, Cause, Dir, Op, Pair, Side, State, B2C, C2B, CTL, HEADER_ROOM, TEARDOWN_GRACE_MS,
 };
 use super::{bump, Relay, NEW};
 use crate::kernel::clock;
@@ -88,6 +88,23 @@ fn error_cause(side_is_client: bool) -> Cause {
         Cause::ClientError
     } else {
         Cause::BackendError
+    }
+}
+
+/// The client-to-backend direction's first step once connected: the
+/// PROXY header (`h` bytes, ending at `recv_base`; at 0 when no early
+/// receive was posted) and the client's early bytes in one send, then
+/// receives as usual; an early EOF is passed on after them (the receive
+/// after the send sees it again).
+fn early_dir(st: &State, h: usize) -> Dir {
+    let off = st.recv_base.saturating_sub(h);
+    let len = st.early_end.max(off.saturating_add(h));
+    if len > off {
+        Dir::Send { off, len }
+    } else if st.early_eof {
+        Dir::Shut
+    } else {
+        Dir::Recv
     }
 }
 
@@ -373,6 +390,19 @@ impl Worker {
                     st.connected = true;
                 }
             }
+            Op::Recv if i == C2B && !st.connected => {
+                // The client's early receive (see State::early_posted).
+                if !ok {
+                    self.abort(r, p, st, Cause::ClientError, status);
+                } else if info == 0 {
+                    st.early_eof = true;
+                    if st.first_end == Side::None {
+                        st.first_end = Side::Client;
+                    }
+                } else {
+                    st.early_end = st.early_end.saturating_add(info);
+                }
+            }
             Op::Recv => {
                 let from_client = i == C2B;
                 if !ok {
@@ -389,12 +419,38 @@ impl Worker {
                         *d = Dir::Shut;
                     }
                 } else {
+                    // The client's early receive, still out at connect,
+                    // landed at `recv_at`; every other receive at 0.
+                    let at = if from_client { st.recv_at } else { 0 };
                     if let Some(d) = st.dirs.get_mut(i) {
-                        *d = Dir::Send { off: 0, len: info };
+                        *d = Dir::Send {
+                            off: at,
+                            len: at.saturating_add(info),
+                        };
                     }
                     self.activity(r, p, st);
                 }
+                if from_client {
+                    st.recv_at = 0;
+                }
             }
+            Op::Lead => match st.lead {
+                Some((off, len)) if ok && info > 0 => {
+                    let hdr = info.min(st.header_left);
+                    st.header_left = st.header_left.saturating_sub(hdr);
+                    let data = u64::try_from(info.saturating_sub(hdr)).unwrap_or(0);
+                    st.bytes[C2B] = st.bytes[C2B].saturating_add(data);
+                    r.stats.bytes_to_backend.fetch_add(data, Ordering::Relaxed);
+                    let off = off.saturating_add(info);
+                    st.lead = (off < len).then_some((off, len));
+                    self.activity(r, p, st);
+                }
+                _ => {
+                    st.lead = None;
+                    let s = if ok { STATUS_UNSUCCESSFUL } else { status };
+                    self.abort(r, p, st, Cause::BackendError, s);
+                }
+            },
             Op::Send => {
                 let to_client = i == B2C;
                 let dir = st.dirs.get(i).copied();
@@ -451,16 +507,31 @@ impl Worker {
         bump(&r.stats.opened);
         // SAFETY: a live pair.
         let pair = unsafe { &*p };
-        let h = pair.write_header(r.proxy, st);
+        // The client's early bytes (received while connecting) are at
+        // `recv_base..early_end`; a PROXY header goes just before them.
+        let h = if st.early_posted {
+            pair.write_header_before(r.proxy, st, st.recv_base)
+        } else {
+            pair.write_header(r.proxy, st)
+        };
         st.header_left = h;
-        st.dirs = [
-            if h > 0 {
-                Dir::Send { off: 0, len: h }
-            } else {
-                Dir::Recv
-            },
-            Dir::Recv,
-        ];
+        let c2b = if st.ops[C2B] == Op::Recv {
+            // The early receive is still out (the client is watched until
+            // it sends): the header and the bytes so far go now on the CTL
+            // slot (server-first protocols must not wait for the client;
+            // nothing is cancelled), and the C2B direction waits for that
+            // send before it sends what the receive brings.
+            let off = st.recv_base.saturating_sub(h);
+            let len = st.early_end.max(off.saturating_add(h));
+            if len > off {
+                st.lead = Some((off, len));
+            }
+            Dir::Recv
+        } else {
+            st.recv_at = 0;
+            early_dir(st, h)
+        };
+        st.dirs = [c2b, Dir::Recv];
         telemetry::relay_opened(
             st.remote,
             r.backend,
@@ -497,6 +568,18 @@ impl Worker {
             return;
         }
         if !st.connected {
+            let (_, n) = pair.buf(C2B);
+            if !st.early_posted {
+                st.early_posted = true;
+                st.recv_base = if r.proxy.is_some() { HEADER_ROOM } else { 0 };
+                st.early_end = st.recv_base;
+            }
+            if st.ops[C2B] == Op::Idle && !st.early_eof && st.early_end < n {
+                // Watch the client while connecting (see State::early_posted).
+                let (client, at) = (st.client, st.early_end);
+                st.recv_at = at;
+                issue_io(r, pair, st, C2B, Op::Recv, client, at, n.saturating_sub(at));
+            }
             if st.ops[CTL] != Op::Idle {
                 return;
             }
@@ -510,14 +593,22 @@ impl Worker {
             }
             return;
         }
+        if let Some((off, len)) = st.lead {
+            if st.ops[CTL] == Op::Idle {
+                issue_lead(r, pair, st, off, len.saturating_sub(off));
+            }
+        }
         for d in [C2B, B2C] {
-            if st.ops.get(d) != Some(&Op::Idle) {
+            if st.ops.get(d) != Some(&Op::Idle) || (d == C2B && st.lead.is_some()) {
                 continue;
             }
             let (src, dst) = ends(st, d);
             match st.dirs.get(d).copied().unwrap_or(Dir::Done) {
                 Dir::Recv => {
                     let (_, n) = pair.buf(d);
+                    if d == C2B {
+                        st.recv_at = 0;
+                    }
                     issue_io(r, pair, st, d, Op::Recv, src, 0, n);
                 }
                 Dir::Send { off, len } => {
@@ -532,7 +623,10 @@ impl Worker {
                 Dir::ShutWait | Dir::Done => {}
             }
         }
-        if st.dirs.iter().all(|d| *d == Dir::Done) && st.ops.iter().all(|o| *o == Op::Idle) {
+        if st.dirs.iter().all(|d| *d == Dir::Done)
+            && st.ops.iter().all(|o| *o == Op::Idle)
+            && st.lead.is_none()
+        {
             st.closing = true;
             let grace = u64::from(TEARDOWN_GRACE_MS).saturating_mul(TICKS_PER_MS);
             self.push(p, TEARDOWN, clock::now().saturating_add(grace));
@@ -762,6 +856,29 @@ fn issue_io(
     pair.issue(r, st, d, op, |irp| {
         // SAFETY: live socket; the WSK_BUF, its MDL and the buffer live in
         // the pair until the IRP completes.
+        unsafe { f(s, bp, 0, irp) }
+    });
+}
+
+/// The lead send (see State::lead): `buf[off..off + len]` of the C2B
+/// buffer to the backend, on the CTL slot with its own WSK_BUF.
+fn issue_lead(r: &Relay, pair: &Pair, st: &mut State, off: usize, len: usize) {
+    let s = st.backend;
+    // SAFETY: a live connection socket of ours.
+    let Some(f) = (unsafe { (*conn_dispatch(s)).WskSend }) else {
+        return not_supported(r, pair, st, CTL, Op::Lead);
+    };
+    let Some(b) = st.wsk_buf.get_mut(CTL) else {
+        return;
+    };
+    b.Mdl = pair.mdl(C2B);
+    b.Offset = u32::try_from(off).unwrap_or(0);
+    b.Length = len;
+    let bp: *mut WSK_BUF = b;
+    pair.issue(r, st, CTL, Op::Lead, |irp| {
+        // SAFETY: live socket; the WSK_BUF, its MDL and the buffer live in
+        // the pair until the IRP completes. The client's pending receive
+        // writes only past `off + len`.
         unsafe { f(s, bp, 0, irp) }
     });
 }
