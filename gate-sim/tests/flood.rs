@@ -15,15 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{enter_netns, is_root};
+
 const PORT: u16 = 8080;
 const SERVER: &str = "10.78.0.1";
 const CLIENT: &str = "10.78.0.2";
 const FLOOD: Duration = Duration::from_secs(10);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -145,13 +143,6 @@ fn backlog_drops() -> u64 {
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(|h| u64::from_str_radix(h, 16).ok())
         .sum()
-}
-
-fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{name}")).expect("netns");
-    // SAFETY: setns(2) on a namespace fd; affects only this thread.
-    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns {name}");
 }
 
 /// `key=value` fields of a line starting with `prefix`.

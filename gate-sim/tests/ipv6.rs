@@ -6,23 +6,12 @@
 //! refused with a reset at once, the other completes its handshake and is
 //! delivered. The exit report and the ETW events say the same.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{name}")).expect("netns");
-    // SAFETY: setns(2) on a namespace fd; affects only this thread.
-    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns {name}");
-}
+mod common;
+use common::{enter_netns, is_root};
 
 struct Ns(String);
 
@@ -102,25 +91,7 @@ fn ipv6_clients_are_decided_by_prefix() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawning gate-sim");
-    let (tx, lines) = mpsc::channel::<String>();
-    let out = gate.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            eprintln!("gate-sim: {l}");
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let t = Instant::now();
-    loop {
-        let l = lines
-            .recv_timeout(Duration::from_secs(20).saturating_sub(t.elapsed()))
-            .expect("gate-sim did not get ready");
-        if l == "ready" {
-            break;
-        }
-    }
+    let lines = common::lines_once_ready(&mut gate);
     let accepted = connect_from(&ns.0, ALLOWED);
     let t = Instant::now();
     let refused = connect_from(&ns.0, DENIED);

@@ -10,23 +10,14 @@
 //! for byte, and nginx's own PROXY v2 parser must see each client's real
 //! address and port.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{name}")).expect("netns");
-    // SAFETY: setns(2) on a namespace fd; affects only this thread.
-    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns {name}");
-}
+mod common;
+use common::{enter_netns, is_root};
 
 struct Ns(String);
 
@@ -76,43 +67,7 @@ fn client_bytes_are_relayed_to_a_real_backend_and_back() {
         got
     });
     let bport = brx.recv().unwrap();
-    let mut gate = Command::new(env!("CARGO_BIN_EXE_gate-sim"))
-        .args([
-            "--netns",
-            &ns.0,
-            "--queues",
-            "0:0",
-            "--stats-interval-ms",
-            "0",
-        ])
-        .args([
-            "--ListenPort",
-            "18090",
-            "--BackendAddress",
-            &format!("127.0.0.1:{bport}"),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawning gate-sim");
-    let (tx, lines) = mpsc::channel::<String>();
-    let out = gate.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            eprintln!("gate-sim: {l}");
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let t = Instant::now();
-    loop {
-        let l = lines
-            .recv_timeout(Duration::from_secs(20).saturating_sub(t.elapsed()))
-            .expect("gate-sim did not get ready");
-        if l == "ready" {
-            break;
-        }
-    }
+    let (mut gate, lines) = spawn_gate(&ns.0, 18090, &format!("127.0.0.1:{bport}"), &[]);
     let cns = ns.0.clone();
     let echoed = std::thread::spawn(move || {
         enter_netns(&cns);
@@ -207,25 +162,7 @@ fn spawn_gate(
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawning gate-sim");
-    let (tx, lines) = mpsc::channel::<String>();
-    let out = gate.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            eprintln!("gate-sim: {l}");
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let t = Instant::now();
-    loop {
-        let l = lines
-            .recv_timeout(Duration::from_secs(20).saturating_sub(t.elapsed()))
-            .expect("gate-sim did not get ready");
-        if l == "ready" {
-            break;
-        }
-    }
+    let lines = common::lines_once_ready(&mut gate);
     (gate, lines)
 }
 
