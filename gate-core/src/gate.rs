@@ -544,9 +544,10 @@ impl<L: RawLock> Gate<L> {
         // Debt left by limits since changed live, beyond what these allow
         // at the key's last decision (a no-op for a key only ever decided
         // under these limits; see `BucketParams::clamp`).
-        // (One relaxed load: `pend_hold` is set before the swap that
-        // installs `p`, and `p` was read with acquire.)
-        let held = prior_last < self.pend_hold.load(Ordering::Relaxed);
+        // (`pend_hold` is read only when these parameters hold anything,
+        // i.e. `held != ceil`; it is set before the swap that installs `p`,
+        // and `p` was read with acquire, so one relaxed load suffices.)
+        let held = p.key.held != p.key.ceil && prior_last < self.pend_hold.load(Ordering::Relaxed);
         e.tat = p.key.clamp(e.tat, p.key.units(prior_last), held);
         let global = || match &p.global {
             None => Ok(None),
