@@ -175,19 +175,40 @@ impl BucketParams {
     }
 
     /// The same parameters with [`Self::held`] set for pends that an
-    /// earlier configuration promised up to `term` ticks ahead: `limit + t`
-    /// plus the larger of `term` and this configuration's own pend term.
-    pub(crate) fn hold(mut self, term: Ticks) -> BucketParams {
-        let by_old = self
-            .limit
-            .saturating_add(self.t)
-            .saturating_add(self.units(term));
+    /// earlier configuration promised up to `term` ticks ahead, where that
+    /// configuration let a key wait at most `wait` ticks (its `ceil - limit`,
+    /// or `held - limit` while it held pends of its own): `limit` plus the
+    /// larger of this configuration's own `t + pend term` and
+    /// `min(wait, t + term)`.
+    ///
+    /// Both terms of the `min` are at least `term` (a `wait` always is:
+    /// `t` plus a pend term at least `term`), so every pend promised before
+    /// the change has come due before the key's next admission and their
+    /// debt is kept; and neither term exceeds the larger of the two
+    /// configurations' own waits, so the change never makes a key wait
+    /// longer than the old or the new limits allow (the `swap_model`
+    /// property in `tests/control.rs`; `t + term` alone let a key that
+    /// went from 1/s to 0.5/s and from 1.8 s to 1 ms pends wait 3 s, above
+    /// both 2.8 s and 2 s).
+    pub(crate) fn hold(mut self, term: Ticks, wait: Ticks) -> BucketParams {
+        let by_term = self.t.saturating_add(self.units(term));
+        let by_wait = self.units(wait);
+        let kept = if by_wait < by_term { by_wait } else { by_term };
+        let by_old = self.limit.saturating_add(kept);
         self.held = if by_old > self.ceil {
             by_old
         } else {
             self.ceil
         };
         self
+    }
+
+    /// The longest a key may wait for its next token under these
+    /// parameters, in ticks (rounded up): `ceil - limit`, or
+    /// `held - limit` while [`Self::held`] is raised.
+    pub(crate) fn wait_ticks(&self, held: bool) -> Ticks {
+        let top = if held { self.held } else { self.ceil };
+        self.iv.ceil_ticks(top.saturating_sub(self.limit))
     }
 
     /// A bucket's `tat` held to at most `at + ceil` (units), where `at` is

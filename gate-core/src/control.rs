@@ -239,10 +239,13 @@ impl<L: RawLock> Gate<L> {
         } else {
             cur.p.pend_term()
         };
+        // The longest the configuration in force lets a key wait: the hold
+        // never raises the new ceiling above it (see `BucketParams::hold`).
+        let old_wait = cur.p.key.wait_ticks(hold_active);
         let holding = old_term > new.p.pend_term();
         if holding {
             new.p.held_term = old_term;
-            new.p.key = new.p.key.hold(old_term);
+            new.p.key = new.p.key.hold(old_term, old_wait);
             // Before the swap (released by it): a decision that sees the
             // new object holds until the end is known.
             self.pend_hold.store(Ticks::MAX, Ordering::Relaxed);

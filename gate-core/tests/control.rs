@@ -719,6 +719,44 @@ fn loosening_a_limit_never_locks_a_key_out() {
     );
 }
 
+/// CI on a fresh machine, 2026-11-29 (`swap_model` below, its minimal
+/// input): A is 1/s, burst 68, pends up to 1793 ms; B is 0.5/s, burst 1,
+/// pends up to 1 ms. Three SYNs at T0 under A, then the change. A lets a key
+/// wait at most T + max_delay = 2.793 s, B 2.001 s; the hold that keeps the
+/// debt of pends promised under A (review 13c) kept `T_B + max_delay_A` =
+/// 3.793 s of it, and the key waited 3 s. The hold now keeps at most the
+/// larger of the two configurations' own waits (and still at least A's pend
+/// term, so those pends come due first).
+#[test]
+fn a_change_lowering_rate_and_pend_delay_waits_no_longer_than_either_allows() {
+    let g = gate(Config {
+        rate_milli: 1000,
+        burst: 68,
+        max_pending: 1 << 16,
+        max_delay_ms: 1793,
+        ..small()
+    });
+    let (x, l) = (ip("10.0.0.1"), ip(LOCAL));
+    for _ in 0..3 {
+        assert_eq!(g.decide(x, l, T0).action, Action::Accept);
+    }
+    g.reconfigure(|c| {
+        c.rate_milli = 500;
+        c.burst = 1;
+        c.max_delay_ms = 1;
+    })
+    .unwrap();
+    let wait_a = TICKS_PER_SEC + 1793 * TICKS_PER_MS;
+    let (s, _) = g.query(x, T0);
+    assert_eq!(s.next_token - T0, wait_a, "was 3 s (30000000 ticks)");
+    // Refused until a pend of at most 1 ms reaches the next token; then
+    // pended by exactly what is left, then accepted at the next token.
+    let before = g.decide(x, l, T0 + wait_a - TICKS_PER_MS - 1);
+    assert_eq!(before.action, Action::Reject);
+    let d = g.decide(x, l, T0 + wait_a - TICKS_PER_MS);
+    assert_eq!(d.pend.map(|p| p.at), Some(T0 + wait_a));
+}
+
 mod swap_model {
     //! Random configurations A then B (rate, burst, pends and their
     //! delay): after the swap no key's next-token wait exceeds the most
@@ -751,6 +789,44 @@ mod swap_model {
         } else {
             0
         } + 1
+    }
+
+    proptest! {
+        // The kind of the CI failure above: changes in a row (the hold of
+        // one carried into the next), every configuration with pends (the
+        // only way a hold arises), decisions between them. No key may wait
+        // longer than the most any configuration in the chain allows.
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn a_chain_of_changes_never_makes_a_key_wait_longer_than_any_allows(
+            chain in proptest::collection::vec(
+                ((0usize..RATES.len(), 1u32..200, 1u32..3000).prop_map(|(r, b, d)| (RATES[r], b, true, d)),
+                 proptest::collection::vec((0u8..3, 0u64..(TICKS_PER_SEC / 2)), 0..40)),
+                2..5),
+        ) {
+            let mut c = small();
+            apply(&mut c, chain[0].0);
+            let g = gate(c);
+            let l = ip(LOCAL);
+            let mut now = T0;
+            let mut most = 0;
+            for (i, (cfg, steps)) in chain.iter().enumerate() {
+                if i > 0 {
+                    g.reconfigure(|c| apply(c, *cfg)).unwrap();
+                }
+                most = most.max(wait(*cfg));
+                for k in 0..3u8 {
+                    let (s, _) = g.query(IpAddr::from([10, 0, 0, k]), now);
+                    prop_assert!(s.next_token - now <= most,
+                        "change {i}: key {k}: next token in {} ticks, the chain allows {most}", s.next_token - now);
+                }
+                for &(k, dt) in steps {
+                    now += dt / 64;
+                    let d = g.decide(IpAddr::from([10, 0, 0, k]), l, now);
+                    if let Some(p) = d.pend { let _ = g.pend_done(p.ticket); }
+                }
+            }
+        }
     }
 
     proptest! {
