@@ -28,6 +28,9 @@ pub static PENDED: Mutex<Vec<WSK_INSPECT_ID>> = Mutex::new(Vec::new());
 pub static ABORTED: Mutex<Vec<WSK_INSPECT_ID>> = Mutex::new(Vec::new());
 /// Remote addresses seen by inspect (copied).
 pub static REMOTES: Mutex<Vec<SOCKADDR_STORAGE>> = Mutex::new(Vec::new());
+/// Each inspected request's id with its IPv4 remote (address, port), so a
+/// test can say which request an abort was for ([`aborted_remotes`]).
+pub static INSPECTED: Mutex<Vec<(WSK_INSPECT_ID, [u8; 4], u16)>> = Mutex::new(Vec::new());
 /// Raw pointers seen by inspect (to check they are poisoned later).
 pub static LAST_REMOTE_PTR: AtomicUsize = AtomicUsize::new(0);
 pub static LAST_ID_PTR: AtomicUsize = AtomicUsize::new(0);
@@ -63,6 +66,7 @@ pub fn reset_globals() {
     PENDED.lock().unwrap().clear();
     ABORTED.lock().unwrap().clear();
     REMOTES.lock().unwrap().clear();
+    INSPECTED.lock().unwrap().clear();
     ACCEPTED.lock().unwrap().clear();
     STATE.store(std::ptr::null_mut(), Ordering::SeqCst);
 }
@@ -122,6 +126,16 @@ pub unsafe extern "system" fn inspect_event(
         )
     };
     REMOTES.lock().unwrap().push(st);
+    if st.ss_family == AF_INET {
+        // SAFETY: an AF_INET SOCKADDR_STORAGE holds a SOCKADDR_IN.
+        let sin = unsafe { std::ptr::read((&st as *const SOCKADDR_STORAGE).cast::<SOCKADDR_IN>()) };
+        // SAFETY: valid for the call; copied by value.
+        let id = unsafe { id.read() };
+        INSPECTED
+            .lock()
+            .unwrap()
+            .push((id, sin.sin_addr, u16::from_be(sin.sin_port)));
+    }
     if CLOSE_IN_INSPECT.load(Ordering::SeqCst) != 0 {
         let s = STATE.load(Ordering::SeqCst);
         // SAFETY: test-driver state.
@@ -133,6 +147,23 @@ pub unsafe extern "system" fn inspect_event(
         PENDED.lock().unwrap().push(unsafe { id.read() });
     }
     a
+}
+
+/// The IPv4 remotes of the requests aborted so far, in abort order (an
+/// id inspect never saw is reported as 0.0.0.0:0).
+pub fn aborted_remotes() -> Vec<std::net::SocketAddrV4> {
+    let seen = INSPECTED.lock().unwrap();
+    ABORTED
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            seen.iter().rev().find(|(i, _, _)| i == id).map_or(
+                std::net::SocketAddrV4::new([0; 4].into(), 0),
+                |&(_, a, p)| std::net::SocketAddrV4::new(a.into(), p),
+            )
+        })
+        .collect()
 }
 
 pub unsafe extern "system" fn abort_event(_ctx: PVOID, id: *const WSK_INSPECT_ID) -> NTSTATUS {
