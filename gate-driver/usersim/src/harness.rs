@@ -156,6 +156,21 @@ impl Sim {
         pool::inject_failures(skip, count);
     }
 
+    /// Arms an allocation plan on the calling thread ([`crate::fault`]):
+    /// every allocation driver code makes on this thread (pool blocks,
+    /// IRPs, MDLs, and global-allocator blocks if the test binary's
+    /// `#[global_allocator]` asks [`crate::fault::global_alloc_fails`]) is
+    /// counted, and the `fail_at`-th (1-based) fails; 0 only counts. Use it
+    /// around a request that runs on the caller's thread (an IOCTL).
+    pub fn arm_thread_allocations(&self, fail_at: u64) {
+        crate::fault::arm(fail_at);
+    }
+
+    /// Ends the calling thread's plan; what it counted and failed.
+    pub fn disarm_thread_allocations(&self) -> crate::fault::Counted {
+        crate::fault::disarm()
+    }
+
     /// MDLs IoAllocateMdl returned since the simulation started (the third
     /// part of the failure-injection sequence, with pool blocks and IRPs).
     pub fn mdl_allocations(&self) -> u64 {
