@@ -119,19 +119,20 @@ fn set(name: &str, kind: u32, data: &[u8]) -> Result<(), PersistError> {
 const NAME_UNITS: usize = 64;
 
 fn write(name: &str, kind: u32, data: &[u8]) -> Result<(), PersistError> {
-    let mut units = [0u16; NAME_UNITS];
-    let mut n = 0usize;
-    for (slot, u) in units.iter_mut().zip(name.encode_utf16()) {
-        *slot = u;
-        n = n.saturating_add(1);
-    }
-    if name.encode_utf16().count() != n {
+    // The value name as UTF-16 on the stack (no allocation).
+    let n = name.encode_utf16().count();
+    if n > NAME_UNITS {
         return Err(PersistError {
             call: "ZwSetValueKey",
             status: STATUS_INVALID_PARAMETER,
         });
     }
+    let mut units = [0u16; NAME_UNITS];
+    for (slot, u) in units.iter_mut().zip(name.encode_utf16()) {
+        *slot = u;
+    }
     let key = open()?;
+    // At most 128 bytes (NAME_UNITS units).
     let bytes = (n as u16).saturating_mul(2);
     let mut us = UNICODE_STRING {
         Length: bytes,
