@@ -37,71 +37,57 @@ use gate_ioctl::status::STATUS_INSUFFICIENT_RESOURCES;
 use gate_ioctl::Request;
 use gate_ioctl::*;
 use gate_usersim::etw::{CapturedEvent, Value};
+use gate_usersim::fault;
 use gate_usersim::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// The system allocator, refusing what the calling thread's plan says
-/// (only ever driver code on a thread with a plan armed), and counting the
-/// bytes driver code keeps on each thread ([`kept`]): a refused request
-/// must free whatever it allocated before it returns.
+/// (only ever driver code on a thread with a plan armed), and reporting
+/// what it allocated and freed so the plan can count the bytes driver code
+/// kept (`Counted::kept_bytes`): a refused request must free whatever it
+/// allocated before it returns.
 struct Planned;
-
-thread_local! {
-    /// Bytes driver code allocated minus bytes it freed, on this thread.
-    static KEPT: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
-}
-
-fn keep(delta: i64) {
-    if gate_usersim::fault::in_driver_code() {
-        let _ = KEPT.try_with(|k| k.set(k.get().wrapping_add(delta)));
-    }
-}
-
-/// Bytes kept by driver code on this thread since the last call.
-fn kept() -> i64 {
-    KEPT.with(|k| k.replace(0))
-}
 
 // SAFETY: forwards to the system allocator; refusing (NULL) is allowed by
 // the GlobalAlloc contract.
 unsafe impl GlobalAlloc for Planned {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if gate_usersim::fault::global_alloc_fails() {
+        if fault::global_alloc_fails() {
             return std::ptr::null_mut();
         }
         // SAFETY: the caller's contract.
         let p = unsafe { System.alloc(l) };
         if !p.is_null() {
-            keep(l.size() as i64);
+            fault::global_allocated(p, l.size());
         }
         p
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if gate_usersim::fault::global_alloc_fails() {
+        if fault::global_alloc_fails() {
             return std::ptr::null_mut();
         }
         // SAFETY: the caller's contract.
         let p = unsafe { System.alloc_zeroed(l) };
         if !p.is_null() {
-            keep(l.size() as i64);
+            fault::global_allocated(p, l.size());
         }
         p
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         // A growing realloc is an allocation (Vec::try_reserve on a Vec
         // that has a buffer); a failed one leaves `p` as it was.
-        if new_size > l.size() && gate_usersim::fault::global_alloc_fails() {
+        if new_size > l.size() && fault::global_alloc_fails() {
             return std::ptr::null_mut();
         }
         // SAFETY: the caller's contract.
         let q = unsafe { System.realloc(p, l, new_size) };
         if !q.is_null() {
-            keep(new_size as i64 - l.size() as i64);
+            fault::global_reallocated(p, l.size(), q, new_size);
         }
         q
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        keep(-(l.size() as i64));
+        fault::global_freed(p);
         // SAFETY: `p` came from this allocator with `l`.
         unsafe { System.dealloc(p, l) }
     }
@@ -507,12 +493,10 @@ type Outcome = (i32, Vec<u8>);
 /// (only when one failed).
 struct Run {
     outcome: Outcome,
-    counted: gate_usersim::fault::Counted,
+    counted: fault::Counted,
     before: State,
     after: State,
     rejected: Vec<CapturedEvent>,
-    /// Global-allocator bytes the request's driver code kept.
-    kept: i64,
     retry: Option<(Outcome, State)>,
 }
 
@@ -536,11 +520,9 @@ fn run(c: &Case, fail_at: u64) -> Run {
         config_changed_events: 0,
         ..before
     };
-    kept();
     sim.arm_thread_allocations(fail_at);
     let r = h.ioctl(c.code, &c.input, c.out_len);
     let counted = sim.disarm_thread_allocations();
-    let kept = kept();
     let rejected: Vec<CapturedEvent> = checked_events(&sim)
         .into_iter()
         .filter(|e| e.name == "ControlRejected")
@@ -567,7 +549,6 @@ fn run(c: &Case, fail_at: u64) -> Run {
         before,
         after,
         rejected,
-        kept,
         retry,
     }
 }
@@ -619,7 +600,7 @@ fn every_allocation_of_every_ioctl_can_fail() {
             _ => assert_eq!(n, 0, "{}: a read allocates", c.name),
         }
         if n == 0 {
-            assert_eq!(reference.kept, 0, "{}", c.name);
+            assert_eq!(reference.counted.kept_bytes, 0, "{}", c.name);
         }
         for k in 1..=n + 1 {
             let r = run(c, k);
@@ -644,7 +625,7 @@ fn every_allocation_of_every_ioctl_can_fail() {
                 r.outcome.0
             );
             assert_eq!(r.after, r.before, "{what}: state changed");
-            assert_eq!(r.kept, 0, "{what}: bytes not freed");
+            assert_eq!(r.counted.kept_bytes, 0, "{what}: bytes not freed");
             assert_eq!(r.rejected.len(), 1, "{what}: one ControlRejected");
             let e = &r.rejected[0];
             assert_eq!(

@@ -21,10 +21,16 @@
 //! The global allocator is the test binary's: a test that wants its
 //! allocations in the sequence installs a `#[global_allocator]` that asks
 //! [`global_alloc_fails`] before each `alloc`, `alloc_zeroed` and growing
-//! `realloc` (tests/ioctl_alloc_failure.rs does). Without one, only pool,
-//! IRP and MDL allocations count.
+//! `realloc`, and reports what it allocated and freed ([`global_allocated`],
+//! [`global_freed`], [`global_reallocated`]) so a plan can tell whether
+//! driver code kept any bytes
+//! (tests/ioctl_alloc_failure.rs and tests/alloc_failure.rs do). Without
+//! one, only pool, IRP and MDL allocations count.
+//!
+//! DriverEntry runs on a thread of its own: [`crate::Sim::load_driver_failing`]
+//! arms the plan there.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Code {
@@ -53,6 +59,49 @@ thread_local! {
     static PLAN: Cell<Plan> = const {
         Cell::new(Plan { armed: false, fail_at: 0, counted: 0, failed: 0 })
     };
+    /// Global-allocator blocks driver code allocated on this thread while
+    /// the plan is armed and that are still live.
+    static LIVE: RefCell<Blocks> = const {
+        RefCell::new(Blocks { n: 0, overflow: false, slots: [(0, 0); TRACKED] })
+    };
+}
+
+/// Blocks tracked at once (more: `kept_bytes` is -1).
+const TRACKED: usize = 1024;
+
+/// Live blocks: (address, bytes attributed to driver code).
+struct Blocks {
+    n: usize,
+    overflow: bool,
+    slots: [(usize, usize); TRACKED],
+}
+
+impl Blocks {
+    fn add(&mut self, p: usize, bytes: usize) {
+        match self.slots.get_mut(self.n) {
+            Some(s) => {
+                *s = (p, bytes);
+                self.n += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    /// Forgets `p`; the bytes it was tracked with.
+    fn remove(&mut self, p: usize) -> Option<usize> {
+        let i = self.slots[..self.n].iter().position(|s| s.0 == p)?;
+        let bytes = self.slots[i].1;
+        self.n -= 1;
+        self.slots[i] = self.slots[self.n];
+        Some(bytes)
+    }
+
+    fn kept(&self) -> i64 {
+        if self.overflow {
+            return -1;
+        }
+        self.slots[..self.n].iter().map(|s| s.1 as i64).sum()
+    }
 }
 
 /// What ran before a [`Scope`] began (restored when it ends).
@@ -113,6 +162,11 @@ pub fn arm(fail_at: u64) {
             failed: 0,
         })
     });
+    LIVE.with(|l| {
+        let mut l = l.borrow_mut();
+        l.n = 0;
+        l.overflow = false;
+    });
 }
 
 /// What a plan counted.
@@ -123,6 +177,13 @@ pub struct Counted {
     pub allocations: u64,
     /// Allocations the plan failed (0 or 1).
     pub failed: u64,
+    /// Global-allocator bytes driver code allocated on the thread while the
+    /// plan was armed and that were not freed (on the thread) by
+    /// [`disarm`], as reported by the test's allocator
+    /// ([`global_allocated`], [`global_freed`], [`global_reallocated`]); a
+    /// refused request must keep 0. -1 when more than 1024 such blocks
+    /// were live at once (not tracked).
+    pub kept_bytes: i64,
 }
 
 /// Ends the calling thread's plan; what it counted.
@@ -132,6 +193,7 @@ pub fn disarm() -> Counted {
         Counted {
             allocations: v.counted,
             failed: v.failed,
+            kept_bytes: LIVE.with(|l| l.borrow().kept()),
         }
     })
 }
@@ -173,4 +235,54 @@ pub(crate) fn import_alloc() -> Option<bool> {
 pub fn global_alloc_fails() -> bool {
     let driver = CODE.try_with(Cell::get) == Ok(Code::Driver);
     count(driver).unwrap_or(false)
+}
+
+fn armed() -> bool {
+    PLAN.try_with(|p| p.get().armed).unwrap_or(false)
+}
+
+fn with_live(f: impl FnOnce(&mut Blocks)) {
+    let _ = LIVE.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            f(&mut l);
+        }
+    });
+}
+
+/// For a test's `#[global_allocator]`: the block `p` of `bytes` was
+/// allocated. Tracked for the thread's plan when driver code runs.
+pub fn global_allocated(p: *mut u8, bytes: usize) {
+    if armed() && in_driver_code() {
+        with_live(|l| l.add(p as usize, bytes));
+    }
+}
+
+/// For a test's `#[global_allocator]`: the block `p` was freed (by any
+/// code on this thread).
+pub fn global_freed(p: *mut u8) {
+    if armed() {
+        with_live(|l| {
+            l.remove(p as usize);
+        });
+    }
+}
+
+/// For a test's `#[global_allocator]`: the block `old` of `old_bytes`
+/// became `new` of `new_bytes`. A tracked block stays tracked; an older
+/// block that driver code grows is tracked for its growth.
+pub fn global_reallocated(old: *mut u8, old_bytes: usize, new: *mut u8, new_bytes: usize) {
+    if !armed() {
+        return;
+    }
+    let driver = in_driver_code();
+    with_live(|l| match l.remove(old as usize) {
+        Some(b) => l.add(
+            new as usize,
+            b.saturating_add(new_bytes).saturating_sub(old_bytes),
+        ),
+        None if driver && new_bytes > old_bytes => {
+            l.add(new as usize, new_bytes.saturating_sub(old_bytes))
+        }
+        None => {}
+    });
 }

@@ -145,14 +145,22 @@ fn a_thread_plan_fails_the_kth_driver_allocation_of_any_allocator() {
         });
         let irp = IoAllocateIrp(1, 0); // 4
         assert!(!irp.is_null());
+        // Global blocks as a test allocator reports them: tracked when
+        // driver code allocates, untracked when freed by any code.
+        gate_usersim::fault::global_allocated(0x1000 as *mut u8, 8);
+        gate_usersim::fault::global_allocated(0x2000 as *mut u8, 16);
+        gate_usersim::fault::global_reallocated(0x2000 as *mut u8, 16, 0x3000 as *mut u8, 32);
         drop(d);
+        gate_usersim::fault::global_freed(0x1000 as *mut u8);
+        // Test code's blocks are not tracked.
+        gate_usersim::fault::global_allocated(0x4000 as *mut u8, 64);
         assert!(!gate_usersim::fault::in_driver_code());
         IoFreeIrp(irp);
         ExFreePoolWithTag(a, TAG_A);
         ExFreePoolWithTag(t, TAG_A);
     }
     let c = sim.disarm_thread_allocations();
-    assert_eq!((c.allocations, c.failed), (4, 1));
+    assert_eq!((c.allocations, c.failed, c.kept_bytes), (4, 1, 32));
     assert_eq!(
         sim.pool_stats().injected_failures,
         0,
