@@ -309,6 +309,17 @@ fn cases() -> Vec<Case> {
         "set every live field --persist",
         set(FLAG_PERSIST, all_fields),
     ));
+    // Each live field alone, persisted (REG_DWORD or REG_QWORD).
+    for (bit, name) in set_field::NAMES.iter().enumerate() {
+        let name: &'static str = Box::leak(format!("set {name} --persist").into_boxed_str());
+        v.push(case(
+            name,
+            SetRequest {
+                mask: 1 << bit,
+                ..set(FLAG_PERSIST, all_fields)
+            },
+        ));
+    }
     all_fields.ban_threshold = 0;
     v.push(case("set bans off", set(0, all_fields)));
     let add = nets(100, 64);
