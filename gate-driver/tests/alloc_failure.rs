@@ -10,6 +10,13 @@
 //! unload, no violation and no bug check. A third run relays a connection
 //! to a backend (the relay allocates through the same pool): a relay that
 //! cannot be allocated closes its connection, the rest goes on.
+//!
+//! Those runs count the pool's one global sequence (every thread).
+//! DriverEntry is also run with the k-th allocation *of its own thread*
+//! failing, whichever allocator (gate-usersim `fault`): pool blocks, IRPs
+//! and the global allocator (gate-core's table, pend table, lists and live
+//! configuration, the registry lists), which the pool sequence does not
+//! see. The IOCTLs have the same test in ioctl_alloc_failure.rs.
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_macros,
@@ -19,6 +26,7 @@
 mod common;
 use common::*;
 use gate_ksys::STATUS_INSUFFICIENT_RESOURCES;
+use gate_usersim::fault;
 use gate_usersim::*;
 use std::time::{Duration, Instant};
 
@@ -232,7 +240,10 @@ fn every_allocation_can_fail(mode: Mode) {
 /// gate-core allocates its table through the global allocator (the pool
 /// in the image). This binary's global allocator refuses blocks of at
 /// least `REFUSE_FROM` bytes while set: the table's allocation fails and
-/// DriverEntry must refuse the start cleanly.
+/// DriverEntry must refuse the start cleanly. It also refuses what the
+/// calling thread's allocation plan says (gate-usersim `fault`: the k-th
+/// allocation driver code makes on DriverEntry's thread, whichever
+/// allocator) and reports what it allocated and freed to the plan.
 struct Refusing;
 
 static REFUSE_FROM: std::sync::atomic::AtomicUsize =
@@ -241,13 +252,34 @@ static REFUSE_FROM: std::sync::atomic::AtomicUsize =
 // SAFETY: forwards to the system allocator; refusing (NULL) is allowed.
 unsafe impl std::alloc::GlobalAlloc for Refusing {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        if l.size() >= REFUSE_FROM.load(std::sync::atomic::Ordering::Relaxed) {
+        if l.size() >= REFUSE_FROM.load(std::sync::atomic::Ordering::Relaxed)
+            || fault::global_alloc_fails()
+        {
             return std::ptr::null_mut();
         }
         // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.alloc(l) }
+        let p = unsafe { std::alloc::System.alloc(l) };
+        if !p.is_null() {
+            fault::global_allocated(p, l.size());
+        }
+        p
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if new_size > l.size()
+            && (new_size >= REFUSE_FROM.load(std::sync::atomic::Ordering::Relaxed)
+                || fault::global_alloc_fails())
+        {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: same contract as the caller's.
+        let q = unsafe { std::alloc::System.realloc(p, l, new_size) };
+        if !q.is_null() {
+            fault::global_reallocated(p, l.size(), q, new_size);
+        }
+        q
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        fault::global_freed(p);
         // SAFETY: `p` came from `alloc` with `l`.
         unsafe { std::alloc::System.dealloc(p, l) }
     }
@@ -271,4 +303,78 @@ fn no_memory_for_gate_cores_table_refuses_the_start() {
         .debug_output()
         .iter()
         .any(|l| l.text.contains("no memory for the table")));
+}
+
+/// DriverEntry's allocations in one sequence, whichever allocator: pool
+/// blocks (Driver, pending table, registry buffers, the control device's
+/// names), IRPs, and the global allocator (gate-core's table, pend table,
+/// lists and live configuration; the configuration lists read from the
+/// registry), each failing once. DriverEntry must refuse the start with
+/// STATUS_INSUFFICIENT_RESOURCES having freed every byte and released
+/// everything, or start without what it could do without (the control
+/// device) and unload clean; no violation, no bug check.
+#[test]
+fn every_allocation_of_driver_entry_can_fail_whichever_allocator() {
+    let setup = |sim: &Sim| {
+        sim.park_on_bugcheck(true);
+        for (n, v) in [
+            ("TableCapacity", RegValue::Dword(1024)),
+            ("TableShards", RegValue::Dword(1)),
+            ("MaxPending", RegValue::Dword(4)),
+            (
+                "AllowList",
+                RegValue::MultiSz(vec!["10.1.0.0/16".into(), "2001:db8:a::/48".into()]),
+            ),
+            (
+                "DenyList",
+                RegValue::MultiSz(vec!["192.0.2.0/24".into(), "2001:db8::/32".into()]),
+            ),
+            (
+                "Nat64Prefixes",
+                RegValue::MultiSz(vec!["64:ff9b::/96".into()]),
+            ),
+        ] {
+            sim.registry_set(PARAMS, n, v);
+        }
+    };
+    let n = {
+        let sim = Sim::new();
+        setup(&sim);
+        let (r, c) = sim.load_driver_failing(gate_driver::DriverEntry, SERVICE_KEY, 0);
+        r.expect("reference start").unload(&sim).assert_clean();
+        sim.assert_no_violations();
+        c.allocations
+    };
+    assert!(n > 10, "DriverEntry allocates: {n}");
+    let (mut refused, mut started) = (0, 0);
+    for k in 1..=n + 1 {
+        let sim = Sim::new();
+        setup(&sim);
+        let (r, c) = sim.load_driver_failing(gate_driver::DriverEntry, SERVICE_KEY, k);
+        if k > n {
+            assert_eq!(c.failed, 0, "k = {k}");
+            r.expect("nothing injected").unload(&sim).assert_clean();
+            break;
+        }
+        assert_eq!(c.failed, 1, "k = {k} of {n}: no failure happened");
+        match r {
+            Err(st) => {
+                refused += 1;
+                assert_eq!(st, STATUS_INSUFFICIENT_RESOURCES, "k = {k} of {n}");
+                assert_eq!(c.kept_bytes, 0, "k = {k} of {n}: bytes not freed");
+                let leaks = sim.leaks();
+                assert!(leaks.is_clean(), "k = {k} of {n}: {leaks:#?}");
+            }
+            Ok(d) => {
+                started += 1;
+                let leaks = d.unload(&sim);
+                assert!(leaks.is_clean(), "k = {k} of {n}: {leaks:#?}");
+            }
+        }
+        assert!(sim.bugchecks().is_empty(), "k = {k}: {:?}", sim.bugchecks());
+        let v = sim.violations();
+        assert!(v.is_empty(), "k = {k} of {n}: {v:#?}");
+    }
+    eprintln!("DriverEntry: {n} allocations: {refused} refused the start, {started} started");
+    assert!(refused > 0);
 }

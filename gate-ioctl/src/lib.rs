@@ -162,7 +162,8 @@ pub mod status {
     pub const STATUS_ACCESS_DENIED: i32 = 0xC000_0022u32 as i32;
     /// Another change is being applied; retry (170).
     pub const STATUS_DEVICE_BUSY: i32 = 0x8000_0011u32 as i32;
-    /// No memory for the new configuration (1450).
+    /// No memory for the request (a copy of its input, the new
+    /// configuration or its registry data): nothing changed (1450).
     pub const STATUS_INSUFFICIENT_RESOURCES: i32 = 0xC000_009Au32 as i32;
     /// The driver is not running (21).
     pub const STATUS_DEVICE_NOT_READY: i32 = 0xC000_00A3u32 as i32;

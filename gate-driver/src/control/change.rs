@@ -289,6 +289,11 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     entries.sort_unstable_by_key(|c| (c.addr(), c.prefix_len()));
     entries.dedup();
     let mut changed_n = 0u32;
+    let want_persist = head.flags & FLAG_PERSIST != 0;
+    // `--persist`: the registry data of the new list, built inside the
+    // edit (no lock held), so a failed allocation refuses the whole change
+    // and nothing after the swap can fail for want of memory.
+    let mut persist_data: Option<Vec<u8>> = None;
     let old = d
         .gate
         .try_reconfigure(|c| {
@@ -348,6 +353,10 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                     list.clear();
                 }
             }
+            // A list over the cap is refused by the build: no data for it.
+            if want_persist && list.len() <= MAX_LIST_ENTRIES as usize {
+                persist_data = Some(persist::multi_sz(list).ok_or(ChangeError::OutOfMemory)?);
+            }
             Ok(())
         })
         .map_err(|e| match e {
@@ -360,9 +369,12 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             },
             e => change_refusal(e),
         })?;
-    let (len, persisted) = d.gate.with_config(|c, _| {
-        let l = if is_allow { &c.allow } else { &c.deny };
-        (l.len(), false)
+    let len = d.gate.with_config(|c, _| {
+        if is_allow {
+            c.allow.len()
+        } else {
+            c.deny.len()
+        }
     });
     let what = if is_allow { "allow" } else { "deny" };
     let old_len = if is_allow {
@@ -370,31 +382,17 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     } else {
         old.deny.len()
     };
-    let mut persisted = persisted;
+    let mut persisted = false;
     let mut persist_failed: Option<persist::PersistError> = None;
-    if head.flags & FLAG_PERSIST != 0 {
-        let mut copy: Vec<Cidr> = Vec::new();
-        let ok = copy.try_reserve_exact(len).is_ok();
-        if !ok {
-            persist_failed = Some(persist::PersistError {
-                call: "allocation",
-                status: STATUS_INSUFFICIENT_RESOURCES,
-            });
+    if let Some(data) = &persist_data {
+        let name = if is_allow {
+            crate::config::name::ALLOW
         } else {
-            d.gate.with_config(|c, _| {
-                for e in if is_allow { &c.allow } else { &c.deny } {
-                    push_reserved(&mut copy, *e);
-                }
-            });
-            let name = if is_allow {
-                crate::config::name::ALLOW
-            } else {
-                crate::config::name::DENY
-            };
-            match persist::cidrs(name, &copy) {
-                Ok(()) => persisted = true,
-                Err(e) => persist_failed = Some(e),
-            }
+            crate::config::name::DENY
+        };
+        match persist::cidrs(name, data) {
+            Ok(()) => persisted = true,
+            Err(e) => persist_failed = Some(e),
         }
     }
     // A change that changed nothing (an add of entries already there, a

@@ -51,6 +51,8 @@ pub unsafe fn create(
     driver: *mut DRIVER_OBJECT,
     registry_path: *const UNICODE_STRING,
 ) -> Result<(), NTSTATUS> {
+    // No request can arrive before the device exists.
+    super::reset_changes();
     let oom = |_| STATUS_INSUFFICIENT_RESOURCES;
     let name = WideString::from_text(gate_ioctl::DEVICE_NAME).map_err(oom)?;
     // SAFETY: per the caller.

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 static LISTENER_STATE: AtomicU32 = AtomicU32::new(gate_ioctl::listener_state::DOWN);
 /// Listener mode for status ([`gate_ioctl::listener_mode`]), set by telemetry.
 static LISTENER_MODE: AtomicU32 = AtomicU32::new(gate_ioctl::listener_mode::CONDITIONAL_ACCEPT);
-/// Changes applied since start.
+/// Changes applied since this start (zeroed when the device is created).
 static CHANGES: AtomicU32 = AtomicU32::new(0);
 
 /// The listener is up in `post_accept` mode or not (from telemetry).
@@ -55,6 +55,12 @@ fn listener() -> (u32, u32) {
         LISTENER_STATE.load(Ordering::Relaxed),
         LISTENER_MODE.load(Ordering::Relaxed),
     )
+}
+
+/// Zeroes the change count ("since start": a statics-keeping host, like
+/// gate-usersim, loads the same image again; Windows maps it afresh).
+fn reset_changes() {
+    CHANGES.store(0, Ordering::Relaxed);
 }
 
 fn count_change() {

@@ -5,6 +5,11 @@
 //! the registry call and its NTSTATUS, also printed to the debug output;
 //! the IOCTL then completes with STATUS_REGISTRY_IO_FAILED after the live
 //! change stands.
+//!
+//! Writing allocates nothing (value names are converted on the stack), so
+//! an allocation failure can never leave a change half-persisted: the one
+//! buffer a list needs ([`multi_sz`]) is built inside the change's edit,
+//! and a failure there refuses the whole change (issue 10, part 2).
 
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -13,7 +18,6 @@ use gate_core::Cidr;
 use gate_ksys::*;
 
 use crate::kernel::dbg::Line;
-use crate::kernel::ustr::WideString;
 use crate::pool::push_reserved;
 
 /// An open Parameters key (closed on drop).
@@ -110,14 +114,31 @@ fn set(name: &str, kind: u32, data: &[u8]) -> Result<(), PersistError> {
     r
 }
 
+/// Longest value name written (UTF-16 units; CONFIG.md's names are at
+/// most 24).
+const NAME_UNITS: usize = 64;
+
 fn write(name: &str, kind: u32, data: &[u8]) -> Result<(), PersistError> {
+    // The value name as UTF-16 on the stack (no allocation).
+    let n = name.encode_utf16().count();
+    if n > NAME_UNITS {
+        return Err(PersistError {
+            call: "ZwSetValueKey",
+            status: STATUS_INVALID_PARAMETER,
+        });
+    }
+    let mut units = [0u16; NAME_UNITS];
+    for (slot, u) in units.iter_mut().zip(name.encode_utf16()) {
+        *slot = u;
+    }
     let key = open()?;
-    let oom = PersistError {
-        call: "allocation",
-        status: STATUS_INSUFFICIENT_RESOURCES,
+    // At most 128 bytes (NAME_UNITS units).
+    let bytes = (n as u16).saturating_mul(2);
+    let mut us = UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: units.as_mut_ptr(),
     };
-    let wname = WideString::from_text(name).map_err(|_| oom)?;
-    let mut us = wname.as_unicode();
     let len = u32::try_from(data.len()).map_err(|_| PersistError {
         call: "ZwSetValueKey",
         status: STATUS_INVALID_PARAMETER,
@@ -153,15 +174,16 @@ pub fn qword(name: &str, v: u64) -> Result<(), PersistError> {
     set(name, REG_QWORD, &v.to_le_bytes())
 }
 
-/// Writes a list as REG_MULTI_SZ of `address/prefix` strings.
-pub fn cidrs(name: &str, list: &[Cidr]) -> Result<(), PersistError> {
+/// A list as REG_MULTI_SZ data: UTF-16LE `address/prefix` strings, each
+/// NUL-terminated, then a final NUL. One allocation (fallible: `None`
+/// when there is no memory); build it before the change it persists is
+/// installed, so a failure changes nothing.
+pub fn multi_sz(list: &[Cidr]) -> Option<Vec<u8>> {
     let mut data: Vec<u8> = Vec::new();
-    // ~40 UTF-16 units per entry at most, plus the final NUL.
-    data.try_reserve(list.len().saturating_mul(100).saturating_add(2))
-        .map_err(|_| PersistError {
-            call: "allocation",
-            status: STATUS_INSUFFICIENT_RESOURCES,
-        })?;
+    // At most 43 characters per entry (a full IPv6 address and /128) and
+    // its NUL, as UTF-16: 88 bytes of the 100 reserved; plus the final NUL.
+    data.try_reserve_exact(list.len().saturating_mul(100).saturating_add(2))
+        .ok()?;
     for c in list {
         let mut line = Line::new();
         let _ = write!(line, "{c}");
@@ -173,8 +195,12 @@ pub fn cidrs(name: &str, list: &[Cidr]) -> Result<(), PersistError> {
         push_reserved(&mut data, 0);
         push_reserved(&mut data, 0);
     }
-    // The final NUL (reserved: entries are at most 88 bytes of the 100 each).
     push_reserved(&mut data, 0);
     push_reserved(&mut data, 0);
-    set(name, REG_MULTI_SZ, &data)
+    Some(data)
+}
+
+/// Writes REG_MULTI_SZ data built by [`multi_sz`].
+pub fn cidrs(name: &str, data: &[u8]) -> Result<(), PersistError> {
+    set(name, REG_MULTI_SZ, data)
 }

@@ -94,6 +94,7 @@ pub fn deadline_from(due: i64) -> u64 {
 /// `KeQueryInterruptTime` (resolved through MmGetSystemRoutineAddress).
 /// With [`set_wine_interrupt_time`] on it returns milliseconds, as Wine 8.
 pub unsafe extern "system" fn KeQueryInterruptTime() -> u64 {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeQueryInterruptTime");
     if WINE_INTERRUPT_TIME.load(Ordering::SeqCst) {
         now() / 10_000
@@ -108,6 +109,7 @@ pub unsafe extern "system" fn KeQueryInterruptTime() -> u64 {
 /// # Safety
 /// `frequency` must be NULL or writable.
 pub unsafe extern "system" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i64 {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeQueryPerformanceCounter");
     if !frequency.is_null() {
         // SAFETY: the caller passes a writable i64.
@@ -120,6 +122,7 @@ pub unsafe extern "system" fn KeQueryPerformanceCounter(frequency: *mut i64) -> 
 /// `KeQueryUnbiasedInterruptTime` (the simulation never sleeps, so it equals
 /// interrupt time).
 pub unsafe extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeQueryUnbiasedInterruptTime");
     now()
 }
@@ -130,6 +133,7 @@ pub unsafe extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
 /// # Safety
 /// `qpc` must be NULL or writable.
 pub unsafe extern "system" fn KeQueryInterruptTimePrecise(qpc: *mut u64) -> u64 {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeQueryInterruptTimePrecise");
     let t = now();
     if !qpc.is_null() {

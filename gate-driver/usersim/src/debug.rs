@@ -66,6 +66,7 @@ pub unsafe extern "C" fn DbgPrintEx(
     format: *const u8,
     text: *const u8,
 ) -> u32 {
+    let _sim = crate::fault::sim();
     crate::hold::point("DbgPrintEx");
     if format.is_null() {
         record(ViolationKind::Other, "DbgPrintEx with a NULL format");
@@ -114,6 +115,7 @@ pub unsafe extern "system" fn KeBugCheckEx(
     p3: ULONG_PTR,
     p4: ULONG_PTR,
 ) -> ! {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeBugCheckEx");
     let msg = format!("KeBugCheckEx({code:#x}, {p1:#x}, {p2:#x}, {p3:#x}, {p4:#x})");
     record(ViolationKind::BugCheck, msg.clone());

@@ -124,6 +124,7 @@ pub unsafe extern "system" fn IoCreateDevice(
     _exclusive: BOOLEAN,
     device: *mut *mut DEVICE_OBJECT,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     irql::require_passive("IoCreateDevice");
     if driver.is_null() || device.is_null() || extension_size != 0 {
         record(
@@ -161,6 +162,7 @@ pub unsafe extern "system" fn IoCreateDevice(
 /// `device` from IoCreateDevice.
 #[no_mangle]
 pub unsafe extern "system" fn IoDeleteDevice(device: *mut DEVICE_OBJECT) {
+    let _sim = crate::fault::sim();
     irql::require_passive("IoDeleteDevice");
     let mut g = dev();
     if g.devices.remove(&(device as usize)).is_none() {
@@ -188,6 +190,7 @@ pub unsafe extern "system" fn IoCreateSymbolicLink(
     link: *mut UNICODE_STRING,
     target: *mut UNICODE_STRING,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     irql::require_passive("IoCreateSymbolicLink");
     // SAFETY: per the contract.
     let (Some(l), Some(t)) = (unsafe { read_unicode(link) }, unsafe {
@@ -209,6 +212,7 @@ pub unsafe extern "system" fn IoCreateSymbolicLink(
 /// A valid UNICODE_STRING.
 #[no_mangle]
 pub unsafe extern "system" fn IoDeleteSymbolicLink(link: *mut UNICODE_STRING) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     irql::require_passive("IoDeleteSymbolicLink");
     // SAFETY: per the contract.
     let Some(l) = (unsafe { read_unicode(link) }) else {
@@ -224,6 +228,7 @@ pub unsafe extern "system" fn IoDeleteSymbolicLink(link: *mut UNICODE_STRING) ->
 /// `irp` is an IRP dispatched to the driver.
 #[no_mangle]
 pub unsafe extern "system" fn IofCompleteRequest(irp: *mut IRP, _boost: i8) {
+    let _sim = crate::fault::sim();
     irql::require_at_most_dispatch("IofCompleteRequest");
     let mut g = dev();
     if !g.dispatched.remove(&(irp as usize)) {
@@ -247,6 +252,7 @@ pub unsafe extern "system" fn IofCompleteRequest(irp: *mut IRP, _boost: i8) {
 
 #[no_mangle]
 pub extern "system" fn PsGetCurrentProcessId() -> HANDLE {
+    let _sim = crate::fault::sim();
     CALLER_PID.with(|p| p.get()) as HANDLE
 }
 
@@ -262,6 +268,7 @@ pub unsafe extern "system" fn ObOpenObjectByPointer(
     mode: KPROCESSOR_MODE,
     handle: *mut HANDLE,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     irql::require_passive("ObOpenObjectByPointer");
     if handle.is_null() || !dev().devices.contains_key(&(object as usize)) {
         record(
@@ -306,6 +313,7 @@ pub unsafe extern "system" fn ZwSetSecurityObject(
     information: u32,
     descriptor: *mut SECURITY_DESCRIPTOR,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     irql::require_passive("ZwSetSecurityObject");
     let Some(device) = objects::device_of(handle) else {
         record(
@@ -362,6 +370,7 @@ pub unsafe extern "system" fn RtlCreateSecurityDescriptor(
     descriptor: *mut SECURITY_DESCRIPTOR,
     revision: u32,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     if revision != SECURITY_DESCRIPTOR_REVISION {
         return STATUS_UNKNOWN_REVISION;
     }
@@ -384,6 +393,7 @@ pub unsafe extern "system" fn RtlCreateSecurityDescriptor(
 /// `acl` has `length` writable bytes.
 #[no_mangle]
 pub unsafe extern "system" fn RtlCreateAcl(acl: *mut ACL, length: u32, revision: u32) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     if !(8..=0xFFFF).contains(&length) || !(2..=4).contains(&revision) {
         return STATUS_INVALID_PARAMETER;
     }
@@ -410,6 +420,7 @@ pub unsafe extern "system" fn RtlAddAccessAllowedAce(
     mask: u32,
     sid: *mut c_void,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     let Some((_, sid_len)) = sid_string(sid.cast::<u8>()) else {
         return STATUS_INVALID_SID;
     };
@@ -446,6 +457,7 @@ pub unsafe extern "system" fn RtlSetDaclSecurityDescriptor(
     dacl: *mut ACL,
     _defaulted: BOOLEAN,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     // SAFETY: per the contract.
     unsafe {
         (*descriptor).Dacl = if present != 0 {
@@ -552,8 +564,12 @@ fn dispatch(
     unsafe { (*irp).Tail.CurrentStackLocation = &mut block.loc };
     dev().dispatched.insert(irp as usize);
     let prev = CALLER_PID.with(|p| p.replace(pid));
-    // SAFETY: the driver's dispatch routine with its device and a fresh IRP.
-    let st = unsafe { routine(device as *mut DEVICE_OBJECT, irp) };
+    let st = {
+        // Driver code until it returns (the thread's allocation plan counts it).
+        let _driver = crate::fault::driver();
+        // SAFETY: the driver's dispatch routine with its device and a fresh IRP.
+        unsafe { routine(device as *mut DEVICE_OBJECT, irp) }
+    };
     CALLER_PID.with(|p| p.set(prev));
     let mut g = dev();
     let completed = g.completed.remove(&(irp as usize)).unwrap_or(0);

@@ -174,6 +174,7 @@ pub unsafe extern "system" fn KeInitializeEvent(
     kind: EVENT_TYPE,
     state: BOOLEAN,
 ) {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeInitializeEvent");
     let ty = match kind {
         NotificationEvent => TYPE_NOTIFICATION_EVENT,
@@ -210,6 +211,7 @@ pub unsafe extern "system" fn KeSetEvent(
     _increment: KPRIORITY,
     _wait: BOOLEAN,
 ) -> i32 {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeSetEvent");
     irql::require_at_most_dispatch("KeSetEvent");
     if !check_event(event.cast(), "KeSetEvent") {
@@ -223,6 +225,7 @@ pub unsafe extern "system" fn KeSetEvent(
 /// `event` must point to an initialised KEVENT.
 #[no_mangle]
 pub unsafe extern "system" fn KeClearEvent(event: *mut KEVENT) {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeClearEvent");
     if !check_event(event.cast(), "KeClearEvent") {
         return;
@@ -335,6 +338,7 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
     _alertable: BOOLEAN,
     timeout: *const i64,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeWaitForSingleObject");
     wait_objects(&[object], true, timeout, "KeWaitForSingleObject")
 }
@@ -352,6 +356,7 @@ pub unsafe extern "system" fn KeWaitForMultipleObjects(
     timeout: *const i64,
     wait_blocks: *mut c_void,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeWaitForMultipleObjects");
     if count == 0
         || objects.is_null()
@@ -389,6 +394,7 @@ pub unsafe extern "system" fn KeDelayExecutionThread(
     _alertable: BOOLEAN,
     interval: *const i64,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeDelayExecutionThread");
     if irql::current() >= DISPATCH_LEVEL {
         record(
@@ -421,6 +427,7 @@ pub unsafe extern "system" fn KeDelayExecutionThread(
 /// `timer` must point to a writable KTIMER.
 #[no_mangle]
 pub unsafe extern "system" fn KeInitializeTimerEx(timer: *mut KTIMER, kind: TIMER_TYPE) {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeInitializeTimerEx");
     let ty = if kind == SynchronizationTimer {
         TYPE_SYNCHRONIZATION_TIMER
@@ -460,6 +467,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
     period_ms: i32,
     dpc: *mut KDPC,
 ) -> BOOLEAN {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeSetTimerEx");
     irql::require_at_most_dispatch("KeSetTimerEx");
     if !check_timer(timer, "KeSetTimerEx") {
@@ -509,6 +517,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
 /// `timer` must be an initialised KTIMER.
 #[no_mangle]
 pub unsafe extern "system" fn KeCancelTimer(timer: *mut KTIMER) -> BOOLEAN {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeCancelTimer");
     irql::require_at_most_dispatch("KeCancelTimer");
     if !check_timer(timer, "KeCancelTimer") {
@@ -644,6 +653,7 @@ pub unsafe extern "system" fn KeInitializeDpc(
     routine: KDEFERRED_ROUTINE,
     context: *mut c_void,
 ) {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeInitializeDpc");
     let w = dpc_words(dpc);
     // SAFETY: a KDPC is 64 writable bytes.
@@ -777,6 +787,7 @@ pub unsafe extern "system" fn KeInsertQueueDpc(
     arg1: *mut c_void,
     arg2: *mut c_void,
 ) -> BOOLEAN {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeInsertQueueDpc");
     irql::require_at_most_dispatch("KeInsertQueueDpc");
     if !check_dpc(dpc, "KeInsertQueueDpc") {
@@ -787,6 +798,7 @@ pub unsafe extern "system" fn KeInsertQueueDpc(
 
 #[no_mangle]
 pub unsafe extern "system" fn KeFlushQueuedDpcs() {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeFlushQueuedDpcs");
     irql::require_passive("KeFlushQueuedDpcs");
     drain_dpcs();

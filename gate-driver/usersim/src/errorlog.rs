@@ -63,6 +63,7 @@ const HEAD: usize = std::mem::size_of::<IO_ERROR_LOG_PACKET>();
 
 #[no_mangle]
 pub unsafe extern "system" fn IoAllocateErrorLogEntry(io_object: PVOID, entry_size: u8) -> PVOID {
+    let _sim = crate::fault::sim();
     irql::require_at_most_dispatch("IoAllocateErrorLogEntry");
     if io_object.is_null() {
         record(
@@ -86,6 +87,7 @@ pub unsafe extern "system" fn IoAllocateErrorLogEntry(io_object: PVOID, entry_si
 
 #[no_mangle]
 pub unsafe extern "system" fn IoWriteErrorLogEntry(entry: PVOID) {
+    let _sim = crate::fault::sim();
     irql::require_at_most_dispatch("IoWriteErrorLogEntry");
     let taken = OPEN
         .lock()

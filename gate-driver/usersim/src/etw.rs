@@ -249,6 +249,7 @@ pub unsafe extern "system" fn EtwRegister(
     context: *mut c_void,
     reg_handle: *mut REGHANDLE,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("EtwRegister");
     if provider_id.is_null() || reg_handle.is_null() {
         return STATUS_INVALID_PARAMETER;
@@ -284,6 +285,7 @@ pub unsafe extern "system" fn EtwRegister(
 /// None beyond the kernel contract (the handle is a plain value).
 #[allow(non_snake_case)]
 pub unsafe extern "system" fn EtwUnregister(reg_handle: REGHANDLE) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("EtwUnregister");
     match state().regs.remove(&reg_handle) {
         Some(_) => STATUS_SUCCESS,
@@ -304,6 +306,7 @@ pub unsafe extern "system" fn EtwSetInformation(
     info: *const c_void,
     len: u32,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("EtwSetInformation");
     let bytes: &[u8] = if info.is_null() || len == 0 {
         &[]
@@ -341,6 +344,7 @@ pub unsafe extern "system" fn EtwEventEnabled(
     reg_handle: REGHANDLE,
     desc: *const EVENT_DESCRIPTOR,
 ) -> u8 {
+    let _sim = crate::fault::sim();
     crate::hold::point("EtwEventEnabled");
     if desc.is_null() {
         return 0;
@@ -371,6 +375,7 @@ pub unsafe extern "system" fn EtwWriteTransfer(
     count: u32,
     data: *const EVENT_DATA_DESCRIPTOR,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("EtwWriteTransfer");
     if desc.is_null() || (count != 0 && data.is_null()) {
         return STATUS_INVALID_PARAMETER;

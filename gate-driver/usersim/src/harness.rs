@@ -156,6 +156,21 @@ impl Sim {
         pool::inject_failures(skip, count);
     }
 
+    /// Arms an allocation plan on the calling thread ([`crate::fault`]):
+    /// every allocation driver code makes on this thread (pool blocks,
+    /// IRPs, MDLs, and global-allocator blocks if the test binary's
+    /// `#[global_allocator]` asks [`crate::fault::global_alloc_fails`]) is
+    /// counted, and the `fail_at`-th (1-based) fails; 0 only counts. Use it
+    /// around a request that runs on the caller's thread (an IOCTL).
+    pub fn arm_thread_allocations(&self, fail_at: u64) {
+        crate::fault::arm(fail_at);
+    }
+
+    /// Ends the calling thread's plan; what it counted and failed.
+    pub fn disarm_thread_allocations(&self) -> crate::fault::Counted {
+        crate::fault::disarm()
+    }
+
     /// MDLs IoAllocateMdl returned since the simulation started (the third
     /// part of the failure-injection sequence, with pool blocks and IRPs).
     pub fn mdl_allocations(&self) -> u64 {
@@ -257,6 +272,30 @@ impl Sim {
         entry: DriverEntryFn,
         registry_path: &str,
     ) -> Result<Driver, NTSTATUS> {
+        self.load(entry, registry_path, None).0
+    }
+
+    /// [`Sim::load_driver`] with an allocation plan ([`crate::fault`]) on
+    /// DriverEntry's thread: DriverEntry runs as driver code, its
+    /// `fail_at`-th allocation (pool, IRP, MDL or, with the test's
+    /// allocator, global) fails (0: none), and what the plan counted is
+    /// returned. Threads DriverEntry starts have no plan.
+    pub fn load_driver_failing(
+        &self,
+        entry: DriverEntryFn,
+        registry_path: &str,
+        fail_at: u64,
+    ) -> (Result<Driver, NTSTATUS>, crate::fault::Counted) {
+        let (r, c) = self.load(entry, registry_path, Some(fail_at));
+        (r, c.unwrap_or_default())
+    }
+
+    fn load(
+        &self,
+        entry: DriverEntryFn,
+        registry_path: &str,
+        plan: Option<u64>,
+    ) -> (Result<Driver, NTSTATUS>, Option<crate::fault::Counted>) {
         registry::create_key(registry_path);
         // SAFETY: all-zero is a valid DRIVER_OBJECT (NULL pointers, None).
         let mut obj: Box<DRIVER_OBJECT> = Box::new(unsafe { std::mem::zeroed() });
@@ -274,18 +313,30 @@ impl Sim {
         let len = ((path.len() - 1) * 2) as u16;
         let buf = path.as_mut_ptr() as usize;
         crate::hold::set_unloaded(false);
-        let status = on_system_thread(move || {
+        let (status, counted) = on_system_thread(move || {
             let mut us = UNICODE_STRING {
                 Length: len,
                 MaximumLength: len + 2,
                 Buffer: buf as *mut u16,
             };
-            // SAFETY: the driver's entry point, called as the I/O manager does.
-            unsafe { entry(object as *mut DRIVER_OBJECT, &mut us) }
+            let Some(fail_at) = plan else {
+                // SAFETY: the driver's entry point, called as the I/O manager does.
+                return (
+                    unsafe { entry(object as *mut DRIVER_OBJECT, &mut us) },
+                    None,
+                );
+            };
+            crate::fault::arm(fail_at);
+            let st = {
+                let _driver = crate::fault::driver();
+                // SAFETY: as above.
+                unsafe { entry(object as *mut DRIVER_OBJECT, &mut us) }
+            };
+            (st, Some(crate::fault::disarm()))
         });
         path.fill(0xA5A5);
         LENT.lock().unwrap_or_else(|e| e.into_inner()).push(path);
-        if NT_SUCCESS(status) {
+        let r = if NT_SUCCESS(status) {
             Ok(Driver { object })
         } else {
             // The I/O manager unloads the image of a driver that failed to
@@ -295,7 +346,8 @@ impl Sim {
             // to start; the driver must not keep it.
             free_driver_object(object);
             Err(status)
-        }
+        };
+        (r, counted)
     }
 
     // ---- devices ----

@@ -131,6 +131,7 @@ unsafe fn init_irp(irp: *mut IRP, stack: i8) {
 
 #[no_mangle]
 pub unsafe extern "system" fn IoAllocateIrp(stack_size: i8, _charge_quota: BOOLEAN) -> *mut IRP {
+    let _sim = crate::fault::sim();
     crate::hold::point("IoAllocateIrp");
     irql::require_at_most_dispatch("IoAllocateIrp");
     if stack_size < 1 {
@@ -190,6 +191,7 @@ fn lookup(irp: *mut IRP, who: &str) -> Option<(i8, bool)> {
 
 #[no_mangle]
 pub unsafe extern "system" fn IoFreeIrp(irp: *mut IRP) {
+    let _sim = crate::fault::sim();
     crate::hold::point("IoFreeIrp");
     irql::require_at_most_dispatch("IoFreeIrp");
     let Some((stack, in_flight)) = lookup(irp, "IoFreeIrp") else {
@@ -218,6 +220,7 @@ pub unsafe extern "system" fn IoFreeIrp(irp: *mut IRP) {
 
 #[no_mangle]
 pub unsafe extern "system" fn IoReuseIrp(irp: *mut IRP, status: NTSTATUS) {
+    let _sim = crate::fault::sim();
     crate::hold::point("IoReuseIrp");
     let Some((stack, in_flight)) = lookup(irp, "IoReuseIrp") else {
         return;

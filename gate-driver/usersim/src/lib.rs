@@ -72,6 +72,10 @@
 //!   import called after DriverUnload returned (or after a failed
 //!   DriverEntry) is a `CodeAfterUnload` violation.
 //!   [`CompletionMode::Parallel`] completes each IRP on a thread of its own.
+//! - Allocation faults per thread ([`fault`]): the k-th allocation driver
+//!   code makes on one thread fails, whichever allocator (pool, IRP, MDL,
+//!   and the test binary's global allocator if it asks); the simulation's
+//!   own code (every import) never counts.
 //! - Violations ([`violation`]): every broken rule is recorded with a
 //!   [`ViolationKind`]; a good run has none.
 //!
@@ -92,6 +96,7 @@ pub mod device;
 pub mod dispatcher;
 pub mod errorlog;
 pub mod etw;
+pub mod fault;
 pub mod harness;
 pub mod hold;
 pub mod irp;

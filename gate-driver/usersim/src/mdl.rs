@@ -58,6 +58,7 @@ pub unsafe extern "system" fn IoAllocateMdl(
     _charge_quota: BOOLEAN,
     irp: *mut IRP,
 ) -> PMDL {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("IoAllocateMdl");
     if secondary != 0 || !irp.is_null() {
         record(
@@ -99,6 +100,7 @@ pub unsafe extern "system" fn IoAllocateMdl(
 /// Arguments as for the ntoskrnl routine.
 #[no_mangle]
 pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(mdl: PMDL) {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("MmBuildMdlForNonPagedPool");
     if !live(|m| m.contains_key(&(mdl as usize))) {
         record(
@@ -122,6 +124,7 @@ pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(mdl: PMDL) {
 /// Arguments as for the ntoskrnl routine.
 #[no_mangle]
 pub unsafe extern "system" fn IoFreeMdl(mdl: PMDL) {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("IoFreeMdl");
     let Some(bytes) = live(|m| m.remove(&(mdl as usize))) else {
         record(

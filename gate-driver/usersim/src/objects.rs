@@ -179,6 +179,7 @@ pub unsafe extern "system" fn PsCreateSystemThread(
     start: KSTART_ROUTINE,
     context: *mut c_void,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("PsCreateSystemThread");
     irql::require_passive("PsCreateSystemThread");
     if thread.is_null() {
@@ -227,6 +228,7 @@ pub unsafe extern "system" fn PsCreateSystemThread(
 
 #[no_mangle]
 pub unsafe extern "system" fn PsTerminateSystemThread(status: NTSTATUS) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("PsTerminateSystemThread");
     let t = CURRENT.with(|c| c.get());
     if t == 0 {
@@ -253,6 +255,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
     object: *mut *mut c_void,
     _info: *mut c_void,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ObReferenceObjectByHandle");
     irql::require_passive("ObReferenceObjectByHandle");
     let mut g = obj();
@@ -282,6 +285,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
 /// `object` must be an object referenced with ObReferenceObjectByHandle.
 #[no_mangle]
 pub unsafe extern "system" fn ObfDereferenceObject(object: *mut c_void) -> isize {
+    let _sim = crate::fault::sim();
     crate::hold::point("ObfDereferenceObject");
     let mut g = obj();
     let Some(info) = g.threads.get_mut(&(object as usize)) else {
@@ -306,6 +310,7 @@ pub unsafe extern "system" fn ObfDereferenceObject(object: *mut c_void) -> isize
 
 #[no_mangle]
 pub unsafe extern "system" fn ZwClose(handle: HANDLE) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ZwClose");
     irql::require_passive("ZwClose");
     if obj().handles.remove(&(handle as usize)).is_none() {
@@ -329,6 +334,7 @@ pub unsafe extern "system" fn ZwWaitForSingleObject(
     _alertable: BOOLEAN,
     timeout: *const i64,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ZwWaitForSingleObject");
     irql::require_passive("ZwWaitForSingleObject");
     let t = match obj().handles.get(&(handle as usize)) {

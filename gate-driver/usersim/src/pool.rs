@@ -127,6 +127,11 @@ pub(crate) fn is_live(ptr: *const c_void) -> bool {
 /// on Windows where IRPs come from the pool, IoAllocateIrp): true when
 /// this one must fail.
 pub(crate) fn injected_failure() -> bool {
+    // A plan armed on this thread for driver allocations comes first (see
+    // `fault`); it leaves the global sequence alone.
+    if let Some(fail) = crate::fault::import_alloc() {
+        return fail;
+    }
     with(|p| {
         if p.fail_count > 0 {
             if p.fail_skip > 0 {
@@ -176,6 +181,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
     bytes: SIZE_T,
     tag: u32,
 ) -> *mut c_void {
+    let _sim = crate::fault::sim();
     crate::hold::point("ExAllocatePoolWithTag");
     // POOL_TYPE: bit 0 set = paged (PagedPool = 1, PagedPoolCacheAligned = 5...).
     if pool_type & 1 == 1 && irql::current() >= DISPATCH_LEVEL {
@@ -193,6 +199,7 @@ pub unsafe extern "system" fn ExAllocatePoolWithTag(
 /// # Safety
 /// Plain allocation; always safe to call.
 pub unsafe extern "system" fn ExAllocatePool2(flags: u64, bytes: SIZE_T, tag: u32) -> *mut c_void {
+    let _sim = crate::fault::sim();
     crate::hold::point("ExAllocatePool2");
     let kinds = flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED | POOL_FLAG_NON_PAGED_EXECUTE);
     if kinds.count_ones() != 1 {
@@ -222,6 +229,7 @@ pub unsafe extern "system" fn ExAllocatePool2(flags: u64, bytes: SIZE_T, tag: u3
 /// else is recorded as a violation and not released).
 #[no_mangle]
 pub unsafe extern "system" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
+    let _sim = crate::fault::sim();
     crate::hold::point("ExFreePoolWithTag");
     irql::require_at_most_dispatch("ExFreePoolWithTag");
     let addr = p as usize;

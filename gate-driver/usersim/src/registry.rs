@@ -183,6 +183,7 @@ pub unsafe extern "system" fn ZwOpenKey(
     _access: u32,
     attributes: *mut OBJECT_ATTRIBUTES,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ZwOpenKey");
     irql::require_passive("ZwOpenKey");
     if key.is_null() || attributes.is_null() {
@@ -227,6 +228,7 @@ pub unsafe extern "system" fn ZwCreateKey(
     create_options: u32,
     disposition: *mut u32,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ZwCreateKey");
     irql::require_passive("ZwCreateKey");
     if key.is_null() || attributes.is_null() {
@@ -290,6 +292,7 @@ pub unsafe extern "system" fn ZwQueryValueKey(
     length: u32,
     result_length: *mut u32,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ZwQueryValueKey");
     irql::require_passive("ZwQueryValueKey");
     let Some(path) = objects::key_path(key) else {
@@ -354,6 +357,7 @@ pub unsafe extern "system" fn ZwSetValueKey(
     data: *mut c_void,
     size: u32,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     irql::require_passive("ZwSetValueKey");
     let Some(path) = objects::key_path(key) else {
         record(
@@ -414,6 +418,7 @@ pub unsafe extern "system" fn ZwEnumerateValueKey(
     length: u32,
     result_length: *mut u32,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::hold::point("ZwEnumerateValueKey");
     irql::require_passive("ZwEnumerateValueKey");
     let Some(path) = objects::key_path(key) else {

@@ -57,6 +57,7 @@ pub(crate) fn resolve(name: &str) -> *mut c_void {
 /// `name` must be a valid UNICODE_STRING.
 #[no_mangle]
 pub unsafe extern "system" fn MmGetSystemRoutineAddress(name: *mut UNICODE_STRING) -> *mut c_void {
+    let _sim = crate::fault::sim();
     crate::hold::point("MmGetSystemRoutineAddress");
     crate::irql::require_passive("MmGetSystemRoutineAddress");
     // SAFETY: per the contract.

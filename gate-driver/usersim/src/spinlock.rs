@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// `lock` must point to a KSPIN_LOCK initialised to 0.
 #[no_mangle]
 pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSPIN_LOCK) -> KIRQL {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeAcquireSpinLockRaiseToDpc");
     let old = irql::current();
     if old > DISPATCH_LEVEL {
@@ -54,6 +55,7 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSPIN_LOCK)
 /// `lock` must point to a KSPIN_LOCK the caller holds.
 #[no_mangle]
 pub unsafe extern "system" fn KeReleaseSpinLock(lock: *mut KSPIN_LOCK, new_irql: KIRQL) {
+    let _sim = crate::fault::sim();
     crate::hold::point("KeReleaseSpinLock");
     let cur = irql::current();
     if cur != DISPATCH_LEVEL {

@@ -117,6 +117,59 @@ fn pool2_zeroes_can_be_hidden_and_failures_injected() {
     assert_eq!(sim.pool_stats().injected_failures, 2);
 }
 
+/// A thread's allocation plan (`fault`) counts what driver code on that
+/// thread allocates, pool, IRP and global allocator alike, fails the k-th,
+/// and leaves other threads, test code and the global sequence alone.
+#[test]
+fn a_thread_plan_fails_the_kth_driver_allocation_of_any_allocator() {
+    let sim = Sim::new();
+    sim.arm_thread_allocations(3);
+    // SAFETY: plain allocation and IRP use.
+    unsafe {
+        // Test code: not counted.
+        let t = ExAllocatePoolWithTag(NonPagedPoolNx, 8, TAG_A);
+        assert!(!t.is_null());
+        assert!(!gate_usersim::fault::global_alloc_fails());
+        let d = gate_usersim::fault::driver();
+        assert!(gate_usersim::fault::in_driver_code());
+        let a = ExAllocatePoolWithTag(NonPagedPoolNx, 8, TAG_A); // 1
+        assert!(!a.is_null());
+        assert!(!gate_usersim::fault::global_alloc_fails()); // 2
+        assert!(IoAllocateIrp(1, 0).is_null(), "the 3rd fails"); // 3
+                                                                 // Another thread (the worker, a DPC) has no plan.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _d = gate_usersim::fault::driver();
+                assert!(!gate_usersim::fault::global_alloc_fails());
+            });
+        });
+        let irp = IoAllocateIrp(1, 0); // 4
+        assert!(!irp.is_null());
+        // Global blocks as a test allocator reports them: tracked when
+        // driver code allocates, untracked when freed by any code.
+        gate_usersim::fault::global_allocated(0x1000 as *mut u8, 8);
+        gate_usersim::fault::global_allocated(0x2000 as *mut u8, 16);
+        gate_usersim::fault::global_reallocated(0x2000 as *mut u8, 16, 0x3000 as *mut u8, 32);
+        drop(d);
+        gate_usersim::fault::global_freed(0x1000 as *mut u8);
+        // Test code's blocks are not tracked.
+        gate_usersim::fault::global_allocated(0x4000 as *mut u8, 64);
+        assert!(!gate_usersim::fault::in_driver_code());
+        IoFreeIrp(irp);
+        ExFreePoolWithTag(a, TAG_A);
+        ExFreePoolWithTag(t, TAG_A);
+    }
+    let c = sim.disarm_thread_allocations();
+    assert_eq!((c.allocations, c.failed, c.kept_bytes), (4, 1, 32));
+    assert_eq!(
+        sim.pool_stats().injected_failures,
+        0,
+        "global sequence untouched"
+    );
+    sim.leaks().assert_clean();
+    sim.assert_no_violations();
+}
+
 #[test]
 fn interrupt_time_routines_follow_the_clock_and_can_be_hidden() {
     let sim = Sim::new();

@@ -96,6 +96,7 @@ unsafe extern "system" fn WskConnBind(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskBind");
     if !irp::take(irp, "WskBind") {
         return STATUS_INVALID_PARAMETER;
@@ -133,6 +134,7 @@ unsafe extern "system" fn WskConnConnect(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskConnect");
     if !irp::take(irp, "WskConnect") {
         return STATUS_INVALID_PARAMETER;
@@ -221,10 +223,12 @@ unsafe extern "system" fn WskGetRemoteAddress(
     addr: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     listen::get_address(socket, addr, irp, true)
 }
 
 unsafe extern "system" fn WskRelease(_s: *mut WSK_SOCKET, _d: PVOID) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     STATUS_NOT_SUPPORTED
 }
 
@@ -234,6 +238,7 @@ unsafe extern "system" fn WskSend(
     _flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskSend");
     if !irp::take(irp, "WskSend") {
         return STATUS_INVALID_PARAMETER;
@@ -325,6 +330,7 @@ unsafe extern "system" fn WskReceive(
     _flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskReceive");
     if !irp::take(irp, "WskReceive") {
         return STATUS_INVALID_PARAMETER;
@@ -387,6 +393,7 @@ unsafe extern "system" fn WskDisconnect(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskDisconnect");
     {
         let mut g = wsk();

@@ -235,6 +235,7 @@ pub(crate) fn drain(g: &mut Wsk, sock: usize) -> Vec<usize> {
 /// `irp` is an IRP from IoAllocateIrp.
 #[no_mangle]
 pub unsafe extern "system" fn IoCancelIrp(irp: *mut IRP) -> BOOLEAN {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("IoCancelIrp");
     if !irp::is_live(irp.cast()) {
         record(

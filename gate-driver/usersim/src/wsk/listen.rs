@@ -65,6 +65,7 @@ unsafe extern "system" fn WskSocket(
     _security_descriptor: PSECURITY_DESCRIPTOR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskSocket");
     if !irp::take(irp, "WskSocket") {
         return STATUS_INVALID_PARAMETER;
@@ -145,6 +146,7 @@ unsafe extern "system" fn WskControlClient(
     _output_size_returned: *mut SIZE_T,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     let (ok, taken) = take_opt(irp, "WskControlClient");
     if !ok {
         return STATUS_INVALID_PARAMETER;
@@ -216,6 +218,7 @@ pub(crate) unsafe extern "system" fn WskControlSocket(
     output_size_returned: *mut SIZE_T,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskControlSocket");
     if (request_type, level, control_code) == (WskSetOption, SOL_SOCKET, SO_CONDITIONAL_ACCEPT) {
         let mut g = wsk();
@@ -384,6 +387,7 @@ pub(crate) unsafe extern "system" fn WskCloseSocket(
     socket: *mut WSK_SOCKET,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskCloseSocket");
     let key = socket as usize;
     let me = std::thread::current().id();
@@ -531,6 +535,7 @@ unsafe extern "system" fn WskBind(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskBind");
     if !irp::take(irp, "WskBind") {
         return STATUS_INVALID_PARAMETER;
@@ -613,6 +618,7 @@ unsafe extern "system" fn WskAccept(
     remote: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_at_most_dispatch("WskAccept");
     if !irp::take(irp, "WskAccept") {
         return STATUS_INVALID_PARAMETER;
@@ -664,6 +670,7 @@ unsafe extern "system" fn WskInspectComplete(
     action: WSK_INSPECT_ACTION,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     // Timed apart from the calling routine's own work (hold::Timing).
     crate::hold::provider_call(|| {
         // SAFETY: the caller's arguments, passed on.
@@ -822,6 +829,7 @@ pub(crate) unsafe extern "system" fn WskGetLocalAddress(
     addr: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     get_address(socket, addr, irp, false)
 }
 

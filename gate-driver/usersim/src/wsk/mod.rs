@@ -510,6 +510,7 @@ pub unsafe extern "system" fn WskRegister(
     client: *const WSK_CLIENT_NPI,
     registration: *mut WSK_REGISTRATION,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     crate::irql::require_passive("WskRegister");
     if client.is_null() || registration.is_null() {
         record(
@@ -592,6 +593,7 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
     wait_timeout: u32,
     provider: *mut WSK_PROVIDER_NPI,
 ) -> NTSTATUS {
+    let _sim = crate::fault::sim();
     if wait_timeout != WSK_NO_WAIT {
         crate::irql::require_passive("WskCaptureProviderNPI with a wait");
     }
@@ -667,6 +669,7 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
 /// Arguments as for the netio routine.
 #[no_mangle]
 pub unsafe extern "system" fn WskReleaseProviderNPI(registration: *mut WSK_REGISTRATION) {
+    let _sim = crate::fault::sim();
     let Some(c) = client_of(registration, "WskReleaseProviderNPI") else {
         return;
     };
@@ -698,6 +701,7 @@ pub unsafe extern "system" fn WskReleaseProviderNPI(registration: *mut WSK_REGIS
 /// Arguments as for the netio routine.
 #[no_mangle]
 pub unsafe extern "system" fn WskDeregister(registration: *mut WSK_REGISTRATION) {
+    let _sim = crate::fault::sim();
     crate::irql::require_passive("WskDeregister");
     let Some(c) = client_of(registration, "WskDeregister") else {
         return;
