@@ -1,0 +1,131 @@
+//! Review (session 3): adversarial properties for the live-change pend
+//! hold (`BucketParams::hold`, `Gate::change`): chains of 2-4 changes
+//! that raise and lower rate (1 milli/s .. 10 M/s), burst and max_delay,
+//! with pends outstanding across changes and the global bucket on or off.
+//! Checked after every decision, not only at the changes:
+//! 1. no key's next token is further than the most any configuration in
+//!    the chain allows (`T + max_delay`, +1 tick of rounding);
+//! 2. `query` and `decide` agree (a key query says a token is free iff a
+//!    decision accepts it within rate; a pend's `at` is the query's
+//!    next token);
+//! 3. admissions of one key (accepts at their stamp, pends at their `at`)
+//!    within any window `w` are at most
+//!    `sum(burst) + changes + r_max (w + 1 tick)` (README, `control`:
+//!    `burst_A + burst_B + 1 + r_max x window` for A then B).
+
+use std::net::IpAddr;
+
+use gate_core::{Config, Gate, Reason, Ticks, TICKS_PER_SEC};
+use proptest::prelude::*;
+
+const T0: Ticks = 1000 * TICKS_PER_SEC;
+const RATES: [u64; 8] = [
+    1,
+    500,
+    1_000,
+    7_000,
+    100_000,
+    3_000_000,
+    1_000_000_000,
+    10_000_000_000,
+];
+const N: u128 = 10_000_000_000;
+
+#[derive(Clone, Copy, Debug)]
+struct C {
+    rate: u64,
+    burst: u32,
+    delay: u32,
+    global: u64,
+}
+
+fn cfg() -> impl Strategy<Value = C> {
+    (
+        0usize..RATES.len(),
+        prop_oneof![1u32..4, 1u32..300],
+        prop_oneof![1u32..50, 1u32..6000, Just(60_000u32)],
+        prop_oneof![Just(0u64), Just(1_000u64), Just(1_000_000u64)],
+    )
+        .prop_map(|(r, burst, delay, global)| C {
+            rate: RATES[r],
+            burst,
+            delay,
+            global,
+        })
+}
+
+fn apply(c: &mut Config, x: C) {
+    c.rate_milli = x.rate;
+    c.burst = x.burst;
+    c.max_delay_ms = x.delay;
+    c.global_rate_milli = x.global;
+    c.global_burst = 1000;
+}
+
+fn wait(x: C) -> u64 {
+    10_000_000_000u64.div_ceil(x.rate) + u64::from(x.delay) * (TICKS_PER_SEC / 1000) + 1
+}
+
+fn steps() -> impl Strategy<Value = Vec<(u8, u64, u32)>> {
+    // (key, dt, shift): dt >> shift, so steps span ns to ~0.5 s.
+    proptest::collection::vec((0u8..2, 0u64..(TICKS_PER_SEC / 2), 0u32..24), 0..60)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn review_chain_wait_query_decide_and_admissions(
+        chain in proptest::collection::vec((cfg(), steps()), 2..5),
+    ) {
+        let mut c = Config { capacity: 1 << 10, shards: 4, max_pending: 1 << 12, ..Config::default() };
+        apply(&mut c, chain[0].0);
+        let g: Gate = Gate::new(&c, [3, 4]).unwrap();
+        let l: IpAddr = "198.51.100.1".parse().unwrap();
+        let mut now = T0;
+        let mut most = 0u64;
+        let mut bursts = 0u128; // sum(burst) + one per change installed
+        let mut rmax = 0u128;
+        let mut adm: [Vec<Ticks>; 2] = Default::default();
+        for (i, (x, st)) in chain.iter().enumerate() {
+            if i > 0 && g.reconfigure(|c| apply(c, *x)).is_err() {
+                continue;
+            }
+            most = most.max(wait(*x));
+            bursts += u128::from(x.burst) + u128::from(i > 0);
+            rmax = rmax.max(u128::from(x.rate));
+            for &(k, dt, sh) in st {
+                now += dt >> sh;
+                let a = IpAddr::from([10, 0, 0, k]);
+                let (q, _) = g.query(a, now);
+                prop_assert!(q.next_token - now <= most,
+                    "config {i}: key {k}: next token in {} ticks, the chain allows {most}", q.next_token - now);
+                let d = g.decide(a, l, now);
+                match d.reason {
+                    Reason::WithinRate => prop_assert!(q.next_token <= now,
+                        "config {i}: accepted at {now} but query said next token {}", q.next_token),
+                    Reason::RateExceeded | Reason::PendBudgetSpent => prop_assert!(q.next_token > now,
+                        "config {i}: refused at {now} ({:?}) but query said next token {}", d.reason, q.next_token),
+                    _ => {}
+                }
+                if let Some(p) = d.pend {
+                    prop_assert_eq!(p.at, q.next_token, "config {}: pend at vs query", i);
+                    adm[k as usize].push(p.at);
+                    let _ = g.pend_done(p.ticket);
+                } else if d.reason == Reason::WithinRate {
+                    adm[k as usize].push(now);
+                }
+            }
+        }
+        for a in &mut adm {
+            a.sort_unstable();
+            for i in 0..a.len() {
+                for j in i..a.len() {
+                    let n = (j - i + 1) as u128;
+                    let w = u128::from(a[j] - a[i]) + 1;
+                    prop_assert!(n * N <= bursts * N + rmax * w,
+                        "{n} admissions within {w} ticks; chain {:?}", chain.iter().map(|c| c.0).collect::<Vec<_>>());
+                }
+            }
+        }
+    }
+}
