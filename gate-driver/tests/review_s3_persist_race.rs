@@ -1,0 +1,120 @@
+//! REVIEW (session 3, s3-review): `--persist` of a list change writes the
+//! registry *after* the swap, outside the change, so two concurrent list
+//! changes can write their data in the other order than they were
+//! installed: the registry then holds the older list while the live one
+//! (and the operator's success reply) includes the newer entry; after a
+//! restart the entry that was "persisted" is gone.
+//!
+//! Expected (right behaviour): after every pair of concurrent
+//! `allow add X --persist` / `allow add Y --persist` that both succeeded,
+//! the registry's AllowList equals the live allow list.
+//!
+//! Run: `cargo test -p gate-driver --test review_s3_persist_race`
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
+
+mod common;
+use common::*;
+use gate_ioctl::*;
+use gate_usersim::*;
+use std::sync::Barrier;
+
+const RW: u32 = FILE_READ_ACCESS | FILE_WRITE_ACCESS;
+
+fn add_persist(entry: &str) -> Vec<u8> {
+    let c = gate_core::Cidr::parse(entry).unwrap();
+    let head = ListChangeHeader {
+        version: VERSION,
+        flags: FLAG_PERSIST,
+        list: list_kind::ALLOW,
+        op: list_op::ADD,
+        count: 1,
+        reserved: 0,
+    };
+    let mut b = head.as_bytes().to_vec();
+    b.extend_from_slice(WireAddr::prefix(c.addr(), c.prefix_len()).as_bytes());
+    b
+}
+
+fn registry_allow() -> Vec<String> {
+    let Some((_, data)) = gate_usersim::registry::get_raw(PARAMS, "AllowList") else {
+        return Vec::new();
+    };
+    let units: Vec<u16> = data
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let mut v: Vec<String> = String::from_utf16_lossy(&units)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+fn live_allow() -> Vec<String> {
+    let mut v: Vec<String> = gate_driver::entry::with_running(|d| {
+        d.gate
+            .with_config(|c, _| c.allow.iter().map(|c| c.to_string()).collect())
+    })
+    .expect("running");
+    v.sort();
+    v
+}
+
+#[test]
+fn review_s3_concurrent_list_persists_leave_the_registry_equal_to_the_live_list() {
+    const ROUNDS: usize = 1500;
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    let (h0, h1) = (
+        sim.open_device(USER_PATH, RW).unwrap(),
+        sim.open_device(USER_PATH, RW).unwrap(),
+    );
+    let go = Barrier::new(3);
+    let done = Barrier::new(3);
+    let mut mismatch = None;
+    std::thread::scope(|s| {
+        for (t, h) in [(0u32, &h0), (1u32, &h1)] {
+            let (go, done) = (&go, &done);
+            s.spawn(move || {
+                for i in 0..ROUNDS {
+                    let b = add_persist(&format!("10.{t}.{}.{}/32", i >> 8, i & 255));
+                    go.wait();
+                    loop {
+                        let r = h.ioctl(IOCTL_GATE_LIST_CHANGE, &b, ListChangeReply::SIZE);
+                        if r.status == 0 {
+                            break;
+                        }
+                        assert_eq!(r.status, status::STATUS_DEVICE_BUSY);
+                        std::thread::yield_now();
+                    }
+                    done.wait();
+                }
+            });
+        }
+        for i in 0..ROUNDS {
+            go.wait();
+            done.wait();
+            if mismatch.is_none() {
+                let (reg, live) = (registry_allow(), live_allow());
+                if reg != live {
+                    let only_live: Vec<_> = live.iter().filter(|e| !reg.contains(e)).collect();
+                    mismatch = Some(format!(
+                        "round {i}: both adds succeeded (--persist) but the registry lacks {only_live:?} \
+                         ({} in the registry, {} live)",
+                        reg.len(),
+                        live.len()
+                    ));
+                }
+            }
+        }
+    });
+    drop((h0, h1));
+    driver.unload(&sim).assert_clean();
+    assert!(mismatch.is_none(), "{}", mismatch.unwrap());
+}
