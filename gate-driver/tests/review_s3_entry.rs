@@ -1,0 +1,121 @@
+//! REVIEW (session 3, s3-review): DriverEntry with the k-th allocation of
+//! its thread failing (whichever allocator) either refuses the start or
+//! starts; `alloc_failure.rs` checks a start that goes on only for a clean
+//! unload. This checks what it started *with*: every start must run the
+//! configuration in the registry (allow, deny and NAT64 lists, limits),
+//! never a start that silently dropped a list it could not allocate
+//! (a deny list dropped is a fail-open).
+//!
+//! Run: `cargo test -p gate-driver --test review_s3_entry`
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code: std allocation is fine
+
+mod common;
+use common::*;
+use gate_usersim::fault;
+use gate_usersim::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+
+struct Planned;
+
+// SAFETY: forwards to the system allocator; refusing (NULL) is allowed.
+unsafe impl GlobalAlloc for Planned {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if fault::global_alloc_fails() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            fault::global_allocated(p, l.size());
+        }
+        p
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        if new_size > l.size() && fault::global_alloc_fails() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract.
+        let q = unsafe { System.realloc(p, l, new_size) };
+        if !q.is_null() {
+            fault::global_reallocated(p, l.size(), q, new_size);
+        }
+        q
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        fault::global_freed(p);
+        // SAFETY: `p` came from this allocator with `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Planned = Planned;
+
+fn setup(sim: &Sim) {
+    sim.park_on_bugcheck(true);
+    for (n, v) in [
+        ("TableCapacity", RegValue::Dword(1024)),
+        ("TableShards", RegValue::Dword(1)),
+        ("MaxPending", RegValue::Dword(4)),
+        ("Burst", RegValue::Dword(3)),
+        (
+            "AllowList",
+            RegValue::MultiSz(vec!["10.1.0.0/16".into(), "2001:db8:a::/48".into()]),
+        ),
+        (
+            "DenyList",
+            RegValue::MultiSz(vec!["192.0.2.0/24".into(), "2001:db8::/32".into()]),
+        ),
+        (
+            "Nat64Prefixes",
+            RegValue::MultiSz(vec!["64:ff9b::/96".into()]),
+        ),
+    ] {
+        sim.registry_set(PARAMS, n, v);
+    }
+}
+
+fn running_config() -> gate_core::Config {
+    gate_driver::entry::with_running(|d| d.gate.with_config(|c, _| c.clone())).expect("running")
+}
+
+#[test]
+fn review_s3_a_start_under_allocation_failure_runs_the_registry_configuration_or_refuses() {
+    let (n, reference) = {
+        let sim = Sim::new();
+        setup(&sim);
+        let (r, c) = sim.load_driver_failing(gate_driver::DriverEntry, SERVICE_KEY, 0);
+        let d = r.expect("reference start");
+        let cfg = running_config();
+        d.unload(&sim).assert_clean();
+        (c.allocations, cfg)
+    };
+    assert_eq!(reference.deny.len(), 2);
+    assert_eq!(reference.allow.len(), 2);
+    let mut bad = Vec::new();
+    let mut started = 0;
+    for k in 1..=n {
+        let sim = Sim::new();
+        setup(&sim);
+        let (r, _c) = sim.load_driver_failing(gate_driver::DriverEntry, SERVICE_KEY, k);
+        if let Ok(d) = r {
+            started += 1;
+            let cfg = running_config();
+            if cfg != reference {
+                bad.push(format!(
+                    "k = {k} of {n}: started with allow {:?} deny {:?} nat64 {:?} burst {} (registry: allow {:?} deny {:?} nat64 {:?} burst {})",
+                    cfg.allow, cfg.deny, cfg.nat64_prefixes, cfg.burst,
+                    reference.allow, reference.deny, reference.nat64_prefixes, reference.burst
+                ));
+            }
+            let _ = d.unload(&sim);
+        }
+    }
+    eprintln!("{n} allocations, {started} starts under a failure");
+    assert!(n > 10, "{n}");
+    assert!(bad.is_empty(), "{bad:#?}");
+}
