@@ -118,3 +118,72 @@ fn review_s3_concurrent_list_persists_leave_the_registry_equal_to_the_live_list(
     driver.unload(&sim).assert_clean();
     assert!(mismatch.is_none(), "{}", mismatch.unwrap());
 }
+
+/// The same for `set --persist`: each writes the value it reads back
+/// *after* its change (possibly another request's), after the swap,
+/// unserialized: the registry's Burst can end up other than the live one.
+/// The window (between its read-back and its ZwSetValueKey) is narrower
+/// than the list case's: not hit in 1500 rounds here, so ignored (no flaky
+/// test in CI); run with `-- --ignored`. The fix for the list case
+/// (serialize the registry write with the change) fixes this too.
+#[test]
+#[ignore = "review s3: same race as the list case, rarely hit"]
+fn review_s3_concurrent_set_persists_leave_the_registry_equal_to_the_live_value() {
+    const ROUNDS: u32 = 1500;
+    let sim = Sim::new();
+    let (driver, _l) = start(&sim, &[]);
+    let (h0, h1) = (
+        sim.open_device(USER_PATH, RW).unwrap(),
+        sim.open_device(USER_PATH, RW).unwrap(),
+    );
+    let go = Barrier::new(3);
+    let done = Barrier::new(3);
+    let mut mismatch = None;
+    std::thread::scope(|s| {
+        for (t, h) in [(0u32, &h0), (1u32, &h1)] {
+            let (go, done) = (&go, &done);
+            s.spawn(move || {
+                for i in 0..ROUNDS {
+                    let req = SetRequest {
+                        version: VERSION,
+                        flags: FLAG_PERSIST,
+                        mask: set_field::BURST,
+                        reserved: 0,
+                        config: WireConfig {
+                            burst: 2 + 2 * (i % 1000) + t,
+                            ..WireConfig::default()
+                        },
+                    };
+                    go.wait();
+                    loop {
+                        let r = h.ioctl(IOCTL_GATE_SET, req.as_bytes(), SetReply::SIZE);
+                        if r.status == 0 {
+                            break;
+                        }
+                        assert_eq!(r.status, status::STATUS_DEVICE_BUSY);
+                        std::thread::yield_now();
+                    }
+                    done.wait();
+                }
+            });
+        }
+        for i in 0..ROUNDS {
+            go.wait();
+            done.wait();
+            if mismatch.is_none() {
+                let reg = gate_usersim::registry::get_raw(PARAMS, "Burst")
+                    .map(|(_, b)| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let live = gate_driver::entry::with_running(|d| d.gate.with_config(|c, _| c.burst))
+                    .expect("running");
+                if reg != Some(live) {
+                    mismatch = Some(format!(
+                        "round {i}: both sets succeeded (--persist): registry Burst {reg:?}, live {live}"
+                    ));
+                }
+            }
+        }
+    });
+    drop((h0, h1));
+    driver.unload(&sim).assert_clean();
+    assert!(mismatch.is_none(), "{}", mismatch.unwrap());
+}
