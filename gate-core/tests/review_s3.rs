@@ -130,6 +130,73 @@ proptest! {
     }
 }
 
+// The same with some pends aborted (their tokens given back).
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #[test]
+    fn review_chain_with_aborted_pends(
+        chain in proptest::collection::vec((cfg(), steps()), 2..5),
+        aborts in proptest::collection::vec(any::<bool>(), 64),
+    ) {
+        let mut c = Config { capacity: 1 << 10, shards: 4, max_pending: 1 << 12, ..Config::default() };
+        apply(&mut c, chain[0].0);
+        let g: Gate = Gate::new(&c, [3, 4]).unwrap();
+        let l: IpAddr = "198.51.100.1".parse().unwrap();
+        let mut now = T0;
+        let mut most = 0u64;
+        let mut bursts = 0u128; // sum(burst) + one per change installed
+        let mut rmax = 0u128;
+        let mut adm: [Vec<Ticks>; 2] = Default::default();
+        for (i, (x, st)) in chain.iter().enumerate() {
+            if i > 0 && g.reconfigure(|c| apply(c, *x)).is_err() {
+                continue;
+            }
+            most = most.max(wait(*x));
+            bursts += u128::from(x.burst) + u128::from(i > 0);
+            rmax = rmax.max(u128::from(x.rate));
+            for &(k, dt, sh) in st {
+                now += dt >> sh;
+                let a = IpAddr::from([10, 0, 0, k]);
+                let (q, _) = g.query(a, now);
+                prop_assert!(q.next_token - now <= most,
+                    "config {i}: key {k}: next token in {} ticks, the chain allows {most}", q.next_token - now);
+                let d = g.decide(a, l, now);
+                match d.reason {
+                    Reason::WithinRate => prop_assert!(q.next_token <= now,
+                        "config {i}: accepted at {now} but query said next token {}", q.next_token),
+                    Reason::RateExceeded | Reason::PendBudgetSpent => prop_assert!(q.next_token > now,
+                        "config {i}: refused at {now} ({:?}) but query said next token {}", d.reason, q.next_token),
+                    _ => {}
+                }
+                if let Some(p) = d.pend {
+                    prop_assert_eq!(p.at, q.next_token, "config {}: pend at vs query", i);
+                    // Some pends are aborted (the client went away): no
+                    // admission, the token given back (or nothing).
+                    if aborts[adm[k as usize].len() % 64] {
+                        let _ = g.pend_abort(p.ticket);
+                    } else {
+                        adm[k as usize].push(p.at);
+                        let _ = g.pend_done(p.ticket);
+                    }
+                } else if d.reason == Reason::WithinRate {
+                    adm[k as usize].push(now);
+                }
+            }
+        }
+        for a in &mut adm {
+            a.sort_unstable();
+            for i in 0..a.len() {
+                for j in i..a.len() {
+                    let n = (j - i + 1) as u128;
+                    let w = u128::from(a[j] - a[i]) + 1;
+                    prop_assert!(n * N <= bursts * N + rmax * w,
+                        "{n} admissions within {w} ticks; chain {:?}", chain.iter().map(|c| c.0).collect::<Vec<_>>());
+                }
+            }
+        }
+    }
+}
+
 /// The doc comment of `BucketParams::hold` says the hold keeps enough debt
 /// that "every pend promised before the change has come due before the
 /// key's next admission". That holds relative to B's tolerance only: a
