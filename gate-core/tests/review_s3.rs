@@ -237,3 +237,165 @@ fn review_a_change_raising_the_burst_admits_before_pends_promised_earlier_come_d
         "admitted 4.9 s before the last pend A promised"
     );
 }
+
+/// Changes that alternately lower and raise max_delay (and the rate and
+/// burst) while two threads decide for the same keys with pends: after
+/// every decision the key's next token, seen from the latest stamp given
+/// out so far, is no further than the most A or B allows. Exercises the
+/// `pend_hold` transitions (Ticks::MAX during a change, then seen + term)
+/// with decisions racing the swap.
+#[test]
+fn review_concurrent_hold_changes_keep_the_wait_bound() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let a = |c: &mut Config| {
+        c.rate_milli = 1000;
+        c.burst = 3;
+        c.max_delay_ms = 2000;
+    };
+    let b = |c: &mut Config| {
+        c.rate_milli = 500;
+        c.burst = 1;
+        c.max_delay_ms = 1;
+    };
+    let mut c = Config {
+        capacity: 1 << 10,
+        shards: 4,
+        max_pending: 1 << 12,
+        ..Config::default()
+    };
+    a(&mut c);
+    let g: Gate = Gate::new(&c, [3, 4]).unwrap();
+    let ms = TICKS_PER_SEC / 1000;
+    // A: 1 s + 2 s; B: 2 s + 1 ms; +1 tick rounding.
+    let most = 3 * TICKS_PER_SEC + 1;
+    let clock = AtomicU64::new(T0);
+    let stop = AtomicBool::new(false);
+    let changes = AtomicU64::new(0);
+    let l: IpAddr = "198.51.100.1".parse().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r = if i.is_multiple_of(2) {
+                    g.reconfigure(b)
+                } else {
+                    g.reconfigure(a)
+                };
+                if r.is_ok() {
+                    i += 1;
+                    changes.store(i, Ordering::Relaxed);
+                }
+                std::thread::yield_now();
+            }
+        });
+        let deciders: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (g, clock, stop) = (&g, &clock, &stop);
+                s.spawn(move || {
+                    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ t;
+                    for _ in 0..200_000 {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let step = seed % ms;
+                        let now = clock.fetch_add(step, Ordering::Relaxed) + step;
+                        let x = IpAddr::from([10, 0, 0, (seed >> 40) as u8 % 3]);
+                        let d = g.decide(x, l, now);
+                        if let Some(p) = d.pend {
+                            let _ = g.pend_done(p.ticket);
+                        }
+                        // A time no earlier than any decision's stamp so
+                        // far: every key's debt is bounded from it.
+                        let later = clock.load(Ordering::Relaxed);
+                        let (q, _) = g.query(x, later);
+                        // Another thread may have decided for `x` at a
+                        // later stamp meanwhile: the query then answers
+                        // from that decision (`now.max(last)`).
+                        let later = later.max(q.last_seen.unwrap_or(later));
+                        if q.next_token.saturating_sub(later) > most {
+                            stop.store(true, Ordering::Relaxed);
+                            panic!(
+                                "next token in {} ticks, A or B allows {most}",
+                                q.next_token - later
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        let r: Vec<_> = deciders.into_iter().map(|d| d.join()).collect();
+        stop.store(true, Ordering::Relaxed);
+        for r in r {
+            r.unwrap();
+        }
+    });
+    let n = changes.load(Ordering::Relaxed);
+    eprintln!("{n} changes");
+    assert!(n >= 20, "{n} changes only");
+}
+
+/// Sequential version of the concurrent test above (no threads): the same
+/// A/B alternation between decisions.
+#[test]
+fn review_sequential_alternating_hold_changes_keep_the_wait_bound() {
+    let a = |c: &mut Config| {
+        c.rate_milli = 1000;
+        c.burst = 3;
+        c.max_delay_ms = 2000;
+    };
+    let b = |c: &mut Config| {
+        c.rate_milli = 500;
+        c.burst = 1;
+        c.max_delay_ms = 1;
+    };
+    let mut c = Config {
+        capacity: 1 << 10,
+        shards: 4,
+        max_pending: 1 << 12,
+        ..Config::default()
+    };
+    a(&mut c);
+    let g: Gate = Gate::new(&c, [3, 4]).unwrap();
+    let ms = TICKS_PER_SEC / 1000;
+    let most = 3 * TICKS_PER_SEC + 1;
+    let l: IpAddr = "198.51.100.1".parse().unwrap();
+    let mut now = T0;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut in_a = true;
+    let mut log: Vec<String> = Vec::new();
+    for i in 0..150_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed.is_multiple_of(7) {
+            if in_a {
+                g.reconfigure(b).unwrap();
+            } else {
+                g.reconfigure(a).unwrap();
+            }
+            in_a = !in_a;
+            log.push(format!("{now}: -> {}", if in_a { "A" } else { "B" }));
+        }
+        now += seed % ms;
+        let x = IpAddr::from([10, 0, 0, 1]);
+        let d = g.decide(x, l, now);
+        log.push(format!(
+            "{now}: {:?} {:?}",
+            d.reason,
+            d.pend.map(|p| p.at - now)
+        ));
+        if let Some(p) = d.pend {
+            let _ = g.pend_done(p.ticket);
+        }
+        let (q, _) = g.query(x, now);
+        if log.len() > 40 {
+            log.remove(0);
+        }
+        assert!(
+            q.next_token - now <= most,
+            "step {i}: next token in {} ticks, A or B allows {most}; last steps:\n{}",
+            q.next_token - now,
+            log.join("\n")
+        );
+    }
+}
