@@ -4,7 +4,8 @@
 //! unload. This checks what it started *with*: every start must run the
 //! configuration in the registry (allow, deny and NAT64 lists, limits),
 //! never a start that silently dropped a list it could not allocate
-//! (a deny list dropped is a fail-open).
+//! (a deny list dropped is a fail-open), and that such a start lacks only
+//! the control device (gate-driver README).
 //!
 //! Run: `cargo test -p gate-driver --test review_s3_entry`
 #![allow(
@@ -104,6 +105,10 @@ fn review_s3_a_start_under_allocation_failure_runs_the_registry_configuration_or
         let (r, _c) = sim.load_driver_failing(gate_driver::DriverEntry, SERVICE_KEY, k);
         if let Ok(d) = r {
             started += 1;
+            // The README: a start goes on only without the control device.
+            if sim.open_device(gate_ioctl::USER_PATH, 1).is_ok() {
+                bad.push(format!("k = {k} of {n}: started with its control device"));
+            }
             let cfg = running_config();
             if cfg != reference {
                 bad.push(format!(
