@@ -17,6 +17,9 @@ pub static INSPECT_ACTION: AtomicI32 = AtomicI32::new(WskInspectAccept);
 /// Status the accept event returns.
 pub static ACCEPT_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
 pub static INSPECT_CALLS: AtomicU32 = AtomicU32::new(0);
+/// Inspect callbacks that have finished their work (counted just before
+/// they return).
+pub static INSPECT_RETURNS: AtomicU32 = AtomicU32::new(0);
 pub static ABORT_CALLS: AtomicU32 = AtomicU32::new(0);
 pub static ACCEPT_CALLS: AtomicU32 = AtomicU32::new(0);
 pub static NULL_INSPECTS: AtomicU32 = AtomicU32::new(0);
@@ -54,6 +57,7 @@ pub fn reset_globals() {
     ACCEPT_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
     for c in [
         &INSPECT_CALLS,
+        &INSPECT_RETURNS,
         &ABORT_CALLS,
         &ACCEPT_CALLS,
         &NULL_INSPECTS,
@@ -146,6 +150,7 @@ pub unsafe extern "system" fn inspect_event(
         // SAFETY: valid for the call; copied by value.
         PENDED.lock().unwrap().push(unsafe { id.read() });
     }
+    INSPECT_RETURNS.fetch_add(1, Ordering::SeqCst);
     a
 }
 
