@@ -182,9 +182,11 @@ impl BucketParams {
     /// `min(wait, t + term)`.
     ///
     /// Both terms of the `min` are at least `term` (a `wait` always is:
-    /// `t` plus a pend term at least `term`), so every pend promised before
-    /// the change has come due before the key's next admission and their
-    /// debt is kept; and neither term exceeds the larger of the two
+    /// `t` plus a pend term at least `term`), so the debt of every pend
+    /// promised before the change is kept: beyond this configuration's own
+    /// burst tolerance (`limit`, which a change raising the burst grants at
+    /// once), the key's next admission comes no earlier than the last of
+    /// those pends; and neither term exceeds the larger of the two
     /// configurations' own waits, so the change never makes a key wait
     /// longer than the old or the new limits allow (the `swap_model`
     /// property in `tests/control.rs`; `t + term` alone let a key that

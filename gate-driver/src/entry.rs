@@ -151,6 +151,7 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
         pending,
         accepted: SpinMutex::new(accepted),
         wake: KEvent::uninit(),
+        persist_turn: KEvent::uninit(),
         stopping: AtomicBool::new(false),
         dead: AtomicU64::new(0),
         rundown: Rundown::new(),
@@ -172,6 +173,8 @@ unsafe fn start(registry_path: *const UNICODE_STRING) -> Result<(), NTSTATUS> {
     // or timer yet.
     unsafe {
         (*d).wake.init(true);
+        (*d).persist_turn.init(true);
+        (*d).persist_turn.set();
         (*d).rundown.init();
         (*d).pending.attach(d);
     }

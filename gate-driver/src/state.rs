@@ -293,6 +293,10 @@ pub struct Driver {
     pub accepted: SpinMutex<AcceptQueue>,
     /// Wakes the worker (synchronization event).
     pub wake: KEvent,
+    /// One `--persist` change at a time, from before its live change until
+    /// its registry write is done (a synchronization event used as a
+    /// PASSIVE_LEVEL lock: signalled = free; `control::persist::Turn`).
+    pub persist_turn: KEvent,
     /// Set by unload: the worker winds down.
     pub stopping: AtomicBool,
     /// Why the current listener stopped working, set once by the first

@@ -155,23 +155,30 @@ pub fn set(d: &Driver, io: &Io) -> Result<usize, Refusal> {
         ));
     }
     let bits = || (0..set_field::NAMES.len() as u32).filter(|b| req.mask & (1 << b) != 0);
+    let persist = req.flags & FLAG_PERSIST != 0;
+    // Held until this change's registry write is done (see `persist::Turn`).
+    let _turn = if persist {
+        Some(persist::Turn::take(d).ok_or_else(|| change_refusal(ChangeError::Busy))?)
+    } else {
+        None
+    };
+    // The values this change installed, taken inside its edit: a change
+    // installed right after it must not be what this one persists or
+    // reports as its "new" value.
+    let mut now_cfg = [0u64; 10];
     let old = d
         .gate
         .reconfigure(|c| {
             for b in bits() {
                 apply(c, b, w);
             }
+            for (i, v) in now_cfg.iter_mut().enumerate() {
+                *v = field_value(c, i as u32);
+            }
         })
         .map_err(change_refusal)?;
     let mut persist_failed: Option<persist::PersistError> = None;
-    let persist = req.flags & FLAG_PERSIST != 0;
-    let (now_cfg, bans) = d.gate.with_config(|c, b| {
-        let mut scalars = [0u64; 10];
-        for (i, v) in scalars.iter_mut().enumerate() {
-            *v = field_value(c, i as u32);
-        }
-        (scalars, b.len())
-    });
+    let bans = d.gate.with_config(|_, b| b.len());
     for b in bits() {
         let (before, after) = (
             field_value(&old, b),
@@ -290,6 +297,15 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
     entries.dedup();
     let mut changed_n = 0u32;
     let want_persist = head.flags & FLAG_PERSIST != 0;
+    // Held until this change's registry write is done (see `persist::Turn`).
+    let _turn = if want_persist {
+        Some(persist::Turn::take(d).ok_or_else(|| change_refusal(ChangeError::Busy))?)
+    } else {
+        None
+    };
+    // The list's length as this change installed it (a change installed
+    // right after it must not be what this one reports).
+    let mut len = 0usize;
     // `--persist`: the registry data of the new list, built inside the
     // edit (no lock held), so a failed allocation refuses the whole change
     // and nothing after the swap can fail for want of memory.
@@ -353,6 +369,7 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
                     list.clear();
                 }
             }
+            len = list.len();
             // A list over the cap is refused by the build: no data for it.
             if want_persist && list.len() <= MAX_LIST_ENTRIES as usize {
                 persist_data = Some(persist::multi_sz(list).ok_or(ChangeError::OutOfMemory)?);
@@ -369,13 +386,6 @@ pub fn list_change(d: &Driver, io: &Io) -> Result<usize, Refusal> {
             },
             e => change_refusal(e),
         })?;
-    let len = d.gate.with_config(|c, _| {
-        if is_allow {
-            c.allow.len()
-        } else {
-            c.deny.len()
-        }
-    });
     let what = if is_allow { "allow" } else { "deny" };
     let old_len = if is_allow {
         old.allow.len()

@@ -20,6 +20,37 @@ use gate_ksys::*;
 use crate::kernel::dbg::Line;
 use crate::pool::push_reserved;
 
+/// The longest a `--persist` change waits for the one before it to finish
+/// its registry write (ms); then it is refused as busy (gatectl retries).
+pub const TURN_WAIT_MS: u32 = 5_000;
+
+/// The right to make one `--persist` change: held from before the live
+/// change until its registry write is done, so persisted changes reach the
+/// registry in the order they were installed and the registry ends equal
+/// to the last persisted configuration. Without it, two concurrent
+/// `allow add --persist` could both succeed while the registry kept only
+/// one of them (review s3, D1: gate-core admits the next change as soon as
+/// one is installed, before its registry write). Changes without
+/// `--persist` do not take it. Released on drop.
+pub struct Turn<'a>(&'a crate::kernel::event::KEvent);
+
+impl<'a> Turn<'a> {
+    /// Waits (PASSIVE_LEVEL, an IOCTL's dispatch) up to [`TURN_WAIT_MS`]
+    /// for `d`'s persist turn; `None` when another persisted change held it
+    /// all that time.
+    pub fn take(d: &'a crate::state::Driver) -> Option<Turn<'a>> {
+        d.persist_turn
+            .wait(Some(TURN_WAIT_MS))
+            .then_some(Turn(&d.persist_turn))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
 /// An open Parameters key (closed on drop).
 struct Key(HANDLE);
 

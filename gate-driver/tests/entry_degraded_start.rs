@@ -7,7 +7,7 @@
 //! (a deny list dropped is a fail-open), and that such a start lacks only
 //! the control device (gate-driver README).
 //!
-//! Run: `cargo test -p gate-driver --test review_s3_entry`
+//! Run: `cargo test -p gate-driver --test entry_degraded_start`
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_macros,
@@ -85,7 +85,7 @@ fn running_config() -> gate_core::Config {
 }
 
 #[test]
-fn review_s3_a_start_under_allocation_failure_runs_the_registry_configuration_or_refuses() {
+fn a_start_under_allocation_failure_runs_the_registry_configuration_or_refuses() {
     let (n, reference) = {
         let sim = Sim::new();
         setup(&sim);

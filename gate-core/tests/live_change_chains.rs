@@ -1,4 +1,4 @@
-//! Review (session 3): adversarial properties for the live-change pend
+//! Adversarial properties (review s3, 2026-11-29) for the live-change pend
 //! hold (`BucketParams::hold`, `Gate::change`): chains of 2-4 changes
 //! that raise and lower rate (1 milli/s .. 10 M/s), burst and max_delay,
 //! with pends outstanding across changes and the global bucket on or off.
@@ -74,7 +74,7 @@ fn steps() -> impl Strategy<Value = Vec<(u8, u64, u32)>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
     #[test]
-    fn review_chain_wait_query_decide_and_admissions(
+    fn chain_wait_query_decide_and_admissions(
         chain in proptest::collection::vec((cfg(), steps()), 2..5),
     ) {
         let mut c = Config { capacity: 1 << 10, shards: 4, max_pending: 1 << 12, ..Config::default() };
@@ -134,7 +134,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
     #[test]
-    fn review_chain_with_aborted_pends(
+    fn chain_with_aborted_pends(
         chain in proptest::collection::vec((cfg(), steps()), 2..5),
         aborts in proptest::collection::vec(any::<bool>(), 64),
     ) {
@@ -205,7 +205,7 @@ proptest! {
 /// README's bound holds; the doc sentence is the imprecise part). This
 /// asserts the behaviour as it is.
 #[test]
-fn review_a_change_raising_the_burst_admits_before_pends_promised_earlier_come_due() {
+fn a_change_raising_the_burst_admits_before_pends_promised_earlier_come_due() {
     let c = Config {
         capacity: 1 << 10,
         shards: 4,
@@ -245,7 +245,7 @@ fn review_a_change_raising_the_burst_admits_before_pends_promised_earlier_come_d
 /// `pend_hold` transitions (Ticks::MAX during a change, then seen + term)
 /// with decisions racing the swap.
 #[test]
-fn review_concurrent_hold_changes_keep_the_wait_bound() {
+fn concurrent_hold_changes_keep_the_wait_bound() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let a = |c: &mut Config| {
         c.rate_milli = 1000;
@@ -337,7 +337,7 @@ fn review_concurrent_hold_changes_keep_the_wait_bound() {
 /// Sequential version of the concurrent test above (no threads): the same
 /// A/B alternation between decisions.
 #[test]
-fn review_sequential_alternating_hold_changes_keep_the_wait_bound() {
+fn sequential_alternating_hold_changes_keep_the_wait_bound() {
     let a = |c: &mut Config| {
         c.rate_milli = 1000;
         c.burst = 3;
