@@ -12,6 +12,7 @@
 //! | 4 | access denied (Windows: SYSTEM and Administrators, a change needs write access; Linux: the 0600 socket) |
 //! | 5 | the driver refused the request (the status names why; ETW ControlRejected names the field) |
 //! | 6 | I/O error talking to the driver |
+//! | 7 | a list kept changing while it was being read (8 attempts) |
 
 mod transport;
 
