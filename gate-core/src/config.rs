@@ -352,8 +352,7 @@ impl Config {
             return Err(ConfigError {
                 field: field::NAT64_PREFIXES,
                 value: i as u64,
-                expected:
-                    "IPv6 prefixes of length 32, 40, 48, 56, 64 or 96 (RFC 6052), e.g. 64:ff9b::/96",
+                expected: crate::nat64::PREFIX_EXPECTED,
             });
         }
         Ok(())

@@ -32,6 +32,11 @@ pub const NAT64_PREFIX_LENGTHS: [u8; 6] = [32, 40, 48, 56, 64, 96];
 /// The RFC 6052 well-known prefix, `64:ff9b::/96`.
 pub const WELL_KNOWN_PREFIX: &str = "64:ff9b::/96";
 
+/// What a NAT64 prefix must be (the refusal's text when
+/// [`is_valid_prefix`] is false; the driver reports it with the entry).
+pub const PREFIX_EXPECTED: &str =
+    "IPv6 prefixes of length 32, 40, 48, 56, 64 or 96 (RFC 6052), e.g. 64:ff9b::/96";
+
 /// Whether `c` may be listed as a NAT64 prefix: an IPv6 CIDR of one of
 /// the RFC 6052 lengths ([`NAT64_PREFIX_LENGTHS`]).
 pub fn is_valid_prefix(c: &Cidr) -> bool {

@@ -182,7 +182,8 @@ pub struct Rejected {
     /// What is wrong / what is allowed.
     pub problem: &'static str,
     /// The value given (for a wrong type: the registry type number; for a
-    /// list: the index of the bad entry).
+    /// list too long: its number of entries; a refused entry is named by
+    /// its text, [`RejectedText::Given`]).
     pub value: u64,
     /// The text that names the refusal, if any.
     pub text: RejectedText,
@@ -669,11 +670,55 @@ fn listen_address(v: RegValue<'_>) -> Result<Option<IpAddr>, Rejected> {
         .map_err(|_| reject_text(n, "not an IPv4 or IPv6 address", v.data))
 }
 
+/// What one list registry value (REG_MULTI_SZ of CIDR entries) holds at
+/// most, and which parsed entries it refuses.
+#[derive(Clone, Copy)]
+struct ListRule {
+    /// Most entries (gate-core's limit for the field).
+    max: usize,
+    /// What the list allows, when it has more entries.
+    too_many: &'static str,
+    /// For an entry that parses as CIDR but is refused: why (gate-core's
+    /// own rule for the field, checked here so the refusal names the
+    /// entry's text, not its index).
+    refuse: fn(&Cidr) -> Option<&'static str>,
+}
+
+const ANY_CIDR: ListRule = ListRule {
+    max: gate_core::MAX_LIST_ENTRIES,
+    too_many: "at most 4096 entries",
+    refuse: |_| None,
+};
+
+const NAT64_RULE: ListRule = ListRule {
+    max: gate_core::MAX_NAT64_PREFIXES,
+    too_many: "at most 16 prefixes",
+    refuse: |c| {
+        (!gate_core::nat64::is_valid_prefix(c)).then_some(gate_core::nat64::PREFIX_EXPECTED)
+    },
+};
+
+/// The rule of the list value `n` (every REG_MULTI_SZ value of [`VALUES`]).
+fn list_rule(n: &'static str) -> ListRule {
+    if n == name::NAT64_PREFIXES {
+        NAT64_RULE
+    } else {
+        ANY_CIDR
+    }
+}
+
+/// A list of CIDR entries. Every refusal of one entry (not CIDR, or a CIDR
+/// the field refuses) names that entry by its text; a list too long is
+/// named by its number of entries, checked before anything is allocated.
 fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
     if v.ty != REG_MULTI_SZ {
         return Err(reject(n, "wrong type: expected REG_MULTI_SZ", u64::from(v.ty)).into());
     }
+    let rule = list_rule(n);
     let count = multi_sz(v.data).count();
+    if count > rule.max {
+        return Err(reject(n, rule.too_many, count as u64).into());
+    }
     let mut out = Vec::new();
     out.try_reserve_exact(count).map_err(|_| NoMemory {
         bytes: count.saturating_mul(core::mem::size_of::<Cidr>()),
@@ -688,6 +733,9 @@ fn cidr_list(n: &'static str, v: RegValue<'_>) -> Result<Vec<Cidr>, LoadError> {
                 entry,
             )
         })?;
+        if let Some(problem) = (rule.refuse)(&c) {
+            return Err(reject_text(n, problem, entry).into());
+        }
         crate::pool::push_reserved(&mut out, c);
     }
     Ok(out)
@@ -1267,7 +1315,12 @@ mod tests {
             // A second, bad entry of a list is named, not the good first one.
             if ty == REG_MULTI_SZ {
                 let mut multi: Vec<u8> = Vec::new();
-                for s in ["10.0.0.0/8", "nope"] {
+                let good = if v.name == name::NAT64_PREFIXES {
+                    "64:ff9b::/96"
+                } else {
+                    "10.0.0.0/8"
+                };
+                for s in [good, "nope"] {
                     multi.extend(s.encode_utf16().flat_map(u16::to_le_bytes));
                     multi.extend([0, 0]);
                 }
@@ -1282,6 +1335,103 @@ mod tests {
         );
         // Numbers stay numbers.
         assert_eq!(with(name::LISTEN_PORT, dword(0)).unwrap_err().given(), None);
+    }
+
+    fn multi(entries: &[&str]) -> Option<(u32, Vec<u8>)> {
+        let mut d: Vec<u8> = Vec::new();
+        for s in entries {
+            d.extend(s.encode_utf16().flat_map(u16::to_le_bytes));
+            d.extend([0, 0]);
+        }
+        d.extend([0, 0]);
+        Some((REG_MULTI_SZ, d))
+    }
+
+    /// Docs audit (s3), defect 3: a NAT64 prefix that parses but is
+    /// refused (a length RFC 6052 does not allow, an IPv4 prefix) was
+    /// named by its index: `rejected (0)`, `rejected (1)`.
+    #[test]
+    fn refused_nat64_prefixes_are_named_by_their_text() {
+        let r = with(name::NAT64_PREFIXES, multi(&["64:ff9b::/95"])).unwrap_err();
+        assert_eq!(
+            alloc::format!("{r}"),
+            alloc::format!(
+                "registry value Nat64Prefixes rejected (\"64:ff9b::/95\"): {}",
+                gate_core::nat64::PREFIX_EXPECTED
+            )
+        );
+        let r = with(name::NAT64_PREFIXES, multi(&["64:ff9b::/96", "10.0.0.0/8"])).unwrap_err();
+        assert_eq!(r.given().unwrap().as_str(), "10.0.0.0/8");
+        // As given: spaces kept (the entry is trimmed only to be parsed).
+        let r = with(name::NAT64_PREFIXES, multi(&[" 2001:db8::/33 "])).unwrap_err();
+        assert_eq!(r.given().unwrap().as_str(), " 2001:db8::/33 ");
+        assert!(with(
+            name::NAT64_PREFIXES,
+            multi(&["64:ff9b::/96", "2001:db8::/32"])
+        )
+        .is_ok());
+    }
+
+    /// Every list value (every REG_MULTI_SZ of [`VALUES`]), over CIDR
+    /// entries of every family and prefix length: a list within its
+    /// length limit is either taken whole, or refused naming one of its
+    /// entries by its text, never by an index. A list one entry too long
+    /// is refused by its number of entries (a count, not text); one at
+    /// the limit is taken.
+    #[test]
+    fn every_list_refusal_names_an_entry_or_the_count() {
+        let mut entries: Vec<alloc::string::String> = Vec::new();
+        for len in 0..=32 {
+            entries.push(alloc::format!("10.1.2.3/{len}"));
+            entries.push(alloc::format!("::ffff:10.1.2.3/{}", 96 + len));
+        }
+        for len in 0..=128 {
+            entries.push(alloc::format!("64:ff9b::/{len}"));
+            entries.push(alloc::format!("2001:db8:1:2::/{len}"));
+        }
+        for bad in ["10.0.0.0/33", "::/129", "nope", "10.0.0.1", "", " "] {
+            entries.push(bad.into());
+        }
+        let lists: Vec<&ValueSpec> = VALUES.iter().filter(|v| v.ty == RegType::MultiSz).collect();
+        assert_eq!(lists.len(), 3, "AllowList, DenyList, Nat64Prefixes");
+        let (mut taken, mut refused) = (0, 0);
+        for v in &lists {
+            for e in &entries {
+                // Alone and after a good entry of the same list.
+                let good = if v.name == name::NAT64_PREFIXES {
+                    "64:ff9b::/96"
+                } else {
+                    "192.0.2.0/24"
+                };
+                for list in [alloc::vec![e.as_str()], alloc::vec![good, e.as_str()]] {
+                    match with(v.name, multi(&list)) {
+                        Ok(_) => taken += 1,
+                        Err(r) => {
+                            let g = r.given().unwrap_or_else(|| panic!("{list:?}: {r}"));
+                            assert_eq!((r.name, g.as_str()), (v.name, e.as_str()), "{r}");
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+            let rule = list_rule(v.name);
+            let many: Vec<alloc::string::String> = (0..=rule.max)
+                .map(|i| alloc::format!("2001:db8:{:x}::/96", i))
+                .collect();
+            let all: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+            let r = with(v.name, multi(&all)).unwrap_err();
+            assert_eq!(
+                (r.name, r.value, r.given()),
+                (v.name, all.len() as u64, None)
+            );
+            assert_eq!(r.problem, rule.too_many);
+            assert!(with(v.name, multi(&all[..rule.max])).is_ok(), "{}", v.name);
+        }
+        // Both outcomes were exercised (the sample is not all good or all bad).
+        assert!(
+            taken > 100 && refused > 100,
+            "{taken} taken, {refused} refused"
+        );
     }
 
     #[test]

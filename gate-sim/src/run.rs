@@ -43,18 +43,45 @@ macro_rules! say {
 /// and errors).
 const DPFLTR_WARNING_LEVEL: u32 = 1;
 
-/// Whether the registry value `name` (as a ConfigRejected event names it;
-/// `A+B` names a combination, led by `A`) was given as text (REG_SZ or
-/// REG_MULTI_SZ).
-fn given_as_text(o: &Options, name: &str) -> bool {
+/// Whether a ConfigRejected event's `value` for the registry value `name`
+/// (`A+B` names a combination, led by `A`) is text the user gave: a
+/// string (REG_SZ) or one entry of a list (REG_MULTI_SZ) given for that
+/// name, as the driver names it (printable ASCII kept, anything else `?`,
+/// cut at 64), or the address it parsed (the BackendAddress loop names
+/// the backend as parsed). Otherwise the value is a number (a list's
+/// number of entries when it is too long, a registry type) and is shown
+/// unquoted, so an index or a count never looks like text the user gave.
+fn value_is_given_text(o: &Options, name: &str, value: &str) -> bool {
     let lead = name.split('+').next().unwrap_or(name);
-    o.registry.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case(lead)
-            && matches!(
-                v,
-                gate_usersim::RegValue::Sz(_) | gate_usersim::RegValue::MultiSz(_)
-            )
-    })
+    let names_it = |given: &str| {
+        as_driver_names(given) == value
+            || given
+                .trim()
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| a.to_string() == value)
+    };
+    o.registry
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(lead))
+        .any(|(_, v)| match v {
+            gate_usersim::RegValue::Sz(s) => names_it(s),
+            gate_usersim::RegValue::MultiSz(l) => l.iter().any(|s| names_it(s)),
+            _ => false,
+        })
+}
+
+/// `given` as the driver's refusal names it (gate-driver's `ValueName`:
+/// per UTF-16 unit, printable ASCII or space kept, anything else `?`, cut
+/// at 64 units).
+fn as_driver_names(given: &str) -> String {
+    given
+        .encode_utf16()
+        .take(64)
+        .map(|u| match u8::try_from(u) {
+            Ok(b) if b.is_ascii_graphic() || b == b' ' => char::from(b),
+            _ => '?',
+        })
+        .collect()
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -223,8 +250,9 @@ pub fn run(o: &Options) -> Result<i32> {
                 let name = events::field_text(e, "ValueName");
                 let value = events::field_text(e, "Value");
                 // A string value (BackendAddress, an Allow entry, ...) is
-                // shown quoted as the driver names it: the text given.
-                let shown = if given_as_text(o, &name) {
+                // shown quoted as the driver names it: the text given; a
+                // number (a list's length) unquoted.
+                let shown = if value_is_given_text(o, &name, &value) {
                     format!("\"{value}\"")
                 } else {
                     value

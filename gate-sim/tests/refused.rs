@@ -62,3 +62,41 @@ fn a_refused_value_is_named_with_the_value_given() {
         "{err}"
     );
 }
+
+/// Docs audit (s3), defect 3: a list entry that parses but is refused
+/// (a NAT64 prefix of a length RFC 6052 does not allow, an IPv4 one) was
+/// named by its index, quoted as if it were text: `rejected ("0")`.
+#[test]
+fn a_refused_list_entry_is_named_by_its_text_and_a_count_is_not_quoted() {
+    let err = refused(&["--nice", "0", "--Nat64Prefixes", "64:ff9b::/95"]);
+    assert!(
+        err.contains("gate-sim: registry value Nat64Prefixes rejected (\"64:ff9b::/95\"): IPv6 prefixes of length 32, 40, 48, 56, 64 or 96"),
+        "{err}"
+    );
+    // The driver's own debug line names it the same way.
+    assert!(
+        err.contains("gate: registry value Nat64Prefixes rejected (\"64:ff9b::/95\")"),
+        "{err}"
+    );
+    let err = refused(&["--Nat64Prefixes", "64:ff9b::/96,10.0.0.0/8"]);
+    assert!(
+        err.contains("registry value Nat64Prefixes rejected (\"10.0.0.0/8\"): "),
+        "{err}"
+    );
+    assert!(!err.contains("(\"1\")") && !err.contains("(1)"), "{err}");
+    // A list too long is named by its number of entries, unquoted.
+    let nat64: Vec<String> = (0..17).map(|i| format!("2001:db8:{i:x}::/96")).collect();
+    let err = refused(&["--Nat64Prefixes", &nat64.join(",")]);
+    assert!(
+        err.contains("gate-sim: registry value Nat64Prefixes rejected (17): at most 16 prefixes"),
+        "{err}"
+    );
+    let allow: Vec<String> = (0..4097u32)
+        .map(|i| format!("10.{}.{}.0/24", i >> 8, i & 255))
+        .collect();
+    let err = refused(&["--AllowList", &allow.join(",")]);
+    assert!(
+        err.contains("gate-sim: registry value AllowList rejected (4097): at most 4096 entries"),
+        "{err}"
+    );
+}
