@@ -18,7 +18,7 @@
 //! Registry value names match ASCII case-insensitively, as the registry
 //! and the driver's reader compare them (`--burst 10` is `--Burst 10`,
 //! `[parameters] ratemillipersecond = 5000` is `RateMilliPerSecond`); the
-//! same value given twice under two spellings is refused.
+//! same value given twice under two spellings is refused, naming both.
 //!
 //! Every bad option is refused with its name and value.
 
@@ -172,11 +172,17 @@ fn registry_value(name: &str) -> Option<&'static ValueSpec> {
 
 /// The command line with registry-value flags spelt in any case rewritten
 /// to the value's own spelling (`--burst=5` -> `--Burst=5`), so clap, whose
-/// long flags are case-sensitive, sees one flag per value (and refuses a
-/// value given twice under two spellings). Flags of the front itself are
-/// left as they are; nothing after `--` is touched.
-fn canonical_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+/// long flags are case-sensitive, sees one flag per value. One value given
+/// under two spellings (`--Burst 1 --burst 2`) is refused here, naming
+/// both spellings and the value, as in the TOML file (clap alone would
+/// say "cannot be used multiple times" of the one spelling it sees); the
+/// same spelling twice is left to clap, whose message is then exact.
+/// Flags of the front itself are left as they are; nothing after `--` is
+/// touched.
+fn canonical_args(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
     let mut out = Vec::with_capacity(args.len());
+    // The first spelling of each registry value given.
+    let mut seen: Vec<(&'static str, String)> = Vec::new();
     let mut rest = false;
     for a in args {
         let fixed = match a.to_str() {
@@ -189,18 +195,29 @@ fn canonical_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
                     Some((n, v)) => (n, Some(v)),
                     None => (&s[2..], None),
                 };
-                registry_value(name)
-                    .filter(|v| v.name != name)
-                    .map(|v| match tail {
-                        Some(t) => format!("--{}={t}", v.name),
-                        None => format!("--{}", v.name),
-                    })
+                match registry_value(name) {
+                    Some(v) => {
+                        match seen.iter().find(|(n, _)| *n == v.name) {
+                            Some((_, first)) if first != name => bail!(
+                                "--{first} and --{name}: the same registry value {} (names compare case-insensitively): give it once",
+                                v.name
+                            ),
+                            Some(_) => {}
+                            None => seen.push((v.name, name.to_string())),
+                        }
+                        (v.name != name).then(|| match tail {
+                            Some(t) => format!("--{}={t}", v.name),
+                            None => format!("--{}", v.name),
+                        })
+                    }
+                    None => None,
+                }
             }
             _ => None,
         };
         out.push(fixed.map_or(a, Into::into));
     }
-    out
+    Ok(out)
 }
 
 /// Types a registry value given as text, by its documented type.
@@ -373,7 +390,7 @@ where
             std::iter::once(std::ffi::OsString::from("gate-sim"))
                 .chain(args.into_iter().map(Into::into))
                 .collect(),
-        ))
+        )?)
         .map_err(|e| {
             if matches!(
                 e.kind(),
@@ -595,8 +612,51 @@ mod tests {
                 }
             }
         }
-        let m = format!("{:#}", p("--netns n --burst 5 --Burst 6").unwrap_err());
-        assert!(m.contains("--Burst"), "{m}");
+        // Two spellings of one value on the command line: both named, and
+        // that they are one value (docs audit s3, defect 5: clap's "cannot
+        // be used multiple times" named one spelling only).
+        for v in VALUES {
+            let sample = match v.ty {
+                RegType::Dword | RegType::DwordOrQword => "7",
+                RegType::Sz => "x",
+                RegType::MultiSz => "a,b",
+            };
+            let low = v.name.to_ascii_lowercase();
+            for args in [
+                format!("--netns n --{} {sample} --{low} {sample}", v.name),
+                format!("--netns n --{low}={sample} --{}={sample}", v.name),
+            ] {
+                let m = format!("{:#}", p(&args).unwrap_err());
+                let (first, second) = if args.contains(&format!("--{}=", v.name)) {
+                    (low.clone(), v.name.to_string())
+                } else {
+                    (v.name.to_string(), low.clone())
+                };
+                assert_eq!(
+                    m,
+                    format!(
+                        "--{first} and --{second}: the same registry value {} (names compare case-insensitively): give it once",
+                        v.name
+                    ),
+                    "{args}"
+                );
+            }
+        }
+        let m = format!("{:#}", p("--netns n --Burst 1 --burst 2").unwrap_err());
+        assert!(
+            m.contains("--Burst and --burst: the same registry value Burst"),
+            "{m}"
+        );
+        // The same spelling twice: clap's own refusal, which is exact then.
+        let m = format!("{:#}", p("--netns n --burst 5 --burst 6").unwrap_err());
+        assert!(m.contains("--Burst") && m.contains("multiple times"), "{m}");
+        // After `--`, nothing is a flag of gate-sim.
+        assert!(canonical_args(
+            ["gate-sim", "--", "--Burst", "--burst"]
+                .map(Into::into)
+                .to_vec()
+        )
+        .is_ok());
         // Front flags are not registry names and stay case-sensitive.
         assert!(p("--NETNS n").is_err());
         let dir = std::env::temp_dir().join(format!("gate-sim-case-{}", std::process::id()));
