@@ -10,8 +10,13 @@
 //! Rendering fills `@NAME@` placeholders (a leftover one is an error): the
 //! version, the INF's DriverVer date, and install.cmd's table of registry
 //! value names and types, generated from `gate_driver::config::VALUES`, so
-//! the script accepts exactly the values the driver reads. `.cmd` and
-//! `.inf` files get CRLF line ends (cmd.exe needs them for labels).
+//! the script accepts exactly the values the driver reads; the guide's
+//! copy of gate-driver/CONFIG.md's value table and of its Relay section
+//! (which the table links to). Every link of the rendered guide must
+//! resolve within it (an `#anchor` to one of its headings, or an
+//! `http(s)://` address): the guide travels alone, without CONFIG.md, so a
+//! link that does not is an error of the build. `.cmd` and `.inf` files
+//! get CRLF line ends (cmd.exe needs them for labels).
 //!
 //! `--wine-test` then runs install.cmd and uninstall.cmd under Wine's cmd
 //! with the packaged gate.sys (see [`wine_test`]).
@@ -128,6 +133,9 @@ pub fn build(gatectl: Option<&Path>) -> Result<Package> {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let rendered = render(&text, &vars).with_context(|| format!("rendering {file}"))?;
+        if *file == "README.md" {
+            check_links(&rendered).context("the operator's guide (package/README.md)")?;
+        }
         let rendered = if *crlf {
             crlf_lines(&rendered)
         } else {
@@ -187,6 +195,7 @@ fn variables(root: &Path, version: &str, have_gatectl: bool) -> Result<Vec<(Stri
         ("DRIVERVER".into(), driver_ver_date()),
         ("VALUE_TYPES".into(), value_types_cmd()),
         ("CONFIG_TABLE".into(), config_table(&config)?),
+        ("CONFIG_RELAY".into(), config_section(&config, "Relay")?),
         (
             "GATECTL_NOTE".into(),
             if have_gatectl {
@@ -262,6 +271,103 @@ pub fn config_table(config_md: &str) -> Result<String> {
         }
     }
     Ok(lines.join("\n"))
+}
+
+/// The level-2 section `## <title>` of gate-driver/CONFIG.md, with its
+/// subsections, up to the next level-2 heading (for the guide, which
+/// links to it from the value table).
+pub fn config_section(config_md: &str, title: &str) -> Result<String> {
+    let heading = format!("## {title}");
+    let mut lines = config_md.lines().skip_while(|l| *l != heading);
+    let Some(first) = lines.next() else {
+        bail!("gate-driver/CONFIG.md has no `{heading}` section");
+    };
+    let mut out = vec![first];
+    out.extend(lines.take_while(|l| !l.starts_with("## ")));
+    while out.last().is_some_and(|l| l.trim().is_empty()) {
+        out.pop();
+    }
+    Ok(out.join("\n"))
+}
+
+/// The lines of `md` outside fenced code blocks (```).
+fn prose_lines(md: &str) -> impl Iterator<Item = &str> {
+    let mut fenced = false;
+    md.lines().filter(move |l| {
+        if l.trim_start().starts_with("```") {
+            fenced = !fenced;
+            return false;
+        }
+        !fenced
+    })
+}
+
+/// The anchors GitHub gives the headings of `md`: lower case, characters
+/// other than letters, digits, `-`, `_` and spaces dropped, spaces as
+/// `-`; a repeated one gets `-1`, `-2`, ...
+pub fn heading_anchors(md: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in prose_lines(md) {
+        let Some(title) = l.strip_prefix('#').map(|t| t.trim_start_matches('#')) else {
+            continue;
+        };
+        if !title.starts_with(' ') {
+            continue;
+        }
+        let base: String = title
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut anchor = base.clone();
+        let mut n = 0;
+        while out.contains(&anchor) {
+            n += 1;
+            anchor = format!("{base}-{n}");
+        }
+        out.push(anchor);
+    }
+    out
+}
+
+/// The targets of the inline links (`[text](target)`) of `md`, outside
+/// code blocks.
+pub fn link_targets(md: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in prose_lines(md) {
+        let mut rest = l;
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push(after[..end].to_string());
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+/// Every link of the guide resolves within it: `#anchor` to one of its
+/// headings, or an absolute `http://` / `https://` address (the guide is
+/// read without the repository: a relative path leads nowhere).
+pub fn check_links(md: &str) -> Result<()> {
+    let anchors = heading_anchors(md);
+    let bad: Vec<String> = link_targets(md)
+        .into_iter()
+        .filter(|t| match t.strip_prefix('#') {
+            Some(a) => !anchors.iter().any(|h| h == a),
+            None => !(t.starts_with("https://") || t.starts_with("http://")),
+        })
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "links that lead nowhere in it: {} (its headings: {}); copy the section they point at, or reword them",
+            bad.join(", "),
+            anchors.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Replaces every `@NAME@`; fails on a placeholder without a value.
@@ -360,6 +466,61 @@ mod tests {
         let without = md.replace("| `ListenPort` |", "| `ListenPrt` |");
         let err = config_table(&without).unwrap_err().to_string();
         assert!(err.contains("ListenPort"), "{err}");
+    }
+
+    /// Docs audit (s3), defect 7: the guide copied CONFIG.md's table with
+    /// its `[Relay](#relay)` links, and had no Relay section. The guide as
+    /// the package renders it (from the real templates and CONFIG.md):
+    /// every link resolves within it, and it has such links (the table's
+    /// Relay ones), so the check is not vacuous.
+    #[test]
+    fn every_link_of_the_rendered_guide_resolves_in_it() {
+        let vars = variables(&root(), "0.1.0", true).unwrap();
+        let text = std::fs::read_to_string(root().join("package/README.md")).unwrap();
+        let guide = render(&text, &vars).unwrap();
+        check_links(&guide).unwrap();
+        let targets = link_targets(&guide);
+        assert!(targets.iter().any(|t| t == "#relay"), "{targets:?}");
+        assert!(heading_anchors(&guide).contains(&"relay".to_string()));
+        // The copied section is CONFIG.md's, whole (its subsection too).
+        let relay = config_section(
+            &std::fs::read_to_string(root().join("gate-driver/CONFIG.md")).unwrap(),
+            "Relay",
+        )
+        .unwrap();
+        assert!(relay.starts_with("## Relay\n") && relay.contains("### Worst-case memory"));
+        assert!(!relay.contains("\n## "), "{relay}");
+        assert!(guide.contains(&relay));
+    }
+
+    #[test]
+    fn links_that_lead_nowhere_are_refused() {
+        let md = "# Title\n\n## Signing: what this (x64) is\n\n## Relay\n\n## Relay\n\n```\n## Not a heading\n[a](#not-a-heading)\n```\n";
+        assert_eq!(
+            heading_anchors(md),
+            ["title", "signing-what-this-x64-is", "relay", "relay-1"]
+        );
+        for ok in [
+            "#relay",
+            "#relay-1",
+            "#signing-what-this-x64-is",
+            "https://x.org/a",
+        ] {
+            check_links(&format!("{md}see [it]({ok})\n")).unwrap();
+        }
+        for bad in [
+            "#relay-2",
+            "#not-a-heading",
+            "../gatectl/README.md",
+            "CONFIG.md#relay",
+        ] {
+            let err = format!(
+                "{:#}",
+                check_links(&format!("{md}see [it]({bad})\n")).unwrap_err()
+            );
+            assert!(err.contains(bad), "{err}");
+        }
+        assert!(config_section(md, "Nope").is_err());
     }
 
     #[test]
