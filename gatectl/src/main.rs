@@ -7,7 +7,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done (also when stdout is a pipe that closed: `gatectl status \| head -1`) |
-//! | 2 | bad command line or value (the message names the option, the value and its range) |
+//! | 2 | bad command line or value (the message names the option, the value as typed and its range); found before the device or socket is opened |
 //! | 3 | the gate is not reachable: no device / socket, not a socket, a stale socket, or it stopped during the request |
 //! | 4 | access denied (Windows: SYSTEM and Administrators, a change needs write access; Linux: the 0600 socket) |
 //! | 5 | the driver refused the request (the status names why; ETW ControlRejected names the field) |
