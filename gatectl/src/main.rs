@@ -7,7 +7,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done (also when stdout is a pipe that closed: `gatectl status \| head -1`) |
-//! | 2 | bad command line or value (the message names the option, the value and its range) |
+//! | 2 | bad command line or value (the message names the option, the value as typed and its range); found before the device or socket is opened |
 //! | 3 | the gate is not reachable: no device / socket, not a socket, a stale socket, or it stopped during the request |
 //! | 4 | access denied (Windows: SYSTEM and Administrators, a change needs write access; Linux: the 0600 socket) |
 //! | 5 | the driver refused the request (the status names why; ETW ControlRejected names the field) |
@@ -93,11 +93,12 @@ enum Cmd {
     Ban {
         /// Address or prefix (e.g. 192.0.2.7 or 198.51.100.0/24).
         target: Option<String>,
-        /// How long (e.g. 10m, 2h, 1d).
-        #[arg(long = "for", value_parser = humantime::parse_duration)]
-        duration: Option<Duration>,
+        /// How long, 1ms to 365 days (e.g. 10m, 2h, 1d). Kept as typed so
+        /// that an error names it so.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
         /// List the manual bans instead.
-        #[arg(long, conflicts_with = "target")]
+        #[arg(long, conflicts_with_all = ["target", "duration"])]
         list: bool,
         /// Print the ban (or, with --list, the bans) as JSON.
         #[arg(long)]
@@ -127,8 +128,8 @@ enum Cmd {
         /// Refresh period, 100ms to 1h.
         #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: Duration,
-        /// Top keys shown.
-        #[arg(short = 'n', long, default_value_t = 10)]
+        /// Top keys shown, 1 to 1000 (as `top -n`).
+        #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         count: u32,
         /// Stop after this many refreshes (0 = never).
         #[arg(long, default_value_t = 0)]
@@ -663,15 +664,39 @@ fn parse_rate(field: &str, s: &str) -> Result<u64, Failure> {
 /// `1ms..=max_ms`; the error names `--{field}`, the value as typed and the
 /// range.
 fn ms(field: &str, s: &str, max_ms: u32) -> Result<u32, Failure> {
-    let range = format!(
-        "expected 1ms to {}",
-        humantime::format_duration(Duration::from_millis(u64::from(max_ms)))
-    );
+    let max = humantime::format_duration(Duration::from_millis(u64::from(max_ms))).to_string();
+    let v = ms_within(field, s, u64::from(max_ms), &max)?;
+    u32::try_from(v).map_err(|_| usage(format!("--{field} {s}: expected 1ms to {max}")))
+}
+
+/// A duration typed as `s` in ms, checked against `1ms..=max_ms`
+/// (`max_text`: the bound in the user's words, e.g. "365 days"); the error
+/// names `--{field}` and the value exactly as typed (never reformatted:
+/// `400d` stays `400d`) and the range.
+fn ms_within(field: &str, s: &str, max_ms: u64, max_text: &str) -> Result<u64, Failure> {
+    let range = format!("expected 1ms to {max_text}");
     let d =
         humantime::parse_duration(s).map_err(|e| usage(format!("--{field} {s}: {e}; {range}")))?;
-    match u32::try_from(d.as_millis()) {
+    match u64::try_from(d.as_millis()) {
         Ok(v) if (1..=max_ms).contains(&v) => Ok(v),
         _ => Err(usage(format!("--{field} {s}: {range}"))),
+    }
+}
+
+/// The [`set_field`] bit of a gate-core field name (0: not one `set`
+/// changes).
+fn set_bit(f: &str) -> u32 {
+    use gate_core::field;
+    match f {
+        field::RATE_MILLI => set_field::RATE_MILLI,
+        field::GLOBAL_RATE_MILLI => set_field::GLOBAL_RATE_MILLI,
+        field::BURST => set_field::BURST,
+        field::GLOBAL_BURST => set_field::GLOBAL_BURST,
+        field::BAN_THRESHOLD => set_field::BAN_THRESHOLD,
+        field::BAN_WINDOW_MS => set_field::BAN_WINDOW_MS,
+        field::BAN_MS => set_field::BAN_MS,
+        field::MAX_DELAY_MS => set_field::MAX_DELAY_MS,
+        _ => 0,
     }
 }
 
@@ -682,17 +707,7 @@ fn ms(field: &str, s: &str, max_ms: u32) -> Result<u32, Failure> {
 /// changes it (e.g. `--ban-threshold 5` while the ban time in force is 0).
 fn set_error(e: &gate_core::ConfigError, mask: u32) -> Failure {
     use gate_core::field;
-    let bit = match e.field {
-        field::RATE_MILLI => set_field::RATE_MILLI,
-        field::GLOBAL_RATE_MILLI => set_field::GLOBAL_RATE_MILLI,
-        field::BURST => set_field::BURST,
-        field::GLOBAL_BURST => set_field::GLOBAL_BURST,
-        field::BAN_THRESHOLD => set_field::BAN_THRESHOLD,
-        field::BAN_WINDOW_MS => set_field::BAN_WINDOW_MS,
-        field::BAN_MS => set_field::BAN_MS,
-        field::MAX_DELAY_MS => set_field::MAX_DELAY_MS,
-        _ => 0,
-    };
+    let bit = set_bit(e.field);
     let (opt, range) = match e.field {
         field::RATE_MILLI => ("--rate", RATE_RANGE.to_string()),
         field::GLOBAL_RATE_MILLI => (
@@ -1013,12 +1028,164 @@ fn left_text(ms: u64) -> String {
     }
 }
 
+/// One command, checked and built whole from the command line before any
+/// transport is opened: every bad value (ranges, prefixes, durations,
+/// `--from` files and their lines, missing arguments) is exit code 2 here,
+/// whether or not the gate runs or would admit us. Only what depends on the
+/// configuration in force (a `set` that makes a value in force invalid) is
+/// found after the device is opened.
+enum Plan {
+    Status {
+        json: bool,
+    },
+    Top {
+        count: u32,
+        by: TopBy,
+        json: bool,
+    },
+    Query {
+        addr: IpAddr,
+        json: bool,
+    },
+    Set(SetPlan),
+    /// `allow|deny list`: a list kind ([`list_kind`]).
+    ListShow {
+        list: u32,
+        json: bool,
+    },
+    ListChange(ListChange),
+    BanList {
+        json: bool,
+    },
+    Ban {
+        target: WireAddr,
+        /// 1..=[`MAX_MANUAL_BAN_MS`], or [`FOREVER`].
+        duration_ms: u64,
+        json: bool,
+    },
+    Unban {
+        target: WireAddr,
+        auto_only: bool,
+        json: bool,
+    },
+    ResetCounters {
+        json: bool,
+    },
+    Watch {
+        interval: Duration,
+        count: u32,
+        iterations: u64,
+        json: bool,
+    },
+}
+
+impl Plan {
+    /// Whether the command changes the gate (the device is then opened for
+    /// writing too, unless `--read-only`).
+    fn writes(&self) -> bool {
+        matches!(
+            self,
+            Plan::Set(_)
+                | Plan::ListChange(_)
+                | Plan::Ban { .. }
+                | Plan::Unban { .. }
+                | Plan::ResetCounters { .. }
+        )
+    }
+}
+
+/// A `set`: the fields given (`mask`, [`set_field`] bits) in `w`.
+struct SetPlan {
+    w: WireConfig,
+    mask: u32,
+    persist: bool,
+    json: bool,
+}
+
+/// An `allow|deny add|remove|replace|clear`: the prefixes as the driver
+/// stores them (host bits cleared, sorted, duplicates merged).
+struct ListChange {
+    /// "allow" or "deny" (the operation's name in messages).
+    name: &'static str,
+    list: u32,
+    op: u32,
+    entries: Vec<Cidr>,
+    persist: bool,
+    json: bool,
+}
+
+/// Checks the command line and builds the request(s); opens nothing.
+fn plan(cmd: Cmd) -> Result<Plan, Failure> {
+    Ok(match cmd {
+        Cmd::Status { json, count_keys } => {
+            let _ = count_keys;
+            Plan::Status { json }
+        }
+        Cmd::Top { count, by, json } => Plan::Top { count, by, json },
+        Cmd::Query { addr, json } => Plan::Query { addr, json },
+        Cmd::Set(a) => Plan::Set(set_plan(a)?),
+        Cmd::Allow { op } => list_plan(list_kind::ALLOW, op)?,
+        Cmd::Deny { op } => list_plan(list_kind::DENY, op)?,
+        Cmd::Ban {
+            list: true, json, ..
+        } => Plan::BanList { json },
+        Cmd::Ban {
+            target,
+            duration,
+            json,
+            ..
+        } => {
+            let Some(t) = target else {
+                return Err(usage("ban: give an address or prefix, or --list".into()));
+            };
+            let duration_ms = match duration {
+                None => FOREVER,
+                Some(d) => ms_within("for", &d, MAX_MANUAL_BAN_MS, "365 days")?,
+            };
+            Plan::Ban {
+                target: parse_cidr(&t)?,
+                duration_ms,
+                json,
+            }
+        }
+        Cmd::Unban {
+            target,
+            auto_only,
+            json,
+        } => Plan::Unban {
+            target: parse_cidr(&target)?,
+            auto_only,
+            json,
+        },
+        Cmd::Reset { what: None, .. } => {
+            return Err(usage(
+                "reset: name what to reset: `gatectl reset counters` (the only choice)".into(),
+            ));
+        }
+        Cmd::Reset {
+            what: Some(ResetWhat::Counters),
+            json,
+        } => Plan::ResetCounters { json },
+        Cmd::Watch {
+            interval,
+            count,
+            iterations,
+            json,
+        } => Plan::Watch {
+            interval,
+            count,
+            iterations,
+            json,
+        },
+    })
+}
+
+/// Checks and builds the whole command, then opens the device or socket,
+/// then sends: a bad command line never depends on the gate running.
 fn run(cli: Cli) -> Result<(), Failure> {
+    let plan = plan(cli.cmd)?;
     let path = cli.device.clone().unwrap_or_else(transport::default_path);
-    let writes = matches!(cli.cmd, Cmd::Set(_) | Cmd::Unban { .. } | Cmd::Reset { .. })
-        || matches!(&cli.cmd, Cmd::Ban { list: false, .. })
-        || matches!(&cli.cmd, Cmd::Allow { op } | Cmd::Deny { op } if !matches!(op, ListOp::List { .. }));
-    let access = if cli.read_only || !writes {
+    let access = if cli.read_only || !plan.writes() {
         FILE_READ_ACCESS
     } else {
         FILE_READ_ACCESS | FILE_WRITE_ACCESS
@@ -1026,9 +1193,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let mut g = Gate {
         t: transport::open(&path, access, cli.timeout)?,
     };
-    match cli.cmd {
-        Cmd::Status { json, count_keys } => {
-            let _ = count_keys;
+    match plan {
+        Plan::Status { json } => {
             let s = g.status()?;
             // The automatic bans in force: a walk of the table in bounded
             // slices (IOCTL_GATE_TOP, one entry wanted per slice).
@@ -1039,7 +1205,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print_status(&s, auto_bans)?;
             }
         }
-        Cmd::Top { count, by, json } => {
+        Plan::Top { count, by, json } => {
             let (t, _) = g.top(count, by)?;
             if json {
                 out!("{}", top_json(&t));
@@ -1047,7 +1213,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print_top(&t)?;
             }
         }
-        Cmd::Query { addr, json } => {
+        Plan::Query { addr, json } => {
             let q: QueryReply = g.call(
                 "query",
                 &QueryRequest {
@@ -1105,51 +1271,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Cmd::Set(a) => set(&mut g, a)?,
-        Cmd::Allow { op } => list_cmd(&mut g, list_kind::ALLOW, op)?,
-        Cmd::Deny { op } => list_cmd(&mut g, list_kind::DENY, op)?,
-        Cmd::Ban {
+        Plan::Set(p) => set(&mut g, p)?,
+        Plan::ListShow { list, json } => list_show(&mut g, list, json)?,
+        Plan::ListChange(c) => list_change(&mut g, c)?,
+        Plan::BanList { json } => {
+            // A ban that ended stays in the driver's table until the
+            // next ban or unban purges it (left 0 ms): not listed.
+            let bans: Vec<ListEntry> = g
+                .list(list_kind::BANS)?
+                .into_iter()
+                .filter(|b| b.left_ms != 0)
+                .collect();
+            if json {
+                out!("{}", Value::Array(bans.iter().map(|b| json!({"prefix": addr_text(&b.cidr), "left_ms": if b.left_ms == FOREVER { Value::Null } else { json!(b.left_ms) }})).collect()));
+            } else if bans.is_empty() {
+                out!("no manual bans");
+            } else {
+                for b in &bans {
+                    out!("{:<44} {}", addr_text(&b.cidr), left_text(b.left_ms));
+                }
+            }
+        }
+        Plan::Ban {
             target,
-            duration,
-            list,
+            duration_ms,
             json,
         } => {
-            if list {
-                // A ban that ended stays in the driver's table until the
-                // next ban or unban purges it (left 0 ms): not listed.
-                let bans: Vec<ListEntry> = g
-                    .list(list_kind::BANS)?
-                    .into_iter()
-                    .filter(|b| b.left_ms != 0)
-                    .collect();
-                if json {
-                    out!("{}", Value::Array(bans.iter().map(|b| json!({"prefix": addr_text(&b.cidr), "left_ms": if b.left_ms == FOREVER { Value::Null } else { json!(b.left_ms) }})).collect()));
-                } else if bans.is_empty() {
-                    out!("no manual bans");
-                } else {
-                    for b in &bans {
-                        out!("{:<44} {}", addr_text(&b.cidr), left_text(b.left_ms));
-                    }
-                }
-                return Ok(());
-            }
-            let Some(t) = target else {
-                return Err(usage("ban: give an address or prefix, or --list".into()));
-            };
-            let duration_ms = match duration {
-                None => FOREVER,
-                Some(d) => {
-                    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-                    if ms == 0 || ms > MAX_MANUAL_BAN_MS {
-                        return Err(usage(format!(
-                            "--for {}: expected 1ms to 365 days",
-                            humantime::format_duration(d)
-                        )));
-                    }
-                    ms
-                }
-            };
-            let target = parse_cidr(&t)?;
             // The prefix as stored (host bits cleared: 10.213.0.7/24 is
             // 10.213.0.0/24), as `ban --list` shows it.
             let stored = addr_text(&target);
@@ -1187,12 +1334,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             );
         }
-        Cmd::Unban {
-            target,
+        Plan::Unban {
+            target: t,
             auto_only,
             json,
         } => {
-            let t = parse_cidr(&target)?;
             let (mut manual, mut auto, mut cursor) = (0u64, 0u64, CURSOR_START);
             loop {
                 let r: UnbanReply = g.call(
@@ -1222,15 +1368,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out!("unbanned {stored}: {manual} manual, {auto} automatic bans lifted");
             }
         }
-        Cmd::Reset { what: None, .. } => {
-            return Err(usage(
-                "reset: name what to reset: `gatectl reset counters` (the only choice)".into(),
-            ));
-        }
-        Cmd::Reset {
-            what: Some(ResetWhat::Counters),
-            json,
-        } => {
+        Plan::ResetCounters { json } => {
             g.call(
                 "reset",
                 &ResetRequest {
@@ -1245,7 +1383,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out!("counters reset");
             }
         }
-        Cmd::Watch {
+        Plan::Watch {
             interval,
             count,
             iterations,
@@ -1281,7 +1419,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
+/// Checks `set`'s values on their own (ranges, and the rules between the
+/// options given: `--global-burst 0 --global-rate 5` is refused here),
+/// before anything is opened. What depends on the values in force is
+/// checked by [`set`].
+fn set_plan(a: SetArgs) -> Result<SetPlan, Failure> {
     let mut w = WireConfig::default();
     let mut mask = 0u32;
     if let Some(r) = &a.rate {
@@ -1329,30 +1471,36 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
             "set: nothing to change (see gatectl set --help)".into(),
         ));
     }
-    // Check the result with gate-core's own rules first, so the message
-    // names the field and what it accepts.
-    let cur = g.status()?.config;
-    let mut c = Config {
-        capacity: cur.capacity,
-        shards: cur.shards,
-        ipv4_prefix: cur.ipv4_prefix as u8,
-        ipv6_prefix: cur.ipv6_prefix as u8,
-        rate_milli: cur.rate_milli,
-        burst: cur.burst,
-        global_rate_milli: cur.global_rate_milli,
-        global_burst: cur.global_burst,
-        full_table: FullTablePolicy::from_u8(cur.full_table as u8)
-            .unwrap_or(FullTablePolicy::EvictLru),
-        observe: cur.observe != 0,
-        ban_threshold: cur.ban_threshold,
-        ban_window_ms: cur.ban_window_ms,
-        ban_ms: cur.ban_ms,
-        max_pending: cur.max_pending,
-        max_delay_ms: cur.max_delay_ms,
-        allow: Vec::new(),
-        deny: Vec::new(),
-        nat64_prefixes: Vec::new(),
-    };
+    // gate-core's rules over the given fields on a valid base (gate-core's
+    // defaults): an error about a field given is the user's value alone. A
+    // base field the change makes invalid is left to the check against the
+    // values in force, which names it as such.
+    let base = Config::default();
+    let local = apply(
+        Config {
+            // Valid with a global rate set, so a `--global-rate` alone
+            // passes here.
+            global_burst: base.global_burst.max(1),
+            ..base
+        },
+        &w,
+        mask,
+    );
+    if let Err(e) = local.validate() {
+        if set_bit(e.field) & mask != 0 {
+            return Err(set_error(&e, mask));
+        }
+    }
+    Ok(SetPlan {
+        w,
+        mask,
+        persist: a.persist,
+        json: a.json,
+    })
+}
+
+/// `c` with the fields of `w` that `mask` names.
+fn apply(mut c: Config, w: &WireConfig, mask: u32) -> Config {
     if mask & set_field::RATE_MILLI != 0 {
         c.rate_milli = w.rate_milli;
     }
@@ -1377,6 +1525,42 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
     if mask & set_field::MAX_DELAY_MS != 0 {
         c.max_delay_ms = w.max_delay_ms;
     }
+    c
+}
+
+/// Sends a checked `set`: gate-core's rules over the configuration in
+/// force with the change applied first (a value in force the change makes
+/// invalid is named as such), then the request.
+fn set(g: &mut Gate, p: SetPlan) -> Result<(), Failure> {
+    let SetPlan {
+        w,
+        mask,
+        persist,
+        json,
+    } = p;
+    let cur = g.status()?.config;
+    let c = Config {
+        capacity: cur.capacity,
+        shards: cur.shards,
+        ipv4_prefix: cur.ipv4_prefix as u8,
+        ipv6_prefix: cur.ipv6_prefix as u8,
+        rate_milli: cur.rate_milli,
+        burst: cur.burst,
+        global_rate_milli: cur.global_rate_milli,
+        global_burst: cur.global_burst,
+        full_table: FullTablePolicy::from_u8(cur.full_table as u8)
+            .unwrap_or(FullTablePolicy::EvictLru),
+        observe: cur.observe != 0,
+        ban_threshold: cur.ban_threshold,
+        ban_window_ms: cur.ban_window_ms,
+        ban_ms: cur.ban_ms,
+        max_pending: cur.max_pending,
+        max_delay_ms: cur.max_delay_ms,
+        allow: Vec::new(),
+        deny: Vec::new(),
+        nat64_prefixes: Vec::new(),
+    };
+    let c = apply(c, &w, mask);
     if let Err(e) = c.validate() {
         return Err(set_error(&e, mask));
     }
@@ -1384,20 +1568,20 @@ fn set(g: &mut Gate, a: SetArgs) -> Result<(), Failure> {
         "set",
         &SetRequest {
             version: VERSION,
-            flags: if a.persist { FLAG_PERSIST } else { 0 },
+            flags: if persist { FLAG_PERSIST } else { 0 },
             mask,
             reserved: 0,
             config: w,
         },
     )?;
-    if a.json {
+    if json {
         out!("{}", config_json(&r.config));
     } else {
         let changes = set_changes(&cur, &r.config, mask);
         out!(
             "set {}{}",
             changes.join(", "),
-            if a.persist { " (persisted)" } else { "" }
+            if persist { " (persisted)" } else { "" }
         );
     }
     Ok(())
@@ -1498,29 +1682,41 @@ fn set_changes(old: &WireConfig, new: &WireConfig, mask: u32) -> Vec<String> {
         .collect()
 }
 
-fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
-    let name = if list == list_kind::ALLOW {
+/// "allow" or "deny".
+fn list_name(list: u32) -> &'static str {
+    if list == list_kind::ALLOW {
         "allow"
     } else {
         "deny"
-    };
-    let (op_code, cidrs, persist, json) = match op {
-        ListOp::List { json } => {
-            let entries = g.list(list)?;
-            if json {
-                out!(
-                    "{}",
-                    Value::Array(entries.iter().map(|e| json!(addr_text(&e.cidr))).collect())
-                );
-            } else if entries.is_empty() {
-                out!("{name} list is empty");
-            } else {
-                for e in &entries {
-                    out!("{}", addr_text(&e.cidr));
-                }
-            }
-            return Ok(());
+    }
+}
+
+/// `allow|deny list`.
+fn list_show(g: &mut Gate, list: u32, json: bool) -> Result<(), Failure> {
+    let name = list_name(list);
+    let entries = g.list(list)?;
+    if json {
+        out!(
+            "{}",
+            Value::Array(entries.iter().map(|e| json!(addr_text(&e.cidr))).collect())
+        );
+    } else if entries.is_empty() {
+        out!("{name} list is empty");
+    } else {
+        for e in &entries {
+            out!("{}", addr_text(&e.cidr));
         }
+    }
+    Ok(())
+}
+
+/// Checks an `allow|deny` command and builds its change: the `--from`
+/// file read and every line parsed, prefixes stored as the driver stores
+/// them, the cap checked; opens nothing.
+fn list_plan(list: u32, op: ListOp) -> Result<Plan, Failure> {
+    let name = list_name(list);
+    let (op_code, cidrs, persist, json) = match op {
+        ListOp::List { json } => return Ok(Plan::ListShow { list, json }),
         ListOp::Add {
             cidrs,
             from,
@@ -1594,16 +1790,36 @@ fn list_cmd(g: &mut Gate, list: u32, op: ListOp) -> Result<(), Failure> {
             ),
         }));
     }
+    Ok(Plan::ListChange(ListChange {
+        name,
+        list,
+        op: op_code,
+        entries: parsed,
+        persist,
+        json,
+    }))
+}
+
+/// Sends a checked list change.
+fn list_change(g: &mut Gate, c: ListChange) -> Result<(), Failure> {
+    let ListChange {
+        name,
+        list,
+        op,
+        entries,
+        persist,
+        json,
+    } = c;
     let head = ListChangeHeader {
         version: VERSION,
         flags: if persist { FLAG_PERSIST } else { 0 },
         list,
-        op: op_code,
-        count: parsed.len() as u32,
+        op,
+        count: entries.len() as u32,
         reserved: 0,
     };
     let mut b = head.as_bytes().to_vec();
-    for c in &parsed {
+    for c in &entries {
         b.extend_from_slice(WireAddr::prefix(c.addr(), c.prefix_len()).as_bytes());
     }
     let out = g.call_raw(name, IOCTL_GATE_LIST_CHANGE, &b)?;
