@@ -7,9 +7,11 @@
 //!    the configured address), set IPV6_V6ONLY = 0, SO_EXCLUSIVEADDRUSE,
 //!    SO_CONDITIONAL_ACCEPT = 1, enable the accept event, bind (a stack
 //!    without conditional accept gets [`crate::post_accept`] mode instead);
-//! 3. wait for: the listener died (a callback said so), accepted
-//!    connections to close, a graceful close finishing or running out of
-//!    time ([`crate::closer`]), the counters period, or unload;
+//! 3. wait for: the listener died (a callback said so), due pended
+//!    requests the timer DPC left ([`crate::pending::PendingTable::drain_backlog`], a slice
+//!    of [`crate::pending::WORKER_SLICE`] per pass), accepted connections to
+//!    close, a graceful close finishing or running out of time
+//!    ([`crate::closer`]), the counters period, or unload;
 //! 4. close the listener: stop completions, reject (unload) or drop (dead
 //!    listener) pended requests, WskCloseSocket, wait for completions;
 //! 5. unless unloading, back off (100 ms doubling to 30 s, reset after a
@@ -322,6 +324,11 @@ fn wait_while_listening(
             if !a.poll(d, irp) {
                 d.signal_listener_dead(CloseCause::Error, STATUS_UNSUCCESSFUL);
             }
+        }
+        // Due pends the timer DPC left (a backlog beyond one DPC run): a
+        // slice per pass, then the other duties, and round again at once.
+        if d.pending.drain_backlog(d) {
+            d.wake.set();
         }
         close_accepted(d, irp, closer);
         closer.poll(d, irp);

@@ -17,9 +17,15 @@
 //! table under its lock: pended slots are kept in a deadline heap
 //! ([`crate::deadline`]) and indexed by inspect ID ([`crate::idmap`]). The
 //! DPC takes due requests earliest first, [`BATCH`] per hold of the lock
-//! and at most [`MAX_PER_DPC`] per DPC run (then it queues itself again);
-//! an abort is one hash lookup; unload empties the heap from
-//! its end, O(1) per slot.
+//! and at most [`MAX_PER_DPC`] per DPC run, so the first requests due are
+//! completed punctually. A larger backlog is not left to back-to-back DPC
+//! runs (a CPU runs its whole DPC queue before any thread): the DPC records
+//! it and signals the listener worker, which completes it at PASSIVE_LEVEL
+//! in slices of [`WORKER_SLICE`] between its other duties
+//! ([`PendingTable::drain_backlog`]) and re-arms the timer once nothing is
+//! due; meanwhile the timer stays armed [`BACKLOG_RECHECK_MS`] ahead, so a
+//! worker held up elsewhere cannot strand the backlog. An abort is one hash
+//! lookup; unload empties the heap from its end, O(1) per slot.
 //!
 //! The table also records the listener socket the requests belong to:
 //! WskInspectComplete is only called while the listener is `open`, and
@@ -100,6 +106,10 @@ struct Inner {
     completing: u32,
     /// The deadline the timer is armed for.
     armed: Option<u64>,
+    /// The timer DPC found more requests due than one run completes and
+    /// left them to the worker ([`PendingTable::drain_backlog`]); cleared
+    /// by whichever drainer finds nothing more due, and by `stop`.
+    backlog: bool,
     /// Counts listeners opened: a completion for an earlier listener must
     /// not declare the current one dead.
     generation: u32,
@@ -128,18 +138,40 @@ pub enum AbortOutcome {
     NotFound,
 }
 
-/// Requests taken under one hold of the lock by the DPC.
+/// Requests taken under one hold of the lock (DPC, worker).
 const BATCH: usize = 8;
-/// Requests one DPC run completes at most; if more are due it queues the
-/// DPC again (KeInsertQueueDpc: it runs right after, letting other DPCs on
-/// the CPU in between), so no run is long whatever `MaxPending` is. Eight:
-/// a run is then eight WskInspectComplete calls plus one lock hold of
-/// eight heap pops, which stays under the 100 us a DPC should take
-/// (Microsoft's DPC guidance; issue 10) even at the simulation's cost per
-/// call (~5-10 us on the shared test host; `cargo bench -p gate-driver
-/// --bench scale` reports it apart from the DPC's own work). With 32 per
-/// run a run took ~285 us there.
+/// Requests one DPC run completes at most. When more are due, the DPC
+/// leaves them to the listener worker at PASSIVE_LEVEL
+/// ([`PendingTable::drain_backlog`]) rather than queueing itself again:
+/// on Windows a CPU drains its DPC queue before it runs a thread, so
+/// back-to-back runs of a large backlog would starve that CPU's threads
+/// however short each run is (65536 due at once: ~0.5 s at DISPATCH_LEVEL
+/// on the simulation). Eight: a run is then eight WskInspectComplete calls
+/// plus one lock hold of eight heap pops, which stays under the 100 us a
+/// DPC should take (Microsoft's DPC guidance; issue 10) even at the
+/// simulation's cost per call (~5-10 us on the shared test host; `cargo
+/// bench -p gate-driver --bench scale` reports it apart from the DPC's own
+/// work), and the first requests due are still completed punctually.
 pub const MAX_PER_DPC: usize = BATCH;
+/// Backlog requests the worker completes per pass of its loop (in holds of
+/// [`BATCH`]); then it does its other duties (Counters, closes, accepted
+/// connections) and comes back at once, so they stay on time.
+pub const WORKER_SLICE: usize = 64;
+/// While a backlog stands, the timer stays armed this far ahead (ms): a
+/// safety net if the worker is held up (a slow synchronous WSK call), each
+/// expiry completing another [`MAX_PER_DPC`]. Ten: at most ~100 runs of
+/// eight a second beside the worker (one per clock tick on a default
+/// 15.6 ms tick).
+pub const BACKLOG_RECHECK_MS: u64 = 10;
+
+/// Who completes due requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drainer {
+    /// The timer DPC (DISPATCH_LEVEL).
+    Dpc,
+    /// The listener worker (PASSIVE_LEVEL).
+    Worker,
+}
 
 /// The pending table.
 pub struct PendingTable {
@@ -184,6 +216,7 @@ impl PendingTable {
                 calls: 0,
                 completing: 0,
                 armed: None,
+                backlog: false,
                 generation: 0,
             }),
             io,
@@ -252,6 +285,7 @@ impl PendingTable {
         let mut g = self.inner.lock();
         g.socket = socket;
         g.open = true;
+        g.backlog = false;
         g.generation = g.generation.wrapping_add(1);
     }
 
@@ -347,26 +381,58 @@ impl PendingTable {
         }
     }
 
-    /// The timer fired (DISPATCH_LEVEL): completes due requests with Accept,
-    /// earliest first, [`BATCH`] per hold of the lock and at most
-    /// [`MAX_PER_DPC`] per DPC, then re-arms for the next deadline (the
-    /// next tick if more are already due).
+    /// The timer fired (DISPATCH_LEVEL): completes up to [`MAX_PER_DPC`]
+    /// due requests with Accept, earliest first. When more are due, the
+    /// rest is the worker's backlog ([`Self::drain_backlog`]): the DPC
+    /// records it, signals the worker and arms the timer
+    /// [`BACKLOG_RECHECK_MS`] ahead as a safety net, instead of queueing
+    /// itself again. Otherwise it re-arms for the next deadline.
     fn fire(&self, d: &Driver) {
+        self.complete_due(d, MAX_PER_DPC, Drainer::Dpc);
+    }
+
+    /// The worker's share of due requests (PASSIVE_LEVEL, the listener
+    /// worker's loop while a listener is open): completes up to
+    /// [`WORKER_SLICE`] of the backlog the timer DPC left, earliest first,
+    /// [`BATCH`] per hold of the lock. True when more are still due (the
+    /// worker comes back at once, after its other duties); once nothing is
+    /// due, the backlog is cleared and the timer armed for the next
+    /// deadline. Does nothing without a backlog or an open listener.
+    pub fn drain_backlog(&self, d: &Driver) -> bool {
+        self.complete_due(d, WORKER_SLICE, Drainer::Worker)
+    }
+
+    /// Whether the DPC left due requests to the worker.
+    pub fn has_backlog(&self) -> bool {
+        self.inner.lock().backlog
+    }
+
+    /// Completes up to `max` due requests with Accept, earliest first,
+    /// [`BATCH`] per hold of the lock (the DPC and the worker share it; both
+    /// may run at once: every pop and the `calls` count are under the lock,
+    /// and nothing is issued unless the listener is `open`). Returns true
+    /// when it stopped at `max` with more due (the backlog stays set).
+    fn complete_due(&self, d: &Driver, max: usize, who: Drainer) -> bool {
         let mut done = 0usize;
         loop {
             let mut batch = [(0u32, WSK_INSPECT_ID::default()); BATCH];
             let mut n = 0usize;
             let socket;
             let more_due;
+            let mut wake = false;
             {
                 let mut g = self.inner.lock();
-                g.armed = None;
-                if !g.open {
-                    return;
+                if who == Drainer::Dpc && done == 0 {
+                    // The one-shot timer fired: nothing is armed now.
+                    g.armed = None;
+                }
+                if !g.open || (who == Drainer::Worker && done == 0 && !g.backlog) {
+                    return false;
                 }
                 socket = g.socket;
                 let now = crate::kernel::clock::now();
-                while n < BATCH {
+                let room = max.saturating_sub(done).min(BATCH);
+                while n < room {
                     let Some((due, i)) = g.heap.peek() else { break };
                     if due > now {
                         break;
@@ -389,16 +455,33 @@ impl PendingTable {
                 done = done.saturating_add(n);
                 let next = g.heap.peek().map(|(due, _)| due);
                 more_due = next.is_some_and(|due| due <= now);
-                if let Some(due) = next {
-                    if more_due && done >= MAX_PER_DPC {
-                        // This run did its share: the rest in the next run,
-                        // queued now rather than a timer tick away.
-                        self.timer.queue_dpc_now();
-                    } else {
-                        g.armed = Some(due);
-                        self.timer.set_after(due.saturating_sub(now));
+                if !more_due {
+                    // Nothing due: no backlog; the timer for the next deadline.
+                    g.backlog = false;
+                    if let Some(due) = next {
+                        if g.armed != Some(due) {
+                            g.armed = Some(due);
+                            self.timer.set_after(due.saturating_sub(now));
+                        }
+                    }
+                } else if done >= max && who == Drainer::Dpc {
+                    // This run did its share: the rest is the worker's, at
+                    // PASSIVE_LEVEL. The timer stays armed a little ahead in
+                    // case the worker is held up (a slow synchronous call):
+                    // then the DPC takes another share per tick.
+                    g.backlog = true;
+                    wake = true;
+                    let recheck = BACKLOG_RECHECK_MS.saturating_mul(TICKS_PER_MS);
+                    let at = now.saturating_add(recheck);
+                    if g.armed.is_none_or(|a| at < a) {
+                        g.armed = Some(at);
+                        self.timer.set_after(recheck);
                     }
                 }
+            }
+            if wake {
+                // KeSetEvent, Wait = FALSE: fine at DISPATCH_LEVEL.
+                d.wake.set();
             }
             for &(i, id) in batch.get(..n).unwrap_or(&[]) {
                 self.issue(d, socket, i, &id, WskInspectAccept);
@@ -408,8 +491,11 @@ impl PendingTable {
                 g.calls = g.calls.saturating_sub(u32::try_from(n).unwrap_or(0));
                 self.sync_idle(&g);
             }
-            if !more_due || done >= MAX_PER_DPC {
-                return;
+            if !more_due {
+                return false;
+            }
+            if done >= max {
+                return true;
             }
         }
     }
@@ -526,6 +612,7 @@ impl PendingTable {
             let mut g = self.inner.lock();
             g.open = false;
             g.armed = None;
+            g.backlog = false;
             self.timer.cancel();
             g.socket
         };

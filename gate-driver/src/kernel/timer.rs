@@ -48,16 +48,6 @@ impl Timer {
         unsafe { KeSetTimerEx(self.timer.get(), due, 0, self.dpc.get()) };
     }
 
-    /// Queues the timer's DPC to run now (after the current DPC, on this
-    /// CPU), without the timer: for work that continues in another DPC run.
-    /// False if it is already queued (it will run once).
-    pub fn queue_dpc_now(&self) -> bool {
-        // SAFETY: the DPC was initialised by `init`; any IRQL <= DISPATCH_LEVEL.
-        unsafe {
-            KeInsertQueueDpc(self.dpc.get(), core::ptr::null_mut(), core::ptr::null_mut()) != 0
-        }
-    }
-
     /// Cancels the timer if armed (a DPC already queued may still run:
     /// flush DPCs before freeing the context).
     pub fn cancel(&self) {
