@@ -327,7 +327,9 @@ fn wait_while_listening(
         }
         // Due pends the timer DPC left (a backlog beyond one DPC run): a
         // slice per pass, then the other duties, and round again at once.
-        if d.pending.drain_backlog(d) {
+        // Not on a listener reported dead: the next pass closes it, and
+        // `stop` drops what is left.
+        if !d.listener_dead() && d.pending.drain_backlog(d) {
             d.wake.set();
         }
         close_accepted(d, irp, closer);
