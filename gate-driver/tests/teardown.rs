@@ -25,8 +25,10 @@ use gate_usersim::hold::{self, Hold, HoldAt, Routine};
 use gate_usersim::*;
 use std::time::{Duration, Instant};
 
-/// The scenario: a listener, an accepted request, a pend completed by the
-/// timer with Accept (asynchronously), another pend still waiting at
+/// The scenario: a listener, an accepted request, pends completed with
+/// Accept (asynchronously) when due, more at once than one timer DPC run
+/// completes, so the listener worker completes the backlog (conditional
+/// accept), another pend still waiting at
 /// unload (rejected by the worker), then DriverUnload. Peers are slow to
 /// close: the accepted connections' graceful disconnects are still pending
 /// at unload, which gives them up (their completion routine runs then).
@@ -98,11 +100,19 @@ fn scenario_in(sim: &Sim, mode: Mode) -> LeakReport {
         &[
             ("RateMilliPerSecond", RegValue::Dword(1000)),
             ("Burst", RegValue::Dword(1)),
-            ("MaxPending", RegValue::Dword(8)),
+            ("MaxPending", RegValue::Dword(24)),
             ("MaxPendDelayMs", RegValue::Dword(2000)),
         ],
     );
     let local = local_of(&l);
+    if !post_accept {
+        // More pends due at once than one DPC run completes
+        // (MAX_PER_DPC): the worker completes the backlog.
+        for k in 2..=(gate_driver::pending::MAX_PER_DPC as u8 + 4) {
+            sim.connect(addr(&format!("10.1.0.{k}:1000")), local);
+            sim.connect(addr(&format!("10.1.0.{k}:1001")), local);
+        }
+    }
     sim.connect(addr("10.1.0.1:1000"), local);
     if post_accept {
         // The worker's WskAccept completes and it decides.
@@ -111,7 +121,20 @@ fn scenario_in(sim: &Sim, mode: Mode) -> LeakReport {
         });
     }
     sim.connect(addr("10.1.0.1:1001"), local);
-    sim.advance_ms(1100);
+    // To the deadline, then (clock standing) give the worker time to
+    // complete the backlog, unless a routine is held.
+    sim.advance_ms(1000);
+    if !post_accept {
+        let pended = u64::from(gate_driver::pending::MAX_PER_DPC as u8 + 4);
+        let t = Instant::now();
+        while !snapshot().is_some_and(|s| s.stats.completions >= pended)
+            && !hold::is_held()
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    sim.advance_ms(100);
     sim.connect(addr("10.1.0.1:1002"), local);
     sim.advance_ms(10);
     if !post_accept {
