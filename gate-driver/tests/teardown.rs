@@ -127,7 +127,7 @@ fn scenario_in(sim: &Sim, mode: Mode) -> LeakReport {
     if !post_accept {
         let pended = u64::from(gate_driver::pending::MAX_PER_DPC as u8 + 4);
         let t = Instant::now();
-        while !snapshot().is_some_and(|s| s.stats.completions >= pended)
+        while snapshot().is_none_or(|s| s.stats.completions < pended)
             && !hold::is_held()
             && t.elapsed() < Duration::from_secs(5)
         {
