@@ -1,0 +1,77 @@
+//! Review of c254a43 (issue 10 §3, DPC backlog to the worker): targeted
+//! tests for suspected defects. A failing test here is a finding, kept on
+//! purpose (branch s3-dpcreview); see /work/notes/s3/dpc-review.md.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)] // test code
+
+mod common;
+
+use common::*;
+use gate_driver::entry::with_running;
+use gate_usersim::*;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+const N: u32 = 4096;
+
+fn src(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8))
+}
+
+/// Suspected defect: the worker completes up to WORKER_SLICE (64) backlog
+/// pends per pass but hands over / closes only CLOSES_PER_PASS (16)
+/// accepted connections per pass, so during a backlog the accepted queue
+/// (ACCEPT_QUEUE = 256) fills and WskAcceptEvent declines connections the
+/// gate itself just accepted (STATUS_REQUEST_NOT_ACCEPTED: the client is
+/// reset after its SYN was admitted). Every pend completed with Accept
+/// should reach the worker as an accepted connection.
+#[test]
+fn review_backlog_drain_does_not_overflow_the_accept_queue() {
+    let sim = Sim::new();
+    sim.set_event_window(200_000);
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("Burst", RegValue::Dword(1)),
+            ("MaxPending", RegValue::Dword(N)),
+            ("MaxPendDelayMs", RegValue::Dword(60_000)),
+            ("Ipv4PrefixLength", RegValue::Dword(32)),
+            ("TableCapacity", RegValue::Dword(1 << 16)),
+        ],
+    );
+    let local = local_of(&l);
+    for i in 0..N {
+        sim.connect(SocketAddr::new(src(i), 1000), local);
+        let r = sim.connect(SocketAddr::new(src(i), 1001), local);
+        assert_eq!(r.verdict(), Some(Verdict::Pend), "request {i}");
+    }
+    // Let the first connections (burst) be taken before the backlog.
+    wait_for("burst accepted and handled", Duration::from_secs(20), || {
+        with_running(|d| d.accepted.lock().is_empty()).unwrap_or(false)
+    });
+    let s0 = with_running(|d| d.stats.snapshot()).expect("running");
+    sim.advance_ms(1000);
+    wait_for("every pend completed", Duration::from_secs(60), || {
+        with_running(|d| d.stats.snapshot().completions).unwrap_or(0) - s0.completions
+            == u64::from(N)
+    });
+    sim.quiesce();
+    wait_for("accepted queue drained", Duration::from_secs(20), || {
+        with_running(|d| d.accepted.lock().is_empty()).unwrap_or(false)
+    });
+    let s = with_running(|d| d.stats.snapshot()).expect("running");
+    let declined = s.accept_queue_full - s0.accept_queue_full;
+    let accepted = s.accepted_sockets - s0.accepted_sockets;
+    eprintln!("accepted {accepted}, declined (accept queue full) {declined}");
+    assert_eq!(
+        declined, 0,
+        "{declined} of {N} connections the gate accepted were declined at WskAcceptEvent \
+         (accept queue full) while the worker drained the backlog"
+    );
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
