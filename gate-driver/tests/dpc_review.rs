@@ -75,3 +75,63 @@ fn review_backlog_drain_does_not_overflow_the_accept_queue() {
     driver.unload(&sim).assert_clean();
     sim.assert_no_violations();
 }
+
+/// Suspected defect (low): once a WskInspectComplete of the worker's slice
+/// reports STATUS_FILE_FORCED_CLOSED (the listener is dead), the worker
+/// goes on issuing the rest of its WORKER_SLICE (up to 63 more calls) on
+/// the dead listener: `complete_due` checks only `open`, which stays true
+/// until `stop`. dpc_backlog.rs's listener_death_mid_backlog says "nothing
+/// more is issued on it". Expected: the slice stops at the batch that saw
+/// the death (at most BATCH = 8 calls on the dead socket).
+#[test]
+fn review_forced_close_stops_the_worker_slice() {
+    use gate_usersim::hold::{self, Hold, HoldAt, Routine};
+    let sim = Sim::new();
+    sim.set_event_window(200_000);
+    let (driver, l) = start(
+        &sim,
+        &[
+            ("RateMilliPerSecond", RegValue::Dword(1000)),
+            ("Burst", RegValue::Dword(1)),
+            ("MaxPending", RegValue::Dword(N)),
+            ("MaxPendDelayMs", RegValue::Dword(60_000)),
+            ("Ipv4PrefixLength", RegValue::Dword(32)),
+            ("TableCapacity", RegValue::Dword(1 << 16)),
+        ],
+    );
+    let local = local_of(&l);
+    let old = sim.listeners()[0].socket;
+    for i in 0..N {
+        sim.connect(SocketAddr::new(src(i), 1000), local);
+        let r = sim.connect(SocketAddr::new(src(i), 1001), local);
+        assert_eq!(r.verdict(), Some(Verdict::Pend), "request {i}");
+    }
+    let completions = || with_running(|d| d.stats.snapshot().completions).expect("running");
+    let done0 = completions();
+    // Hold the worker at its next wait once it has taken up the backlog.
+    hold::arm(Hold {
+        routine: Routine::SystemThread,
+        address: None,
+        at: HoldAt::Import("KeWaitForSingleObject"),
+    });
+    sim.advance_ms(1000);
+    assert!(hold::wait_held(Duration::from_secs(20)).is_some());
+    sim.quiesce();
+    let held_at = completions();
+    assert!(held_at - done0 < u64::from(N));
+    assert!(with_running(|d| d.pending.has_backlog()).unwrap_or(false));
+    // The worker's next WskInspectComplete reports the listener dead.
+    sim.force_close_next_inspect_complete();
+    hold::release();
+    let _new = wait_new_listener(&sim, old);
+    sim.quiesce();
+    let after_death = completions() - held_at;
+    eprintln!("WskInspectComplete calls from the death on: {after_death}");
+    assert!(
+        after_death <= 8,
+        "{after_death} WskInspectComplete calls issued by the worker's slice on a listener \
+         already reported dead (STATUS_FILE_FORCED_CLOSED)"
+    );
+    driver.unload(&sim).assert_clean();
+    sim.assert_no_violations();
+}
