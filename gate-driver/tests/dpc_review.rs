@@ -50,9 +50,11 @@ fn review_backlog_drain_does_not_overflow_the_accept_queue() {
         assert_eq!(r.verdict(), Some(Verdict::Pend), "request {i}");
     }
     // Let the first connections (burst) be taken before the backlog.
-    wait_for("burst accepted and handled", Duration::from_secs(20), || {
-        with_running(|d| d.accepted.lock().is_empty()).unwrap_or(false)
-    });
+    wait_for(
+        "burst accepted and handled",
+        Duration::from_secs(20),
+        || with_running(|d| d.accepted.lock().is_empty()).unwrap_or(false),
+    );
     let s0 = with_running(|d| d.stats.snapshot()).expect("running");
     sim.advance_ms(1000);
     wait_for("every pend completed", Duration::from_secs(60), || {
@@ -82,7 +84,11 @@ fn review_backlog_drain_does_not_overflow_the_accept_queue() {
 /// the dead listener: `complete_due` checks only `open`, which stays true
 /// until `stop`. dpc_backlog.rs's listener_death_mid_backlog says "nothing
 /// more is issued on it". Expected: the slice stops at the batch that saw
-/// the death (at most BATCH = 8 calls on the dead socket).
+/// the death (at most BATCH = 8 calls on the dead socket). Observed 72 and
+/// 200 calls: where the FORCED_CLOSED comes in the IRP's completion rather
+/// than as the call's return, `listener_dead()` is only seen after it, so
+/// more than one slice can go out (the old back-to-back DPCs issued all of
+/// them; this is an improvement, not a regression).
 #[test]
 fn review_forced_close_stops_the_worker_slice() {
     use gate_usersim::hold::{self, Hold, HoldAt, Routine};
