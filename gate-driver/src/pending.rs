@@ -155,8 +155,14 @@ const BATCH: usize = 8;
 pub const MAX_PER_DPC: usize = BATCH;
 /// Backlog requests the worker completes per pass of its loop (in holds of
 /// [`BATCH`]); then it does its other duties (Counters, closes, accepted
-/// connections) and comes back at once, so they stay on time.
-pub const WORKER_SLICE: usize = 64;
+/// connections) and comes back at once, so they stay on time. No more than
+/// the accepted connections one pass hands over
+/// ([`crate::listener::CLOSES_PER_PASS`]): each completion becomes an
+/// accepted connection in the worker's hand-off queue, and completing
+/// faster than the queue drains filled it and declined (reset) admitted
+/// connections (review of the backlog change: 64 per pass declined ~2800 of
+/// 4096 due at once; 16 declines none; `tests/dpc_review.rs`).
+pub const WORKER_SLICE: usize = crate::listener::CLOSES_PER_PASS;
 /// While a backlog stands, the timer stays armed this far ahead (ms): a
 /// safety net if the worker is held up (a slow synchronous WSK call), each
 /// expiry completing another [`MAX_PER_DPC`]. Ten: at most 100 runs of
@@ -427,6 +433,13 @@ impl PendingTable {
                     g.armed = None;
                 }
                 if !g.open || (who == Drainer::Worker && done == 0 && !g.backlog) {
+                    return false;
+                }
+                if d.listener_dead() {
+                    // Reported dead (STATUS_FILE_FORCED_CLOSED, NULL
+                    // InspectID): no more calls on it; the worker's `stop`
+                    // settles what is left (review: a slice went on issuing
+                    // on the dead socket).
                     return false;
                 }
                 socket = g.socket;
