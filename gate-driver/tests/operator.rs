@@ -80,8 +80,7 @@ fn declined_connections_are_counted_and_reported() {
     assert_eq!(s.stats.accept_queue_full, extra as u64);
     hold::release();
     let before = count(&sim.events(), "Counters");
-    sim.advance_ms(1100);
-    wait_for("a Counters event", Duration::from_secs(5), || {
+    advance_until(&sim, 1100, 1000, "a Counters event", || {
         count(&sim.events(), "Counters") > before
     });
     driver.unload(&sim).assert_clean();
@@ -108,7 +107,6 @@ fn declined_connections_are_counted_and_reported() {
 #[test]
 fn a_botnet_triggering_bans_writes_one_bans_started_per_interval() {
     use gate_driver::etw::channel;
-    use std::time::Duration;
     let sim = Sim::new();
     let (driver, l) = start(
         &sim,
@@ -134,8 +132,7 @@ fn a_botnet_triggering_bans_writes_one_bans_started_per_interval() {
         }
     };
     let interval = |n: usize| {
-        sim.advance_ms(1100);
-        wait_for("a Counters event", Duration::from_secs(10), || {
+        advance_until(&sim, 1100, 1000, "a Counters event", || {
             count(&sim.events(), "Counters") >= n
         });
     };

@@ -915,8 +915,8 @@ fn the_counters_event_carries_the_relay_figures() {
         gate_driver::relay::snapshot().is_some_and(|s| s.bytes_to_backend == 700)
     });
     let before = count(&sim.events(), "Counters");
-    sim.advance_ms(1100);
-    until(&sim, "a Counters event", || {
+    advance_until(&sim, 1100, 1000, "a Counters event", || {
+        sim.quiesce();
         count(&sim.events(), "Counters") > before
     });
     let evs = events(&sim, "Counters");
@@ -1066,8 +1066,8 @@ fn a_relay_whose_receive_never_comes_back_is_abandoned_in_bounded_time_then_free
     assert_eq!(events(&sim, "RelayClosed").len(), 1);
     // Counters carries both (review 10 item 8).
     let before = count(&sim.events(), "Counters");
-    sim.advance_ms(11_000);
-    until(&sim, "a Counters event", || {
+    advance_until(&sim, 11_000, 10_000, "a Counters event", || {
+        sim.quiesce();
         count(&sim.events(), "Counters") > before
     });
     let evs = events(&sim, "Counters");

@@ -38,6 +38,40 @@ pub fn local_of(l: &ListenerInfo) -> SocketAddr {
     SocketAddr::new("192.0.2.1".parse().unwrap(), l.addr.port())
 }
 
+/// Moves the virtual clock by `ms` and waits (real time) for `cond`, a
+/// condition on events the worker writes when a timed wait of its ends
+/// (a Counters event). The worker computes its wait's relative timeout from
+/// the clock just before it waits; if the clock moves in between, the wait
+/// counts from after the move and ends only `period_ms` later, a time the
+/// test would never reach (seen once in CI: "timed out waiting for a
+/// Counters event"). So, if `cond` is not met within 3 s, the clock is
+/// moved by one more period, at most twice: what the event reports is the
+/// same, only later.
+pub fn advance_until(
+    sim: &Sim,
+    ms: u64,
+    period_ms: u64,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    sim.advance_ms(ms);
+    for nudge in 0..=2 {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if nudge < 2 {
+            sim.advance_ms(period_ms);
+        }
+    }
+    panic!(
+        "timed out waiting for {what} (with the clock moved {ms} ms and twice {period_ms} ms more)"
+    );
+}
+
 /// Waits (real time) for `cond`, giving the driver's worker thread time.
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
