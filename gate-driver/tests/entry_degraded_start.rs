@@ -18,43 +18,9 @@ mod common;
 use common::*;
 use gate_usersim::fault;
 use gate_usersim::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-
-struct Planned;
-
-// SAFETY: forwards to the system allocator; refusing (NULL) is allowed.
-unsafe impl GlobalAlloc for Planned {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if fault::global_alloc_fails() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract.
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            fault::global_allocated(p, l.size());
-        }
-        p
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        if new_size > l.size() && fault::global_alloc_fails() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract.
-        let q = unsafe { System.realloc(p, l, new_size) };
-        if !q.is_null() {
-            fault::global_reallocated(p, l.size(), q, new_size);
-        }
-        q
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        fault::global_freed(p);
-        // SAFETY: `p` came from this allocator with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-}
 
 #[global_allocator]
-static ALLOC: Planned = Planned;
+static ALLOC: fault::PlannedAlloc = fault::PlannedAlloc;
 
 fn setup(sim: &Sim) {
     sim.park_on_bugcheck(true);

@@ -39,62 +39,9 @@ use gate_ioctl::*;
 use gate_usersim::etw::{CapturedEvent, Value};
 use gate_usersim::fault;
 use gate_usersim::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-
-/// The system allocator, refusing what the calling thread's plan says
-/// (only ever driver code on a thread with a plan armed), and reporting
-/// what it allocated and freed so the plan can count the bytes driver code
-/// kept (`Counted::kept_bytes`): a refused request must free whatever it
-/// allocated before it returns.
-struct Planned;
-
-// SAFETY: forwards to the system allocator; refusing (NULL) is allowed by
-// the GlobalAlloc contract.
-unsafe impl GlobalAlloc for Planned {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if fault::global_alloc_fails() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract.
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            fault::global_allocated(p, l.size());
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if fault::global_alloc_fails() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract.
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            fault::global_allocated(p, l.size());
-        }
-        p
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        // A growing realloc is an allocation (Vec::try_reserve on a Vec
-        // that has a buffer); a failed one leaves `p` as it was.
-        if new_size > l.size() && fault::global_alloc_fails() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract.
-        let q = unsafe { System.realloc(p, l, new_size) };
-        if !q.is_null() {
-            fault::global_reallocated(p, l.size(), q, new_size);
-        }
-        q
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        fault::global_freed(p);
-        // SAFETY: `p` came from this allocator with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-}
 
 #[global_allocator]
-static ALLOC: Planned = Planned;
+static ALLOC: fault::PlannedAlloc = fault::PlannedAlloc;
 
 const RW: u32 = FILE_READ_ACCESS | FILE_WRITE_ACCESS;
 /// Deny-list entries at start for the cap case (the cap is 4096).

@@ -30,6 +30,7 @@
 //! DriverEntry runs on a thread of its own: [`crate::Sim::load_driver_failing`]
 //! arms the plan there.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,4 +286,60 @@ pub fn global_reallocated(old: *mut u8, old_bytes: usize, new: *mut u8, new_byte
         }
         None => {}
     });
+}
+
+/// The `#[global_allocator]` a test installs to put the global allocator in
+/// the plan ([`global_alloc_fails`] and the `global_*` reports), around the
+/// system allocator:
+/// `#[global_allocator] static ALLOC: gate_usersim::fault::PlannedAlloc = gate_usersim::fault::PlannedAlloc;`
+/// The system allocator, refusing what the calling thread's plan says
+/// (only ever driver code on a thread with a plan armed), and reporting
+/// what it allocated and freed so the plan can count the bytes driver code
+/// kept (`Counted::kept_bytes`): a refused request must free whatever it
+/// allocated before it returns.
+pub struct PlannedAlloc;
+
+// SAFETY: forwards to the system allocator; refusing (NULL) is allowed by
+// the GlobalAlloc contract.
+unsafe impl GlobalAlloc for PlannedAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if global_alloc_fails() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            global_allocated(p, l.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if global_alloc_fails() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            global_allocated(p, l.size());
+        }
+        p
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // A growing realloc is an allocation (Vec::try_reserve on a Vec
+        // that has a buffer); a failed one leaves `p` as it was.
+        if new_size > l.size() && global_alloc_fails() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract.
+        let q = unsafe { System.realloc(p, l, new_size) };
+        if !q.is_null() {
+            global_reallocated(p, l.size(), q, new_size);
+        }
+        q
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        global_freed(p);
+        // SAFETY: `p` came from this allocator with `l`.
+        unsafe { System.dealloc(p, l) }
+    }
 }
